@@ -1,0 +1,189 @@
+//! The [`Fingerprinter`]: text in, content hash and MinHash signature out.
+//!
+//! A fingerprinter is fully described by its [`FingerprintParams`] (normalizer version and
+//! options, shingle width, number of permutations, seed, LSH bands and rows). Indexes store
+//! the parameters in their manifest, so a query is always fingerprinted exactly like the
+//! posts it is matched against. A text with no token left after normalization has **no**
+//! fingerprint (`None`), never a shared "empty" signature.
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::error::{Error, Result};
+use crate::lsh::LshParams;
+use crate::minhash::MinHasher;
+use crate::shingle::{shingle_hashes, MAX_SHINGLE};
+use crate::text::{Normalized, Normalizer, NormalizerOptions, NORMALIZER_VERSION};
+
+/// Every parameter of a fingerprint. Serialized into index manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FingerprintParams {
+    /// The normalization rules' version ([`NORMALIZER_VERSION`]).
+    pub normalizer_version: u32,
+    /// Normalizer options.
+    #[serde(default)]
+    pub normalizer: NormalizerOptions,
+    /// Tokens per shingle (default 3).
+    pub shingle: u32,
+    /// Number of MinHash permutations (default 128).
+    pub num_perm: u32,
+    /// Seed of the permutation coefficients (SplitMix64).
+    pub seed: u64,
+    /// LSH banding.
+    pub lsh: LshParams,
+}
+
+impl Default for FingerprintParams {
+    fn default() -> FingerprintParams {
+        FingerprintParams {
+            normalizer_version: NORMALIZER_VERSION,
+            normalizer: NormalizerOptions::default(),
+            shingle: 3,
+            num_perm: 128,
+            seed: 0x7465_7874_7265_7573, // "textreus"
+            lsh: LshParams::default(),
+        }
+    }
+}
+
+impl FingerprintParams {
+    /// Checks that the parameters are usable by this build.
+    pub fn validate(&self) -> Result<()> {
+        if self.normalizer_version != NORMALIZER_VERSION {
+            return Err(Error::InvalidParameter(format!(
+                "normalizer version {} is not supported by this build (it has version {NORMALIZER_VERSION})",
+                self.normalizer_version
+            )));
+        }
+        if self.shingle == 0 || self.shingle as usize > MAX_SHINGLE {
+            return Err(Error::InvalidParameter(format!("shingle width must be in 1..={MAX_SHINGLE}")));
+        }
+        if self.num_perm == 0 || self.num_perm > 1024 {
+            return Err(Error::InvalidParameter("num_perm must be in 1..=1024".into()));
+        }
+        self.lsh.validate(self.num_perm as usize)
+    }
+}
+
+/// Reusable buffers for [`Fingerprinter::fingerprint_with`]. Keep one per thread.
+#[derive(Debug, Default, Clone)]
+pub struct Scratch {
+    normalized: Normalized,
+    token_hashes: Vec<u64>,
+    shingles: Vec<u64>,
+    signature: Vec<u32>,
+}
+
+impl Scratch {
+    /// New, empty buffers.
+    pub fn new() -> Scratch {
+        Scratch::default()
+    }
+}
+
+/// A fingerprint borrowed from a [`Scratch`].
+#[derive(Debug, Clone, Copy)]
+pub struct FingerprintRef<'a> {
+    /// 128-bit xxh3 of the normalized text: equal for exact duplicates after normalization.
+    pub content_hash: u128,
+    /// The MinHash signature (`num_perm` minima).
+    pub signature: &'a [u32],
+    /// The number of shingles (windows, duplicates included).
+    pub shingles: usize,
+    /// The normalized text and tokens.
+    pub normalized: &'a Normalized,
+}
+
+/// An owned fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// 128-bit xxh3 of the normalized text.
+    pub content_hash: u128,
+    /// The MinHash signature.
+    pub signature: Vec<u32>,
+    /// The number of shingles.
+    pub shingles: usize,
+}
+
+/// Turns texts into fingerprints. `Send + Sync`, cheap to share; all state is in the
+/// parameters and the permutation coefficients they imply.
+#[derive(Debug, Clone)]
+pub struct Fingerprinter {
+    params: FingerprintParams,
+    normalizer: Normalizer,
+    minhash: MinHasher,
+}
+
+impl Fingerprinter {
+    /// A fingerprinter for `params`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the parameters are out of range or were made by another
+    /// normalizer version.
+    pub fn new(params: FingerprintParams) -> Result<Fingerprinter> {
+        params.validate()?;
+        Ok(Fingerprinter {
+            params,
+            normalizer: Normalizer::new(params.normalizer),
+            minhash: MinHasher::new(params.num_perm as usize, params.seed),
+        })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &FingerprintParams {
+        &self.params
+    }
+
+    /// The normalizer.
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.normalizer
+    }
+
+    /// Normalizes `text` only (into `scratch`) and returns the normalized form.
+    pub fn normalize<'s>(&self, text: &str, scratch: &'s mut Scratch) -> &'s Normalized {
+        self.normalizer.normalize(text, &mut scratch.normalized);
+        &scratch.normalized
+    }
+
+    /// Fingerprints `text` using `scratch`; `None` if no token is left after normalization.
+    pub fn fingerprint_with<'s>(&self, text: &str, scratch: &'s mut Scratch) -> Option<FingerprintRef<'s>> {
+        self.normalizer.normalize(text, &mut scratch.normalized);
+        if scratch.normalized.is_empty() {
+            return None;
+        }
+        scratch.shingles.clear();
+        shingle_hashes(
+            scratch.normalized.tokens(),
+            self.params.shingle as usize,
+            &mut scratch.token_hashes,
+            &mut scratch.shingles,
+        );
+        scratch.signature.resize(self.params.num_perm as usize, 0);
+        self.minhash.signature(&scratch.shingles, &mut scratch.signature);
+        Some(FingerprintRef {
+            content_hash: xxh3_128(scratch.normalized.text().as_bytes()),
+            signature: &scratch.signature,
+            shingles: scratch.shingles.len(),
+            normalized: &scratch.normalized,
+        })
+    }
+
+    /// Fingerprints `text`, allocating; `None` if no token is left after normalization.
+    pub fn fingerprint(&self, text: &str) -> Option<Fingerprint> {
+        let mut scratch = Scratch::new();
+        self.fingerprint_with(text, &mut scratch).map(|f| Fingerprint {
+            content_hash: f.content_hash,
+            signature: f.signature.to_vec(),
+            shingles: f.shingles,
+        })
+    }
+
+    /// The LSH band keys of a signature, one per band, into `keys`.
+    pub fn band_keys(&self, signature: &[u32], keys: &mut Vec<u64>) {
+        keys.resize(self.params.lsh.bands as usize, 0);
+        self.params.lsh.band_keys(signature, keys);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+//! Classic MinHash with multiply-add-shift permutations, and b-bit signatures.
+//!
+//! A [`MinHasher`] holds `k` pairs `(a_i, b_i)` drawn from a seed with SplitMix64 (`a_i`
+//! odd). A shingle hash `x` maps to `h_i(x) = (a_i·x + b_i) >> 32` (64-bit wrapping
+//! arithmetic), and the signature keeps the minimum of each `h_i` over the post's shingles,
+//! as a `u32`. For two sets, `P[sig_i(A) = sig_i(B)] ≈ J(A, B)`.
+//!
+//! Indexes store only the lowest 8 bits of each minimum ([`to_bbit`]), 128 bytes a text at
+//! k = 128. Two unrelated minima then still agree with probability 1/256, which
+//! [`bbit_similarity`] corrects for.
+
+/// SplitMix64: the seed expander for permutation coefficients.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// The MinHash permutations for one parameter set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinHasher {
+    a: Vec<u64>,
+    b: Vec<u64>,
+}
+
+impl MinHasher {
+    /// `k` permutations drawn from `seed`.
+    pub fn new(k: usize, seed: u64) -> MinHasher {
+        let mut rng = SplitMix64(seed);
+        let mut a = Vec::with_capacity(k);
+        let mut b = Vec::with_capacity(k);
+        for _ in 0..k {
+            a.push(rng.next_u64() | 1);
+            b.push(rng.next_u64());
+        }
+        MinHasher { a, b }
+    }
+
+    /// The number of permutations.
+    pub fn k(&self) -> usize {
+        self.a.len()
+    }
+
+    /// Writes the signature of `shingles` into `sig` (`sig.len()` must equal [`k`](Self::k)).
+    /// With no shingles every minimum is `u32::MAX`; callers treat such a post as having no
+    /// fingerprint at all.
+    pub fn signature(&self, shingles: &[u64], sig: &mut [u32]) {
+        let k = self.a.len().min(sig.len());
+        let (a, b, sig) = (&self.a[..k], &self.b[..k], &mut sig[..k]);
+        sig.fill(u32::MAX);
+        // Blocks of 32 permutations keep the minima in registers while all shingles stream
+        // through; the inner loop vectorizes.
+        const BLOCK: usize = 32;
+        let mut start = 0;
+        while start < k {
+            let end = (start + BLOCK).min(k);
+            let (a, b, s) = (&a[start..end], &b[start..end], &mut sig[start..end]);
+            if s.len() == BLOCK {
+                let mut m = [u32::MAX; BLOCK];
+                for &x in shingles {
+                    for i in 0..BLOCK {
+                        let v = (a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32) as u32;
+                        m[i] = m[i].min(v);
+                    }
+                }
+                s.copy_from_slice(&m);
+            } else {
+                for &x in shingles {
+                    for i in 0..s.len() {
+                        let v = (a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32) as u32;
+                        s[i] = s[i].min(v);
+                    }
+                }
+            }
+            start = end;
+        }
+    }
+}
+
+/// The 8-bit (b-bit) form of a signature: the lowest byte of each minimum.
+pub fn to_bbit(sig: &[u32], out: &mut [u8]) {
+    for (o, &s) in out.iter_mut().zip(sig) {
+        *o = s as u8;
+    }
+}
+
+/// The fraction of equal minima: an unbiased estimate of Jaccard similarity.
+pub fn similarity(a: &[u32], b: &[u32]) -> f64 {
+    let k = a.len().min(b.len());
+    if k == 0 {
+        return 0.0;
+    }
+    let eq = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    eq as f64 / k as f64
+}
+
+/// Jaccard estimate from two 8-bit signatures, corrected for chance agreement (1/256).
+pub fn bbit_similarity(a: &[u8], b: &[u8]) -> f64 {
+    let k = a.len().min(b.len());
+    if k == 0 {
+        return 0.0;
+    }
+    let eq = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    bbit_estimate(eq, k)
+}
+
+/// Jaccard estimate from `eq` equal bytes out of `k` 8-bit minima.
+#[inline]
+pub fn bbit_estimate(eq: usize, k: usize) -> f64 {
+    const C: f64 = 1.0 / 256.0;
+    let p = eq as f64 / k.max(1) as f64;
+    ((p - C) / (1.0 - C)).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn sig(h: &MinHasher, set: &[u64]) -> Vec<u32> {
+        let mut s = vec![0; h.k()];
+        h.signature(set, &mut s);
+        s
+    }
+
+    #[test]
+    fn estimate_within_three_sigma_of_exact_jaccard() {
+        let k = 128;
+        let h = MinHasher::new(k, 42);
+        let mut rng = SplitMix64(7);
+        let mut outside = 0;
+        let trials = 400;
+        for t in 0..trials {
+            // Two sets sharing `common` of their elements.
+            let n = 20 + (rng.next_u64() % 200) as usize;
+            let common = (rng.next_u64() % (n as u64 + 1)) as usize;
+            let shared: Vec<u64> = (0..common).map(|_| rng.next_u64()).collect();
+            let mut a = shared.clone();
+            let mut b = shared;
+            a.extend((common..n).map(|_| rng.next_u64()));
+            b.extend((common..n).map(|_| rng.next_u64()));
+            let (sa, sb): (HashSet<u64>, HashSet<u64>) = (a.iter().copied().collect(), b.iter().copied().collect());
+            let j = sa.intersection(&sb).count() as f64 / sa.union(&sb).count() as f64;
+            let est = similarity(&sig(&h, &a), &sig(&h, &b));
+            let sigma = (j * (1.0 - j) / k as f64).sqrt();
+            if (est - j).abs() > 3.0 * sigma + 1e-9 {
+                outside += 1;
+                eprintln!("trial {t}: J={j:.3} est={est:.3}");
+            }
+        }
+        // 3 sigma covers 99.7%: allow a few, fail on a systematic bias.
+        assert!(outside <= trials / 100 + 2, "{outside} of {trials} outside 3 sigma");
+    }
+
+    #[test]
+    fn bbit_tracks_full() {
+        let h = MinHasher::new(128, 1);
+        let a: Vec<u64> = (0..100).collect();
+        let b: Vec<u64> = (50..150).collect();
+        let (sa, sb) = (sig(&h, &a), sig(&h, &b));
+        let (mut ba, mut bb) = ([0u8; 128], [0u8; 128]);
+        to_bbit(&sa, &mut ba);
+        to_bbit(&sb, &mut bb);
+        let j = 50.0 / 150.0;
+        assert!((bbit_similarity(&ba, &bb) - j).abs() < 0.15);
+        assert_eq!(bbit_similarity(&ba, &ba), 1.0);
+        let c: Vec<u64> = (1000..1100).collect();
+        let mut bc = [0u8; 128];
+        to_bbit(&sig(&h, &c), &mut bc);
+        assert!(bbit_similarity(&ba, &bc) < 0.05);
+    }
+
+    #[test]
+    fn odd_k_and_blocks_agree() {
+        let h = MinHasher::new(70, 3);
+        let set: Vec<u64> = (0..37).map(|x| x * 7919).collect();
+        let s = sig(&h, &set);
+        for i in 0..70 {
+            let want = set.iter().map(|&x| (h.a[i].wrapping_mul(x).wrapping_add(h.b[i]) >> 32) as u32).min().unwrap();
+            assert_eq!(s[i], want);
+        }
+    }
+}

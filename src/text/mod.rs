@@ -1,0 +1,421 @@
+//! Text normalization and tokenization (normalizer version 1).
+//!
+//! A [`Normalizer`] turns a post into its *normalized text* and its *tokens* in two passes
+//! over reused buffers:
+//!
+//! 1. **Map** each character: NFKC (with a fast path, see [`nfkc`]), Greek/Cyrillic
+//!    lookalikes folded to Latin (UTS #39), full lowercasing, Traditional -> Simplified
+//!    Chinese (OpenCC table).
+//! 2. **Clean and split**: URLs (`http://`, `https://`, `www.`), `@mentions` and hashtags
+//!    (`#tag` and Weibo `#话题#`) are removed; digits, emoji and format characters (Cf) are
+//!    deleted without splitting the word around them; punctuation, symbols and whitespace
+//!    separate tokens. Each Han, Hiragana and Katakana character is a token; any other run of
+//!    letters (and combining marks) is one word token.
+//!
+//! The normalized text is the tokens joined by single spaces, except that no space is put
+//! between two tokens that were adjacent in the text (so Chinese reads as written). Its
+//! tokens can always be recovered from it, and equal normalized texts mean equal tokens.
+//!
+//! Invariants: deterministic, no global state, never panics, linear time in the input.
+//! Any change to what this module outputs must bump [`NORMALIZER_VERSION`].
+
+pub mod nfkc;
+pub mod tables;
+
+use serde::{Deserialize, Serialize};
+use unicode_general_category::{get_general_category, GeneralCategory as Gc};
+
+/// The version of the normalization and tokenization rules. Stored in every index manifest.
+pub const NORMALIZER_VERSION: u32 = 1;
+
+/// What to do with hashtags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hashtags {
+    /// Remove the hashtag and its word (`#Taiwan` vanishes). The default: campaigns sprinkle
+    /// changing hashtags over the same text.
+    #[default]
+    Remove,
+    /// Keep the word, drop the `#` (`#Taiwan` -> `taiwan`).
+    KeepWords,
+}
+
+/// Normalizer options. Part of the fingerprint parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct NormalizerOptions {
+    /// What to do with hashtags.
+    #[serde(default)]
+    pub hashtags: Hashtags,
+}
+
+/// A token: a byte range of the normalized text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// Start byte offset.
+    pub start: u32,
+    /// End byte offset (exclusive).
+    pub end: u32,
+}
+
+/// Reusable buffers for [`Normalizer::normalize`]. Keep one per thread.
+#[derive(Debug, Default, Clone)]
+pub struct Normalized {
+    mapped: String,
+    text: String,
+    tokens: Vec<Span>,
+}
+
+impl Normalized {
+    /// A new, empty buffer.
+    pub fn new() -> Normalized {
+        Normalized::default()
+    }
+
+    /// The normalized text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The token spans, in order.
+    pub fn spans(&self) -> &[Span] {
+        &self.tokens
+    }
+
+    /// The tokens, in order.
+    pub fn tokens(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tokens.iter().map(|s| &self.text[s.start as usize..s.end as usize])
+    }
+
+    /// Whether no token is left after normalization.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+/// The normalizer. Cheap to copy; `Send + Sync`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Normalizer {
+    opts: NormalizerOptions,
+}
+
+/// How the cleaning pass treats a character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Part of a word token.
+    Word,
+    /// A token by itself (Han, kana).
+    CharToken,
+    /// Removed without splitting (digits, emoji, format characters).
+    Delete,
+    /// Splits tokens (punctuation, symbols, whitespace, controls).
+    Separator,
+}
+
+#[inline]
+fn classify(c: char) -> Class {
+    let u = c as u32;
+    if u < 0x80 {
+        return if c.is_ascii_alphabetic() {
+            Class::Word
+        } else if c.is_ascii_digit() {
+            Class::Delete
+        } else {
+            Class::Separator
+        };
+    }
+    if tables::is_char_token(c) {
+        return Class::CharToken;
+    }
+    if tables::is_emoji(c) {
+        return Class::Delete;
+    }
+    if matches!(u, 0x3001..=0x3003 | 0x3008..=0x3011 | 0x3014..=0x301F) {
+        return Class::Separator;
+    }
+    match get_general_category(c) {
+        Gc::UppercaseLetter
+        | Gc::LowercaseLetter
+        | Gc::TitlecaseLetter
+        | Gc::ModifierLetter
+        | Gc::OtherLetter
+        | Gc::NonspacingMark
+        | Gc::SpacingMark
+        | Gc::EnclosingMark => Class::Word,
+        Gc::DecimalNumber | Gc::LetterNumber | Gc::OtherNumber | Gc::Format => Class::Delete,
+        Gc::Surrogate => Class::Delete,
+        _ => Class::Separator,
+    }
+}
+
+/// Word characters for `@mentions` and `#tags`: letters, marks, digits and `_`.
+#[inline]
+fn is_tag_char(c: char) -> bool {
+    c == '_' || matches!(classify(c), Class::Word | Class::CharToken) || c.is_numeric()
+}
+
+impl Normalizer {
+    /// A normalizer with these options.
+    pub fn new(opts: NormalizerOptions) -> Normalizer {
+        Normalizer { opts }
+    }
+
+    /// The options.
+    pub fn options(&self) -> NormalizerOptions {
+        self.opts
+    }
+
+    /// Normalizes `text` into `out` (its previous contents are replaced).
+    pub fn normalize(&self, text: &str, out: &mut Normalized) {
+        out.mapped.clear();
+        out.text.clear();
+        out.tokens.clear();
+        map_chars(text, &mut out.mapped);
+        self.clean(out);
+    }
+
+    /// Pass 2: remove URLs, mentions and hashtags; delete, split and collect tokens.
+    fn clean(&self, out: &mut Normalized) {
+        let Normalized { mapped, text, tokens } = out;
+        let src = mapped.as_str();
+        let bytes = src.as_bytes();
+        // Whether a separator was seen since the last token (a space is due before the next).
+        let mut gap = false;
+        // Start of the word token being built, if any.
+        let mut word_start: Option<usize> = None;
+        let mut i = 0;
+        macro_rules! end_word {
+            () => {
+                if let Some(s) = word_start.take() {
+                    tokens.push(Span { start: s as u32, end: text.len() as u32 });
+                }
+            };
+        }
+        while i < bytes.len() {
+            let b = bytes[i];
+            // URLs, mentions, hashtags: all start with an ASCII byte.
+            if b == b'h' || b == b'w' || b == b'@' || b == b'#' {
+                let skip = match b {
+                    b'h' => url_len(src, i),
+                    b'w' => {
+                        let at_boundary = i == 0 || !matches!(classify_prev(src, i), Class::Word);
+                        if at_boundary && bytes[i..].starts_with(b"www.") { url_len(src, i) } else { 0 }
+                    }
+                    b'@' => tag_len(src, i + 1).map_or(0, |n| n + 1),
+                    _ => self.hashtag(src, i),
+                };
+                if skip > 0 {
+                    end_word!();
+                    gap = true;
+                    i += skip;
+                    continue;
+                }
+            }
+            let c = match src[i..].chars().next() {
+                Some(c) => c,
+                None => break,
+            };
+            let len = c.len_utf8();
+            match classify(c) {
+                Class::Word => {
+                    if word_start.is_none() {
+                        if gap && !text.is_empty() {
+                            text.push(' ');
+                        }
+                        gap = false;
+                        word_start = Some(text.len());
+                    }
+                    text.push(c);
+                }
+                Class::CharToken => {
+                    end_word!();
+                    if gap && !text.is_empty() {
+                        text.push(' ');
+                    }
+                    gap = false;
+                    let s = text.len();
+                    text.push(c);
+                    tokens.push(Span { start: s as u32, end: text.len() as u32 });
+                }
+                Class::Delete => {}
+                Class::Separator => {
+                    end_word!();
+                    gap = true;
+                }
+            }
+            i += len;
+        }
+        end_word!();
+    }
+
+    /// Handles a `#` at `i`. Returns the bytes to skip (0: not a hashtag). With
+    /// [`Hashtags::KeepWords`], returns 1 (the `#` alone is skipped) so the words stay.
+    fn hashtag(&self, src: &str, i: usize) -> usize {
+        // Weibo form: #话题# — up to 64 characters, no whitespace and no '#', then '#'.
+        let rest = &src[i + 1..];
+        let mut n = 0;
+        for (j, c) in rest.char_indices() {
+            if c == '#' {
+                if n > 0 {
+                    return match self.opts.hashtags {
+                        Hashtags::Remove => 1 + j + 1,
+                        // Drop the opening '#'; the closing one is a separator.
+                        Hashtags::KeepWords => 1,
+                    };
+                }
+                break;
+            }
+            n += 1;
+            if c.is_whitespace() || n > 64 {
+                break;
+            }
+        }
+        match tag_len(src, i + 1) {
+            Some(len) => match self.opts.hashtags {
+                Hashtags::Remove => 1 + len,
+                Hashtags::KeepWords => 1,
+            },
+            None => 0,
+        }
+    }
+}
+
+/// The class of the character ending at byte `i` of `s`.
+fn classify_prev(s: &str, i: usize) -> Class {
+    s[..i].chars().next_back().map_or(Class::Separator, classify)
+}
+
+/// Length in bytes of a URL starting at `i`, or 0. A URL runs to whitespace or the first
+/// non-ASCII character (Chinese text is often glued to a link).
+fn url_len(s: &str, i: usize) -> usize {
+    let b = &s.as_bytes()[i..];
+    let prefix = if b.starts_with(b"https://") {
+        8
+    } else if b.starts_with(b"http://") {
+        7
+    } else if b.starts_with(b"www.") {
+        4
+    } else {
+        return 0;
+    };
+    let tail = b[prefix..].iter().take_while(|&&x| x.is_ascii() && !x.is_ascii_whitespace()).count();
+    prefix + tail
+}
+
+/// Length in bytes of the tag word (letters, digits, `_`, and `.` inside) starting at `i`,
+/// or `None` if there is none.
+fn tag_len(s: &str, i: usize) -> Option<usize> {
+    let rest = s.get(i..)?;
+    let mut end = 0;
+    for (j, c) in rest.char_indices() {
+        if is_tag_char(c) {
+            end = j + c.len_utf8();
+        } else if c == '.' && end == j && end > 0 {
+            // A dot inside a handle (`@john.doe`) is kept; a trailing one is not.
+            continue;
+        } else {
+            break;
+        }
+    }
+    (end > 0).then_some(end)
+}
+
+/// Pass 1: NFKC, lookalike folding, lowercasing, Traditional -> Simplified.
+fn map_chars(text: &str, out: &mut String) {
+    out.reserve(text.len());
+    nfkc::nfkc_for_each(text, |c| {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+            return;
+        }
+        if let Some(l) = tables::lookalike(c) {
+            out.push(l);
+            return;
+        }
+        for l in c.to_lowercase() {
+            match tables::lookalike(l) {
+                Some(m) => out.push(m),
+                None => out.push(tables::t2s(l)),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm_with(opts: NormalizerOptions, s: &str) -> (String, Vec<String>) {
+        let mut n = Normalized::new();
+        Normalizer::new(opts).normalize(s, &mut n);
+        (n.text().to_string(), n.tokens().map(str::to_string).collect())
+    }
+
+    fn norm(s: &str) -> (String, Vec<String>) {
+        norm_with(NormalizerOptions::default(), s)
+    }
+
+    #[test]
+    fn basic_english() {
+        let (t, toks) = norm("Hello, World! It's 2023.");
+        assert_eq!(t, "hello world it s");
+        assert_eq!(toks, ["hello", "world", "it", "s"]);
+    }
+
+    #[test]
+    fn chinese_is_one_token_per_char_and_glued() {
+        let (t, toks) = norm("「這個政府說謊」，大家要知道！");
+        assert_eq!(t, "这个政府说谎 大家要知道");
+        assert_eq!(toks.len(), 11);
+        assert_eq!(toks[0], "这");
+    }
+
+    #[test]
+    fn mixed_scripts() {
+        let (t, toks) = norm("COVID疫苗vaccine真相");
+        assert_eq!(t, "covid疫苗vaccine真相");
+        assert_eq!(toks, ["covid", "疫", "苗", "vaccine", "真", "相"]);
+    }
+
+    #[test]
+    fn removals() {
+        assert_eq!(norm("see https://t.co/AbC123 now").0, "see now");
+        assert_eq!(norm("see http://x.cn/a?b=1看这里").0, "see 看这里");
+        assert_eq!(norm("visit www.example.com/x today").0, "visit today");
+        assert_eq!(norm("awww.that is cute").0, "awww that is cute");
+        assert_eq!(norm("hi @john.doe and @张三 ok").0, "hi and ok");
+        assert_eq!(norm("truth #Taiwan #台湾 matters").0, "truth matters");
+        assert_eq!(norm("#台湾加油# 我们支持").0, "我们支持");
+        assert_eq!(norm("#127 serial 【0457】 No.33 第35期").0, "serial no 第期");
+        assert_eq!(norm("a😀b 🇺🇸 c\u{200B}d e\u{FE0F}").0, "ab cd e");
+        assert_eq!(norm("c# is fine").0, "c is fine");
+    }
+
+    #[test]
+    fn keep_hashtag_words() {
+        let keep = NormalizerOptions { hashtags: Hashtags::KeepWords };
+        assert_eq!(norm_with(keep, "truth #Taiwan matters").0, "truth taiwan matters");
+        assert_eq!(norm_with(keep, "#台湾加油#我们").0, "台湾加油 我们");
+    }
+
+    #[test]
+    fn lookalikes_fold() {
+        // Cyrillic а and е inside a Latin word; Greek capital Eta.
+        assert_eq!(norm("v\u{0430}ccin\u{0435}").0, "vaccine");
+        assert_eq!(norm("\u{0397}ELLO").0, "hello");
+    }
+
+    #[test]
+    fn every_script_is_safe() {
+        for s in [
+            "مرحبا بالعالم ١٢٣", "สวัสดีครับ ประเทศไทย", "안녕하세요 세계", "Привет, мир!", "😀😀🎉",
+            "", "   ", "\u{FFFD}\u{FFFD}", "\u{0}\u{1}\u{7F}", "ﷺ", "\u{10FFFF}",
+        ] {
+            let _ = norm(s);
+        }
+        let big = "中文English混合。".repeat(60_000);
+        let (_, toks) = norm(&big);
+        assert!(toks.len() > 100_000);
+        let lossy = String::from_utf8_lossy(b"\xed\xa0\x80abc\xff").into_owned();
+        assert_eq!(norm(&lossy).0, "abc");
+    }
+}
