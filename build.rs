@@ -78,11 +78,19 @@ fn main() {
         }
     }
     let mut out = String::new();
-    writeln!(out, "/// Number of Traditional characters with a Simplified fold.").unwrap();
+    writeln!(
+        out,
+        "/// Number of Traditional characters with a Simplified fold."
+    )
+    .unwrap();
     writeln!(out, "pub const T2S_LEN: usize = {};", map.len()).unwrap();
     writeln!(out, "/// First code point covered by [`T2S_BMP`].").unwrap();
     writeln!(out, "pub const T2S_BMP_BASE: u32 = {BMP_LO:#X};").unwrap();
-    writeln!(out, "/// Dense fold table over U+3400..=U+9FFF (0 = no mapping, 1 = see T2S_OTHER).").unwrap();
+    writeln!(
+        out,
+        "/// Dense fold table over U+3400..=U+9FFF (0 = no mapping, 1 = see T2S_OTHER)."
+    )
+    .unwrap();
     write!(out, "pub static T2S_BMP: [u16; {}] = [", dense.len()).unwrap();
     for (i, v) in dense.iter().enumerate() {
         if i % 32 == 0 {
@@ -91,8 +99,17 @@ fn main() {
         write!(out, "{v},").unwrap();
     }
     out.push_str("\n];\n");
-    writeln!(out, "/// Sorted (source, target) pairs outside the dense range.").unwrap();
-    write!(out, "pub static T2S_OTHER: [(u32, u32); {}] = [", other.len()).unwrap();
+    writeln!(
+        out,
+        "/// Sorted (source, target) pairs outside the dense range."
+    )
+    .unwrap();
+    write!(
+        out,
+        "pub static T2S_OTHER: [(u32, u32); {}] = [",
+        other.len()
+    )
+    .unwrap();
     for (k, v) in &other {
         write!(out, "({k:#X},{v:#X}),").unwrap();
     }

@@ -94,11 +94,17 @@ pub enum Error {
 impl Error {
     /// Builds an [`Error::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Builds an [`Error::Corrupt`] for `path`.
     pub(crate) fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Error {
-        Error::Corrupt { path: path.into(), what: what.into() }
+        Error::Corrupt {
+            path: path.into(),
+            what: what.into(),
+        }
     }
 }

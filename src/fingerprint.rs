@@ -56,10 +56,14 @@ impl FingerprintParams {
             )));
         }
         if self.shingle == 0 || self.shingle as usize > MAX_SHINGLE {
-            return Err(Error::InvalidParameter(format!("shingle width must be in 1..={MAX_SHINGLE}")));
+            return Err(Error::InvalidParameter(format!(
+                "shingle width must be in 1..={MAX_SHINGLE}"
+            )));
         }
         if self.num_perm == 0 || self.num_perm > 1024 {
-            return Err(Error::InvalidParameter("num_perm must be in 1..=1024".into()));
+            return Err(Error::InvalidParameter(
+                "num_perm must be in 1..=1024".into(),
+            ));
         }
         self.lsh.validate(self.num_perm as usize)
     }
@@ -146,7 +150,11 @@ impl Fingerprinter {
     }
 
     /// Fingerprints `text` using `scratch`; `None` if no token is left after normalization.
-    pub fn fingerprint_with<'s>(&self, text: &str, scratch: &'s mut Scratch) -> Option<FingerprintRef<'s>> {
+    pub fn fingerprint_with<'s>(
+        &self,
+        text: &str,
+        scratch: &'s mut Scratch,
+    ) -> Option<FingerprintRef<'s>> {
         self.normalizer.normalize(text, &mut scratch.normalized);
         if scratch.normalized.is_empty() {
             return None;
@@ -159,7 +167,8 @@ impl Fingerprinter {
             &mut scratch.shingles,
         );
         scratch.signature.resize(self.params.num_perm as usize, 0);
-        self.minhash.signature(&scratch.shingles, &mut scratch.signature);
+        self.minhash
+            .signature(&scratch.shingles, &mut scratch.signature);
         Some(FingerprintRef {
             content_hash: xxh3_128(scratch.normalized.text().as_bytes()),
             signature: &scratch.signature,
@@ -171,11 +180,12 @@ impl Fingerprinter {
     /// Fingerprints `text`, allocating; `None` if no token is left after normalization.
     pub fn fingerprint(&self, text: &str) -> Option<Fingerprint> {
         let mut scratch = Scratch::new();
-        self.fingerprint_with(text, &mut scratch).map(|f| Fingerprint {
-            content_hash: f.content_hash,
-            signature: f.signature.to_vec(),
-            shingles: f.shingles,
-        })
+        self.fingerprint_with(text, &mut scratch)
+            .map(|f| Fingerprint {
+                content_hash: f.content_hash,
+                signature: f.signature.to_vec(),
+                shingles: f.shingles,
+            })
     }
 
     /// The LSH band keys of a signature, one per band, into `keys`.

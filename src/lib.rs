@@ -23,6 +23,8 @@
 
 pub mod error;
 pub mod fingerprint;
+pub mod index;
+pub mod input;
 pub mod lsh;
 pub mod minhash;
 pub mod shingle;
@@ -30,4 +32,5 @@ pub mod text;
 
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, FingerprintParams, FingerprintRef, Fingerprinter, Scratch};
+pub use index::{Hit, Index, QueryOptions, QueryResult};
 pub use lsh::LshParams;

@@ -30,7 +30,9 @@ impl LshParams {
     /// Checks that the scheme fits in a signature of `k` minima.
     pub fn validate(&self, k: usize) -> Result<()> {
         if self.bands == 0 || self.rows == 0 {
-            return Err(Error::InvalidParameter("bands and rows must be at least 1".into()));
+            return Err(Error::InvalidParameter(
+                "bands and rows must be at least 1".into(),
+            ));
         }
         if self.bands as usize * self.rows as usize > k {
             return Err(Error::InvalidParameter(format!(
@@ -53,7 +55,9 @@ impl LshParams {
     /// false-negative area (one minus the S-curve above it), the rule datasketch uses.
     pub fn optimal(threshold: f64, k: usize, fp_weight: f64, fn_weight: f64) -> Result<LshParams> {
         if !(threshold > 0.0 && threshold < 1.0) {
-            return Err(Error::InvalidParameter(format!("threshold {threshold} must be in (0, 1)")));
+            return Err(Error::InvalidParameter(format!(
+                "threshold {threshold} must be in (0, 1)"
+            )));
         }
         if k == 0 || k > u32::MAX as usize {
             return Err(Error::InvalidParameter("k must be at least 1".into()));
@@ -61,7 +65,10 @@ impl LshParams {
         let mut best = (f64::INFINITY, LshParams { bands: 1, rows: 1 });
         for bands in 1..=k {
             for rows in 1..=k / bands {
-                let p = LshParams { bands: bands as u32, rows: rows as u32 };
+                let p = LshParams {
+                    bands: bands as u32,
+                    rows: rows as u32,
+                };
                 let fp = integrate(|s| p.probability(s), 0.0, threshold);
                 let fneg = integrate(|s| 1.0 - p.probability(s), threshold, 1.0);
                 let err = fp * fp_weight + fneg * fn_weight;
@@ -78,7 +85,9 @@ impl LshParams {
         let rows = self.rows as usize;
         let mut buf = [0u8; 4 * 64];
         for (band, key) in keys.iter_mut().enumerate().take(self.bands as usize) {
-            let Some(chunk) = sig.get(band * rows..(band + 1) * rows) else { break };
+            let Some(chunk) = sig.get(band * rows..(band + 1) * rows) else {
+                break;
+            };
             *key = band_key(band as u64, chunk, &mut buf);
         }
     }
@@ -123,7 +132,8 @@ mod tests {
         let p = LshParams::optimal(0.5, 128, 0.5, 0.5).unwrap();
         assert_eq!((p.bands, p.rows), (25, 5));
         let err = |q: LshParams| {
-            integrate(|s| q.probability(s), 0.0, 0.5) * 0.5 + integrate(|s| 1.0 - q.probability(s), 0.5, 1.0) * 0.5
+            integrate(|s| q.probability(s), 0.0, 0.5) * 0.5
+                + integrate(|s| 1.0 - q.probability(s), 0.5, 1.0) * 0.5
         };
         for (b, r) in [(32, 4), (16, 8), (20, 6), (42, 3)] {
             assert!(err(p) <= err(LshParams { bands: b, rows: r }));
@@ -161,7 +171,10 @@ mod tests {
             let sim = hits as f64 / trials as f64;
             let want = p.probability(j);
             let tol = 4.0 * (want * (1.0 - want) / trials as f64).sqrt() + 0.01;
-            assert!((sim - want).abs() < tol, "j={j:.3} simulated={sim:.3} formula={want:.3}");
+            assert!(
+                (sim - want).abs() < tol,
+                "j={j:.3} simulated={sim:.3} formula={want:.3}"
+            );
         }
     }
 
@@ -170,7 +183,10 @@ mod tests {
         let p = LshParams { bands: 2, rows: 2 };
         let mut k = [0u64; 2];
         p.band_keys(&[1, 2, 1, 2], &mut k);
-        assert_ne!(k[0], k[1], "same rows in two bands must give different keys");
+        assert_ne!(
+            k[0], k[1],
+            "same rows in two bands must give different keys"
+        );
         let mut k2 = [0u64; 2];
         p.band_keys(&[1, 2, 1, 3], &mut k2);
         assert_eq!(k[0], k2[0]);

@@ -1,9 +1,11 @@
 //! Classic MinHash with multiply-add-shift permutations, and b-bit signatures.
 //!
-//! A [`MinHasher`] holds `k` pairs `(a_i, b_i)` drawn from a seed with SplitMix64 (`a_i`
-//! odd). A shingle hash `x` maps to `h_i(x) = (a_i·x + b_i) >> 32` (64-bit wrapping
-//! arithmetic), and the signature keeps the minimum of each `h_i` over the post's shingles,
-//! as a `u32`. For two sets, `P[sig_i(A) = sig_i(B)] ≈ J(A, B)`.
+//! A [`MinHasher`] holds `k` pairs `(a_i, b_i)` of 64-bit numbers drawn from a seed with
+//! SplitMix64 (`a_i` odd). A 64-bit shingle hash is folded to a 32-bit key
+//! `x = (h >> 32) ^ (h mod 2^32)`, which maps to `h_i(x) = ((a_i·x + b_i) mod 2^64) >> 32`:
+//! Dietzfelbinger's multiply-add-shift scheme, strongly universal from 32 to 32 bits. The
+//! signature keeps the minimum of each `h_i` over the post's shingles, as a `u32`. For two
+//! sets, `P[sig_i(A) = sig_i(B)] ≈ J(A, B)`.
 //!
 //! Indexes store only the lowest 8 bits of each minimum ([`to_bbit`]), 128 bytes a text at
 //! k = 128. Two unrelated minima then still agree with probability 1/256, which
@@ -53,34 +55,51 @@ impl MinHasher {
     /// fingerprint at all.
     pub fn signature(&self, shingles: &[u64], sig: &mut [u32]) {
         let k = self.a.len().min(sig.len());
-        let (a, b, sig) = (&self.a[..k], &self.b[..k], &mut sig[..k]);
-        sig.fill(u32::MAX);
-        // Blocks of 32 permutations keep the minima in registers while all shingles stream
-        // through; the inner loop vectorizes.
-        const BLOCK: usize = 32;
-        let mut start = 0;
-        while start < k {
-            let end = (start + BLOCK).min(k);
-            let (a, b, s) = (&a[start..end], &b[start..end], &mut sig[start..end]);
-            if s.len() == BLOCK {
-                let mut m = [u32::MAX; BLOCK];
-                for &x in shingles {
-                    for i in 0..BLOCK {
-                        let v = (a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32) as u32;
-                        m[i] = m[i].min(v);
-                    }
-                }
-                s.copy_from_slice(&m);
-            } else {
-                for &x in shingles {
-                    for i in 0..s.len() {
-                        let v = (a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32) as u32;
-                        s[i] = s[i].min(v);
-                    }
+        signature_kernel(&self.a[..k], &self.b[..k], shingles, &mut sig[..k]);
+    }
+}
+
+/// Folds a 64-bit shingle hash to the 32-bit key the permutations take.
+#[inline(always)]
+fn key(h: u64) -> u64 {
+    ((h >> 32) ^ h) & 0xFFFF_FFFF
+}
+
+/// The MinHash inner loop: for blocks of 32 permutations, the minima stay in registers while
+/// every shingle streams through. `multiversion` compiles it for AVX-512 and AVX2 and picks
+/// the best the CPU has at run time (the same results on every path: integer arithmetic).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl",
+    "x86_64+avx2",
+    "aarch64+neon"
+))]
+fn signature_kernel(a: &[u64], b: &[u64], shingles: &[u64], sig: &mut [u32]) {
+    const BLOCK: usize = 32;
+    sig.fill(u32::MAX);
+    let mut start = 0;
+    while start < sig.len() {
+        let end = (start + BLOCK).min(sig.len());
+        let (a, b, s) = (&a[start..end], &b[start..end], &mut sig[start..end]);
+        if let (Ok(a), Ok(b)) = (<&[u64; BLOCK]>::try_from(a), <&[u64; BLOCK]>::try_from(b)) {
+            let mut m = [u32::MAX; BLOCK];
+            for &h in shingles {
+                let x = key(h);
+                for i in 0..BLOCK {
+                    let v = (a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32) as u32;
+                    m[i] = m[i].min(v);
                 }
             }
-            start = end;
+            s.copy_from_slice(&m);
+        } else {
+            for &h in shingles {
+                let x = key(h);
+                for i in 0..s.len() {
+                    let v = (a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32) as u32;
+                    s[i] = s[i].min(v);
+                }
+            }
         }
+        start = end;
     }
 }
 
@@ -146,7 +165,8 @@ mod tests {
             let mut b = shared;
             a.extend((common..n).map(|_| rng.next_u64()));
             b.extend((common..n).map(|_| rng.next_u64()));
-            let (sa, sb): (HashSet<u64>, HashSet<u64>) = (a.iter().copied().collect(), b.iter().copied().collect());
+            let (sa, sb): (HashSet<u64>, HashSet<u64>) =
+                (a.iter().copied().collect(), b.iter().copied().collect());
             let j = sa.intersection(&sb).count() as f64 / sa.union(&sb).count() as f64;
             let est = similarity(&sig(&h, &a), &sig(&h, &b));
             let sigma = (j * (1.0 - j) / k as f64).sqrt();
@@ -156,7 +176,10 @@ mod tests {
             }
         }
         // 3 sigma covers 99.7%: allow a few, fail on a systematic bias.
-        assert!(outside <= trials / 100 + 2, "{outside} of {trials} outside 3 sigma");
+        assert!(
+            outside <= trials / 100 + 2,
+            "{outside} of {trials} outside 3 sigma"
+        );
     }
 
     #[test]
@@ -183,7 +206,11 @@ mod tests {
         let set: Vec<u64> = (0..37).map(|x| x * 7919).collect();
         let s = sig(&h, &set);
         for i in 0..70 {
-            let want = set.iter().map(|&x| (h.a[i].wrapping_mul(x).wrapping_add(h.b[i]) >> 32) as u32).min().unwrap();
+            let want = set
+                .iter()
+                .map(|&x| (h.a[i].wrapping_mul(key(x)).wrapping_add(h.b[i]) >> 32) as u32)
+                .min()
+                .unwrap();
             assert_eq!(s[i], want);
         }
     }

@@ -23,9 +23,15 @@ fn assert_same(a: &str, b: &str) {
 fn equivalence_classes() {
     // Traditional vs Simplified.
     assert_same("「這個政府說謊」", "「这个政府说谎」");
-    assert_same("臺灣的選舉結果令人擔憂，請大家轉發", "台湾的选举结果令人担忧，请大家转发");
+    assert_same(
+        "臺灣的選舉結果令人擔憂，請大家轉發",
+        "台湾的选举结果令人担忧，请大家转发",
+    );
     // Serial numbers.
-    assert_same("#127 The vote was rigged, share this", "【0457】 The vote was rigged, share this");
+    assert_same(
+        "#127 The vote was rigged, share this",
+        "【0457】 The vote was rigged, share this",
+    );
     assert_same("第35期 这是真相", "第12期 这是真相");
     assert_same("No.33 stop the lies", "No.7 stop the lies");
     // URL, mention, emoji, hashtag.
@@ -42,7 +48,10 @@ fn equivalence_classes() {
     // Zero-width characters.
     assert_same("st\u{200B}op the\u{200D} li\u{FEFF}es", "stop the lies");
     // Cyrillic and Greek lookalikes inside Latin words.
-    assert_same("v\u{0430}ccin\u{0435}s \u{0441}ause harm", "vaccines cause harm");
+    assert_same(
+        "v\u{0430}ccin\u{0435}s \u{0441}ause harm",
+        "vaccines cause harm",
+    );
     assert_same("\u{0397}ELLO W\u{039F}RLD", "hello world");
 }
 
@@ -55,7 +64,8 @@ fn different_texts_differ() {
     assert!(sim < 0.1, "{sim}");
     // The same post with a sentence replaced: near, not equal.
     let c = "The city council approved the new budget for schools and roads this week. Critics were loud.";
-    let d = "The city council approved the new budget for schools and roads this week. Nobody came.";
+    let d =
+        "The city council approved the new budget for schools and roads this week. Nobody came.";
     assert_ne!(hash(c), hash(d));
     assert_ne!(sig(c), sig(d));
     let sim = crate::minhash::similarity(&sig(c), &sig(d));
@@ -64,7 +74,17 @@ fn different_texts_differ() {
 
 #[test]
 fn empty_posts_have_no_fingerprint() {
-    for s in ["", "   ", "😀🎉", "#tag", "123 456", "https://t.co/x", "@user", "，。！", "\u{200B}"] {
+    for s in [
+        "",
+        "   ",
+        "😀🎉",
+        "#tag",
+        "123 456",
+        "https://t.co/x",
+        "@user",
+        "，。！",
+        "\u{200B}",
+    ] {
         assert!(fp().fingerprint(s).is_none(), "{s:?}");
     }
 }
@@ -78,7 +98,14 @@ fn short_posts_have_one_shingle() {
 
 #[test]
 fn deterministic_across_threads() {
-    let texts: Vec<String> = (0..200).map(|i| format!("post number {i} says 第{i}条 真相 {}", "word ".repeat(i % 7))).collect();
+    let texts: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                "post number {i} says 第{i}条 真相 {}",
+                "word ".repeat(i % 7)
+            )
+        })
+        .collect();
     let f = fp();
     let one: Vec<_> = texts.iter().map(|t| f.fingerprint(t)).collect();
     let handles: Vec<_> = (0..4)
@@ -108,7 +135,10 @@ fn golden_vectors() {
         let mut s = Scratch::new();
         let r = f.fingerprint_with(text, &mut s).unwrap();
         assert_eq!(r.normalized.text(), norm);
-        let head: Vec<String> = r.signature[..4].iter().map(|x| format!("{x:08x}")).collect();
+        let head: Vec<String> = r.signature[..4]
+            .iter()
+            .map(|x| format!("{x:08x}"))
+            .collect();
         got.push_str(&format!("{:032x} {}\n", r.content_hash, head.join(" ")));
     }
     let want = include_str!("golden.txt");

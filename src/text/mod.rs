@@ -83,7 +83,9 @@ impl Normalized {
 
     /// The tokens, in order.
     pub fn tokens(&self) -> impl Iterator<Item = &str> + '_ {
-        self.tokens.iter().map(|s| &self.text[s.start as usize..s.end as usize])
+        self.tokens
+            .iter()
+            .map(|s| &self.text[s.start as usize..s.end as usize])
     }
 
     /// Whether no token is left after normalization.
@@ -175,7 +177,11 @@ impl Normalizer {
 
     /// Pass 2: remove URLs, mentions and hashtags; delete, split and collect tokens.
     fn clean(&self, out: &mut Normalized) {
-        let Normalized { mapped, text, tokens } = out;
+        let Normalized {
+            mapped,
+            text,
+            tokens,
+        } = out;
         let src = mapped.as_str();
         let bytes = src.as_bytes();
         // Whether a separator was seen since the last token (a space is due before the next).
@@ -186,7 +192,10 @@ impl Normalizer {
         macro_rules! end_word {
             () => {
                 if let Some(s) = word_start.take() {
-                    tokens.push(Span { start: s as u32, end: text.len() as u32 });
+                    tokens.push(Span {
+                        start: s as u32,
+                        end: text.len() as u32,
+                    });
                 }
             };
         }
@@ -198,7 +207,11 @@ impl Normalizer {
                     b'h' => url_len(src, i),
                     b'w' => {
                         let at_boundary = i == 0 || !matches!(classify_prev(src, i), Class::Word);
-                        if at_boundary && bytes[i..].starts_with(b"www.") { url_len(src, i) } else { 0 }
+                        if at_boundary && bytes[i..].starts_with(b"www.") {
+                            url_len(src, i)
+                        } else {
+                            0
+                        }
                     }
                     b'@' => tag_len(src, i + 1).map_or(0, |n| n + 1),
                     _ => self.hashtag(src, i),
@@ -234,7 +247,10 @@ impl Normalizer {
                     gap = false;
                     let s = text.len();
                     text.push(c);
-                    tokens.push(Span { start: s as u32, end: text.len() as u32 });
+                    tokens.push(Span {
+                        start: s as u32,
+                        end: text.len() as u32,
+                    });
                 }
                 Class::Delete => {}
                 Class::Separator => {
@@ -281,7 +297,10 @@ impl Normalizer {
 
 /// The class of the character ending at byte `i` of `s`.
 fn classify_prev(s: &str, i: usize) -> Class {
-    s[..i].chars().next_back().map_or(Class::Separator, classify)
+    s[..i]
+        .chars()
+        .next_back()
+        .map_or(Class::Separator, classify)
 }
 
 /// Length in bytes of a URL starting at `i`, or 0. A URL runs to whitespace or the first
@@ -297,7 +316,10 @@ fn url_len(s: &str, i: usize) -> usize {
     } else {
         return 0;
     };
-    let tail = b[prefix..].iter().take_while(|&&x| x.is_ascii() && !x.is_ascii_whitespace()).count();
+    let tail = b[prefix..]
+        .iter()
+        .take_while(|&&x| x.is_ascii() && !x.is_ascii_whitespace())
+        .count();
     prefix + tail
 }
 
@@ -323,18 +345,20 @@ fn tag_len(s: &str, i: usize) -> Option<usize> {
 fn map_chars(text: &str, out: &mut String) {
     out.reserve(text.len());
     nfkc::nfkc_for_each(text, |c| {
-        if c.is_ascii() {
+        let u = c as u32;
+        if u < 0x80 {
             out.push(c.to_ascii_lowercase());
-            return;
-        }
-        if let Some(l) = tables::lookalike(c) {
+        } else if (0x3400..=0x9FFF).contains(&u) {
+            // CJK: no case, no lookalikes; only the T2S fold.
+            out.push(tables::t2s(c));
+        } else if let Some(l) = tables::lookalike(c) {
             out.push(l);
-            return;
-        }
-        for l in c.to_lowercase() {
-            match tables::lookalike(l) {
-                Some(m) => out.push(m),
-                None => out.push(tables::t2s(l)),
+        } else {
+            for l in c.to_lowercase() {
+                match tables::lookalike(l) {
+                    Some(m) => out.push(m),
+                    None => out.push(tables::t2s(l)),
+                }
             }
         }
     });
@@ -347,7 +371,10 @@ mod tests {
     fn norm_with(opts: NormalizerOptions, s: &str) -> (String, Vec<String>) {
         let mut n = Normalized::new();
         Normalizer::new(opts).normalize(s, &mut n);
-        (n.text().to_string(), n.tokens().map(str::to_string).collect())
+        (
+            n.text().to_string(),
+            n.tokens().map(str::to_string).collect(),
+        )
     }
 
     fn norm(s: &str) -> (String, Vec<String>) {
@@ -385,15 +412,23 @@ mod tests {
         assert_eq!(norm("hi @john.doe and @张三 ok").0, "hi and ok");
         assert_eq!(norm("truth #Taiwan #台湾 matters").0, "truth matters");
         assert_eq!(norm("#台湾加油# 我们支持").0, "我们支持");
-        assert_eq!(norm("#127 serial 【0457】 No.33 第35期").0, "serial no 第期");
+        assert_eq!(
+            norm("#127 serial 【0457】 No.33 第35期").0,
+            "serial no 第期"
+        );
         assert_eq!(norm("a😀b 🇺🇸 c\u{200B}d e\u{FE0F}").0, "ab cd e");
         assert_eq!(norm("c# is fine").0, "c is fine");
     }
 
     #[test]
     fn keep_hashtag_words() {
-        let keep = NormalizerOptions { hashtags: Hashtags::KeepWords };
-        assert_eq!(norm_with(keep, "truth #Taiwan matters").0, "truth taiwan matters");
+        let keep = NormalizerOptions {
+            hashtags: Hashtags::KeepWords,
+        };
+        assert_eq!(
+            norm_with(keep, "truth #Taiwan matters").0,
+            "truth taiwan matters"
+        );
         assert_eq!(norm_with(keep, "#台湾加油#我们").0, "台湾加油 我们");
     }
 
@@ -407,8 +442,17 @@ mod tests {
     #[test]
     fn every_script_is_safe() {
         for s in [
-            "مرحبا بالعالم ١٢٣", "สวัสดีครับ ประเทศไทย", "안녕하세요 세계", "Привет, мир!", "😀😀🎉",
-            "", "   ", "\u{FFFD}\u{FFFD}", "\u{0}\u{1}\u{7F}", "ﷺ", "\u{10FFFF}",
+            "مرحبا بالعالم ١٢٣",
+            "สวัสดีครับ ประเทศไทย",
+            "안녕하세요 세계",
+            "Привет, мир!",
+            "😀😀🎉",
+            "",
+            "   ",
+            "\u{FFFD}\u{FFFD}",
+            "\u{0}\u{1}\u{7F}",
+            "ﷺ",
+            "\u{10FFFF}",
         ] {
             let _ = norm(s);
         }

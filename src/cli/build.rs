@@ -1,0 +1,202 @@
+//! `textreuse build`: the bulk job.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use textreuse::index::ingest::{build_index, BuildObserver, IngestOptions};
+use textreuse::index::{BuildOptions, Existing};
+use textreuse::input::{FieldNames, InputFormat, InputOptions};
+use textreuse::text::{Hashtags, NormalizerOptions};
+use textreuse::{Error, FingerprintParams, LshParams};
+
+use super::util::{parse_size, progress_bar};
+
+/// Arguments of `textreuse build`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Input files: JSONL, CSV (with a header row) or plain text, optionally .gz or .zst;
+    /// `-` reads standard input.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// The index directory to create.
+    #[arg(long)]
+    index: PathBuf,
+    /// Input format (default: from the file name, else from the content).
+    #[arg(long, default_value = "auto")]
+    format: InputFormat,
+    /// Field holding the post id.
+    #[arg(long, default_value = "id")]
+    id_field: String,
+    /// Field holding the post text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// Field holding the account.
+    #[arg(long, default_value = "account")]
+    account_field: String,
+    /// Field holding the platform.
+    #[arg(long, default_value = "platform")]
+    platform_field: String,
+    /// Field holding the time (unix seconds or RFC 3339).
+    #[arg(long, default_value = "ts")]
+    ts_field: String,
+    /// Stop at the first bad record (exit code 2) instead of reporting and skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// Memory budget for buffering and sorting (e.g. 512M, 2G).
+    #[arg(long, default_value = "2G")]
+    memory: String,
+    /// Worker threads (0 = one per core).
+    #[arg(long, short = 'j', default_value_t = 0)]
+    threads: usize,
+    /// Store post texts (zstd) so hits and reports show them (the default).
+    #[arg(long, overrides_with = "no_store_text")]
+    store_text: bool,
+    /// Do not store post texts (smaller index, for billion-post builds).
+    #[arg(long)]
+    no_store_text: bool,
+    /// Replace an index that already exists in the directory (atomically, when done).
+    #[arg(long)]
+    force: bool,
+    /// Keep hashtag words (`#Taiwan` -> `taiwan`) instead of removing hashtags.
+    #[arg(long)]
+    keep_hashtags: bool,
+    /// Tokens per shingle.
+    #[arg(long, default_value_t = 3)]
+    shingle: u32,
+    /// MinHash permutations.
+    #[arg(long, default_value_t = 128)]
+    num_perm: u32,
+    /// LSH bands (with --rows); default 32 x 4.
+    #[arg(long, requires = "rows")]
+    bands: Option<u32>,
+    /// LSH rows per band.
+    #[arg(long, requires = "bands")]
+    rows: Option<u32>,
+    /// Choose bands and rows for this similarity threshold instead (S-curve error minimum).
+    #[arg(long, conflicts_with = "bands")]
+    threshold: Option<f64>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Do not report each bad record on stderr (the summary still counts them).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+struct Observer {
+    pb: indicatif::ProgressBar,
+    quiet: bool,
+    empty_shown: u64,
+    files: usize,
+}
+
+impl BuildObserver for Observer {
+    fn file_started(&mut self, name: &str, size: Option<u64>) {
+        self.files += 1;
+        self.pb.set_position(0);
+        if let Some(n) = size {
+            self.pb.set_length(n);
+        }
+        self.pb.set_message(name.to_string());
+    }
+
+    fn bad_record(&mut self, err: &Error) {
+        if !self.quiet {
+            self.pb.suspend(|| eprintln!("textreuse: skipped {err}"));
+        }
+    }
+
+    fn empty_post(&mut self, file: &str, line: u64) {
+        self.empty_shown += 1;
+        if !self.quiet && self.empty_shown <= 10 {
+            self.pb.suspend(|| {
+                eprintln!("textreuse: {file}:{line}: no text left after normalization; not indexed")
+            });
+        }
+    }
+
+    fn progress(&mut self, posts: u64, file_bytes: u64) {
+        self.pb.set_position(file_bytes);
+        let secs = self.pb.elapsed().as_secs_f64().max(1e-3);
+        self.pb
+            .set_prefix(format!("{posts} posts, {:.0}/s", posts as f64 / secs));
+    }
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    super::init_threads(args.threads)?;
+    let mut params = FingerprintParams {
+        shingle: args.shingle,
+        num_perm: args.num_perm,
+        ..FingerprintParams::default()
+    };
+    if args.keep_hashtags {
+        params.normalizer = NormalizerOptions {
+            hashtags: Hashtags::KeepWords,
+        };
+    }
+    if let (Some(bands), Some(rows)) = (args.bands, args.rows) {
+        params.lsh = LshParams { bands, rows };
+    }
+    if let Some(t) = args.threshold {
+        params.lsh = LshParams::optimal(t, args.num_perm as usize, 0.5, 0.5)?;
+    }
+    let build = BuildOptions {
+        params,
+        memory_budget: parse_size(&args.memory)?,
+        store_text: !args.no_store_text,
+        existing: if args.force {
+            Existing::Replace
+        } else {
+            Existing::Refuse
+        },
+    };
+    let ingest = IngestOptions {
+        input: InputOptions {
+            format: args.format,
+            fields: FieldNames {
+                id: args.id_field,
+                text: args.text_field,
+                account: args.account_field,
+                platform: args.platform_field,
+                ts: args.ts_field,
+            },
+            ..InputOptions::default()
+        },
+        strict: args.strict,
+        ..IngestOptions::default()
+    };
+    let pb = progress_bar(
+        Some(0),
+        "{prefix} {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}",
+    );
+    let mut obs = Observer {
+        pb,
+        quiet: args.quiet,
+        empty_shown: 0,
+        files: 0,
+    };
+    let summary = build_index(&args.index, &args.input, &ingest, build, &mut obs)
+        .with_context(|| format!("{}: build failed", args.index.display()))?;
+    obs.pb.finish_and_clear();
+    let s = &summary.stats;
+    eprintln!(
+        "textreuse: indexed {} of {} posts ({} unique texts) from {} file(s) in {:.2} s ({:.0} posts/s); \
+         skipped {} invalid, {} duplicate ids, {} empty; {} segment(s), {} bytes",
+        s.indexed,
+        s.posts + summary.invalid,
+        s.unique_texts,
+        summary.files,
+        summary.seconds,
+        (s.posts + summary.invalid) as f64 / summary.seconds.max(1e-9),
+        summary.invalid,
+        s.duplicate_ids,
+        s.empty,
+        s.segments,
+        s.bytes
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(0)
+}

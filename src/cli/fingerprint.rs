@@ -1,0 +1,217 @@
+//! `textreuse fingerprint`: what the engine sees of a text.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use textreuse::text::{Hashtags, NormalizerOptions};
+use textreuse::{FingerprintParams, Fingerprinter, Scratch};
+
+/// Arguments of `textreuse fingerprint`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Texts to fingerprint.
+    texts: Vec<String>,
+    /// Read one post per line from FILE (`-` for stdin): plain text, or JSONL with a `text` field.
+    #[arg(long, short)]
+    input: Option<PathBuf>,
+    /// Print one JSON object per post.
+    #[arg(long)]
+    json: bool,
+    /// Keep hashtag words (`#Taiwan` -> `taiwan`) instead of removing hashtags.
+    #[arg(long)]
+    keep_hashtags: bool,
+    /// Tokens per shingle.
+    #[arg(long, default_value_t = 3)]
+    shingle: u32,
+    /// Worker threads (0 = one per core).
+    #[arg(long, short = 'j', default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Serialize)]
+struct Out<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a serde_json::Value>,
+    normalized: &'a str,
+    tokens: Vec<&'a str>,
+    shingles: usize,
+    content_hash: Option<String>,
+    empty: bool,
+}
+
+#[derive(Deserialize)]
+struct JsonPost<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    id: Option<serde_json::Value>,
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    super::init_threads(args.threads)?;
+    let mut params = FingerprintParams {
+        shingle: args.shingle,
+        ..FingerprintParams::default()
+    };
+    if args.keep_hashtags {
+        params.normalizer = NormalizerOptions {
+            hashtags: Hashtags::KeepWords,
+        };
+    }
+    let fp = Fingerprinter::new(params)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut scratch = Scratch::new();
+    let mut buf = Vec::new();
+    for text in &args.texts {
+        buf.clear();
+        render(
+            &fp,
+            &mut scratch,
+            text,
+            None,
+            args.json,
+            !args.json,
+            &mut buf,
+        );
+        out.write_all(&buf)?;
+    }
+    if let Some(path) = &args.input {
+        let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
+            ("<stdin>".into(), Box::new(io::stdin()))
+        } else {
+            let f =
+                File::open(path).with_context(|| format!("{}: failed to open", path.display()))?;
+            (path.display().to_string(), Box::new(f))
+        };
+        stream(
+            &fp,
+            &name,
+            BufReader::with_capacity(1 << 20, reader),
+            args.json,
+            &mut out,
+        )?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// Fingerprints a stream of lines in parallel batches, printing results in input order.
+fn stream(
+    fp: &Fingerprinter,
+    name: &str,
+    mut r: impl BufRead,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    const BATCH: usize = 16_384;
+    let mut lines: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    let mut lineno = 0u64;
+    loop {
+        lines.clear();
+        while lines.len() < BATCH {
+            let mut l = Vec::new();
+            if r.read_until(b'\n', &mut l)
+                .with_context(|| format!("{name}: read failed"))?
+                == 0
+            {
+                break;
+            }
+            lines.push(l);
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let first = lineno;
+        lineno += lines.len() as u64;
+        let rendered: Vec<Vec<u8>> = lines
+            .par_iter()
+            .enumerate()
+            .map_init(Scratch::new, |scratch, (i, raw)| {
+                let mut buf = Vec::with_capacity(256);
+                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let text = String::from_utf8_lossy(line);
+                if text.trim_start().starts_with('{') {
+                    match serde_json::from_str::<JsonPost>(&text) {
+                        Ok(JsonPost { text: Some(t), id }) => {
+                            render(fp, scratch, &t, id.as_ref(), json, false, &mut buf)
+                        }
+                        Ok(JsonPost { text: None, .. }) => {
+                            eprintln!(
+                                "{name}:{}: missing text field, skipped",
+                                first + i as u64 + 1
+                            )
+                        }
+                        Err(e) => eprintln!(
+                            "{name}:{}: invalid JSON ({e}), skipped",
+                            first + i as u64 + 1
+                        ),
+                    }
+                } else {
+                    render(fp, scratch, &text, None, json, false, &mut buf);
+                }
+                buf
+            })
+            .collect();
+        for b in rendered {
+            out.write_all(&b)?;
+        }
+    }
+}
+
+/// Renders one text: JSON, a multi-line human view, or one tab-separated line.
+fn render(
+    fp: &Fingerprinter,
+    scratch: &mut Scratch,
+    text: &str,
+    id: Option<&serde_json::Value>,
+    json: bool,
+    verbose: bool,
+    buf: &mut Vec<u8>,
+) {
+    let (hash, shingles, normalized) = match fp.fingerprint_with(text, scratch) {
+        Some(f) => (
+            Some(format!("{:032x}", f.content_hash)),
+            f.shingles,
+            f.normalized,
+        ),
+        None => (None, 0, fp.normalize(text, scratch)),
+    };
+    if json {
+        let o = Out {
+            id,
+            normalized: normalized.text(),
+            tokens: normalized.tokens().collect(),
+            shingles,
+            empty: hash.is_none(),
+            content_hash: hash,
+        };
+        // Serializing plain strings and numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, &o);
+        buf.push(b'\n');
+    } else if verbose {
+        let toks: Vec<&str> = normalized.tokens().collect();
+        let _ = writeln!(buf, "text:         {text}");
+        let _ = writeln!(buf, "normalized:   {}", normalized.text());
+        let _ = writeln!(buf, "tokens ({}):  {}", toks.len(), toks.join(" | "));
+        let _ = writeln!(buf, "shingles:     {shingles}");
+        let _ = writeln!(
+            buf,
+            "content_hash: {}\n",
+            hash.as_deref()
+                .unwrap_or("(none: no token left, no fingerprint)")
+        );
+    } else {
+        let _ = writeln!(
+            buf,
+            "{}\t{shingles}\t{}",
+            hash.as_deref().unwrap_or("-"),
+            normalized.text()
+        );
+    }
+}

@@ -1,0 +1,54 @@
+//! Command-line parsing (clap derive) and dispatch to one module per subcommand.
+
+mod build;
+mod fingerprint;
+mod query;
+mod stats;
+pub(crate) mod util;
+
+use clap::{Parser, Subcommand};
+
+/// Find reused text (copy-paste campaigns) in multilingual post dumps.
+#[derive(Debug, Parser)]
+#[command(name = "textreuse", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what the engine sees of a text: normalized text, tokens, shingles, content hash.
+    Fingerprint(fingerprint::Args),
+    /// Build an index from post dumps (JSONL, CSV, plain text; .gz/.zst).
+    Build(build::Args),
+    /// Look texts (or indexed posts by id) up in an index.
+    Query(query::Args),
+    /// Show an index's counts, parameters and sizes.
+    Stats(stats::StatsArgs),
+    /// Check every checksum of an index.
+    Verify(stats::VerifyArgs),
+}
+
+/// Parses the command line and runs it; returns the exit code.
+pub fn run() -> anyhow::Result<i32> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Fingerprint(args) => fingerprint::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Query(args) => query::run(args),
+        Command::Stats(args) => stats::stats(args),
+        Command::Verify(args) => stats::verify(args),
+    }
+}
+
+/// Configures the global rayon pool (0 = one thread per core).
+pub(crate) fn init_threads(threads: usize) -> anyhow::Result<()> {
+    if threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("failed to start {threads} threads: {e}"))?;
+    }
+    Ok(())
+}

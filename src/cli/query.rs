@@ -1,0 +1,290 @@
+//! `textreuse query`: look texts up in an index.
+
+use std::borrow::Cow;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use textreuse::index::{Access, Hit, Index, OpenOptions, QueryOptions, QueryResult};
+use textreuse::Scratch;
+
+use super::util::{format_ts, one_line, parse_time};
+
+/// Arguments of `textreuse query`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The index directory.
+    #[arg(long)]
+    index: PathBuf,
+    /// Texts to look up.
+    texts: Vec<String>,
+    /// Look up every line of FILE (`-` for stdin): JSONL with `text` (and optional `id`), or plain text.
+    #[arg(long, short)]
+    input: Option<PathBuf>,
+    /// Look up the neighbours of indexed posts by id (repeatable).
+    #[arg(long = "id")]
+    ids: Vec<String>,
+    /// One JSON object per query, in input order.
+    #[arg(long)]
+    json: bool,
+    /// Most hits per query, best first (0 = all).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Least estimated similarity of a hit.
+    #[arg(long, default_value_t = 0.5)]
+    min_similarity: f64,
+    /// Keep only hits on this platform (repeatable).
+    #[arg(long)]
+    platform: Vec<String>,
+    /// Keep only hits by this account (repeatable).
+    #[arg(long)]
+    account: Vec<String>,
+    /// Keep only hits at or after this time (unix seconds or RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Keep only hits at or before this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Do not return stored texts.
+    #[arg(long)]
+    no_text: bool,
+    /// Read-ahead every page a query touches before probing (faster on a cold page cache).
+    #[arg(long)]
+    prefetch: bool,
+    /// Read the whole index into memory instead of memory-mapping it.
+    #[arg(long)]
+    in_memory: bool,
+    /// Worker threads for --input (0 = one per core).
+    #[arg(long, short = 'j', default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Serialize)]
+struct JsonOut<'a> {
+    query: &'a str,
+    took_us: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    empty: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    hits: &'a [Hit],
+}
+
+#[derive(Deserialize)]
+struct JsonQuery<'a> {
+    #[serde(borrow)]
+    text: Cow<'a, str>,
+    id: Option<serde_json::Value>,
+}
+
+/// One query: its label and text.
+struct Q {
+    label: String,
+    text: Option<String>,
+    id: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    super::init_threads(args.threads)?;
+    let access = if args.in_memory {
+        Access::InMemory
+    } else {
+        Access::Mmap
+    };
+    let index = Index::open_with(
+        &args.index,
+        OpenOptions {
+            access,
+            prefetch: args.prefetch,
+        },
+    )
+    .with_context(|| format!("{}: failed to open index", args.index.display()))?;
+    let opts = QueryOptions {
+        min_similarity: args.min_similarity,
+        limit: args.limit,
+        platforms: args.platform.clone(),
+        accounts: args.account.clone(),
+        since: args.since.as_deref().map(parse_time).transpose()?,
+        until: args.until.as_deref().map(parse_time).transpose()?,
+        with_text: !args.no_text,
+        ..QueryOptions::default()
+    };
+    let mut queries: Vec<Q> = Vec::new();
+    for (i, t) in args.texts.iter().enumerate() {
+        queries.push(Q {
+            label: i.to_string(),
+            text: Some(t.clone()),
+            id: None,
+        });
+    }
+    for id in &args.ids {
+        queries.push(Q {
+            label: id.clone(),
+            text: None,
+            id: Some(id.clone()),
+        });
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut any = false;
+    any |= answer(&index, &queries, &opts, args.json, &mut out)?;
+    if let Some(path) = &args.input {
+        let reader: Box<dyn Read> = if path.as_os_str() == "-" {
+            Box::new(io::stdin())
+        } else {
+            Box::new(
+                std::fs::File::open(path)
+                    .with_context(|| format!("{}: failed to open", path.display()))?,
+            )
+        };
+        let mut r = BufReader::with_capacity(1 << 20, reader);
+        let mut line = 0usize;
+        loop {
+            let mut batch = Vec::new();
+            let mut buf = Vec::new();
+            while batch.len() < 4096 {
+                buf.clear();
+                if r.read_until(b'\n', &mut buf)
+                    .with_context(|| format!("{}: read failed", path.display()))?
+                    == 0
+                {
+                    break;
+                }
+                let s = String::from_utf8_lossy(&buf);
+                let s = s.trim_end_matches(['\n', '\r']);
+                let q = if s.trim_start().starts_with('{') {
+                    let jq: JsonQuery = serde_json::from_str(s).with_context(|| {
+                        format!("{}:{}: invalid JSON query", path.display(), line + 1)
+                    })?;
+                    let label = match jq.id {
+                        Some(serde_json::Value::String(s)) => s,
+                        Some(v) => v.to_string(),
+                        None => line.to_string(),
+                    };
+                    Q {
+                        label,
+                        text: Some(jq.text.into_owned()),
+                        id: None,
+                    }
+                } else {
+                    Q {
+                        label: line.to_string(),
+                        text: Some(s.to_string()),
+                        id: None,
+                    }
+                };
+                batch.push(q);
+                line += 1;
+            }
+            if batch.is_empty() {
+                break;
+            }
+            any |= answer(&index, &batch, &opts, args.json, &mut out)?;
+        }
+    }
+    out.flush()?;
+    Ok(if any { 0 } else { 1 })
+}
+
+/// Answers a batch in parallel and prints the answers in order. Returns whether any hit.
+fn answer(
+    index: &Index,
+    qs: &[Q],
+    opts: &QueryOptions,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<bool> {
+    let results: Vec<(u64, textreuse::Result<Option<QueryResult>>)> = qs
+        .par_iter()
+        .map_init(Scratch::new, |scratch, q| {
+            let t = Instant::now();
+            let r = match (&q.text, &q.id) {
+                (Some(text), _) => index.query_with(text, opts, scratch).map(Some),
+                (None, Some(id)) => index.query_post(id, opts),
+                (None, None) => Ok(None),
+            };
+            (t.elapsed().as_micros() as u64, r)
+        })
+        .collect();
+    let mut any = false;
+    for (q, (took, r)) in qs.iter().zip(results) {
+        let (res, error) = match r {
+            Ok(Some(res)) => (res, None),
+            Ok(None) => (
+                QueryResult::default(),
+                Some(format!("no post has id {:?}", q.label)),
+            ),
+            Err(e) => (QueryResult::default(), Some(e.to_string())),
+        };
+        if let (Some(e), false) = (&error, json) {
+            eprintln!("textreuse: query {}: {e}", q.label);
+        }
+        any |= !res.hits.is_empty();
+        if json {
+            let o = JsonOut {
+                query: &q.label,
+                took_us: took,
+                empty: res.empty,
+                truncated: res.truncated,
+                error,
+                hits: &res.hits,
+            };
+            serde_json::to_writer(&mut *out, &o)?;
+            writeln!(out)?;
+        } else {
+            print_table(q, &res, took, out)?;
+        }
+    }
+    Ok(any)
+}
+
+fn print_table(q: &Q, res: &QueryResult, took: u64, out: &mut impl Write) -> Result<()> {
+    let what = match (&q.text, &q.id) {
+        (Some(t), _) => one_line(t, 60),
+        (None, Some(id)) => format!("post {id}"),
+        _ => String::new(),
+    };
+    let note = if res.empty {
+        " (no text left after normalization)"
+    } else if res.truncated {
+        " (a heavy bucket was capped; more copies may exist)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "query {}: {what}\n  {} hit(s), {} µs{note}",
+        q.label,
+        res.hits.len(),
+        took
+    )?;
+    if !res.hits.is_empty() {
+        writeln!(
+            out,
+            "  {:>5}  {:<12} {:<16} {:<10} {:<20} text",
+            "sim", "id", "account", "platform", "time"
+        )?;
+    }
+    for h in &res.hits {
+        writeln!(
+            out,
+            "  {:>5.3}  {:<12} {:<16} {:<10} {:<20} {}",
+            h.similarity,
+            one_line(&h.id, 12),
+            one_line(&h.account, 16),
+            one_line(&h.platform, 10),
+            h.ts.map(format_ts).unwrap_or_default(),
+            h.text
+                .as_deref()
+                .map(|t| one_line(t, 50))
+                .unwrap_or_default()
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Small helpers for the command line: sizes, times, one-line text excerpts, progress.
+
+use std::io::IsTerminal;
+
+use anyhow::{bail, Result};
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Parses a byte size: `512M`, `2G`, `1.5G`, `100000` (bytes). Powers of 1024.
+pub fn parse_size(s: &str) -> Result<usize> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                'B' => 1,
+                _ => bail!("invalid size {s:?}: use a number with K, M, G or T"),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {s:?}: use a number with K, M, G or T"))?;
+    if !(n.is_finite() && n >= 0.0) {
+        bail!("invalid size {s:?}");
+    }
+    Ok((n * mult as f64) as usize)
+}
+
+/// Parses a time: unix seconds, or an RFC 3339 date-time or date.
+pub fn parse_time(s: &str) -> Result<i64> {
+    textreuse::input::parse_timestamp(s)
+        .ok_or_else(|| anyhow::anyhow!("invalid time {s:?}: use unix seconds or RFC 3339"))
+}
+
+/// Formats unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_ts(ts: i64) -> String {
+    let days = ts.div_euclid(86_400);
+    let secs = ts.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The text on one line, cut to at most `max` grapheme clusters (never inside one).
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::new();
+    for (n, g) in flat.graphemes(true).enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        out.push_str(g);
+    }
+    out
+}
+
+/// A progress bar on stderr, or a hidden one when stderr is not a terminal.
+pub fn progress_bar(len: Option<u64>, template: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = match len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(format_ts(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_ts(1_682_915_696), "2023-05-01T04:34:56Z");
+        assert_eq!(format_ts(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(one_line("a\nb  c", 3), "a b…");
+    }
+}

@@ -1,0 +1,848 @@
+//! Bulk index building with bounded memory.
+//!
+//! [`IndexBuilder`] takes posts in input order. Posts are fingerprinted in parallel (rayon)
+//! and inserted in order, so the output does not depend on the thread count. Exact
+//! duplicates (equal normalized text) collapse into one *content*. When the buffered segment
+//! reaches its share of the memory budget it is *flushed*: posts are grouped by content,
+//! each band's entries are bucketed by a counting sort on the top bits of their keys and
+//! written sequentially, and the segment's files are fsynced and renamed into place. The
+//! segments become visible together, through one new manifest, at [`IndexBuilder::finish`].
+//!
+//! Duplicate ids are detected exactly: within the buffered segment by a hash map (confirmed
+//! on the stored id), across flushed segments by a Bloom filter confirmed on their `ids.fst`.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+use super::format::{sync_dir, EnvelopeWriter};
+use super::manifest::{segment_dir_name, FileEntry, Manifest, SegmentEntry};
+use super::segment::{
+    split_key, BANDS_MAGIC, CODEC_ZSTD, MAX_DIR_BITS, NO_TS, POSTS_MAGIC, SIGS_MAGIC, TEXT_MAGIC,
+};
+use super::WriterLock;
+use crate::error::{Error, Result};
+use crate::fingerprint::{FingerprintParams, Fingerprinter, Scratch};
+use crate::input::RawPost;
+use crate::minhash::to_bbit;
+
+/// Posts per compressed text block.
+const TEXT_BLOCK_POSTS: u32 = 64;
+/// zstd level for stored texts.
+const TEXT_ZSTD_LEVEL: i32 = 3;
+/// Average entries per band bucket the directory aims for.
+const BUCKET_TARGET: u64 = 32;
+
+/// What to do when the index directory already holds an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Existing {
+    /// Refuse with an error (the default).
+    #[default]
+    Refuse,
+    /// Build a new generation and replace the old one atomically when done.
+    Replace,
+}
+
+/// Options of a bulk build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Fingerprint parameters, stored in the manifest.
+    pub params: FingerprintParams,
+    /// Memory budget in bytes for buffered posts and the flush that writes them.
+    pub memory_budget: usize,
+    /// Store post texts (zstd-compressed) so hits can show them.
+    pub store_text: bool,
+    /// What to do if the directory already holds an index.
+    pub existing: Existing,
+}
+
+impl Default for BuildOptions {
+    fn default() -> BuildOptions {
+        BuildOptions {
+            params: FingerprintParams::default(),
+            memory_budget: 2 << 30,
+            store_text: true,
+            existing: Existing::Refuse,
+        }
+    }
+}
+
+/// What happened to one post handed to [`IndexBuilder::add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// Indexed.
+    Indexed,
+    /// Not indexed: no token left after normalization (nothing to match on).
+    Empty,
+    /// Not indexed: its id was already indexed.
+    DuplicateId,
+}
+
+/// Counts of a build, so far or in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BuildStats {
+    /// Posts handed to the builder.
+    pub posts: u64,
+    /// Posts indexed.
+    pub indexed: u64,
+    /// Unique texts indexed (summed over segments).
+    pub unique_texts: u64,
+    /// Posts skipped because their text had no token after normalization.
+    pub empty: u64,
+    /// Posts skipped because their id was already indexed.
+    pub duplicate_ids: u64,
+    /// Segments written.
+    pub segments: u64,
+    /// Bytes of index files written.
+    pub bytes: u64,
+}
+
+/// A post fingerprinted in parallel, waiting for in-order insertion.
+struct Prepared {
+    content_hash: u128,
+    empty: bool,
+}
+
+/// The segment being buffered in memory.
+#[derive(Default)]
+struct Buffer {
+    contents: HashMap<u128, u32>,
+    /// b-bit signatures, `k` bytes per content.
+    sigs: Vec<u8>,
+    /// Band keys, `bands` per content.
+    keys: Vec<u64>,
+    /// Per post: content, ts, account, platform, id range, text range.
+    post_content: Vec<u32>,
+    post_ts: Vec<i64>,
+    post_account: Vec<u32>,
+    post_platform: Vec<u32>,
+    id_ends: Vec<u64>,
+    ids: Vec<u8>,
+    text_ends: Vec<u64>,
+    texts: Vec<u8>,
+    id_hashes: HashMap<u64, u32>,
+    accounts: Dict,
+    platforms: Dict,
+}
+
+/// Interned strings in first-seen order.
+#[derive(Default)]
+struct Dict {
+    index: HashMap<String, u32>,
+    ends: Vec<u64>,
+    bytes: Vec<u8>,
+}
+
+impl Dict {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.ends.len() as u32;
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.ends.push(self.bytes.len() as u64);
+        self.index.insert(s.to_string(), i);
+        i
+    }
+
+    fn memory(&self) -> usize {
+        self.bytes.len() * 2 + self.index.len() * 48 + self.ends.len() * 8
+    }
+}
+
+impl Buffer {
+    fn posts(&self) -> usize {
+        self.post_content.len()
+    }
+
+    fn id(&self, p: usize) -> &[u8] {
+        let s = if p == 0 {
+            0
+        } else {
+            self.id_ends[p - 1] as usize
+        };
+        &self.ids[s..self.id_ends[p] as usize]
+    }
+
+    fn text(&self, p: usize) -> &[u8] {
+        let s = if p == 0 {
+            0
+        } else {
+            self.text_ends[p - 1] as usize
+        };
+        &self.texts[s..self.text_ends[p] as usize]
+    }
+
+    /// Approximate bytes held, including what a flush will need on top.
+    fn memory(&self, bands: usize) -> usize {
+        let contents = self.sigs.len() + self.keys.len() * 8 + self.contents.len() * 40;
+        let posts = self.posts() * (4 + 8 + 4 + 4 + 8 + 8 + 24) + self.ids.len() + self.texts.len();
+        // The flush holds one band table per band being built (6 bytes per entry each) and
+        // the id sort: about as much again as the keys.
+        let flush = self.contents.len() * bands * 7 + self.posts() * 16;
+        contents + posts + self.accounts.memory() + self.platforms.memory() + flush
+    }
+}
+
+/// A scalable Bloom filter over 64-bit id hashes (layers double in size).
+#[derive(Default)]
+struct Bloom {
+    layers: Vec<(Vec<u64>, u64, u64)>, // (bits, capacity, count)
+}
+
+impl Bloom {
+    fn probes(h: u64, nbits: u64) -> impl Iterator<Item = u64> {
+        let (h1, h2) = (h, h.rotate_left(32) | 1);
+        (0..7u64).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % nbits)
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        self.layers.iter().any(|(bits, _, _)| {
+            let n = bits.len() as u64 * 64;
+            Bloom::probes(h, n).all(|b| bits[(b / 64) as usize] & (1 << (b % 64)) != 0)
+        })
+    }
+
+    fn insert(&mut self, h: u64) {
+        let need = match self.layers.last() {
+            Some((_, cap, count)) => count >= cap,
+            None => true,
+        };
+        if need {
+            let cap = self.layers.last().map_or(1 << 20, |l| l.1 * 2);
+            // ~10 bits per id: about 1% false positives with 7 probes.
+            self.layers
+                .push((vec![0u64; (cap * 10 / 64 + 1) as usize], cap, 0));
+        }
+        if let Some((bits, _, count)) = self.layers.last_mut() {
+            let n = bits.len() as u64 * 64;
+            for b in Bloom::probes(h, n) {
+                bits[(b / 64) as usize] |= 1 << (b % 64);
+            }
+            *count += 1;
+        }
+    }
+}
+
+/// Builds an index from posts, with bounded memory.
+pub struct IndexBuilder {
+    dir: PathBuf,
+    opts: BuildOptions,
+    fp: Fingerprinter,
+    previous: Option<Manifest>,
+    next_segment: u64,
+    written: Vec<SegmentEntry>,
+    flushed_ids: Vec<fst::Map<Vec<u8>>>,
+    bloom: Bloom,
+    buf: Buffer,
+    stats: BuildStats,
+    _lock: WriterLock,
+}
+
+impl std::fmt::Debug for IndexBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexBuilder")
+            .field("dir", &self.dir)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl IndexBuilder {
+    /// Starts a build into `dir` (created if missing).
+    ///
+    /// # Errors
+    /// If `dir` already holds an index and `opts.existing` is [`Existing::Refuse`], if another
+    /// writer holds the index's lock, on invalid parameters, and on I/O errors.
+    pub fn create(dir: impl AsRef<Path>, opts: BuildOptions) -> Result<IndexBuilder> {
+        let dir = dir.as_ref().to_path_buf();
+        let fp = Fingerprinter::new(opts.params)?;
+        if opts.memory_budget < (16 << 20) {
+            return Err(Error::InvalidParameter(
+                "the memory budget must be at least 16 MiB".into(),
+            ));
+        }
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let lock = WriterLock::acquire(&dir)?;
+        let previous = Manifest::load_current(&dir)?.map(|(m, _)| m);
+        if previous.is_some() && opts.existing == Existing::Refuse {
+            return Err(Error::IndexState {
+                path: dir,
+                what: "already holds an index; choose another directory, delete it, or replace it (--force)".into(),
+            });
+        }
+        // Leftovers of a build that died before publishing: segments no manifest names and
+        // temporary files. We hold the writer lock, so nobody else is writing them.
+        let live: Vec<String> = previous
+            .iter()
+            .flat_map(|m| m.segments.iter().map(|s| s.dir_name()))
+            .collect();
+        let mut max_seen = previous.as_ref().map_or(0, |m| m.next_segment_id);
+        for e in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let e = e.map_err(|e| Error::io(&dir, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name
+                .strip_prefix("seg-")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                max_seen = max_seen.max(n + 1);
+                if !live.contains(&name) {
+                    fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
+                }
+            } else if name.ends_with(".tmp") {
+                fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+            }
+        }
+        Ok(IndexBuilder {
+            dir,
+            fp,
+            previous,
+            next_segment: max_seen.max(1),
+            written: Vec::new(),
+            flushed_ids: Vec::new(),
+            bloom: Bloom::default(),
+            buf: Buffer::default(),
+            stats: BuildStats::default(),
+            opts,
+            _lock: lock,
+        })
+    }
+
+    /// The fingerprinter posts are fingerprinted with.
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fp
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> &BuildStats {
+        &self.stats
+    }
+
+    /// Adds posts, in order; fingerprints them in parallel. Returns each post's outcome.
+    pub fn add(&mut self, posts: &[RawPost]) -> Result<Vec<PostOutcome>> {
+        let k = self.fp.params().num_perm as usize;
+        let bands = self.fp.params().lsh.bands as usize;
+        // Fingerprint in parallel: chunk results hold flat signature and key buffers.
+        let fp = &self.fp;
+        let chunks: Vec<(Vec<Prepared>, Vec<u8>, Vec<u64>)> = posts
+            .par_chunks(256)
+            .map_init(
+                || (Scratch::new(), Vec::new()),
+                |(scratch, keys), chunk| {
+                    let mut prepared = Vec::with_capacity(chunk.len());
+                    let mut sigs = Vec::with_capacity(chunk.len() * k);
+                    let mut all_keys = Vec::with_capacity(chunk.len() * bands);
+                    for post in chunk {
+                        match fp.fingerprint_with(&post.text, scratch) {
+                            Some(f) => {
+                                let start = sigs.len();
+                                sigs.resize(start + k, 0);
+                                to_bbit(f.signature, &mut sigs[start..]);
+                                let hash = f.content_hash;
+                                fp.band_keys(f.signature, keys);
+                                all_keys.extend_from_slice(keys);
+                                prepared.push(Prepared {
+                                    content_hash: hash,
+                                    empty: false,
+                                });
+                            }
+                            None => prepared.push(Prepared {
+                                content_hash: 0,
+                                empty: true,
+                            }),
+                        }
+                    }
+                    (prepared, sigs, all_keys)
+                },
+            )
+            .collect();
+        let mut outcomes = Vec::with_capacity(posts.len());
+        let mut posts_iter = posts.iter();
+        for (prepared, sigs, keys) in chunks {
+            let mut fi = 0;
+            for p in prepared {
+                let Some(post) = posts_iter.next() else { break };
+                self.stats.posts += 1;
+                if p.empty {
+                    self.stats.empty += 1;
+                    outcomes.push(PostOutcome::Empty);
+                    continue;
+                }
+                let (sig, key) = (
+                    &sigs[fi * k..(fi + 1) * k],
+                    &keys[fi * bands..(fi + 1) * bands],
+                );
+                fi += 1;
+                if self.is_duplicate_id(&post.id)? {
+                    self.stats.duplicate_ids += 1;
+                    outcomes.push(PostOutcome::DuplicateId);
+                    continue;
+                }
+                self.insert(post, p.content_hash, sig, key);
+                self.stats.indexed += 1;
+                outcomes.push(PostOutcome::Indexed);
+            }
+            if self.buf.memory(bands) >= self.opts.memory_budget
+                || self.buf.contents.len() as u64 >= u32::MAX as u64 / 2
+            {
+                self.flush()?;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn is_duplicate_id(&mut self, id: &str) -> Result<bool> {
+        let h = xxh3_64(id.as_bytes());
+        if let Some(&p) = self.buf.id_hashes.get(&h) {
+            if self.buf.id(p as usize) == id.as_bytes() {
+                return Ok(true);
+            }
+        }
+        if self.bloom.contains(h)
+            && self
+                .flushed_ids
+                .iter()
+                .any(|m| m.contains_key(id.as_bytes()))
+        {
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn insert(&mut self, post: &RawPost, hash: u128, sig: &[u8], keys: &[u64]) {
+        let b = &mut self.buf;
+        let n = b.contents.len() as u32;
+        let cid = match b.contents.entry(hash) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                e.insert(n);
+                b.sigs.extend_from_slice(sig);
+                b.keys.extend_from_slice(keys);
+                n
+            }
+        };
+        let p = b.posts() as u32;
+        b.post_content.push(cid);
+        b.post_ts.push(post.ts.unwrap_or(NO_TS));
+        let a = b.accounts.intern(&post.account);
+        b.post_account.push(a);
+        let pl = b.platforms.intern(&post.platform);
+        b.post_platform.push(pl);
+        b.ids.extend_from_slice(post.id.as_bytes());
+        b.id_ends.push(b.ids.len() as u64);
+        if self.opts.store_text {
+            b.texts.extend_from_slice(post.text.as_bytes());
+        }
+        b.text_ends.push(b.texts.len() as u64);
+        // A 64-bit hash collision between two different ids keeps the first in the map; the
+        // second is then only checked against flushed segments (probability ~2^-64 per pair).
+        b.id_hashes.entry(xxh3_64(post.id.as_bytes())).or_insert(p);
+    }
+
+    /// Writes the buffered posts as a segment (not yet visible: see [`finish`](Self::finish)).
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.posts() == 0 {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let id = self.next_segment;
+        self.next_segment += 1;
+        let entry = write_segment(&self.dir, id, &buf, self.fp.params(), self.opts.store_text)?;
+        self.stats.segments += 1;
+        self.stats.unique_texts += entry.contents;
+        self.stats.bytes += entry.files.values().map(|f| f.len).sum::<u64>();
+        // Remember the ids for duplicate detection.
+        for p in 0..buf.posts() {
+            self.bloom.insert(xxh3_64(buf.id(p)));
+        }
+        let ids_path = self.dir.join(entry.dir_name()).join("ids.fst");
+        let bytes = fs::read(&ids_path).map_err(|e| Error::io(&ids_path, e))?;
+        self.flushed_ids
+            .push(fst::Map::new(bytes).map_err(|e| Error::corrupt(&ids_path, e.to_string()))?);
+        self.written.push(entry);
+        Ok(())
+    }
+
+    /// Flushes what is buffered and publishes the index: one new manifest names every segment
+    /// written (replacing the previous generation's, with [`Existing::Replace`]).
+    pub fn finish(mut self) -> Result<BuildStats> {
+        self.flush()?;
+        let generation = self.previous.as_ref().map_or(1, |m| m.generation + 1);
+        let manifest = Manifest {
+            format_version: super::format::FORMAT_VERSION,
+            generation,
+            params: *self.fp.params(),
+            segments: std::mem::take(&mut self.written),
+            next_segment_id: self.next_segment,
+        };
+        manifest.publish(&self.dir)?;
+        // The old generation is unreachable now; readers that still map its files keep them
+        // alive until they close (POSIX unlink semantics).
+        if let Some(old) = &self.previous {
+            for s in &old.segments {
+                let _ = fs::remove_dir_all(self.dir.join(s.dir_name()));
+            }
+            let _ = fs::remove_file(self.dir.join(Manifest::file_name(old.generation)));
+        }
+        let mut stats = self.stats.clone();
+        stats.bytes +=
+            fs::metadata(self.dir.join(Manifest::file_name(generation))).map_or(0, |m| m.len());
+        Ok(stats)
+    }
+}
+
+/// The directory bits for `n` entries per band: buckets of about [`BUCKET_TARGET`] entries.
+pub fn dir_bits(n: u64) -> u32 {
+    let mut d = 0;
+    while d < MAX_DIR_BITS && (n >> d) > BUCKET_TARGET {
+        d += 1;
+    }
+    d
+}
+
+/// Writes one segment's files and returns its manifest entry.
+fn write_segment(
+    dir: &Path,
+    id: u64,
+    b: &Buffer,
+    params: &FingerprintParams,
+    store_text: bool,
+) -> Result<SegmentEntry> {
+    let seg_dir = dir.join(segment_dir_name(id));
+    fs::create_dir_all(&seg_dir).map_err(|e| Error::io(&seg_dir, e))?;
+    let nc = b.contents.len();
+    let np = b.posts();
+    let bands = params.lsh.bands as usize;
+    let k = params.num_perm as usize;
+
+    // Group posts by content, keeping input order within a content.
+    let mut content_posts = vec![0u32; nc + 1];
+    for &c in &b.post_content {
+        content_posts[c as usize + 1] += 1;
+    }
+    for i in 0..nc {
+        content_posts[i + 1] += content_posts[i];
+    }
+    let mut order = vec![0u32; np];
+    let mut next = content_posts.clone();
+    for (p, &c) in b.post_content.iter().enumerate() {
+        order[next[c as usize] as usize] = p as u32;
+        next[c as usize] += 1;
+    }
+
+    let mut files = BTreeMap::new();
+    // Bands: built two at a time in parallel, written in band order.
+    {
+        let path = seg_dir.join("bands");
+        let d = dir_bits(nc as u64);
+        let mut w = EnvelopeWriter::create(&path, BANDS_MAGIC, 4)?;
+        w.begin(0)?;
+        let mut meta = Vec::with_capacity(24);
+        meta.extend_from_slice(&(nc as u64).to_le_bytes());
+        meta.extend_from_slice(&(bands as u32).to_le_bytes());
+        meta.extend_from_slice(&d.to_le_bytes());
+        meta.extend_from_slice(&params.lsh.rows.to_le_bytes());
+        meta.extend_from_slice(&0u32.to_le_bytes());
+        w.write(&meta)?;
+        let threads = rayon::current_num_threads().max(1);
+        let mut tables: Vec<(Vec<u32>, Vec<u16>, Vec<u32>)> = Vec::new();
+        // Sections are written one after another: dirs of all bands, then fps, then cids.
+        // Build all band tables in groups to bound memory, spilling fps and cids to
+        // temporary files when there is more than one group.
+        let groups: Vec<Vec<usize>> = (0..bands)
+            .collect::<Vec<_>>()
+            .chunks(threads)
+            .map(|c| c.to_vec())
+            .collect();
+        let mut spill_fps = SpillFile::new(&seg_dir.join("fps.spill.tmp"))?;
+        let mut spill_cids = SpillFile::new(&seg_dir.join("cids.spill.tmp"))?;
+        w.begin(1)?;
+        for g in &groups {
+            tables.clear();
+            tables.par_extend(
+                g.par_iter()
+                    .map(|&band| band_table(&b.keys, bands, band, nc, d)),
+            );
+            for (dirs, fps, cids) in &tables {
+                w.write_u32s(dirs)?;
+                spill_fps.write_u16s(fps)?;
+                spill_cids.write_u32s(cids)?;
+            }
+        }
+        w.begin(2)?;
+        spill_fps.copy_into(&mut w)?;
+        w.begin(3)?;
+        spill_cids.copy_into(&mut w)?;
+        w.finish()?;
+        files.insert("bands".to_string(), file_entry(&path)?);
+    }
+    // Signatures.
+    {
+        let path = seg_dir.join("sigs");
+        let mut w = EnvelopeWriter::create(&path, SIGS_MAGIC, 2)?;
+        w.begin(0)?;
+        let mut meta = Vec::new();
+        meta.extend_from_slice(&(nc as u64).to_le_bytes());
+        meta.extend_from_slice(&(k as u32).to_le_bytes());
+        meta.extend_from_slice(&8u32.to_le_bytes());
+        w.write(&meta)?;
+        w.begin(1)?;
+        w.write(&b.sigs)?;
+        w.finish()?;
+        files.insert("sigs".to_string(), file_entry(&path)?);
+    }
+    // Posts, in content order.
+    {
+        let path = seg_dir.join("posts");
+        let mut w = EnvelopeWriter::create(&path, POSTS_MAGIC, 11)?;
+        w.begin(0)?;
+        let mut meta = Vec::new();
+        for v in [
+            np as u64,
+            nc as u64,
+            b.accounts.ends.len() as u64,
+            b.platforms.ends.len() as u64,
+        ] {
+            meta.extend_from_slice(&v.to_le_bytes());
+        }
+        w.write(&meta)?;
+        w.begin(1)?;
+        w.write_u32s(&content_posts)?;
+        w.begin(2)?;
+        let ts: Vec<u64> = order
+            .iter()
+            .map(|&p| b.post_ts[p as usize] as u64)
+            .collect();
+        w.write_u64s(&ts)?;
+        w.begin(3)?;
+        let mut offs = Vec::with_capacity(np + 1);
+        offs.push(0u64);
+        let mut total = 0u64;
+        for &p in &order {
+            total += b.id(p as usize).len() as u64;
+            offs.push(total);
+        }
+        w.write_u64s(&offs)?;
+        w.begin(4)?;
+        for &p in &order {
+            w.write(b.id(p as usize))?;
+        }
+        w.begin(5)?;
+        let accounts: Vec<u32> = order.iter().map(|&p| b.post_account[p as usize]).collect();
+        w.write_u32s(&accounts)?;
+        w.begin(6)?;
+        w.write_u64s(&[0])?;
+        w.write_u64s(&b.accounts.ends)?;
+        w.begin(7)?;
+        w.write(&b.accounts.bytes)?;
+        w.begin(8)?;
+        let platforms: Vec<u32> = order.iter().map(|&p| b.post_platform[p as usize]).collect();
+        w.write_u32s(&platforms)?;
+        w.begin(9)?;
+        w.write_u64s(&[0])?;
+        w.write_u64s(&b.platforms.ends)?;
+        w.begin(10)?;
+        w.write(&b.platforms.bytes)?;
+        w.finish()?;
+        files.insert("posts".to_string(), file_entry(&path)?);
+    }
+    // Ids: an fst map from external id to post index.
+    {
+        let path = seg_dir.join("ids.fst");
+        let mut by_id: Vec<u32> = (0..np as u32).collect();
+        // Post index of input post p is its position in `order`.
+        let mut position = vec![0u32; np];
+        for (i, &p) in order.iter().enumerate() {
+            position[p as usize] = i as u32;
+        }
+        by_id.par_sort_unstable_by(|&x, &y| b.id(x as usize).cmp(b.id(y as usize)));
+        let tmp = super::format::tmp_path(&path);
+        let f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut mb = fst::MapBuilder::new(std::io::BufWriter::with_capacity(1 << 20, f))
+            .map_err(|e| Error::corrupt(&tmp, e.to_string()))?;
+        for &p in &by_id {
+            mb.insert(b.id(p as usize), position[p as usize] as u64)
+                .map_err(|e| Error::InvalidParameter(format!("{}: {e}", tmp.display())))?;
+        }
+        let w = mb
+            .into_inner()
+            .map_err(|e| Error::corrupt(&tmp, e.to_string()))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        f.sync_data().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        files.insert("ids.fst".to_string(), file_entry(&path)?);
+    }
+    // Texts: blocks of TEXT_BLOCK_POSTS posts, zstd-compressed in parallel.
+    if store_text {
+        let path = seg_dir.join("text");
+        let nb = np.div_ceil(TEXT_BLOCK_POSTS as usize);
+        let blocks: Vec<Result<Vec<u8>>> = (0..nb)
+            .into_par_iter()
+            .map(|blk| {
+                let lo = blk * TEXT_BLOCK_POSTS as usize;
+                let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
+                let mut raw = Vec::new();
+                let mut off = 0u32;
+                raw.extend_from_slice(&0u32.to_le_bytes());
+                for &p in &order[lo..hi] {
+                    off += b.text(p as usize).len() as u32;
+                    raw.extend_from_slice(&off.to_le_bytes());
+                }
+                for &p in &order[lo..hi] {
+                    raw.extend_from_slice(b.text(p as usize));
+                }
+                zstd::bulk::compress(&raw, TEXT_ZSTD_LEVEL).map_err(|e| Error::io(&path, e))
+            })
+            .collect();
+        let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 3)?;
+        w.begin(0)?;
+        let mut meta = Vec::new();
+        meta.extend_from_slice(&(np as u64).to_le_bytes());
+        meta.extend_from_slice(&TEXT_BLOCK_POSTS.to_le_bytes());
+        meta.extend_from_slice(&CODEC_ZSTD.to_le_bytes());
+        w.write(&meta)?;
+        let mut offs = Vec::with_capacity(nb + 1);
+        offs.push(0u64);
+        let mut blocks_ok = Vec::with_capacity(nb);
+        for blk in blocks {
+            let blk = blk?;
+            offs.push(offs[offs.len() - 1] + blk.len() as u64);
+            blocks_ok.push(blk);
+        }
+        w.begin(1)?;
+        w.write_u64s(&offs)?;
+        w.begin(2)?;
+        for blk in &blocks_ok {
+            w.write(blk)?;
+        }
+        w.finish()?;
+        files.insert("text".to_string(), file_entry(&path)?);
+    }
+    sync_dir(&seg_dir)?;
+    sync_dir(dir)?;
+    Ok(SegmentEntry {
+        id,
+        posts: np as u64,
+        contents: nc as u64,
+        has_text: store_text,
+        files,
+    })
+}
+
+/// One band's table: directory, fingerprints and content ids, sorted by (bucket, fp, cid).
+fn band_table(
+    keys: &[u64],
+    bands: usize,
+    band: usize,
+    n: usize,
+    d: u32,
+) -> (Vec<u32>, Vec<u16>, Vec<u32>) {
+    let nb = 1usize << d;
+    let mut dirs = vec![0u32; nb + 1];
+    for c in 0..n {
+        let (bucket, _) = split_key(keys[c * bands + band], d);
+        dirs[bucket + 1] += 1;
+    }
+    for i in 0..nb {
+        dirs[i + 1] += dirs[i];
+    }
+    let mut pos: Vec<u32> = dirs[..nb].to_vec();
+    let mut entries = vec![(0u16, 0u32); n];
+    for c in 0..n {
+        let (bucket, fp) = split_key(keys[c * bands + band], d);
+        entries[pos[bucket] as usize] = (fp, c as u32);
+        pos[bucket] += 1;
+    }
+    for i in 0..nb {
+        entries[dirs[i] as usize..dirs[i + 1] as usize].sort_unstable();
+    }
+    let fps = entries.iter().map(|e| e.0).collect();
+    let cids = entries.iter().map(|e| e.1).collect();
+    (dirs, fps, cids)
+}
+
+/// A temporary spill file for one section that is built out of order.
+struct SpillFile {
+    path: PathBuf,
+    out: std::io::BufWriter<fs::File>,
+}
+
+impl SpillFile {
+    fn new(path: &Path) -> Result<SpillFile> {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(SpillFile {
+            path: path.to_path_buf(),
+            out: std::io::BufWriter::with_capacity(1 << 20, f),
+        })
+    }
+
+    fn write_u16s(&mut self, xs: &[u16]) -> Result<()> {
+        use std::io::Write;
+        let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.out
+            .write_all(&bytes)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
+        use std::io::Write;
+        let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.out
+            .write_all(&bytes)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn copy_into(self, w: &mut EnvelopeWriter) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&self.path, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io(&self.path, e))?;
+            if n == 0 {
+                break;
+            }
+            w.write(&buf[..n])?;
+        }
+        drop(f);
+        fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// The manifest entry of a finished file: its length and whole-file xxh3.
+fn file_entry(path: &Path) -> Result<FileEntry> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(FileEntry {
+        len,
+        xxh3: format!("{:016x}", h.digest()),
+    })
+}

@@ -1,0 +1,130 @@
+//! The manifest: the JSON document that says which segments make up an index.
+//!
+//! `CURRENT` holds the file name of the live manifest (`MANIFEST-<generation>.json`). A new
+//! manifest is written to a temporary name, fsynced and renamed, then `CURRENT` is replaced
+//! the same way and the directory fsynced: a reader sees either the old or the new index,
+//! never a mix. Manifests carry their own `format_version`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::format::{atomic_write, sync_dir, FORMAT_VERSION, SUPPORTED_VERSIONS};
+use crate::error::{Error, Result};
+use crate::fingerprint::FingerprintParams;
+
+/// One file of a segment, as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Length in bytes.
+    pub len: u64,
+    /// xxh3-64 of the whole file, 16 hex digits.
+    pub xxh3: String,
+}
+
+/// One segment, as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEntry {
+    /// The segment id; its directory is `seg-<id as 6 digits>`.
+    pub id: u64,
+    /// Posts in the segment.
+    pub posts: u64,
+    /// Unique texts (contents) in the segment.
+    pub contents: u64,
+    /// Whether the segment stores post texts.
+    pub has_text: bool,
+    /// Its files by name.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+impl SegmentEntry {
+    /// The segment's directory name.
+    pub fn dir_name(&self) -> String {
+        segment_dir_name(self.id)
+    }
+}
+
+/// The directory name of segment `id`.
+pub fn segment_dir_name(id: u64) -> String {
+    format!("seg-{id:06}")
+}
+
+/// The manifest of an index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The index format version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Increases by one with every published change.
+    pub generation: u64,
+    /// How every text in the index was fingerprinted.
+    pub params: FingerprintParams,
+    /// The live segments.
+    pub segments: Vec<SegmentEntry>,
+    /// The next unused segment id.
+    pub next_segment_id: u64,
+}
+
+impl Manifest {
+    /// The file name of generation `generation`'s manifest.
+    pub fn file_name(generation: u64) -> String {
+        format!("MANIFEST-{generation:06}.json")
+    }
+
+    /// Reads the live manifest of the index in `dir`, or `None` if `dir` holds no index
+    /// (no `CURRENT`).
+    pub fn load_current(dir: &Path) -> Result<Option<(Manifest, PathBuf)>> {
+        let current = dir.join("CURRENT");
+        let name = match std::fs::read_to_string(&current) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&current, e)),
+        };
+        let name = name.trim();
+        let valid =
+            name.starts_with("MANIFEST-") && name.ends_with(".json") && !name.contains(['/', '\\']);
+        if !valid {
+            return Err(Error::corrupt(
+                &current,
+                format!("names {name:?}, which is not a manifest file"),
+            ));
+        }
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|source| Error::Manifest {
+            path: path.clone(),
+            source,
+        })?;
+        if m.format_version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path,
+                found: m.format_version,
+                supported: SUPPORTED_VERSIONS,
+            });
+        }
+        Ok(Some((m, path)))
+    }
+
+    /// Publishes this manifest in `dir`: writes it, then points `CURRENT` at it.
+    pub fn publish(&self, dir: &Path) -> Result<()> {
+        let name = Manifest::file_name(self.generation);
+        let json = serde_json::to_vec_pretty(self).map_err(|source| Error::Manifest {
+            path: dir.join(&name),
+            source,
+        })?;
+        atomic_write(&dir.join(&name), &json)?;
+        sync_dir(dir)?;
+        atomic_write(&dir.join("CURRENT"), format!("{name}\n").as_bytes())?;
+        sync_dir(dir)
+    }
+
+    /// Total posts.
+    pub fn posts(&self) -> u64 {
+        self.segments.iter().map(|s| s.posts).sum()
+    }
+
+    /// Total unique texts (summed over segments).
+    pub fn contents(&self) -> u64 {
+        self.segments.iter().map(|s| s.contents).sum()
+    }
+}

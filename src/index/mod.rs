@@ -1,0 +1,486 @@
+//! The on-disk index: immutable, memory-mapped segments named by a manifest.
+//!
+//! - [`format`]: the byte envelope every file shares (the only encoder/decoder of bytes).
+//! - [`manifest`]: `CURRENT` and `MANIFEST-<gen>.json`, published atomically.
+//! - [`segment`]: reading one segment with every access bounds-checked.
+//! - [`build`]: bulk building with bounded memory.
+//! - [`ingest`]: the bulk job: input files in, index out, bad records reported.
+//!
+//! [`Index`] is the reader: open once, then query from many threads (`Send + Sync`, queries
+//! take `&self`). See `FORMAT.md` for the byte layout.
+
+pub mod build;
+pub mod format;
+pub mod ingest;
+pub mod manifest;
+pub mod mmap;
+pub mod segment;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::fingerprint::{Fingerprinter, Scratch};
+use crate::minhash::{bbit_estimate, to_bbit};
+pub use build::{BuildOptions, BuildStats, Existing, IndexBuilder, PostOutcome};
+pub use manifest::Manifest;
+use segment::{Segment, TextCache};
+
+/// How an index's files are accessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Memory-map every file (the default): open is instant whatever the size.
+    #[default]
+    Mmap,
+    /// Read every file into memory.
+    InMemory,
+}
+
+/// Options for [`Index::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenOptions {
+    /// Memory-map or read into memory.
+    pub access: Access,
+    /// Before probing, ask the kernel to read in every page a query will touch, so cold
+    /// reads overlap. Helps when the index is not in the page cache; costs a few system
+    /// calls per query when it is.
+    pub prefetch: bool,
+}
+
+/// Options of a lookup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryOptions {
+    /// Least estimated Jaccard similarity of a hit (default 0.5).
+    pub min_similarity: f64,
+    /// Most hits returned, best first (0 = all).
+    pub limit: usize,
+    /// Keep only posts on these platforms (empty = all).
+    pub platforms: Vec<String>,
+    /// Keep only posts by these accounts (empty = all).
+    pub accounts: Vec<String>,
+    /// Keep only posts at or after this time (unix seconds). Posts without a time are dropped
+    /// when a time range is given.
+    pub since: Option<i64>,
+    /// Keep only posts at or before this time (unix seconds).
+    pub until: Option<i64>,
+    /// Most candidates taken from one band probe: a template posted 100,000 times costs
+    /// this many reads, not 100,000. Default 1,000.
+    pub max_bucket: usize,
+    /// Return stored texts with hits (default true).
+    pub with_text: bool,
+}
+
+impl Default for QueryOptions {
+    fn default() -> QueryOptions {
+        QueryOptions {
+            min_similarity: 0.5,
+            limit: 0,
+            platforms: Vec::new(),
+            accounts: Vec::new(),
+            since: None,
+            until: None,
+            max_bucket: 1000,
+            with_text: true,
+        }
+    }
+}
+
+/// Where a post lives in an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PostAddr {
+    /// Segment id.
+    pub segment: u64,
+    /// Post index within the segment.
+    pub post: u32,
+}
+
+/// One hit of a lookup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// The post's external id.
+    pub id: String,
+    /// Estimated Jaccard similarity to the query (from 8-bit signatures).
+    pub similarity: f64,
+    /// Account.
+    pub account: String,
+    /// Platform.
+    pub platform: String,
+    /// Unix seconds, if known.
+    pub ts: Option<i64>,
+    /// The post's text, if stored and asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Where the post lives.
+    #[serde(skip)]
+    pub addr: PostAddr,
+}
+
+/// The answer to one lookup.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueryResult {
+    /// Hits, by similarity (highest first), then time (earliest first), then id.
+    pub hits: Vec<Hit>,
+    /// Distinct candidate texts verified.
+    pub candidates: usize,
+    /// Whether a heavy bucket was capped (`max_bucket`); more near-copies may exist.
+    pub truncated: bool,
+    /// Whether the query text had no fingerprint (no token after normalization).
+    pub empty: bool,
+}
+
+/// A post's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Post {
+    /// External id.
+    pub id: String,
+    /// Account.
+    pub account: String,
+    /// Platform.
+    pub platform: String,
+    /// Unix seconds, if known.
+    pub ts: Option<i64>,
+    /// Text, if stored.
+    pub text: Option<String>,
+    /// Where it lives.
+    pub addr: PostAddr,
+}
+
+/// An open index. `Send + Sync`: share it (e.g. in an `Arc`) and query from many threads.
+#[derive(Debug)]
+pub struct Index {
+    dir: PathBuf,
+    manifest: Manifest,
+    fp: Fingerprinter,
+    segments: Vec<Segment>,
+    opts: OpenOptions,
+}
+
+/// Statistics of an open index.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexStats {
+    /// Posts.
+    pub posts: u64,
+    /// Unique texts (summed over segments).
+    pub unique_texts: u64,
+    /// Segments.
+    pub segments: usize,
+    /// Manifest generation.
+    pub generation: u64,
+    /// Fingerprint parameters.
+    pub params: crate::FingerprintParams,
+    /// Bytes per file name, summed over segments.
+    pub bytes_by_file: std::collections::BTreeMap<String, u64>,
+    /// All index bytes.
+    pub bytes: u64,
+    /// Bytes per post.
+    pub bytes_per_post: f64,
+    /// Bytes per unique text, without stored texts.
+    pub bytes_per_unique_text_without_text: f64,
+}
+
+impl Index {
+    /// Opens the index in `dir` with memory maps. Validates every file's header, version and
+    /// section lengths (O(1) per file); use [`verify`](Self::verify) for a checksum pass.
+    ///
+    /// # Errors
+    /// [`Error::IndexState`] if `dir` holds no index; [`Error::BadMagic`],
+    /// [`Error::UnsupportedVersion`], [`Error::Corrupt`] or [`Error::ChecksumMismatch`] for a
+    /// damaged one; [`Error::Io`] otherwise.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
+        Index::open_with(dir, OpenOptions::default())
+    }
+
+    /// Opens the index in `dir` with options.
+    pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Index> {
+        let dir = dir.as_ref().to_path_buf();
+        let Some((manifest, _)) = Manifest::load_current(&dir)? else {
+            return Err(Error::IndexState {
+                path: dir,
+                what: "holds no index (no CURRENT file)".into(),
+            });
+        };
+        let fp = Fingerprinter::new(manifest.params)?;
+        let k = manifest.params.num_perm as usize;
+        let mmap = opts.access == Access::Mmap;
+        let segments = manifest
+            .segments
+            .iter()
+            .map(|s| Segment::open(&dir, s, manifest.params.lsh.bands, k, mmap))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Index {
+            dir,
+            manifest,
+            fp,
+            segments,
+            opts,
+        })
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest this index was opened from.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The fingerprinter queries are fingerprinted with (the index's parameters).
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fp
+    }
+
+    /// The open segments.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Total posts.
+    pub fn num_posts(&self) -> u64 {
+        self.manifest.posts()
+    }
+
+    /// Looks up `text`: every indexed post whose estimated similarity is at least
+    /// `opts.min_similarity`.
+    pub fn query(&self, text: &str, opts: &QueryOptions) -> Result<QueryResult> {
+        let mut scratch = Scratch::new();
+        self.query_with(text, opts, &mut scratch)
+    }
+
+    /// [`query`](Self::query) with caller-owned scratch buffers (no allocation per call
+    /// beyond the hits).
+    pub fn query_with(
+        &self,
+        text: &str,
+        opts: &QueryOptions,
+        scratch: &mut Scratch,
+    ) -> Result<QueryResult> {
+        let Some(f) = self.fp.fingerprint_with(text, scratch) else {
+            return Ok(QueryResult {
+                empty: true,
+                ..QueryResult::default()
+            });
+        };
+        let mut keys = Vec::with_capacity(self.manifest.params.lsh.bands as usize);
+        self.fp.band_keys(f.signature, &mut keys);
+        let mut sig = vec![0u8; f.signature.len()];
+        to_bbit(f.signature, &mut sig);
+        self.search(&keys, &sig, opts, None)
+    }
+
+    /// The neighbours of an indexed post, found by its stored text (the post itself is not
+    /// among the hits). `Ok(None)` if no post has this id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the index was built without stored texts.
+    pub fn query_post(&self, id: &str, opts: &QueryOptions) -> Result<Option<QueryResult>> {
+        let Some(post) = self.post(id)? else {
+            return Ok(None);
+        };
+        let Some(text) = post.text.as_deref() else {
+            return Err(Error::InvalidParameter(
+                "looking up a post by id needs stored texts; this index was built with --no-store-text".into(),
+            ));
+        };
+        let mut r = self.query(text, opts)?;
+        r.hits.retain(|h| h.addr != post.addr);
+        Ok(Some(r))
+    }
+
+    /// Looks up many texts in parallel (rayon); results in input order.
+    pub fn query_batch<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        opts: &QueryOptions,
+    ) -> Vec<Result<QueryResult>> {
+        texts
+            .par_iter()
+            .map_init(Scratch::new, |s, t| self.query_with(t.as_ref(), opts, s))
+            .collect()
+    }
+
+    /// The post with external id `id`, if indexed.
+    pub fn post(&self, id: &str) -> Result<Option<Post>> {
+        // Later segments win (they can only hold an id earlier ones do not, in a bulk build).
+        for seg in self.segments.iter().rev() {
+            if let Some(p) = seg.find_id(id)? {
+                return self
+                    .post_at(PostAddr {
+                        segment: seg.entry().id,
+                        post: p,
+                    })
+                    .map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The post at `addr`.
+    pub fn post_at(&self, addr: PostAddr) -> Result<Post> {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.entry().id == addr.segment)
+            .ok_or_else(|| Error::InvalidParameter(format!("no segment {}", addr.segment)))?;
+        let m = seg.post(addr.post)?;
+        let text = seg.text(addr.post, &mut TextCache::default())?;
+        Ok(Post {
+            id: m.id.into(),
+            account: m.account.into(),
+            platform: m.platform.into(),
+            ts: m.ts,
+            text,
+            addr,
+        })
+    }
+
+    fn search(
+        &self,
+        keys: &[u64],
+        sig: &[u8],
+        opts: &QueryOptions,
+        _skip: Option<PostAddr>,
+    ) -> Result<QueryResult> {
+        let mut res = QueryResult::default();
+        let mut cands: Vec<u32> = Vec::with_capacity(64);
+        let mut cache = TextCache::default();
+        for seg in &self.segments {
+            if self.opts.prefetch {
+                seg.prefetch_dirs(keys);
+                seg.prefetch_buckets(keys);
+            }
+            cands.clear();
+            for (band, &key) in keys.iter().enumerate() {
+                res.truncated |= seg.probe(band, key, opts.max_bucket, &mut cands)?;
+            }
+            cands.sort_unstable();
+            cands.dedup();
+            res.candidates += cands.len();
+            if self.opts.prefetch {
+                cands.iter().for_each(|&c| seg.prefetch_signature(c));
+            }
+            for &c in &cands {
+                let s = seg.signature(c)?;
+                let eq = s.iter().zip(sig).filter(|(a, b)| a == b).count();
+                let sim = bbit_estimate(eq, sig.len());
+                if sim < opts.min_similarity {
+                    continue;
+                }
+                for p in seg.content_posts(c)? {
+                    let m = seg.post(p)?;
+                    if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == m.platform)
+                    {
+                        continue;
+                    }
+                    if !opts.accounts.is_empty() && !opts.accounts.iter().any(|x| x == m.account) {
+                        continue;
+                    }
+                    if opts.since.is_some() || opts.until.is_some() {
+                        let Some(ts) = m.ts else { continue };
+                        if opts.since.is_some_and(|s| ts < s) || opts.until.is_some_and(|u| ts > u)
+                        {
+                            continue;
+                        }
+                    }
+                    let text = if opts.with_text {
+                        seg.text(p, &mut cache)?
+                    } else {
+                        None
+                    };
+                    res.hits.push(Hit {
+                        id: m.id.to_string(),
+                        similarity: sim,
+                        account: m.account.to_string(),
+                        platform: m.platform.to_string(),
+                        ts: m.ts,
+                        text,
+                        addr: PostAddr {
+                            segment: seg.entry().id,
+                            post: p,
+                        },
+                    });
+                }
+            }
+        }
+        res.hits.sort_by(|a, b| {
+            b.similarity
+                .total_cmp(&a.similarity)
+                .then_with(|| a.ts.unwrap_or(i64::MAX).cmp(&b.ts.unwrap_or(i64::MAX)))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        if opts.limit > 0 {
+            res.hits.truncate(opts.limit);
+        }
+        Ok(res)
+    }
+
+    /// Checks every checksum of every file (a full read of the index).
+    pub fn verify(&self) -> Result<()> {
+        self.segments.iter().try_for_each(Segment::verify)
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> IndexStats {
+        let mut by_file = std::collections::BTreeMap::new();
+        for s in &self.manifest.segments {
+            for (name, f) in &s.files {
+                *by_file.entry(name.clone()).or_insert(0) += f.len;
+            }
+        }
+        let bytes: u64 = by_file.values().sum();
+        let posts = self.manifest.posts();
+        let unique = self.manifest.contents();
+        let no_text = bytes - by_file.get("text").copied().unwrap_or(0);
+        IndexStats {
+            posts,
+            unique_texts: unique,
+            segments: self.segments.len(),
+            generation: self.manifest.generation,
+            params: self.manifest.params,
+            bytes_by_file: by_file,
+            bytes,
+            bytes_per_post: bytes as f64 / posts.max(1) as f64,
+            bytes_per_unique_text_without_text: no_text as f64 / unique.max(1) as f64,
+        }
+    }
+}
+
+/// The writer lock of an index directory: an advisory lock on `LOCK`, released when dropped
+/// (or when the process dies).
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+}
+
+impl WriterLock {
+    /// Takes the lock of `dir`, or fails at once if another writer holds it.
+    pub fn acquire(dir: &Path) -> Result<WriterLock> {
+        let path = dir.join("LOCK");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(WriterLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::IndexState {
+                path: dir.to_path_buf(),
+                what:
+                    "another writer is working on this index (LOCK is held); wait for it to finish"
+                        .into(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+/// Microseconds since `t`.
+pub fn micros_since(t: Instant) -> u64 {
+    t.elapsed().as_micros() as u64
+}

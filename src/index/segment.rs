@@ -1,0 +1,746 @@
+//! Reading one segment: band tables, b-bit signatures, posts, ids and stored texts.
+//!
+//! [`Segment::open`] parses every file's envelope and checks that each section has exactly
+//! the length its counts imply — O(1) work per file, no full read. Afterwards every access
+//! is bounds-checked against those proven lengths and returns [`Error::Corrupt`] rather than
+//! panicking when a value inside a section is impossible (an offset past the end, a content
+//! id out of range, invalid UTF-8). The `ids.fst` map is checked against its manifest
+//! checksum before its first use, because `fst` itself trusts its input.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::format::{read_u32, read_u64, Envelope, LeArray};
+use super::manifest::SegmentEntry;
+use super::mmap::Data;
+use crate::error::{Error, Result};
+
+/// Magic bytes of the band table file.
+pub const BANDS_MAGIC: &[u8; 8] = b"TRBANDS\0";
+/// Magic bytes of the signature file.
+pub const SIGS_MAGIC: &[u8; 8] = b"TRSIGS\0\0";
+/// Magic bytes of the posts file.
+pub const POSTS_MAGIC: &[u8; 8] = b"TRPOSTS\0";
+/// Magic bytes of the stored-text file.
+pub const TEXT_MAGIC: &[u8; 8] = b"TRTEXT\0\0";
+
+/// Section names of the band file, by position.
+pub const BANDS_SECTIONS: [&str; 4] = ["meta", "dirs", "fps", "cids"];
+/// Section names of the signature file.
+pub const SIGS_SECTIONS: [&str; 2] = ["meta", "sigs"];
+/// Section names of the posts file.
+pub const POSTS_SECTIONS: [&str; 11] = [
+    "meta",
+    "content_posts",
+    "ts",
+    "id_offsets",
+    "id_bytes",
+    "account_of",
+    "account_offsets",
+    "account_bytes",
+    "platform_of",
+    "platform_offsets",
+    "platform_bytes",
+];
+/// Section names of the text file.
+pub const TEXT_SECTIONS: [&str; 3] = ["meta", "block_offsets", "blocks"];
+
+/// The timestamp value that means "no timestamp".
+pub const NO_TS: i64 = i64::MIN;
+/// Text block codec: zstd.
+pub const CODEC_ZSTD: u32 = 1;
+/// The largest decompressed text block accepted.
+const MAX_BLOCK_BYTES: usize = 1 << 30;
+
+/// The most directory bits a band table may use.
+pub const MAX_DIR_BITS: u32 = 30;
+
+#[derive(Debug)]
+struct File {
+    path: PathBuf,
+    data: Data,
+    env: Envelope,
+}
+
+impl File {
+    fn open(
+        dir: &Path,
+        name: &str,
+        entry: &SegmentEntry,
+        mmap: bool,
+        magic: &[u8; 8],
+        kind: &'static str,
+    ) -> Result<File> {
+        let path = dir.join(name);
+        let data = if mmap {
+            Data::map(&path)?
+        } else {
+            Data::read(&path)?
+        };
+        if let Some(f) = entry.files.get(name) {
+            if f.len != data.len() as u64 {
+                return Err(Error::corrupt(
+                    &path,
+                    format!("is {} bytes, the manifest says {}", data.len(), f.len),
+                ));
+            }
+        } else {
+            return Err(Error::corrupt(&path, "is not listed in the manifest"));
+        }
+        let env = Envelope::parse(&path, &data, magic, kind)?;
+        Ok(File { path, data, env })
+    }
+
+    fn section(&self, i: usize) -> Result<Range<usize>> {
+        self.env.section(&self.path, i, i as u32)
+    }
+
+    fn meta(&self, want: usize) -> Result<&[u8]> {
+        let r = self.section(0)?;
+        if r.len() < want {
+            return Err(Error::corrupt(&self.path, "meta section is too short"));
+        }
+        Ok(&self.data[r])
+    }
+
+    fn arr<const W: usize>(&self, i: usize, count: u64, what: &str) -> Result<Range<usize>> {
+        let r = self.section(i)?;
+        LeArray::<W>::new(&self.path, what, &self.data[r.clone()], count)?;
+        Ok(r)
+    }
+
+    #[inline]
+    fn view<const W: usize>(&self, r: &Range<usize>) -> LeArray<'_, W> {
+        // The range was proven at open to lie within the file and hold whole elements.
+        LeArray::proven(self.data.get(r.clone()).unwrap_or_default())
+    }
+}
+
+/// Proven layout of the band file.
+#[derive(Debug)]
+struct Bands {
+    file: File,
+    dir_bits: u32,
+    dirs: Range<usize>,
+    fps: Range<usize>,
+    cids: Range<usize>,
+}
+
+/// Proven layout of the posts file.
+#[derive(Debug)]
+struct Posts {
+    file: File,
+    n_accounts: u64,
+    n_platforms: u64,
+    content_posts: Range<usize>,
+    ts: Range<usize>,
+    id_offsets: Range<usize>,
+    id_bytes: Range<usize>,
+    account_of: Range<usize>,
+    account_offsets: Range<usize>,
+    account_bytes: Range<usize>,
+    platform_of: Range<usize>,
+    platform_offsets: Range<usize>,
+    platform_bytes: Range<usize>,
+}
+
+/// Proven layout of the text file.
+#[derive(Debug)]
+struct Texts {
+    file: File,
+    block_posts: u32,
+    block_offsets: Range<usize>,
+    blocks: Range<usize>,
+}
+
+/// One post's metadata, borrowed from a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostRef<'a> {
+    /// External id.
+    pub id: &'a str,
+    /// Account.
+    pub account: &'a str,
+    /// Platform.
+    pub platform: &'a str,
+    /// Unix seconds, if known.
+    pub ts: Option<i64>,
+}
+
+/// An open segment.
+#[derive(Debug)]
+pub struct Segment {
+    entry: SegmentEntry,
+    dir: PathBuf,
+    n_contents: u64,
+    n_posts: u64,
+    bands_n: u32,
+    k: usize,
+    bands: Bands,
+    sigs: File,
+    sigs_range: Range<usize>,
+    posts: Posts,
+    ids: Data,
+    ids_checked: OnceLock<std::result::Result<(), String>>,
+    texts: Option<Texts>,
+}
+
+impl Segment {
+    /// Opens segment `entry` of the index in `index_dir`, validating headers and lengths.
+    pub fn open(
+        index_dir: &Path,
+        entry: &SegmentEntry,
+        bands_n: u32,
+        k: usize,
+        mmap: bool,
+    ) -> Result<Segment> {
+        let dir = index_dir.join(entry.dir_name());
+        let nc = entry.contents;
+        let np = entry.posts;
+        if nc > u32::MAX as u64 || np > u32::MAX as u64 || nc > np {
+            return Err(Error::corrupt(
+                &dir,
+                format!("impossible counts: {np} posts, {nc} contents"),
+            ));
+        }
+        // Bands.
+        let f = File::open(&dir, "bands", entry, mmap, BANDS_MAGIC, "band table")?;
+        let m = f.meta(24)?;
+        let (n, b, dir_bits, rows) = (
+            read_u64(m, 0),
+            read_u32(m, 8),
+            read_u32(m, 12),
+            read_u32(m, 16),
+        );
+        if n != nc || b != bands_n || dir_bits > MAX_DIR_BITS || rows == 0 {
+            return Err(Error::corrupt(&f.path, format!("meta ({n} contents, {b} bands, {dir_bits} dir bits) disagrees with the manifest")));
+        }
+        let dir_len = (b as u64) * ((1u64 << dir_bits) + 1);
+        let entries = (b as u64) * n;
+        let dirs = f.arr::<4>(1, dir_len, "dirs")?;
+        let fps = f.arr::<2>(2, entries, "fps")?;
+        let cids = f.arr::<4>(3, entries, "cids")?;
+        let bands = Bands {
+            file: f,
+            dir_bits,
+            dirs,
+            fps,
+            cids,
+        };
+        // Signatures.
+        let sigs = File::open(&dir, "sigs", entry, mmap, SIGS_MAGIC, "signature")?;
+        let m = sigs.meta(16)?;
+        let (n, kk, bits) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
+        if n != nc || kk as usize != k || bits != 8 {
+            return Err(Error::corrupt(
+                &sigs.path,
+                format!("meta ({n} contents, k={kk}, {bits} bits) disagrees with the manifest"),
+            ));
+        }
+        let sigs_range = sigs.arr::<1>(1, nc * k as u64, "sigs")?;
+        // Posts.
+        let f = File::open(&dir, "posts", entry, mmap, POSTS_MAGIC, "posts")?;
+        let m = f.meta(32)?;
+        let (n, c, na, npl) = (
+            read_u64(m, 0),
+            read_u64(m, 8),
+            read_u64(m, 16),
+            read_u64(m, 24),
+        );
+        if n != np || c != nc || na > np.max(1) || npl > np.max(1) {
+            return Err(Error::corrupt(&f.path, "meta disagrees with the manifest"));
+        }
+        let posts = Posts {
+            content_posts: f.arr::<4>(1, nc + 1, "content_posts")?,
+            ts: f.arr::<8>(2, np, "ts")?,
+            id_offsets: f.arr::<8>(3, np + 1, "id_offsets")?,
+            id_bytes: f.section(4)?,
+            account_of: f.arr::<4>(5, np, "account_of")?,
+            account_offsets: f.arr::<8>(6, na + 1, "account_offsets")?,
+            account_bytes: f.section(7)?,
+            platform_of: f.arr::<4>(8, np, "platform_of")?,
+            platform_offsets: f.arr::<8>(9, npl + 1, "platform_offsets")?,
+            platform_bytes: f.section(10)?,
+            n_accounts: na,
+            n_platforms: npl,
+            file: f,
+        };
+        // Ids.
+        let ids_path = dir.join("ids.fst");
+        let ids = if mmap {
+            Data::map(&ids_path)?
+        } else {
+            Data::read(&ids_path)?
+        };
+        match entry.files.get("ids.fst") {
+            Some(fe) if fe.len == ids.len() as u64 => {}
+            _ => {
+                return Err(Error::corrupt(
+                    &ids_path,
+                    "length disagrees with the manifest",
+                ))
+            }
+        }
+        // Texts.
+        let texts = if entry.has_text {
+            let f = File::open(&dir, "text", entry, mmap, TEXT_MAGIC, "text")?;
+            let m = f.meta(16)?;
+            let (n, block_posts, codec) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
+            if n != np || block_posts == 0 || codec != CODEC_ZSTD {
+                return Err(Error::corrupt(&f.path, "meta disagrees with the manifest"));
+            }
+            let nb = np.div_ceil(block_posts as u64);
+            let block_offsets = f.arr::<8>(1, nb + 1, "block_offsets")?;
+            let blocks = f.section(2)?;
+            Some(Texts {
+                file: f,
+                block_posts,
+                block_offsets,
+                blocks,
+            })
+        } else {
+            None
+        };
+        Ok(Segment {
+            entry: entry.clone(),
+            dir,
+            n_contents: nc,
+            n_posts: np,
+            bands_n,
+            k,
+            bands,
+            sigs,
+            sigs_range,
+            posts,
+            ids,
+            ids_checked: OnceLock::new(),
+            texts,
+        })
+    }
+
+    /// The manifest entry.
+    pub fn entry(&self) -> &SegmentEntry {
+        &self.entry
+    }
+
+    /// The segment's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of unique texts.
+    pub fn n_contents(&self) -> u64 {
+        self.n_contents
+    }
+
+    /// Number of posts.
+    pub fn n_posts(&self) -> u64 {
+        self.n_posts
+    }
+
+    /// Whether post texts are stored.
+    pub fn has_text(&self) -> bool {
+        self.texts.is_some()
+    }
+
+    /// The `(bucket, fingerprint)` of a band key for this segment's directory size.
+    #[inline]
+    pub fn split_key(&self, key: u64) -> (usize, u16) {
+        split_key(key, self.bands.dir_bits)
+    }
+
+    /// The entry range of `bucket` in `band`.
+    fn bucket(&self, band: usize, bucket: usize) -> Result<Range<usize>> {
+        let dirs = self.bands.file.view::<4>(&self.bands.dirs);
+        let base = band * ((1usize << self.bands.dir_bits) + 1) + bucket;
+        let (Some(s), Some(e)) = (dirs.get(base), dirs.get(base + 1)) else {
+            return Err(Error::corrupt(
+                &self.bands.file.path,
+                "bucket directory out of range",
+            ));
+        };
+        if s > e || e as u64 > self.n_contents {
+            return Err(Error::corrupt(
+                &self.bands.file.path,
+                format!("bucket {bucket} of band {band} has range {s}..{e}"),
+            ));
+        }
+        Ok(s as usize..e as usize)
+    }
+
+    /// Asks the kernel to read in the directory entries for these probes (cold queries).
+    pub fn prefetch_dirs(&self, keys: &[u64]) {
+        let stride = (1usize << self.bands.dir_bits) + 1;
+        for (band, &key) in keys.iter().enumerate().take(self.bands_n as usize) {
+            let (bucket, _) = self.split_key(key);
+            let off = self.bands.dirs.start + (band * stride + bucket) * 4;
+            self.bands.file.data.prefetch(off, 8);
+        }
+    }
+
+    /// Asks the kernel to read in the fingerprint and id entries for these probes.
+    pub fn prefetch_buckets(&self, keys: &[u64]) {
+        let n = self.n_contents as usize;
+        for (band, &key) in keys.iter().enumerate().take(self.bands_n as usize) {
+            let (bucket, _) = self.split_key(key);
+            if let Ok(r) = self.bucket(band, bucket) {
+                let base = band * n;
+                let d = &self.bands.file.data;
+                d.prefetch(self.bands.fps.start + (base + r.start) * 2, r.len() * 2);
+                d.prefetch(self.bands.cids.start + (base + r.start) * 4, r.len() * 4);
+            }
+        }
+    }
+
+    /// Appends to `out` the content ids whose key in `band` matches `key`, at most `cap` of
+    /// them. Returns whether the cap cut the list short.
+    pub fn probe(&self, band: usize, key: u64, cap: usize, out: &mut Vec<u32>) -> Result<bool> {
+        let (bucket, fp) = self.split_key(key);
+        let r = self.bucket(band, bucket)?;
+        let base = band * self.n_contents as usize;
+        let fps = self.bands.file.view::<2>(&self.bands.fps);
+        let cids = self.bands.file.view::<4>(&self.bands.cids);
+        let mut taken = 0;
+        for j in r {
+            if fps.get(base + j) != Some(fp) {
+                continue;
+            }
+            if taken == cap {
+                return Ok(true);
+            }
+            match cids.get(base + j) {
+                Some(c) if (c as u64) < self.n_contents => out.push(c),
+                _ => {
+                    return Err(Error::corrupt(
+                        &self.bands.file.path,
+                        format!("band {band} entry {j}: content id out of range"),
+                    ))
+                }
+            }
+            taken += 1;
+        }
+        Ok(false)
+    }
+
+    /// Every `(fingerprint, content)` entry of a bucket, for the self-join of clustering.
+    pub fn bucket_entries(
+        &self,
+        band: usize,
+        bucket: usize,
+        out: &mut Vec<(u16, u32)>,
+    ) -> Result<()> {
+        let r = self.bucket(band, bucket)?;
+        let base = band * self.n_contents as usize;
+        let fps = self.bands.file.view::<2>(&self.bands.fps);
+        let cids = self.bands.file.view::<4>(&self.bands.cids);
+        for j in r {
+            match (fps.get(base + j), cids.get(base + j)) {
+                (Some(f), Some(c)) if (c as u64) < self.n_contents => out.push((f, c)),
+                _ => {
+                    return Err(Error::corrupt(
+                        &self.bands.file.path,
+                        format!("band {band} entry {j} is out of range"),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of directory buckets per band.
+    pub fn buckets_per_band(&self) -> usize {
+        1usize << self.bands.dir_bits
+    }
+
+    /// The 8-bit signature of content `c`.
+    #[inline]
+    pub fn signature(&self, c: u32) -> Result<&[u8]> {
+        let start = (c as usize)
+            .checked_mul(self.k)
+            .map(|s| self.sigs_range.start + s);
+        match start {
+            Some(s) if (c as u64) < self.n_contents => Ok(&self.sigs.data[s..s + self.k]),
+            _ => Err(Error::corrupt(
+                &self.sigs.path,
+                format!("content id {c} out of range"),
+            )),
+        }
+    }
+
+    /// Asks the kernel to read in content `c`'s signature.
+    pub fn prefetch_signature(&self, c: u32) {
+        self.sigs
+            .data
+            .prefetch(self.sigs_range.start + c as usize * self.k, self.k);
+    }
+
+    /// The posts of content `c` (a range of post indexes).
+    pub fn content_posts(&self, c: u32) -> Result<Range<u32>> {
+        let cp = self.posts.file.view::<4>(&self.posts.content_posts);
+        match (cp.get(c as usize), cp.get(c as usize + 1)) {
+            (Some(s), Some(e)) if s <= e && e as u64 <= self.n_posts => Ok(s..e),
+            _ => Err(Error::corrupt(
+                &self.posts.file.path,
+                format!("posts of content {c} out of range"),
+            )),
+        }
+    }
+
+    /// The content of post `p` (binary search over the content ranges).
+    pub fn content_of(&self, p: u32) -> Result<u32> {
+        let cp = self.posts.file.view::<4>(&self.posts.content_posts);
+        let (mut lo, mut hi) = (0usize, self.n_contents as usize);
+        // Find the last c with cp[c] <= p.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match cp.get(mid + 1) {
+                Some(v) if v <= p => lo = mid + 1,
+                Some(_) => hi = mid,
+                None => break,
+            }
+        }
+        let r = self.content_posts(lo as u32)?;
+        if r.contains(&p) {
+            Ok(lo as u32)
+        } else {
+            Err(Error::corrupt(
+                &self.posts.file.path,
+                format!("post {p} belongs to no content"),
+            ))
+        }
+    }
+
+    fn string<'a>(
+        &'a self,
+        offsets: &Range<usize>,
+        bytes: &Range<usize>,
+        i: u64,
+        what: &str,
+    ) -> Result<&'a str> {
+        let f = &self.posts.file;
+        let offs = f.view::<8>(offsets);
+        let data = &f.data[bytes.clone()];
+        let (Some(s), Some(e)) = (offs.get(i as usize), offs.get(i as usize + 1)) else {
+            return Err(Error::corrupt(&f.path, format!("{what} {i} out of range")));
+        };
+        let b = data
+            .get(s as usize..e as usize)
+            .ok_or_else(|| Error::corrupt(&f.path, format!("{what} {i} bytes out of range")))?;
+        std::str::from_utf8(b)
+            .map_err(|_| Error::corrupt(&f.path, format!("{what} {i} is not UTF-8")))
+    }
+
+    /// The metadata of post `p`.
+    pub fn post(&self, p: u32) -> Result<PostRef<'_>> {
+        let f = &self.posts.file;
+        if p as u64 >= self.n_posts {
+            return Err(Error::corrupt(&f.path, format!("post {p} out of range")));
+        }
+        let ts = f
+            .view::<8>(&self.posts.ts)
+            .get(p as usize)
+            .map(|t| t as i64)
+            .unwrap_or(NO_TS);
+        let a = f
+            .view::<4>(&self.posts.account_of)
+            .get(p as usize)
+            .unwrap_or(u32::MAX);
+        let pl = f
+            .view::<4>(&self.posts.platform_of)
+            .get(p as usize)
+            .unwrap_or(u32::MAX);
+        if a as u64 >= self.posts.n_accounts || pl as u64 >= self.posts.n_platforms {
+            return Err(Error::corrupt(
+                &f.path,
+                format!("post {p} names an account or platform out of range"),
+            ));
+        }
+        Ok(PostRef {
+            id: self.string(&self.posts.id_offsets, &self.posts.id_bytes, p as u64, "id")?,
+            account: self.string(
+                &self.posts.account_offsets,
+                &self.posts.account_bytes,
+                a as u64,
+                "account",
+            )?,
+            platform: self.string(
+                &self.posts.platform_offsets,
+                &self.posts.platform_bytes,
+                pl as u64,
+                "platform",
+            )?,
+            ts: (ts != NO_TS).then_some(ts),
+        })
+    }
+
+    /// The account number of post `p` (an index into this segment's account dictionary).
+    pub fn account_of(&self, p: u32) -> Option<u32> {
+        self.posts
+            .file
+            .view::<4>(&self.posts.account_of)
+            .get(p as usize)
+    }
+
+    /// The text of post `p`, if texts are stored. `cache` holds the last decompressed block.
+    pub fn text(&self, p: u32, cache: &mut TextCache) -> Result<Option<String>> {
+        let Some(t) = &self.texts else {
+            return Ok(None);
+        };
+        if p as u64 >= self.n_posts {
+            return Err(Error::corrupt(
+                &t.file.path,
+                format!("post {p} out of range"),
+            ));
+        }
+        let block = p / t.block_posts;
+        let key = (self.entry.id, block);
+        if cache.key != Some(key) {
+            cache.key = None;
+            let offs = t.file.view::<8>(&t.block_offsets);
+            let (Some(s), Some(e)) = (offs.get(block as usize), offs.get(block as usize + 1))
+            else {
+                return Err(Error::corrupt(
+                    &t.file.path,
+                    format!("text block {block} out of range"),
+                ));
+            };
+            let blocks = &t.file.data[t.blocks.clone()];
+            let raw = blocks.get(s as usize..e as usize).ok_or_else(|| {
+                Error::corrupt(
+                    &t.file.path,
+                    format!("text block {block} bytes out of range"),
+                )
+            })?;
+            cache.buf.clear();
+            let mut dec = zstd::stream::read::Decoder::with_buffer(raw)
+                .map_err(|e| Error::corrupt(&t.file.path, format!("text block {block}: {e}")))?;
+            use std::io::Read;
+            (&mut dec)
+                .take(MAX_BLOCK_BYTES as u64)
+                .read_to_end(&mut cache.buf)
+                .map_err(|e| Error::corrupt(&t.file.path, format!("text block {block}: {e}")))?;
+            cache.key = Some(key);
+        }
+        let first = block * t.block_posts;
+        let m = (self.n_posts - first as u64).min(t.block_posts as u64) as usize;
+        let i = (p - first) as usize;
+        let b = &cache.buf;
+        let header = (m + 1) * 4;
+        if b.len() < header {
+            return Err(Error::corrupt(
+                &t.file.path,
+                format!("text block {block} is too short"),
+            ));
+        }
+        let (s, e) = (read_u32(b, i * 4) as usize, read_u32(b, i * 4 + 4) as usize);
+        let bytes = b
+            .get(header + s..header + e)
+            .filter(|_| s <= e)
+            .ok_or_else(|| {
+                Error::corrupt(&t.file.path, format!("text of post {p} out of range"))
+            })?;
+        String::from_utf8(bytes.to_vec())
+            .map(Some)
+            .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))
+    }
+
+    /// Looks up an external id. Checks the `ids.fst` checksum on first use.
+    pub fn find_id(&self, id: &str) -> Result<Option<u32>> {
+        let checked = self.ids_checked.get_or_init(|| {
+            let want = self
+                .entry
+                .files
+                .get("ids.fst")
+                .map(|f| f.xxh3.clone())
+                .unwrap_or_default();
+            let got = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&self.ids));
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("checksum {got} differs from the manifest's {want}"))
+            }
+        });
+        let path = self.dir.join("ids.fst");
+        if let Err(what) = checked {
+            return Err(Error::ChecksumMismatch {
+                path,
+                section: what.clone(),
+            });
+        }
+        let map = fst::Map::new(&self.ids[..]).map_err(|e| Error::corrupt(&path, e.to_string()))?;
+        match map.get(id.as_bytes()) {
+            Some(p) if p < self.n_posts => Ok(Some(p as u32)),
+            Some(p) => Err(Error::corrupt(
+                &path,
+                format!("id maps to post {p}, out of range"),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks every checksum of the segment's files (a full read).
+    pub fn verify(&self) -> Result<()> {
+        self.bands.file.env.verify(
+            &self.bands.file.path,
+            &self.bands.file.data,
+            &BANDS_SECTIONS,
+        )?;
+        self.sigs
+            .env
+            .verify(&self.sigs.path, &self.sigs.data, &SIGS_SECTIONS)?;
+        self.posts.file.env.verify(
+            &self.posts.file.path,
+            &self.posts.file.data,
+            &POSTS_SECTIONS,
+        )?;
+        if let Some(t) = &self.texts {
+            t.file
+                .env
+                .verify(&t.file.path, &t.file.data, &TEXT_SECTIONS)?;
+        }
+        let files: [(&str, &[u8]); 4] = [
+            ("bands", &self.bands.file.data),
+            ("sigs", &self.sigs.data),
+            ("posts", &self.posts.file.data),
+            ("ids.fst", &self.ids),
+        ];
+        for (name, bytes) in files
+            .into_iter()
+            .chain(self.texts.as_ref().map(|t| ("text", &t.file.data[..])))
+        {
+            let want = self
+                .entry
+                .files
+                .get(name)
+                .map(|f| f.xxh3.as_str())
+                .unwrap_or("");
+            let got = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes));
+            if got != want {
+                return Err(Error::ChecksumMismatch {
+                    path: self.dir.join(name),
+                    section: "whole file".into(),
+                });
+            }
+        }
+        self.find_id("").map(|_| ())
+    }
+}
+
+/// The last decompressed text block, reused across lookups.
+#[derive(Debug, Default)]
+pub struct TextCache {
+    key: Option<(u64, u32)>,
+    buf: Vec<u8>,
+}
+
+/// The `(bucket, fingerprint)` of a band key for a directory of `dir_bits` bits.
+#[inline]
+pub fn split_key(key: u64, dir_bits: u32) -> (usize, u16) {
+    let bucket = if dir_bits == 0 {
+        0
+    } else {
+        (key >> (64 - dir_bits)) as usize
+    };
+    let fp = (key >> (48 - dir_bits)) as u16;
+    (bucket, fp)
+}
