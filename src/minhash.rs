@@ -205,13 +205,13 @@ mod tests {
         let h = MinHasher::new(70, 3);
         let set: Vec<u64> = (0..37).map(|x| x * 7919).collect();
         let s = sig(&h, &set);
-        for i in 0..70 {
+        for (i, &got) in s.iter().enumerate() {
             let want = set
                 .iter()
                 .map(|&x| (h.a[i].wrapping_mul(key(x)).wrapping_add(h.b[i]) >> 32) as u32)
                 .min()
                 .unwrap();
-            assert_eq!(s[i], want);
+            assert_eq!(got, want);
         }
     }
 }

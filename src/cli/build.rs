@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use textreuse::index::ingest::{build_index, BuildObserver, IngestOptions};
 use textreuse::index::{BuildOptions, Existing};
 use textreuse::input::{FieldNames, InputFormat, InputOptions};
-use textreuse::text::{Hashtags, NormalizerOptions};
+use textreuse::text::Hashtags;
 use textreuse::{Error, FingerprintParams, LshParams};
 
 use super::util::{parse_size, progress_bar};
@@ -60,6 +60,10 @@ pub struct Args {
     /// Keep hashtag words (`#Taiwan` -> `taiwan`) instead of removing hashtags.
     #[arg(long)]
     keep_hashtags: bool,
+    /// Do not fold Traditional Chinese to Simplified (only for comparing with a reference
+    /// that keeps the scripts apart).
+    #[arg(long)]
+    no_t2s: bool,
     /// Tokens per shingle.
     #[arg(long, default_value_t = 3)]
     shingle: u32,
@@ -131,10 +135,9 @@ pub fn run(args: Args) -> Result<i32> {
         ..FingerprintParams::default()
     };
     if args.keep_hashtags {
-        params.normalizer = NormalizerOptions {
-            hashtags: Hashtags::KeepWords,
-        };
+        params.normalizer.hashtags = Hashtags::KeepWords;
     }
+    params.normalizer.t2s = !args.no_t2s;
     if let (Some(bands), Some(rows)) = (args.bands, args.rows) {
         params.lsh = LshParams { bands, rows };
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use textreuse::text::{Hashtags, NormalizerOptions};
+use textreuse::text::Hashtags;
 use textreuse::{FingerprintParams, Fingerprinter, Scratch};
 
 /// Arguments of `textreuse fingerprint`.
@@ -58,9 +58,7 @@ pub fn run(args: Args) -> Result<i32> {
         ..FingerprintParams::default()
     };
     if args.keep_hashtags {
-        params.normalizer = NormalizerOptions {
-            hashtags: Hashtags::KeepWords,
-        };
+        params.normalizer.hashtags = Hashtags::KeepWords;
     }
     let fp = Fingerprinter::new(params)?;
     let stdout = io::stdout();

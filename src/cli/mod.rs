@@ -1,6 +1,7 @@
 //! Command-line parsing (clap derive) and dispatch to one module per subcommand.
 
 mod build;
+mod demo;
 mod fingerprint;
 mod query;
 mod stats;
@@ -18,6 +19,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole pipeline on the bundled sample: build an index, look up a Chinese post,
+    /// its Traditional-script copy and an English post.
+    Demo(demo::Args),
     /// Show what the engine sees of a text: normalized text, tokens, shingles, content hash.
     Fingerprint(fingerprint::Args),
     /// Build an index from post dumps (JSONL, CSV, plain text; .gz/.zst).
@@ -34,6 +38,7 @@ enum Command {
 pub fn run() -> anyhow::Result<i32> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Fingerprint(args) => fingerprint::run(args),
         Command::Build(args) => build::run(args),
         Command::Query(args) => query::run(args),

@@ -66,6 +66,7 @@ pub struct Args {
 struct JsonOut<'a> {
     query: &'a str,
     took_us: u64,
+    candidates: usize,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     empty: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -83,10 +84,10 @@ struct JsonQuery<'a> {
 }
 
 /// One query: its label and text.
-struct Q {
-    label: String,
-    text: Option<String>,
-    id: Option<String>,
+pub(crate) struct Q {
+    pub(crate) label: String,
+    pub(crate) text: Option<String>,
+    pub(crate) id: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -229,6 +230,7 @@ fn answer(
             let o = JsonOut {
                 query: &q.label,
                 took_us: took,
+                candidates: res.candidates,
                 empty: res.empty,
                 truncated: res.truncated,
                 error,
@@ -243,7 +245,7 @@ fn answer(
     Ok(any)
 }
 
-fn print_table(q: &Q, res: &QueryResult, took: u64, out: &mut impl Write) -> Result<()> {
+pub(crate) fn print_table(q: &Q, res: &QueryResult, took: u64, out: &mut impl Write) -> Result<()> {
     let what = match (&q.text, &q.id) {
         (Some(t), _) => one_line(t, 60),
         (None, Some(id)) => format!("post {id}"),

@@ -150,10 +150,14 @@ fn params_validate() {
     let mut p = FingerprintParams::default();
     p.lsh.bands = 64;
     assert!(Fingerprinter::new(p).is_err());
-    let mut p = FingerprintParams::default();
-    p.normalizer_version = 99;
+    let p = FingerprintParams {
+        normalizer_version: 99,
+        ..FingerprintParams::default()
+    };
     assert!(Fingerprinter::new(p).is_err());
-    let mut p = FingerprintParams::default();
-    p.shingle = 0;
+    let p = FingerprintParams {
+        shingle: 0,
+        ..FingerprintParams::default()
+    };
     assert!(Fingerprinter::new(p).is_err());
 }

@@ -31,9 +31,9 @@ use crate::input::RawPost;
 use crate::minhash::to_bbit;
 
 /// Posts per compressed text block.
-const TEXT_BLOCK_POSTS: u32 = 64;
+const TEXT_BLOCK_POSTS: u32 = 32;
 /// zstd level for stored texts.
-const TEXT_ZSTD_LEVEL: i32 = 3;
+const TEXT_ZSTD_LEVEL: i32 = 1;
 /// Average entries per band bucket the directory aims for.
 const BUCKET_TARGET: u64 = 32;
 
@@ -101,6 +101,34 @@ pub struct BuildStats {
     pub bytes: u64,
 }
 
+/// A hasher for keys that already are uniformly distributed hashes (content and id hashes):
+/// it keeps the low 64 bits instead of hashing again.
+#[derive(Default, Clone, Copy)]
+struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for non-integer keys; fold them in.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type PreHashedMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<PreHashed>>;
+
 /// A post fingerprinted in parallel, waiting for in-order insertion.
 struct Prepared {
     content_hash: u128,
@@ -110,7 +138,7 @@ struct Prepared {
 /// The segment being buffered in memory.
 #[derive(Default)]
 struct Buffer {
-    contents: HashMap<u128, u32>,
+    contents: PreHashedMap<u128, u32>,
     /// b-bit signatures, `k` bytes per content.
     sigs: Vec<u8>,
     /// Band keys, `bands` per content.
@@ -124,7 +152,7 @@ struct Buffer {
     ids: Vec<u8>,
     text_ends: Vec<u64>,
     texts: Vec<u8>,
-    id_hashes: HashMap<u64, u32>,
+    id_hashes: PreHashedMap<u64, u32>,
     accounts: Dict,
     platforms: Dict,
 }
@@ -132,7 +160,7 @@ struct Buffer {
 /// Interned strings in first-seen order.
 #[derive(Default)]
 struct Dict {
-    index: HashMap<String, u32>,
+    index: HashMap<String, u32, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
     ends: Vec<u64>,
     bytes: Vec<u8>,
 }
@@ -685,21 +713,27 @@ fn write_segment(
         let nb = np.div_ceil(TEXT_BLOCK_POSTS as usize);
         let blocks: Vec<Result<Vec<u8>>> = (0..nb)
             .into_par_iter()
-            .map(|blk| {
-                let lo = blk * TEXT_BLOCK_POSTS as usize;
-                let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
-                let mut raw = Vec::new();
-                let mut off = 0u32;
-                raw.extend_from_slice(&0u32.to_le_bytes());
-                for &p in &order[lo..hi] {
-                    off += b.text(p as usize).len() as u32;
-                    raw.extend_from_slice(&off.to_le_bytes());
-                }
-                for &p in &order[lo..hi] {
-                    raw.extend_from_slice(b.text(p as usize));
-                }
-                zstd::bulk::compress(&raw, TEXT_ZSTD_LEVEL).map_err(|e| Error::io(&path, e))
-            })
+            .map_init(
+                || zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
+                |z, blk| {
+                    let lo = blk * TEXT_BLOCK_POSTS as usize;
+                    let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
+                    let mut raw = Vec::new();
+                    let mut off = 0u32;
+                    raw.extend_from_slice(&0u32.to_le_bytes());
+                    for &p in &order[lo..hi] {
+                        off += b.text(p as usize).len() as u32;
+                        raw.extend_from_slice(&off.to_le_bytes());
+                    }
+                    for &p in &order[lo..hi] {
+                        raw.extend_from_slice(b.text(p as usize));
+                    }
+                    let z = z.as_mut().map_err(|e| {
+                        Error::io(&path, std::io::Error::new(e.kind(), e.to_string()))
+                    })?;
+                    z.compress(&raw).map_err(|e| Error::io(&path, e))
+                },
+            )
             .collect();
         let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 3)?;
         w.begin(0)?;

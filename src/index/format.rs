@@ -121,7 +121,7 @@ impl Envelope {
                     "section {i} ({off}+{len}) runs past the end of the file"
                 )));
             };
-            if off < table_end as u64 || off % 8 != 0 {
+            if off < table_end as u64 || !off.is_multiple_of(8) {
                 return Err(corrupt(format!("section {i} has a bad offset {off}")));
             }
             sections.push(Section {

@@ -612,12 +612,29 @@ impl Segment {
                 )
             })?;
             cache.buf.clear();
-            let mut dec = zstd::stream::read::Decoder::with_buffer(raw)
-                .map_err(|e| Error::corrupt(&t.file.path, format!("text block {block}: {e}")))?;
-            use std::io::Read;
-            (&mut dec)
-                .take(MAX_BLOCK_BYTES as u64)
-                .read_to_end(&mut cache.buf)
+            let size = zstd::zstd_safe::get_frame_content_size(raw)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        &t.file.path,
+                        format!("text block {block} has no valid zstd frame header"),
+                    )
+                })?;
+            if size > MAX_BLOCK_BYTES as u64 {
+                return Err(Error::corrupt(
+                    &t.file.path,
+                    format!("text block {block} claims {size} bytes"),
+                ));
+            }
+            cache.buf.reserve(size as usize);
+            let dec = match &mut cache.dec {
+                Some(d) => d,
+                slot => slot.insert(
+                    zstd::bulk::Decompressor::new().map_err(|e| Error::io(&t.file.path, e))?,
+                ),
+            };
+            dec.decompress_to_buffer(raw, &mut cache.buf)
                 .map_err(|e| Error::corrupt(&t.file.path, format!("text block {block}: {e}")))?;
             cache.key = Some(key);
         }
@@ -726,11 +743,21 @@ impl Segment {
     }
 }
 
-/// The last decompressed text block, reused across lookups.
-#[derive(Debug, Default)]
+/// The last decompressed text block and a reusable decompression context.
+#[derive(Default)]
 pub struct TextCache {
     key: Option<(u64, u32)>,
     buf: Vec<u8>,
+    dec: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl std::fmt::Debug for TextCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextCache")
+            .field("key", &self.key)
+            .field("buf_len", &self.buf.len())
+            .finish()
+    }
 }
 
 /// The `(bucket, fingerprint)` of a band key for a directory of `dir_bits` bits.

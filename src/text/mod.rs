@@ -41,11 +41,28 @@ pub enum Hashtags {
 }
 
 /// Normalizer options. Part of the fingerprint parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NormalizerOptions {
     /// What to do with hashtags.
     #[serde(default)]
     pub hashtags: Hashtags,
+    /// Fold Traditional Chinese to Simplified (default true). Turn it off only to compare
+    /// with a reference that keeps the scripts apart.
+    #[serde(default = "yes")]
+    pub t2s: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for NormalizerOptions {
+    fn default() -> NormalizerOptions {
+        NormalizerOptions {
+            hashtags: Hashtags::Remove,
+            t2s: true,
+        }
+    }
 }
 
 /// A token: a byte range of the normalized text.
@@ -171,7 +188,7 @@ impl Normalizer {
         out.mapped.clear();
         out.text.clear();
         out.tokens.clear();
-        map_chars(text, &mut out.mapped);
+        map_chars(text, &mut out.mapped, self.opts.t2s);
         self.clean(out);
     }
 
@@ -201,27 +218,47 @@ impl Normalizer {
         }
         while i < bytes.len() {
             let b = bytes[i];
-            // URLs, mentions, hashtags: all start with an ASCII byte.
-            if b == b'h' || b == b'w' || b == b'@' || b == b'#' {
-                let skip = match b {
-                    b'h' => url_len(src, i),
-                    b'w' => {
-                        let at_boundary = i == 0 || !matches!(classify_prev(src, i), Class::Word);
-                        if at_boundary && bytes[i..].starts_with(b"www.") {
-                            url_len(src, i)
-                        } else {
-                            0
-                        }
-                    }
-                    b'@' => tag_len(src, i + 1).map_or(0, |n| n + 1),
-                    _ => self.hashtag(src, i),
+            if b < 0x80 {
+                // ASCII fast path: no decoding, a table lookup per byte.
+                let special = match b {
+                    b'h' => bytes[i..].starts_with(b"http"),
+                    b'w' => bytes[i..].starts_with(b"www."),
+                    b'@' | b'#' => true,
+                    _ => false,
                 };
-                if skip > 0 {
+                if special {
+                    // URLs, mentions, hashtags.
+                    let skip = match b {
+                        b'h' => url_len(src, i),
+                        b'w' if i == 0 || !matches!(classify_prev(src, i), Class::Word) => {
+                            url_len(src, i)
+                        }
+                        b'w' => 0,
+                        b'@' => tag_len(src, i + 1).map_or(0, |n| n + 1),
+                        _ => self.hashtag(src, i),
+                    };
+                    if skip > 0 {
+                        end_word!();
+                        gap = true;
+                        i += skip;
+                        continue;
+                    }
+                }
+                if b.is_ascii_alphabetic() {
+                    if word_start.is_none() {
+                        if gap && !text.is_empty() {
+                            text.push(' ');
+                        }
+                        gap = false;
+                        word_start = Some(text.len());
+                    }
+                    text.push(b as char);
+                } else if !b.is_ascii_digit() {
                     end_word!();
                     gap = true;
-                    i += skip;
-                    continue;
                 }
+                i += 1;
+                continue;
             }
             let c = match src[i..].chars().next() {
                 Some(c) => c,
@@ -342,7 +379,13 @@ fn tag_len(s: &str, i: usize) -> Option<usize> {
 }
 
 /// Pass 1: NFKC, lookalike folding, lowercasing, Traditional -> Simplified.
-fn map_chars(text: &str, out: &mut String) {
+fn map_chars(text: &str, out: &mut String, t2s: bool) {
+    if text.is_ascii() {
+        // ASCII is its own NFKC form, has no lookalikes and no Han: lowercase only.
+        out.push_str(text);
+        out.make_ascii_lowercase();
+        return;
+    }
     out.reserve(text.len());
     nfkc::nfkc_for_each(text, |c| {
         let u = c as u32;
@@ -350,14 +393,14 @@ fn map_chars(text: &str, out: &mut String) {
             out.push(c.to_ascii_lowercase());
         } else if (0x3400..=0x9FFF).contains(&u) {
             // CJK: no case, no lookalikes; only the T2S fold.
-            out.push(tables::t2s(c));
+            out.push(if t2s { tables::t2s(c) } else { c });
         } else if let Some(l) = tables::lookalike(c) {
             out.push(l);
         } else {
             for l in c.to_lowercase() {
                 match tables::lookalike(l) {
                     Some(m) => out.push(m),
-                    None => out.push(tables::t2s(l)),
+                    None => out.push(if t2s { tables::t2s(l) } else { l }),
                 }
             }
         }
@@ -424,6 +467,7 @@ mod tests {
     fn keep_hashtag_words() {
         let keep = NormalizerOptions {
             hashtags: Hashtags::KeepWords,
+            ..NormalizerOptions::default()
         };
         assert_eq!(
             norm_with(keep, "truth #Taiwan matters").0,
