@@ -34,3 +34,8 @@ pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, FingerprintParams, FingerprintRef, Fingerprinter, Scratch};
 pub use index::{Hit, Index, QueryOptions, QueryResult};
 pub use lsh::LshParams;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

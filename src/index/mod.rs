@@ -484,3 +484,72 @@ impl WriterLock {
 pub fn micros_since(t: Instant) -> u64 {
     t.elapsed().as_micros() as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(version: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(version)
+    }
+
+    /// Indexes written by every supported format version keep opening and answering exactly
+    /// as when they were written (tantivy's compat tests). The expected answers were
+    /// recorded by the build that wrote the fixture.
+    #[test]
+    fn format_v1_fixture_opens_and_answers_as_recorded() {
+        let dir = fixture("v1");
+        for access in [Access::Mmap, Access::InMemory] {
+            let index = Index::open_with(
+                dir.join("index"),
+                OpenOptions {
+                    access,
+                    prefetch: true,
+                },
+            )
+            .unwrap();
+            index.verify().unwrap();
+            let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
+            let expected = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap();
+            let opts = QueryOptions {
+                with_text: false,
+                ..QueryOptions::default()
+            };
+            let mut n = 0;
+            for (post, want) in posts.lines().zip(expected.lines()) {
+                let post: serde_json::Value = serde_json::from_str(post).unwrap();
+                let want: serde_json::Value = serde_json::from_str(want).unwrap();
+                let got = index.query(post["text"].as_str().unwrap(), &opts).unwrap();
+                let got: Vec<(String, f64)> = got
+                    .hits
+                    .iter()
+                    .map(|h| (h.id.clone(), h.similarity))
+                    .collect();
+                let want: Vec<(String, f64)> = want["hits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| (h[0].as_str().unwrap().to_string(), h[1].as_f64().unwrap()))
+                    .collect();
+                assert_eq!(got.len(), want.len(), "query {post}");
+                for ((gi, gs), (wi, ws)) in got.iter().zip(&want) {
+                    assert_eq!(gi, wi);
+                    assert!((gs - ws).abs() < 1e-5);
+                }
+                n += 1;
+            }
+            assert_eq!(n, 50);
+            let p = index.post("0").unwrap().unwrap();
+            assert_eq!(p.platform, "reddit");
+            assert!(p.text.is_some());
+        }
+    }
+
+    #[test]
+    fn index_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Index>();
+    }
+}
