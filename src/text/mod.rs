@@ -24,6 +24,7 @@ pub mod tables;
 
 use serde::{Deserialize, Serialize};
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
+use unicode_normalization::UnicodeNormalization;
 
 /// The version of the normalization and tokenization rules. Stored in every index manifest.
 pub const NORMALIZER_VERSION: u32 = 1;
@@ -260,11 +261,38 @@ impl Normalizer {
                 i += 1;
                 continue;
             }
-            let c = match src[i..].chars().next() {
-                Some(c) => c,
-                None => break,
+            // Three-byte sequences (U+0800..U+FFFF, which holds all common CJK) are decoded by
+            // hand; the input is a `str`, so the continuation bytes are valid.
+            let (c, len) = if (0xE0..0xF0).contains(&b) && i + 2 < bytes.len() {
+                let u = (u32::from(b & 0x0F) << 12)
+                    | (u32::from(bytes[i + 1] & 0x3F) << 6)
+                    | u32::from(bytes[i + 2] & 0x3F);
+                match char::from_u32(u) {
+                    Some(c) => (c, 3),
+                    None => break,
+                }
+            } else {
+                match src[i..].chars().next() {
+                    Some(c) => (c, c.len_utf8()),
+                    None => break,
+                }
             };
-            let len = c.len_utf8();
+            if (0x4E00..=0x9FFF).contains(&(c as u32)) {
+                // Common Han ideographs: a token each, copied as bytes.
+                end_word!();
+                if gap && !text.is_empty() {
+                    text.push(' ');
+                }
+                gap = false;
+                let s = text.len();
+                text.push_str(&src[i..i + 3]);
+                tokens.push(Span {
+                    start: s as u32,
+                    end: text.len() as u32,
+                });
+                i += 3;
+                continue;
+            }
             match classify(c) {
                 Class::Word => {
                     if word_start.is_none() {
@@ -387,24 +415,90 @@ fn map_chars(text: &str, out: &mut String, t2s: bool) {
         return;
     }
     out.reserve(text.len());
-    nfkc::nfkc_for_each(text, |c| {
-        let u = c as u32;
-        if u < 0x80 {
-            out.push(c.to_ascii_lowercase());
-        } else if (0x3400..=0x9FFF).contains(&u) {
-            // CJK: no case, no lookalikes; only the T2S fold.
-            out.push(if t2s { tables::t2s(c) } else { c });
-        } else if let Some(l) = tables::lookalike(c) {
-            out.push(l);
-        } else {
-            for l in c.to_lowercase() {
-                match tables::lookalike(l) {
-                    Some(m) => out.push(m),
-                    None => out.push(if t2s { tables::t2s(l) } else { l }),
+    let bytes = text.as_bytes();
+    // The last fast character: its byte range in `text` and the length of `out` before it
+    // was mapped, so that a following slow run can take it back (it may compose with a
+    // combining mark). This is `nfkc::nfkc_for_each` with the mapping inlined; a property
+    // test checks that the two agree.
+    let mut last_fast: Option<(usize, usize, usize)> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            last_fast = Some((i, i + 1, out.len()));
+            out.push(b.to_ascii_lowercase() as char);
+            i += 1;
+            continue;
+        }
+        if (0xE4..=0xE9).contains(&b) && i + 2 < bytes.len() {
+            let u = (u32::from(b & 0x0F) << 12)
+                | (u32::from(bytes[i + 1] & 0x3F) << 6)
+                | u32::from(bytes[i + 2] & 0x3F);
+            if u >= 0x4E00 {
+                // CJK Unified Ideographs: NFKC-stable, no case, no lookalikes.
+                last_fast = Some((i, i + 3, out.len()));
+                let m = if t2s { tables::t2s_u32(u) } else { u };
+                if m == u {
+                    out.push_str(&text[i..i + 3]);
+                } else {
+                    out.push(char::from_u32(m).unwrap_or(char::REPLACEMENT_CHARACTER));
                 }
+                i += 3;
+                continue;
             }
         }
-    });
+        let Some(c) = text[i..].chars().next() else {
+            break;
+        };
+        let len = c.len_utf8();
+        if let Some(m) = nfkc::fast_map(c) {
+            last_fast = Some((i, i + len, out.len()));
+            map_one(m, out, t2s);
+            i += len;
+            continue;
+        }
+        // A slow run: from the fast character just before it (if adjacent) to the next fast
+        // character, through full NFKC.
+        let start = match last_fast.take() {
+            Some((s, e, olen)) if e == i => {
+                out.truncate(olen);
+                s
+            }
+            _ => i,
+        };
+        let mut end = i + len;
+        while let Some(c) = text[end..].chars().next() {
+            if nfkc::fast_map(c).is_some() {
+                break;
+            }
+            end += c.len_utf8();
+        }
+        for c in text[start..end].nfkc() {
+            map_one(c, out, t2s);
+        }
+        i = end;
+    }
+}
+
+/// Maps one NFKC character: lookalikes, lowercase, T2S.
+#[inline]
+fn map_one(c: char, out: &mut String, t2s: bool) {
+    let u = c as u32;
+    if u < 0x80 {
+        out.push(c.to_ascii_lowercase());
+    } else if (0x3400..=0x9FFF).contains(&u) {
+        // CJK: no case, no lookalikes; only the T2S fold.
+        out.push(if t2s { tables::t2s(c) } else { c });
+    } else if let Some(l) = tables::lookalike(c) {
+        out.push(l);
+    } else {
+        for l in c.to_lowercase() {
+            match tables::lookalike(l) {
+                Some(m) => out.push(m),
+                None => out.push(if t2s { tables::t2s(l) } else { l }),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -481,6 +575,18 @@ mod tests {
         // Cyrillic а and е inside a Latin word; Greek capital Eta.
         assert_eq!(norm("v\u{0430}ccin\u{0435}").0, "vaccine");
         assert_eq!(norm("\u{0397}ELLO").0, "hello");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn inlined_map_equals_reference(s in "(\\PC|[a-zA-Z中國這個\u{301}\u{3099}ＡＢ，\u{3000}ﬁ①Ω]){0,40}", t2s in proptest::bool::ANY) {
+            let mut fast = String::new();
+            map_chars(&s, &mut fast, t2s);
+            let mut reference = String::new();
+            nfkc::nfkc_for_each(&s, |c| map_one(c, &mut reference, t2s));
+            proptest::prop_assert_eq!(fast, reference);
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use unicode_normalization::UnicodeNormalization;
 
 /// The NFKC image of a fast character, or `None` if `c` needs full normalization.
 #[inline(always)]
-fn fast_map(c: char) -> Option<char> {
+pub(crate) fn fast_map(c: char) -> Option<char> {
     let u = c as u32;
     if u < 0x80 {
         return Some(c);
@@ -39,7 +39,30 @@ pub fn nfkc_for_each(s: &str, mut f: impl FnMut(char)) {
     // The last fast character seen and its byte offset, not yet emitted. It is held back
     // one step because a following combining mark may compose with it.
     let mut held: Option<(usize, char)> = None;
-    for (i, c) in s.char_indices() {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Decode by hand: ASCII and three-byte sequences (all common CJK) are the hot cases.
+        let b = bytes[i];
+        let (c, len) = if b < 0x80 {
+            (b as char, 1)
+        } else if (0xE0..0xF0).contains(&b) && i + 2 < bytes.len() {
+            let u = (u32::from(b & 0x0F) << 12)
+                | (u32::from(bytes[i + 1] & 0x3F) << 6)
+                | u32::from(bytes[i + 2] & 0x3F);
+            match char::from_u32(u) {
+                Some(c) => (c, 3),
+                None => break,
+            }
+        } else {
+            match s[i..].chars().next() {
+                Some(c) => (c, c.len_utf8()),
+                None => break,
+            }
+        };
+        let at = i;
+        i += len;
+        let i = at;
         match fast_map(c) {
             Some(m) => {
                 if let Some(start) = slow_start.take() {

@@ -12,6 +12,19 @@ mod generated {
 pub use generated::T2S_LEN;
 use generated::{T2S_BMP, T2S_BMP_BASE, T2S_OTHER};
 
+/// [`t2s`] on a code point in U+4E00..=U+9FFF (any other value is returned unchanged).
+#[inline]
+pub fn t2s_u32(u: u32) -> u32 {
+    match u
+        .checked_sub(T2S_BMP_BASE)
+        .and_then(|i| T2S_BMP.get(i as usize))
+    {
+        Some(0) | None => u,
+        Some(1) => char::from_u32(u).map_or(u, |c| t2s(c) as u32),
+        Some(&v) => u32::from(v),
+    }
+}
+
 /// Folds one Traditional Chinese character to its Simplified form (identity otherwise).
 #[inline]
 pub fn t2s(c: char) -> char {
