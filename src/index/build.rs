@@ -178,7 +178,7 @@ impl Dict {
     }
 
     fn memory(&self) -> usize {
-        self.bytes.len() * 2 + self.index.len() * 48 + self.ends.len() * 8
+        self.bytes.capacity() * 2 + self.index.capacity() * 40 + self.ends.capacity() * 8
     }
 }
 
@@ -205,14 +205,24 @@ impl Buffer {
         &self.texts[s..self.text_ends[p] as usize]
     }
 
-    /// Approximate bytes held, including what a flush will need on top.
-    fn memory(&self, bands: usize) -> usize {
-        let contents = self.sigs.len() + self.keys.len() * 8 + self.contents.len() * 40;
-        let posts = self.posts() * (4 + 8 + 4 + 4 + 8 + 8 + 24) + self.ids.len() + self.texts.len();
-        // The flush holds one band table per band being built (6 bytes per entry each) and
-        // the id sort: about as much again as the keys.
-        let flush = self.contents.len() * bands * 7 + self.posts() * 16;
-        contents + posts + self.accounts.memory() + self.platforms.memory() + flush
+    /// Approximate bytes held (by capacity, since a growing vector holds its old and new
+    /// buffers for a moment), plus what a flush needs on top: the band tables being built in
+    /// parallel and the post permutation arrays.
+    fn memory(&self, threads: usize) -> usize {
+        let map = |cap: usize, entry: usize| cap * (entry + 1) * 8 / 7;
+        let held = self.sigs.capacity()
+            + self.keys.capacity() * 8
+            + map(self.contents.capacity(), 20)
+            + map(self.id_hashes.capacity(), 12)
+            + (self.post_content.capacity() + self.post_account.capacity() + self.post_platform.capacity()) * 4
+            + (self.post_ts.capacity() + self.id_ends.capacity() + self.text_ends.capacity()) * 8
+            + self.ids.capacity()
+            + self.texts.capacity()
+            + self.accounts.memory()
+            + self.platforms.memory();
+        let n = self.contents.len();
+        let flush = threads * n * 16 + self.posts() * 12;
+        held + flush
     }
 }
 
@@ -264,7 +274,7 @@ pub struct IndexBuilder {
     previous: Option<Manifest>,
     next_segment: u64,
     written: Vec<SegmentEntry>,
-    flushed_ids: Vec<fst::Map<Vec<u8>>>,
+    flushed_ids: Vec<fst::Map<super::mmap::Data>>,
     bloom: Bloom,
     buf: Buffer,
     stats: BuildStats,
@@ -414,7 +424,7 @@ impl IndexBuilder {
                 self.stats.indexed += 1;
                 outcomes.push(PostOutcome::Indexed);
             }
-            if self.buf.memory(bands) >= self.opts.memory_budget
+            if self.buf.memory(rayon::current_num_threads()) >= self.opts.memory_budget
                 || self.buf.contents.len() as u64 >= u32::MAX as u64 / 2
             {
                 self.flush()?;
@@ -488,7 +498,7 @@ impl IndexBuilder {
             self.bloom.insert(xxh3_64(buf.id(p)));
         }
         let ids_path = self.dir.join(entry.dir_name()).join("ids.fst");
-        let bytes = fs::read(&ids_path).map_err(|e| Error::io(&ids_path, e))?;
+        let bytes = super::mmap::Data::map(&ids_path)?;
         self.flushed_ids
             .push(fst::Map::new(bytes).map_err(|e| Error::corrupt(&ids_path, e.to_string()))?);
         self.written.push(entry);
@@ -647,29 +657,37 @@ fn write_segment(
             .collect();
         w.write_u64s(&ts)?;
         w.begin(3)?;
-        let mut offs = Vec::with_capacity(np + 1);
-        offs.push(0u64);
         let mut total = 0u64;
-        for &p in &order {
-            total += b.id(p as usize).len() as u64;
-            offs.push(total);
+        w.write_u64s(&[0])?;
+        for chunk in order.chunks(1 << 16) {
+            let offs: Vec<u64> = chunk
+                .iter()
+                .map(|&p| {
+                    total += b.id(p as usize).len() as u64;
+                    total
+                })
+                .collect();
+            w.write_u64s(&offs)?;
         }
-        w.write_u64s(&offs)?;
         w.begin(4)?;
         for &p in &order {
             w.write(b.id(p as usize))?;
         }
         w.begin(5)?;
-        let accounts: Vec<u32> = order.iter().map(|&p| b.post_account[p as usize]).collect();
-        w.write_u32s(&accounts)?;
+        for chunk in order.chunks(1 << 16) {
+            let accounts: Vec<u32> = chunk.iter().map(|&p| b.post_account[p as usize]).collect();
+            w.write_u32s(&accounts)?;
+        }
         w.begin(6)?;
         w.write_u64s(&[0])?;
         w.write_u64s(&b.accounts.ends)?;
         w.begin(7)?;
         w.write(&b.accounts.bytes)?;
         w.begin(8)?;
-        let platforms: Vec<u32> = order.iter().map(|&p| b.post_platform[p as usize]).collect();
-        w.write_u32s(&platforms)?;
+        for chunk in order.chunks(1 << 16) {
+            let platforms: Vec<u32> = chunk.iter().map(|&p| b.post_platform[p as usize]).collect();
+            w.write_u32s(&platforms)?;
+        }
         w.begin(9)?;
         w.write_u64s(&[0])?;
         w.write_u64s(&b.platforms.ends)?;
@@ -711,30 +729,39 @@ fn write_segment(
     if store_text {
         let path = seg_dir.join("text");
         let nb = np.div_ceil(TEXT_BLOCK_POSTS as usize);
-        let blocks: Vec<Result<Vec<u8>>> = (0..nb)
-            .into_par_iter()
-            .map_init(
-                || zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
-                |z, blk| {
-                    let lo = blk * TEXT_BLOCK_POSTS as usize;
-                    let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
-                    let mut raw = Vec::new();
-                    let mut off = 0u32;
-                    raw.extend_from_slice(&0u32.to_le_bytes());
-                    for &p in &order[lo..hi] {
-                        off += b.text(p as usize).len() as u32;
-                        raw.extend_from_slice(&off.to_le_bytes());
-                    }
-                    for &p in &order[lo..hi] {
-                        raw.extend_from_slice(b.text(p as usize));
-                    }
-                    let z = z.as_mut().map_err(|e| {
-                        Error::io(&path, std::io::Error::new(e.kind(), e.to_string()))
-                    })?;
-                    z.compress(&raw).map_err(|e| Error::io(&path, e))
-                },
-            )
-            .collect();
+        let compress = |z: &mut std::io::Result<zstd::bulk::Compressor<'static>>, blk: usize| -> Result<Vec<u8>> {
+            let lo = blk * TEXT_BLOCK_POSTS as usize;
+            let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
+            let mut raw = Vec::new();
+            let mut off = 0u32;
+            raw.extend_from_slice(&0u32.to_le_bytes());
+            for &p in &order[lo..hi] {
+                off += b.text(p as usize).len() as u32;
+                raw.extend_from_slice(&off.to_le_bytes());
+            }
+            for &p in &order[lo..hi] {
+                raw.extend_from_slice(b.text(p as usize));
+            }
+            let z = z.as_mut().map_err(|e| Error::io(&path, std::io::Error::new(e.kind(), e.to_string())))?;
+            z.compress(&raw).map_err(|e| Error::io(&path, e))
+        };
+        // Blocks are compressed in parallel, a group at a time, into a spill file (bounded
+        // memory); their offsets go first in the file, so the blocks are copied in after.
+        let mut spill = SpillFile::new(&seg_dir.join("text.spill.tmp"))?;
+        let mut offs = Vec::with_capacity(nb + 1);
+        offs.push(0u64);
+        const GROUP: usize = 4096;
+        for g in (0..nb).step_by(GROUP) {
+            let blocks: Vec<Result<Vec<u8>>> = (g..(g + GROUP).min(nb))
+                .into_par_iter()
+                .map_init(|| zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL), compress)
+                .collect();
+            for blk in blocks {
+                let blk = blk?;
+                offs.push(offs[offs.len() - 1] + blk.len() as u64);
+                spill.write_bytes(&blk)?;
+            }
+        }
         let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 3)?;
         w.begin(0)?;
         let mut meta = Vec::new();
@@ -742,20 +769,10 @@ fn write_segment(
         meta.extend_from_slice(&TEXT_BLOCK_POSTS.to_le_bytes());
         meta.extend_from_slice(&CODEC_ZSTD.to_le_bytes());
         w.write(&meta)?;
-        let mut offs = Vec::with_capacity(nb + 1);
-        offs.push(0u64);
-        let mut blocks_ok = Vec::with_capacity(nb);
-        for blk in blocks {
-            let blk = blk?;
-            offs.push(offs[offs.len() - 1] + blk.len() as u64);
-            blocks_ok.push(blk);
-        }
         w.begin(1)?;
         w.write_u64s(&offs)?;
         w.begin(2)?;
-        for blk in &blocks_ok {
-            w.write(blk)?;
-        }
+        spill.copy_into(&mut w)?;
         w.finish()?;
         files.insert("text".to_string(), file_entry(&path)?);
     }
@@ -821,6 +838,11 @@ impl SpillFile {
             path: path.to_path_buf(),
             out: std::io::BufWriter::with_capacity(1 << 20, f),
         })
+    }
+
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.out.write_all(bytes).map_err(|e| Error::io(&self.path, e))
     }
 
     fn write_u16s(&mut self, xs: &[u16]) -> Result<()> {

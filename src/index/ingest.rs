@@ -77,9 +77,16 @@ pub fn build_index(
     obs: &mut dyn BuildObserver,
 ) -> Result<IngestSummary> {
     let t0 = Instant::now();
+    // A batch in flight (raw records, parsed posts, fingerprints) costs about 1.5 KB a post:
+    // size batches to a small share of the budget and give the builder the rest.
+    let batch = ingest.batch.clamp(1, (build.memory_budget / (48 << 10)).max(1024));
+    let mut build = build;
+    // A fifth of the rest is left to the allocator (fragmentation, per-thread arenas) and the
+    // memory maps of segments already written.
+    build.memory_budget = (build.memory_budget.saturating_sub(batch * 1536) / 5 * 4).max(16 << 20);
     let mut builder = IndexBuilder::create(dir, build)?;
     let mut summary = IngestSummary::default();
-    let mut records: Vec<RawRecord> = Vec::with_capacity(ingest.batch);
+    let mut records: Vec<RawRecord> = Vec::with_capacity(batch);
     for path in inputs {
         let mut reader = if path.as_os_str() == "-" {
             PostReader::from_reader("-", Box::new(std::io::stdin()), &ingest.input)?
@@ -96,7 +103,7 @@ pub fn build_index(
         let parser = reader.parser();
         loop {
             records.clear();
-            let more = reader.read_batch(ingest.batch, &mut records)?;
+            let more = reader.read_batch(batch, &mut records)?;
             if records.is_empty() && !more {
                 break;
             }

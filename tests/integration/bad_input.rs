@@ -1,0 +1,430 @@
+//! Bad input through the real CLI: every bad record is reported with its file and line,
+//! counted exactly, and skipped; every good post is indexed and findable; `--strict`
+//! stops at the first bad record without publishing anything.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::{json, Value};
+use std::ffi::OsStr;
+
+use textreuse::input::RawPost;
+use textreuse::{Fingerprinter, Index};
+
+use crate::util;
+
+/// What a line of the input is.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// A post that must be indexed: id, text, account, platform, ts.
+    Indexed(String, String, String, String, Option<i64>),
+    /// Rejected as invalid.
+    Invalid,
+    /// Valid, but no token is left after normalization.
+    Empty(String),
+    /// Valid, but its id is already indexed.
+    Duplicate(String),
+    /// Blank: not a record at all.
+    Blank,
+}
+
+struct Input {
+    lines: Vec<(Vec<u8>, Kind)>,
+}
+
+impl Input {
+    fn push(&mut self, bytes: impl Into<Vec<u8>>, kind: Kind) {
+        self.lines.push((bytes.into(), kind));
+    }
+
+    fn post(&mut self, id: Value, text: &str, account: &str, platform: &str, ts: Option<i64>) {
+        let mut o = json!({"id": id, "text": text, "account": account, "platform": platform});
+        if let Some(t) = ts {
+            o["ts"] = json!(t);
+        }
+        let id = match id {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        self.push(
+            o.to_string(),
+            Kind::Indexed(id, text.into(), account.into(), platform.into(), ts),
+        );
+    }
+
+    fn write(&self, path: &Path) {
+        let mut bytes = Vec::new();
+        for (l, _) in &self.lines {
+            bytes.extend_from_slice(l);
+            bytes.push(b'\n');
+        }
+        fs::write(path, bytes).expect("writes the input");
+    }
+
+    fn count(&self, f: impl Fn(&Kind) -> bool) -> usize {
+        self.lines.iter().filter(|(_, k)| f(k)).count()
+    }
+
+    /// 1-based line numbers of lines of a kind.
+    fn lines_where(&self, f: impl Fn(&Kind) -> bool) -> Vec<usize> {
+        self.lines
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, k))| f(k))
+            .map(|(i, _)| i + 1)
+            .collect()
+    }
+}
+
+const HUGE_BYTES: usize = 10 << 20;
+
+/// Valid posts interleaved with every kind of bad line.
+fn bad_corpus() -> Input {
+    let fp = Fingerprinter::new(Default::default()).expect("valid parameters");
+    let sample: Vec<_> = util::sample_posts()
+        .into_iter()
+        .filter(|p| fp.fingerprint(&p.text).is_some())
+        .take(60)
+        .collect();
+    let mut input = Input { lines: Vec::new() };
+    let mut valid = sample.iter();
+    fn next_valid<'a>(input: &mut Input, valid: &mut impl Iterator<Item = &'a RawPost>, n: usize) {
+        for _ in 0..n {
+            let p = valid.next().expect("enough sample posts");
+            input.post(json!(p.id), &p.text, &p.account, &p.platform, p.ts);
+        }
+    }
+    next_valid(&mut input, &mut valid, 5);
+    input.push(
+        r#"{"id": 9001, "text": "unterminated string"#,
+        Kind::Invalid,
+    );
+    input.push("this is not json at all", Kind::Invalid);
+    next_valid(&mut input, &mut valid, 3);
+    input.push(r#"{"id": 9002, "text": "trailing comma",}"#, Kind::Invalid);
+    input.push("[1, 2, 3]", Kind::Invalid);
+    input.push("null", Kind::Invalid);
+    input.push(r#"{"id": 9003, "text": 12345}"#, Kind::Invalid);
+    input.push(
+        r#"{"id": {"a": 1}, "text": "an object as the id of this post"}"#,
+        Kind::Invalid,
+    );
+    input.push(r#"{"id": 9004, "text": ["an", "array"]}"#, Kind::Invalid);
+    input.push(r#"{"id": 9005}"#, Kind::Invalid);
+    input.push(
+        r#"{"text": "a post without any id field at all"}"#,
+        Kind::Invalid,
+    );
+    input.push(
+        r#"{"id": 1.5, "text": "a fractional id is not an id"}"#,
+        Kind::Invalid,
+    );
+    input.push(
+        r#"{"id": 9006, "text": "a post", "account": {"nested": true}}"#,
+        Kind::Invalid,
+    );
+    input.push(
+        r#"{"id": 9007, "text": "a post with a bad time", "ts": "yesterday"}"#,
+        Kind::Invalid,
+    );
+    input.push(
+        &b"{\"id\": 9008, \"text\": \"caf\xff\xfe invalid utf-8 inside\"}"[..],
+        Kind::Invalid,
+    );
+    next_valid(&mut input, &mut valid, 3);
+    input.push("", Kind::Blank);
+    input.push("   ", Kind::Blank);
+    input.push("\t", Kind::Blank);
+    input.push(r#"{"id": 9010, "text": ""}"#, Kind::Empty("9010".into()));
+    input.push(
+        r#"{"id": 9011, "text": "😀 #tag 123"}"#,
+        Kind::Empty("9011".into()),
+    );
+    input.push(
+        r#"{"id": 9012, "text": "https://t.co/abc @someone 🎉🎉 #话题#"}"#,
+        Kind::Empty("9012".into()),
+    );
+    next_valid(&mut input, &mut valid, 3);
+    // A 10 MB post (mostly spaces, cheap to fingerprint in a debug build).
+    let mut huge = String::from("the one enormous post of this corpus starts here ");
+    huge.push_str(&" ".repeat(HUGE_BYTES - huge.len() - 20));
+    huge.push_str("and ends right here");
+    input.post(json!("huge"), &huge, "big", "forum", Some(1_700_000_000));
+    // Duplicate ids: a string id repeated; an integer id repeated as a string.
+    let first = sample[0].clone();
+    input.push(
+        json!({"id": first.id, "text": "another text under an id already indexed"}).to_string(),
+        Kind::Duplicate(first.id.clone()),
+    );
+    input.post(
+        json!(777),
+        "seven hundred seventy seven is my number",
+        "a7",
+        "x",
+        None,
+    );
+    input.push(
+        r#"{"id": "777", "text": "the string form of an integer id is the same id"}"#,
+        Kind::Duplicate("777".into()),
+    );
+    // An id whose first post was empty (so not indexed) is free for a later post.
+    input.push(
+        r##"{"id": "e1", "text": "#only #hashtags 42"}"##,
+        Kind::Empty("e1".into()),
+    );
+    input.post(
+        json!("e1"),
+        "now the id e1 comes with real words",
+        "",
+        "",
+        None,
+    );
+    // A CRLF line ending.
+    let p = valid.next().expect("enough posts");
+    let line = json!({"id": p.id, "text": p.text, "account": p.account, "platform": p.platform, "ts": p.ts});
+    input.push(
+        format!("{line}\r"),
+        Kind::Indexed(
+            p.id.clone(),
+            p.text.clone(),
+            p.account.clone(),
+            p.platform.clone(),
+            p.ts,
+        ),
+    );
+    next_valid(&mut input, &mut valid, 20);
+    input
+}
+
+/// Parses `textreuse: indexed X of Y posts ... skipped A invalid, B duplicate ids, C empty`.
+fn summary_counts(stderr: &str) -> [u64; 5] {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("textreuse: indexed "))
+        .unwrap_or_else(|| panic!("no summary line in stderr:\n{stderr}"));
+    let num_after = |key: &str| -> u64 {
+        let at = line
+            .find(key)
+            .unwrap_or_else(|| panic!("{key:?} not in {line:?}"))
+            + key.len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number after {key:?} in {line:?}"))
+    };
+    let num_before = |key: &str| -> u64 {
+        let at = line
+            .find(key)
+            .unwrap_or_else(|| panic!("{key:?} not in {line:?}"));
+        line[..at]
+            .trim_end()
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number before {key:?} in {line:?}"))
+    };
+    [
+        num_after("indexed "),
+        num_after(" of "),
+        num_before(" invalid"),
+        num_before(" duplicate ids"),
+        num_before(" empty"),
+    ]
+}
+
+#[test]
+fn bad_records_are_reported_counted_and_skipped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("posts.jsonl");
+    let dir = tmp.path().join("index");
+    let input = bad_corpus();
+    input.write(&path);
+    let r = util::cli_build(&path, &dir, &["--json"]);
+
+    let indexed = input.count(|k| matches!(k, Kind::Indexed(..)));
+    let invalid = input.count(|k| *k == Kind::Invalid);
+    let dups = input.count(|k| matches!(k, Kind::Duplicate(_)));
+    let empty = input.count(|k| matches!(k, Kind::Empty(_)));
+    let records = indexed + invalid + dups + empty;
+    assert!(invalid >= 12 && dups == 2 && empty == 4 && indexed > 30);
+    assert_eq!(
+        summary_counts(&r.stderr),
+        [indexed, records, invalid, dups, empty].map(|n| n as u64),
+        "summary line: {}",
+        r.stderr
+            .lines()
+            .find(|l| l.starts_with("textreuse: indexed"))
+            .unwrap_or("")
+    );
+
+    // Every bad line is reported with file:line; good and blank lines are not.
+    let name = path.display().to_string();
+    for line in input.lines_where(|k| !matches!(k, Kind::Indexed(..) | Kind::Blank)) {
+        assert!(
+            r.stderr.contains(&format!("{name}:{line}: ")),
+            "line {line} ({:?}) is not reported:\n{}",
+            input.lines[line - 1].1,
+            r.stderr
+        );
+    }
+    for line in input.lines_where(|k| matches!(k, Kind::Indexed(..) | Kind::Blank)) {
+        assert!(
+            !r.stderr.contains(&format!("{name}:{line}: ")),
+            "good line {line} is reported:\n{}",
+            r.stderr
+        );
+    }
+    for line in input.lines_where(|k| matches!(k, Kind::Duplicate(_))) {
+        let msg = r
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("{name}:{line}: ")))
+            .expect("reported");
+        assert!(msg.contains("duplicate id"), "{msg}");
+    }
+
+    // The JSON summary.
+    let s: Value =
+        serde_json::from_str(r.stdout.trim()).expect("build --json prints one JSON object");
+    let field = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("no {k} in {s}"));
+    assert_eq!(field("indexed"), indexed as u64);
+    assert_eq!(field("invalid"), invalid as u64);
+    assert_eq!(field("duplicate_ids"), dups as u64);
+    assert_eq!(field("empty"), empty as u64);
+    // `posts` counts the records handed to the builder (invalid ones never are).
+    assert_eq!(field("posts"), (indexed + dups + empty) as u64);
+
+    // Every good post is findable, as written; nothing else is.
+    let index = Index::open(&dir).expect("opens");
+    assert_eq!(index.num_posts(), indexed as u64);
+    for (_, kind) in &input.lines {
+        match kind {
+            Kind::Indexed(id, text, account, platform, ts) => {
+                let p = index
+                    .post(id)
+                    .expect("post")
+                    .unwrap_or_else(|| panic!("post {id} is not findable"));
+                assert_eq!(p.text.as_deref(), Some(text.as_str()), "post {id}");
+                assert_eq!(
+                    (&p.account, &p.platform, p.ts),
+                    (account, platform, *ts),
+                    "post {id}"
+                );
+            }
+            Kind::Empty(id) if id != "e1" => {
+                assert_eq!(index.post(id).expect("post"), None, "empty post {id}")
+            }
+            _ => {}
+        }
+    }
+    for id in ["9001", "9003", "9005", "9007", "9008"] {
+        assert_eq!(index.post(id).expect("post"), None, "invalid post {id}");
+    }
+    index.verify().expect("verifies");
+
+    // Through the CLI too.
+    for id in ["huge", "777", "e1"] {
+        let q = query_id(&dir, id);
+        assert!(q.code == 0 || q.code == 1, "query --id {id}: {q:?}");
+        let v: Value = serde_json::from_str(q.stdout.trim()).expect("one JSON line");
+        assert_eq!(v["query"], json!(id));
+        assert!(v.get("error").is_none(), "post {id} should be found: {v}");
+    }
+    let q = query_id(&dir, "9010");
+    let v: Value = serde_json::from_str(q.stdout.trim()).expect("one JSON line");
+    assert!(v["error"].is_string(), "an empty post is not indexed: {v}");
+}
+
+/// `textreuse query --json --index DIR --id ID`.
+fn query_id(dir: &Path, id: &str) -> util::Run {
+    let args: [&OsStr; 6] = [
+        "query".as_ref(),
+        "--json".as_ref(),
+        "--index".as_ref(),
+        dir.as_os_str(),
+        "--id".as_ref(),
+        id.as_ref(),
+    ];
+    util::textreuse(args)
+}
+
+/// Writes `lines` and runs a strict build; returns the run.
+fn strict_build(
+    tmp: &Path,
+    name: &str,
+    lines: &[&[u8]],
+) -> (util::Run, std::path::PathBuf, String) {
+    let path = tmp.join(name);
+    let dir = tmp.join(format!("{name}.index"));
+    let mut bytes = Vec::new();
+    for l in lines {
+        bytes.extend_from_slice(l);
+        bytes.push(b'\n');
+    }
+    fs::write(&path, bytes).expect("writes");
+    let args: [&OsStr; 6] = [
+        "build".as_ref(),
+        "--strict".as_ref(),
+        "--input".as_ref(),
+        path.as_os_str(),
+        "--index".as_ref(),
+        dir.as_os_str(),
+    ];
+    let r = util::textreuse(args);
+    (r, dir, path.display().to_string())
+}
+
+#[test]
+fn strict_stops_at_the_first_bad_record() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let good: [&[u8]; 3] = [
+        br#"{"id": 1, "text": "the first good post of the file"}"#,
+        br#"{"id": 2, "text": "the second good post of the file"}"#,
+        br#"{"id": 3, "text": ""}"#,
+    ];
+    // An invalid record on line 5 (after a blank line), another on line 6.
+    let (r, dir, name) = strict_build(
+        tmp.path(),
+        "invalid.jsonl",
+        &[
+            good[0],
+            good[1],
+            good[2],
+            b"",
+            br#"{"id": 4, "text": 4}"#,
+            b"not json",
+        ],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!("{name}:5:")),
+        "names the first bad line: {}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains(&format!("{name}:6:")),
+        "stops at the first: {}",
+        r.stderr
+    );
+    assert!(Index::open(&dir).is_err(), "nothing is published");
+
+    // A duplicate id is a bad record too.
+    let (r, dir, name) = strict_build(
+        tmp.path(),
+        "dup.jsonl",
+        &[
+            good[0],
+            good[1],
+            br#"{"id": "1", "text": "the same id again, as a string"}"#,
+        ],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains(&format!("{name}:3:")), "{}", r.stderr);
+    assert!(Index::open(&dir).is_err(), "nothing is published");
+
+    // An empty text is not a bad record.
+    let (r, dir, _) = strict_build(tmp.path(), "empty.jsonl", &good);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(Index::open(&dir).expect("published").num_posts(), 2);
+}

@@ -1,0 +1,617 @@
+//! The command-line contract: outputs, JSON shapes and exit codes (0 = found / success,
+//! 1 = nothing found, 2 = error).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use textreuse::index::format::Envelope;
+use textreuse::index::segment::{SIGS_MAGIC, TEXT_MAGIC};
+use textreuse::input::RawPost;
+use textreuse::{Index, QueryOptions};
+
+use crate::util;
+
+fn run(args: &[&OsStr]) -> util::Run {
+    util::textreuse(args)
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// Every JSON line of stdout.
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+struct Small {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    posts: Vec<RawPost>,
+    work: PathBuf,
+}
+
+/// A CLI-built index of 300 sample posts plus near-copies under known ids.
+fn small_index(extra: &[&str]) -> Small {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut posts = util::sample_posts()[..300].to_vec();
+    let base = posts[10].clone();
+    for (i, text) in [
+        format!("RT @someone: {}", base.text),
+        format!("{} #copy https://t.co/xyz", base.text),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        posts.push(RawPost {
+            id: format!("copy-{i}"),
+            text,
+            account: format!("copier{i}"),
+            platform: "telegram".into(),
+            ts: Some(1_690_000_000 + i as i64),
+            line: 0,
+        });
+    }
+    let input = tmp.path().join("posts.jsonl");
+    util::write_jsonl(&input, &posts);
+    let dir = tmp.path().join("index");
+    util::cli_build(&input, &dir, &[&["-q"], extra].concat());
+    Small {
+        work: tmp.path().to_path_buf(),
+        _tmp: tmp,
+        dir,
+        posts,
+    }
+}
+
+/// A hit as the library reports it, in the CLI's JSON shape.
+fn lib_hits(index: &Index, text: &str, opts: &QueryOptions) -> Value {
+    let r = index.query(text, opts).expect("query");
+    Value::Array(
+        r.hits
+            .iter()
+            .map(|h| {
+                let mut o = json!({
+                    "id": h.id, "similarity": h.similarity, "account": h.account,
+                    "platform": h.platform, "ts": h.ts,
+                });
+                if let Some(t) = &h.text {
+                    o["text"] = json!(t);
+                }
+                o
+            })
+            .collect(),
+    )
+}
+
+/// Equal hit lists; similarities within 1e-12 (serde_json's default float parsing may be off
+/// by one unit in the last place).
+fn assert_same_hits(got: &Value, want: &Value, what: &str) {
+    let strip = |v: &Value| -> (Vec<Value>, Vec<f64>) {
+        let hits = v.as_array().expect("an array");
+        let sims = hits
+            .iter()
+            .map(|h| h["similarity"].as_f64().expect("similarity"))
+            .collect();
+        let rest = hits
+            .iter()
+            .map(|h| {
+                let mut h = h.clone();
+                h.as_object_mut().expect("object").remove("similarity");
+                h
+            })
+            .collect();
+        (rest, sims)
+    };
+    let ((gr, gs), (wr, ws)) = (strip(got), strip(want));
+    assert_eq!(gr, wr, "hits of {what:?}");
+    assert_eq!(gs.len(), ws.len());
+    for (g, w) in gs.iter().zip(&ws) {
+        assert!((g - w).abs() < 1e-12, "similarity {g} vs {w} for {what:?}");
+    }
+}
+
+#[test]
+fn query_json_contract() {
+    let s = small_index(&[]);
+    let index = Index::open(&s.dir).expect("opens");
+    let base = &s.posts[10].text;
+    let near = format!("{base} and one more thing");
+    let queries = [
+        base.clone(),
+        json!({"id": "q-near", "text": near}).to_string(),
+        "zzyzx qwv plugh xyzzy".to_string(),
+        "😀 #tag 123".to_string(),
+        json!({"text": s.posts[200].text}).to_string(),
+        json!({"id": 17, "text": s.posts[17].text}).to_string(),
+    ];
+    let qfile = s.work.join("queries.jsonl");
+    fs::write(&qfile, queries.join("\n") + "\n").expect("writes queries");
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os("--input"),
+        qfile.as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "something matched: {r:?}");
+    let out = json_lines(&r.stdout);
+    assert_eq!(
+        out.len(),
+        queries.len(),
+        "one object per input line: {}",
+        r.stdout
+    );
+    let labels: Vec<&str> = out
+        .iter()
+        .map(|o| o["query"].as_str().expect("query is a string"))
+        .collect();
+    assert_eq!(
+        labels,
+        ["0", "q-near", "2", "3", "4", "17"],
+        "labels, in input order"
+    );
+    let texts = [
+        base.as_str(),
+        near.as_str(),
+        "zzyzx qwv plugh xyzzy",
+        "😀 #tag 123",
+        &s.posts[200].text,
+        &s.posts[17].text,
+    ];
+    let opts = QueryOptions {
+        limit: 20,
+        ..QueryOptions::default()
+    };
+    for (o, text) in out.iter().zip(texts) {
+        assert!(o["took_us"].is_u64(), "took_us: {o}");
+        let hits = o["hits"].as_array().expect("hits is an array");
+        for h in hits {
+            for k in ["id", "similarity", "account", "platform", "ts", "text"] {
+                assert!(h.get(k).is_some(), "hit without {k}: {h}");
+            }
+        }
+        assert_same_hits(&o["hits"], &lib_hits(&index, text, &opts), text);
+    }
+    // The base post and its two copies, best first.
+    let ids: Vec<&str> = out[0]["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| h["id"].as_str().expect("id"))
+        .collect();
+    assert!(
+        ids.contains(&"10") && ids.contains(&"copy-0") && ids.contains(&"copy-1"),
+        "{ids:?}"
+    );
+    assert_eq!(out[2]["hits"], json!([]));
+    assert_eq!(
+        out[3]["empty"],
+        json!(true),
+        "a text with no tokens is flagged: {}",
+        out[3]
+    );
+
+    // Texts as arguments; options.
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--no-text"),
+        os("--limit"),
+        os("2"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os(base),
+        os("zzyzx qwv plugh xyzzy"),
+    ]);
+    assert_eq!(r.code, 0);
+    let out = json_lines(&r.stdout);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0]["query"], json!("0"));
+    assert_eq!(out[1]["query"], json!("1"));
+    let hits = out[0]["hits"].as_array().expect("hits");
+    assert_eq!(hits.len(), 2, "--limit 2");
+    assert!(hits.iter().all(|h| h.get("text").is_none()), "--no-text");
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--platform"),
+        os("telegram"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os(base),
+    ]);
+    let out = json_lines(&r.stdout);
+    let platforms: Vec<&str> = out[0]["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| h["platform"].as_str().expect("platform"))
+        .collect();
+    assert_eq!(platforms, ["telegram", "telegram"], "--platform");
+
+    // Memory-mapped, in memory and prefetched: the same answers.
+    let strip = |stdout: &str| -> Vec<Value> {
+        json_lines(stdout)
+            .into_iter()
+            .map(|mut o| {
+                o.as_object_mut().expect("object").remove("took_us");
+                o
+            })
+            .collect()
+    };
+    let mmap = run(&[
+        os("query"),
+        os("--json"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os("--input"),
+        qfile.as_os_str(),
+    ]);
+    for flag in ["--in-memory", "--prefetch"] {
+        let other = run(&[
+            os("query"),
+            os("--json"),
+            os(flag),
+            os("--index"),
+            s.dir.as_os_str(),
+            os("--input"),
+            qfile.as_os_str(),
+        ]);
+        assert_eq!(strip(&other.stdout), strip(&mmap.stdout), "{flag}");
+    }
+
+    // By id: the neighbours, without the post itself.
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os("--id"),
+        os("copy-0"),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let out = json_lines(&r.stdout);
+    let ids: Vec<&str> = out[0]["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| h["id"].as_str().expect("id"))
+        .collect();
+    assert!(
+        !ids.contains(&"copy-0") && ids.contains(&"10") && ids.contains(&"copy-1"),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn query_exit_codes() {
+    let s = small_index(&[]);
+    let base = s.posts[10].text.clone();
+    let r = run(&[os("query"), os("--index"), s.dir.as_os_str(), os(&base)]);
+    assert_eq!(r.code, 0, "found: {r:?}");
+    assert!(
+        r.stdout.contains("copy-0"),
+        "the table shows hits: {}",
+        r.stdout
+    );
+    let r = run(&[
+        os("query"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os("zzyzx qwv plugh xyzzy"),
+    ]);
+    assert_eq!(r.code, 1, "nothing found: {r:?}");
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os("zzyzx qwv plugh xyzzy"),
+        os("😀"),
+    ]);
+    assert_eq!(r.code, 1, "nothing found: {r:?}");
+    assert_eq!(json_lines(&r.stdout).len(), 2);
+    let missing = s.work.join("no-such-index");
+    let r = run(&[os("query"), os("--index"), missing.as_os_str(), os(&base)]);
+    assert_eq!(r.code, 2, "missing index: {r:?}");
+    assert!(
+        r.stderr.contains(&missing.display().to_string()),
+        "names the path: {}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+    let r = run(&[
+        os("query"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os("--input"),
+        missing.as_os_str(),
+    ]);
+    assert_eq!(r.code, 2, "missing query file: {r:?}");
+    let r = run(&[
+        os("query"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os("--since"),
+        os("last tuesday"),
+        os(&base),
+    ]);
+    assert_eq!(r.code, 2, "bad time: {r:?}");
+    let r = run(&[os("stats"), os("--index"), missing.as_os_str()]);
+    assert_eq!(r.code, 2, "stats of a missing index: {r:?}");
+    let r = run(&[os("verify"), os("--index"), missing.as_os_str()]);
+    assert_eq!(r.code, 2, "verify of a missing index: {r:?}");
+    let r = run(&[
+        os("build"),
+        os("--input"),
+        missing.as_os_str(),
+        os("--index"),
+        s.work.join("x").as_os_str(),
+    ]);
+    assert_eq!(r.code, 2, "build from a missing file: {r:?}");
+    assert!(
+        r.stderr.contains(&missing.display().to_string()),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn stats_json_contract() {
+    let s = small_index(&["--bands", "16", "--rows", "8"]);
+    let r = run(&[os("stats"), os("--json"), os("--index"), s.dir.as_os_str()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: Value = serde_json::from_str(&r.stdout).expect("stats --json is JSON");
+    let index = Index::open(&s.dir).expect("opens");
+    assert_eq!(v["posts"], json!(s.posts.len()), "{v}");
+    assert_eq!(v["posts"], json!(index.num_posts()));
+    // Post 10 and its "#copy" variant normalize alike: one text fewer than posts (at least).
+    let unique = v["unique_texts"].as_u64().expect("unique_texts");
+    assert!(unique < s.posts.len() as u64 && unique > 250, "{unique}");
+    assert_eq!(v["segments"], json!(1));
+    assert_eq!(v["params"]["lsh"], json!({"bands": 16, "rows": 8}), "{v}");
+    assert_eq!(v["params"]["num_perm"], json!(128));
+    assert_eq!(v["params"]["shingle"], json!(3));
+    let by_file = v["bytes_by_file"].as_object().expect("bytes_by_file");
+    let mut names: Vec<&str> = by_file.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["bands", "ids.fst", "posts", "sigs", "text"]);
+    let seg = index.segments()[0].dir().to_path_buf();
+    for (name, bytes) in by_file {
+        let on_disk = fs::metadata(seg.join(name)).expect("file exists").len();
+        assert_eq!(bytes.as_u64(), Some(on_disk), "{name}");
+    }
+    // The human form names the same numbers.
+    let r = run(&[os("stats"), os("--index"), s.dir.as_os_str()]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains(&format!("{}", s.posts.len())) && r.stdout.contains("16 bands x 8 rows"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Flips the middle byte of section `section` of `path`, returning the original bytes.
+fn flip_in_section(path: &Path, magic: &[u8; 8], kind: &'static str, section: usize) -> Vec<u8> {
+    let bytes = fs::read(path).expect("reads");
+    let env = Envelope::parse(path, &bytes, magic, kind).expect("parses");
+    let r = env.sections[section].range.clone();
+    assert!(!r.is_empty());
+    let mut d = bytes.clone();
+    d[r.start + r.len() / 2] ^= 0x20;
+    fs::write(path, d).expect("writes");
+    bytes
+}
+
+#[test]
+fn verify_names_the_damaged_file() {
+    let s = small_index(&[]);
+    let r = run(&[os("verify"), os("--index"), s.dir.as_os_str()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("ok"), "{}", r.stdout);
+    let seg = Index::open(&s.dir).expect("opens").segments()[0]
+        .dir()
+        .to_path_buf();
+    for (name, magic, kind, section) in [
+        ("sigs", SIGS_MAGIC, "signature", 1),
+        ("text", TEXT_MAGIC, "text", 2),
+    ] {
+        let path = seg.join(name);
+        let original = flip_in_section(&path, magic, kind, section);
+        let r = run(&[os("verify"), os("--index"), s.dir.as_os_str()]);
+        assert_eq!(r.code, 2, "{name}: {r:?}");
+        assert!(
+            r.stderr.contains(&path.display().to_string()),
+            "{name}: the message names the file: {}",
+            r.stderr
+        );
+        // A damaged signature section does not stop the index from opening: queries still
+        // run (the damage is only certain to be found by verify).
+        let q = run(&[
+            os("query"),
+            os("--json"),
+            os("--index"),
+            s.dir.as_os_str(),
+            os(&s.posts[5].text),
+        ]);
+        assert_ne!(q.code, 101, "no panic: {q:?}");
+        fs::write(&path, original).expect("restores");
+    }
+    let r = run(&[os("verify"), os("--index"), s.dir.as_os_str()]);
+    assert_eq!(r.code, 0, "restored: {r:?}");
+}
+
+#[test]
+fn build_refuses_an_existing_index_without_force() {
+    let s = small_index(&[]);
+    let before = util::read_tree(&s.dir);
+    let input = s.work.join("other.jsonl");
+    util::write_jsonl(&input, &util::sample_posts()[1000..1100]);
+    let args = [
+        os("build"),
+        os("-q"),
+        os("--input"),
+        input.as_os_str(),
+        os("--index"),
+        s.dir.as_os_str(),
+    ];
+    let r = run(&args);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("--force"),
+        "says how to replace it: {}",
+        r.stderr
+    );
+    assert_eq!(util::read_tree(&s.dir), before, "the index is untouched");
+    let r = run(&[&args[..], &[os("--force")]].concat());
+    assert_eq!(r.code, 0, "{r:?}");
+    let index = Index::open(&s.dir).expect("opens");
+    assert_eq!(index.num_posts(), 100);
+    assert!(index.post("1000").expect("post").is_some());
+    assert!(
+        index.post("10").expect("post").is_none(),
+        "the old posts are gone"
+    );
+    let names = util::entries(&s.dir);
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("seg-")).count(),
+        1,
+        "old segments removed: {names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("MANIFEST-")).count(),
+        1,
+        "old manifest removed: {names:?}"
+    );
+}
+
+#[test]
+fn traditional_query_finds_the_simplified_post() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("zh.jsonl");
+    let lines = [
+        json!({"id": "zh-1", "text": "这个政府说谎，大家都知道这件事情", "account": "a", "platform": "weibo", "ts": 1_700_000_000}),
+        json!({"id": "zh-2", "text": "今天天气很好，我们去公园散步吧", "account": "b", "platform": "weibo"}),
+        json!({"id": "en-1", "text": "the government is lying and everyone knows it", "account": "c", "platform": "x"}),
+    ];
+    fs::write(
+        &input,
+        lines
+            .iter()
+            .map(|l| l.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .expect("writes");
+    let dir = tmp.path().join("index");
+    util::cli_build(&input, &dir, &["-q"]);
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--index"),
+        dir.as_os_str(),
+        os("這個政府說謊，大家都知道這件事情"),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let out = json_lines(&r.stdout);
+    let hits = out[0]["hits"].as_array().expect("hits");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["id"], json!("zh-1"));
+    assert_eq!(hits[0]["similarity"], json!(1.0));
+    assert_eq!(hits[0]["text"], json!("这个政府说谎，大家都知道这件事情"));
+    assert_eq!(hits[0]["ts"], json!(1_700_000_000));
+}
+
+#[test]
+fn an_index_without_texts() {
+    let s = small_index(&["--no-store-text"]);
+    let r = run(&[os("stats"), os("--json"), os("--index"), s.dir.as_os_str()]);
+    let v: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert!(
+        v["bytes_by_file"].get("text").is_none(),
+        "no text file: {v}"
+    );
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os(&s.posts[10].text),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let out = json_lines(&r.stdout);
+    let hits = out[0]["hits"].as_array().expect("hits");
+    assert!(
+        hits.len() >= 3 && hits.iter().all(|h| h.get("text").is_none()),
+        "{hits:?}"
+    );
+    let index = Index::open(&s.dir).expect("opens");
+    assert_eq!(index.post("10").expect("post").expect("indexed").text, None);
+    assert!(
+        index.query_post("10", &QueryOptions::default()).is_err(),
+        "needs stored texts"
+    );
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os("--id"),
+        os("10"),
+    ]);
+    let out = json_lines(&r.stdout);
+    assert!(
+        out[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--no-store-text")),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A lookup that fails is an error: exit code 2, as for a missing index.
+#[test]
+#[ignore = "bug: `query --id` on an index built with --no-store-text prints an error but exits 1 (\"nothing matched\") instead of 2 (src/cli/query.rs, run/answer); see report"]
+fn a_failed_lookup_exits_2() {
+    let s = small_index(&["--no-store-text"]);
+    let r = run(&[
+        os("query"),
+        os("--index"),
+        s.dir.as_os_str(),
+        os("--id"),
+        os("10"),
+    ]);
+    assert!(r.stderr.contains("--no-store-text"), "{r:?}");
+    assert_eq!(r.code, 2, "{r:?}");
+}
+
+/// Timestamps come back as they went in, at the ends of the range too.
+#[test]
+#[ignore = "bug: ts = i64::MIN is stored as the NO_TS sentinel and reads back as no time (src/index/build.rs insert, src/index/segment.rs post); see report"]
+fn extreme_timestamps_round_trip() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("ts.jsonl");
+    let cases = [i64::MIN, i64::MIN + 1, -5, 0, i64::MAX];
+    let lines: String = cases
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| json!({"id": format!("p{i}"), "text": format!("post number {} about time", ["one", "two", "three", "four", "five"][i]), "ts": ts}).to_string() + "\n")
+        .collect();
+    fs::write(&input, lines).expect("writes");
+    let dir = tmp.path().join("index");
+    util::cli_build(&input, &dir, &["-q", "--strict"]);
+    let index = Index::open(&dir).expect("opens");
+    for (i, ts) in cases.iter().enumerate() {
+        let p = index
+            .post(&format!("p{i}"))
+            .expect("post")
+            .expect("indexed");
+        assert_eq!(p.ts, Some(*ts), "post p{i}");
+    }
+}
