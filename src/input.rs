@@ -517,7 +517,14 @@ impl RecordParser {
             InputFormat::Csv => self.parse_csv(bytes, rec.line).map(Some),
             InputFormat::Text => self.parse_text(bytes, rec.line),
         };
-        result.map_err(|reason| self.invalid(rec.line, reason))
+        match result {
+            // i64::MIN is the index's "no time" marker; no real post is from 292 billion BC.
+            Ok(Some(post)) if post.ts == Some(i64::MIN) => Err(self.invalid(
+                rec.line,
+                format!("{} out of range: {}", p.fields.ts, i64::MIN),
+            )),
+            r => r.map_err(|reason| self.invalid(rec.line, reason)),
+        }
     }
 
     /// Builds the error for a bad record.

@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod cluster;
 pub mod error;
 pub mod fingerprint;
 pub mod index;

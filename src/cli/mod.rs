@@ -1,6 +1,7 @@
 //! Command-line parsing (clap derive) and dispatch to one module per subcommand.
 
 mod build;
+mod clusters;
 mod demo;
 mod fingerprint;
 mod query;
@@ -28,6 +29,8 @@ enum Command {
     Build(build::Args),
     /// Look texts (or indexed posts by id) up in an index.
     Query(query::Args),
+    /// Find campaigns: clusters of posts that reuse a text, with who, where and when.
+    Clusters(clusters::Args),
     /// Show an index's counts, parameters and sizes.
     Stats(stats::StatsArgs),
     /// Check every checksum of an index.
@@ -42,6 +45,7 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Fingerprint(args) => fingerprint::run(args),
         Command::Build(args) => build::run(args),
         Command::Query(args) => query::run(args),
+        Command::Clusters(args) => clusters::run(args),
         Command::Stats(args) => stats::stats(args),
         Command::Verify(args) => stats::verify(args),
     }

@@ -51,6 +51,9 @@ pub struct Args {
     /// Do not return stored texts.
     #[arg(long)]
     no_text: bool,
+    /// Also return every member of the saved clusters the hits belong to (see `clusters --save`).
+    #[arg(long)]
+    expand: bool,
     /// Read-ahead every page a query touches before probing (faster on a cold page cache).
     #[arg(long)]
     prefetch: bool,
@@ -113,6 +116,7 @@ pub fn run(args: Args) -> Result<i32> {
         since: args.since.as_deref().map(parse_time).transpose()?,
         until: args.until.as_deref().map(parse_time).transpose()?,
         with_text: !args.no_text,
+        expand: args.expand,
         ..QueryOptions::default()
     };
     let mut queries: Vec<Q> = Vec::new();
@@ -132,8 +136,7 @@ pub fn run(args: Args) -> Result<i32> {
     }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let mut any = false;
-    any |= answer(&index, &queries, &opts, args.json, &mut out)?;
+    let (mut any, mut failed) = answer(&index, &queries, &opts, args.json, &mut out)?;
     if let Some(path) = &args.input {
         let reader: Box<dyn Read> = if path.as_os_str() == "-" {
             Box::new(io::stdin())
@@ -185,21 +188,31 @@ pub fn run(args: Args) -> Result<i32> {
             if batch.is_empty() {
                 break;
             }
-            any |= answer(&index, &batch, &opts, args.json, &mut out)?;
+            let (a, f) = answer(&index, &batch, &opts, args.json, &mut out)?;
+            any |= a;
+            failed |= f;
         }
     }
     out.flush()?;
-    Ok(if any { 0 } else { 1 })
+    // A query that failed (unknown id, damaged index, ...) makes the run an error.
+    Ok(if failed {
+        2
+    } else if any {
+        0
+    } else {
+        1
+    })
 }
 
-/// Answers a batch in parallel and prints the answers in order. Returns whether any hit.
+/// Answers a batch in parallel and prints the answers in order. Returns whether any query
+/// had a hit and whether any failed.
 fn answer(
     index: &Index,
     qs: &[Q],
     opts: &QueryOptions,
     json: bool,
     out: &mut impl Write,
-) -> Result<bool> {
+) -> Result<(bool, bool)> {
     let results: Vec<(u64, textreuse::Result<Option<QueryResult>>)> = qs
         .par_iter()
         .map_init(Scratch::new, |scratch, q| {
@@ -212,7 +225,7 @@ fn answer(
             (t.elapsed().as_micros() as u64, r)
         })
         .collect();
-    let mut any = false;
+    let (mut any, mut failed) = (false, false);
     for (q, (took, r)) in qs.iter().zip(results) {
         let (res, error) = match r {
             Ok(Some(res)) => (res, None),
@@ -222,6 +235,7 @@ fn answer(
             ),
             Err(e) => (QueryResult::default(), Some(e.to_string())),
         };
+        failed |= error.is_some();
         if let (Some(e), false) = (&error, json) {
             eprintln!("textreuse: query {}: {e}", q.label);
         }
@@ -242,7 +256,7 @@ fn answer(
             print_table(q, &res, took, out)?;
         }
     }
-    Ok(any)
+    Ok((any, failed))
 }
 
 pub(crate) fn print_table(q: &Q, res: &QueryResult, took: u64, out: &mut impl Write) -> Result<()> {

@@ -214,7 +214,10 @@ impl Buffer {
             + self.keys.capacity() * 8
             + map(self.contents.capacity(), 20)
             + map(self.id_hashes.capacity(), 12)
-            + (self.post_content.capacity() + self.post_account.capacity() + self.post_platform.capacity()) * 4
+            + (self.post_content.capacity()
+                + self.post_account.capacity()
+                + self.post_platform.capacity())
+                * 4
             + (self.post_ts.capacity() + self.id_ends.capacity() + self.text_ends.capacity()) * 8
             + self.ids.capacity()
             + self.texts.capacity()
@@ -319,6 +322,10 @@ impl IndexBuilder {
             .iter()
             .flat_map(|m| m.segments.iter().map(|s| s.dir_name()))
             .collect();
+        let live_clusters: Vec<String> = previous
+            .iter()
+            .filter_map(|m| m.clusters.as_ref().map(|c| c.file.clone()))
+            .collect();
         let mut max_seen = previous.as_ref().map_or(0, |m| m.next_segment_id);
         for e in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
             let e = e.map_err(|e| Error::io(&dir, e))?;
@@ -331,7 +338,9 @@ impl IndexBuilder {
                 if !live.contains(&name) {
                     fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
                 }
-            } else if name.ends_with(".tmp") {
+            } else if name.ends_with(".tmp")
+                || (name.starts_with("CLUSTERS-") && !live_clusters.contains(&name))
+            {
                 fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
             }
         }
@@ -516,6 +525,8 @@ impl IndexBuilder {
             params: *self.fp.params(),
             segments: std::mem::take(&mut self.written),
             next_segment_id: self.next_segment,
+            clusters: None,
+            checksum: String::new(),
         };
         manifest.publish(&self.dir)?;
         // The old generation is unreachable now; readers that still map its files keep them
@@ -729,7 +740,9 @@ fn write_segment(
     if store_text {
         let path = seg_dir.join("text");
         let nb = np.div_ceil(TEXT_BLOCK_POSTS as usize);
-        let compress = |z: &mut std::io::Result<zstd::bulk::Compressor<'static>>, blk: usize| -> Result<Vec<u8>> {
+        let compress = |z: &mut std::io::Result<zstd::bulk::Compressor<'static>>,
+                        blk: usize|
+         -> Result<Vec<u8>> {
             let lo = blk * TEXT_BLOCK_POSTS as usize;
             let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
             let mut raw = Vec::new();
@@ -742,7 +755,9 @@ fn write_segment(
             for &p in &order[lo..hi] {
                 raw.extend_from_slice(b.text(p as usize));
             }
-            let z = z.as_mut().map_err(|e| Error::io(&path, std::io::Error::new(e.kind(), e.to_string())))?;
+            let z = z
+                .as_mut()
+                .map_err(|e| Error::io(&path, std::io::Error::new(e.kind(), e.to_string())))?;
             z.compress(&raw).map_err(|e| Error::io(&path, e))
         };
         // Blocks are compressed in parallel, a group at a time, into a spill file (bounded
@@ -842,7 +857,9 @@ impl SpillFile {
 
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         use std::io::Write;
-        self.out.write_all(bytes).map_err(|e| Error::io(&self.path, e))
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.path, e))
     }
 
     fn write_u16s(&mut self, xs: &[u16]) -> Result<()> {

@@ -79,7 +79,9 @@ pub fn build_index(
     let t0 = Instant::now();
     // A batch in flight (raw records, parsed posts, fingerprints) costs about 1.5 KB a post:
     // size batches to a small share of the budget and give the builder the rest.
-    let batch = ingest.batch.clamp(1, (build.memory_budget / (48 << 10)).max(1024));
+    let batch = ingest
+        .batch
+        .clamp(1, (build.memory_budget / (48 << 10)).max(1024));
     let mut build = build;
     // A fifth of the rest is left to the allocator (fragmentation, per-thread arenas) and the
     // memory maps of segments already written.

@@ -50,6 +50,23 @@ pub fn segment_dir_name(id: u64) -> String {
     format!("seg-{id:06}")
 }
 
+/// A saved cluster assignment (`textreuse clusters --save`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClustersEntry {
+    /// The file name in the index directory (`CLUSTERS-<generation>.bin`).
+    pub file: String,
+    /// Length in bytes.
+    pub len: u64,
+    /// xxh3-64 of the whole file, 16 hex digits.
+    pub xxh3: String,
+    /// The edge similarity the clusters were made with.
+    pub min_similarity: f64,
+    /// The structural edge support they were made with (0 = none).
+    pub min_edge_support: f64,
+    /// Number of clusters saved.
+    pub clusters: u64,
+}
+
 /// The manifest of an index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -63,6 +80,13 @@ pub struct Manifest {
     pub segments: Vec<SegmentEntry>,
     /// The next unused segment id.
     pub next_segment_id: u64,
+    /// The saved cluster assignment, if any (optional in format version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<ClustersEntry>,
+    /// xxh3-64 (16 hex digits) of this manifest serialized with `checksum` empty. Set by
+    /// [`publish`](Manifest::publish), checked by [`load_current`](Manifest::load_current).
+    #[serde(default)]
+    pub checksum: String,
 }
 
 impl Manifest {
@@ -102,20 +126,46 @@ impl Manifest {
                 supported: SUPPORTED_VERSIONS,
             });
         }
+        if m.compute_checksum()? != m.checksum {
+            return Err(Error::ChecksumMismatch {
+                path,
+                section: "manifest".into(),
+            });
+        }
         Ok(Some((m, path)))
     }
 
-    /// Publishes this manifest in `dir`: writes it, then points `CURRENT` at it.
+    /// The checksum of this manifest's contents (its `checksum` field left out).
+    fn compute_checksum(&self) -> Result<String> {
+        let unsummed = Manifest {
+            checksum: String::new(),
+            ..self.clone()
+        };
+        let json = serde_json::to_vec(&unsummed).map_err(|source| Error::Manifest {
+            path: PathBuf::new(),
+            source,
+        })?;
+        Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&json)))
+    }
+
+    /// Publishes this manifest in `dir`: writes it (with its checksum), then points
+    /// `CURRENT` at it. Other manifests in `dir` are removed afterwards.
     pub fn publish(&self, dir: &Path) -> Result<()> {
         let name = Manifest::file_name(self.generation);
-        let json = serde_json::to_vec_pretty(self).map_err(|source| Error::Manifest {
+        let summed = Manifest {
+            checksum: self.compute_checksum()?,
+            ..self.clone()
+        };
+        let json = serde_json::to_vec_pretty(&summed).map_err(|source| Error::Manifest {
             path: dir.join(&name),
             source,
         })?;
         atomic_write(&dir.join(&name), &json)?;
         sync_dir(dir)?;
         atomic_write(&dir.join("CURRENT"), format!("{name}\n").as_bytes())?;
-        sync_dir(dir)
+        sync_dir(dir)?;
+        remove_stale_manifests(dir, &name);
+        Ok(())
     }
 
     /// Total posts.
@@ -126,5 +176,19 @@ impl Manifest {
     /// Total unique texts (summed over segments).
     pub fn contents(&self) -> u64 {
         self.segments.iter().map(|s| s.contents).sum()
+    }
+}
+
+/// Removes every `MANIFEST-*.json` in `dir` but `keep` (best effort: a stale manifest is
+/// harmless, `CURRENT` names the live one).
+pub fn remove_stale_manifests(dir: &Path, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("MANIFEST-") && name.ends_with(".json") && name != keep {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! take `&self`). See `FORMAT.md` for the byte layout.
 
 pub mod build;
+pub mod clusters_file;
 pub mod format;
 pub mod ingest;
 pub mod manifest;
@@ -72,6 +73,9 @@ pub struct QueryOptions {
     pub max_bucket: usize,
     /// Return stored texts with hits (default true).
     pub with_text: bool,
+    /// Also return every member of the saved clusters the direct hits belong to (marked
+    /// `expanded`, with their estimated similarity to the query). Default false.
+    pub expand: bool,
 }
 
 impl Default for QueryOptions {
@@ -85,6 +89,7 @@ impl Default for QueryOptions {
             until: None,
             max_bucket: 1000,
             with_text: true,
+            expand: false,
         }
     }
 }
@@ -114,6 +119,12 @@ pub struct Hit {
     /// The post's text, if stored and asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The saved cluster the post belongs to (`textreuse clusters --save`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<u32>,
+    /// Whether the post was added by cluster expansion rather than matched directly.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expanded: bool,
     /// Where the post lives.
     #[serde(skip)]
     pub addr: PostAddr,
@@ -156,6 +167,7 @@ pub struct Index {
     manifest: Manifest,
     fp: Fingerprinter,
     segments: Vec<Segment>,
+    clusters: Option<clusters_file::ClustersFile>,
     opts: OpenOptions,
 }
 
@@ -204,18 +216,22 @@ impl Index {
             });
         };
         let fp = Fingerprinter::new(manifest.params)?;
-        let k = manifest.params.num_perm as usize;
         let mmap = opts.access == Access::Mmap;
         let segments = manifest
             .segments
             .iter()
-            .map(|s| Segment::open(&dir, s, manifest.params.lsh.bands, k, mmap))
+            .map(|s| Segment::open(&dir, s, &manifest.params, mmap))
             .collect::<Result<Vec<_>>>()?;
+        let clusters = match &manifest.clusters {
+            Some(c) => Some(clusters_file::ClustersFile::open(&dir, c, &manifest, mmap)?),
+            None => None,
+        };
         Ok(Index {
             dir,
             manifest,
             fp,
             segments,
+            clusters,
             opts,
         })
     }
@@ -399,6 +415,13 @@ impl Index {
                         platform: m.platform.to_string(),
                         ts: m.ts,
                         text,
+                        cluster: self.clusters.as_ref().and_then(|c| {
+                            c.cluster_of(PostAddr {
+                                segment: seg.entry().id,
+                                post: p,
+                            })
+                        }),
+                        expanded: false,
                         addr: PostAddr {
                             segment: seg.entry().id,
                             post: p,
@@ -407,9 +430,13 @@ impl Index {
                 }
             }
         }
+        if opts.expand {
+            self.expand_clusters(&mut res, sig, opts, &mut cache)?;
+        }
         res.hits.sort_by(|a, b| {
-            b.similarity
-                .total_cmp(&a.similarity)
+            a.expanded
+                .cmp(&b.expanded)
+                .then_with(|| b.similarity.total_cmp(&a.similarity))
                 .then_with(|| a.ts.unwrap_or(i64::MAX).cmp(&b.ts.unwrap_or(i64::MAX)))
                 .then_with(|| a.id.cmp(&b.id))
         });
@@ -419,9 +446,69 @@ impl Index {
         Ok(res)
     }
 
+    /// Adds the members of the direct hits' saved clusters to `res`.
+    fn expand_clusters(
+        &self,
+        res: &mut QueryResult,
+        sig: &[u8],
+        opts: &QueryOptions,
+        cache: &mut TextCache,
+    ) -> Result<()> {
+        let Some(cf) = &self.clusters else {
+            return Ok(());
+        };
+        let mut ids: Vec<u32> = res.hits.iter().filter_map(|h| h.cluster).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let seen: std::collections::HashSet<PostAddr> = res.hits.iter().map(|h| h.addr).collect();
+        for c in ids {
+            for addr in cf.members(c)? {
+                if seen.contains(&addr) {
+                    continue;
+                }
+                let Some(seg) = self.segments.iter().find(|s| s.entry().id == addr.segment) else {
+                    continue;
+                };
+                let m = seg.post(addr.post)?;
+                let content = seg.content_of(addr.post)?;
+                let s = seg.signature(content)?;
+                let eq = s.iter().zip(sig).filter(|(a, b)| a == b).count();
+                let text = if opts.with_text {
+                    seg.text(addr.post, cache)?
+                } else {
+                    None
+                };
+                res.hits.push(Hit {
+                    id: m.id.to_string(),
+                    similarity: bbit_estimate(eq, sig.len()),
+                    account: m.account.to_string(),
+                    platform: m.platform.to_string(),
+                    ts: m.ts,
+                    text,
+                    cluster: Some(c),
+                    expanded: true,
+                    addr,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every checksum of every file (a full read of the index).
     pub fn verify(&self) -> Result<()> {
-        self.segments.iter().try_for_each(Segment::verify)
+        self.segments.iter().try_for_each(Segment::verify)?;
+        if let (Some(cf), Some(entry)) = (&self.clusters, &self.manifest.clusters) {
+            cf.verify()?;
+            let path = self.dir.join(&entry.file);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            if format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)) != entry.xxh3 {
+                return Err(Error::ChecksumMismatch {
+                    path,
+                    section: "whole file".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Counts and sizes.

@@ -190,10 +190,10 @@ impl Segment {
     pub fn open(
         index_dir: &Path,
         entry: &SegmentEntry,
-        bands_n: u32,
-        k: usize,
+        params: &crate::FingerprintParams,
         mmap: bool,
     ) -> Result<Segment> {
+        let (bands_n, rows_n, k) = (params.lsh.bands, params.lsh.rows, params.num_perm as usize);
         let dir = index_dir.join(entry.dir_name());
         let nc = entry.contents;
         let np = entry.posts;
@@ -212,7 +212,7 @@ impl Segment {
             read_u32(m, 12),
             read_u32(m, 16),
         );
-        if n != nc || b != bands_n || dir_bits > MAX_DIR_BITS || rows == 0 {
+        if n != nc || b != bands_n || dir_bits > MAX_DIR_BITS || rows != rows_n {
             return Err(Error::corrupt(&f.path, format!("meta ({n} contents, {b} bands, {dir_bits} dir bits) disagrees with the manifest")));
         }
         let dir_len = (b as u64) * ((1u64 << dir_bits) + 1);

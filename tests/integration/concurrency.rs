@@ -66,20 +66,18 @@ fn four_threads_get_the_single_threaded_answers() {
                     // Each thread walks the queries from its own starting point, so different
                     // threads touch different parts of the index at the same time.
                     let n = queries.len();
-                    for round in 0..2 {
-                        for k in 0..n {
-                            let i = (k * (t + 1) + t * n / 4 + round) % n;
-                            let o = (i + t) % opts.len();
-                            let got = index.query(queries[i], &opts[o]).expect("query");
-                            assert_eq!(got, want[o][i], "thread {t}, query {i}, {access:?}");
-                            if k % 8 == 0 {
-                                let j = (k / 8 + t) % ids.len();
-                                assert_eq!(index.post(ids[j]).expect("post"), want_posts[j]);
-                                assert_eq!(
-                                    index.query_post(ids[j], &opts[0]).expect("query_post"),
-                                    want_near[j]
-                                );
-                            }
+                    for k in 0..n {
+                        let i = (k * (t + 1) + t * n / 4) % n;
+                        let o = (i + t) % opts.len();
+                        let got = index.query(queries[i], &opts[o]).expect("query");
+                        assert_eq!(got, want[o][i], "thread {t}, query {i}, {access:?}");
+                        if k % 8 == 0 {
+                            let j = (k / 8 + t) % ids.len();
+                            assert_eq!(index.post(ids[j]).expect("post"), want_posts[j]);
+                            assert_eq!(
+                                index.query_post(ids[j], &opts[0]).expect("query_post"),
+                                want_near[j]
+                            );
                         }
                     }
                     // And a batch (rayon) from inside a thread.

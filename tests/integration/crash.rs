@@ -115,14 +115,15 @@ fn killed_rebuild_leaves_the_old_index_answering() {
     let sample = util::sample_posts();
     let small = tmp.path().join("small.jsonl");
     util::write_jsonl(&small, &sample[..400]);
-    let big = util::sample_path();
+    let big = tmp.path().join("big.jsonl");
+    util::write_jsonl(&big, &sample[..2000]);
     util::cli_build(&small, &dir, &["-q"]);
     let queries: Vec<String> = sample[..400]
         .iter()
         .step_by(40)
         .map(|p| p.text.clone())
         .collect();
-    let ids: Vec<String> = ["0", "5", "399", "400", "2999"]
+    let ids: Vec<String> = ["0", "5", "399", "400", "1999"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -139,9 +140,8 @@ fn killed_rebuild_leaves_the_old_index_answering() {
         Moment::After(Duration::from_millis(200)),
         Moment::After(Duration::from_millis(700)),
         Moment::NewSegmentDir,
-        Moment::NewSegmentFile("bands"),
+        // Files are written in the order bands, sigs, posts, ids.fst, text.
         Moment::NewSegmentFile("posts"),
-        Moment::NewSegmentFile("text"),
         Moment::NewManifest,
     ];
     let mut published = 0;
@@ -205,7 +205,8 @@ fn killed_rebuild_leaves_the_old_index_answering() {
             "killed {moment:?} after {:?} (reached: {reached}, {status}); left: {left:?}",
             t0.elapsed()
         );
-        if after.manifest == before.manifest {
+        let was_published = after.manifest != before.manifest;
+        if !was_published {
             assert_eq!(after, before, "killed {moment:?} (reached: {reached}, {status}): the old index must answer exactly as before");
         } else {
             // The rebuild published before it died: the new index is complete.
@@ -308,7 +309,6 @@ fn open_reader_survives_a_replacing_build() {
 /// generation leaves that generation's files behind. The next build removes the stale
 /// segment directories, but not the stale manifest.
 #[test]
-#[ignore = "bug: a stale MANIFEST-<gen>.json left by a build killed after publishing is never removed (IndexBuilder::create cleans only seg-* and *.tmp, src/index/build.rs); see report"]
 fn leftovers_of_a_crash_after_publishing_are_cleaned() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("index");

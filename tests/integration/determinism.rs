@@ -10,11 +10,12 @@ use crate::util;
 #[test]
 fn thread_count_does_not_change_a_byte() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // The sample, with one post whose 8 MiB account name fills a 16 MiB buffer, so the
-    // index has two segments (the flush point must not depend on threads either).
+    // 1200 sample posts, with one post whose 8 MiB account name fills a 16 MiB buffer, so
+    // the index has two segments (the flush point must not depend on threads either).
     let mut posts = util::sample_posts();
+    posts.truncate(1200);
     posts.insert(
-        1500,
+        600,
         RawPost {
             id: "ballast".into(),
             text: "a post with a very long account name".into(),
@@ -73,6 +74,105 @@ fn thread_count_does_not_change_a_byte() {
                 "--threads {t}: {name} differs from --threads 1 ({} vs {} bytes)",
                 bytes.len(),
                 trees[0][name].len()
+            );
+        }
+    }
+}
+
+/// The index bytes do not depend on how the posts arrive: JSONL, CSV, gzip, zstd, standard
+/// input, or split over several files.
+#[test]
+fn input_container_does_not_change_a_byte() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let posts = &util::sample_posts()[..300];
+    let jsonl = tmp.path().join("posts.jsonl");
+    util::write_jsonl(&jsonl, posts);
+    let bytes = std::fs::read(&jsonl).expect("reads");
+    // CSV, quoted as needed (texts hold commas, quotes and newlines).
+    let csv = tmp.path().join("posts.csv");
+    {
+        let mut w = csv::Writer::from_path(&csv).expect("creates");
+        w.write_record(["id", "text", "account", "platform", "ts"])
+            .expect("header");
+        for p in posts {
+            let ts = p.ts.map(|t| t.to_string()).unwrap_or_default();
+            w.write_record([&p.id, &p.text, &p.account, &p.platform, &ts])
+                .expect("row");
+        }
+        w.flush().expect("flushes");
+    }
+    let gz = tmp.path().join("posts.jsonl.gz");
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(&bytes).expect("compresses");
+    std::fs::write(&gz, e.finish().expect("finishes")).expect("writes");
+    let zst = tmp.path().join("posts.jsonl.zst");
+    std::fs::write(
+        &zst,
+        zstd::stream::encode_all(&bytes[..], 3).expect("compresses"),
+    )
+    .expect("writes");
+    let (a, b) = (tmp.path().join("a.jsonl"), tmp.path().join("b.jsonl"));
+    util::write_jsonl(&a, &posts[..123]);
+    util::write_jsonl(&b, &posts[123..]);
+
+    let build = |name: &str, inputs: &[&std::path::Path], stdin: Option<&[u8]>| {
+        let dir = tmp.path().join(name);
+        let mut cmd = Command::new(util::bin());
+        cmd.args(["build", "-q", "--strict", "--index"])
+            .arg(&dir)
+            .arg("--input")
+            .args(inputs);
+        let out = match stdin {
+            None => cmd.output().expect("runs"),
+            Some(data) => {
+                let mut c = cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("runs");
+                c.stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(data)
+                    .expect("feeds stdin");
+                c.wait_with_output().expect("waits")
+            }
+        };
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        util::read_tree(&dir)
+    };
+    let want = build("jsonl", &[&jsonl], None);
+    assert_eq!(
+        Index::open(tmp.path().join("jsonl"))
+            .expect("opens")
+            .num_posts(),
+        300
+    );
+    for (name, got) in [
+        ("csv", build("csv", &[&csv], None)),
+        ("gz", build("gz", &[&gz], None)),
+        ("zst", build("zst", &[&zst], None)),
+        ("split", build("split", &[&a, &b], None)),
+        (
+            "stdin",
+            build("stdin", &[std::path::Path::new("-")], Some(&bytes)),
+        ),
+    ] {
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{name}"
+        );
+        for (file, bytes) in &got {
+            assert!(
+                *bytes == want[file],
+                "{name}: {file} differs from the JSONL build"
             );
         }
     }

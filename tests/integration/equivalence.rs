@@ -12,9 +12,10 @@
 //! - Filters and limits equal filtering the unfiltered answer.
 //! - An index written as several segments answers like one written as a single segment.
 //!
-//! The corpus is the sample plus perturbed copies of some of its posts (words or characters
+//! The corpus is 1500 sample posts plus perturbed copies of 200 of them (words or characters
 //! dropped, replaced, a sentence appended, noise that normalizes away), so there are many
-//! true pairs with J in [0.5, 1].
+//! true pairs with J in [0.5, 1]. It is built once and shared by the tests of this module
+//! (and `concurrency`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -167,10 +168,25 @@ pub fn corpus() -> (Vec<RawPost>, Vec<String>) {
     (posts, queries)
 }
 
+/// A directory for the shared fixture. A `static` is never dropped, so the directory
+/// outlives the test run; it lives under Cargo's target tmp dir, and directories left by
+/// runs over an hour old are removed here.
 fn fixture_dir() -> tempfile::TempDir {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 3600);
+        if old && e.file_name().to_string_lossy().starts_with("textreuse-it-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     tempfile::Builder::new()
         .prefix("textreuse-it-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(root)
         .expect("creates a temporary directory")
 }
 
@@ -775,6 +791,22 @@ fn many_segments_answer_like_one() {
         assert_eq!(
             strip(a.post(&p.id).expect("post")),
             strip(b.post(&p.id).expect("post"))
+        );
+    }
+    let near = QueryOptions {
+        min_similarity: 0.3,
+        ..QueryOptions::default()
+    };
+    for p in posts.iter().step_by(23) {
+        let (ra, rb) = (
+            a.query_post(&p.id, &near).expect("query_post"),
+            b.query_post(&p.id, &near).expect("query_post"),
+        );
+        assert_eq!(
+            ra.as_ref().map(util::result_view),
+            rb.as_ref().map(util::result_view),
+            "neighbours of {}",
+            p.id
         );
     }
     let first = b.post(&posts[0].id).expect("post").expect("indexed");

@@ -1,0 +1,569 @@
+//! Campaign discovery: groups of posts that reuse one text, over a whole index.
+//!
+//! 1. **Candidate pairs** come from a self-join of the band tables: per band, the entries of
+//!    every segment are merged in key order and entries that share a key prefix form a
+//!    group. Groups of up to `max_group` contents are joined all-pairs; larger groups (a
+//!    template posted with many small variants) are joined as a star on their first member
+//!    plus a chain, so the cost stays linear in the index size, never all-pairs.
+//! 2. **Verification**: a pair becomes an edge when its 8-bit signature similarity is at
+//!    least `min_similarity`.
+//! 3. **Chaining guard** (optional, `min_edge_support`): an edge from a small group is kept
+//!    only if the structural similarity of its ends, `|N[u] ∩ N[v]| / sqrt(|N[u]|·|N[v]|)`
+//!    over closed neighbourhoods (as in SCAN clustering), reaches the threshold: a post that
+//!    bridges two unrelated campaigns shares few neighbours with either and is cut loose.
+//! 4. **Union-find** over contents, edges taken strongest first (Kruskal), which also gives
+//!    each cluster's weakest link: the least similarity on the strongest paths that hold it
+//!    together. Contents then expand to their posts.
+//!
+//! Output is deterministic: clusters are numbered by size (largest first), then by earliest
+//! post, whatever the thread count.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::index::segment::Segment;
+use crate::index::{Index, PostAddr};
+use crate::minhash::bbit_estimate;
+
+/// Options of [`Index::clusters`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterOptions {
+    /// Least similarity of an edge (default 0.5).
+    pub min_similarity: f64,
+    /// Least structural similarity of an edge's ends (0 = off, the default; 0.7–0.8 splits
+    /// clusters glued together by a few bridging posts).
+    pub min_edge_support: f64,
+    /// Least posts in a reported cluster (default 2).
+    pub min_size: usize,
+    /// Least distinct accounts in a reported cluster (default 1).
+    pub min_accounts: usize,
+    /// Count only posts on these platforms (empty = all).
+    pub platforms: Vec<String>,
+    /// Count only posts at or after this time.
+    pub since: Option<i64>,
+    /// Count only posts at or before this time.
+    pub until: Option<i64>,
+    /// Groups of contents sharing a band key larger than this are joined as a star and a
+    /// chain instead of all pairs (default 64).
+    pub max_group: usize,
+    /// List every post id of each cluster (default true).
+    pub with_posts: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> ClusterOptions {
+        ClusterOptions {
+            min_similarity: 0.5,
+            min_edge_support: 0.0,
+            min_size: 2,
+            min_accounts: 1,
+            platforms: Vec::new(),
+            since: None,
+            until: None,
+            max_group: 64,
+            with_posts: true,
+        }
+    }
+}
+
+/// Posts per hour or per day, from the cluster's first post on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimeProfile {
+    /// `"hour"` or `"day"`: hours for clusters spanning up to a week.
+    pub unit: &'static str,
+    /// Unix seconds at the start of the first bucket.
+    pub start: i64,
+    /// Posts per bucket (at most 1,000 buckets; later posts go to the last one).
+    pub counts: Vec<u32>,
+}
+
+/// One cluster of posts that reuse a text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cluster {
+    /// Cluster number (0 = largest).
+    pub cluster: u32,
+    /// Posts.
+    pub size: usize,
+    /// Distinct texts (after normalization).
+    pub texts: usize,
+    /// Distinct accounts.
+    pub accounts: usize,
+    /// Posts per platform.
+    pub platforms: BTreeMap<String, usize>,
+    /// Earliest timestamp.
+    pub first_ts: Option<i64>,
+    /// Latest timestamp.
+    pub last_ts: Option<i64>,
+    /// The earliest post's id (a likely source).
+    pub earliest_post: String,
+    /// The most frequent variant's text (its earliest post's stored text; empty without
+    /// stored texts).
+    pub representative: String,
+    /// The id of the post the representative text is from.
+    pub representative_id: String,
+    /// The least similarity on the strongest paths holding the cluster together (1.0 for a
+    /// group of exact duplicates).
+    pub weakest_link: f64,
+    /// Verified edges between the cluster's texts.
+    pub edges: usize,
+    /// Posts over time.
+    pub time_profile: Option<TimeProfile>,
+    /// Post ids, by time.
+    pub posts: Vec<String>,
+    /// Post addresses, by time (not serialized).
+    #[serde(skip)]
+    pub addrs: Vec<PostAddr>,
+}
+
+/// The result of [`Index::clusters`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClusterReport {
+    /// Clusters, largest first.
+    pub clusters: Vec<Cluster>,
+    /// Candidate pairs verified.
+    pub candidate_pairs: u64,
+    /// Verified edges kept.
+    pub edges: u64,
+}
+
+/// Union-find with path halving and union by size.
+struct UnionFind {
+    parent: Vec<u32>,
+    size: Vec<u32>,
+}
+
+impl UnionFind {
+    fn new(n: usize) -> UnionFind {
+        UnionFind {
+            parent: (0..n as u32).collect(),
+            size: vec![1; n],
+        }
+    }
+
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let p = self.parent[x as usize];
+            self.parent[x as usize] = self.parent[p as usize];
+            x = p;
+        }
+        x
+    }
+
+    fn union(&mut self, a: u32, b: u32) -> bool {
+        let (mut a, mut b) = (self.find(a), self.find(b));
+        if a == b {
+            return false;
+        }
+        if self.size[a as usize] < self.size[b as usize]
+            || (self.size[a as usize] == self.size[b as usize] && a > b)
+        {
+            std::mem::swap(&mut a, &mut b);
+        }
+        self.parent[b as usize] = a;
+        self.size[a as usize] += self.size[b as usize];
+        true
+    }
+}
+
+/// A verified edge between two global content ids (`a < b`), and whether it came from a
+/// large group (exempt from the structural guard).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+struct Edge {
+    a: u32,
+    b: u32,
+    sim: f32,
+    large: bool,
+}
+
+impl Index {
+    /// Finds clusters of posts that reuse the same text (transitively similar contents).
+    pub fn clusters(&self, opts: &ClusterOptions) -> Result<ClusterReport> {
+        self.clusters_with_progress(opts, &|_, _| {})
+    }
+
+    /// [`clusters`](Self::clusters) reporting `(bands done, bands)` as the self-join runs.
+    pub fn clusters_with_progress(
+        &self,
+        opts: &ClusterOptions,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<ClusterReport> {
+        let segs = self.segments();
+        let mut base = Vec::with_capacity(segs.len() + 1);
+        base.push(0u64);
+        for s in segs {
+            base.push(base[base.len() - 1] + s.n_contents());
+        }
+        let total = *base.last().unwrap_or(&0);
+        if total > u32::MAX as u64 {
+            return Err(Error::InvalidParameter(
+                "clustering is limited to 4 billion unique texts".into(),
+            ));
+        }
+        let bands = self.manifest().params.lsh.bands as usize;
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        // 1-2. Candidate pairs and verification, band by band in parallel.
+        let per_band: Vec<Result<(Vec<Edge>, u64)>> = (0..bands)
+            .into_par_iter()
+            .map(|band| {
+                let r = band_edges(segs, &base, band, opts);
+                progress(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    bands,
+                );
+                r
+            })
+            .collect();
+        let mut edges = Vec::new();
+        let mut candidate_pairs = 0;
+        for r in per_band {
+            let (e, c) = r?;
+            candidate_pairs += c;
+            edges.extend(e);
+        }
+        edges.par_sort_unstable_by(|x, y| (x.a, x.b).cmp(&(y.a, y.b)).then(y.large.cmp(&x.large)));
+        edges.dedup_by(|x, y| x.a == y.a && x.b == y.b);
+        // 3. Chaining guard.
+        if opts.min_edge_support > 0.0 {
+            edges = structural_filter(edges, total as usize, opts.min_edge_support);
+        }
+        // 4. Kruskal: strongest edges first.
+        edges
+            .par_sort_unstable_by(|x, y| y.sim.total_cmp(&x.sim).then((x.a, x.b).cmp(&(y.a, y.b))));
+        let mut uf = UnionFind::new(total as usize);
+        for e in &edges {
+            uf.union(e.a, e.b);
+        }
+        let mut weakest: BTreeMap<u32, (f32, usize)> = BTreeMap::new();
+        let mut uf2 = UnionFind::new(total as usize);
+        for e in &edges {
+            let root = uf.find(e.a);
+            let w = weakest.entry(root).or_insert((1.0, 0));
+            w.1 += 1;
+            if uf2.union(e.a, e.b) {
+                w.0 = w.0.min(e.sim);
+            }
+        }
+        // Group contents by root.
+        let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for c in 0..total as u32 {
+            let root = uf.find(c);
+            let seg = seg_of(&base, c);
+            let local = c - base[seg] as u32;
+            let posts = segs[seg].content_posts(local)?;
+            if weakest.contains_key(&root) || posts.len() > 1 {
+                members.entry(root).or_default().push(c);
+            }
+        }
+        let built: Vec<Result<Option<Cluster>>> = members
+            .into_par_iter()
+            .map(|(root, contents)| {
+                let (weak, n_edges) = weakest.get(&root).copied().unwrap_or((1.0, 0));
+                self.describe(&base, &contents, weak as f64, n_edges, opts)
+            })
+            .collect();
+        let mut clusters = Vec::new();
+        for c in built {
+            if let Some(c) = c? {
+                clusters.push(c);
+            }
+        }
+        clusters.sort_by(|a, b| {
+            b.size
+                .cmp(&a.size)
+                .then(
+                    a.first_ts
+                        .unwrap_or(i64::MAX)
+                        .cmp(&b.first_ts.unwrap_or(i64::MAX)),
+                )
+                .then(a.addrs.first().cmp(&b.addrs.first()))
+        });
+        for (i, c) in clusters.iter_mut().enumerate() {
+            c.cluster = i as u32;
+        }
+        Ok(ClusterReport {
+            clusters,
+            candidate_pairs,
+            edges: edges.len() as u64,
+        })
+    }
+
+    /// Expands a set of contents into a cluster description, after the post filters.
+    fn describe(
+        &self,
+        base: &[u64],
+        contents: &[u32],
+        weakest: f64,
+        edges: usize,
+        opts: &ClusterOptions,
+    ) -> Result<Option<Cluster>> {
+        let segs = self.segments();
+        let mut posts: Vec<(Option<i64>, PostAddr, u32)> = Vec::new();
+        let mut platforms: BTreeMap<String, usize> = BTreeMap::new();
+        let mut accounts: Vec<(u64, u32)> = Vec::new();
+        let mut texts = 0;
+        let mut best: Option<(usize, u32)> = None; // (posts of the content, content)
+        for &c in contents {
+            let s = seg_of(base, c);
+            let seg = &segs[s];
+            let local = c - base[s] as u32;
+            let mut kept = 0;
+            for p in seg.content_posts(local)? {
+                let m = seg.post(p)?;
+                if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == m.platform) {
+                    continue;
+                }
+                if opts.since.is_some() || opts.until.is_some() {
+                    let Some(ts) = m.ts else { continue };
+                    if opts.since.is_some_and(|x| ts < x) || opts.until.is_some_and(|x| ts > x) {
+                        continue;
+                    }
+                }
+                kept += 1;
+                *platforms.entry(m.platform.to_string()).or_insert(0) += 1;
+                accounts.push((seg.entry().id, seg.account_of(p).unwrap_or(u32::MAX)));
+                posts.push((
+                    m.ts,
+                    PostAddr {
+                        segment: seg.entry().id,
+                        post: p,
+                    },
+                    c,
+                ));
+            }
+            if kept > 0 {
+                texts += 1;
+                if best.is_none_or(|(n, _)| kept > n) {
+                    best = Some((kept, c));
+                }
+            }
+        }
+        if posts.len() < opts.min_size.max(1) {
+            return Ok(None);
+        }
+        // Accounts are interned per segment: compare by name across segments.
+        let mut names: Vec<String> = Vec::new();
+        if segs.len() == 1 {
+            accounts.sort_unstable();
+            accounts.dedup();
+        } else {
+            for &(_, addr, _) in &posts {
+                names.push(self.post_at_meta(addr)?.1);
+            }
+            names.sort_unstable();
+            names.dedup();
+        }
+        let n_accounts = if segs.len() == 1 {
+            accounts.len()
+        } else {
+            names.len()
+        };
+        if n_accounts < opts.min_accounts {
+            return Ok(None);
+        }
+        posts.sort_by(|a, b| {
+            a.0.unwrap_or(i64::MAX)
+                .cmp(&b.0.unwrap_or(i64::MAX))
+                .then(a.1.cmp(&b.1))
+        });
+        let first_ts = posts.iter().filter_map(|p| p.0).min();
+        let last_ts = posts.iter().filter_map(|p| p.0).max();
+        let earliest_post = self.post_at_meta(posts[0].1)?.0;
+        let rep_content = best.map(|b| b.1).unwrap_or(contents[0]);
+        let rep_addr = posts
+            .iter()
+            .find(|p| p.2 == rep_content)
+            .map(|p| p.1)
+            .unwrap_or(posts[0].1);
+        let rep = self.post_at(rep_addr)?;
+        let time_profile = first_ts.zip(last_ts).map(|(f, l)| {
+            let (unit, step) = if l - f <= 7 * 86_400 {
+                ("hour", 3600)
+            } else {
+                ("day", 86_400)
+            };
+            let start = f - f.rem_euclid(step);
+            let n = (((l - start) / step) as usize + 1).min(1000);
+            let mut counts = vec![0u32; n];
+            for ts in posts.iter().filter_map(|p| p.0) {
+                let i = (((ts - start) / step) as usize).min(n - 1);
+                counts[i] += 1;
+            }
+            TimeProfile {
+                unit,
+                start,
+                counts,
+            }
+        });
+        let ids = if opts.with_posts {
+            posts
+                .iter()
+                .map(|p| self.post_at_meta(p.1).map(|m| m.0))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(Cluster {
+            cluster: 0,
+            size: posts.len(),
+            texts,
+            accounts: n_accounts,
+            platforms,
+            first_ts,
+            last_ts,
+            earliest_post,
+            representative: rep.text.unwrap_or_default(),
+            representative_id: rep.id,
+            weakest_link: weakest,
+            edges,
+            time_profile,
+            posts: ids,
+            addrs: posts.iter().map(|p| p.1).collect(),
+        }))
+    }
+
+    /// A post's id and account.
+    fn post_at_meta(&self, addr: PostAddr) -> Result<(String, String)> {
+        let seg = self
+            .segments()
+            .iter()
+            .find(|s| s.entry().id == addr.segment)
+            .ok_or_else(|| Error::InvalidParameter(format!("no segment {}", addr.segment)))?;
+        let m = seg.post(addr.post)?;
+        Ok((m.id.to_string(), m.account.to_string()))
+    }
+}
+
+/// The segment holding global content `c`.
+fn seg_of(base: &[u64], c: u32) -> usize {
+    base.partition_point(|&b| b <= c as u64).saturating_sub(1)
+}
+
+/// One band's verified edges and the number of candidate pairs checked.
+fn band_edges(
+    segs: &[Segment],
+    base: &[u64],
+    band: usize,
+    opts: &ClusterOptions,
+) -> Result<(Vec<Edge>, u64)> {
+    // Key prefixes are compared on the bits every segment has: 16 fingerprint bits plus the
+    // smallest directory size.
+    let min_bits = segs
+        .iter()
+        .map(|s| s.buckets_per_band().trailing_zeros())
+        .min()
+        .unwrap_or(0);
+    let mut entries: Vec<(u64, u32)> = Vec::new();
+    let mut bucket = Vec::new();
+    for (si, seg) in segs.iter().enumerate() {
+        let bits = seg.buckets_per_band().trailing_zeros();
+        for b in 0..seg.buckets_per_band() {
+            bucket.clear();
+            seg.bucket_entries(band, b, &mut bucket)?;
+            for &(fp, c) in &bucket {
+                let prefix = (((b as u64) << 16) | fp as u64) >> (bits - min_bits);
+                entries.push((prefix, base[si] as u32 + c));
+            }
+        }
+    }
+    if segs.len() > 1 {
+        entries.par_sort_unstable();
+    }
+    let mut edges = Vec::new();
+    let mut pairs = 0u64;
+    let mut verify = |x: u32, y: u32, large: bool, edges: &mut Vec<Edge>| -> Result<()> {
+        pairs += 1;
+        let (sx, sy) = (seg_of(base, x), seg_of(base, y));
+        let a = segs[sx].signature(x - base[sx] as u32)?;
+        let b = segs[sy].signature(y - base[sy] as u32)?;
+        let eq = a.iter().zip(b).filter(|(p, q)| p == q).count();
+        let sim = bbit_estimate(eq, a.len());
+        if sim >= opts.min_similarity {
+            let (a, b) = if x < y { (x, y) } else { (y, x) };
+            edges.push(Edge {
+                a,
+                b,
+                sim: sim as f32,
+                large,
+            });
+        }
+        Ok(())
+    };
+    let mut i = 0;
+    while i < entries.len() {
+        let mut j = i + 1;
+        while j < entries.len() && entries[j].0 == entries[i].0 {
+            j += 1;
+        }
+        let group = &entries[i..j];
+        if group.len() <= opts.max_group.max(2) {
+            for (k, &(_, x)) in group.iter().enumerate() {
+                for &(_, y) in &group[k + 1..] {
+                    verify(x, y, false, &mut edges)?;
+                }
+            }
+        } else {
+            for k in 1..group.len() {
+                verify(group[0].1, group[k].1, true, &mut edges)?;
+                if k > 1 {
+                    verify(group[k - 1].1, group[k].1, true, &mut edges)?;
+                }
+            }
+        }
+        i = j;
+    }
+    Ok((edges, pairs))
+}
+
+/// Keeps the edges whose ends' closed neighbourhoods overlap enough (SCAN's structural
+/// similarity). Edges from large groups are kept: they were sampled, not enumerated.
+fn structural_filter(edges: Vec<Edge>, n: usize, eps: f64) -> Vec<Edge> {
+    // CSR adjacency (edges are sorted by (a, b) and unique).
+    let mut deg = vec![0u32; n + 1];
+    for e in &edges {
+        deg[e.a as usize + 1] += 1;
+        deg[e.b as usize + 1] += 1;
+    }
+    for i in 0..n {
+        deg[i + 1] += deg[i];
+    }
+    let mut adj = vec![0u32; deg[n] as usize];
+    let mut pos = deg.clone();
+    for e in &edges {
+        adj[pos[e.a as usize] as usize] = e.b;
+        pos[e.a as usize] += 1;
+        adj[pos[e.b as usize] as usize] = e.a;
+        pos[e.b as usize] += 1;
+    }
+    for i in 0..n {
+        adj[deg[i] as usize..deg[i + 1] as usize].sort_unstable();
+    }
+    let nb = |x: u32| &adj[deg[x as usize] as usize..deg[x as usize + 1] as usize];
+    edges
+        .into_par_iter()
+        .filter(|e| {
+            if e.large {
+                return true;
+            }
+            let (na, nbb) = (nb(e.a), nb(e.b));
+            // |N[a] ∩ N[b]| with closed neighbourhoods: common open neighbours plus a and b
+            // themselves (each is in the other's neighbourhood).
+            let (mut i, mut j, mut common) = (0, 0, 2usize);
+            while i < na.len() && j < nbb.len() {
+                match na[i].cmp(&nbb[j]) {
+                    std::cmp::Ordering::Less => i += 1,
+                    std::cmp::Ordering::Greater => j += 1,
+                    std::cmp::Ordering::Equal => {
+                        common += 1;
+                        i += 1;
+                        j += 1;
+                    }
+                }
+            }
+            let sigma = common as f64 / (((na.len() + 1) * (nbb.len() + 1)) as f64).sqrt();
+            sigma >= eps
+        })
+        .collect()
+}
