@@ -380,13 +380,23 @@ impl Index {
             if self.opts.prefetch {
                 cands.iter().for_each(|&c| seg.prefetch_signature(c));
             }
+            let mut verified: Vec<(u32, f64)> = Vec::with_capacity(cands.len());
             for &c in &cands {
                 let s = seg.signature(c)?;
                 let eq = s.iter().zip(sig).filter(|(a, b)| a == b).count();
                 let sim = bbit_estimate(eq, sig.len());
-                if sim < opts.min_similarity {
-                    continue;
+                if sim >= opts.min_similarity {
+                    verified.push((c, sim));
                 }
+            }
+            if self.opts.prefetch {
+                // Two more rounds of overlapped reads: content ranges, then post metadata.
+                verified.iter().for_each(|&(c, _)| seg.prefetch_content(c));
+                for &(c, _) in &verified {
+                    seg.prefetch_posts(seg.content_posts(c)?);
+                }
+            }
+            for &(c, sim) in &verified {
                 for p in seg.content_posts(c)? {
                     let m = seg.post(p)?;
                     if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == m.platform)

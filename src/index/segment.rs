@@ -474,6 +474,23 @@ impl Segment {
             .prefetch(self.sigs_range.start + c as usize * self.k, self.k);
     }
 
+    /// Asks the kernel to read in content `c`'s post range.
+    pub fn prefetch_content(&self, c: u32) {
+        let d = &self.posts.file.data;
+        d.prefetch(self.posts.content_posts.start + c as usize * 4, 8);
+    }
+
+    /// Asks the kernel to read in the fixed-size metadata of posts `r`.
+    pub fn prefetch_posts(&self, r: Range<u32>) {
+        let (s, n) = (r.start as usize, r.len());
+        let p = &self.posts;
+        let d = &p.file.data;
+        d.prefetch(p.ts.start + s * 8, n * 8);
+        d.prefetch(p.id_offsets.start + s * 8, n * 8 + 8);
+        d.prefetch(p.account_of.start + s * 4, n * 4);
+        d.prefetch(p.platform_of.start + s * 4, n * 4);
+    }
+
     /// The posts of content `c` (a range of post indexes).
     pub fn content_posts(&self, c: u32) -> Result<Range<u32>> {
         let cp = self.posts.file.view::<4>(&self.posts.content_posts);

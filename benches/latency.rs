@@ -1,0 +1,162 @@
+//! Lookup latency through the library: open time, warm and cold (page cache dropped)
+//! text-in, hits-out queries, p50/p99.
+//!
+//! `TEXTREUSE_BENCH_INDEX=DIR TEXTREUSE_BENCH_QUERIES=FILE.jsonl cargo bench --bench latency`
+//! measures an existing index (queries: JSONL with a `text` field); without them it builds a
+//! small index of `data/sample.jsonl` in a temporary directory and queries its own posts.
+//! Cold queries drop the index files from the page cache with `posix_fadvise(DONTNEED)`
+//! before each query; the index is reopened (untimed) so that no page stays mapped.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use textreuse::index::ingest::{build_index, IngestOptions, Quiet};
+use textreuse::index::{Access, BuildOptions, Index, OpenOptions, QueryOptions};
+use textreuse::Scratch;
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("index dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn drop_cache(paths: &[PathBuf]) {
+    use std::os::fd::AsRawFd;
+    for p in paths {
+        if let Ok(f) = std::fs::File::open(p) {
+            // SAFETY: a plain system call on an open descriptor; no memory is passed.
+            unsafe {
+                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+            }
+        }
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let (dir, queries, _tmp) = match std::env::var_os("TEXTREUSE_BENCH_INDEX") {
+        Some(d) => {
+            let q =
+                std::env::var("TEXTREUSE_BENCH_QUERIES").expect("set TEXTREUSE_BENCH_QUERIES too");
+            let texts: Vec<String> = std::fs::read_to_string(q)
+                .expect("queries")
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["text"].as_str().map(str::to_string))
+                .collect();
+            (PathBuf::from(d), texts, None)
+        }
+        None => {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path().join("index");
+            let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample.jsonl");
+            build_index(
+                &dir,
+                &[data.clone()],
+                &IngestOptions::default(),
+                BuildOptions::default(),
+                &mut Quiet,
+            )
+            .expect("build");
+            let texts: Vec<String> = std::fs::read_to_string(&data)
+                .expect("sample")
+                .lines()
+                .step_by(3)
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["text"].as_str().map(str::to_string))
+                .collect();
+            (dir, texts, Some(tmp))
+        }
+    };
+    let mut paths = Vec::new();
+    files(&dir, &mut paths);
+    // Open.
+    let mut opens = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let idx = Index::open(&dir).expect("open");
+        opens.push(t.elapsed().as_secs_f64() * 1e6);
+        drop(idx);
+    }
+    println!(
+        "index {} ({} posts), {} queries",
+        dir.display(),
+        Index::open(&dir).expect("open").num_posts(),
+        queries.len()
+    );
+    println!(
+        "open: p50 {:.0} us, max {:.0} us",
+        pct(&mut opens, 0.5),
+        pct(&mut opens, 1.0)
+    );
+    for (label, with_text) in [("no text", false), ("with text", true)] {
+        let index = Index::open(&dir).expect("open");
+        let opts = QueryOptions {
+            with_text,
+            ..QueryOptions::default()
+        };
+        let mut s = Scratch::new();
+        // Warm-up pass, then a measured pass.
+        let mut hits = 0;
+        for q in &queries {
+            hits += index
+                .query_with(q, &opts, &mut s)
+                .expect("query")
+                .hits
+                .len();
+        }
+        let mut t_us = Vec::with_capacity(queries.len());
+        for q in &queries {
+            let t = Instant::now();
+            let r = index.query_with(q, &opts, &mut s).expect("query");
+            t_us.push(t.elapsed().as_secs_f64() * 1e6);
+            std::hint::black_box(r);
+        }
+        println!(
+            "warm, {label}: p50 {:.1} us, p99 {:.1} us, mean hits {:.1}",
+            pct(&mut t_us, 0.5),
+            pct(&mut t_us, 0.99),
+            hits as f64 / queries.len() as f64
+        );
+    }
+    for prefetch in [false, true] {
+        let opts = QueryOptions {
+            with_text: false,
+            ..QueryOptions::default()
+        };
+        let mut s = Scratch::new();
+        let n = queries.len().min(300);
+        let mut t_us = Vec::with_capacity(n);
+        for q in &queries[..n] {
+            // Pages mapped by a live process are not dropped: unmap, drop, map again.
+            drop_cache(&paths);
+            let index = Index::open_with(
+                &dir,
+                OpenOptions {
+                    access: Access::Mmap,
+                    prefetch,
+                },
+            )
+            .expect("open");
+            drop_cache(&paths);
+            let t = Instant::now();
+            let r = index.query_with(q, &opts, &mut s).expect("query");
+            t_us.push(t.elapsed().as_secs_f64() * 1e6);
+            std::hint::black_box(r);
+        }
+        println!(
+            "cold (page cache dropped), no text, prefetch {prefetch}: p50 {:.0} us, p99 {:.0} us",
+            pct(&mut t_us, 0.5),
+            pct(&mut t_us, 0.99)
+        );
+    }
+}
