@@ -61,7 +61,7 @@ fn main() {
             let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample.jsonl");
             build_index(
                 &dir,
-                &[data.clone()],
+                std::slice::from_ref(&data),
                 &IngestOptions::default(),
                 BuildOptions::default(),
                 &mut Quiet,
