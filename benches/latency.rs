@@ -128,7 +128,8 @@ fn main() {
             hits as f64 / queries.len() as f64
         );
     }
-    for prefetch in [false, true] {
+    let cold = std::env::var_os("TEXTREUSE_BENCH_SKIP_COLD").is_none();
+    for prefetch in [false, true].into_iter().filter(|_| cold) {
         let opts = QueryOptions {
             with_text: false,
             ..QueryOptions::default()
