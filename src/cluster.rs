@@ -386,18 +386,21 @@ impl Index {
             .unwrap_or(posts[0].1);
         let rep = self.post_at(rep_addr)?;
         let time_profile = first_ts.zip(last_ts).map(|(f, l)| {
+            // i128: timestamps may span the whole i64 range.
+            let (f, l) = (i128::from(f), i128::from(l));
             let (unit, step) = if l - f <= 7 * 86_400 {
-                ("hour", 3600)
+                ("hour", 3600i128)
             } else {
-                ("day", 86_400)
+                ("day", 86_400i128)
             };
             let start = f - f.rem_euclid(step);
-            let n = (((l - start) / step) as usize + 1).min(1000);
+            let n = ((l - start) / step).clamp(0, 999) as usize + 1;
             let mut counts = vec![0u32; n];
             for ts in posts.iter().filter_map(|p| p.0) {
-                let i = (((ts - start) / step) as usize).min(n - 1);
+                let i = ((i128::from(ts) - start) / step).clamp(0, n as i128 - 1) as usize;
                 counts[i] += 1;
             }
+            let start = start as i64;
             TimeProfile {
                 unit,
                 start,
@@ -812,5 +815,38 @@ mod tests {
         );
         let r3 = many.clusters(&ClusterOptions::default()).unwrap();
         assert_eq!(ids(&r1), ids(&r3));
+    }
+}
+
+#[cfg(test)]
+mod extreme_tests {
+    use super::*;
+    use crate::index::{BuildOptions, IndexBuilder};
+    use crate::input::RawPost;
+
+    #[test]
+    fn time_profile_survives_the_whole_timestamp_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = IndexBuilder::create(dir.path(), BuildOptions::default()).unwrap();
+        let p = |id: &str, ts| RawPost {
+            id: id.into(),
+            text: "the same words posted twice".into(),
+            ts: Some(ts),
+            ..RawPost::default()
+        };
+        b.add(&[
+            p("a", -9_000_000_000_000_000_000),
+            p("b", 9_000_000_000_000_000_000),
+        ])
+        .unwrap();
+        b.finish().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        let r = index.clusters(&ClusterOptions::default()).unwrap();
+        assert_eq!(r.clusters.len(), 1);
+        let tp = r.clusters[0].time_profile.as_ref().unwrap();
+        assert_eq!(
+            (tp.unit, tp.counts.len(), tp.counts.iter().sum::<u32>()),
+            ("day", 1000, 2)
+        );
     }
 }

@@ -526,13 +526,14 @@ impl Index {
         let mut by_file = std::collections::BTreeMap::new();
         for s in &self.manifest.segments {
             for (name, f) in &s.files {
-                *by_file.entry(name.clone()).or_insert(0) += f.len;
+                let e = by_file.entry(name.clone()).or_insert(0u64);
+                *e = e.saturating_add(f.len);
             }
         }
-        let bytes: u64 = by_file.values().sum();
+        let bytes: u64 = by_file.values().fold(0u64, |a, &b| a.saturating_add(b));
         let posts = self.manifest.posts();
         let unique = self.manifest.contents();
-        let no_text = bytes - by_file.get("text").copied().unwrap_or(0);
+        let no_text = bytes.saturating_sub(by_file.get("text").copied().unwrap_or(0));
         IndexStats {
             posts,
             unique_texts: unique,

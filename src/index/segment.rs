@@ -702,7 +702,12 @@ impl Segment {
             });
         }
         let map = fst::Map::new(&self.ids[..]).map_err(|e| Error::corrupt(&path, e.to_string()))?;
-        match map.get(id.as_bytes()) {
+        // The fst was checked (checksum and structure) before its first use; a file crafted
+        // to pass both can still trip an assertion inside fst: turn that into an error.
+        let found =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| map.get(id.as_bytes())))
+                .map_err(|_| Error::corrupt(&path, "the id map is malformed"))?;
+        match found {
             Some(p) if p < self.n_posts => Ok(Some(p as u32)),
             Some(p) => Err(Error::corrupt(
                 &path,
