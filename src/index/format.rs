@@ -327,43 +327,34 @@ impl EnvelopeWriter {
         self.raw(b)
     }
 
-    /// Appends little-endian `u16`s.
-    pub fn write_u16s(&mut self, xs: &[u16]) -> Result<()> {
-        let mut buf = Vec::with_capacity(xs.len().min(1 << 16) * 2);
+    /// Appends numbers as little-endian bytes, in chunks.
+    fn write_le<T: Copy, const N: usize>(
+        &mut self,
+        xs: &[T],
+        le: impl Fn(T) -> [u8; N],
+    ) -> Result<()> {
+        let mut buf = Vec::with_capacity(xs.len().min(1 << 16) * N);
         for chunk in xs.chunks(1 << 16) {
             buf.clear();
-            chunk
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            chunk.iter().for_each(|&x| buf.extend_from_slice(&le(x)));
             self.write(&buf)?;
         }
         Ok(())
+    }
+
+    /// Appends little-endian `u16`s.
+    pub fn write_u16s(&mut self, xs: &[u16]) -> Result<()> {
+        self.write_le(xs, u16::to_le_bytes)
     }
 
     /// Appends little-endian `u32`s.
     pub fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
-        let mut buf = Vec::with_capacity(xs.len().min(1 << 16) * 4);
-        for chunk in xs.chunks(1 << 16) {
-            buf.clear();
-            chunk
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            self.write(&buf)?;
-        }
-        Ok(())
+        self.write_le(xs, u32::to_le_bytes)
     }
 
     /// Appends little-endian `u64`s.
     pub fn write_u64s(&mut self, xs: &[u64]) -> Result<()> {
-        let mut buf = Vec::with_capacity(xs.len().min(1 << 16) * 8);
-        for chunk in xs.chunks(1 << 16) {
-            buf.clear();
-            chunk
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            self.write(&buf)?;
-        }
-        Ok(())
+        self.write_le(xs, u64::to_le_bytes)
     }
 
     fn end(&mut self) -> Result<()> {

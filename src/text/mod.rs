@@ -264,9 +264,7 @@ impl Normalizer {
             // Three-byte sequences (U+0800..U+FFFF, which holds all common CJK) are decoded by
             // hand; the input is a `str`, so the continuation bytes are valid.
             let (c, len) = if (0xE0..0xF0).contains(&b) && i + 2 < bytes.len() {
-                let u = (u32::from(b & 0x0F) << 12)
-                    | (u32::from(bytes[i + 1] & 0x3F) << 6)
-                    | u32::from(bytes[i + 2] & 0x3F);
+                let u = nfkc::decode3(bytes, i);
                 match char::from_u32(u) {
                     Some(c) => (c, 3),
                     None => break,
@@ -431,9 +429,7 @@ fn map_chars(text: &str, out: &mut String, t2s: bool) {
             continue;
         }
         if (0xE4..=0xE9).contains(&b) && i + 2 < bytes.len() {
-            let u = (u32::from(b & 0x0F) << 12)
-                | (u32::from(bytes[i + 1] & 0x3F) << 6)
-                | u32::from(bytes[i + 2] & 0x3F);
+            let u = nfkc::decode3(bytes, i);
             if u >= 0x4E00 {
                 // CJK Unified Ideographs: NFKC-stable, no case, no lookalikes.
                 last_fast = Some((i, i + 3, out.len()));

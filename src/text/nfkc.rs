@@ -12,6 +12,15 @@
 
 use unicode_normalization::UnicodeNormalization;
 
+/// The code point of the three-byte UTF-8 sequence at `bytes[i..i + 3]` (the caller has
+/// checked the lead byte and that the sequence is inside a `str`).
+#[inline(always)]
+pub(crate) fn decode3(bytes: &[u8], i: usize) -> u32 {
+    (u32::from(bytes[i] & 0x0F) << 12)
+        | (u32::from(bytes[i + 1] & 0x3F) << 6)
+        | u32::from(bytes[i + 2] & 0x3F)
+}
+
 /// The NFKC image of a fast character, or `None` if `c` needs full normalization.
 #[inline(always)]
 pub(crate) fn fast_map(c: char) -> Option<char> {
@@ -47,9 +56,7 @@ pub fn nfkc_for_each(s: &str, mut f: impl FnMut(char)) {
         let (c, len) = if b < 0x80 {
             (b as char, 1)
         } else if (0xE0..0xF0).contains(&b) && i + 2 < bytes.len() {
-            let u = (u32::from(b & 0x0F) << 12)
-                | (u32::from(bytes[i + 1] & 0x3F) << 6)
-                | u32::from(bytes[i + 2] & 0x3F);
+            let u = decode3(bytes, i);
             match char::from_u32(u) {
                 Some(c) => (c, 3),
                 None => break,
