@@ -11,9 +11,12 @@
 //!    only if the structural similarity of its ends, `|N[u] ∩ N[v]| / sqrt(|N[u]|·|N[v]|)`
 //!    over closed neighbourhoods (as in SCAN clustering), reaches the threshold: a post that
 //!    bridges two unrelated campaigns shares few neighbours with either and is cut loose.
-//! 4. **Union-find** over contents, edges taken strongest first (Kruskal), which also gives
-//!    each cluster's weakest link: the least similarity on the strongest paths that hold it
-//!    together. Contents then expand to their posts.
+//! 4. **Union-find** over contents. With the guard, all edges are collected and taken
+//!    strongest first (Kruskal), which gives each cluster's weakest link exactly (the least
+//!    similarity on the strongest paths holding it together). Without it, bands are joined
+//!    in order against one union-find and pairs already connected are not verified again, so
+//!    work and memory follow the clusters; the weakest link is then the least similarity
+//!    among the links that joined the cluster. Contents then expand to their posts.
 //!
 //! Output is deterministic: clusters are numbered by size (largest first), then by earliest
 //! post, whatever the thread count.
@@ -204,55 +207,104 @@ impl Index {
         }
         let bands = self.manifest().params.lsh.bands as usize;
         let done = std::sync::atomic::AtomicUsize::new(0);
-        // 1-2. Candidate pairs and verification, a few bands at a time in parallel; each
-        // round's edges are merged into the sorted, deduplicated set, so a pair that collides
-        // in many bands is held once (memory follows the distinct edges, not the bands).
-        let mut edges: Vec<Edge> = Vec::new();
-        let mut candidate_pairs = 0;
         let chunk = rayon::current_num_threads().max(1);
-        for first in (0..bands).step_by(chunk) {
-            let round: Vec<Result<(Vec<Edge>, u64)>> = (first..(first + chunk).min(bands))
-                .into_par_iter()
-                .map(|band| {
-                    let r = band_edges(segs, &base, band, opts);
-                    progress(
-                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                        bands,
-                    );
-                    r
-                })
-                .collect();
-            for r in round {
-                let (e, c) = r?;
-                candidate_pairs += c;
-                edges.extend(e);
+        let mut candidate_pairs = 0;
+        let tick = || {
+            progress(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                bands,
+            )
+        };
+        let (mut uf, weakest, n_edges) = if opts.min_edge_support > 0.0 {
+            // 1-2. Candidate pairs and verification, a few bands at a time in parallel; each
+            // round's edges are merged into the sorted, deduplicated set, so a pair that
+            // collides in many bands is held once. The guard needs every edge.
+            let mut edges: Vec<Edge> = Vec::new();
+            for first in (0..bands).step_by(chunk) {
+                let round: Vec<Result<(Vec<Edge>, u64)>> = (first..(first + chunk).min(bands))
+                    .into_par_iter()
+                    .map(|band| {
+                        let r = band_entries(segs, &base, band)
+                            .and_then(|e| group_edges(segs, &base, &e, opts));
+                        tick();
+                        r
+                    })
+                    .collect();
+                for r in round {
+                    let (e, c) = r?;
+                    candidate_pairs += c;
+                    edges.extend(e);
+                }
+                edges.par_sort_unstable_by(|x, y| {
+                    (x.a, x.b).cmp(&(y.a, y.b)).then(y.large.cmp(&x.large))
+                });
+                edges.dedup_by(|x, y| x.a == y.a && x.b == y.b);
             }
-            edges.par_sort_unstable_by(|x, y| {
-                (x.a, x.b).cmp(&(y.a, y.b)).then(y.large.cmp(&x.large))
-            });
-            edges.dedup_by(|x, y| x.a == y.a && x.b == y.b);
-        }
-        // 3. Chaining guard.
-        if opts.min_edge_support > 0.0 {
+            // 3. Chaining guard.
             edges = structural_filter(edges, total as usize, opts.min_edge_support);
-        }
-        // 4. Kruskal: strongest edges first.
-        edges
-            .par_sort_unstable_by(|x, y| y.sim.total_cmp(&x.sim).then((x.a, x.b).cmp(&(y.a, y.b))));
-        let mut uf = UnionFind::new(total as usize);
-        for e in &edges {
-            uf.union(e.a, e.b);
-        }
-        let mut weakest: BTreeMap<u32, (f32, usize)> = BTreeMap::new();
-        let mut uf2 = UnionFind::new(total as usize);
-        for e in &edges {
-            let root = uf.find(e.a);
-            let w = weakest.entry(root).or_insert((1.0, 0));
-            w.1 += 1;
-            if uf2.union(e.a, e.b) {
-                w.0 = w.0.min(e.sim);
+            // 4. Kruskal: strongest edges first.
+            edges.par_sort_unstable_by(|x, y| {
+                y.sim.total_cmp(&x.sim).then((x.a, x.b).cmp(&(y.a, y.b)))
+            });
+            let mut uf = UnionFind::new(total as usize);
+            for e in &edges {
+                uf.union(e.a, e.b);
             }
-        }
+            let mut weakest: BTreeMap<u32, (f32, usize)> = BTreeMap::new();
+            let mut uf2 = UnionFind::new(total as usize);
+            for e in &edges {
+                let root = uf.find(e.a);
+                let w = weakest.entry(root).or_insert((1.0, 0));
+                w.1 += 1;
+                if uf2.union(e.a, e.b) {
+                    w.0 = w.0.min(e.sim);
+                }
+            }
+            (uf, weakest, edges.len() as u64)
+        } else {
+            // Without the guard only connectivity matters: bands are joined in order against
+            // one union-find, and a pair already connected is not verified again. Work and
+            // memory follow the clusters, not the candidate pairs. A cluster's weakest link
+            // is then the least similarity among the links that joined it, and its link
+            // count the number of those links.
+            let mut uf = UnionFind::new(total as usize);
+            let mut weak = vec![1.0f32; total as usize];
+            let mut links = vec![0u32; total as usize];
+            let mut n_edges = 0u64;
+            for first in (0..bands).step_by(chunk) {
+                let round: Vec<Result<Vec<(u64, u32)>>> = (first..(first + chunk).min(bands))
+                    .into_par_iter()
+                    .map(|band| band_entries(segs, &base, band))
+                    .collect();
+                for entries in round {
+                    let entries = entries?;
+                    for_each_pair(&entries, opts.max_group, |x, y, _| {
+                        candidate_pairs += 1;
+                        let (rx, ry) = (uf.find(x), uf.find(y));
+                        if rx == ry {
+                            return Ok(());
+                        }
+                        let sim = pair_similarity(segs, &base, x, y)? as f32;
+                        if f64::from(sim) >= opts.min_similarity {
+                            uf.union(rx, ry);
+                            let r = uf.find(rx);
+                            weak[r as usize] = weak[rx as usize].min(weak[ry as usize]).min(sim);
+                            links[r as usize] = links[rx as usize] + links[ry as usize] + 1;
+                            n_edges += 1;
+                        }
+                        Ok(())
+                    })?;
+                    tick();
+                }
+            }
+            let mut weakest: BTreeMap<u32, (f32, usize)> = BTreeMap::new();
+            for c in 0..total as u32 {
+                if uf.find(c) == c && links[c as usize] > 0 {
+                    weakest.insert(c, (weak[c as usize], links[c as usize] as usize));
+                }
+            }
+            (uf, weakest, n_edges)
+        };
         // Group contents by root.
         let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for c in 0..total as u32 {
@@ -293,7 +345,7 @@ impl Index {
         Ok(ClusterReport {
             clusters,
             candidate_pairs,
-            edges: edges.len() as u64,
+            edges: n_edges,
         })
     }
 
@@ -451,15 +503,10 @@ fn seg_of(base: &[u64], c: u32) -> usize {
     base.partition_point(|&b| b <= c as u64).saturating_sub(1)
 }
 
-/// One band's verified edges and the number of candidate pairs checked.
-fn band_edges(
-    segs: &[Segment],
-    base: &[u64],
-    band: usize,
-    opts: &ClusterOptions,
-) -> Result<(Vec<Edge>, u64)> {
-    // Key prefixes are compared on the bits every segment has: 16 fingerprint bits plus the
-    // smallest directory size.
+/// One band's entries over all segments as `(key prefix, global content)`, sorted. Key
+/// prefixes are compared on the bits every segment has: 16 fingerprint bits plus the
+/// smallest directory size.
+fn band_entries(segs: &[Segment], base: &[u64], band: usize) -> Result<Vec<(u64, u32)>> {
     let min_bits = segs
         .iter()
         .map(|s| s.buckets_per_band().trailing_zeros())
@@ -481,15 +528,63 @@ fn band_edges(
     if segs.len() > 1 {
         entries.par_sort_unstable();
     }
+    Ok(entries)
+}
+
+/// Calls `f(x, y, large)` for the candidate pairs of sorted entries: all pairs within a
+/// group of equal prefixes of up to `max_group` contents, a star plus a chain in a larger one.
+fn for_each_pair(
+    entries: &[(u64, u32)],
+    max_group: usize,
+    mut f: impl FnMut(u32, u32, bool) -> Result<()>,
+) -> Result<()> {
+    let mut i = 0;
+    while i < entries.len() {
+        let mut j = i + 1;
+        while j < entries.len() && entries[j].0 == entries[i].0 {
+            j += 1;
+        }
+        let group = &entries[i..j];
+        if group.len() <= max_group.max(2) {
+            for (k, &(_, x)) in group.iter().enumerate() {
+                for &(_, y) in &group[k + 1..] {
+                    f(x, y, false)?;
+                }
+            }
+        } else {
+            for k in 1..group.len() {
+                f(group[0].1, group[k].1, true)?;
+                if k > 1 {
+                    f(group[k - 1].1, group[k].1, true)?;
+                }
+            }
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// The estimated similarity of two global contents.
+fn pair_similarity(segs: &[Segment], base: &[u64], x: u32, y: u32) -> Result<f64> {
+    let (sx, sy) = (seg_of(base, x), seg_of(base, y));
+    let a = segs[sx].signature(x - base[sx] as u32)?;
+    let b = segs[sy].signature(y - base[sy] as u32)?;
+    let eq = a.iter().zip(b).filter(|(p, q)| p == q).count();
+    Ok(bbit_estimate(eq, a.len()))
+}
+
+/// The verified edges among a band's candidate pairs, and the number of pairs checked.
+fn group_edges(
+    segs: &[Segment],
+    base: &[u64],
+    entries: &[(u64, u32)],
+    opts: &ClusterOptions,
+) -> Result<(Vec<Edge>, u64)> {
     let mut edges = Vec::new();
     let mut pairs = 0u64;
-    let mut verify = |x: u32, y: u32, large: bool, edges: &mut Vec<Edge>| -> Result<()> {
+    for_each_pair(entries, opts.max_group, |x, y, large| {
         pairs += 1;
-        let (sx, sy) = (seg_of(base, x), seg_of(base, y));
-        let a = segs[sx].signature(x - base[sx] as u32)?;
-        let b = segs[sy].signature(y - base[sy] as u32)?;
-        let eq = a.iter().zip(b).filter(|(p, q)| p == q).count();
-        let sim = bbit_estimate(eq, a.len());
+        let sim = pair_similarity(segs, base, x, y)?;
         if sim >= opts.min_similarity {
             let (a, b) = if x < y { (x, y) } else { (y, x) };
             edges.push(Edge {
@@ -500,30 +595,7 @@ fn band_edges(
             });
         }
         Ok(())
-    };
-    let mut i = 0;
-    while i < entries.len() {
-        let mut j = i + 1;
-        while j < entries.len() && entries[j].0 == entries[i].0 {
-            j += 1;
-        }
-        let group = &entries[i..j];
-        if group.len() <= opts.max_group.max(2) {
-            for (k, &(_, x)) in group.iter().enumerate() {
-                for &(_, y) in &group[k + 1..] {
-                    verify(x, y, false, &mut edges)?;
-                }
-            }
-        } else {
-            for k in 1..group.len() {
-                verify(group[0].1, group[k].1, true, &mut edges)?;
-                if k > 1 {
-                    verify(group[k - 1].1, group[k].1, true, &mut edges)?;
-                }
-            }
-        }
-        i = j;
-    }
+    })?;
     Ok((edges, pairs))
 }
 
@@ -720,7 +792,7 @@ mod tests {
             assert_eq!(cl.accounts, 5);
             assert_eq!(cl.earliest_post, members[0]);
             assert_eq!(cl.platforms.get("x"), Some(&members.len()));
-            assert!(cl.weakest_link >= 0.5 && cl.edges >= members.len() - 1);
+            assert!(cl.weakest_link >= 0.5 && cl.edges >= cl.texts - 1);
             let profile = cl.time_profile.as_ref().unwrap();
             assert_eq!(profile.unit, "hour");
             assert_eq!(profile.counts.iter().sum::<u32>() as usize, members.len());
