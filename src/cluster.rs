@@ -514,6 +514,7 @@ fn band_entries(segs: &[Segment], base: &[u64], band: usize) -> Result<Vec<(u64,
         .unwrap_or(0);
     let mut entries: Vec<(u64, u32)> = Vec::new();
     let mut bucket = Vec::new();
+    segs.iter().for_each(|s| s.prefetch_band(band));
     for (si, seg) in segs.iter().enumerate() {
         let bits = seg.buckets_per_band().trailing_zeros();
         for b in 0..seg.buckets_per_band() {

@@ -378,6 +378,17 @@ impl Segment {
         }
     }
 
+    /// Asks the kernel to read in one whole band table (the clustering self-join reads it
+    /// front to back; the maps are advised for random access otherwise).
+    pub fn prefetch_band(&self, band: usize) {
+        let n = self.n_contents as usize;
+        let stride = (1usize << self.bands.dir_bits) + 1;
+        let d = &self.bands.file.data;
+        d.prefetch(self.bands.dirs.start + band * stride * 4, stride * 4);
+        d.prefetch(self.bands.fps.start + band * n * 2, n * 2);
+        d.prefetch(self.bands.cids.start + band * n * 4, n * 4);
+    }
+
     /// Asks the kernel to read in the fingerprint and id entries for these probes.
     pub fn prefetch_buckets(&self, keys: &[u64]) {
         let n = self.n_contents as usize;
