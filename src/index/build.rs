@@ -863,19 +863,11 @@ impl SpillFile {
     }
 
     fn write_u16s(&mut self, xs: &[u16]) -> Result<()> {
-        use std::io::Write;
-        let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.out
-            .write_all(&bytes)
-            .map_err(|e| Error::io(&self.path, e))
+        self.write_bytes(&xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
     }
 
     fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
-        use std::io::Write;
-        let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.out
-            .write_all(&bytes)
-            .map_err(|e| Error::io(&self.path, e))
+        self.write_bytes(&xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
     }
 
     fn copy_into(self, w: &mut EnvelopeWriter) -> Result<()> {

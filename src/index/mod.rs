@@ -286,7 +286,7 @@ impl Index {
         self.fp.band_keys(f.signature, &mut keys);
         let mut sig = vec![0u8; f.signature.len()];
         to_bbit(f.signature, &mut sig);
-        self.search(&keys, &sig, opts, None)
+        self.search(&keys, &sig, opts)
     }
 
     /// The neighbours of an indexed post, found by its stored text (the post itself is not
@@ -355,13 +355,7 @@ impl Index {
         })
     }
 
-    fn search(
-        &self,
-        keys: &[u64],
-        sig: &[u8],
-        opts: &QueryOptions,
-        _skip: Option<PostAddr>,
-    ) -> Result<QueryResult> {
+    fn search(&self, keys: &[u64], sig: &[u8], opts: &QueryOptions) -> Result<QueryResult> {
         let mut res = QueryResult::default();
         let mut cands: Vec<u32> = Vec::with_capacity(64);
         let mut cache = TextCache::default();
