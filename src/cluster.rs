@@ -311,8 +311,12 @@ impl Index {
             let root = uf.find(c);
             let seg = seg_of(&base, c);
             let local = c - base[seg] as u32;
-            let posts = segs[seg].content_posts(local)?;
-            if weakest.contains_key(&root) || posts.len() > 1 {
+            let seg = &segs[seg];
+            let live = seg
+                .content_posts(local)?
+                .filter(|&p| !seg.is_deleted(p))
+                .count();
+            if live > 0 && (weakest.contains_key(&root) || live > 1) {
                 members.entry(root).or_default().push(c);
             }
         }
@@ -370,6 +374,9 @@ impl Index {
             let local = c - base[s] as u32;
             let mut kept = 0;
             for p in seg.content_posts(local)? {
+                if seg.is_deleted(p) {
+                    continue;
+                }
                 let m = seg.post(p)?;
                 if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == m.platform) {
                     continue;
@@ -504,25 +511,24 @@ fn seg_of(base: &[u64], c: u32) -> usize {
 }
 
 /// One band's entries over all segments as `(key prefix, global content)`, sorted. Key
-/// prefixes are compared on the bits every segment has: 16 fingerprint bits plus the
-/// smallest directory size.
+/// prefixes are compared on the bits every segment has (32 in format 2). Contents whose
+/// posts are all deleted are left out, so they join nothing.
 fn band_entries(segs: &[Segment], base: &[u64], band: usize) -> Result<Vec<(u64, u32)>> {
-    let min_bits = segs
-        .iter()
-        .map(|s| s.buckets_per_band().trailing_zeros())
-        .min()
-        .unwrap_or(0);
+    let min_bits = segs.iter().map(Segment::known_key_bits).min().unwrap_or(0);
     let mut entries: Vec<(u64, u32)> = Vec::new();
     let mut bucket = Vec::new();
     segs.iter().for_each(|s| s.prefetch_band(band));
     for (si, seg) in segs.iter().enumerate() {
-        let bits = seg.buckets_per_band().trailing_zeros();
+        let bits = seg.known_key_bits();
+        let live = seg.live_contents();
         for b in 0..seg.buckets_per_band() {
             bucket.clear();
             seg.bucket_entries(band, b, &mut bucket)?;
-            for &(fp, c) in &bucket {
-                let prefix = (((b as u64) << 16) | fp as u64) >> (bits - min_bits);
-                entries.push((prefix, base[si] as u32 + c));
+            for &(prefix, c) in &bucket {
+                if live.is_some_and(|l| !l[c as usize]) {
+                    continue;
+                }
+                entries.push((prefix >> (bits - min_bits), base[si] as u32 + c));
             }
         }
     }

@@ -33,7 +33,7 @@ pub mod text;
 
 pub use error::{Error, Result};
 pub use fingerprint::{Fingerprint, FingerprintParams, FingerprintRef, Fingerprinter, Scratch};
-pub use index::{Hit, Index, QueryOptions, QueryResult};
+pub use index::{Hit, Index, IndexReader, IndexWriter, QueryOptions, QueryResult};
 pub use lsh::LshParams;
 
 /// The README's examples, compiled and run as doc tests.

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use textreuse::index::build::OnExistingId;
 use textreuse::index::ingest::{build_index, BuildObserver, IngestOptions};
+use textreuse::index::merge::{merge, MergeOptions};
 use textreuse::index::{BuildOptions, Existing};
 use textreuse::input::{FieldNames, InputFormat, InputOptions};
 use textreuse::text::Hashtags;
@@ -55,8 +57,21 @@ pub struct Args {
     #[arg(long)]
     no_store_text: bool,
     /// Replace an index that already exists in the directory (atomically, when done).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "append")]
     force: bool,
+    /// Add the posts to the index in the directory as a new segment (created if missing).
+    /// The index's own fingerprint parameters are used; ids it already holds are reported
+    /// as duplicates and skipped (see --replace).
+    #[arg(long)]
+    append: bool,
+    /// With --append: a post whose id the index already holds supersedes the old post
+    /// (which is marked deleted) instead of being skipped.
+    #[arg(long, requires = "append")]
+    replace: bool,
+    /// With --append: afterwards, merge segments until at most this many remain (see
+    /// `textreuse merge`).
+    #[arg(long, requires = "append")]
+    max_segments: Option<usize>,
     /// Keep hashtag words (`#Taiwan` -> `taiwan`) instead of removing hashtags.
     #[arg(long)]
     keep_hashtags: bool,
@@ -150,10 +165,18 @@ pub fn run(args: Args) -> Result<i32> {
         store_text: !args.no_store_text,
         existing: if args.force {
             Existing::Replace
+        } else if args.append {
+            Existing::Append
         } else {
             Existing::Refuse
         },
+        on_existing_id: if args.replace {
+            OnExistingId::Replace
+        } else {
+            OnExistingId::Skip
+        },
     };
+    let memory_budget = build.memory_budget;
     let ingest = IngestOptions {
         input: InputOptions {
             format: args.format,
@@ -198,8 +221,25 @@ pub fn run(args: Args) -> Result<i32> {
         s.segments,
         s.bytes
     );
+    if s.replaced > 0 {
+        eprintln!(
+            "textreuse: {} post(s) superseded an indexed post with the same id",
+            s.replaced
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
+    }
+    if let Some(max_segments) = args.max_segments {
+        let m = merge(
+            &args.index,
+            &MergeOptions {
+                max_segments,
+                memory_budget,
+            },
+        )
+        .with_context(|| format!("{}: merge failed", args.index.display()))?;
+        super::merge::report(&m);
     }
     Ok(0)
 }

@@ -2,8 +2,10 @@
 
 mod build;
 mod clusters;
+mod delete;
 mod demo;
 mod fingerprint;
+mod merge;
 mod query;
 mod stats;
 pub(crate) mod util;
@@ -25,8 +27,13 @@ enum Command {
     Demo(demo::Args),
     /// Show what the engine sees of a text: normalized text, tokens, shingles, content hash.
     Fingerprint(fingerprint::Args),
-    /// Build an index from post dumps (JSONL, CSV, plain text; .gz/.zst).
+    /// Build an index from post dumps (JSONL, CSV, plain text; .gz/.zst), or add them to
+    /// one (--append).
     Build(build::Args),
+    /// Mark posts deleted by id: they never appear in hits or clusters again.
+    Delete(delete::Args),
+    /// Merge segments (fewer segments, faster lookups) and drop deleted posts for good.
+    Merge(merge::Args),
     /// Look texts (or indexed posts by id) up in an index.
     Query(query::Args),
     /// Find campaigns: clusters of posts that reuse a text, with who, where and when.
@@ -44,6 +51,8 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Demo(args) => demo::run(args),
         Command::Fingerprint(args) => fingerprint::run(args),
         Command::Build(args) => build::run(args),
+        Command::Delete(args) => delete::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Query(args) => query::run(args),
         Command::Clusters(args) => clusters::run(args),
         Command::Stats(args) => stats::stats(args),

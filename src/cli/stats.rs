@@ -35,6 +35,9 @@ pub fn stats(args: StatsArgs) -> Result<i32> {
     let p = &s.params;
     println!("index         {}", args.index.display());
     println!("posts         {}", s.posts);
+    if s.deleted > 0 {
+        println!("deleted       {} (dropped by the next merge)", s.deleted);
+    }
     println!("unique texts  {}", s.unique_texts);
     println!("segments      {} (generation {})", s.segments, s.generation);
     println!(

@@ -22,7 +22,8 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use super::format::{sync_dir, EnvelopeWriter};
 use super::manifest::{segment_dir_name, FileEntry, Manifest, SegmentEntry};
 use super::segment::{
-    split_key, BANDS_MAGIC, CODEC_ZSTD, MAX_DIR_BITS, NO_TS, POSTS_MAGIC, SIGS_MAGIC, TEXT_MAGIC,
+    split_key, BANDS_MAGIC, CODEC_ZSTD, DELETED_MAGIC, MAX_DIR_BITS, NO_TS, POSTS_MAGIC,
+    SIGS_MAGIC, TEXT_MAGIC,
 };
 use super::WriterLock;
 use crate::error::{Error, Result};
@@ -31,9 +32,9 @@ use crate::input::RawPost;
 use crate::minhash::to_bbit;
 
 /// Posts per compressed text block.
-const TEXT_BLOCK_POSTS: u32 = 32;
+pub(crate) const TEXT_BLOCK_POSTS: u32 = 32;
 /// zstd level for stored texts.
-const TEXT_ZSTD_LEVEL: i32 = 1;
+pub(crate) const TEXT_ZSTD_LEVEL: i32 = 1;
 /// Average entries per band bucket the directory aims for.
 const BUCKET_TARGET: u64 = 32;
 
@@ -44,6 +45,19 @@ pub enum Existing {
     #[default]
     Refuse,
     /// Build a new generation and replace the old one atomically when done.
+    Replace,
+    /// Add new segments to the existing index (created if missing); its fingerprint
+    /// parameters are kept and `BuildOptions::params` is ignored.
+    Append,
+}
+
+/// What to do with a post whose id is already live in the index (when appending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnExistingId {
+    /// Report the post as a duplicate and skip it (the default).
+    #[default]
+    Skip,
+    /// Mark the old post deleted and index the new one.
     Replace,
 }
 
@@ -58,6 +72,8 @@ pub struct BuildOptions {
     pub store_text: bool,
     /// What to do if the directory already holds an index.
     pub existing: Existing,
+    /// What to do with a post whose id the index already holds.
+    pub on_existing_id: OnExistingId,
 }
 
 impl Default for BuildOptions {
@@ -67,6 +83,7 @@ impl Default for BuildOptions {
             memory_budget: 2 << 30,
             store_text: true,
             existing: Existing::Refuse,
+            on_existing_id: OnExistingId::Skip,
         }
     }
 }
@@ -80,6 +97,9 @@ pub enum PostOutcome {
     Empty,
     /// Not indexed: its id was already indexed.
     DuplicateId,
+    /// Indexed, and the post that had its id before is now deleted
+    /// ([`OnExistingId::Replace`]).
+    Replaced,
 }
 
 /// Counts of a build, so far or in all.
@@ -95,6 +115,10 @@ pub struct BuildStats {
     pub empty: u64,
     /// Posts skipped because their id was already indexed.
     pub duplicate_ids: u64,
+    /// Posts that superseded an indexed post with the same id (counted in `indexed` too).
+    pub replaced: u64,
+    /// Posts deleted by id.
+    pub deleted: u64,
     /// Segments written.
     pub segments: u64,
     /// Bytes of index files written.
@@ -275,6 +299,10 @@ pub struct IndexBuilder {
     opts: BuildOptions,
     fp: Fingerprinter,
     previous: Option<Manifest>,
+    /// The previous generation's segments, open, when appending.
+    kept: Vec<super::segment::Segment>,
+    /// New deletion bitmaps by segment id (kept or written), complete (old bits included).
+    deletes: BTreeMap<u64, Vec<u64>>,
     next_segment: u64,
     written: Vec<SegmentEntry>,
     flushed_ids: Vec<fst::Map<super::mmap::Data>>,
@@ -313,41 +341,26 @@ impl IndexBuilder {
         if previous.is_some() && opts.existing == Existing::Refuse {
             return Err(Error::IndexState {
                 path: dir,
-                what: "already holds an index; choose another directory, delete it, or replace it (--force)".into(),
+                what: "already holds an index; choose another directory, delete it, replace it (--force) or add to it (--append)".into(),
             });
         }
-        // Leftovers of a build that died before publishing: segments no manifest names and
-        // temporary files. We hold the writer lock, so nobody else is writing them.
-        let live: Vec<String> = previous
-            .iter()
-            .flat_map(|m| m.segments.iter().map(|s| s.dir_name()))
-            .collect();
-        let live_clusters: Vec<String> = previous
-            .iter()
-            .filter_map(|m| m.clusters.as_ref().map(|c| c.file.clone()))
-            .collect();
-        let mut max_seen = previous.as_ref().map_or(0, |m| m.next_segment_id);
-        for e in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-            let e = e.map_err(|e| Error::io(&dir, e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(n) = name
-                .strip_prefix("seg-")
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                max_seen = max_seen.max(n + 1);
-                if !live.contains(&name) {
-                    fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
-                }
-            } else if name.ends_with(".tmp")
-                || (name.starts_with("CLUSTERS-") && !live_clusters.contains(&name))
-            {
-                fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+        let mut opts = opts;
+        let mut fp = fp;
+        let mut kept = Vec::new();
+        if let (Existing::Append, Some(m)) = (opts.existing, &previous) {
+            opts.params = m.params;
+            fp = Fingerprinter::new(m.params)?;
+            for s in &m.segments {
+                kept.push(super::segment::Segment::open(&dir, s, &m.params, true)?);
             }
         }
+        let max_seen = remove_leftovers(&dir, previous.as_ref())?;
         Ok(IndexBuilder {
             dir,
             fp,
             previous,
+            kept,
+            deletes: BTreeMap::new(),
             next_segment: max_seen.max(1),
             written: Vec::new(),
             flushed_ids: Vec::new(),
@@ -424,14 +437,24 @@ impl IndexBuilder {
                     &keys[fi * bands..(fi + 1) * bands],
                 );
                 fi += 1;
-                if self.is_duplicate_id(&post.id)? {
-                    self.stats.duplicate_ids += 1;
-                    outcomes.push(PostOutcome::DuplicateId);
-                    continue;
+                let mut outcome = PostOutcome::Indexed;
+                if let Some(old) = self.find_existing_id(&post.id)? {
+                    match (old, self.opts.on_existing_id) {
+                        (Some(addr), OnExistingId::Replace) => {
+                            self.mark_deleted(addr)?;
+                            self.stats.replaced += 1;
+                            outcome = PostOutcome::Replaced;
+                        }
+                        _ => {
+                            self.stats.duplicate_ids += 1;
+                            outcomes.push(PostOutcome::DuplicateId);
+                            continue;
+                        }
+                    }
                 }
                 self.insert(post, p.content_hash, sig, key);
                 self.stats.indexed += 1;
-                outcomes.push(PostOutcome::Indexed);
+                outcomes.push(outcome);
             }
             if self.buf.memory(rayon::current_num_threads()) >= self.opts.memory_budget
                 || self.buf.contents.len() as u64 >= u32::MAX as u64 / 2
@@ -442,22 +465,105 @@ impl IndexBuilder {
         Ok(outcomes)
     }
 
-    fn is_duplicate_id(&mut self, id: &str) -> Result<bool> {
+    /// Where a live post with this id already is: `Some(None)` if in the buffered segment
+    /// (or a segment flushed by this build), `Some(Some(addr))` if in a kept segment (appending),
+    /// `None` if nowhere.
+    fn find_existing_id(&mut self, id: &str) -> Result<Option<Option<(u64, u32)>>> {
         let h = xxh3_64(id.as_bytes());
         if let Some(&p) = self.buf.id_hashes.get(&h) {
             if self.buf.id(p as usize) == id.as_bytes() {
-                return Ok(true);
+                return Ok(Some(None));
             }
         }
-        if self.bloom.contains(h)
-            && self
-                .flushed_ids
-                .iter()
-                .any(|m| m.contains_key(id.as_bytes()))
-        {
-            return Ok(true);
+        if self.bloom.contains(h) {
+            for (m, e) in self.flushed_ids.iter().zip(&self.written) {
+                if let Some(p) = m.get(id.as_bytes()) {
+                    if !self.is_marked(e.id, p as u32) {
+                        return Ok(Some(None));
+                    }
+                }
+            }
         }
-        Ok(false)
+        for seg in self.kept.iter().rev() {
+            if let Some(p) = seg.find_id(id)? {
+                if !seg.is_deleted(p) && !self.is_marked(seg.entry().id, p) {
+                    return Ok(Some(Some((seg.entry().id, p))));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn is_marked(&self, seg: u64, p: u32) -> bool {
+        self.deletes
+            .get(&seg)
+            .and_then(|w| w.get(p as usize / 64))
+            .is_some_and(|w| w >> (p % 64) & 1 == 1)
+    }
+
+    /// Marks post `p` of segment `seg` (kept or written by this build) deleted.
+    fn mark_deleted(&mut self, (seg, p): (u64, u32)) -> Result<()> {
+        let words = match self.deletes.entry(seg) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let (n, old) = if let Some(s) = self.kept.iter().find(|s| s.entry().id == seg) {
+                    (s.n_posts(), s.deleted_words())
+                } else if let Some(e) = self.written.iter().find(|e| e.id == seg) {
+                    (e.posts, None)
+                } else {
+                    return Err(Error::InvalidParameter(format!("no segment {seg}")));
+                };
+                v.insert(old.unwrap_or_else(|| vec![0u64; n.div_ceil(64) as usize]))
+            }
+        };
+        match words.get_mut(p as usize / 64) {
+            Some(w) if *w >> (p % 64) & 1 == 0 => {
+                *w |= 1 << (p % 64);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(Error::InvalidParameter(format!(
+                "segment {seg} has no post {p}"
+            ))),
+        }
+    }
+
+    /// Deletes the live posts with these ids (posts indexed before, or added earlier by this
+    /// writer). Returns the ids that no live post has.
+    pub fn delete<S: AsRef<str>>(&mut self, ids: &[S]) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for id in ids {
+            let id = id.as_ref();
+            let h = xxh3_64(id.as_bytes());
+            if let Some(&p) = self.buf.id_hashes.get(&h) {
+                if self.buf.id(p as usize) == id.as_bytes() {
+                    // Added by this writer and still buffered: write it out so it has an
+                    // address to mark.
+                    self.flush()?;
+                }
+            }
+            let mut found = None;
+            for (m, e) in self.flushed_ids.iter().zip(&self.written) {
+                if let Some(p) = m.get(id.as_bytes()) {
+                    if !self.is_marked(e.id, p as u32) {
+                        found = Some((e.id, p as u32));
+                    }
+                }
+            }
+            if found.is_none() {
+                if let Some(Some(addr)) = self.find_existing_id(id)? {
+                    found = Some(addr);
+                }
+            }
+            match found {
+                Some(addr) => {
+                    self.mark_deleted(addr)?;
+                    self.stats.deleted += 1;
+                }
+                None => missing.push(id.to_string()),
+            }
+        }
+        Ok(missing)
     }
 
     fn insert(&mut self, post: &RawPost, hash: u128, sig: &[u8], keys: &[u64]) {
@@ -519,29 +625,161 @@ impl IndexBuilder {
     pub fn finish(mut self) -> Result<BuildStats> {
         self.flush()?;
         let generation = self.previous.as_ref().map_or(1, |m| m.generation + 1);
+        let appending = self.opts.existing == Existing::Append;
+        let mut segments = if appending {
+            self.previous
+                .as_ref()
+                .map(|m| m.segments.clone())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        segments.append(&mut self.written);
+        for s in &mut segments {
+            if let Some(words) = self.deletes.get(&s.id) {
+                let entry =
+                    write_deleted(&self.dir.join(s.dir_name()), generation, s.posts, words)?;
+                self.stats.bytes += entry.len;
+                s.deleted = Some(entry);
+            }
+        }
         let manifest = Manifest {
             format_version: super::format::FORMAT_VERSION,
             generation,
             params: *self.fp.params(),
-            segments: std::mem::take(&mut self.written),
+            segments,
             next_segment_id: self.next_segment,
-            clusters: None,
+            // Saved clusters stay valid for the segments they were computed over (appended
+            // segments have none until saved again); a rebuild drops them.
+            clusters: if appending {
+                self.previous.as_ref().and_then(|m| m.clusters.clone())
+            } else {
+                None
+            },
             checksum: String::new(),
         };
         manifest.publish(&self.dir)?;
-        // The old generation is unreachable now; readers that still map its files keep them
-        // alive until they close (POSIX unlink semantics).
+        // What the old generation alone used is unreachable now; readers that still map its
+        // files keep them alive until they close (POSIX unlink semantics).
         if let Some(old) = &self.previous {
-            for s in &old.segments {
-                let _ = fs::remove_dir_all(self.dir.join(s.dir_name()));
-            }
-            let _ = fs::remove_file(self.dir.join(Manifest::file_name(old.generation)));
+            cleanup_after_publish(&self.dir, old, &manifest);
         }
         let mut stats = self.stats.clone();
         stats.bytes +=
             fs::metadata(self.dir.join(Manifest::file_name(generation))).map_or(0, |m| m.len());
         Ok(stats)
     }
+}
+
+/// Removes what `old` named and `new` does not: segment directories, deletion bitmaps and
+/// the cluster file. Best effort: leftovers are removed by the next writer.
+pub(crate) fn cleanup_after_publish(dir: &Path, old: &Manifest, new: &Manifest) {
+    for s in &old.segments {
+        match new.segments.iter().find(|n| n.id == s.id) {
+            None => {
+                let _ = fs::remove_dir_all(dir.join(s.dir_name()));
+            }
+            Some(n) => {
+                if let Some(d) = &s.deleted {
+                    if n.deleted.as_ref().map(|x| &x.file) != Some(&d.file) {
+                        let _ = fs::remove_file(dir.join(s.dir_name()).join(&d.file));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(c) = &old.clusters {
+        if new.clusters.as_ref().map(|x| &x.file) != Some(&c.file) {
+            let _ = fs::remove_file(dir.join(&c.file));
+        }
+    }
+}
+
+/// Removes the leftovers of a writer that died before publishing: segment directories,
+/// deletion bitmaps and cluster files that the live manifest `previous` does not name, and
+/// temporary files. The caller holds the writer lock. Returns the least segment id that is
+/// safe to use next.
+pub(crate) fn remove_leftovers(dir: &Path, previous: Option<&Manifest>) -> Result<u64> {
+    // Leftovers of a build that died before publishing: segments, deletion bitmaps and
+    // cluster files no manifest names, and temporary files. We hold the writer lock, so
+    // nobody else is writing them.
+    let live: Vec<String> = previous
+        .iter()
+        .flat_map(|m| m.segments.iter().map(|s| s.dir_name()))
+        .collect();
+    for s in previous.iter().flat_map(|m| m.segments.iter()) {
+        remove_stale_segment_files(&dir.join(s.dir_name()), s)?;
+    }
+    let live_clusters: Vec<String> = previous
+        .iter()
+        .filter_map(|m| m.clusters.as_ref().map(|c| c.file.clone()))
+        .collect();
+    let mut max_seen = previous.as_ref().map_or(0, |m| m.next_segment_id);
+    for e in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name
+            .strip_prefix("seg-")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            max_seen = max_seen.max(n + 1);
+            if !live.contains(&name) {
+                fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
+            }
+        } else if name.ends_with(".tmp")
+            || (name.starts_with("CLUSTERS-") && !live_clusters.contains(&name))
+        {
+            fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+        }
+    }
+    Ok(max_seen)
+}
+
+/// Removes the files in a live segment's directory that its manifest entry does not name
+/// (deletion bitmaps of unpublished generations, temporary files).
+fn remove_stale_segment_files(seg_dir: &Path, entry: &SegmentEntry) -> Result<()> {
+    let Ok(rd) = fs::read_dir(seg_dir) else {
+        return Ok(());
+    };
+    for e in rd {
+        let e = e.map_err(|e| Error::io(seg_dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale_deleted = name.starts_with("deleted-")
+            && entry.deleted.as_ref().map(|d| d.file.as_str()) != Some(name.as_str());
+        if stale_deleted || name.ends_with(".tmp") {
+            fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a deletion bitmap for a segment of `posts` posts and returns its manifest entry.
+pub(crate) fn write_deleted(
+    seg_dir: &Path,
+    generation: u64,
+    posts: u64,
+    words: &[u64],
+) -> Result<super::manifest::DeletedEntry> {
+    let name = format!("deleted-{generation:06}");
+    let path = seg_dir.join(&name);
+    let count: u64 = words.iter().map(|w| u64::from(w.count_ones())).sum();
+    let mut w = EnvelopeWriter::create(&path, DELETED_MAGIC, 2)?;
+    w.begin(0)?;
+    let mut meta = Vec::with_capacity(16);
+    meta.extend_from_slice(&posts.to_le_bytes());
+    meta.extend_from_slice(&count.to_le_bytes());
+    w.write(&meta)?;
+    w.begin(1)?;
+    w.write_u64s(words)?;
+    w.finish()?;
+    sync_dir(seg_dir)?;
+    let fe = file_entry(&path)?;
+    Ok(super::manifest::DeletedEntry {
+        file: name,
+        count,
+        len: fe.len,
+        xxh3: fe.xxh3,
+    })
 }
 
 /// The directory bits for `n` entries per band: buckets of about [`BUCKET_TARGET`] entries.
@@ -598,7 +836,7 @@ fn write_segment(
         meta.extend_from_slice(&0u32.to_le_bytes());
         w.write(&meta)?;
         let threads = rayon::current_num_threads().max(1);
-        let mut tables: Vec<(Vec<u32>, Vec<u16>, Vec<u32>)> = Vec::new();
+        let mut tables: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = Vec::new();
         // Sections are written one after another: dirs of all bands, then fps, then cids.
         // Build all band tables in groups to bound memory, spilling fps and cids to
         // temporary files when there is more than one group.
@@ -618,7 +856,7 @@ fn write_segment(
             );
             for (dirs, fps, cids) in &tables {
                 w.write_u32s(dirs)?;
-                spill_fps.write_u16s(fps)?;
+                spill_fps.write_u32s(fps)?;
                 spill_cids.write_u32s(cids)?;
             }
         }
@@ -799,17 +1037,19 @@ fn write_segment(
         contents: nc as u64,
         has_text: store_text,
         files,
+        deleted: None,
     })
 }
 
-/// One band's table: directory, fingerprints and content ids, sorted by (bucket, fp, cid).
+/// One band's table: directory, key prefixes (the top 32 bits of each key) and content ids,
+/// sorted by (prefix, cid); the directory is on the prefix's top `d` bits.
 fn band_table(
     keys: &[u64],
     bands: usize,
     band: usize,
     n: usize,
     d: u32,
-) -> (Vec<u32>, Vec<u16>, Vec<u32>) {
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let nb = 1usize << d;
     let mut dirs = vec![0u32; nb + 1];
     for c in 0..n {
@@ -820,28 +1060,29 @@ fn band_table(
         dirs[i + 1] += dirs[i];
     }
     let mut pos: Vec<u32> = dirs[..nb].to_vec();
-    let mut entries = vec![(0u16, 0u32); n];
+    let mut entries = vec![(0u32, 0u32); n];
     for c in 0..n {
-        let (bucket, fp) = split_key(keys[c * bands + band], d);
-        entries[pos[bucket] as usize] = (fp, c as u32);
+        let key = keys[c * bands + band];
+        let (bucket, prefix) = split_key(key, d);
+        entries[pos[bucket] as usize] = (prefix, c as u32);
         pos[bucket] += 1;
     }
     for i in 0..nb {
         entries[dirs[i] as usize..dirs[i + 1] as usize].sort_unstable();
     }
-    let fps = entries.iter().map(|e| e.0).collect();
+    let prefixes = entries.iter().map(|e| e.0).collect();
     let cids = entries.iter().map(|e| e.1).collect();
-    (dirs, fps, cids)
+    (dirs, prefixes, cids)
 }
 
 /// A temporary spill file for one section that is built out of order.
-struct SpillFile {
+pub(crate) struct SpillFile {
     path: PathBuf,
     out: std::io::BufWriter<fs::File>,
 }
 
 impl SpillFile {
-    fn new(path: &Path) -> Result<SpillFile> {
+    pub(crate) fn new(path: &Path) -> Result<SpillFile> {
         let f = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -855,22 +1096,18 @@ impl SpillFile {
         })
     }
 
-    fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         use std::io::Write;
         self.out
             .write_all(bytes)
             .map_err(|e| Error::io(&self.path, e))
     }
 
-    fn write_u16s(&mut self, xs: &[u16]) -> Result<()> {
+    pub(crate) fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
         self.write_bytes(&xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
     }
 
-    fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
-        self.write_bytes(&xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
-    }
-
-    fn copy_into(self, w: &mut EnvelopeWriter) -> Result<()> {
+    pub(crate) fn copy_into(self, w: &mut EnvelopeWriter) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
         let mut f = self
             .out
@@ -892,7 +1129,7 @@ impl SpillFile {
 }
 
 /// The manifest entry of a finished file: its length and whole-file xxh3.
-fn file_entry(path: &Path) -> Result<FileEntry> {
+pub(crate) fn file_entry(path: &Path) -> Result<FileEntry> {
     use std::io::Read;
     let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut h = Xxh3::new();
@@ -910,4 +1147,58 @@ fn file_entry(path: &Path) -> Result<FileEntry> {
         len,
         xxh3: format!("{:016x}", h.digest()),
     })
+}
+
+/// The writer of a living index: adds posts as new segments, deletes posts by id, and
+/// publishes both atomically with [`commit`](IndexWriter::commit). Holds the index's writer
+/// lock until committed or dropped; a second writer gets [`Error::IndexState`]. Readers
+/// keep answering from the generation they opened (see [`Index::reload`](super::Index::reload)).
+///
+/// Dropping the writer without committing publishes nothing; the segments it had written
+/// are removed by the next writer.
+#[derive(Debug)]
+pub struct IndexWriter {
+    inner: IndexBuilder,
+}
+
+impl IndexWriter {
+    /// Opens the index in `dir` for writing (creating it with `opts.params` if missing).
+    /// `opts.existing` is ignored: new posts are always appended.
+    pub fn open(dir: impl AsRef<Path>, opts: BuildOptions) -> Result<IndexWriter> {
+        let opts = BuildOptions {
+            existing: Existing::Append,
+            ..opts
+        };
+        Ok(IndexWriter {
+            inner: IndexBuilder::create(dir, opts)?,
+        })
+    }
+
+    /// Adds posts (fingerprinted in parallel). Ids the index already holds are skipped as
+    /// [`PostOutcome::DuplicateId`], or supersede the old post with
+    /// [`OnExistingId::Replace`].
+    pub fn add(&mut self, posts: &[RawPost]) -> Result<Vec<PostOutcome>> {
+        self.inner.add(posts)
+    }
+
+    /// Marks the live posts with these ids deleted; returns the ids no live post has.
+    pub fn delete<S: AsRef<str>>(&mut self, ids: &[S]) -> Result<Vec<String>> {
+        self.inner.delete(ids)
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> &BuildStats {
+        self.inner.stats()
+    }
+
+    /// The fingerprinter (the index's parameters).
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        self.inner.fingerprinter()
+    }
+
+    /// Writes what is buffered and publishes one new manifest with the new segments and
+    /// deletions. Releases the lock.
+    pub fn commit(self) -> Result<BuildStats> {
+        self.inner.finish()
+    }
 }

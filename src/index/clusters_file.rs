@@ -82,10 +82,9 @@ impl ClustersFile {
         let meta = &data[m];
         let (n_posts, n_clusters, n_segs) =
             (read_u64(meta, 0), read_u64(meta, 8), read_u64(meta, 16));
-        if n_segs != manifest.segments.len() as u64
-            || n_posts != manifest.posts()
-            || n_clusters > n_posts
-        {
+        // The saved segments are the manifest's first ones: segments appended after the
+        // clusters were saved have no cluster until they are saved again.
+        if n_segs > manifest.segments.len() as u64 || n_clusters > n_posts {
             return Err(Error::corrupt(&path, "meta disagrees with the manifest"));
         }
         let arr = |i: usize, count: u64, w: u64| -> Result<Range<usize>> {
@@ -107,13 +106,13 @@ impl ClustersFile {
             .map(|i| read_u64(&data[base_r.clone()], i * 8))
             .collect();
         let mut expect = 0;
-        for (i, s) in manifest.segments.iter().enumerate() {
+        for (i, s) in manifest.segments.iter().take(n_segs as usize).enumerate() {
             if seg_ids[i] != s.id || seg_base[i] != expect {
                 return Err(Error::corrupt(&path, "segments disagree with the manifest"));
             }
             expect += s.posts;
         }
-        if seg_base[n_segs as usize] != expect {
+        if seg_base[n_segs as usize] != expect || n_posts != expect {
             return Err(Error::corrupt(&path, "segments disagree with the manifest"));
         }
         let cluster_of = arr(3, n_posts, 4)?;
@@ -152,6 +151,11 @@ impl ClustersFile {
                 format!("member {g} out of range"),
             )),
         }
+    }
+
+    /// The ids of the segments the assignment covers (the manifest's first ones).
+    pub fn segment_ids(&self) -> &[u64] {
+        &self.seg_ids
     }
 
     /// The cluster of a post, if it is in one.

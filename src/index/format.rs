@@ -24,10 +24,17 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::error::{Error, Result};
 
-/// The binary format version this build writes.
-pub const FORMAT_VERSION: u32 = 1;
-/// The binary format versions this build reads, for messages.
-pub const SUPPORTED_VERSIONS: &str = "1";
+/// The format version this build writes (binary files and manifests).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
+/// The format versions this build reads, for messages.
+pub const SUPPORTED_VERSIONS: &str = "1 and 2";
+
+/// Whether this build reads format version `v`.
+pub fn is_supported_version(v: u32) -> bool {
+    (MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&v)
+}
 
 const HEADER_LEN: usize = 24;
 const ENTRY_LEN: usize = 32;
@@ -48,6 +55,8 @@ pub struct Section {
 /// A validated envelope: the section table of a file whose bounds are all proven.
 #[derive(Debug, Clone)]
 pub struct Envelope {
+    /// The file's format version (one of the supported versions).
+    pub version: u32,
     /// The sections, in table order.
     pub sections: Vec<Section>,
 }
@@ -80,7 +89,7 @@ impl Envelope {
             });
         }
         let version = read_u32(bytes, 8);
-        if version != FORMAT_VERSION {
+        if !is_supported_version(version) {
             return Err(Error::UnsupportedVersion {
                 path: path.into(),
                 found: version,
@@ -130,7 +139,7 @@ impl Envelope {
                 checksum,
             });
         }
-        Ok(Envelope { sections })
+        Ok(Envelope { version, sections })
     }
 
     /// The section at position `i`, whose kind must be `kind`.

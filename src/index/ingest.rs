@@ -128,7 +128,7 @@ pub fn build_index(
             let outcomes = builder.add(&posts)?;
             for (post, outcome) in posts.iter().zip(outcomes) {
                 match outcome {
-                    PostOutcome::Indexed => {}
+                    PostOutcome::Indexed | PostOutcome::Replaced => {}
                     PostOutcome::Empty => obs.empty_post(reader.name(), post.line),
                     PostOutcome::DuplicateId => {
                         let e = Error::InvalidInput {

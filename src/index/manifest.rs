@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::format::{atomic_write, sync_dir, FORMAT_VERSION, SUPPORTED_VERSIONS};
+use super::format::{atomic_write, is_supported_version, sync_dir, SUPPORTED_VERSIONS};
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
 
@@ -36,6 +36,23 @@ pub struct SegmentEntry {
     pub has_text: bool,
     /// Its files by name.
     pub files: BTreeMap<String, FileEntry>,
+    /// Its deleted posts, if any (format version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DeletedEntry>,
+}
+
+/// A segment's deletion bitmap, as recorded in the manifest. Deleting more posts writes a
+/// new bitmap file (files are never modified in place) named by a new manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedEntry {
+    /// File name inside the segment directory (`deleted-<generation>`).
+    pub file: String,
+    /// Deleted posts (set bits).
+    pub count: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// xxh3-64 of the whole file, 16 hex digits.
+    pub xxh3: String,
 }
 
 impl SegmentEntry {
@@ -119,7 +136,7 @@ impl Manifest {
             path: path.clone(),
             source,
         })?;
-        if m.format_version != FORMAT_VERSION {
+        if !is_supported_version(m.format_version) {
             return Err(Error::UnsupportedVersion {
                 path,
                 found: m.format_version,
@@ -168,9 +185,22 @@ impl Manifest {
         Ok(())
     }
 
-    /// Total posts.
+    /// Total posts, deleted ones included.
     pub fn posts(&self) -> u64 {
         self.segments.iter().map(|s| s.posts).sum()
+    }
+
+    /// Deleted posts (not yet merged away).
+    pub fn deleted(&self) -> u64 {
+        self.segments
+            .iter()
+            .filter_map(|s| s.deleted.as_ref().map(|d| d.count))
+            .sum()
+    }
+
+    /// Live posts: total minus deleted.
+    pub fn live_posts(&self) -> u64 {
+        self.posts().saturating_sub(self.deleted())
     }
 
     /// Total unique texts (summed over segments).

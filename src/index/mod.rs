@@ -14,6 +14,7 @@ pub mod clusters_file;
 pub mod format;
 pub mod ingest;
 pub mod manifest;
+pub mod merge;
 pub mod mmap;
 pub mod segment;
 
@@ -27,8 +28,11 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprinter, Scratch};
 use crate::minhash::{bbit_estimate, to_bbit};
-pub use build::{BuildOptions, BuildStats, Existing, IndexBuilder, PostOutcome};
+pub use build::{
+    BuildOptions, BuildStats, Existing, IndexBuilder, IndexWriter, OnExistingId, PostOutcome,
+};
 pub use manifest::Manifest;
+pub use merge::{merge, MergeOptions, MergeStats};
 use segment::{Segment, TextCache};
 
 /// How an index's files are accessed.
@@ -174,8 +178,10 @@ pub struct Index {
 /// Statistics of an open index.
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexStats {
-    /// Posts.
+    /// Live posts.
     pub posts: u64,
+    /// Deleted posts still held by segments (gone after a merge).
+    pub deleted: u64,
     /// Unique texts (summed over segments).
     pub unique_texts: u64,
     /// Segments.
@@ -207,33 +213,75 @@ impl Index {
     }
 
     /// Opens the index in `dir` with options.
+    ///
+    /// A writer may publish a new generation and remove the old one's files while this runs;
+    /// a file that disappears that way makes the open start over on the new generation.
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Index> {
         let dir = dir.as_ref().to_path_buf();
-        let Some((manifest, _)) = Manifest::load_current(&dir)? else {
-            return Err(Error::IndexState {
-                path: dir,
-                what: "holds no index (no CURRENT file)".into(),
-            });
-        };
+        let not_found = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (manifest, path) = match Manifest::load_current(&dir) {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    return Err(Error::IndexState {
+                        path: dir,
+                        what: "holds no index (no CURRENT file)".into(),
+                    })
+                }
+                // CURRENT named a manifest that a writer has just replaced and removed.
+                Err(e) if not_found(&e) && attempts < 8 => continue,
+                Err(e) => return Err(e),
+            };
+            match Index::open_manifest(&dir, manifest, opts) {
+                Err(e) if not_found(&e) && attempts < 8 => {
+                    // A writer published a new generation and removed this one's files:
+                    // start over on the new one. Otherwise the file is really missing.
+                    let moved_on = Manifest::load_current(&dir)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|(_, p)| p != path);
+                    if !moved_on {
+                        return Err(e);
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn open_manifest(dir: &Path, manifest: Manifest, opts: OpenOptions) -> Result<Index> {
         let fp = Fingerprinter::new(manifest.params)?;
         let mmap = opts.access == Access::Mmap;
         let segments = manifest
             .segments
             .iter()
-            .map(|s| Segment::open(&dir, s, &manifest.params, mmap))
+            .map(|s| Segment::open(dir, s, &manifest.params, mmap))
             .collect::<Result<Vec<_>>>()?;
         let clusters = match &manifest.clusters {
-            Some(c) => Some(clusters_file::ClustersFile::open(&dir, c, &manifest, mmap)?),
+            Some(c) => Some(clusters_file::ClustersFile::open(dir, c, &manifest, mmap)?),
             None => None,
         };
         Ok(Index {
-            dir,
+            dir: dir.to_path_buf(),
             manifest,
             fp,
             segments,
             clusters,
             opts,
         })
+    }
+
+    /// The newest generation of this index, if a writer has published one since this index
+    /// was opened (`Ok(None)` otherwise). This index is not changed: it keeps answering from
+    /// its own generation (a snapshot) for as long as it lives, so queries in flight never
+    /// pause or see a mix. [`IndexReader`] swaps generations for many threads.
+    pub fn reload(&self) -> Result<Option<Index>> {
+        match Manifest::load_current(&self.dir)? {
+            Some((m, _)) if m.generation == self.manifest.generation => Ok(None),
+            _ => Index::open_with(&self.dir, self.opts).map(Some),
+        }
     }
 
     /// The index directory.
@@ -256,9 +304,9 @@ impl Index {
         &self.segments
     }
 
-    /// Total posts.
+    /// Live posts (deleted posts not counted).
     pub fn num_posts(&self) -> u64 {
-        self.manifest.posts()
+        self.manifest.live_posts()
     }
 
     /// Looks up `text`: every indexed post whose estimated similarity is at least
@@ -325,6 +373,9 @@ impl Index {
         // Later segments win (they can only hold an id earlier ones do not, in a bulk build).
         for seg in self.segments.iter().rev() {
             if let Some(p) = seg.find_id(id)? {
+                if seg.is_deleted(p) {
+                    continue;
+                }
                 return self
                     .post_at(PostAddr {
                         segment: seg.entry().id,
@@ -392,6 +443,9 @@ impl Index {
             }
             for &(c, sim) in &verified {
                 for p in seg.content_posts(c)? {
+                    if seg.is_deleted(p) {
+                        continue;
+                    }
                     let m = seg.post(p)?;
                     if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == m.platform)
                     {
@@ -473,6 +527,9 @@ impl Index {
                 let Some(seg) = self.segments.iter().find(|s| s.entry().id == addr.segment) else {
                     continue;
                 };
+                if seg.is_deleted(addr.post) {
+                    continue;
+                }
                 let m = seg.post(addr.post)?;
                 let content = seg.content_of(addr.post)?;
                 let s = seg.signature(content)?;
@@ -519,17 +576,24 @@ impl Index {
     pub fn stats(&self) -> IndexStats {
         let mut by_file = std::collections::BTreeMap::new();
         for s in &self.manifest.segments {
-            for (name, f) in &s.files {
-                let e = by_file.entry(name.clone()).or_insert(0u64);
-                *e = e.saturating_add(f.len);
+            let deleted = s.deleted.iter().map(|d| ("deleted".to_string(), d.len));
+            for (name, len) in s
+                .files
+                .iter()
+                .map(|(n, f)| (n.clone(), f.len))
+                .chain(deleted)
+            {
+                let e = by_file.entry(name).or_insert(0u64);
+                *e = e.saturating_add(len);
             }
         }
         let bytes: u64 = by_file.values().fold(0u64, |a, &b| a.saturating_add(b));
-        let posts = self.manifest.posts();
+        let posts = self.manifest.live_posts();
         let unique = self.manifest.contents();
         let no_text = bytes.saturating_sub(by_file.get("text").copied().unwrap_or(0));
         IndexStats {
             posts,
+            deleted: self.manifest.deleted(),
             unique_texts: unique,
             segments: self.segments.len(),
             generation: self.manifest.generation,
@@ -538,6 +602,57 @@ impl Index {
             bytes,
             bytes_per_post: bytes as f64 / posts.max(1) as f64,
             bytes_per_unique_text_without_text: no_text as f64 / unique.max(1) as f64,
+        }
+    }
+}
+
+/// A shared, reloadable view of an index for services: every query takes the current
+/// snapshot ([`searcher`](Self::searcher), an `Arc<Index>`), and [`reload`](Self::reload)
+/// swaps in the newest generation without pausing queries in flight (they finish on the
+/// snapshot they took; its files stay readable until the last `Arc` is dropped).
+#[derive(Debug)]
+pub struct IndexReader {
+    current: std::sync::RwLock<std::sync::Arc<Index>>,
+}
+
+impl IndexReader {
+    /// Opens the index in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<IndexReader> {
+        IndexReader::open_with(dir, OpenOptions::default())
+    }
+
+    /// Opens the index in `dir` with options.
+    pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<IndexReader> {
+        Ok(IndexReader {
+            current: std::sync::RwLock::new(std::sync::Arc::new(Index::open_with(dir, opts)?)),
+        })
+    }
+
+    /// The current snapshot.
+    pub fn searcher(&self) -> std::sync::Arc<Index> {
+        match self.current.read() {
+            Ok(g) => std::sync::Arc::clone(&g),
+            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Picks up the newest generation if there is one; returns whether it did. The new
+    /// generation is opened before the swap, so queries never wait for an open.
+    pub fn reload(&self) -> Result<bool> {
+        let Some(new) = self.searcher().reload()? else {
+            return Ok(false);
+        };
+        let new = std::sync::Arc::new(new);
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Another thread may have reloaded meanwhile: never go back a generation.
+        if new.manifest.generation > g.manifest.generation {
+            *g = new;
+            Ok(true)
+        } else {
+            Ok(false)
         }
     }
 }

@@ -43,6 +43,10 @@ pub const POSTS_SECTIONS: [&str; 11] = [
     "platform_offsets",
     "platform_bytes",
 ];
+/// Magic bytes of a deletion bitmap file.
+pub const DELETED_MAGIC: &[u8; 8] = b"TRDEL\0\0\0";
+/// Section names of a deletion bitmap file.
+pub const DELETED_SECTIONS: [&str; 2] = ["meta", "bits"];
 /// Section names of the text file.
 pub const TEXT_SECTIONS: [&str; 3] = ["meta", "block_offsets", "blocks"];
 
@@ -122,6 +126,9 @@ impl File {
 struct Bands {
     file: File,
     dir_bits: u32,
+    /// Format 2: entries hold the key's top 32 bits (`u32`). Format 1: the 16 key bits that
+    /// follow the directory bits (`u16`).
+    wide: bool,
     dirs: Range<usize>,
     fps: Range<usize>,
     cids: Range<usize>,
@@ -183,6 +190,17 @@ pub struct Segment {
     ids: Data,
     ids_checked: OnceLock<std::result::Result<(), String>>,
     texts: Option<Texts>,
+    deleted: Option<Deleted>,
+    live_contents: OnceLock<Vec<bool>>,
+}
+
+/// Proven layout of a deletion bitmap.
+#[derive(Debug)]
+struct Deleted {
+    path: PathBuf,
+    data: Data,
+    env: Envelope,
+    bits: Range<usize>,
 }
 
 impl Segment {
@@ -218,11 +236,17 @@ impl Segment {
         let dir_len = (b as u64) * ((1u64 << dir_bits) + 1);
         let entries = (b as u64) * n;
         let dirs = f.arr::<4>(1, dir_len, "dirs")?;
-        let fps = f.arr::<2>(2, entries, "fps")?;
+        let wide = f.env.version >= 2;
+        let fps = if wide {
+            f.arr::<4>(2, entries, "fps")?
+        } else {
+            f.arr::<2>(2, entries, "fps")?
+        };
         let cids = f.arr::<4>(3, entries, "cids")?;
         let bands = Bands {
             file: f,
             dir_bits,
+            wide,
             dirs,
             fps,
             cids,
@@ -301,6 +325,45 @@ impl Segment {
         } else {
             None
         };
+        // Deleted posts.
+        let deleted = match &entry.deleted {
+            None => None,
+            Some(d) => {
+                let valid = d.file.starts_with("deleted-") && !d.file.contains(['/', '\\']);
+                let path = dir.join(&d.file);
+                if !valid {
+                    return Err(Error::corrupt(&path, "is not a deletion file name"));
+                }
+                let data = if mmap {
+                    Data::map(&path)?
+                } else {
+                    Data::read(&path)?
+                };
+                if d.len != data.len() as u64 {
+                    return Err(Error::corrupt(
+                        &path,
+                        format!("is {} bytes, the manifest says {}", data.len(), d.len),
+                    ));
+                }
+                let env = Envelope::parse(&path, &data, DELETED_MAGIC, "deletion bitmap")?;
+                let meta = env.section(&path, 0, 0)?;
+                if meta.len() < 16 {
+                    return Err(Error::corrupt(&path, "meta section is too short"));
+                }
+                let (n, count) = (read_u64(&data[meta.clone()], 0), read_u64(&data[meta], 8));
+                if n != np || count != d.count || count > np {
+                    return Err(Error::corrupt(&path, "meta disagrees with the manifest"));
+                }
+                let bits = env.section(&path, 1, 1)?;
+                LeArray::<8>::new(&path, "bits", &data[bits.clone()], np.div_ceil(64))?;
+                Some(Deleted {
+                    path,
+                    data,
+                    env,
+                    bits,
+                })
+            }
+        };
         Ok(Segment {
             entry: entry.clone(),
             dir,
@@ -315,6 +378,8 @@ impl Segment {
             ids,
             ids_checked: OnceLock::new(),
             texts,
+            deleted,
+            live_contents: OnceLock::new(),
         })
     }
 
@@ -338,15 +403,91 @@ impl Segment {
         self.n_posts
     }
 
+    /// Whether post `p` is deleted.
+    #[inline]
+    pub fn is_deleted(&self, p: u32) -> bool {
+        match &self.deleted {
+            None => false,
+            Some(d) => LeArray::<8>::proven(&d.data[d.bits.clone()])
+                .get(p as usize / 64)
+                .is_some_and(|w| w >> (p % 64) & 1 == 1),
+        }
+    }
+
+    /// Deleted posts in this segment.
+    pub fn n_deleted(&self) -> u64 {
+        self.entry.deleted.as_ref().map_or(0, |d| d.count)
+    }
+
+    /// The deletion bitmap's words (bit `p % 64` of word `p / 64` = post `p` deleted), if any
+    /// post is deleted.
+    pub fn deleted_words(&self) -> Option<Vec<u64>> {
+        let d = self.deleted.as_ref()?;
+        let a = LeArray::<8>::proven(&d.data[d.bits.clone()]);
+        Some((0..a.len()).filter_map(|i| a.get(i)).collect())
+    }
+
+    /// Which contents still have a live post, when some post is deleted (computed once).
+    pub fn live_contents(&self) -> Option<&[bool]> {
+        self.deleted.as_ref()?;
+        Some(self.live_contents.get_or_init(|| {
+            (0..self.n_contents as u32)
+                .map(|c| {
+                    self.content_posts(c)
+                        .is_ok_and(|mut r| r.any(|p| !self.is_deleted(p)))
+                })
+                .collect()
+        }))
+    }
+
     /// Whether post texts are stored.
     pub fn has_text(&self) -> bool {
         self.texts.is_some()
     }
 
-    /// The `(bucket, fingerprint)` of a band key for this segment's directory size.
+    /// The `(bucket, tag)` of a band key for this segment: the tag is what an entry stores
+    /// (format 2: the key's top 32 bits; format 1: the 16 bits after the directory bits).
     #[inline]
-    pub fn split_key(&self, key: u64) -> (usize, u16) {
-        split_key(key, self.bands.dir_bits)
+    pub fn split_key(&self, key: u64) -> (usize, u32) {
+        if self.bands.wide {
+            split_key(key, self.bands.dir_bits)
+        } else {
+            let (b, fp) = split_key_v1(key, self.bands.dir_bits);
+            (b, fp as u32)
+        }
+    }
+
+    /// How many leading bits of every band key this segment's entries determine (format 2:
+    /// 32; format 1: the directory bits plus 16).
+    pub fn known_key_bits(&self) -> u32 {
+        if self.bands.wide {
+            32
+        } else {
+            self.bands.dir_bits + 16
+        }
+    }
+
+    /// The bytes of one entry tag (4 in format 2, 2 in format 1).
+    fn tag_width(&self) -> usize {
+        if self.bands.wide {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// The tag of entry `i` (over all bands) as a `u32`.
+    #[inline]
+    fn tag(&self, i: usize) -> Option<u32> {
+        if self.bands.wide {
+            self.bands.file.view::<4>(&self.bands.fps).get(i)
+        } else {
+            self.bands
+                .file
+                .view::<2>(&self.bands.fps)
+                .get(i)
+                .map(u32::from)
+        }
     }
 
     /// The entry range of `bucket` in `band`.
@@ -385,7 +526,8 @@ impl Segment {
         let stride = (1usize << self.bands.dir_bits) + 1;
         let d = &self.bands.file.data;
         d.prefetch(self.bands.dirs.start + band * stride * 4, stride * 4);
-        d.prefetch(self.bands.fps.start + band * n * 2, n * 2);
+        let w = self.tag_width();
+        d.prefetch(self.bands.fps.start + band * n * w, n * w);
         d.prefetch(self.bands.cids.start + band * n * 4, n * 4);
     }
 
@@ -397,7 +539,8 @@ impl Segment {
             if let Ok(r) = self.bucket(band, bucket) {
                 let base = band * n;
                 let d = &self.bands.file.data;
-                d.prefetch(self.bands.fps.start + (base + r.start) * 2, r.len() * 2);
+                let w = self.tag_width();
+                d.prefetch(self.bands.fps.start + (base + r.start) * w, r.len() * w);
                 d.prefetch(self.bands.cids.start + (base + r.start) * 4, r.len() * 4);
             }
         }
@@ -406,14 +549,20 @@ impl Segment {
     /// Appends to `out` the content ids whose key in `band` matches `key`, at most `cap` of
     /// them. Returns whether the cap cut the list short.
     pub fn probe(&self, band: usize, key: u64, cap: usize, out: &mut Vec<u32>) -> Result<bool> {
-        let (bucket, fp) = self.split_key(key);
+        let (bucket, tag) = self.split_key(key);
         let r = self.bucket(band, bucket)?;
         let base = band * self.n_contents as usize;
-        let fps = self.bands.file.view::<2>(&self.bands.fps);
         let cids = self.bands.file.view::<4>(&self.bands.cids);
         let mut taken = 0;
+        let wide = self.bands.file.view::<4>(&self.bands.fps);
+        let narrow = self.bands.file.view::<2>(&self.bands.fps);
         for j in r {
-            if fps.get(base + j) != Some(fp) {
+            let matches = if self.bands.wide {
+                wide.get(base + j) == Some(tag)
+            } else {
+                narrow.get(base + j).map(u32::from) == Some(tag)
+            };
+            if !matches {
                 continue;
             }
             if taken == cap {
@@ -433,20 +582,28 @@ impl Segment {
         Ok(false)
     }
 
-    /// Every `(fingerprint, content)` entry of a bucket, for the self-join of clustering.
+    /// Every `(key prefix, content)` entry of a bucket, for the self-join of clustering and
+    /// for merging: the prefix is the key's leading [`known_key_bits`](Self::known_key_bits)
+    /// bits.
     pub fn bucket_entries(
         &self,
         band: usize,
         bucket: usize,
-        out: &mut Vec<(u16, u32)>,
+        out: &mut Vec<(u64, u32)>,
     ) -> Result<()> {
         let r = self.bucket(band, bucket)?;
         let base = band * self.n_contents as usize;
-        let fps = self.bands.file.view::<2>(&self.bands.fps);
         let cids = self.bands.file.view::<4>(&self.bands.cids);
         for j in r {
-            match (fps.get(base + j), cids.get(base + j)) {
-                (Some(f), Some(c)) if (c as u64) < self.n_contents => out.push((f, c)),
+            match (self.tag(base + j), cids.get(base + j)) {
+                (Some(t), Some(c)) if (c as u64) < self.n_contents => {
+                    let prefix = if self.bands.wide {
+                        t as u64
+                    } else {
+                        ((bucket as u64) << 16) | t as u64
+                    };
+                    out.push((prefix, c));
+                }
                 _ => {
                     return Err(Error::corrupt(
                         &self.bands.file.path,
@@ -689,8 +846,8 @@ impl Segment {
             .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))
     }
 
-    /// Looks up an external id. Checks the `ids.fst` checksum on first use.
-    pub fn find_id(&self, id: &str) -> Result<Option<u32>> {
+    /// The id map (`ids.fst`), checked against its manifest checksum before its first use.
+    pub fn id_map(&self) -> Result<fst::Map<&[u8]>> {
         let checked = self.ids_checked.get_or_init(|| {
             let want = self
                 .entry
@@ -712,7 +869,13 @@ impl Segment {
                 section: what.clone(),
             });
         }
-        let map = fst::Map::new(&self.ids[..]).map_err(|e| Error::corrupt(&path, e.to_string()))?;
+        fst::Map::new(&self.ids[..]).map_err(|e| Error::corrupt(&path, e.to_string()))
+    }
+
+    /// Looks up an external id. Checks the `ids.fst` checksum on first use.
+    pub fn find_id(&self, id: &str) -> Result<Option<u32>> {
+        let map = self.id_map()?;
+        let path = self.dir.join("ids.fst");
         // The fst was checked (checksum and structure) before its first use; a file crafted
         // to pass both can still trip an assertion inside fst: turn that into an error.
         let found =
@@ -772,6 +935,27 @@ impl Segment {
                 });
             }
         }
+        if let (Some(d), Some(e)) = (&self.deleted, &self.entry.deleted) {
+            d.env.verify(&d.path, &d.data, &DELETED_SECTIONS)?;
+            if format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&d.data)) != e.xxh3 {
+                return Err(Error::ChecksumMismatch {
+                    path: d.path.clone(),
+                    section: "whole file".into(),
+                });
+            }
+            let set: u64 = self
+                .deleted_words()
+                .unwrap_or_default()
+                .iter()
+                .map(|w| u64::from(w.count_ones()))
+                .sum();
+            if set != e.count {
+                return Err(Error::corrupt(
+                    &d.path,
+                    format!("has {set} bits set, the manifest says {}", e.count),
+                ));
+            }
+        }
         self.find_id("").map(|_| ())
     }
 }
@@ -793,9 +977,22 @@ impl std::fmt::Debug for TextCache {
     }
 }
 
-/// The `(bucket, fingerprint)` of a band key for a directory of `dir_bits` bits.
+/// The `(bucket, prefix)` of a band key in a format-2 table with a directory of `dir_bits`
+/// bits: the prefix is the key's top 32 bits, the bucket its top `dir_bits` bits.
 #[inline]
-pub fn split_key(key: u64, dir_bits: u32) -> (usize, u16) {
+pub fn split_key(key: u64, dir_bits: u32) -> (usize, u32) {
+    let bucket = if dir_bits == 0 {
+        0
+    } else {
+        (key >> (64 - dir_bits)) as usize
+    };
+    (bucket, (key >> 32) as u32)
+}
+
+/// The `(bucket, fingerprint)` of a band key in a format-1 table: the fingerprint is the 16
+/// bits after the directory bits.
+#[inline]
+pub fn split_key_v1(key: u64, dir_bits: u32) -> (usize, u16) {
     let bucket = if dir_bits == 0 {
         0
     } else {

@@ -397,9 +397,11 @@ fn oracle() -> &'static Oracle {
 
 /// `(bucket, 16-bit fingerprint)` of a band key for a directory of `d` bits: the top `d`
 /// bits choose the bucket, the next 16 are the fingerprint.
-fn split(key: u64, d: u32) -> (u64, u16) {
+/// The format-2 band table rule: an entry holds its key's top 32 bits, and the bucket is the
+/// top `d` of them; a probe matches the entries of its bucket with equal top 32 bits.
+fn split(key: u64, d: u32) -> (u64, u32) {
     let bucket = if d == 0 { 0 } else { key >> (64 - d) };
-    (bucket, (key >> (48 - d)) as u16)
+    (bucket, (key >> 32) as u32)
 }
 
 /// The directory bits of each segment's band file, read from its meta section.
@@ -425,9 +427,9 @@ fn hits_are_exactly_the_lsh_candidates_above_the_threshold() {
     let d = dir_bits(&index);
     assert_eq!(d.len(), 1, "the fixture is one segment");
     let d = d.values().copied().next().unwrap_or(0);
-    // Per band: (bucket, fingerprint) -> posts.
+    // Per band: (bucket, key prefix) -> posts.
     let bands = index.manifest().params.lsh.bands as usize;
-    let mut tables: Vec<HashMap<(u64, u16), Vec<usize>>> = vec![HashMap::new(); bands];
+    let mut tables: Vec<HashMap<(u64, u32), Vec<usize>>> = vec![HashMap::new(); bands];
     for (i, p) in oracle.prints.iter().enumerate() {
         for (b, &k) in p.iter().flat_map(|p| p.keys.iter().enumerate()) {
             tables[b].entry(split(k, d)).or_default().push(i);
@@ -451,7 +453,7 @@ fn hits_are_exactly_the_lsh_candidates_above_the_threshold() {
             };
             assert!(!res.empty);
             util::assert_hit_order(&res.hits);
-            // The oracle: posts sharing (bucket, fingerprint) with the query in some band,
+            // The oracle: posts sharing (bucket, key prefix) with the query in some band,
             // whose 8-bit similarity is at least `min`.
             let mut want = BTreeMap::new();
             for (b, &k) in qp.keys.iter().enumerate() {

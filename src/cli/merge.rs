@@ -1,0 +1,83 @@
+//! `textreuse merge`: fewer segments, deleted posts dropped.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use textreuse::index::merge::{merge_with_progress, MergeOptions, MergeStats};
+
+use super::util::{parse_size, progress_bar};
+
+/// Arguments of `textreuse merge`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The index directory.
+    #[arg(long)]
+    index: PathBuf,
+    /// Merge adjacent segments (the smallest run first) until at most this many remain.
+    /// When there are already no more, segments holding deleted posts are rewritten
+    /// without them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    max_segments: u64,
+    /// Memory budget (e.g. 512M, 2G); the merge refuses to start if its tables need more.
+    #[arg(long, default_value = "2G")]
+    memory: String,
+    /// Worker threads (0 = one per core).
+    #[arg(long, short = 'j', default_value_t = 0)]
+    threads: usize,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    super::init_threads(args.threads)?;
+    let opts = MergeOptions {
+        max_segments: args.max_segments as usize,
+        memory_budget: parse_size(&args.memory)?,
+    };
+    let pb = progress_bar(Some(0), "merging {wide_bar} band {pos}/{len} ETA {eta}");
+    let stats = merge_with_progress(&args.index, &opts, &mut |done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    })
+    .with_context(|| format!("{}: merge failed", args.index.display()))?;
+    pb.finish_and_clear();
+    report(&stats);
+    if args.json {
+        println!("{}", serde_json::to_string(&stats)?);
+    }
+    Ok(0)
+}
+
+/// Prints a merge's one-line summary on stderr.
+pub fn report(s: &MergeStats) {
+    if s.merged.is_empty() {
+        eprintln!(
+            "textreuse: nothing to merge ({} segment(s), none holding deleted posts)",
+            s.segments_before
+        );
+        return;
+    }
+    eprintln!(
+        "textreuse: merged {} segment(s) into {} in {:.2} s ({:.0} posts/s): {} posts kept, {} deleted dropped, \
+         {} unique texts; {} -> {} bytes; {} segment(s) now",
+        s.merged.len(),
+        s.written.len(),
+        s.seconds,
+        s.posts_in as f64 / s.seconds.max(1e-9),
+        s.posts_out,
+        s.posts_in - s.posts_out,
+        s.unique_texts_out,
+        s.bytes_in,
+        s.bytes_out,
+        s.segments_after
+    );
+    if s.clusters_dropped {
+        eprintln!("textreuse: the saved clusters covered merged segments and were dropped; run `textreuse clusters --save` again");
+    }
+    if s.texts_dropped {
+        eprintln!(
+            "textreuse: some merged segments had no stored texts, so the merged segment has none"
+        );
+    }
+}

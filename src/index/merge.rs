@@ -1,0 +1,709 @@
+//! Merging segments: fewer segments for faster lookups, and deleted posts dropped for good.
+//!
+//! A merge picks a run of adjacent segments (the tiered policy below), writes them as one new
+//! segment and publishes a manifest that names it instead of them. Everything streams:
+//!
+//! - **Band tables** are k-way merged. Every format-2 entry holds the top 32 bits of its
+//!   band key, so the merged table can use any directory size: per band, the sources'
+//!   entries (each sorted by `(prefix, content)`) are merged in one sequential pass with
+//!   content ids remapped, and written out through spill files.
+//! - **Signatures, posts and texts** are copied in the new post order (sources in manifest
+//!   order, contents in their order, posts of a content in their order), which is each
+//!   source's own order with the dead posts left out; texts are recompressed in blocks.
+//! - **Ids**: the sources' `ids.fst` maps are streamed through an fst union, which yields
+//!   ids in sorted order, straight into the new map.
+//!
+//! Memory is the remap tables (4 bytes per source post and content), one band's directory
+//! and a group of text blocks, whatever the index size. Old files are removed after the new
+//! manifest is published; readers that have them mapped keep reading them (POSIX unlink).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use fst::{IntoStreamer, Streamer};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::build::{
+    cleanup_after_publish, dir_bits, file_entry, remove_leftovers, SpillFile, TEXT_BLOCK_POSTS,
+    TEXT_ZSTD_LEVEL,
+};
+use super::format::{sync_dir, EnvelopeWriter};
+use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
+use super::segment::{
+    Segment, TextCache, BANDS_MAGIC, CODEC_ZSTD, NO_TS, POSTS_MAGIC, SIGS_MAGIC, TEXT_MAGIC,
+};
+use super::WriterLock;
+use crate::error::{Error, Result};
+
+/// Options of [`merge`].
+#[derive(Debug, Clone)]
+pub struct MergeOptions {
+    /// Merge until at most this many segments remain (at least 1). When there are already
+    /// no more, segments holding deleted posts are rewritten without them.
+    pub max_segments: usize,
+    /// Memory budget in bytes; the merge refuses to start if its tables would not fit.
+    pub memory_budget: usize,
+}
+
+impl Default for MergeOptions {
+    fn default() -> MergeOptions {
+        MergeOptions {
+            max_segments: 1,
+            memory_budget: 2 << 30,
+        }
+    }
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MergeStats {
+    /// Segments before.
+    pub segments_before: usize,
+    /// Segments after.
+    pub segments_after: usize,
+    /// Ids of the segments that were merged (replaced).
+    pub merged: Vec<u64>,
+    /// Ids of the segments written.
+    pub written: Vec<u64>,
+    /// Posts read from the merged segments, deleted ones included.
+    pub posts_in: u64,
+    /// Posts written (the live ones).
+    pub posts_out: u64,
+    /// Unique texts written.
+    pub unique_texts_out: u64,
+    /// Bytes of the merged segments' files.
+    pub bytes_in: u64,
+    /// Bytes of the written segments' files.
+    pub bytes_out: u64,
+    /// Whether a saved cluster assignment was dropped (its posts were renumbered; run
+    /// `textreuse clusters --save` again).
+    pub clusters_dropped: bool,
+    /// Whether stored texts were dropped because some merged segment had none.
+    pub texts_dropped: bool,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Which segments (by position) a merge down to `max_segments` rewrites: runs of adjacent
+/// segments, each becoming one segment.
+///
+/// With more than `max_segments` segments, the run of `n - max_segments + 1` adjacent
+/// segments holding the fewest posts is merged (appends leave small segments at the end,
+/// so the newest, smallest ones are merged first and the large ones are not rewritten).
+/// Otherwise each segment that holds deleted posts is rewritten alone.
+pub fn plan(segments: &[SegmentEntry], max_segments: usize) -> Vec<std::ops::Range<usize>> {
+    let n = segments.len();
+    let max = max_segments.max(1);
+    if n > max {
+        let len = n - max + 1;
+        let cost = |r: std::ops::Range<usize>| segments[r].iter().map(|s| s.posts).sum::<u64>();
+        // The cheapest run; among equals, the latest.
+        let best = (0..=n - len)
+            .rev()
+            .min_by_key(|&i| cost(i..i + len))
+            .unwrap_or(0);
+        return std::iter::once(best..best + len).collect();
+    }
+    segments
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.deleted.is_some())
+        .map(|(i, _)| i..i + 1)
+        .collect()
+}
+
+/// Merges the segments of the index in `dir` following [`plan`], and publishes the result.
+///
+/// # Errors
+/// If another writer holds the lock, if `dir` holds no index, if a segment was written by
+/// format version 1 (its band entries hold too few key bits to be merged: rebuild it), if
+/// the merge tables do not fit `memory_budget`, and on I/O errors.
+pub fn merge(dir: impl AsRef<Path>, opts: &MergeOptions) -> Result<MergeStats> {
+    merge_with_progress(dir, opts, &mut |_, _| {})
+}
+
+/// [`merge`], reporting `(bands done, bands)` for each run.
+pub fn merge_with_progress(
+    dir: impl AsRef<Path>,
+    opts: &MergeOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<MergeStats> {
+    let t0 = Instant::now();
+    let dir = dir.as_ref();
+    let _lock = WriterLock::acquire(dir)?;
+    let Some((old, _)) = Manifest::load_current(dir)? else {
+        return Err(Error::IndexState {
+            path: dir.to_path_buf(),
+            what: "holds no index (no CURRENT file)".into(),
+        });
+    };
+    let mut next_id = remove_leftovers(dir, Some(&old))?.max(1);
+    let mut stats = MergeStats {
+        segments_before: old.segments.len(),
+        ..MergeStats::default()
+    };
+    let runs = plan(&old.segments, opts.max_segments);
+    if runs.is_empty() {
+        stats.segments_after = old.segments.len();
+        stats.seconds = t0.elapsed().as_secs_f64();
+        return Ok(stats);
+    }
+    let mut segments: Vec<SegmentEntry> = Vec::new();
+    let mut cursor = 0;
+    for run in &runs {
+        segments.extend_from_slice(&old.segments[cursor..run.start]);
+        let sources = old.segments[run.clone()]
+            .iter()
+            .map(|s| Segment::open(dir, s, &old.params, true))
+            .collect::<Result<Vec<_>>>()?;
+        for s in &old.segments[run.clone()] {
+            stats.merged.push(s.id);
+            stats.posts_in += s.posts;
+            stats.bytes_in += s.files.values().map(|f| f.len).sum::<u64>();
+        }
+        let id = next_id;
+        next_id += 1;
+        if let Some(entry) = merge_run(dir, id, &sources, &old, opts, &mut stats, progress)? {
+            stats.written.push(id);
+            stats.posts_out += entry.posts;
+            stats.unique_texts_out += entry.contents;
+            stats.bytes_out += entry.files.values().map(|f| f.len).sum::<u64>();
+            segments.push(entry);
+        }
+        cursor = run.end;
+    }
+    segments.extend_from_slice(&old.segments[cursor..]);
+    // A saved cluster assignment numbers posts by segment: keep it only if the segments it
+    // covers (the first ones) were not rewritten.
+    let clusters = match &old.clusters {
+        Some(c) => {
+            let cf = super::clusters_file::ClustersFile::open(dir, c, &old, true)?;
+            let covered = cf.segment_ids();
+            if covered.iter().any(|id| stats.merged.contains(id)) {
+                stats.clusters_dropped = true;
+                None
+            } else {
+                Some(c.clone())
+            }
+        }
+        None => None,
+    };
+    let manifest = Manifest {
+        format_version: super::format::FORMAT_VERSION,
+        generation: old.generation + 1,
+        params: old.params,
+        segments,
+        next_segment_id: next_id,
+        clusters,
+        checksum: String::new(),
+    };
+    manifest.publish(dir)?;
+    cleanup_after_publish(dir, &old, &manifest);
+    stats.segments_after = manifest.segments.len();
+    stats.seconds = t0.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// Where the live posts and contents of one source go.
+struct Remap {
+    /// Old content -> new content (`u32::MAX`: no live post).
+    content: Vec<u32>,
+    /// Old post -> new post (`u32::MAX`: deleted).
+    post: Vec<u32>,
+    /// Live old posts, in new order.
+    order: Vec<u32>,
+}
+
+/// Writes `sources` as segment `id`; `None` if no live post is left.
+fn merge_run(
+    dir: &Path,
+    id: u64,
+    sources: &[Segment],
+    old: &Manifest,
+    opts: &MergeOptions,
+    stats: &mut MergeStats,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Option<SegmentEntry>> {
+    for s in sources {
+        if s.known_key_bits() < 32 {
+            return Err(Error::IndexState {
+                path: s.dir().to_path_buf(),
+                what: "was written by format version 1, whose band entries hold too few key bits to merge; rebuild the index with this version".into(),
+            });
+        }
+    }
+    let total_posts: u64 = sources.iter().map(Segment::n_posts).sum();
+    let total_contents: u64 = sources.iter().map(Segment::n_contents).sum();
+    // Remap tables, the post order and one band's directory (at most ~4 bytes per content).
+    let need = (total_posts * 12 + total_contents * 12) as usize;
+    if need > opts.memory_budget {
+        return Err(Error::InvalidParameter(format!(
+            "merging {total_posts} posts needs about {} MiB, more than the memory budget ({} MiB)",
+            need >> 20,
+            opts.memory_budget >> 20
+        )));
+    }
+    // 1. Remap: new contents and posts in source order, dead ones left out.
+    let mut remaps = Vec::with_capacity(sources.len());
+    let (mut nc, mut np) = (0u64, 0u64);
+    let mut content_posts: Vec<u32> = vec![0];
+    for s in sources {
+        let mut r = Remap {
+            content: vec![u32::MAX; s.n_contents() as usize],
+            post: vec![u32::MAX; s.n_posts() as usize],
+            order: Vec::new(),
+        };
+        let live = s.live_contents();
+        for c in 0..s.n_contents() as u32 {
+            if live.is_some_and(|l| !l[c as usize]) {
+                continue;
+            }
+            r.content[c as usize] = nc as u32;
+            nc += 1;
+            for p in s.content_posts(c)? {
+                if s.is_deleted(p) {
+                    continue;
+                }
+                r.post[p as usize] = np as u32;
+                r.order.push(p);
+                np += 1;
+            }
+            content_posts.push(np as u32);
+        }
+        remaps.push(r);
+    }
+    if np == 0 {
+        return Ok(None);
+    }
+    if nc > u32::MAX as u64 / 2 {
+        return Err(Error::InvalidParameter(
+            "a merged segment would hold more than 2^31 unique texts; merge fewer segments".into(),
+        ));
+    }
+    let seg_dir = dir.join(segment_dir_name(id));
+    fs::create_dir_all(&seg_dir).map_err(|e| Error::io(&seg_dir, e))?;
+    let bands = old.params.lsh.bands as usize;
+    let k = old.params.num_perm as usize;
+    let mut files = BTreeMap::new();
+
+    // 2. Band tables: a k-way merge per band.
+    {
+        let path = seg_dir.join("bands");
+        let d = dir_bits(nc);
+        let nb = 1usize << d;
+        let mut w = EnvelopeWriter::create(&path, BANDS_MAGIC, 4)?;
+        w.begin(0)?;
+        let mut meta = Vec::with_capacity(24);
+        meta.extend_from_slice(&nc.to_le_bytes());
+        meta.extend_from_slice(&(bands as u32).to_le_bytes());
+        meta.extend_from_slice(&d.to_le_bytes());
+        meta.extend_from_slice(&old.params.lsh.rows.to_le_bytes());
+        meta.extend_from_slice(&0u32.to_le_bytes());
+        w.write(&meta)?;
+        w.begin(1)?;
+        let mut spill_prefixes = SpillFile::new(&seg_dir.join("fps.spill.tmp"))?;
+        let mut spill_cids = SpillFile::new(&seg_dir.join("cids.spill.tmp"))?;
+        let mut dirs = vec![0u32; nb + 1];
+        let mut out_p: Vec<u32> = Vec::with_capacity(1 << 16);
+        let mut out_c: Vec<u32> = Vec::with_capacity(1 << 16);
+        for band in 0..bands {
+            dirs.iter_mut().for_each(|x| *x = 0);
+            sources.iter().for_each(|s| s.prefetch_band(band));
+            let mut cursors = sources
+                .iter()
+                .zip(&remaps)
+                .map(|(s, r)| BandCursor::new(s, band, &r.content))
+                .collect::<Result<Vec<_>>>()?;
+            loop {
+                // The smallest head; ties go to the earlier source (its new ids are lower).
+                let mut best: Option<(usize, (u32, u32))> = None;
+                for (i, c) in cursors.iter().enumerate() {
+                    if let Some(h) = c.head() {
+                        if best.is_none_or(|(_, b)| h < b) {
+                            best = Some((i, h));
+                        }
+                    }
+                }
+                let Some((i, (prefix, cid))) = best else {
+                    break;
+                };
+                cursors[i].advance()?;
+                let bucket = if d == 0 {
+                    0
+                } else {
+                    (prefix >> (32 - d)) as usize
+                };
+                dirs[bucket + 1] += 1;
+                out_p.push(prefix);
+                out_c.push(cid);
+                if out_p.len() == out_p.capacity() {
+                    spill_prefixes.write_u32s(&out_p)?;
+                    spill_cids.write_u32s(&out_c)?;
+                    out_p.clear();
+                    out_c.clear();
+                }
+            }
+            spill_prefixes.write_u32s(&out_p)?;
+            spill_cids.write_u32s(&out_c)?;
+            out_p.clear();
+            out_c.clear();
+            for i in 0..nb {
+                dirs[i + 1] += dirs[i];
+            }
+            if dirs[nb] as u64 != nc {
+                return Err(Error::corrupt(
+                    &seg_dir,
+                    format!("band {band} merged {} entries for {nc} contents", dirs[nb]),
+                ));
+            }
+            w.write_u32s(&dirs)?;
+            progress(band + 1, bands);
+        }
+        w.begin(2)?;
+        spill_prefixes.copy_into(&mut w)?;
+        w.begin(3)?;
+        spill_cids.copy_into(&mut w)?;
+        w.finish()?;
+        files.insert("bands".to_string(), file_entry(&path)?);
+    }
+    // 3. Signatures of the live contents, in new order.
+    {
+        let path = seg_dir.join("sigs");
+        let mut w = EnvelopeWriter::create(&path, SIGS_MAGIC, 2)?;
+        w.begin(0)?;
+        let mut meta = Vec::new();
+        meta.extend_from_slice(&nc.to_le_bytes());
+        meta.extend_from_slice(&(k as u32).to_le_bytes());
+        meta.extend_from_slice(&8u32.to_le_bytes());
+        w.write(&meta)?;
+        w.begin(1)?;
+        for (s, r) in sources.iter().zip(&remaps) {
+            for c in 0..s.n_contents() as u32 {
+                if r.content[c as usize] != u32::MAX {
+                    w.write(s.signature(c)?)?;
+                }
+            }
+        }
+        w.finish()?;
+        files.insert("sigs".to_string(), file_entry(&path)?);
+    }
+    // 4. Posts: several sequential passes over the live posts in new order.
+    let live = || {
+        sources
+            .iter()
+            .zip(&remaps)
+            .flat_map(|(s, r)| r.order.iter().map(move |&p| (s, p)))
+    };
+    {
+        let path = seg_dir.join("posts");
+        // Account and platform dictionaries in first-seen order, as a build makes them.
+        let mut accounts = Dict::default();
+        let mut platforms = Dict::default();
+        let mut account_of = Vec::with_capacity(np as usize);
+        let mut platform_of = Vec::with_capacity(np as usize);
+        for (s, p) in live() {
+            let m = s.post(p)?;
+            account_of.push(accounts.intern(m.account));
+            platform_of.push(platforms.intern(m.platform));
+        }
+        let mut w = EnvelopeWriter::create(&path, POSTS_MAGIC, 11)?;
+        w.begin(0)?;
+        let mut meta = Vec::new();
+        for v in [
+            np,
+            nc,
+            accounts.ends.len() as u64,
+            platforms.ends.len() as u64,
+        ] {
+            meta.extend_from_slice(&v.to_le_bytes());
+        }
+        w.write(&meta)?;
+        w.begin(1)?;
+        w.write_u32s(&content_posts)?;
+        w.begin(2)?;
+        let mut buf64: Vec<u64> = Vec::with_capacity(1 << 16);
+        let flush64 = |w: &mut EnvelopeWriter, buf: &mut Vec<u64>, force: bool| {
+            if force || buf.len() == buf.capacity() {
+                let r = w.write_u64s(buf);
+                buf.clear();
+                r
+            } else {
+                Ok(())
+            }
+        };
+        for (s, p) in live() {
+            buf64.push(s.post(p)?.ts.unwrap_or(NO_TS) as u64);
+            flush64(&mut w, &mut buf64, false)?;
+        }
+        flush64(&mut w, &mut buf64, true)?;
+        w.begin(3)?;
+        let mut total = 0u64;
+        buf64.push(0);
+        for (s, p) in live() {
+            total += s.post(p)?.id.len() as u64;
+            buf64.push(total);
+            flush64(&mut w, &mut buf64, false)?;
+        }
+        flush64(&mut w, &mut buf64, true)?;
+        w.begin(4)?;
+        for (s, p) in live() {
+            w.write(s.post(p)?.id.as_bytes())?;
+        }
+        w.begin(5)?;
+        w.write_u32s(&account_of)?;
+        drop(account_of);
+        w.begin(6)?;
+        w.write_u64s(&[0])?;
+        w.write_u64s(&accounts.ends)?;
+        w.begin(7)?;
+        w.write(&accounts.bytes)?;
+        w.begin(8)?;
+        w.write_u32s(&platform_of)?;
+        drop(platform_of);
+        w.begin(9)?;
+        w.write_u64s(&[0])?;
+        w.write_u64s(&platforms.ends)?;
+        w.begin(10)?;
+        w.write(&platforms.bytes)?;
+        w.finish()?;
+        files.insert("posts".to_string(), file_entry(&path)?);
+    }
+    // 5. Ids: the union of the sources' maps, streamed in id order.
+    {
+        let path = seg_dir.join("ids.fst");
+        let maps = sources
+            .iter()
+            .map(Segment::id_map)
+            .collect::<Result<Vec<_>>>()?;
+        let tmp = super::format::tmp_path(&path);
+        let f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut mb = fst::MapBuilder::new(std::io::BufWriter::with_capacity(1 << 20, f))
+            .map_err(|e| Error::corrupt(&tmp, e.to_string()))?;
+        let mut op = fst::map::OpBuilder::new();
+        for m in &maps {
+            op = op.add(m.into_stream());
+        }
+        let mut union = op.union();
+        let mut written = 0u64;
+        // fst trusts its input; the maps were checksummed before use, and a malformed one
+        // that still trips an assertion becomes an error.
+        let streamed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
+            while let Some((key, vals)) = union.next() {
+                // The live post with this id (the latest source's, should there be two).
+                let mut new = None;
+                for v in vals {
+                    let r = &remaps[v.index];
+                    match r.post.get(v.value as usize) {
+                        Some(&n) if n != u32::MAX => {
+                            if new.is_none_or(|(i, _)| v.index > i) {
+                                new = Some((v.index, n));
+                            }
+                        }
+                        Some(_) => {}
+                        None => {
+                            return Err(Error::corrupt(
+                                sources[v.index].dir().join("ids.fst"),
+                                format!("id maps to post {}, out of range", v.value),
+                            ))
+                        }
+                    }
+                }
+                if let Some((_, n)) = new {
+                    mb.insert(key, u64::from(n))
+                        .map_err(|e| Error::InvalidParameter(format!("{}: {e}", tmp.display())))?;
+                    written += 1;
+                }
+            }
+            Ok(())
+        }))
+        .map_err(|_| Error::corrupt(dir, "an id map is malformed"))?;
+        streamed?;
+        if written != np {
+            return Err(Error::corrupt(
+                dir,
+                format!("the id maps hold {written} live ids for {np} live posts"),
+            ));
+        }
+        let w = mb
+            .into_inner()
+            .map_err(|e| Error::corrupt(&tmp, e.to_string()))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        f.sync_data().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        files.insert("ids.fst".to_string(), file_entry(&path)?);
+    }
+    // 6. Texts, when every source has them: read in new order, recompressed in blocks.
+    let has_text = sources.iter().all(Segment::has_text);
+    stats.texts_dropped |= !has_text && sources.iter().any(Segment::has_text);
+    if has_text {
+        let path = seg_dir.join("text");
+        let mut spill = SpillFile::new(&seg_dir.join("text.spill.tmp"))?;
+        let mut offs = Vec::with_capacity((np as usize).div_ceil(TEXT_BLOCK_POSTS as usize) + 1);
+        offs.push(0u64);
+        let mut cache = TextCache::default();
+        let mut posts = live();
+        const GROUP: usize = 4096;
+        loop {
+            // A group of raw blocks, read sequentially, then compressed in parallel.
+            let mut raw_blocks: Vec<Vec<u8>> = Vec::with_capacity(GROUP);
+            'fill: while raw_blocks.len() < GROUP {
+                let mut texts: Vec<String> = Vec::with_capacity(TEXT_BLOCK_POSTS as usize);
+                for _ in 0..TEXT_BLOCK_POSTS {
+                    let Some((s, p)) = posts.next() else {
+                        if !texts.is_empty() {
+                            raw_blocks.push(raw_block(&texts));
+                        }
+                        break 'fill;
+                    };
+                    texts.push(s.text(p, &mut cache)?.unwrap_or_default());
+                }
+                raw_blocks.push(raw_block(&texts));
+            }
+            if raw_blocks.is_empty() {
+                break;
+            }
+            let done = raw_blocks.len() < GROUP;
+            let blocks: Vec<Result<Vec<u8>>> = raw_blocks
+                .par_iter()
+                .map_init(
+                    || zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
+                    |z, raw| {
+                        let z = z.as_mut().map_err(|e| {
+                            Error::io(&path, std::io::Error::new(e.kind(), e.to_string()))
+                        })?;
+                        z.compress(raw).map_err(|e| Error::io(&path, e))
+                    },
+                )
+                .collect();
+            for blk in blocks {
+                let blk = blk?;
+                offs.push(offs[offs.len() - 1] + blk.len() as u64);
+                spill.write_bytes(&blk)?;
+            }
+            if done {
+                break;
+            }
+        }
+        let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 3)?;
+        w.begin(0)?;
+        let mut meta = Vec::new();
+        meta.extend_from_slice(&np.to_le_bytes());
+        meta.extend_from_slice(&TEXT_BLOCK_POSTS.to_le_bytes());
+        meta.extend_from_slice(&CODEC_ZSTD.to_le_bytes());
+        w.write(&meta)?;
+        w.begin(1)?;
+        w.write_u64s(&offs)?;
+        w.begin(2)?;
+        spill.copy_into(&mut w)?;
+        w.finish()?;
+        files.insert("text".to_string(), file_entry(&path)?);
+    }
+    sync_dir(&seg_dir)?;
+    sync_dir(dir)?;
+    Ok(Some(SegmentEntry {
+        id,
+        posts: np,
+        contents: nc,
+        has_text,
+        files,
+        deleted: None,
+    }))
+}
+
+/// A decompressed text block: `u32` offsets, then the texts.
+fn raw_block(texts: &[String]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(texts.iter().map(String::len).sum::<usize>() + 132);
+    let mut off = 0u32;
+    raw.extend_from_slice(&0u32.to_le_bytes());
+    for t in texts {
+        off += t.len() as u32;
+        raw.extend_from_slice(&off.to_le_bytes());
+    }
+    for t in texts {
+        raw.extend_from_slice(t.as_bytes());
+    }
+    raw
+}
+
+/// Reads one band of one source in entry order, remapping content ids and skipping dead
+/// contents.
+struct BandCursor<'a> {
+    seg: &'a Segment,
+    band: usize,
+    remap: &'a [u32],
+    bucket: usize,
+    buf: Vec<(u64, u32)>,
+    pos: usize,
+    head: Option<(u32, u32)>,
+}
+
+impl<'a> BandCursor<'a> {
+    fn new(seg: &'a Segment, band: usize, remap: &'a [u32]) -> Result<BandCursor<'a>> {
+        let mut c = BandCursor {
+            seg,
+            band,
+            remap,
+            bucket: 0,
+            buf: Vec::new(),
+            pos: 0,
+            head: None,
+        };
+        c.advance()?;
+        Ok(c)
+    }
+
+    fn head(&self) -> Option<(u32, u32)> {
+        self.head
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        let shift = self.seg.known_key_bits() - 32;
+        loop {
+            while self.pos < self.buf.len() {
+                let (prefix, c) = self.buf[self.pos];
+                self.pos += 1;
+                let new = self.remap.get(c as usize).copied().unwrap_or(u32::MAX);
+                if new != u32::MAX {
+                    self.head = Some(((prefix >> shift) as u32, new));
+                    return Ok(());
+                }
+            }
+            if self.bucket >= self.seg.buckets_per_band() {
+                self.head = None;
+                return Ok(());
+            }
+            self.buf.clear();
+            self.pos = 0;
+            self.seg
+                .bucket_entries(self.band, self.bucket, &mut self.buf)?;
+            self.bucket += 1;
+        }
+    }
+}
+
+/// Interned strings in first-seen order.
+#[derive(Default)]
+struct Dict {
+    index: HashMap<String, u32>,
+    ends: Vec<u64>,
+    bytes: Vec<u8>,
+}
+
+impl Dict {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.ends.len() as u32;
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.ends.push(self.bytes.len() as u64);
+        self.index.insert(s.to_string(), i);
+        i
+    }
+}
