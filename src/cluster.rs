@@ -366,8 +366,9 @@ impl Index {
         let mut posts: Vec<(Option<i64>, PostAddr, u32)> = Vec::new();
         let mut platforms: BTreeMap<String, usize> = BTreeMap::new();
         let mut accounts: Vec<(u64, u32)> = Vec::new();
-        let mut texts = 0;
-        let mut best: Option<(usize, u32)> = None; // (posts of the content, content)
+        // Distinct texts: exact duplicates in different segments are one text (by content
+        // hash; format-1 segments without hashes count their contents).
+        let mut variants: BTreeMap<u128, (usize, u32)> = BTreeMap::new(); // key -> (posts, content)
         for &c in contents {
             let s = seg_of(base, c);
             let seg = &segs[s];
@@ -400,12 +401,18 @@ impl Index {
                 ));
             }
             if kept > 0 {
-                texts += 1;
-                if best.is_none_or(|(n, _)| kept > n) {
-                    best = Some((kept, c));
-                }
+                let key = seg
+                    .content_hash(local)
+                    .unwrap_or((1u128 << 127) | u128::from(c));
+                variants.entry(key).or_insert((0, c)).0 += kept;
             }
         }
+        let texts = variants.len();
+        // The most frequent variant (ties: the earliest content).
+        let best = variants
+            .values()
+            .copied()
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         if posts.len() < opts.min_size.max(1) {
             return Ok(None);
         }

@@ -165,6 +165,8 @@ struct Buffer {
     contents: PreHashedMap<u128, u32>,
     /// b-bit signatures, `k` bytes per content.
     sigs: Vec<u8>,
+    /// Content hashes, in content order.
+    hashes: Vec<u128>,
     /// Band keys, `bands` per content.
     keys: Vec<u64>,
     /// Per post: content, ts, account, platform, id range, text range.
@@ -235,6 +237,7 @@ impl Buffer {
     fn memory(&self, threads: usize) -> usize {
         let map = |cap: usize, entry: usize| cap * (entry + 1) * 8 / 7;
         let held = self.sigs.capacity()
+            + self.hashes.capacity() * 16
             + self.keys.capacity() * 8
             + map(self.contents.capacity(), 20)
             + map(self.id_hashes.capacity(), 12)
@@ -573,6 +576,7 @@ impl IndexBuilder {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {
                 e.insert(n);
+                b.hashes.push(hash);
                 b.sigs.extend_from_slice(sig);
                 b.keys.extend_from_slice(keys);
                 n
@@ -870,7 +874,7 @@ fn write_segment(
     // Signatures.
     {
         let path = seg_dir.join("sigs");
-        let mut w = EnvelopeWriter::create(&path, SIGS_MAGIC, 2)?;
+        let mut w = EnvelopeWriter::create(&path, SIGS_MAGIC, 3)?;
         w.begin(0)?;
         let mut meta = Vec::new();
         meta.extend_from_slice(&(nc as u64).to_le_bytes());
@@ -879,6 +883,8 @@ fn write_segment(
         w.write(&meta)?;
         w.begin(1)?;
         w.write(&b.sigs)?;
+        w.begin(2)?;
+        w.write_u128s(&b.hashes)?;
         w.finish()?;
         files.insert("sigs".to_string(), file_entry(&path)?);
     }

@@ -361,6 +361,11 @@ impl EnvelopeWriter {
         self.write_le(xs, u32::to_le_bytes)
     }
 
+    /// Appends little-endian `u128`s.
+    pub fn write_u128s(&mut self, xs: &[u128]) -> Result<()> {
+        self.write_le(xs, u128::to_le_bytes)
+    }
+
     /// Appends little-endian `u64`s.
     pub fn write_u64s(&mut self, xs: &[u64]) -> Result<()> {
         self.write_le(xs, u64::to_le_bytes)

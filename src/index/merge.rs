@@ -213,8 +213,6 @@ struct Remap {
     content: Vec<u32>,
     /// Old post -> new post (`u32::MAX`: deleted).
     post: Vec<u32>,
-    /// Live old posts, in new order.
-    order: Vec<u32>,
 }
 
 /// Writes `sources` as segment `id`; `None` if no live post is left.
@@ -228,17 +226,18 @@ fn merge_run(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Option<SegmentEntry>> {
     for s in sources {
-        if s.known_key_bits() < 32 {
+        if s.known_key_bits() < 32 || !s.has_hashes() {
             return Err(Error::IndexState {
                 path: s.dir().to_path_buf(),
-                what: "was written by format version 1, whose band entries hold too few key bits to merge; rebuild the index with this version".into(),
+                what: "was written by format version 1, whose band entries hold too few key bits and no content hashes to merge; rebuild the index with this version".into(),
             });
         }
     }
     let total_posts: u64 = sources.iter().map(Segment::n_posts).sum();
     let total_contents: u64 = sources.iter().map(Segment::n_contents).sum();
-    // Remap tables, the post order and one band's directory (at most ~4 bytes per content).
-    let need = (total_posts * 12 + total_contents * 12) as usize;
+    // Remap tables and the post order (12 bytes per post), the content tables and the hash
+    // map of contents (about 64 bytes per content), one band's directory.
+    let need = (total_posts * 12 + total_contents * 64) as usize;
     if need > opts.memory_budget {
         return Err(Error::InvalidParameter(format!(
             "merging {total_posts} posts needs about {} MiB, more than the memory budget ({} MiB)",
@@ -246,35 +245,48 @@ fn merge_run(
             opts.memory_budget >> 20
         )));
     }
-    // 1. Remap: new contents and posts in source order, dead ones left out.
+    // 1. Remap. Live contents get new ids in order of first appearance, and an exact
+    // duplicate (equal content hash) in a later source joins the earlier content, so exact
+    // duplicates that arrived in different segments become one group again.
     let mut remaps = Vec::with_capacity(sources.len());
-    let (mut nc, mut np) = (0u64, 0u64);
-    let mut content_posts: Vec<u32> = vec![0];
-    for s in sources {
+    let mut by_hash: HashMap<u128, u32> = HashMap::new();
+    let mut content_src: Vec<(u32, u32)> = Vec::new();
+    let mut counts: Vec<u32> = Vec::new();
+    for (si, s) in sources.iter().enumerate() {
         let mut r = Remap {
             content: vec![u32::MAX; s.n_contents() as usize],
             post: vec![u32::MAX; s.n_posts() as usize],
-            order: Vec::new(),
         };
         let live = s.live_contents();
         for c in 0..s.n_contents() as u32 {
             if live.is_some_and(|l| !l[c as usize]) {
                 continue;
             }
-            r.content[c as usize] = nc as u32;
-            nc += 1;
-            for p in s.content_posts(c)? {
-                if s.is_deleted(p) {
-                    continue;
-                }
-                r.post[p as usize] = np as u32;
-                r.order.push(p);
-                np += 1;
+            let hash = s.content_hash(c).ok_or_else(|| {
+                Error::corrupt(s.dir().join("sigs"), format!("content {c} has no hash"))
+            })?;
+            let next = content_src.len() as u32;
+            let new = *by_hash.entry(hash).or_insert(next);
+            if new == next {
+                content_src.push((si as u32, c));
+                counts.push(0);
             }
-            content_posts.push(np as u32);
+            r.content[c as usize] = new;
+            let n = s.content_posts(c)?.filter(|&p| !s.is_deleted(p)).count();
+            counts[new as usize] += n as u32;
         }
         remaps.push(r);
     }
+    drop(by_hash);
+    let nc = content_src.len() as u64;
+    let mut content_posts: Vec<u32> = Vec::with_capacity(counts.len() + 1);
+    content_posts.push(0);
+    for &n in &counts {
+        let last = content_posts[content_posts.len() - 1];
+        content_posts.push(last + n);
+    }
+    drop(counts);
+    let np = content_posts[content_posts.len() - 1] as u64;
     if np == 0 {
         return Ok(None);
     }
@@ -282,6 +294,28 @@ fn merge_run(
         return Err(Error::InvalidParameter(
             "a merged segment would hold more than 2^31 unique texts; merge fewer segments".into(),
         ));
+    }
+    // Posts grouped by content, each content's posts in source order.
+    let mut order: Vec<(u32, u32)> = vec![(0, 0); np as usize];
+    {
+        let mut next: Vec<u32> = content_posts[..nc as usize].to_vec();
+        for (si, (s, r)) in sources.iter().zip(remaps.iter_mut()).enumerate() {
+            for c in 0..s.n_contents() as u32 {
+                let new = r.content[c as usize];
+                if new == u32::MAX {
+                    continue;
+                }
+                for p in s.content_posts(c)? {
+                    if s.is_deleted(p) {
+                        continue;
+                    }
+                    let at = next[new as usize];
+                    next[new as usize] += 1;
+                    order[at as usize] = (si as u32, p);
+                    r.post[p as usize] = at;
+                }
+            }
+        }
     }
     let seg_dir = dir.join(segment_dir_name(id));
     fs::create_dir_all(&seg_dir).map_err(|e| Error::io(&seg_dir, e))?;
@@ -317,8 +351,11 @@ fn merge_run(
                 .zip(&remaps)
                 .map(|(s, r)| BandCursor::new(s, band, &r.content))
                 .collect::<Result<Vec<_>>>()?;
+            // Entries come out in prefix order; the contents of one prefix are sorted and
+            // deduplicated (a content unified from two sources has an entry in each).
+            let mut group: Vec<u32> = Vec::new();
+            let mut group_prefix = 0u32;
             loop {
-                // The smallest head; ties go to the earlier source (its new ids are lower).
                 let mut best: Option<(usize, (u32, u32))> = None;
                 for (i, c) in cursors.iter().enumerate() {
                     if let Some(h) = c.head() {
@@ -327,24 +364,34 @@ fn merge_run(
                         }
                     }
                 }
-                let Some((i, (prefix, cid))) = best else {
+                let next = best.map(|(_, h)| h);
+                if next.is_none_or(|(p, _)| p != group_prefix) && !group.is_empty() {
+                    group.sort_unstable();
+                    group.dedup();
+                    let bucket = if d == 0 {
+                        0
+                    } else {
+                        (group_prefix >> (32 - d)) as usize
+                    };
+                    dirs[bucket + 1] += group.len() as u32;
+                    for &cid in &group {
+                        out_p.push(group_prefix);
+                        out_c.push(cid);
+                    }
+                    group.clear();
+                    if out_p.len() >= 1 << 16 {
+                        spill_prefixes.write_u32s(&out_p)?;
+                        spill_cids.write_u32s(&out_c)?;
+                        out_p.clear();
+                        out_c.clear();
+                    }
+                }
+                let (Some((i, _)), Some((prefix, cid))) = (best, next) else {
                     break;
                 };
                 cursors[i].advance()?;
-                let bucket = if d == 0 {
-                    0
-                } else {
-                    (prefix >> (32 - d)) as usize
-                };
-                dirs[bucket + 1] += 1;
-                out_p.push(prefix);
-                out_c.push(cid);
-                if out_p.len() == out_p.capacity() {
-                    spill_prefixes.write_u32s(&out_p)?;
-                    spill_cids.write_u32s(&out_c)?;
-                    out_p.clear();
-                    out_c.clear();
-                }
+                group_prefix = prefix;
+                group.push(cid);
             }
             spill_prefixes.write_u32s(&out_p)?;
             spill_cids.write_u32s(&out_c)?;
@@ -372,7 +419,7 @@ fn merge_run(
     // 3. Signatures of the live contents, in new order.
     {
         let path = seg_dir.join("sigs");
-        let mut w = EnvelopeWriter::create(&path, SIGS_MAGIC, 2)?;
+        let mut w = EnvelopeWriter::create(&path, SIGS_MAGIC, 3)?;
         w.begin(0)?;
         let mut meta = Vec::new();
         meta.extend_from_slice(&nc.to_le_bytes());
@@ -380,23 +427,26 @@ fn merge_run(
         meta.extend_from_slice(&8u32.to_le_bytes());
         w.write(&meta)?;
         w.begin(1)?;
-        for (s, r) in sources.iter().zip(&remaps) {
-            for c in 0..s.n_contents() as u32 {
-                if r.content[c as usize] != u32::MAX {
-                    w.write(s.signature(c)?)?;
-                }
+        for &(si, c) in &content_src {
+            w.write(sources[si as usize].signature(c)?)?;
+        }
+        w.begin(2)?;
+        let mut hashes = Vec::with_capacity(1 << 12);
+        for chunk in content_src.chunks(1 << 12) {
+            hashes.clear();
+            for &(si, c) in chunk {
+                let s = &sources[si as usize];
+                hashes.push(s.content_hash(c).ok_or_else(|| {
+                    Error::corrupt(s.dir().join("sigs"), format!("content {c} has no hash"))
+                })?);
             }
+            w.write_u128s(&hashes)?;
         }
         w.finish()?;
         files.insert("sigs".to_string(), file_entry(&path)?);
     }
     // 4. Posts: several sequential passes over the live posts in new order.
-    let live = || {
-        sources
-            .iter()
-            .zip(&remaps)
-            .flat_map(|(s, r)| r.order.iter().map(move |&p| (s, p)))
-    };
+    let live = || order.iter().map(|&(si, p)| (&sources[si as usize], p));
     {
         let path = seg_dir.join("posts");
         // Account and platform dictionaries in first-seen order, as a build makes them.
@@ -546,8 +596,9 @@ fn merge_run(
         let mut spill = SpillFile::new(&seg_dir.join("text.spill.tmp"))?;
         let mut offs = Vec::with_capacity((np as usize).div_ceil(TEXT_BLOCK_POSTS as usize) + 1);
         offs.push(0u64);
-        let mut cache = TextCache::default();
-        let mut posts = live();
+        // One block cache per source: a source is read mostly in order.
+        let mut caches: Vec<TextCache> = sources.iter().map(|_| TextCache::default()).collect();
+        let mut posts = order.iter().map(|&(si, p)| (si as usize, p));
         const GROUP: usize = 4096;
         loop {
             // A group of raw blocks, read sequentially, then compressed in parallel.
@@ -555,13 +606,13 @@ fn merge_run(
             'fill: while raw_blocks.len() < GROUP {
                 let mut texts: Vec<String> = Vec::with_capacity(TEXT_BLOCK_POSTS as usize);
                 for _ in 0..TEXT_BLOCK_POSTS {
-                    let Some((s, p)) = posts.next() else {
+                    let Some((si, p)) = posts.next() else {
                         if !texts.is_empty() {
                             raw_blocks.push(raw_block(&texts));
                         }
                         break 'fill;
                     };
-                    texts.push(s.text(p, &mut cache)?.unwrap_or_default());
+                    texts.push(sources[si].text(p, &mut caches[si])?.unwrap_or_default());
                 }
                 raw_blocks.push(raw_block(&texts));
             }

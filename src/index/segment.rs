@@ -28,7 +28,7 @@ pub const TEXT_MAGIC: &[u8; 8] = b"TRTEXT\0\0";
 /// Section names of the band file, by position.
 pub const BANDS_SECTIONS: [&str; 4] = ["meta", "dirs", "fps", "cids"];
 /// Section names of the signature file.
-pub const SIGS_SECTIONS: [&str; 2] = ["meta", "sigs"];
+pub const SIGS_SECTIONS: [&str; 3] = ["meta", "sigs", "hashes"];
 /// Section names of the posts file.
 pub const POSTS_SECTIONS: [&str; 11] = [
     "meta",
@@ -186,6 +186,8 @@ pub struct Segment {
     bands: Bands,
     sigs: File,
     sigs_range: Range<usize>,
+    /// Format 2: each content's 128-bit hash of its normalized text.
+    hashes: Option<Range<usize>>,
     posts: Posts,
     ids: Data,
     ids_checked: OnceLock<std::result::Result<(), String>>,
@@ -262,6 +264,11 @@ impl Segment {
             ));
         }
         let sigs_range = sigs.arr::<1>(1, nc * k as u64, "sigs")?;
+        let hashes = if sigs.env.version >= 2 {
+            Some(sigs.arr::<16>(2, nc, "hashes")?)
+        } else {
+            None
+        };
         // Posts.
         let f = File::open(&dir, "posts", entry, mmap, POSTS_MAGIC, "posts")?;
         let m = f.meta(32)?;
@@ -374,6 +381,7 @@ impl Segment {
             bands,
             sigs,
             sigs_range,
+            hashes,
             posts,
             ids,
             ids_checked: OnceLock::new(),
@@ -425,6 +433,23 @@ impl Segment {
         let d = self.deleted.as_ref()?;
         let a = LeArray::<8>::proven(&d.data[d.bits.clone()]);
         Some((0..a.len()).filter_map(|i| a.get(i)).collect())
+    }
+
+    /// Whether the segment records content hashes (format 2).
+    pub fn has_hashes(&self) -> bool {
+        self.hashes.is_some()
+    }
+
+    /// The 128-bit hash of content `c`'s normalized text (the exact-duplicate key), if the
+    /// segment records it (format 2).
+    pub fn content_hash(&self, c: u32) -> Option<u128> {
+        let r = self.hashes.as_ref()?;
+        let start = r.start.checked_add((c as usize).checked_mul(16)?)?;
+        let b = self.sigs.data.get(start..start.checked_add(16)?)?;
+        if start + 16 > r.end {
+            return None;
+        }
+        Some(u128::from_le_bytes(b.try_into().ok()?))
     }
 
     /// Which contents still have a live post, when some post is deleted (computed once).
