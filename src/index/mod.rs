@@ -754,6 +754,147 @@ mod tests {
         }
     }
 
+    /// Answers of an index to the fixture's posts as `(query, [(id, similarity, cluster)])`.
+    fn fixture_answers(
+        index: &Index,
+        posts: &str,
+    ) -> Vec<(String, Vec<(String, f64, Option<u32>)>)> {
+        let opts = QueryOptions {
+            with_text: false,
+            min_similarity: 0.3,
+            ..QueryOptions::default()
+        };
+        posts
+            .lines()
+            .map(|line| {
+                let post: serde_json::Value = serde_json::from_str(line).unwrap();
+                let got = index.query(post["text"].as_str().unwrap(), &opts).unwrap();
+                let hits = got
+                    .hits
+                    .iter()
+                    .map(|h| (h.id.clone(), h.similarity, h.cluster))
+                    .collect();
+                (post["id"].to_string(), hits)
+            })
+            .collect()
+    }
+
+    fn same_answers(
+        got: &[(String, Vec<(String, f64, Option<u32>)>)],
+        want: &[(String, Vec<(String, f64, Option<u32>)>)],
+        with_clusters: bool,
+    ) {
+        assert_eq!(got.len(), want.len());
+        for ((q, g), (_, w)) in got.iter().zip(want) {
+            assert_eq!(g.len(), w.len(), "query {q}: {g:?} vs {w:?}");
+            for (gh, wh) in g.iter().zip(w) {
+                assert_eq!(gh.0, wh.0, "query {q}");
+                assert!((gh.1 - wh.1).abs() < 1e-5, "query {q}");
+                if with_clusters {
+                    assert_eq!(gh.2, wh.2, "query {q}");
+                }
+            }
+        }
+    }
+
+    /// The format-2 fixture (two segments, deleted posts, saved clusters; made by
+    /// `tests/fixtures/make_v2.sh`) keeps answering as recorded, and merging a copy of it
+    /// answers the same.
+    #[test]
+    fn format_v2_fixture_opens_answers_as_recorded_and_merges() {
+        let dir = fixture("v2");
+        let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
+        let expected: Vec<(String, Vec<(String, f64, Option<u32>)>)> =
+            std::fs::read_to_string(dir.join("expected.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let hits = v["hits"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|h| {
+                            (
+                                h[0].as_str().unwrap().to_string(),
+                                h[1].as_f64().unwrap(),
+                                h[2].as_u64().map(|c| c as u32),
+                            )
+                        })
+                        .collect();
+                    (format!("\"{}\"", v["query"].as_str().unwrap()), hits)
+                })
+                .collect();
+        let deleted: Vec<String> = std::fs::read_to_string(dir.join("deleted.txt"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(deleted.len(), 12);
+        for access in [Access::Mmap, Access::InMemory] {
+            let index = Index::open_with(
+                dir.join("index"),
+                OpenOptions {
+                    access,
+                    prefetch: false,
+                },
+            )
+            .unwrap();
+            index.verify().unwrap();
+            assert_eq!(index.segments().len(), 2);
+            assert_eq!(index.stats().deleted, 12);
+            assert_eq!(index.num_posts(), 107 - 12);
+            let got = fixture_answers(&index, &posts);
+            // The fixture's query ids are JSON numbers; expected.jsonl holds them as strings.
+            let got: Vec<_> = got
+                .into_iter()
+                .map(|(q, h)| (format!("\"{}\"", q.trim_matches('"')), h))
+                .collect();
+            same_answers(&got, &expected, true);
+            for id in &deleted {
+                assert!(index.post(id).unwrap().is_none(), "deleted post {id}");
+                assert!(got.iter().all(|(_, h)| h.iter().all(|x| &x.0 != id)));
+            }
+            assert!(got.iter().any(|(_, h)| h.iter().any(|x| x.2.is_some())));
+        }
+        // Merging a copy: one segment, no deleted posts left, the same answers (the saved
+        // clusters covered the merged segments and are dropped).
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = tmp.path().join("index");
+        std::fs::create_dir_all(&copy).unwrap();
+        for e in walk(&dir.join("index")) {
+            let rel = e.strip_prefix(dir.join("index")).unwrap();
+            let to = copy.join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&e, &to).unwrap();
+        }
+        let stats = merge::merge(&copy, &merge::MergeOptions::default()).unwrap();
+        assert_eq!((stats.segments_before, stats.segments_after), (2, 1));
+        assert_eq!(stats.posts_out, 95);
+        assert!(stats.clusters_dropped);
+        let index = Index::open(&copy).unwrap();
+        index.verify().unwrap();
+        assert_eq!(index.stats().deleted, 0);
+        let got: Vec<_> = fixture_answers(&index, &posts)
+            .into_iter()
+            .map(|(q, h)| (format!("\"{}\"", q.trim_matches('"')), h))
+            .collect();
+        same_answers(&got, &expected, false);
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
     #[test]
     fn index_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
