@@ -177,6 +177,25 @@ pub fn run(args: Args) -> Result<i32> {
         },
     };
     let memory_budget = build.memory_budget;
+    if args.append {
+        // Appended posts are fingerprinted with the index's own parameters; refuse flags
+        // that ask for others rather than ignore them.
+        let asked = args.keep_hashtags
+            || args.no_t2s
+            || args.shingle != 3
+            || args.num_perm != 128
+            || args.bands.is_some()
+            || args.threshold.is_some();
+        if let Some((m, _)) = textreuse::index::Manifest::load_current(&args.index)? {
+            if asked && m.params != build.params {
+                anyhow::bail!(
+                    "{}: the index was built with other fingerprint parameters ({:?}); --append uses the index's own, so leave out --keep-hashtags, --no-t2s, --shingle, --num-perm, --bands/--rows and --threshold",
+                    args.index.display(),
+                    m.params
+                );
+            }
+        }
+    }
     let ingest = IngestOptions {
         input: InputOptions {
             format: args.format,

@@ -275,6 +275,7 @@ fn merge_run(
             let n = s.content_posts(c)?.filter(|&p| !s.is_deleted(p)).count();
             counts[new as usize] += n as u32;
         }
+        s.release_pages();
         remaps.push(r);
     }
     drop(by_hash);
@@ -295,6 +296,7 @@ fn merge_run(
             "a merged segment would hold more than 2^31 unique texts; merge fewer segments".into(),
         ));
     }
+    sources.iter().for_each(Segment::release_pages);
     // Posts grouped by content, each content's posts in source order.
     let mut order: Vec<(u32, u32)> = vec![(0, 0); np as usize];
     {
@@ -407,6 +409,7 @@ fn merge_run(
                 ));
             }
             w.write_u32s(&dirs)?;
+            sources.iter().for_each(Segment::release_pages);
             progress(band + 1, bands);
         }
         w.begin(2)?;
@@ -443,10 +446,19 @@ fn merge_run(
             w.write_u128s(&hashes)?;
         }
         w.finish()?;
+        sources.iter().for_each(Segment::release_pages);
         files.insert("sigs".to_string(), file_entry(&path)?);
     }
     // 4. Posts: several sequential passes over the live posts in new order.
-    let live = || order.iter().map(|&(si, p)| (&sources[si as usize], p));
+    // Every 2^20 posts, the pages read so far are released (bounded resident memory).
+    let live = || {
+        order.iter().enumerate().map(|(i, &(si, p))| {
+            if i % (1 << 20) == 0 {
+                sources.iter().for_each(Segment::release_pages);
+            }
+            (&sources[si as usize], p)
+        })
+    };
     {
         let path = seg_dir.join("posts");
         // Account and platform dictionaries in first-seen order, as a build makes them.
@@ -616,6 +628,7 @@ fn merge_run(
                 }
                 raw_blocks.push(raw_block(&texts));
             }
+            sources.iter().for_each(Segment::release_pages);
             if raw_blocks.is_empty() {
                 break;
             }

@@ -61,6 +61,26 @@ impl Data {
     }
 }
 
+impl Data {
+    /// Drops this process's mapping of the file's pages (memory maps only): the resident
+    /// set shrinks at once, the kernel's page cache keeps them, and a later access reads
+    /// them in again. Long sequential passes (merges) call it so that the pages they have
+    /// read do not count against their memory.
+    pub fn release(&self) {
+        #[cfg(unix)]
+        if let Data::Mmap(m) = self {
+            if !m.is_empty() {
+                // SAFETY: MADV_DONTNEED on a shared, read-only file mapping only discards
+                // this process's page table entries: the addresses stay mapped and a later
+                // read faults the same bytes back in from the file, which is never modified
+                // (see `map`). No page is written through the map, so nothing is lost and
+                // borrowed slices keep reading identical bytes.
+                let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            }
+        }
+    }
+}
+
 impl Deref for Data {
     type Target = [u8];
     #[inline]

@@ -411,6 +411,21 @@ impl Segment {
         self.n_posts
     }
 
+    /// Drops this process's mapping of every page of the segment's files (see
+    /// [`Data::release`]): for long sequential passes whose memory must stay bounded.
+    pub fn release_pages(&self) {
+        self.bands.file.data.release();
+        self.sigs.data.release();
+        self.posts.file.data.release();
+        self.ids.release();
+        if let Some(t) = &self.texts {
+            t.file.data.release();
+        }
+        if let Some(d) = &self.deleted {
+            d.data.release();
+        }
+    }
+
     /// Whether post `p` is deleted.
     #[inline]
     pub fn is_deleted(&self, p: u32) -> bool {
