@@ -128,7 +128,7 @@ pub struct BuildStats {
 /// A hasher for keys that already are uniformly distributed hashes (content and id hashes):
 /// it keeps the low 64 bits instead of hashing again.
 #[derive(Default, Clone, Copy)]
-struct PreHashed(u64);
+pub(crate) struct PreHashed(u64);
 
 impl std::hash::Hasher for PreHashed {
     fn finish(&self) -> u64 {
@@ -151,7 +151,7 @@ impl std::hash::Hasher for PreHashed {
     }
 }
 
-type PreHashedMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<PreHashed>>;
+pub(crate) type PreHashedMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<PreHashed>>;
 
 /// A post fingerprinted in parallel, waiting for in-order insertion.
 struct Prepared {

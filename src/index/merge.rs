@@ -27,8 +27,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::build::{
-    cleanup_after_publish, dir_bits, file_entry, remove_leftovers, SpillFile, TEXT_BLOCK_POSTS,
-    TEXT_ZSTD_LEVEL,
+    cleanup_after_publish, dir_bits, file_entry, remove_leftovers, PreHashedMap, SpillFile,
+    TEXT_BLOCK_POSTS, TEXT_ZSTD_LEVEL,
 };
 use super::format::{sync_dir, EnvelopeWriter};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
@@ -235,9 +235,11 @@ fn merge_run(
     }
     let total_posts: u64 = sources.iter().map(Segment::n_posts).sum();
     let total_contents: u64 = sources.iter().map(Segment::n_contents).sum();
-    // Remap tables and the post order (12 bytes per post), the content tables and the hash
-    // map of contents (about 64 bytes per content), one band's directory.
-    let need = (total_posts * 12 + total_contents * 64) as usize;
+    // Remap tables, the post order and the account and platform columns (20 bytes per
+    // post); the content tables and the map of content hashes, sized once (about 56 bytes
+    // per content); text and band buffers, compression contexts and allocator slack (160 MiB,
+    // measured).
+    let need = (total_posts * 20 + total_contents * 56 + (160 << 20)) as usize;
     if need > opts.memory_budget {
         return Err(Error::InvalidParameter(format!(
             "merging {total_posts} posts needs about {} MiB, more than the memory budget ({} MiB)",
@@ -249,7 +251,11 @@ fn merge_run(
     // duplicate (equal content hash) in a later source joins the earlier content, so exact
     // duplicates that arrived in different segments become one group again.
     let mut remaps = Vec::with_capacity(sources.len());
-    let mut by_hash: HashMap<u128, u32> = HashMap::new();
+    // Contents by the low 64 bits of their hash (the full hash is checked on a match; the
+    // rare 64-bit collision of different texts goes to a second map).
+    let mut by_hash: PreHashedMap<u64, u32> = PreHashedMap::default();
+    by_hash.reserve(total_contents as usize);
+    let mut collided: HashMap<u128, u32> = HashMap::new();
     let mut content_src: Vec<(u32, u32)> = Vec::new();
     let mut counts: Vec<u32> = Vec::new();
     for (si, s) in sources.iter().enumerate() {
@@ -266,7 +272,13 @@ fn merge_run(
                 Error::corrupt(s.dir().join("sigs"), format!("content {c} has no hash"))
             })?;
             let next = content_src.len() as u32;
-            let new = *by_hash.entry(hash).or_insert(next);
+            let mut new = *by_hash.entry(hash as u64).or_insert(next);
+            if new != next {
+                let (fs, fc) = content_src[new as usize];
+                if sources[fs as usize].content_hash(fc) != Some(hash) {
+                    new = *collided.entry(hash).or_insert(next);
+                }
+            }
             if new == next {
                 content_src.push((si as u32, c));
                 counts.push(0);
@@ -279,6 +291,7 @@ fn merge_run(
         remaps.push(r);
     }
     drop(by_hash);
+    drop(collided);
     let nc = content_src.len() as u64;
     let mut content_posts: Vec<u32> = Vec::with_capacity(counts.len() + 1);
     content_posts.push(0);
@@ -317,6 +330,7 @@ fn merge_run(
                     r.post[p as usize] = at;
                 }
             }
+            s.release_pages();
         }
     }
     let seg_dir = dir.join(segment_dir_name(id));
@@ -430,12 +444,18 @@ fn merge_run(
         meta.extend_from_slice(&8u32.to_le_bytes());
         w.write(&meta)?;
         w.begin(1)?;
-        for &(si, c) in &content_src {
+        for (i, &(si, c)) in content_src.iter().enumerate() {
+            if i % (1 << 18) == 0 {
+                sources.iter().for_each(Segment::release_pages);
+            }
             w.write(sources[si as usize].signature(c)?)?;
         }
         w.begin(2)?;
         let mut hashes = Vec::with_capacity(1 << 12);
-        for chunk in content_src.chunks(1 << 12) {
+        for (i, chunk) in content_src.chunks(1 << 12).enumerate() {
+            if i % 64 == 0 {
+                sources.iter().for_each(Segment::release_pages);
+            }
             hashes.clear();
             for &(si, c) in chunk {
                 let s = &sources[si as usize];
@@ -450,10 +470,10 @@ fn merge_run(
         files.insert("sigs".to_string(), file_entry(&path)?);
     }
     // 4. Posts: several sequential passes over the live posts in new order.
-    // Every 2^20 posts, the pages read so far are released (bounded resident memory).
+    // Every 2^18 posts, the pages read so far are released (bounded resident memory).
     let live = || {
         order.iter().enumerate().map(|(i, &(si, p))| {
-            if i % (1 << 20) == 0 {
+            if i % (1 << 18) == 0 {
                 sources.iter().for_each(Segment::release_pages);
             }
             (&sources[si as usize], p)
@@ -611,7 +631,7 @@ fn merge_run(
         // One block cache per source: a source is read mostly in order.
         let mut caches: Vec<TextCache> = sources.iter().map(|_| TextCache::default()).collect();
         let mut posts = order.iter().map(|&(si, p)| (si as usize, p));
-        const GROUP: usize = 4096;
+        const GROUP: usize = 1024;
         loop {
             // A group of raw blocks, read sequentially, then compressed in parallel.
             let mut raw_blocks: Vec<Vec<u8>> = Vec::with_capacity(GROUP);
@@ -633,17 +653,25 @@ fn merge_run(
                 break;
             }
             let done = raw_blocks.len() < GROUP;
+            // One compressor per thread's share of the group (a compression context is
+            // costly to create).
+            let share = raw_blocks
+                .len()
+                .div_ceil(rayon::current_num_threads().max(1));
             let blocks: Vec<Result<Vec<u8>>> = raw_blocks
-                .par_iter()
-                .map_init(
-                    || zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
-                    |z, raw| {
-                        let z = z.as_mut().map_err(|e| {
-                            Error::io(&path, std::io::Error::new(e.kind(), e.to_string()))
-                        })?;
-                        z.compress(raw).map_err(|e| Error::io(&path, e))
-                    },
-                )
+                .par_chunks(share.max(1))
+                .flat_map_iter(|chunk| {
+                    let mut z = zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL);
+                    chunk
+                        .iter()
+                        .map(|raw| {
+                            let z = z.as_mut().map_err(|e| {
+                                Error::io(&path, std::io::Error::new(e.kind(), e.to_string()))
+                            })?;
+                            z.compress(raw).map_err(|e| Error::io(&path, e))
+                        })
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             for blk in blocks {
                 let blk = blk?;
@@ -769,5 +797,50 @@ impl Dict {
         self.ends.push(self.bytes.len() as u64);
         self.index.insert(s.to_string(), i);
         i
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(id: u64, posts: u64, deleted: bool) -> SegmentEntry {
+        SegmentEntry {
+            id,
+            posts,
+            contents: posts,
+            has_text: true,
+            files: BTreeMap::new(),
+            deleted: deleted.then(|| super::super::manifest::DeletedEntry {
+                file: format!("deleted-{id:06}"),
+                count: 1,
+                len: 0,
+                xxh3: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn plan_merges_the_cheapest_adjacent_run_or_rewrites_segments_with_deletions() {
+        // Ten segments: big old ones first, small appended ones last.
+        let segs: Vec<SegmentEntry> = [1000, 900, 800, 10, 12, 9, 11, 10, 8, 7]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| seg(i as u64 + 1, n, false))
+            .collect();
+        // Down to 4: a run of 7 adjacent segments, the one with the fewest posts.
+        assert_eq!(plan(&segs, 4), vec![3..10]);
+        // Down to 1: everything.
+        assert_eq!(plan(&segs, 1), vec![0..10]);
+        // Down to 9: the cheapest pair (8 + 7), the latest among equals.
+        assert_eq!(plan(&segs, 9), vec![8..10]);
+        // Already few enough and nothing deleted: nothing to do.
+        assert!(plan(&segs, 10).is_empty());
+        assert!(plan(&segs, 0).len() == 1, "0 means 1");
+        // Few enough, but some hold deleted posts: each is rewritten alone.
+        let mut segs = segs;
+        segs[1] = seg(2, 900, true);
+        segs[6] = seg(7, 11, true);
+        assert_eq!(plan(&segs, 10), vec![1..2, 6..7]);
     }
 }
