@@ -332,7 +332,10 @@ impl IndexBuilder {
     /// writer holds the index's lock, on invalid parameters, and on I/O errors.
     pub fn create(dir: impl AsRef<Path>, opts: BuildOptions) -> Result<IndexBuilder> {
         let dir = dir.as_ref().to_path_buf();
-        let fp = Fingerprinter::new(opts.params)?;
+        if opts.existing != Existing::Append {
+            // Checked before anything is created (an append uses the index's parameters).
+            Fingerprinter::new(opts.params)?;
+        }
         if opts.memory_budget < (16 << 20) {
             return Err(Error::InvalidParameter(
                 "the memory budget must be at least 16 MiB".into(),
@@ -348,15 +351,15 @@ impl IndexBuilder {
             });
         }
         let mut opts = opts;
-        let mut fp = fp;
         let mut kept = Vec::new();
         if let (Existing::Append, Some(m)) = (opts.existing, &previous) {
+            // Appended posts are fingerprinted like the index's own.
             opts.params = m.params;
-            fp = Fingerprinter::new(m.params)?;
             for s in &m.segments {
                 kept.push(super::segment::Segment::open(&dir, s, &m.params, true)?);
             }
         }
+        let fp = Fingerprinter::new(opts.params)?;
         let max_seen = remove_leftovers(&dir, previous.as_ref())?;
         Ok(IndexBuilder {
             dir,

@@ -231,11 +231,11 @@ impl Index {
                     })
                 }
                 // CURRENT named a manifest that a writer has just replaced and removed.
-                Err(e) if not_found(&e) && attempts < 8 => continue,
+                Err(e) if not_found(&e) && attempts < 100 => continue,
                 Err(e) => return Err(e),
             };
             match Index::open_manifest(&dir, manifest, opts) {
-                Err(e) if not_found(&e) && attempts < 8 => {
+                Err(e) if not_found(&e) && attempts < 100 => {
                     // A writer published a new generation and removed this one's files:
                     // start over on the new one. Otherwise the file is really missing.
                     let moved_on = Manifest::load_current(&dir)
@@ -244,6 +244,10 @@ impl Index {
                         .is_some_and(|(_, p)| p != path);
                     if !moved_on {
                         return Err(e);
+                    }
+                    if attempts > 4 {
+                        // A writer is publishing generation after generation: let it run.
+                        std::thread::yield_now();
                     }
                 }
                 r => return r,
@@ -278,9 +282,17 @@ impl Index {
     /// its own generation (a snapshot) for as long as it lives, so queries in flight never
     /// pause or see a mix. [`IndexReader`] swaps generations for many threads.
     pub fn reload(&self) -> Result<Option<Index>> {
-        match Manifest::load_current(&self.dir)? {
-            Some((m, _)) if m.generation == self.manifest.generation => Ok(None),
-            _ => Index::open_with(&self.dir, self.opts).map(Some),
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Manifest::load_current(&self.dir) {
+                Ok(Some((m, _))) if m.generation == self.manifest.generation => return Ok(None),
+                Ok(_) => return Index::open_with(&self.dir, self.opts).map(Some),
+                // `CURRENT` named a manifest that a writer has just replaced and removed.
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 100 => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -665,7 +677,8 @@ pub struct WriterLock {
 }
 
 impl WriterLock {
-    /// Takes the lock of `dir`, or fails at once if another writer holds it.
+    /// Takes the lock of `dir`, or fails if another writer holds it (after waiting up to
+    /// 100 ms for a lock held only for a moment).
     pub fn acquire(dir: &Path) -> Result<WriterLock> {
         let path = dir.join("LOCK");
         let file = File::options()
@@ -674,16 +687,24 @@ impl WriterLock {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(WriterLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::IndexState {
-                path: dir.to_path_buf(),
-                what:
-                    "another writer is working on this index (LOCK is held); wait for it to finish"
-                        .into(),
-            }),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        // A lock held for a moment only is waited for (up to 100 ms): a process that forks
+        // (to run a command, say) holds its parent's open files, and so the lock, until it
+        // execs.
+        for attempt in 0..=10 {
+            match file.try_lock() {
+                Ok(()) => return Ok(WriterLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if attempt < 10 => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => break,
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            }
         }
+        Err(Error::IndexState {
+            path: dir.to_path_buf(),
+            what: "another writer is working on this index (LOCK is held); wait for it to finish"
+                .into(),
+        })
     }
 }
 
@@ -754,11 +775,11 @@ mod tests {
         }
     }
 
+    /// `(query, [(id, similarity, cluster)])` per query.
+    type Answers = Vec<(String, Vec<(String, f64, Option<u32>)>)>;
+
     /// Answers of an index to the fixture's posts as `(query, [(id, similarity, cluster)])`.
-    fn fixture_answers(
-        index: &Index,
-        posts: &str,
-    ) -> Vec<(String, Vec<(String, f64, Option<u32>)>)> {
+    fn fixture_answers(index: &Index, posts: &str) -> Answers {
         let opts = QueryOptions {
             with_text: false,
             min_similarity: 0.3,
@@ -779,11 +800,7 @@ mod tests {
             .collect()
     }
 
-    fn same_answers(
-        got: &[(String, Vec<(String, f64, Option<u32>)>)],
-        want: &[(String, Vec<(String, f64, Option<u32>)>)],
-        with_clusters: bool,
-    ) {
+    fn same_answers(got: &Answers, want: &Answers, with_clusters: bool) {
         assert_eq!(got.len(), want.len());
         for ((q, g), (_, w)) in got.iter().zip(want) {
             assert_eq!(g.len(), w.len(), "query {q}: {g:?} vs {w:?}");
@@ -804,27 +821,26 @@ mod tests {
     fn format_v2_fixture_opens_answers_as_recorded_and_merges() {
         let dir = fixture("v2");
         let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
-        let expected: Vec<(String, Vec<(String, f64, Option<u32>)>)> =
-            std::fs::read_to_string(dir.join("expected.jsonl"))
-                .unwrap()
-                .lines()
-                .map(|l| {
-                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                    let hits = v["hits"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|h| {
-                            (
-                                h[0].as_str().unwrap().to_string(),
-                                h[1].as_f64().unwrap(),
-                                h[2].as_u64().map(|c| c as u32),
-                            )
-                        })
-                        .collect();
-                    (format!("\"{}\"", v["query"].as_str().unwrap()), hits)
-                })
-                .collect();
+        let expected: Answers = std::fs::read_to_string(dir.join("expected.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let hits = v["hits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| {
+                        (
+                            h[0].as_str().unwrap().to_string(),
+                            h[1].as_f64().unwrap(),
+                            h[2].as_u64().map(|c| c as u32),
+                        )
+                    })
+                    .collect();
+                (format!("\"{}\"", v["query"].as_str().unwrap()), hits)
+            })
+            .collect();
         let deleted: Vec<String> = std::fs::read_to_string(dir.join("deleted.txt"))
             .unwrap()
             .lines()

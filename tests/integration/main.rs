@@ -20,3 +20,4 @@ mod crash;
 mod damage;
 mod determinism;
 mod equivalence;
+mod living;
