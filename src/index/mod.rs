@@ -238,10 +238,12 @@ impl Index {
                 Err(e) if not_found(&e) && attempts < 100 => {
                     // A writer published a new generation and removed this one's files:
                     // start over on the new one. Otherwise the file is really missing.
-                    let moved_on = Manifest::load_current(&dir)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|(_, p)| p != path);
+                    let moved_on = match Manifest::load_current(&dir) {
+                        Ok(Some((_, p))) => p != path,
+                        // Its manifest was removed too: yet another generation is out.
+                        Err(e) => not_found(&e),
+                        Ok(None) => false,
+                    };
                     if !moved_on {
                         return Err(e);
                     }
