@@ -185,14 +185,14 @@ struct Buffer {
 
 /// Interned strings in first-seen order.
 #[derive(Default)]
-struct Dict {
+pub(crate) struct Dict {
     index: HashMap<String, u32, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
-    ends: Vec<u64>,
-    bytes: Vec<u8>,
+    pub(crate) ends: Vec<u64>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Dict {
-    fn intern(&mut self, s: &str) -> u32 {
+    pub(crate) fn intern(&mut self, s: &str) -> u32 {
         if let Some(&i) = self.index.get(s) {
             return i;
         }
@@ -833,15 +833,7 @@ fn write_segment(
     {
         let path = seg_dir.join("bands");
         let d = dir_bits(nc as u64);
-        let mut w = EnvelopeWriter::create(&path, BANDS_MAGIC, 4)?;
-        w.begin(0)?;
-        let mut meta = Vec::with_capacity(24);
-        meta.extend_from_slice(&(nc as u64).to_le_bytes());
-        meta.extend_from_slice(&(bands as u32).to_le_bytes());
-        meta.extend_from_slice(&d.to_le_bytes());
-        meta.extend_from_slice(&params.lsh.rows.to_le_bytes());
-        meta.extend_from_slice(&0u32.to_le_bytes());
-        w.write(&meta)?;
+        let mut w = begin_bands_file(&path, nc as u64, bands, d, params.lsh.rows)?;
         let threads = rayon::current_num_threads().max(1);
         let mut tables: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = Vec::new();
         // Sections are written one after another: dirs of all bands, then fps, then cids.
@@ -854,7 +846,6 @@ fn write_segment(
             .collect();
         let mut spill_fps = SpillFile::new(&seg_dir.join("fps.spill.tmp"))?;
         let mut spill_cids = SpillFile::new(&seg_dir.join("cids.spill.tmp"))?;
-        w.begin(1)?;
         for g in &groups {
             tables.clear();
             tables.par_extend(
@@ -867,24 +858,15 @@ fn write_segment(
                 spill_cids.write_u32s(cids)?;
             }
         }
-        w.begin(2)?;
-        spill_fps.copy_into(&mut w)?;
-        w.begin(3)?;
-        spill_cids.copy_into(&mut w)?;
-        w.finish()?;
-        files.insert("bands".to_string(), file_entry(&path)?);
+        files.insert(
+            "bands".to_string(),
+            finish_bands_file(w, &path, spill_fps, spill_cids)?,
+        );
     }
     // Signatures.
     {
         let path = seg_dir.join("sigs");
-        let mut w = EnvelopeWriter::create(&path, SIGS_MAGIC, 3)?;
-        w.begin(0)?;
-        let mut meta = Vec::new();
-        meta.extend_from_slice(&(nc as u64).to_le_bytes());
-        meta.extend_from_slice(&(k as u32).to_le_bytes());
-        meta.extend_from_slice(&8u32.to_le_bytes());
-        w.write(&meta)?;
-        w.begin(1)?;
+        let mut w = begin_sigs_file(&path, nc as u64, k)?;
         w.write(&b.sigs)?;
         w.begin(2)?;
         w.write_u128s(&b.hashes)?;
@@ -1024,19 +1006,10 @@ fn write_segment(
                 spill.write_bytes(&blk)?;
             }
         }
-        let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 3)?;
-        w.begin(0)?;
-        let mut meta = Vec::new();
-        meta.extend_from_slice(&(np as u64).to_le_bytes());
-        meta.extend_from_slice(&TEXT_BLOCK_POSTS.to_le_bytes());
-        meta.extend_from_slice(&CODEC_ZSTD.to_le_bytes());
-        w.write(&meta)?;
-        w.begin(1)?;
-        w.write_u64s(&offs)?;
-        w.begin(2)?;
-        spill.copy_into(&mut w)?;
-        w.finish()?;
-        files.insert("text".to_string(), file_entry(&path)?);
+        files.insert(
+            "text".to_string(),
+            write_text_file(&path, np as u64, &offs, spill)?,
+        );
     }
     sync_dir(&seg_dir)?;
     sync_dir(dir)?;
@@ -1048,6 +1021,104 @@ fn write_segment(
         files,
         deleted: None,
     })
+}
+
+/// Starts a band file of `n` contents with a directory of `d` bits: writes the meta section
+/// and begins the `dirs` section.
+pub(crate) fn begin_bands_file(
+    path: &Path,
+    n: u64,
+    bands: usize,
+    d: u32,
+    rows: u32,
+) -> Result<EnvelopeWriter> {
+    let mut w = EnvelopeWriter::create(path, BANDS_MAGIC, 4)?;
+    w.begin(0)?;
+    let mut meta = Vec::with_capacity(24);
+    meta.extend_from_slice(&n.to_le_bytes());
+    meta.extend_from_slice(&(bands as u32).to_le_bytes());
+    meta.extend_from_slice(&d.to_le_bytes());
+    meta.extend_from_slice(&rows.to_le_bytes());
+    meta.extend_from_slice(&0u32.to_le_bytes());
+    w.write(&meta)?;
+    w.begin(1)?;
+    Ok(w)
+}
+
+/// Ends a band file: copies in the spilled prefixes and content ids, and returns the file's
+/// manifest entry.
+pub(crate) fn finish_bands_file(
+    mut w: EnvelopeWriter,
+    path: &Path,
+    prefixes: SpillFile,
+    cids: SpillFile,
+) -> Result<FileEntry> {
+    w.begin(2)?;
+    prefixes.copy_into(&mut w)?;
+    w.begin(3)?;
+    cids.copy_into(&mut w)?;
+    w.finish()?;
+    file_entry(path)
+}
+
+/// Starts a signature file of `n` contents and `k` bytes each: writes the meta section and
+/// begins the `sigs` section.
+pub(crate) fn begin_sigs_file(path: &Path, n: u64, k: usize) -> Result<EnvelopeWriter> {
+    let mut w = EnvelopeWriter::create(path, SIGS_MAGIC, 3)?;
+    w.begin(0)?;
+    let mut meta = Vec::with_capacity(16);
+    meta.extend_from_slice(&n.to_le_bytes());
+    meta.extend_from_slice(&(k as u32).to_le_bytes());
+    meta.extend_from_slice(&8u32.to_le_bytes());
+    w.write(&meta)?;
+    w.begin(1)?;
+    Ok(w)
+}
+
+/// Writes a text file of `np` posts from its block offsets and the spilled compressed
+/// blocks, and returns its manifest entry.
+pub(crate) fn write_text_file(
+    path: &Path,
+    np: u64,
+    offs: &[u64],
+    blocks: SpillFile,
+) -> Result<FileEntry> {
+    let mut w = EnvelopeWriter::create(path, TEXT_MAGIC, 3)?;
+    w.begin(0)?;
+    let mut meta = Vec::with_capacity(16);
+    meta.extend_from_slice(&np.to_le_bytes());
+    meta.extend_from_slice(&TEXT_BLOCK_POSTS.to_le_bytes());
+    meta.extend_from_slice(&CODEC_ZSTD.to_le_bytes());
+    w.write(&meta)?;
+    w.begin(1)?;
+    w.write_u64s(offs)?;
+    w.begin(2)?;
+    blocks.copy_into(&mut w)?;
+    w.finish()?;
+    file_entry(path)
+}
+
+/// Compresses decompressed text blocks in parallel, one compression context per thread's
+/// share.
+pub(crate) fn compress_blocks(path: &Path, raw: &[Vec<u8>]) -> Vec<Result<Vec<u8>>> {
+    let share = raw
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(1);
+    raw.par_chunks(share)
+        .flat_map_iter(|chunk| {
+            let mut z = zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL);
+            chunk
+                .iter()
+                .map(|raw| {
+                    let z = z.as_mut().map_err(|e| {
+                        Error::io(path, std::io::Error::new(e.kind(), e.to_string()))
+                    })?;
+                    z.compress(raw).map_err(|e| Error::io(path, e))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// One band's table: directory, key prefixes (the top 32 bits of each key) and content ids,

@@ -23,18 +23,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use fst::{IntoStreamer, Streamer};
-use rayon::prelude::*;
 use serde::Serialize;
 
 use super::build::{
-    cleanup_after_publish, dir_bits, file_entry, remove_leftovers, PreHashedMap, SpillFile,
-    TEXT_BLOCK_POSTS, TEXT_ZSTD_LEVEL,
+    begin_bands_file, begin_sigs_file, cleanup_after_publish, compress_blocks, dir_bits,
+    file_entry, finish_bands_file, remove_leftovers, write_text_file, Dict, PreHashedMap,
+    SpillFile, TEXT_BLOCK_POSTS,
 };
 use super::format::{sync_dir, EnvelopeWriter};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
-use super::segment::{
-    Segment, TextCache, BANDS_MAGIC, CODEC_ZSTD, NO_TS, POSTS_MAGIC, SIGS_MAGIC, TEXT_MAGIC,
-};
+use super::segment::{Segment, TextCache, NO_TS, POSTS_MAGIC};
 use super::WriterLock;
 use crate::error::{Error, Result};
 
@@ -344,16 +342,7 @@ fn merge_run(
         let path = seg_dir.join("bands");
         let d = dir_bits(nc);
         let nb = 1usize << d;
-        let mut w = EnvelopeWriter::create(&path, BANDS_MAGIC, 4)?;
-        w.begin(0)?;
-        let mut meta = Vec::with_capacity(24);
-        meta.extend_from_slice(&nc.to_le_bytes());
-        meta.extend_from_slice(&(bands as u32).to_le_bytes());
-        meta.extend_from_slice(&d.to_le_bytes());
-        meta.extend_from_slice(&old.params.lsh.rows.to_le_bytes());
-        meta.extend_from_slice(&0u32.to_le_bytes());
-        w.write(&meta)?;
-        w.begin(1)?;
+        let mut w = begin_bands_file(&path, nc, bands, d, old.params.lsh.rows)?;
         let mut spill_prefixes = SpillFile::new(&seg_dir.join("fps.spill.tmp"))?;
         let mut spill_cids = SpillFile::new(&seg_dir.join("cids.spill.tmp"))?;
         let mut dirs = vec![0u32; nb + 1];
@@ -426,24 +415,15 @@ fn merge_run(
             sources.iter().for_each(Segment::release_pages);
             progress(band + 1, bands);
         }
-        w.begin(2)?;
-        spill_prefixes.copy_into(&mut w)?;
-        w.begin(3)?;
-        spill_cids.copy_into(&mut w)?;
-        w.finish()?;
-        files.insert("bands".to_string(), file_entry(&path)?);
+        files.insert(
+            "bands".to_string(),
+            finish_bands_file(w, &path, spill_prefixes, spill_cids)?,
+        );
     }
     // 3. Signatures of the live contents, in new order.
     {
         let path = seg_dir.join("sigs");
-        let mut w = EnvelopeWriter::create(&path, SIGS_MAGIC, 3)?;
-        w.begin(0)?;
-        let mut meta = Vec::new();
-        meta.extend_from_slice(&nc.to_le_bytes());
-        meta.extend_from_slice(&(k as u32).to_le_bytes());
-        meta.extend_from_slice(&8u32.to_le_bytes());
-        w.write(&meta)?;
-        w.begin(1)?;
+        let mut w = begin_sigs_file(&path, nc, k)?;
         for (i, &(si, c)) in content_src.iter().enumerate() {
             if i % (1 << 18) == 0 {
                 sources.iter().for_each(Segment::release_pages);
@@ -653,26 +633,7 @@ fn merge_run(
                 break;
             }
             let done = raw_blocks.len() < GROUP;
-            // One compressor per thread's share of the group (a compression context is
-            // costly to create).
-            let share = raw_blocks
-                .len()
-                .div_ceil(rayon::current_num_threads().max(1));
-            let blocks: Vec<Result<Vec<u8>>> = raw_blocks
-                .par_chunks(share.max(1))
-                .flat_map_iter(|chunk| {
-                    let mut z = zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL);
-                    chunk
-                        .iter()
-                        .map(|raw| {
-                            let z = z.as_mut().map_err(|e| {
-                                Error::io(&path, std::io::Error::new(e.kind(), e.to_string()))
-                            })?;
-                            z.compress(raw).map_err(|e| Error::io(&path, e))
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            let blocks = compress_blocks(&path, &raw_blocks);
             for blk in blocks {
                 let blk = blk?;
                 offs.push(offs[offs.len() - 1] + blk.len() as u64);
@@ -682,19 +643,10 @@ fn merge_run(
                 break;
             }
         }
-        let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 3)?;
-        w.begin(0)?;
-        let mut meta = Vec::new();
-        meta.extend_from_slice(&np.to_le_bytes());
-        meta.extend_from_slice(&TEXT_BLOCK_POSTS.to_le_bytes());
-        meta.extend_from_slice(&CODEC_ZSTD.to_le_bytes());
-        w.write(&meta)?;
-        w.begin(1)?;
-        w.write_u64s(&offs)?;
-        w.begin(2)?;
-        spill.copy_into(&mut w)?;
-        w.finish()?;
-        files.insert("text".to_string(), file_entry(&path)?);
+        files.insert(
+            "text".to_string(),
+            write_text_file(&path, np, &offs, spill)?,
+        );
     }
     sync_dir(&seg_dir)?;
     sync_dir(dir)?;
@@ -776,27 +728,6 @@ impl<'a> BandCursor<'a> {
                 .bucket_entries(self.band, self.bucket, &mut self.buf)?;
             self.bucket += 1;
         }
-    }
-}
-
-/// Interned strings in first-seen order.
-#[derive(Default)]
-struct Dict {
-    index: HashMap<String, u32>,
-    ends: Vec<u64>,
-    bytes: Vec<u8>,
-}
-
-impl Dict {
-    fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
-        }
-        let i = self.ends.len() as u32;
-        self.bytes.extend_from_slice(s.as_bytes());
-        self.ends.push(self.bytes.len() as u64);
-        self.index.insert(s.to_string(), i);
-        i
     }
 }
 
