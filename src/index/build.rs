@@ -947,23 +947,12 @@ fn write_segment(
         }
         by_id.par_sort_unstable_by(|&x, &y| b.id(x as usize).cmp(b.id(y as usize)));
         let tmp = super::format::tmp_path(&path);
-        let f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut mb = fst::MapBuilder::new(std::io::BufWriter::with_capacity(1 << 20, f))
-            .map_err(|e| Error::corrupt(&tmp, e.to_string()))?;
+        let mut mb = begin_ids_file(&tmp)?;
         for &p in &by_id {
             mb.insert(b.id(p as usize), position[p as usize] as u64)
                 .map_err(|e| Error::InvalidParameter(format!("{}: {e}", tmp.display())))?;
         }
-        let w = mb
-            .into_inner()
-            .map_err(|e| Error::corrupt(&tmp, e.to_string()))?;
-        let f = w
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        f.sync_data().map_err(|e| Error::io(&tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        files.insert("ids.fst".to_string(), file_entry(&path)?);
+        files.insert("ids.fst".to_string(), finish_ids_file(mb, &tmp, &path)?);
     }
     // Texts: blocks of TEXT_BLOCK_POSTS posts, zstd-compressed in parallel.
     if store_text {
@@ -1073,6 +1062,28 @@ pub(crate) fn begin_sigs_file(path: &Path, n: u64, k: usize) -> Result<EnvelopeW
     w.write(&meta)?;
     w.begin(1)?;
     Ok(w)
+}
+
+/// An id map being written to `tmp`.
+pub(crate) type IdsBuilder = fst::MapBuilder<std::io::BufWriter<fs::File>>;
+
+/// Starts an id map (`ids.fst`) at the temporary path `tmp`.
+pub(crate) fn begin_ids_file(tmp: &Path) -> Result<IdsBuilder> {
+    let f = fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+    fst::MapBuilder::new(std::io::BufWriter::with_capacity(1 << 20, f))
+        .map_err(|e| Error::corrupt(tmp, e.to_string()))
+}
+
+/// Ends an id map: fsyncs it, renames it from `tmp` to `path`, returns its manifest entry.
+pub(crate) fn finish_ids_file(mb: IdsBuilder, tmp: &Path, path: &Path) -> Result<FileEntry> {
+    let w = mb
+        .into_inner()
+        .map_err(|e| Error::corrupt(tmp, e.to_string()))?;
+    let f = w.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
+    f.sync_data().map_err(|e| Error::io(tmp, e))?;
+    drop(f);
+    fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
+    file_entry(path)
 }
 
 /// Writes a text file of `np` posts from its block offsets and the spilled compressed

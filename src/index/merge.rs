@@ -26,9 +26,9 @@ use fst::{IntoStreamer, Streamer};
 use serde::Serialize;
 
 use super::build::{
-    begin_bands_file, begin_sigs_file, cleanup_after_publish, compress_blocks, dir_bits,
-    file_entry, finish_bands_file, remove_leftovers, write_text_file, Dict, PreHashedMap,
-    SpillFile, TEXT_BLOCK_POSTS,
+    begin_bands_file, begin_ids_file, begin_sigs_file, cleanup_after_publish, compress_blocks,
+    dir_bits, file_entry, finish_bands_file, finish_ids_file, remove_leftovers, write_text_file,
+    Dict, PreHashedMap, SpillFile, TEXT_BLOCK_POSTS,
 };
 use super::format::{sync_dir, EnvelopeWriter};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
@@ -541,9 +541,7 @@ fn merge_run(
             .map(Segment::id_map)
             .collect::<Result<Vec<_>>>()?;
         let tmp = super::format::tmp_path(&path);
-        let f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut mb = fst::MapBuilder::new(std::io::BufWriter::with_capacity(1 << 20, f))
-            .map_err(|e| Error::corrupt(&tmp, e.to_string()))?;
+        let mut mb = begin_ids_file(&tmp)?;
         let mut op = fst::map::OpBuilder::new();
         for m in &maps {
             op = op.add(m.into_stream());
@@ -589,16 +587,7 @@ fn merge_run(
                 format!("the id maps hold {written} live ids for {np} live posts"),
             ));
         }
-        let w = mb
-            .into_inner()
-            .map_err(|e| Error::corrupt(&tmp, e.to_string()))?;
-        let f = w
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        f.sync_data().map_err(|e| Error::io(&tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        files.insert("ids.fst".to_string(), file_entry(&path)?);
+        files.insert("ids.fst".to_string(), finish_ids_file(mb, &tmp, &path)?);
     }
     // 6. Texts, when every source has them: read in new order, recompressed in blocks.
     let has_text = sources.iter().all(Segment::has_text);
