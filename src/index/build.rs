@@ -854,7 +854,7 @@ fn write_segment(
             );
             for (dirs, fps, cids) in &tables {
                 w.write_u32s(dirs)?;
-                spill_fps.write_u32s(fps)?;
+                spill_fps.write_tags(fps, d)?;
                 spill_cids.write_u32s(cids)?;
             }
         }
@@ -1132,8 +1132,8 @@ pub(crate) fn compress_blocks(path: &Path, raw: &[Vec<u8>]) -> Vec<Result<Vec<u8
         .collect()
 }
 
-/// One band's table: directory, key prefixes (the top 32 bits of each key) and content ids,
-/// sorted by (prefix, cid); the directory is on the prefix's top `d` bits.
+/// One band's table: directory, entry tags (each key's bits `d..32`) and content ids, sorted
+/// within each bucket by (tag, cid); the directory is on the keys' top `d` bits.
 fn band_table(
     keys: &[u64],
     bands: usize,
@@ -1154,16 +1154,16 @@ fn band_table(
     let mut entries = vec![(0u32, 0u32); n];
     for c in 0..n {
         let key = keys[c * bands + band];
-        let (bucket, prefix) = split_key(key, d);
-        entries[pos[bucket] as usize] = (prefix, c as u32);
+        let (bucket, tag) = split_key(key, d);
+        entries[pos[bucket] as usize] = (tag, c as u32);
         pos[bucket] += 1;
     }
     for i in 0..nb {
         entries[dirs[i] as usize..dirs[i + 1] as usize].sort_unstable();
     }
-    let prefixes = entries.iter().map(|e| e.0).collect();
+    let tags = entries.iter().map(|e| e.0).collect();
     let cids = entries.iter().map(|e| e.1).collect();
-    (dirs, prefixes, cids)
+    (dirs, tags, cids)
 }
 
 /// A temporary spill file for one section that is built out of order.
@@ -1192,6 +1192,21 @@ impl SpillFile {
         self.out
             .write_all(bytes)
             .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Writes band entry tags for a directory of `d` bits: `u16` when `d >= 16` (the tags
+    /// then fit), else `u32`.
+    pub(crate) fn write_tags(&mut self, tags: &[u32], d: u32) -> Result<()> {
+        if d >= 16 {
+            self.write_bytes(
+                &tags
+                    .iter()
+                    .flat_map(|&x| (x as u16).to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            )
+        } else {
+            self.write_u32s(tags)
+        }
     }
 
     pub(crate) fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {

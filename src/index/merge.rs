@@ -379,13 +379,18 @@ fn merge_run(
                         (group_prefix >> (32 - d)) as usize
                     };
                     dirs[bucket + 1] += group.len() as u32;
+                    let tag = if d == 0 {
+                        group_prefix
+                    } else {
+                        group_prefix & (u32::MAX >> d)
+                    };
                     for &cid in &group {
-                        out_p.push(group_prefix);
+                        out_p.push(tag);
                         out_c.push(cid);
                     }
                     group.clear();
                     if out_p.len() >= 1 << 16 {
-                        spill_prefixes.write_u32s(&out_p)?;
+                        spill_prefixes.write_tags(&out_p, d)?;
                         spill_cids.write_u32s(&out_c)?;
                         out_p.clear();
                         out_c.clear();
@@ -398,7 +403,7 @@ fn merge_run(
                 group_prefix = prefix;
                 group.push(cid);
             }
-            spill_prefixes.write_u32s(&out_p)?;
+            spill_prefixes.write_tags(&out_p, d)?;
             spill_cids.write_u32s(&out_c)?;
             out_p.clear();
             out_c.clear();

@@ -126,8 +126,11 @@ impl File {
 struct Bands {
     file: File,
     dir_bits: u32,
-    /// Format 2: entries hold the key's top 32 bits (`u32`). Format 1: the 16 key bits that
-    /// follow the directory bits (`u16`).
+    /// Format 2: entries hold the key's bits `D..32` (the top 32 bits but for the bucket's
+    /// `D`), as `u16` when `D >= 16`, else `u32`. Format 1: the 16 key bits after the
+    /// directory bits (`u16`).
+    v2: bool,
+    /// Entry tags are `u32` (else `u16`).
     wide: bool,
     dirs: Range<usize>,
     fps: Range<usize>,
@@ -238,7 +241,8 @@ impl Segment {
         let dir_len = (b as u64) * ((1u64 << dir_bits) + 1);
         let entries = (b as u64) * n;
         let dirs = f.arr::<4>(1, dir_len, "dirs")?;
-        let wide = f.env.version >= 2;
+        let v2 = f.env.version >= 2;
+        let wide = v2 && dir_bits < 16;
         let fps = if wide {
             f.arr::<4>(2, entries, "fps")?
         } else {
@@ -248,6 +252,7 @@ impl Segment {
         let bands = Bands {
             file: f,
             dir_bits,
+            v2,
             wide,
             dirs,
             fps,
@@ -486,10 +491,10 @@ impl Segment {
     }
 
     /// The `(bucket, tag)` of a band key for this segment: the tag is what an entry stores
-    /// (format 2: the key's top 32 bits; format 1: the 16 bits after the directory bits).
+    /// (format 2: the key's bits `D..32`; format 1: the 16 bits after the directory bits).
     #[inline]
     pub fn split_key(&self, key: u64) -> (usize, u32) {
-        if self.bands.wide {
+        if self.bands.v2 {
             split_key(key, self.bands.dir_bits)
         } else {
             let (b, fp) = split_key_v1(key, self.bands.dir_bits);
@@ -500,14 +505,14 @@ impl Segment {
     /// How many leading bits of every band key this segment's entries determine (format 2:
     /// 32; format 1: the directory bits plus 16).
     pub fn known_key_bits(&self) -> u32 {
-        if self.bands.wide {
+        if self.bands.v2 {
             32
         } else {
             self.bands.dir_bits + 16
         }
     }
 
-    /// The bytes of one entry tag (4 in format 2, 2 in format 1).
+    /// The bytes of one entry tag.
     fn tag_width(&self) -> usize {
         if self.bands.wide {
             4
@@ -637,12 +642,9 @@ impl Segment {
         for j in r {
             match (self.tag(base + j), cids.get(base + j)) {
                 (Some(t), Some(c)) if (c as u64) < self.n_contents => {
-                    let prefix = if self.bands.wide {
-                        t as u64
-                    } else {
-                        ((bucket as u64) << 16) | t as u64
-                    };
-                    out.push((prefix, c));
+                    // The bucket's bits, then the tag's.
+                    let tag_bits = self.known_key_bits() - self.bands.dir_bits;
+                    out.push((((bucket as u64) << tag_bits) | t as u64, c));
                 }
                 _ => {
                     return Err(Error::corrupt(
@@ -1017,8 +1019,10 @@ impl std::fmt::Debug for TextCache {
     }
 }
 
-/// The `(bucket, prefix)` of a band key in a format-2 table with a directory of `dir_bits`
-/// bits: the prefix is the key's top 32 bits, the bucket its top `dir_bits` bits.
+/// The `(bucket, tag)` of a band key in a format-2 table with a directory of `dir_bits` (D)
+/// bits: the bucket is the key's top D bits and the tag its bits `D..32`, so that bucket and
+/// tag together hold the key's top 32 bits whatever D is (tables can be merged and
+/// re-bucketed). The tag fits 16 bits when D >= 16.
 #[inline]
 pub fn split_key(key: u64, dir_bits: u32) -> (usize, u32) {
     let bucket = if dir_bits == 0 {
@@ -1026,7 +1030,13 @@ pub fn split_key(key: u64, dir_bits: u32) -> (usize, u32) {
     } else {
         (key >> (64 - dir_bits)) as usize
     };
-    (bucket, (key >> 32) as u32)
+    let top = (key >> 32) as u32;
+    let tag = if dir_bits == 0 {
+        top
+    } else {
+        top & (u32::MAX >> dir_bits)
+    };
+    (bucket, tag)
 }
 
 /// The `(bucket, fingerprint)` of a band key in a format-1 table: the fingerprint is the 16
@@ -1040,4 +1050,34 @@ pub fn split_key_v1(key: u64, dir_bits: u32) -> (usize, u16) {
     };
     let fp = (key >> (48 - dir_bits)) as u16;
     (bucket, fp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Format 2: bucket and tag together are the key's top 32 bits for every directory size,
+    /// and the tag fits 16 bits from D = 16 on (those tables store `u16` tags).
+    #[test]
+    fn format_2_bucket_and_tag_hold_the_top_32_key_bits() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for d in 0..=MAX_DIR_BITS {
+                let (bucket, tag) = split_key(x, d);
+                let top = if d == 0 {
+                    tag as u64
+                } else {
+                    ((bucket as u64) << (32 - d)) | tag as u64
+                };
+                assert_eq!(top, x >> 32, "d = {d}");
+                assert!(bucket < 1 << d);
+                if d >= 16 {
+                    assert!(tag <= u16::MAX as u32, "d = {d}");
+                }
+            }
+        }
+    }
 }
