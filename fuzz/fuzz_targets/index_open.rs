@@ -1,12 +1,12 @@
 //! A damaged index never makes the reader panic.
 //!
-//! A small valid index (400 posts of `data/sample.jsonl` with duplicates and near-copies,
-//! stored texts, a saved cluster assignment) is built once into a temporary directory. Each
-//! input damages one of its files in a working copy, then the index is opened
-//! memory-mapped and in memory, and both are queried (plain, unfiltered and with cluster
-//! expansion), looked up by id, clustered (when the input asks), counted and verified. Nothing may panic, both
-//! must give identical answers, and damage the manifest does not know about must make
-//! `verify` fail.
+//! A small valid index (400 posts of `data/sample.jsonl` with duplicates and near-copies, 4 of
+//! them deleted, stored texts, a saved cluster assignment) is built once into a temporary
+//! directory. Each input damages one of its files (the deletion bitmap among them) in a
+//! working copy, then the index is opened memory-mapped and in memory, and both are queried
+//! (plain, unfiltered and with cluster expansion), looked up by id, clustered (when the input
+//! asks), counted and verified. Nothing may panic, both must give identical answers, and
+//! damage the manifest does not know about must make `verify` fail.
 //!
 //! Input: `[file, flags, payload...]`.
 //! - `file` (mod the number of files) picks `CURRENT`, the manifest, the clusters file or a
@@ -29,7 +29,7 @@ use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use textreuse::cluster::ClusterOptions;
-use textreuse::index::{Access, BuildOptions, IndexBuilder, Manifest, OpenOptions};
+use textreuse::index::{Access, BuildOptions, IndexBuilder, IndexWriter, Manifest, OpenOptions};
 use textreuse::input::RawPost;
 use textreuse::{Index, QueryOptions};
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
@@ -142,6 +142,14 @@ fn fixture() -> &'static Mutex<Fixture> {
         let mut b = IndexBuilder::create(&pristine_dir, opts).expect("create");
         b.add(&posts).expect("add");
         b.finish().expect("finish");
+        // Some posts deleted, so the deletion bitmap is damaged too.
+        let mut w = IndexWriter::open(&pristine_dir, BuildOptions::default()).expect("writer");
+        let dead: Vec<String> = [10, 50, 123, 301]
+            .iter()
+            .map(|&i| posts[i].id.clone())
+            .collect();
+        assert!(w.delete(&dead).expect("delete").is_empty());
+        w.commit().expect("commit deletions");
         let ix = Index::open(&pristine_dir).expect("open pristine index");
         let copts = ClusterOptions::default();
         let report = ix.clusters(&copts).expect("cluster pristine index");
@@ -177,6 +185,7 @@ fn fixture() -> &'static Mutex<Fixture> {
             .position(|(r, _)| *r == current)
             .expect("the manifest CURRENT names");
         assert!(pristine.iter().any(|(r, _)| r.starts_with("CLUSTERS-")));
+        assert!(pristine.iter().any(|(r, _)| r.contains("/deleted-")));
         Mutex::new(Fixture {
             pristine,
             work,
@@ -218,7 +227,13 @@ fn resum(m: &mut Manifest) {
 fn vouch(manifest: &[u8], rel: &str, bytes: &[u8]) -> Vec<u8> {
     let mut m: Manifest = serde_json::from_slice(manifest).expect("pristine manifest");
     let (len, xxh3) = (bytes.len() as u64, format!("{:016x}", xxh3_64(bytes)));
-    if let Some(name) = rel.strip_prefix(SEGMENT) {
+    if let Some(d) = m.segments[0]
+        .deleted
+        .as_mut()
+        .filter(|d| rel.strip_prefix(SEGMENT) == Some(d.file.as_str()))
+    {
+        (d.len, d.xxh3) = (len, xxh3);
+    } else if let Some(name) = rel.strip_prefix(SEGMENT) {
         let e = m.segments[0].files.get_mut(name).expect("listed file");
         (e.len, e.xxh3) = (len, xxh3);
     } else if let Some(c) = m.clusters.as_mut().filter(|c| c.file == rel) {
