@@ -296,6 +296,17 @@ impl Bloom {
     }
 }
 
+/// Where a live post with a given id is held.
+#[derive(Debug, Clone, Copy)]
+enum Holder {
+    /// In the buffered segment.
+    Buffered,
+    /// In a segment written by this builder: (segment id, post).
+    Written((u64, u32)),
+    /// In a segment of the index appended to.
+    Kept((u64, u32)),
+}
+
 /// Builds an index from posts, with bounded memory.
 pub struct IndexBuilder {
     dir: PathBuf,
@@ -446,7 +457,7 @@ impl IndexBuilder {
                 let mut outcome = PostOutcome::Indexed;
                 if let Some(old) = self.find_existing_id(&post.id)? {
                     match (old, self.opts.on_existing_id) {
-                        (Some(addr), OnExistingId::Replace) => {
+                        (Holder::Kept(addr), OnExistingId::Replace) => {
                             self.mark_deleted(addr)?;
                             self.stats.replaced += 1;
                             outcome = PostOutcome::Replaced;
@@ -471,21 +482,19 @@ impl IndexBuilder {
         Ok(outcomes)
     }
 
-    /// Where a live post with this id already is: `Some(None)` if in the buffered segment
-    /// (or a segment flushed by this build), `Some(Some(addr))` if in a kept segment (appending),
-    /// `None` if nowhere.
-    fn find_existing_id(&mut self, id: &str) -> Result<Option<Option<(u64, u32)>>> {
+    /// Where a live post with this id already is, if anywhere.
+    fn find_existing_id(&mut self, id: &str) -> Result<Option<Holder>> {
         let h = xxh3_64(id.as_bytes());
         if let Some(&p) = self.buf.id_hashes.get(&h) {
             if self.buf.id(p as usize) == id.as_bytes() {
-                return Ok(Some(None));
+                return Ok(Some(Holder::Buffered));
             }
         }
         if self.bloom.contains(h) {
             for (m, e) in self.flushed_ids.iter().zip(&self.written) {
                 if let Some(p) = m.get(id.as_bytes()) {
                     if !self.is_marked(e.id, p as u32) {
-                        return Ok(Some(None));
+                        return Ok(Some(Holder::Written((e.id, p as u32))));
                     }
                 }
             }
@@ -493,7 +502,7 @@ impl IndexBuilder {
         for seg in self.kept.iter().rev() {
             if let Some(p) = seg.find_id(id)? {
                 if !seg.is_deleted(p) && !self.is_marked(seg.entry().id, p) {
-                    return Ok(Some(Some((seg.entry().id, p))));
+                    return Ok(Some(Holder::Kept((seg.entry().id, p))));
                 }
             }
         }
@@ -540,27 +549,17 @@ impl IndexBuilder {
         let mut missing = Vec::new();
         for id in ids {
             let id = id.as_ref();
-            let h = xxh3_64(id.as_bytes());
-            if let Some(&p) = self.buf.id_hashes.get(&h) {
-                if self.buf.id(p as usize) == id.as_bytes() {
-                    // Added by this writer and still buffered: write it out so it has an
-                    // address to mark.
-                    self.flush()?;
-                }
+            let mut found = self.find_existing_id(id)?;
+            if let Some(Holder::Buffered) = found {
+                // Added by this writer and still buffered: write it out so it has an
+                // address to mark.
+                self.flush()?;
+                found = self.find_existing_id(id)?;
             }
-            let mut found = None;
-            for (m, e) in self.flushed_ids.iter().zip(&self.written) {
-                if let Some(p) = m.get(id.as_bytes()) {
-                    if !self.is_marked(e.id, p as u32) {
-                        found = Some((e.id, p as u32));
-                    }
-                }
-            }
-            if found.is_none() {
-                if let Some(Some(addr)) = self.find_existing_id(id)? {
-                    found = Some(addr);
-                }
-            }
+            let found = match found {
+                Some(Holder::Written(addr) | Holder::Kept(addr)) => Some(addr),
+                Some(Holder::Buffered) | None => None,
+            };
             match found {
                 Some(addr) => {
                     self.mark_deleted(addr)?;

@@ -218,7 +218,6 @@ impl Index {
     /// a file that disappears that way makes the open start over on the new generation.
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Index> {
         let dir = dir.as_ref().to_path_buf();
-        let not_found = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -231,17 +230,17 @@ impl Index {
                     })
                 }
                 // CURRENT named a manifest that a writer has just replaced and removed.
-                Err(e) if not_found(&e) && attempts < 100 => continue,
+                Err(e) if is_not_found(&e) && attempts < 100 => continue,
                 Err(e) => return Err(e),
             };
             match Index::open_manifest(&dir, manifest, opts) {
-                Err(e) if not_found(&e) && attempts < 100 => {
+                Err(e) if is_not_found(&e) && attempts < 100 => {
                     // A writer published a new generation and removed this one's files:
                     // start over on the new one. Otherwise the file is really missing.
                     let moved_on = match Manifest::load_current(&dir) {
                         Ok(Some((_, p))) => p != path,
                         // Its manifest was removed too: yet another generation is out.
-                        Err(e) => not_found(&e),
+                        Err(e) => is_not_found(&e),
                         Ok(None) => false,
                     };
                     if !moved_on {
@@ -291,8 +290,7 @@ impl Index {
                 Ok(Some((m, _))) if m.generation == self.manifest.generation => return Ok(None),
                 Ok(_) => return Index::open_with(&self.dir, self.opts).map(Some),
                 // `CURRENT` named a manifest that a writer has just replaced and removed.
-                Err(Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 100 => {}
+                Err(e) if is_not_found(&e) && attempts < 100 => {}
                 Err(e) => return Err(e),
             }
         }
@@ -708,6 +706,11 @@ impl WriterLock {
                 .into(),
         })
     }
+}
+
+/// Whether `e` says a file does not exist (a writer may have removed an old generation's).
+fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Microseconds since `t`.
