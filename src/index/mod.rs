@@ -134,6 +134,17 @@ pub struct Hit {
     pub addr: PostAddr,
 }
 
+/// A hit before its strings are copied out of the index: ordering and the limit work on
+/// these, so a lookup with many matches copies only the hits it returns.
+struct Found<'a> {
+    sim: f64,
+    ts: Option<i64>,
+    id: &'a str,
+    seg: usize,
+    post: u32,
+    expanded: bool,
+}
+
 /// The answer to one lookup.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct QueryResult {
@@ -421,22 +432,21 @@ impl Index {
     fn search(&self, keys: &[u64], sig: &[u8], opts: &QueryOptions) -> Result<QueryResult> {
         let mut res = QueryResult::default();
         let mut cands: Vec<u32> = Vec::with_capacity(64);
-        let mut cache = TextCache::default();
-        for seg in &self.segments {
+        let mut found: Vec<Found<'_>> = Vec::new();
+        for (si, seg) in self.segments.iter().enumerate() {
             if self.opts.prefetch {
                 seg.prefetch_dirs(keys);
                 seg.prefetch_buckets(keys);
             }
             cands.clear();
-            for (band, &key) in keys.iter().enumerate() {
-                res.truncated |= seg.probe(band, key, opts.max_bucket, &mut cands)?;
-            }
+            res.truncated |= seg.probe_all(keys, opts.max_bucket, &mut cands)?;
             cands.sort_unstable();
             cands.dedup();
             res.candidates += cands.len();
             if self.opts.prefetch {
                 cands.iter().for_each(|&c| seg.prefetch_signature(c));
             }
+            cands.iter().for_each(|&c| seg.touch_signature(c));
             let mut verified: Vec<(u32, f64)> = Vec::with_capacity(cands.len());
             for &c in &cands {
                 let s = seg.signature(c)?;
@@ -452,6 +462,10 @@ impl Index {
                 for &(c, _) in &verified {
                     seg.prefetch_posts(seg.content_posts(c)?);
                 }
+            }
+            verified.iter().for_each(|&(c, _)| seg.touch_content(c));
+            for &(c, _) in &verified {
+                seg.content_posts(c)?.for_each(|p| seg.touch_post(p));
             }
             for &(c, sim) in &verified {
                 for p in seg.content_posts(c)? {
@@ -473,72 +487,94 @@ impl Index {
                             continue;
                         }
                     }
-                    let text = if opts.with_text {
-                        seg.text(p, &mut cache)?
-                    } else {
-                        None
-                    };
-                    res.hits.push(Hit {
-                        id: m.id.to_string(),
-                        similarity: sim,
-                        account: m.account.to_string(),
-                        platform: m.platform.to_string(),
+                    found.push(Found {
+                        sim,
                         ts: m.ts,
-                        text,
-                        cluster: self.clusters.as_ref().and_then(|c| {
-                            c.cluster_of(PostAddr {
-                                segment: seg.entry().id,
-                                post: p,
-                            })
-                        }),
+                        id: m.id,
+                        seg: si,
+                        post: p,
                         expanded: false,
-                        addr: PostAddr {
-                            segment: seg.entry().id,
-                            post: p,
-                        },
                     });
                 }
             }
         }
         if opts.expand {
-            self.expand_clusters(&mut res, sig, opts, &mut cache)?;
+            self.expand_clusters(&mut found, sig)?;
         }
-        res.hits.sort_by(|a, b| {
+        // Order and cut first; only the hits returned are copied out of the index.
+        found.sort_by(|a, b| {
             a.expanded
                 .cmp(&b.expanded)
-                .then_with(|| b.similarity.total_cmp(&a.similarity))
+                .then_with(|| b.sim.total_cmp(&a.sim))
                 .then_with(|| a.ts.unwrap_or(i64::MAX).cmp(&b.ts.unwrap_or(i64::MAX)))
-                .then_with(|| a.id.cmp(&b.id))
+                .then_with(|| a.id.cmp(b.id))
         });
         if opts.limit > 0 {
-            res.hits.truncate(opts.limit);
+            found.truncate(opts.limit);
+        }
+        // Texts are decoded in storage order, so hits sharing a compressed block share one
+        // decompression.
+        let mut texts: Vec<Option<String>> = vec![None; found.len()];
+        if opts.with_text {
+            let mut order: Vec<usize> = (0..found.len()).collect();
+            order.sort_unstable_by_key(|&i| (found[i].seg, found[i].post));
+            let mut cache = TextCache::default();
+            for i in order {
+                texts[i] = self.segments[found[i].seg].text(found[i].post, &mut cache)?;
+            }
+        }
+        res.hits.reserve(found.len());
+        for (f, text) in found.into_iter().zip(texts) {
+            let seg = &self.segments[f.seg];
+            let m = seg.post(f.post)?;
+            let addr = PostAddr {
+                segment: seg.entry().id,
+                post: f.post,
+            };
+            res.hits.push(Hit {
+                id: m.id.to_string(),
+                similarity: f.sim,
+                account: m.account.to_string(),
+                platform: m.platform.to_string(),
+                ts: m.ts,
+                text,
+                cluster: self.clusters.as_ref().and_then(|c| c.cluster_of(addr)),
+                expanded: f.expanded,
+                addr,
+            });
         }
         Ok(res)
     }
 
-    /// Adds the members of the direct hits' saved clusters to `res`.
-    fn expand_clusters(
-        &self,
-        res: &mut QueryResult,
-        sig: &[u8],
-        opts: &QueryOptions,
-        cache: &mut TextCache,
-    ) -> Result<()> {
+    /// Adds the members of the direct hits' saved clusters to `found`.
+    fn expand_clusters<'a>(&'a self, found: &mut Vec<Found<'a>>, sig: &[u8]) -> Result<()> {
         let Some(cf) = &self.clusters else {
             return Ok(());
         };
-        let mut ids: Vec<u32> = res.hits.iter().filter_map(|h| h.cluster).collect();
+        let addr_of = |f: &Found<'_>| PostAddr {
+            segment: self.segments[f.seg].entry().id,
+            post: f.post,
+        };
+        let mut ids: Vec<u32> = found
+            .iter()
+            .filter_map(|f| cf.cluster_of(addr_of(f)))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
-        let seen: std::collections::HashSet<PostAddr> = res.hits.iter().map(|h| h.addr).collect();
+        let seen: std::collections::HashSet<PostAddr> = found.iter().map(addr_of).collect();
         for c in ids {
             for addr in cf.members(c)? {
                 if seen.contains(&addr) {
                     continue;
                 }
-                let Some(seg) = self.segments.iter().find(|s| s.entry().id == addr.segment) else {
+                let Some(si) = self
+                    .segments
+                    .iter()
+                    .position(|s| s.entry().id == addr.segment)
+                else {
                     continue;
                 };
+                let seg = &self.segments[si];
                 if seg.is_deleted(addr.post) {
                     continue;
                 }
@@ -546,21 +582,13 @@ impl Index {
                 let content = seg.content_of(addr.post)?;
                 let s = seg.signature(content)?;
                 let eq = s.iter().zip(sig).filter(|(a, b)| a == b).count();
-                let text = if opts.with_text {
-                    seg.text(addr.post, cache)?
-                } else {
-                    None
-                };
-                res.hits.push(Hit {
-                    id: m.id.to_string(),
-                    similarity: bbit_estimate(eq, sig.len()),
-                    account: m.account.to_string(),
-                    platform: m.platform.to_string(),
+                found.push(Found {
+                    sim: bbit_estimate(eq, sig.len()),
                     ts: m.ts,
-                    text,
-                    cluster: Some(c),
+                    id: m.id,
+                    seg: si,
+                    post: addr.post,
                     expanded: true,
-                    addr,
                 });
             }
         }

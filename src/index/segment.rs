@@ -596,6 +596,18 @@ impl Segment {
     pub fn probe(&self, band: usize, key: u64, cap: usize, out: &mut Vec<u32>) -> Result<bool> {
         let (bucket, tag) = self.split_key(key);
         let r = self.bucket(band, bucket)?;
+        self.probe_range(band, r, tag, cap, out)
+    }
+
+    /// The entries of bucket range `r` of `band` whose tag is `tag`, at most `cap`.
+    fn probe_range(
+        &self,
+        band: usize,
+        r: Range<usize>,
+        tag: u32,
+        cap: usize,
+        out: &mut Vec<u32>,
+    ) -> Result<bool> {
         let base = band * self.n_contents as usize;
         let cids = self.bands.file.view::<4>(&self.bands.cids);
         let mut taken = 0;
@@ -625,6 +637,34 @@ impl Segment {
             taken += 1;
         }
         Ok(false)
+    }
+
+    /// [`probe`](Self::probe) for every band's key at once (`keys[band]`): the bucket
+    /// ranges are read first and the cache lines of their entries prefetched, so the
+    /// memory reads of all bands overlap instead of following one another. Same result
+    /// as probing band after band. Returns whether a cap cut a list short.
+    pub fn probe_all(&self, keys: &[u64], cap: usize, out: &mut Vec<u32>) -> Result<bool> {
+        const CHUNK: usize = 16;
+        let n = keys.len().min(self.bands_n as usize);
+        let w = self.tag_width();
+        let data: &[u8] = &self.bands.file.data;
+        let mut truncated = false;
+        for first in (0..n).step_by(CHUNK) {
+            let last = (first + CHUNK).min(n);
+            let mut ranges: [(Range<usize>, u32); CHUNK] = std::array::from_fn(|_| (0..0, 0));
+            for (band, slot) in (first..last).zip(ranges.iter_mut()) {
+                let (bucket, tag) = self.split_key(keys[band]);
+                let r = self.bucket(band, bucket)?;
+                let at = band * self.n_contents as usize + r.start;
+                prefetch_read(data, self.bands.fps.start + at * w);
+                prefetch_read(data, self.bands.cids.start + at * 4);
+                *slot = (r, tag);
+            }
+            for (band, (r, tag)) in (first..last).zip(ranges) {
+                truncated |= self.probe_range(band, r, tag, cap, out)?;
+            }
+        }
+        Ok(truncated)
     }
 
     /// Every `(key prefix, content)` entry of a bucket, for the self-join of clustering and
@@ -675,6 +715,32 @@ impl Segment {
                 format!("content id {c} out of range"),
             )),
         }
+    }
+
+    /// Asks the CPU to fetch content `c`'s signature into its cache (warm lookups: the
+    /// reads of many candidates overlap).
+    #[inline]
+    pub fn touch_signature(&self, c: u32) {
+        prefetch_read(&self.sigs.data, self.sigs_range.start + c as usize * self.k);
+    }
+
+    /// Asks the CPU to fetch content `c`'s post range and its first post's fixed-size
+    /// metadata into its cache.
+    #[inline]
+    pub fn touch_content(&self, c: u32) {
+        let p = &self.posts;
+        prefetch_read(&p.file.data, p.content_posts.start + c as usize * 4);
+    }
+
+    /// Asks the CPU to fetch the fixed-size metadata of post `p` into its cache.
+    #[inline]
+    pub fn touch_post(&self, post: u32) {
+        let (p, i) = (&self.posts, post as usize);
+        let d: &[u8] = &p.file.data;
+        prefetch_read(d, p.ts.start + i * 8);
+        prefetch_read(d, p.id_offsets.start + i * 8);
+        prefetch_read(d, p.account_of.start + i * 4);
+        prefetch_read(d, p.platform_of.start + i * 4);
     }
 
     /// Asks the kernel to read in content `c`'s signature.
@@ -1017,6 +1083,24 @@ impl std::fmt::Debug for TextCache {
             .field("buf_len", &self.buf.len())
             .finish()
     }
+}
+
+/// Asks the CPU to start loading the cache line holding `bytes[offset]` (a hint: no
+/// effect out of bounds or on other architectures).
+#[inline(always)]
+fn prefetch_read(bytes: &[u8], offset: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = bytes.get(offset) {
+        // SAFETY: a prefetch is a hint that never faults and reads nothing into the program;
+        // the pointer comes from a live reference, and SSE is part of the x86-64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (b as *const u8).cast::<i8>(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, offset);
 }
 
 /// The `(bucket, tag)` of a band key in a format-2 table with a directory of `dir_bits` (D)
