@@ -26,9 +26,9 @@ use fst::{IntoStreamer, Streamer};
 use serde::Serialize;
 
 use super::build::{
-    begin_bands_file, begin_ids_file, begin_sigs_file, cleanup_after_publish, compress_blocks,
-    dir_bits, file_entry, finish_bands_file, finish_ids_file, remove_leftovers, write_text_file,
-    Dict, PreHashedMap, SpillFile, TEXT_BLOCK_POSTS,
+    begin_bands_file, begin_ids_file, begin_sigs_file, cleanup_after_publish, dir_bits, file_entry,
+    finish_bands_file, finish_ids_file, raw_block, remove_leftovers, write_text_file, Dict,
+    PreHashedMap, SpillFile, TextCodec, TEXT_BLOCK_POSTS,
 };
 use super::format::{sync_dir, EnvelopeWriter};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
@@ -599,13 +599,35 @@ fn merge_run(
     stats.texts_dropped |= !has_text && sources.iter().any(Segment::has_text);
     if has_text {
         let path = seg_dir.join("text");
+        // The dictionary is trained on a sample of the merged posts' texts, evenly spaced
+        // in the new order (read before the sequential pass).
+        let nb = (np as usize).div_ceil(TEXT_BLOCK_POSTS as usize);
+        let mut sample_caches: Vec<TextCache> =
+            sources.iter().map(|_| TextCache::default()).collect();
+        let mut samples: Vec<Vec<u8>> = Vec::new();
+        for blk in TextCodec::sample_blocks(nb) {
+            let lo = blk * TEXT_BLOCK_POSTS as usize;
+            let hi = (lo + TEXT_BLOCK_POSTS as usize).min(order.len());
+            let mut texts = Vec::with_capacity(hi - lo);
+            for &(si, p) in &order[lo..hi] {
+                let si = si as usize;
+                texts.push(
+                    sources[si]
+                        .text(p, &mut sample_caches[si])?
+                        .unwrap_or_default(),
+                );
+            }
+            samples.push(raw_block_of(&texts));
+        }
+        let codec = TextCodec::train(&samples);
+        drop(samples);
         let mut spill = SpillFile::new(&seg_dir.join("text.spill.tmp"))?;
-        let mut offs = Vec::with_capacity((np as usize).div_ceil(TEXT_BLOCK_POSTS as usize) + 1);
+        let mut offs = Vec::with_capacity(nb + 1);
         offs.push(0u64);
         // One block cache per source: a source is read mostly in order.
         let mut caches: Vec<TextCache> = sources.iter().map(|_| TextCache::default()).collect();
         let mut posts = order.iter().map(|&(si, p)| (si as usize, p));
-        const GROUP: usize = 1024;
+        const GROUP: usize = 16_384;
         loop {
             // A group of raw blocks, read sequentially, then compressed in parallel.
             let mut raw_blocks: Vec<Vec<u8>> = Vec::with_capacity(GROUP);
@@ -614,20 +636,20 @@ fn merge_run(
                 for _ in 0..TEXT_BLOCK_POSTS {
                     let Some((si, p)) = posts.next() else {
                         if !texts.is_empty() {
-                            raw_blocks.push(raw_block(&texts));
+                            raw_blocks.push(raw_block_of(&texts));
                         }
                         break 'fill;
                     };
                     texts.push(sources[si].text(p, &mut caches[si])?.unwrap_or_default());
                 }
-                raw_blocks.push(raw_block(&texts));
+                raw_blocks.push(raw_block_of(&texts));
             }
             sources.iter().for_each(Segment::release_pages);
             if raw_blocks.is_empty() {
                 break;
             }
             let done = raw_blocks.len() < GROUP;
-            let blocks = compress_blocks(&path, &raw_blocks);
+            let blocks = codec.compress_blocks(&path, &raw_blocks);
             for blk in blocks {
                 let blk = blk?;
                 offs.push(offs[offs.len() - 1] + blk.len() as u64);
@@ -639,7 +661,7 @@ fn merge_run(
         }
         files.insert(
             "text".to_string(),
-            write_text_file(&path, np, &offs, spill)?,
+            write_text_file(&path, np, &offs, spill, codec.dict())?,
         );
     }
     sync_dir(&seg_dir)?;
@@ -655,18 +677,9 @@ fn merge_run(
 }
 
 /// A decompressed text block: `u32` offsets, then the texts.
-fn raw_block(texts: &[String]) -> Vec<u8> {
-    let mut raw = Vec::with_capacity(texts.iter().map(String::len).sum::<usize>() + 132);
-    let mut off = 0u32;
-    raw.extend_from_slice(&0u32.to_le_bytes());
-    for t in texts {
-        off += t.len() as u32;
-        raw.extend_from_slice(&off.to_le_bytes());
-    }
-    for t in texts {
-        raw.extend_from_slice(t.as_bytes());
-    }
-    raw
+fn raw_block_of(texts: &[String]) -> Vec<u8> {
+    let texts: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+    raw_block(&texts)
 }
 
 /// Reads one band of one source in entry order, remapping content ids and skipping dead

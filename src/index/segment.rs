@@ -48,12 +48,15 @@ pub const DELETED_MAGIC: &[u8; 8] = b"TRDEL\0\0\0";
 /// Section names of a deletion bitmap file.
 pub const DELETED_SECTIONS: [&str; 2] = ["meta", "bits"];
 /// Section names of the text file.
-pub const TEXT_SECTIONS: [&str; 3] = ["meta", "block_offsets", "blocks"];
+pub const TEXT_SECTIONS: [&str; 4] = ["meta", "block_offsets", "blocks", "dictionary"];
 
 /// The timestamp value that means "no timestamp".
 pub const NO_TS: i64 = i64::MIN;
 /// Text block codec: zstd.
 pub const CODEC_ZSTD: u32 = 1;
+/// Text block codec: zstd with the dictionary in section 3 (format version 3; an empty
+/// dictionary means frames without one).
+pub const CODEC_ZSTD_DICT: u32 = 2;
 /// The largest decompressed text block accepted.
 const MAX_BLOCK_BYTES: usize = 1 << 30;
 
@@ -162,6 +165,19 @@ struct Texts {
     block_posts: u32,
     block_offsets: Range<usize>,
     blocks: Range<usize>,
+    /// The zstd dictionary's bytes (codec 2), if not empty.
+    dict: Option<Range<usize>>,
+    /// The dictionary, digested on first use (opening stays O(1)).
+    ddict: std::sync::OnceLock<Option<Ddict>>,
+}
+
+/// A digested zstd decompression dictionary.
+struct Ddict(zstd::zstd_safe::DDict<'static>);
+
+impl std::fmt::Debug for Ddict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ddict")
+    }
 }
 
 /// One post's metadata, borrowed from a segment.
@@ -322,17 +338,25 @@ impl Segment {
             let f = File::open(&dir, "text", entry, mmap, TEXT_MAGIC, "text")?;
             let m = f.meta(16)?;
             let (n, block_posts, codec) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
-            if n != np || block_posts == 0 || codec != CODEC_ZSTD {
+            let codec_ok = codec == CODEC_ZSTD || (codec == CODEC_ZSTD_DICT && f.env.version >= 3);
+            if n != np || block_posts == 0 || !codec_ok {
                 return Err(Error::corrupt(&f.path, "meta disagrees with the manifest"));
             }
             let nb = np.div_ceil(block_posts as u64);
             let block_offsets = f.arr::<8>(1, nb + 1, "block_offsets")?;
             let blocks = f.section(2)?;
+            let dict = if codec == CODEC_ZSTD_DICT {
+                Some(f.section(3)?).filter(|r| !r.is_empty())
+            } else {
+                None
+            };
             Some(Texts {
                 file: f,
                 block_posts,
                 block_offsets,
                 blocks,
+                dict,
+                ddict: std::sync::OnceLock::new(),
             })
         } else {
             None
@@ -921,14 +945,39 @@ impl Segment {
                 ));
             }
             cache.buf.reserve(size as usize);
-            let dec = match &mut cache.dec {
+            let dctx = match &mut cache.dec {
                 Some(d) => d,
-                slot => slot.insert(
-                    zstd::bulk::Decompressor::new().map_err(|e| Error::io(&t.file.path, e))?,
-                ),
+                slot => slot.insert(zstd::zstd_safe::DCtx::try_create().ok_or_else(|| {
+                    Error::io(
+                        &t.file.path,
+                        std::io::Error::other("cannot allocate a zstd context"),
+                    )
+                })?),
             };
-            dec.decompress_to_buffer(raw, &mut cache.buf)
-                .map_err(|e| Error::corrupt(&t.file.path, format!("text block {block}: {e}")))?;
+            let done = match &t.dict {
+                Some(r) => {
+                    let dict = t.ddict.get_or_init(|| {
+                        zstd::zstd_safe::DDict::try_create(&t.file.data[r.clone()]).map(Ddict)
+                    });
+                    let Some(dict) = dict else {
+                        return Err(Error::corrupt(
+                            &t.file.path,
+                            "the text dictionary is damaged",
+                        ));
+                    };
+                    dctx.decompress_using_ddict(&mut cache.buf, raw, &dict.0)
+                }
+                None => dctx.decompress(&mut cache.buf, raw),
+            };
+            done.map_err(|code| {
+                Error::corrupt(
+                    &t.file.path,
+                    format!(
+                        "text block {block}: {}",
+                        zstd::zstd_safe::get_error_name(code)
+                    ),
+                )
+            })?;
             cache.key = Some(key);
         }
         let first = block * t.block_posts;
@@ -1073,7 +1122,7 @@ impl Segment {
 pub struct TextCache {
     key: Option<(u64, u32)>,
     buf: Vec<u8>,
-    dec: Option<zstd::bulk::Decompressor<'static>>,
+    dec: Option<zstd::zstd_safe::DCtx<'static>>,
 }
 
 impl std::fmt::Debug for TextCache {

@@ -40,7 +40,8 @@ fn pristine() -> Pristine {
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tmp.path().join("index");
     let sample = util::sample_posts();
-    let mut posts: Vec<RawPost> = sample[..250].to_vec();
+    // Over 1,000 posts, so the text file carries a trained dictionary to damage.
+    let mut posts: Vec<RawPost> = sample[..1000].to_vec();
     // Exact duplicates under other ids, so contents hold several posts.
     for (i, p) in sample[..50].iter().enumerate() {
         posts.push(RawPost {
@@ -65,9 +66,9 @@ fn pristine() -> Pristine {
         queries: vec![
             sample[3].text.clone(),
             sample[40].text.clone(),
-            sample[240].text.clone(),
+            sample[940].text.clone(),
         ],
-        ids: vec!["dup-7".into(), "249".into(), "no-such-id".into()],
+        ids: vec!["dup-7".into(), "999".into(), "no-such-id".into()],
     }
 }
 
@@ -336,6 +337,17 @@ fn pristine_index_is_sound() {
             "the index should hold a {want} file: {names:?}"
         );
     }
+    // The text file's dictionary (section 3) is there to be damaged.
+    let (name, bytes) = p
+        .files
+        .iter()
+        .find(|(n, _)| n.ends_with("/text"))
+        .expect("a text file");
+    let env = Envelope::parse(Path::new(name), bytes, TEXT_MAGIC, "text").expect("parses");
+    assert!(
+        env.sections.get(3).is_some_and(|s| !s.range.is_empty()),
+        "the text file should carry a dictionary"
+    );
 }
 
 #[test]
