@@ -140,6 +140,8 @@ struct Found<'a> {
     sim: f64,
     ts: Option<i64>,
     id: &'a str,
+    account: &'a str,
+    platform: &'a str,
     seg: usize,
     post: u32,
     expanded: bool,
@@ -491,6 +493,8 @@ impl Index {
                         sim,
                         ts: m.ts,
                         id: m.id,
+                        account: m.account,
+                        platform: m.platform,
                         seg: si,
                         post: p,
                         expanded: false,
@@ -525,18 +529,16 @@ impl Index {
         }
         res.hits.reserve(found.len());
         for (f, text) in found.into_iter().zip(texts) {
-            let seg = &self.segments[f.seg];
-            let m = seg.post(f.post)?;
             let addr = PostAddr {
-                segment: seg.entry().id,
+                segment: self.segments[f.seg].entry().id,
                 post: f.post,
             };
             res.hits.push(Hit {
-                id: m.id.to_string(),
+                id: f.id.to_string(),
                 similarity: f.sim,
-                account: m.account.to_string(),
-                platform: m.platform.to_string(),
-                ts: m.ts,
+                account: f.account.to_string(),
+                platform: f.platform.to_string(),
+                ts: f.ts,
                 text,
                 cluster: self.clusters.as_ref().and_then(|c| c.cluster_of(addr)),
                 expanded: f.expanded,
@@ -586,6 +588,8 @@ impl Index {
                     sim: bbit_estimate(eq, sig.len()),
                     ts: m.ts,
                     id: m.id,
+                    account: m.account,
+                    platform: m.platform,
                     seg: si,
                     post: addr.post,
                     expanded: true,
