@@ -847,7 +847,13 @@ fn write_segment(
     let nb_text = np.div_ceil(TEXT_BLOCK_POSTS as usize);
     let training = store_text.then(|| {
         let samples: Vec<Vec<u8>> = TextCodec::sample_blocks(nb_text).map(text_block).collect();
-        std::thread::spawn(move || TextCodec::train(&samples))
+        // Without a thread to spare, the dictionary is trained when the texts are written.
+        let shared = std::sync::Arc::new(samples);
+        let theirs = std::sync::Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("textreuse-dict".into())
+            .spawn(move || TextCodec::train(&theirs))
+            .map_err(|_| shared)
     });
     let mut files = BTreeMap::new();
     // Bands: built two at a time in parallel, written in band order.
@@ -980,8 +986,11 @@ fn write_segment(
     if let Some(training) = training {
         let path = seg_dir.join("text");
         let (nb, block) = (nb_text, text_block);
-        // A training thread that died leaves the texts without a dictionary.
-        let codec = training.join().unwrap_or_else(|_| TextCodec::train(&[]));
+        let codec = match training {
+            // A training thread that died leaves the texts without a dictionary.
+            Ok(thread) => thread.join().unwrap_or_else(|_| TextCodec::train(&[])),
+            Err(samples) => TextCodec::train(&samples),
+        };
         // Blocks are compressed in parallel, a group at a time, into a spill file (bounded
         // memory); their offsets go first in the file, so the blocks are copied in after.
         let mut spill = SpillFile::new(&seg_dir.join("text.spill.tmp"))?;
