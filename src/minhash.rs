@@ -81,15 +81,19 @@ fn signature_kernel(a: &[u64], b: &[u64], shingles: &[u64], sig: &mut [u32]) {
         let end = (start + BLOCK).min(sig.len());
         let (a, b, s) = (&a[start..end], &b[start..end], &mut sig[start..end]);
         if let (Ok(a), Ok(b)) = (<&[u64; BLOCK]>::try_from(a), <&[u64; BLOCK]>::try_from(b)) {
-            let mut m = [u32::MAX; BLOCK];
+            // Minima are kept in 64-bit lanes (the values are below 2^32), so the loop needs
+            // no narrowing; they are narrowed once at the end.
+            let mut m = [u64::from(u32::MAX); BLOCK];
             for &h in shingles {
                 let x = key(h);
                 for i in 0..BLOCK {
-                    let v = (a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32) as u32;
+                    let v = a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32;
                     m[i] = m[i].min(v);
                 }
             }
-            s.copy_from_slice(&m);
+            for (o, &v) in s.iter_mut().zip(&m) {
+                *o = v as u32;
+            }
         } else {
             for &h in shingles {
                 let x = key(h);
