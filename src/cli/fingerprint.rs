@@ -107,33 +107,40 @@ fn stream(
     out: &mut impl Write,
 ) -> Result<()> {
     const BATCH: usize = 16_384;
-    let mut lines: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    // One buffer holds a batch's lines back to back (no allocation per line).
+    let mut data: Vec<u8> = Vec::with_capacity(BATCH * 256);
+    let mut ends: Vec<usize> = Vec::with_capacity(BATCH);
     let mut lineno = 0u64;
     loop {
-        lines.clear();
-        while lines.len() < BATCH {
-            let mut l = Vec::new();
-            if r.read_until(b'\n', &mut l)
+        data.clear();
+        ends.clear();
+        while ends.len() < BATCH {
+            if r.read_until(b'\n', &mut data)
                 .with_context(|| format!("{name}: read failed"))?
                 == 0
             {
                 break;
             }
-            lines.push(l);
+            ends.push(data.len());
         }
-        if lines.is_empty() {
+        if ends.is_empty() {
             return Ok(());
         }
         let first = lineno;
-        lineno += lines.len() as u64;
-        let rendered: Vec<Vec<u8>> = lines
+        lineno += ends.len() as u64;
+        let rendered: Vec<Vec<u8>> = ends
             .par_iter()
             .enumerate()
-            .map_init(Scratch::new, |scratch, (i, raw)| {
+            .map_init(Scratch::new, |scratch, (i, &end)| {
+                let start = if i == 0 { 0 } else { ends[i - 1] };
+                let raw = &data[start..end];
                 let mut buf = Vec::with_capacity(256);
                 let line = raw.strip_suffix(b"\n").unwrap_or(raw);
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let text = String::from_utf8_lossy(line);
+                let text = match std::str::from_utf8(line) {
+                    Ok(s) => Cow::Borrowed(s),
+                    Err(_) => String::from_utf8_lossy(line),
+                };
                 if text.trim_start().starts_with('{') {
                     match serde_json::from_str::<JsonPost>(&text) {
                         Ok(JsonPost { text: Some(t), id }) => {
