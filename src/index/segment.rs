@@ -748,8 +748,8 @@ impl Segment {
         prefetch_read(&self.sigs.data, self.sigs_range.start + c as usize * self.k);
     }
 
-    /// Asks the CPU to fetch content `c`'s post range and its first post's fixed-size
-    /// metadata into its cache.
+    /// Asks the CPU to fetch content `c`'s post range (its `content_posts` entry) into its
+    /// cache.
     #[inline]
     pub fn touch_content(&self, c: u32) {
         let p = &self.posts;
