@@ -832,7 +832,10 @@ mod tests {
                     .iter()
                     .map(|h| (h.id.clone(), h.similarity, h.cluster))
                     .collect();
-                (post["id"].to_string(), hits)
+                // Ids quoted whether the fixture's are JSON numbers or strings, as in
+                // expected.jsonl's answers.
+                let id = post["id"].to_string();
+                (format!("\"{}\"", id.trim_matches('"')), hits)
             })
             .collect()
     }
@@ -901,10 +904,7 @@ mod tests {
             )
             .unwrap();
             index.verify().unwrap();
-            let got: Vec<_> = fixture_answers(&index, &posts)
-                .into_iter()
-                .map(|(q, h)| (format!("\"{}\"", q.trim_matches('"')), h))
-                .collect();
+            let got = fixture_answers(&index, &posts);
             same_answers(&got, &expected, true);
             let mut cache = segment::TextCache::default();
             for line in posts.lines() {
@@ -927,26 +927,7 @@ mod tests {
     fn format_v2_fixture_opens_answers_as_recorded_and_merges() {
         let dir = fixture("v2");
         let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
-        let expected: Answers = std::fs::read_to_string(dir.join("expected.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                let hits = v["hits"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|h| {
-                        (
-                            h[0].as_str().unwrap().to_string(),
-                            h[1].as_f64().unwrap(),
-                            h[2].as_u64().map(|c| c as u32),
-                        )
-                    })
-                    .collect();
-                (format!("\"{}\"", v["query"].as_str().unwrap()), hits)
-            })
-            .collect();
+        let expected = expected_answers(&dir);
         let deleted: Vec<String> = std::fs::read_to_string(dir.join("deleted.txt"))
             .unwrap()
             .lines()
@@ -967,11 +948,6 @@ mod tests {
             assert_eq!(index.stats().deleted, 12);
             assert_eq!(index.num_posts(), 107 - 12);
             let got = fixture_answers(&index, &posts);
-            // The fixture's query ids are JSON numbers; expected.jsonl holds them as strings.
-            let got: Vec<_> = got
-                .into_iter()
-                .map(|(q, h)| (format!("\"{}\"", q.trim_matches('"')), h))
-                .collect();
             same_answers(&got, &expected, true);
             for id in &deleted {
                 assert!(index.post(id).unwrap().is_none(), "deleted post {id}");
@@ -997,10 +973,7 @@ mod tests {
         let index = Index::open(&copy).unwrap();
         index.verify().unwrap();
         assert_eq!(index.stats().deleted, 0);
-        let got: Vec<_> = fixture_answers(&index, &posts)
-            .into_iter()
-            .map(|(q, h)| (format!("\"{}\"", q.trim_matches('"')), h))
-            .collect();
+        let got = fixture_answers(&index, &posts);
         same_answers(&got, &expected, false);
         // Texts survive the merge (read from format-2 blocks, rewritten as format 3).
         for line in posts.lines() {
