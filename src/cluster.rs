@@ -16,7 +16,20 @@
 //!    similarity on the strongest paths holding it together). Without it, bands are joined
 //!    in order against one union-find and pairs already connected are not verified again, so
 //!    work and memory follow the clusters; the weakest link is then the least similarity
-//!    among the links that joined the cluster. Contents then expand to their posts.
+//!    among the links that joined the cluster.
+//! 5. **Attachment** (`attach_similarity`, by default 0.6 × `min_similarity`): a text left
+//!    alone by step 4 (no link at `min_similarity`) joins the cluster of its most similar
+//!    text when that similarity reaches `attach_similarity`. A member cut down to half the
+//!    original, or padded with unrelated sentences, is often less than `min_similarity` from
+//!    every other member, though it is plainly the same text. Candidates come from a second
+//!    set of bands over the stored 8-bit signatures, 3 bytes each (a 24-bit key, 42 bands
+//!    for k = 128), which finds pairs at similarity 0.3–0.5 that the index's 4-row bands
+//!    mostly miss; only pairs with a lone text are verified. Only texts alone after step 4
+//!    (exact duplicates that arrived in different segments count as one text) attach, each
+//!    to one partner (ties go to the partner with the least content hash), so
+//!    an attachment never joins two clusters: every cluster holds at most one group linked
+//!    at `min_similarity`, plus the lone texts attached to it. Contents then expand to their
+//!    posts.
 //!
 //! Output is deterministic: clusters are numbered by size (largest first), then by earliest
 //! post, whatever the thread count.
@@ -27,7 +40,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::index::segment::Segment;
+use crate::index::segment::{Segment, TextCache};
 use crate::index::{Index, PostAddr};
 use crate::minhash::bbit_estimate;
 
@@ -39,6 +52,10 @@ pub struct ClusterOptions {
     /// Least structural similarity of an edge's ends (0 = off, the default; 0.7–0.8 splits
     /// clusters glued together by a few bridging posts).
     pub min_edge_support: f64,
+    /// Least similarity at which a text with no link at `min_similarity` joins the cluster
+    /// of its most similar text (`None`, the default: [`ATTACH_RATIO`] × `min_similarity`;
+    /// 0 or less: off).
+    pub attach_similarity: Option<f64>,
     /// Least posts in a reported cluster (default 2).
     pub min_size: usize,
     /// Least distinct accounts in a reported cluster (default 1).
@@ -56,11 +73,52 @@ pub struct ClusterOptions {
     pub with_posts: bool,
 }
 
+impl ClusterOptions {
+    /// The attachment similarity in effect (`None` when attachment is off).
+    pub fn attach(&self) -> Option<f64> {
+        let a = self
+            .attach_similarity
+            .unwrap_or(ATTACH_RATIO * self.min_similarity);
+        (a > 0.0 && a < self.min_similarity).then_some(a)
+    }
+}
+
+/// The default [`ClusterOptions::attach_similarity`] as a share of `min_similarity`.
+pub const ATTACH_RATIO: f64 = 0.6;
+
+/// Bytes of the 8-bit signature per attachment band (a 24-bit key).
+const ATTACH_ROWS: usize = 3;
+
+/// Links `(a, b, similarity)` between global contents.
+type Links = Vec<(u32, u32, f32)>;
+
+/// How a cluster's texts hold together.
+struct Bonds {
+    /// The least similarity of the links that hold it together.
+    weakest: f64,
+    /// Links at `min_similarity`.
+    edges: usize,
+    /// Texts attached.
+    attached: usize,
+}
+
+/// Bands verified together (in parallel) against one snapshot of the union-find.
+const LINK_ROUND: usize = 4;
+
+/// Attachment bands taken together before lone texts that found a partner stop searching.
+const ATTACH_ROUND: usize = 4;
+
+/// Pairs a lone text may verify in the attachment bands (a text in a dense region of
+/// near-misses, such as posts sharing one stock sentence with thousands of others, gives up
+/// after this many instead of costing thousands of reads).
+const ATTACH_BUDGET: u8 = 32;
+
 impl Default for ClusterOptions {
     fn default() -> ClusterOptions {
         ClusterOptions {
             min_similarity: 0.5,
             min_edge_support: 0.0,
+            attach_similarity: None,
             min_size: 2,
             min_accounts: 1,
             platforms: Vec::new(),
@@ -112,6 +170,9 @@ pub struct Cluster {
     pub weakest_link: f64,
     /// Verified edges between the cluster's texts.
     pub edges: usize,
+    /// Texts that joined by attachment (no link at `min_similarity`, see
+    /// [`ClusterOptions::attach_similarity`]).
+    pub attached: usize,
     /// Posts over time.
     pub time_profile: Option<TimeProfile>,
     /// Post ids, by time.
@@ -130,6 +191,8 @@ pub struct ClusterReport {
     pub candidate_pairs: u64,
     /// Verified edges kept.
     pub edges: u64,
+    /// Lone texts attached to a cluster.
+    pub attached: u64,
 }
 
 /// Union-find with path halving and union by size.
@@ -151,6 +214,14 @@ impl UnionFind {
             let p = self.parent[x as usize];
             self.parent[x as usize] = self.parent[p as usize];
             x = p;
+        }
+        x
+    }
+
+    /// The root of `x`, without compressing paths (for shared readers).
+    fn root(&self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            x = self.parent[x as usize];
         }
         x
     }
@@ -206,15 +277,22 @@ impl Index {
             ));
         }
         let bands = self.manifest().params.lsh.bands as usize;
+        let attach = opts.attach();
+        let attach_bands = if attach.is_some() {
+            self.manifest().params.num_perm as usize / ATTACH_ROWS
+        } else {
+            0
+        };
         let done = std::sync::atomic::AtomicUsize::new(0);
         let chunk = rayon::current_num_threads().max(1);
         let mut candidate_pairs = 0;
         let tick = || {
             progress(
                 done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                bands,
+                bands + attach_bands,
             )
         };
+        let mut attached = vec![false; if attach.is_some() { total as usize } else { 0 }];
         let (mut uf, weakest, n_edges) = if opts.min_edge_support > 0.0 {
             // 1-2. Candidate pairs and verification, a few bands at a time in parallel; each
             // round's edges are merged into the sorted, deduplicated set, so a pair that
@@ -250,6 +328,23 @@ impl Index {
             for e in &edges {
                 uf.union(e.a, e.b);
             }
+            // 5. Attachment: the attached texts' links are weaker than every edge, so they
+            // come last in Kruskal's order.
+            if let Some(a) = attach {
+                let (links, pairs) =
+                    attach_lone(segs, &base, &mut uf, a, opts.max_group, attach_bands, &tick)?;
+                candidate_pairs += pairs;
+                for (x, y, sim) in links {
+                    uf.union(x, y);
+                    attached[x as usize] = true;
+                    edges.push(Edge {
+                        a: x.min(y),
+                        b: x.max(y),
+                        sim,
+                        large: false,
+                    });
+                }
+            }
             let mut weakest: BTreeMap<u32, (f32, usize)> = BTreeMap::new();
             let mut uf2 = UnionFind::new(total as usize);
             for e in &edges {
@@ -271,30 +366,61 @@ impl Index {
             let mut weak = vec![1.0f32; total as usize];
             let mut links = vec![0u32; total as usize];
             let mut n_edges = 0u64;
-            for first in (0..bands).step_by(chunk) {
-                let round: Vec<Result<Vec<(u64, u32)>>> = (first..(first + chunk).min(bands))
+            // Bands are verified in parallel, a fixed number at a time (so the result does
+            // not depend on the thread count), skipping the pairs already connected when the
+            // round began; the links found are then joined in band order.
+            for first in (0..bands).step_by(LINK_ROUND) {
+                let snapshot = &uf;
+                let round: Vec<Result<(Links, u64)>> = (first..(first + LINK_ROUND).min(bands))
                     .into_par_iter()
-                    .map(|band| band_entries(segs, &base, band))
+                    .map(|band| {
+                        let entries = band_entries(segs, &base, band)?;
+                        let mut found = Vec::new();
+                        let mut pairs = 0u64;
+                        let touch = |c| touch(segs, &base, c);
+                        for_each_pair(&entries, opts.max_group, touch, |x, y, _| {
+                            pairs += 1;
+                            if snapshot.root(x) == snapshot.root(y) {
+                                return Ok(());
+                            }
+                            let sim = pair_similarity(segs, &base, x, y)?;
+                            if sim >= opts.min_similarity {
+                                found.push((x, y, sim as f32));
+                            }
+                            Ok(())
+                        })?;
+                        tick();
+                        Ok((found, pairs))
+                    })
                     .collect();
-                for entries in round {
-                    let entries = entries?;
-                    for_each_pair(&entries, opts.max_group, |x, y, _| {
-                        candidate_pairs += 1;
+                for r in round {
+                    let (found, pairs) = r?;
+                    candidate_pairs += pairs;
+                    for (x, y, sim) in found {
                         let (rx, ry) = (uf.find(x), uf.find(y));
-                        if rx == ry {
-                            return Ok(());
-                        }
-                        let sim = pair_similarity(segs, &base, x, y)? as f32;
-                        if f64::from(sim) >= opts.min_similarity {
-                            uf.union(rx, ry);
+                        if uf.union(rx, ry) {
                             let r = uf.find(rx);
                             weak[r as usize] = weak[rx as usize].min(weak[ry as usize]).min(sim);
                             links[r as usize] = links[rx as usize] + links[ry as usize] + 1;
                             n_edges += 1;
                         }
-                        Ok(())
-                    })?;
-                    tick();
+                    }
+                }
+            }
+            // 5. Attachment.
+            if let Some(a) = attach {
+                let (found, pairs) =
+                    attach_lone(segs, &base, &mut uf, a, opts.max_group, attach_bands, &tick)?;
+                candidate_pairs += pairs;
+                for (x, y, sim) in found {
+                    let (rx, ry) = (uf.find(x), uf.find(y));
+                    attached[x as usize] = true;
+                    if uf.union(rx, ry) {
+                        let r = uf.find(rx);
+                        weak[r as usize] = weak[rx as usize].min(weak[ry as usize]).min(sim);
+                        links[r as usize] = links[rx as usize] + links[ry as usize] + 1;
+                        n_edges += 1;
+                    }
                 }
             }
             let mut weakest: BTreeMap<u32, (f32, usize)> = BTreeMap::new();
@@ -306,25 +432,48 @@ impl Index {
             (uf, weakest, n_edges)
         };
         // Group contents by root.
-        let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for c in 0..total as u32 {
-            let root = uf.find(c);
-            let seg = seg_of(&base, c);
-            let local = c - base[seg] as u32;
-            let seg = &segs[seg];
-            let live = seg
-                .content_posts(local)?
-                .filter(|&p| !seg.is_deleted(p))
-                .count();
-            if live > 0 && (weakest.contains_key(&root) || live > 1) {
-                members.entry(root).or_default().push(c);
+        let mut linked = vec![false; total as usize];
+        for &root in weakest.keys() {
+            linked[root as usize] = true;
+        }
+        let mut by_root: Vec<(u32, u32)> = Vec::new();
+        for (si, seg) in segs.iter().enumerate() {
+            for local in 0..seg.n_contents() as u32 {
+                let c = base[si] as u32 + local;
+                let root = uf.find(c);
+                let posts = seg.content_posts(local)?;
+                let live = if seg.live_contents().is_some() {
+                    posts.filter(|&p| !seg.is_deleted(p)).count()
+                } else {
+                    posts.len()
+                };
+                if live > 0 && (linked[root as usize] || live > 1) {
+                    by_root.push((root, c));
+                }
             }
         }
+        drop(linked);
+        by_root.par_sort_unstable();
+        let members: Vec<(u32, &[(u32, u32)])> = by_root
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|g| (g[0].0, g))
+            .collect();
         let built: Vec<Result<Option<Cluster>>> = members
             .into_par_iter()
-            .map(|(root, contents)| {
+            .map_init(TextCache::default, |cache, (root, group)| {
+                let contents: Vec<u32> = group.iter().map(|g| g.1).collect();
                 let (weak, n_edges) = weakest.get(&root).copied().unwrap_or((1.0, 0));
-                self.describe(&base, &contents, weak as f64, n_edges, opts)
+                let n_attached = if attached.is_empty() {
+                    0
+                } else {
+                    contents.iter().filter(|&&c| attached[c as usize]).count()
+                };
+                let bonds = Bonds {
+                    weakest: weak as f64,
+                    edges: n_edges,
+                    attached: n_attached,
+                };
+                self.describe(&base, &contents, bonds, opts, cache)
             })
             .collect();
         let mut clusters = Vec::new();
@@ -350,6 +499,7 @@ impl Index {
             clusters,
             candidate_pairs,
             edges: n_edges,
+            attached: attached.iter().filter(|&&a| a).count() as u64,
         })
     }
 
@@ -358,13 +508,16 @@ impl Index {
         &self,
         base: &[u64],
         contents: &[u32],
-        weakest: f64,
-        edges: usize,
+        bonds: Bonds,
         opts: &ClusterOptions,
+        cache: &mut TextCache,
     ) -> Result<Option<Cluster>> {
         let segs = self.segments();
-        let mut posts: Vec<(Option<i64>, PostAddr, u32)> = Vec::new();
-        let mut platforms: BTreeMap<String, usize> = BTreeMap::new();
+        // (time, address, content, id)
+        let mut posts: Vec<(Option<i64>, PostAddr, u32, &str)> = Vec::new();
+        // Account names, when several segments each intern their own.
+        let mut names: Vec<&str> = Vec::new();
+        let mut platforms: BTreeMap<&str, usize> = BTreeMap::new();
         let mut accounts: Vec<(u64, u32)> = Vec::new();
         // Distinct texts: exact duplicates in different segments are one text (by content
         // hash; format-1 segments without hashes count their contents).
@@ -389,8 +542,12 @@ impl Index {
                     }
                 }
                 kept += 1;
-                *platforms.entry(m.platform.to_string()).or_insert(0) += 1;
-                accounts.push((seg.entry().id, seg.account_of(p).unwrap_or(u32::MAX)));
+                *platforms.entry(m.platform).or_insert(0) += 1;
+                if segs.len() == 1 {
+                    accounts.push((seg.entry().id, seg.account_of(p).unwrap_or(u32::MAX)));
+                } else {
+                    names.push(m.account);
+                }
                 posts.push((
                     m.ts,
                     PostAddr {
@@ -398,6 +555,7 @@ impl Index {
                         post: p,
                     },
                     c,
+                    m.id,
                 ));
             }
             if kept > 0 {
@@ -417,14 +575,10 @@ impl Index {
             return Ok(None);
         }
         // Accounts are interned per segment: compare by name across segments.
-        let mut names: Vec<String> = Vec::new();
         if segs.len() == 1 {
             accounts.sort_unstable();
             accounts.dedup();
         } else {
-            for &(_, addr, _) in &posts {
-                names.push(self.post_at_meta(addr)?.1);
-            }
             names.sort_unstable();
             names.dedup();
         }
@@ -443,14 +597,25 @@ impl Index {
         });
         let first_ts = posts.iter().filter_map(|p| p.0).min();
         let last_ts = posts.iter().filter_map(|p| p.0).max();
-        let earliest_post = self.post_at_meta(posts[0].1)?.0;
+        let earliest_post = posts[0].3.to_string();
         let rep_content = best.map(|b| b.1).unwrap_or(contents[0]);
         let rep_addr = posts
             .iter()
             .find(|p| p.2 == rep_content)
             .map(|p| p.1)
             .unwrap_or(posts[0].1);
-        let rep = self.post_at(rep_addr)?;
+        let (rep_id, rep_text) = {
+            let seg = segs
+                .iter()
+                .find(|s| s.entry().id == rep_addr.segment)
+                .ok_or_else(|| {
+                    Error::InvalidParameter(format!("no segment {}", rep_addr.segment))
+                })?;
+            (
+                seg.post(rep_addr.post)?.id.to_string(),
+                seg.text(rep_addr.post, cache)?,
+            )
+        };
         let time_profile = first_ts.zip(last_ts).map(|(f, l)| {
             // i128: timestamps may span the whole i64 range.
             let (f, l) = (i128::from(f), i128::from(l));
@@ -474,10 +639,7 @@ impl Index {
             }
         });
         let ids = if opts.with_posts {
-            posts
-                .iter()
-                .map(|p| self.post_at_meta(p.1).map(|m| m.0))
-                .collect::<Result<Vec<_>>>()?
+            posts.iter().map(|p| p.3.to_string()).collect()
         } else {
             Vec::new()
         };
@@ -486,29 +648,22 @@ impl Index {
             size: posts.len(),
             texts,
             accounts: n_accounts,
-            platforms,
+            platforms: platforms
+                .into_iter()
+                .map(|(p, n)| (p.to_string(), n))
+                .collect(),
             first_ts,
             last_ts,
             earliest_post,
-            representative: rep.text.unwrap_or_default(),
-            representative_id: rep.id,
-            weakest_link: weakest,
-            edges,
+            representative: rep_text.unwrap_or_default(),
+            representative_id: rep_id,
+            weakest_link: bonds.weakest,
+            edges: bonds.edges,
+            attached: bonds.attached,
             time_profile,
             posts: ids,
             addrs: posts.iter().map(|p| p.1).collect(),
         }))
-    }
-
-    /// A post's id and account.
-    fn post_at_meta(&self, addr: PostAddr) -> Result<(String, String)> {
-        let seg = self
-            .segments()
-            .iter()
-            .find(|s| s.entry().id == addr.segment)
-            .ok_or_else(|| Error::InvalidParameter(format!("no segment {}", addr.segment)))?;
-        let m = seg.post(addr.post)?;
-        Ok((m.id.to_string(), m.account.to_string()))
     }
 }
 
@@ -540,42 +695,82 @@ fn band_entries(segs: &[Segment], base: &[u64], band: usize) -> Result<Vec<(u64,
         }
     }
     if segs.len() > 1 {
-        entries.par_sort_unstable();
+        // Each segment's entries are already in order: a stable sort finds those runs and
+        // merges them (equal keys keep ascending global ids).
+        entries.sort();
     }
     Ok(entries)
 }
 
 /// Calls `f(x, y, large)` for the candidate pairs of sorted entries: all pairs within a
 /// group of equal prefixes of up to `max_group` contents, a star plus a chain in a larger one.
+/// `touch(c)` is called a few groups ahead of the pairs that read content `c`, so that the
+/// signatures' cache misses overlap.
 fn for_each_pair(
     entries: &[(u64, u32)],
     max_group: usize,
+    touch: impl Fn(u32),
     mut f: impl FnMut(u32, u32, bool) -> Result<()>,
 ) -> Result<()> {
+    let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < entries.len() {
         let mut j = i + 1;
         while j < entries.len() && entries[j].0 == entries[i].0 {
             j += 1;
         }
-        let group = &entries[i..j];
-        if group.len() <= max_group.max(2) {
-            for (k, &(_, x)) in group.iter().enumerate() {
-                for &(_, y) in &group[k + 1..] {
-                    f(x, y, false)?;
-                }
-            }
-        } else {
-            for k in 1..group.len() {
-                f(group[0].1, group[k].1, true)?;
-                if k > 1 {
-                    f(group[k - 1].1, group[k].1, true)?;
-                }
-            }
+        if j - i >= 2 {
+            groups.push((i, j));
         }
         i = j;
     }
+    for_each_group_ahead(
+        &groups,
+        |(i, j)| entries[i..j].iter().for_each(|e| touch(e.1)),
+        |(i, j)| {
+            let group = &entries[i..j];
+            if group.len() <= max_group.max(2) {
+                for (k, &(_, x)) in group.iter().enumerate() {
+                    for &(_, y) in &group[k + 1..] {
+                        f(x, y, false)?;
+                    }
+                }
+            } else {
+                for k in 1..group.len() {
+                    f(group[0].1, group[k].1, true)?;
+                    if k > 1 {
+                        f(group[k - 1].1, group[k].1, true)?;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Calls `f` on each group in order, after calling `touch` on the group [`AHEAD`] places
+/// further on (memory-level parallelism for the signature reads of the groups' pairs).
+fn for_each_group_ahead(
+    groups: &[(usize, usize)],
+    touch: impl Fn((usize, usize)),
+    mut f: impl FnMut((usize, usize)) -> Result<()>,
+) -> Result<()> {
+    /// Groups touched ahead of the one being joined.
+    const AHEAD: usize = 8;
+    groups.iter().take(AHEAD).for_each(|&g| touch(g));
+    for (n, &g) in groups.iter().enumerate() {
+        if let Some(&next) = groups.get(n + AHEAD) {
+            touch(next);
+        }
+        f(g)?;
+    }
     Ok(())
+}
+
+/// Asks the CPU to start loading global content `c`'s signature.
+fn touch(segs: &[Segment], base: &[u64], c: u32) {
+    let s = seg_of(base, c);
+    segs[s].touch_signature(c - base[s] as u32);
 }
 
 /// The estimated similarity of two global contents.
@@ -587,6 +782,276 @@ fn pair_similarity(segs: &[Segment], base: &[u64], x: u32, y: u32) -> Result<f64
     Ok(bbit_estimate(eq, a.len()))
 }
 
+/// Step 5: for every live content alone in `uf`, its most similar other content among the
+/// candidates of the attachment bands, when at least `attach`. Returns the attachments
+/// `(lone, partner, similarity)` in content order and the number of pairs verified.
+fn attach_lone(
+    segs: &[Segment],
+    base: &[u64],
+    uf: &mut UnionFind,
+    attach: f64,
+    max_group: usize,
+    n_bands: usize,
+    tick: &(dyn Fn() + Sync),
+) -> Result<(Links, u64)> {
+    let total = uf.parent.len();
+    let hash = |c: u32| {
+        let s = seg_of(base, c);
+        segs[s]
+            .content_hash(c - base[s] as u32)
+            .unwrap_or(u128::from(c))
+    };
+    // A text is lone when its group holds no other text: one content, or exact duplicates
+    // that arrived in different segments (one content each, linked at similarity 1). The
+    // group's first content, and whether another text is in it.
+    let roots: Vec<u32> = (0..total as u32).map(|c| uf.find(c)).collect();
+    let mut first = vec![u32::MAX; total];
+    let mut mixed = vec![false; total];
+    for c in 0..total as u32 {
+        let r = roots[c as usize] as usize;
+        if first[r] == u32::MAX {
+            first[r] = c;
+        } else if !mixed[r] && hash(c) != hash(first[r]) {
+            mixed[r] = true;
+        }
+    }
+    drop(first);
+    // Verifications left to each lone text still searching (0: not lone, or done).
+    let mut budget = vec![0u8; total];
+    for (si, seg) in segs.iter().enumerate() {
+        let live = seg.live_contents();
+        for c in 0..seg.n_contents() as u32 {
+            let g = base[si] as u32 + c;
+            if !mixed[roots[g as usize] as usize] && live.is_none_or(|l| l[c as usize]) {
+                budget[g as usize] = ATTACH_BUDGET;
+            }
+        }
+    }
+    drop(mixed);
+    if !budget.iter().any(|&b| b > 0) {
+        (0..n_bands).for_each(|_| tick());
+        return Ok((Vec::new(), 0));
+    }
+    // The tie-break between partners of equal similarity: the lesser signature, then the
+    // lesser content hash (equal signatures are, almost surely, exact duplicates in different
+    // segments), which does not depend on how the index is split into segments. The
+    // signatures were just read, so the comparison rarely misses the cache.
+    let precedes = |x: u32, y: u32| -> bool {
+        let (sx, sy) = (seg_of(base, x), seg_of(base, y));
+        let (lx, ly) = (x - base[sx] as u32, y - base[sy] as u32);
+        match (segs[sx].signature(lx), segs[sy].signature(ly)) {
+            (Ok(a), Ok(b)) if a != b => a < b,
+            _ => {
+                let h = |s: usize, l: u32, c: u32| segs[s].content_hash(l).unwrap_or(u128::from(c));
+                (h(sx, lx, x), x) < (h(sy, ly, y), y)
+            }
+        }
+    };
+    let mut best: Vec<(f32, u32)> = vec![(-1.0, u32::MAX); total];
+    let mut pairs = 0u64;
+    // Bands are taken in rounds of a fixed size (whatever the thread count, so the result
+    // does not depend on it); a lone text that found partners stops searching after its
+    // round. Most attachable texts find theirs in the first round, so the later rounds
+    // verify few pairs.
+    for first in (0..n_bands).step_by(ATTACH_ROUND) {
+        let round: Vec<Result<BandAttach>> = (first..(first + ATTACH_ROUND).min(n_bands))
+            .into_par_iter()
+            .map(|band| {
+                let r = attach_band(
+                    segs, base, &roots, &budget, band, attach, max_group, &precedes,
+                );
+                tick();
+                r
+            })
+            .collect();
+        let mut next = budget.clone();
+        for r in round {
+            let r = r?;
+            pairs += r.pairs;
+            for (n, (&b, &left)) in next.iter_mut().zip(budget.iter().zip(&r.left)) {
+                *n = n.saturating_sub(b - left);
+            }
+            for (x, y, sim) in r.found {
+                let b = &mut best[x as usize];
+                if sim > b.0 || (sim == b.0 && y != b.1 && precedes(y, b.1)) {
+                    *b = (sim, y);
+                }
+                next[x as usize] = 0;
+            }
+        }
+        budget = next;
+    }
+    // One partner per lone group (exact duplicates in several segments attach together).
+    let mut by_root: Vec<(f32, u32)> = vec![(-1.0, u32::MAX); total];
+    for (x, &(sim, y)) in best.iter().enumerate() {
+        if y == u32::MAX {
+            continue;
+        }
+        let b = &mut by_root[roots[x] as usize];
+        if sim > b.0 || (sim == b.0 && y != b.1 && precedes(y, b.1)) {
+            *b = (sim, y);
+        }
+    }
+    let links = by_root
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.1 != u32::MAX)
+        .map(|(x, b)| (x as u32, b.1, b.0))
+        .collect();
+    Ok((links, pairs))
+}
+
+/// One attachment band: live contents are grouped by 3 bytes of their 8-bit signature (a
+/// counting sort on the 24-bit key), and within a group each pair of contents at most
+/// `max_group` apart (all pairs in a group of up to `max_group + 1`) with a lone end is
+/// verified. Returns each lone content's best partner in each group, and the pairs verified.
+#[allow(clippy::too_many_arguments)]
+fn attach_band(
+    segs: &[Segment],
+    base: &[u64],
+    roots: &[u32],
+    budget: &[u8],
+    band: usize,
+    attach: f64,
+    max_group: usize,
+    precedes: &(dyn Fn(u32, u32) -> bool + Sync),
+) -> Result<BandAttach> {
+    let rows = band * ATTACH_ROWS..(band + 1) * ATTACH_ROWS;
+    // Each live content's key, and which keys a text still searching has.
+    const DEAD: u32 = u32::MAX;
+    let mut keys: Vec<u32> = Vec::with_capacity(budget.len());
+    let mut wanted = vec![0u64; 1 << (8 * ATTACH_ROWS - 6)];
+    for seg in segs {
+        let live = seg.live_contents();
+        for c in 0..seg.n_contents() as u32 {
+            if live.is_some_and(|l| !l[c as usize]) {
+                keys.push(DEAD);
+                continue;
+            }
+            let sig = seg.signature(c)?;
+            let r = sig.get(rows.clone()).ok_or_else(|| {
+                Error::corrupt(seg.dir().join("sigs"), "signature shorter than k")
+            })?;
+            let key = u32::from(r[0]) | u32::from(r[1]) << 8 | u32::from(r[2]) << 16;
+            if budget[keys.len()] > 0 {
+                wanted[key as usize / 64] |= 1 << (key % 64);
+            }
+            keys.push(key);
+        }
+    }
+    // Entries `key << 32 | content` of the contents sharing a key with a searching text,
+    // grouped by key: a counting pass on the key's top bits (about 4 entries per bucket, so
+    // the counts stay in cache), then a sort within each bucket.
+    let entries: Vec<u64> = keys
+        .iter()
+        .enumerate()
+        .filter(|&(_, &key)| key != DEAD && wanted[key as usize / 64] >> (key % 64) & 1 == 1)
+        .map(|(c, &key)| u64::from(key) << 32 | c as u64)
+        .collect();
+    drop(keys);
+    drop(wanted);
+    const KEY_BITS: u32 = 8 * ATTACH_ROWS as u32;
+    let bits = (usize::BITS - entries.len().leading_zeros())
+        .saturating_sub(2)
+        .clamp(4, KEY_BITS);
+    let shift = 32 + KEY_BITS - bits;
+    let mut bounds = vec![0u32; (1 << bits) + 1];
+    for &e in &entries {
+        bounds[(e >> shift) as usize + 1] += 1;
+    }
+    for i in 1..bounds.len() {
+        bounds[i] += bounds[i - 1];
+    }
+    let mut sorted = vec![0u64; entries.len()];
+    let mut next = bounds.clone();
+    for &e in &entries {
+        let b = &mut next[(e >> shift) as usize];
+        sorted[*b as usize] = e;
+        *b += 1;
+    }
+    drop(entries);
+    for w in bounds.windows(2) {
+        sorted[w[0] as usize..w[1] as usize].sort_unstable();
+    }
+    drop(bounds);
+    drop(next);
+    let window = max_group.max(1);
+    let mut found = Vec::new();
+    let mut local: Vec<Option<(f32, u32)>> = Vec::new();
+    let mut pairs = 0u64;
+    let mut left = budget.to_vec();
+    // Groups of two or more with a text still searching.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let key = sorted[i] >> 32;
+        let mut j = i + 1;
+        while j < sorted.len() && sorted[j] >> 32 == key {
+            j += 1;
+        }
+        if j - i >= 2 && sorted[i..j].iter().any(|&e| left[e as u32 as usize] > 0) {
+            groups.push((i, j));
+        }
+        i = j;
+    }
+    let touch = |(i, j): (usize, usize)| {
+        for &e in &sorted[i..j] {
+            touch(segs, base, e as u32);
+        }
+    };
+    for_each_group_ahead(&groups, touch, |(i, j)| {
+        let g = &sorted[i..j];
+        local.clear();
+        local.resize(g.len(), None);
+        for i in 0..g.len() {
+            for j in i + 1..g.len().min(i + 1 + window) {
+                let (x, y) = (g[i] as u32, g[j] as u32);
+                let (lx, ly) = (left[x as usize] > 0, left[y as usize] > 0);
+                if (!lx && !ly) || roots[x as usize] == roots[y as usize] {
+                    continue;
+                }
+                pairs += 1;
+                for (z, l) in [(x, lx), (y, ly)] {
+                    if l {
+                        left[z as usize] -= 1;
+                    }
+                }
+                let sim = pair_similarity(segs, base, x, y)?;
+                if sim < attach {
+                    continue;
+                }
+                let sim = sim as f32;
+                let better = |b: Option<(f32, u32)>, other: u32| {
+                    b.is_none_or(|(s, o)| sim > s || (sim == s && precedes(other, o)))
+                };
+                if lx && better(local[i], y) {
+                    local[i] = Some((sim, y));
+                }
+                if ly && better(local[j], x) {
+                    local[j] = Some((sim, x));
+                }
+            }
+        }
+        for (i, b) in local.iter().enumerate() {
+            if let Some((sim, y)) = *b {
+                found.push((g[i] as u32, y, sim));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(BandAttach { found, pairs, left })
+}
+
+/// What one attachment band found.
+struct BandAttach {
+    /// `(lone, partner, similarity)`: each lone text's best partner in each group.
+    found: Vec<(u32, u32, f32)>,
+    /// Pairs verified.
+    pairs: u64,
+    /// The verification budget left to each text after the band.
+    left: Vec<u8>,
+}
+
 /// The verified edges among a band's candidate pairs, and the number of pairs checked.
 fn group_edges(
     segs: &[Segment],
@@ -596,20 +1061,25 @@ fn group_edges(
 ) -> Result<(Vec<Edge>, u64)> {
     let mut edges = Vec::new();
     let mut pairs = 0u64;
-    for_each_pair(entries, opts.max_group, |x, y, large| {
-        pairs += 1;
-        let sim = pair_similarity(segs, base, x, y)?;
-        if sim >= opts.min_similarity {
-            let (a, b) = if x < y { (x, y) } else { (y, x) };
-            edges.push(Edge {
-                a,
-                b,
-                sim: sim as f32,
-                large,
-            });
-        }
-        Ok(())
-    })?;
+    for_each_pair(
+        entries,
+        opts.max_group,
+        |c| touch(segs, base, c),
+        |x, y, large| {
+            pairs += 1;
+            let sim = pair_similarity(segs, base, x, y)?;
+            if sim >= opts.min_similarity {
+                let (a, b) = if x < y { (x, y) } else { (y, x) };
+                edges.push(Edge {
+                    a,
+                    b,
+                    sim: sim as f32,
+                    large,
+                });
+            }
+            Ok(())
+        },
+    )?;
     Ok((edges, pairs))
 }
 
@@ -760,7 +1230,14 @@ mod tests {
         let mut camps = Vec::new();
         for name in ["alpha", "beta", "gamma"] {
             let seed = sentence(&mut rng, 30);
-            camps.push(campaign(&mut rng, name, &seed, 12, &mut posts));
+            let mut members = campaign(&mut rng, name, &seed, 12, &mut posts);
+            // A copy cut down to its first 13 words: 11 of the members' 28 shingles, J of
+            // about 0.39 to most members, so it joins only by attachment.
+            let cut: Vec<&str> = seed.split(' ').take(13).collect();
+            let id = format!("{name}-cut");
+            posts.push(post(&id, "cutter", 1_700_100_000, &cut.join(" ")));
+            members.push(id);
+            camps.push(members);
         }
         for i in 0..150 {
             let s = sentence(&mut rng, 25);
@@ -803,13 +1280,31 @@ mod tests {
                 members.len(),
                 "background joined campaign cluster {cl:?}"
             );
-            assert_eq!(cl.accounts, 5);
+            assert_eq!(cl.accounts, 6);
             assert_eq!(cl.earliest_post, members[0]);
             assert_eq!(cl.platforms.get("x"), Some(&members.len()));
-            assert!(cl.weakest_link >= 0.5 && cl.edges >= cl.texts - 1);
+            assert_eq!(cl.attached, 1, "{cl:?}");
+            assert!(cl.weakest_link >= 0.3 && cl.weakest_link < 0.5);
+            assert!(cl.edges >= cl.texts - 1);
             let profile = cl.time_profile.as_ref().unwrap();
             assert_eq!(profile.unit, "hour");
             assert_eq!(profile.counts.iter().sum::<u32>() as usize, members.len());
+        }
+        // Without attachment, the cut-down copies stay out.
+        let strict = index
+            .clusters(&ClusterOptions {
+                attach_similarity: Some(0.0),
+                ..ClusterOptions::default()
+            })
+            .unwrap();
+        assert_eq!(strict.attached, 0);
+        let of = cluster_of(&strict);
+        for members in &camps {
+            let (cut, rest) = members.split_last().unwrap();
+            assert!(rest.iter().all(|m| of.get(m) == Some(&of[&rest[0]])));
+            assert!(!of.contains_key(cut), "{cut} joined without attachment");
+            let cl = &strict.clusters[of[&rest[0]] as usize];
+            assert!(cl.weakest_link >= 0.5 && cl.attached == 0);
         }
         // Sorted by size, numbered in order.
         assert!(report.clusters.windows(2).all(|w| w[0].size >= w[1].size));
@@ -835,6 +1330,13 @@ mod tests {
             &format!("{sa} {sb}"),
         ));
         let (_d, index) = build(&posts, None);
+        // By default (links at 0.5) the bridge is a lone text: it attaches to one campaign
+        // and never joins the two.
+        let default = index.clusters(&ClusterOptions::default()).unwrap();
+        let of = cluster_of(&default);
+        assert_ne!(of[&a[0]], of[&b[0]], "attachment bridged two campaigns");
+        assert!(of[&"bridge".to_string()] == of[&a[0]] || of[&"bridge".to_string()] == of[&b[0]]);
+        assert_eq!(default.attached, 1);
         let loose = index
             .clusters(&ClusterOptions {
                 min_similarity: 0.3,

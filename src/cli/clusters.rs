@@ -23,6 +23,11 @@ pub struct Args {
     /// 0 = off). 0.7-0.8 splits clusters glued together by a few bridging posts.
     #[arg(long, default_value_t = 0.0)]
     min_edge_support: f64,
+    /// A text with no link at --min-similarity joins the cluster of its most similar text
+    /// when their similarity reaches this (a cut-down or padded copy; it never joins two
+    /// clusters). Default: 0.6 x --min-similarity; 0 = off.
+    #[arg(long, value_name = "S")]
+    attach_similarity: Option<f64>,
     /// Least posts in a reported cluster.
     #[arg(long, default_value_t = 2)]
     min_size: usize,
@@ -69,6 +74,7 @@ pub fn run(args: Args) -> Result<i32> {
     let opts = ClusterOptions {
         min_similarity: args.min_similarity,
         min_edge_support: args.min_edge_support,
+        attach_similarity: args.attach_similarity,
         min_size: args.min_size,
         min_accounts: args.min_accounts,
         platforms: args.platform.clone(),
@@ -86,10 +92,11 @@ pub fn run(args: Args) -> Result<i32> {
         .with_context(|| format!("{}: clustering failed", args.index.display()))?;
     pb.finish_and_clear();
     eprintln!(
-        "textreuse: {} clusters from {} candidate pairs ({} links kept) in {:.2} s",
+        "textreuse: {} clusters from {} candidate pairs ({} links kept, {} lone texts attached) in {:.2} s",
         report.clusters.len(),
         report.candidate_pairs,
         report.edges,
+        report.attached,
         t.elapsed().as_secs_f64()
     );
     if args.save {
@@ -167,7 +174,7 @@ fn print_cluster(c: &Cluster, out: &mut impl Write) -> Result<()> {
     };
     writeln!(
         out,
-        "#{:<4} {} posts, {} texts, {} accounts; {}; {}; weakest link {:.2}, {} links; first post {}",
+        "#{:<4} {} posts, {} texts, {} accounts; {}; {}; weakest link {:.2}, {} links ({} attached); first post {}",
         c.cluster,
         c.size,
         c.texts,
@@ -176,6 +183,7 @@ fn print_cluster(c: &Cluster, out: &mut impl Write) -> Result<()> {
         span,
         c.weakest_link,
         c.edges,
+        c.attached,
         c.earliest_post
     )?;
     writeln!(out, "      {}", one_line(&c.representative, 100))?;

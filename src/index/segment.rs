@@ -745,7 +745,14 @@ impl Segment {
     /// reads of many candidates overlap).
     #[inline]
     pub fn touch_signature(&self, c: u32) {
-        prefetch_read(&self.sigs.data, self.sigs_range.start + c as usize * self.k);
+        let start = self.sigs_range.start + c as usize * self.k;
+        let end = start + self.k.max(1) - 1;
+        let mut at = start;
+        while at < end {
+            prefetch_read(&self.sigs.data, at);
+            at = (at | 63) + 1;
+        }
+        prefetch_read(&self.sigs.data, end);
     }
 
     /// Asks the CPU to fetch content `c`'s post range (its `content_posts` entry) into its

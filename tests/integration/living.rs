@@ -1721,8 +1721,12 @@ fn a_second_writer_is_refused_until_the_first_commits() {
 
 /// Clusters as sets of post ids.
 fn cluster_sets(index: &Index) -> BTreeSet<BTreeSet<String>> {
+    cluster_sets_with(index, &ClusterOptions::default())
+}
+
+fn cluster_sets_with(index: &Index, opts: &ClusterOptions) -> BTreeSet<BTreeSet<String>> {
     index
-        .clusters(&ClusterOptions::default())
+        .clusters(opts)
         .expect("clusters")
         .clusters
         .iter()
@@ -1925,10 +1929,22 @@ fn deleted_posts_leave_clusters() {
     let one = tmp.path().join("one");
     util::build_lib(&one, &live, BuildOptions::default(), 5000);
     let want = cluster_sets(&open(&one));
+    let no_attach = ClusterOptions {
+        attach_similarity: Some(0.0),
+        ..ClusterOptions::default()
+    };
+    assert!(
+        cluster_sets_with(&open(&one), &no_attach)
+            .iter()
+            .all(|c| !c.contains("chain-a") && !c.contains("chain-c")),
+        "precondition: without chain-b, chain-a and chain-c are not linked"
+    );
+    // At 0.33, chain-a and chain-c are within attachment of each other: left alone by the
+    // deletion, they pair up.
     assert!(
         want.iter()
-            .all(|c| !c.contains("chain-a") && !c.contains("chain-c")),
-        "precondition: without chain-b, chain-a and chain-c are not clustered"
+            .any(|c| c.len() == 2 && c.contains("chain-a") && c.contains("chain-c")),
+        "chain-a and chain-c attach to each other"
     );
 
     let index = open(&segs);
