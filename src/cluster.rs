@@ -773,11 +773,16 @@ fn touch(segs: &[Segment], base: &[u64], c: u32) {
     segs[s].touch_signature(c - base[s] as u32);
 }
 
+/// The 8-bit signature of global content `c`.
+fn global_signature<'a>(segs: &'a [Segment], base: &[u64], c: u32) -> Result<&'a [u8]> {
+    let s = seg_of(base, c);
+    segs[s].signature(c - base[s] as u32)
+}
+
 /// The estimated similarity of two global contents.
 fn pair_similarity(segs: &[Segment], base: &[u64], x: u32, y: u32) -> Result<f64> {
-    let (sx, sy) = (seg_of(base, x), seg_of(base, y));
-    let a = segs[sx].signature(x - base[sx] as u32)?;
-    let b = segs[sy].signature(y - base[sy] as u32)?;
+    let a = global_signature(segs, base, x)?;
+    let b = global_signature(segs, base, y)?;
     let eq = a.iter().zip(b).filter(|(p, q)| p == q).count();
     Ok(bbit_estimate(eq, a.len()))
 }
@@ -801,53 +806,42 @@ fn attach_lone(
             .content_hash(c - base[s] as u32)
             .unwrap_or(u128::from(c))
     };
-    // A text is lone when its group holds no other text: one content, or exact duplicates
-    // that arrived in different segments (one content each, linked at similarity 1). The
-    // group's first content, and whether another text is in it.
+    // A text is lone when its group holds no other live text: one content, or exact
+    // duplicates that arrived in different segments (one content each, linked at similarity
+    // 1). The group's first live content searches for the group (its copies would find the
+    // same partners).
     let roots: Vec<u32> = (0..total as u32).map(|c| uf.find(c)).collect();
     let mut first = vec![u32::MAX; total];
     let mut mixed = vec![false; total];
-    for c in 0..total as u32 {
-        let r = roots[c as usize] as usize;
-        if first[r] == u32::MAX {
-            first[r] = c;
-        } else if !mixed[r] && hash(c) != hash(first[r]) {
-            mixed[r] = true;
-        }
-    }
-    drop(first);
-    // Verifications left to each lone text still searching (0: not lone, or done).
     let mut budget = vec![0u8; total];
     for (si, seg) in segs.iter().enumerate() {
         let live = seg.live_contents();
         for c in 0..seg.n_contents() as u32 {
+            if live.is_some_and(|l| !l[c as usize]) {
+                continue;
+            }
             let g = base[si] as u32 + c;
-            if !mixed[roots[g as usize] as usize] && live.is_none_or(|l| l[c as usize]) {
-                budget[g as usize] = ATTACH_BUDGET;
+            let r = roots[g as usize] as usize;
+            if first[r] == u32::MAX {
+                first[r] = g;
+            } else if !mixed[r] && hash(g) != hash(first[r]) {
+                mixed[r] = true;
             }
         }
     }
+    // Verifications left to each lone text still searching (0: not lone, or done).
+    for (r, &f) in first.iter().enumerate() {
+        if f != u32::MAX && !mixed[r] {
+            budget[f as usize] = ATTACH_BUDGET;
+        }
+    }
+    drop(first);
     drop(mixed);
     if !budget.iter().any(|&b| b > 0) {
         (0..n_bands).for_each(|_| tick());
         return Ok((Vec::new(), 0));
     }
-    // The tie-break between partners of equal similarity: the lesser signature, then the
-    // lesser content hash (equal signatures are, almost surely, exact duplicates in different
-    // segments), which does not depend on how the index is split into segments. The
-    // signatures were just read, so the comparison rarely misses the cache.
-    let precedes = |x: u32, y: u32| -> bool {
-        let (sx, sy) = (seg_of(base, x), seg_of(base, y));
-        let (lx, ly) = (x - base[sx] as u32, y - base[sy] as u32);
-        match (segs[sx].signature(lx), segs[sy].signature(ly)) {
-            (Ok(a), Ok(b)) if a != b => a < b,
-            _ => {
-                let h = |s: usize, l: u32, c: u32| segs[s].content_hash(l).unwrap_or(u128::from(c));
-                (h(sx, lx, x), x) < (h(sy, ly, y), y)
-            }
-        }
-    };
-    let mut best: Vec<(f32, u32)> = vec![(-1.0, u32::MAX); total];
+    let mut best: Vec<Partner> = vec![Partner::NONE; total];
     let mut pairs = 0u64;
     // Bands are taken in rounds of a fixed size (whatever the thread count, so the result
     // does not depend on it); a lone text that found partners stops searching after its
@@ -857,9 +851,7 @@ fn attach_lone(
         let round: Vec<Result<BandAttach>> = (first..(first + ATTACH_ROUND).min(n_bands))
             .into_par_iter()
             .map(|band| {
-                let r = attach_band(
-                    segs, base, &roots, &budget, band, attach, max_group, &precedes,
-                );
+                let r = attach_band(segs, base, &roots, &budget, band, attach, max_group);
                 tick();
                 r
             })
@@ -871,10 +863,10 @@ fn attach_lone(
             for (n, (&b, &left)) in next.iter_mut().zip(budget.iter().zip(&r.left)) {
                 *n = n.saturating_sub(b - left);
             }
-            for (x, y, sim) in r.found {
+            for (x, p) in r.found {
                 let b = &mut best[x as usize];
-                if sim > b.0 || (sim == b.0 && y != b.1 && precedes(y, b.1)) {
-                    *b = (sim, y);
+                if p.beats(b) {
+                    *b = p;
                 }
                 next[x as usize] = 0;
             }
@@ -882,21 +874,18 @@ fn attach_lone(
         budget = next;
     }
     // One partner per lone group (exact duplicates in several segments attach together).
-    let mut by_root: Vec<(f32, u32)> = vec![(-1.0, u32::MAX); total];
-    for (x, &(sim, y)) in best.iter().enumerate() {
-        if y == u32::MAX {
-            continue;
-        }
+    let mut by_root: Vec<Partner> = vec![Partner::NONE; total];
+    for (x, p) in best.iter().enumerate() {
         let b = &mut by_root[roots[x] as usize];
-        if sim > b.0 || (sim == b.0 && y != b.1 && precedes(y, b.1)) {
-            *b = (sim, y);
+        if p.beats(b) {
+            *b = *p;
         }
     }
     let links = by_root
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.1 != u32::MAX)
-        .map(|(x, b)| (x as u32, b.1, b.0))
+        .filter(|(_, p)| p.content != u32::MAX)
+        .map(|(x, p)| (x as u32, p.content, p.sim))
         .collect();
     Ok((links, pairs))
 }
@@ -914,7 +903,6 @@ fn attach_band(
     band: usize,
     attach: f64,
     max_group: usize,
-    precedes: &(dyn Fn(u32, u32) -> bool + Sync),
 ) -> Result<BandAttach> {
     let rows = band * ATTACH_ROWS..(band + 1) * ATTACH_ROWS;
     // Each live content's key, and which keys a text still searching has.
@@ -977,7 +965,7 @@ fn attach_band(
     drop(next);
     let window = max_group.max(1);
     let mut found = Vec::new();
-    let mut local: Vec<Option<(f32, u32)>> = Vec::new();
+    let mut local: Vec<Partner> = Vec::new();
     let mut pairs = 0u64;
     let mut left = budget.to_vec();
     // Groups of two or more with a text still searching.
@@ -1002,7 +990,7 @@ fn attach_band(
     for_each_group_ahead(&groups, touch, |(i, j)| {
         let g = &sorted[i..j];
         local.clear();
-        local.resize(g.len(), None);
+        local.resize(g.len(), Partner::NONE);
         for i in 0..g.len() {
             for j in i + 1..g.len().min(i + 1 + window) {
                 let (x, y) = (g[i] as u32, g[j] as u32);
@@ -1016,25 +1004,33 @@ fn attach_band(
                         left[z as usize] -= 1;
                     }
                 }
-                let sim = pair_similarity(segs, base, x, y)?;
+                let (a, b) = (
+                    global_signature(segs, base, x)?,
+                    global_signature(segs, base, y)?,
+                );
+                let eq = a.iter().zip(b).filter(|(p, q)| p == q).count();
+                let sim = bbit_estimate(eq, a.len());
                 if sim < attach {
                     continue;
                 }
                 let sim = sim as f32;
-                let better = |b: Option<(f32, u32)>, other: u32| {
-                    b.is_none_or(|(s, o)| sim > s || (sim == s && precedes(other, o)))
-                };
-                if lx && better(local[i], y) {
-                    local[i] = Some((sim, y));
+                if lx {
+                    let p = Partner::new(sim, b, y);
+                    if p.beats(&local[i]) {
+                        local[i] = p;
+                    }
                 }
-                if ly && better(local[j], x) {
-                    local[j] = Some((sim, x));
+                if ly {
+                    let p = Partner::new(sim, a, x);
+                    if p.beats(&local[j]) {
+                        local[j] = p;
+                    }
                 }
             }
         }
-        for (i, b) in local.iter().enumerate() {
-            if let Some((sim, y)) = *b {
-                found.push((g[i] as u32, y, sim));
+        for (i, p) in local.iter().enumerate() {
+            if p.content != u32::MAX {
+                found.push((g[i] as u32, *p));
             }
         }
         Ok(())
@@ -1042,10 +1038,49 @@ fn attach_band(
     Ok(BandAttach { found, pairs, left })
 }
 
+/// A candidate partner of a lone text.
+#[derive(Debug, Clone, Copy)]
+struct Partner {
+    sim: f32,
+    /// The tie-break between partners of equal similarity: the partner's first signature
+    /// bytes, which do not depend on how the index is split into segments. (Equal bytes are,
+    /// almost surely, copies of one text in different segments, in one group either way.)
+    tie: u64,
+    /// Global content, `u32::MAX` = none.
+    content: u32,
+}
+
+impl Partner {
+    const NONE: Partner = Partner {
+        sim: -1.0,
+        tie: u64::MAX,
+        content: u32::MAX,
+    };
+
+    fn new(sim: f32, sig: &[u8], content: u32) -> Partner {
+        let mut b = [0u8; 8];
+        let n = sig.len().min(8);
+        b[..n].copy_from_slice(&sig[..n]);
+        Partner {
+            sim,
+            tie: u64::from_be_bytes(b),
+            content,
+        }
+    }
+
+    /// Whether this candidate is preferred to `other`.
+    fn beats(&self, other: &Partner) -> bool {
+        self.content != u32::MAX
+            && (other.content == u32::MAX
+                || self.sim > other.sim
+                || (self.sim == other.sim && self.tie < other.tie))
+    }
+}
+
 /// What one attachment band found.
 struct BandAttach {
-    /// `(lone, partner, similarity)`: each lone text's best partner in each group.
-    found: Vec<(u32, u32, f32)>,
+    /// Each lone text's best partner in each group.
+    found: Vec<(u32, Partner)>,
     /// Pairs verified.
     pairs: u64,
     /// The verification budget left to each text after the band.
