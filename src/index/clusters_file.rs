@@ -266,7 +266,6 @@ impl Index {
             xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
             min_similarity: opts.min_similarity,
             min_edge_support: opts.min_edge_support,
-            attach_similarity: opts.attach().unwrap_or(0.0),
             clusters: report.clusters.len() as u64,
         };
         let old = m.clusters.clone();

@@ -80,10 +80,6 @@ pub struct ClustersEntry {
     pub min_similarity: f64,
     /// The structural edge support they were made with (0 = none).
     pub min_edge_support: f64,
-    /// The attachment similarity they were made with (0 = none). Left out when 0, so that
-    /// manifests written before attachment existed keep their checksums.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub attach_similarity: f64,
     /// Number of clusters saved.
     pub clusters: u64,
 }
@@ -225,9 +221,4 @@ pub fn remove_stale_manifests(dir: &Path, keep: &str) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-/// Whether a float field is zero (left out of the serialized manifest).
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
 }
