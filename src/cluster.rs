@@ -13,10 +13,11 @@
 //!    bridges two unrelated campaigns shares few neighbours with either and is cut loose.
 //! 4. **Union-find** over contents. With the guard, all edges are collected and taken
 //!    strongest first (Kruskal), which gives each cluster's weakest link exactly (the least
-//!    similarity on the strongest paths holding it together). Without it, bands are joined
-//!    in order against one union-find and pairs already connected are not verified again, so
-//!    work and memory follow the clusters; the weakest link is then the least similarity
-//!    among the links that joined the cluster.
+//!    similarity on the strongest paths holding it together). Without it, bands are verified
+//!    a few at a time in parallel, skipping pairs already connected when the round began, and
+//!    the links found are joined in band order against one union-find, so work and memory
+//!    follow the clusters; the weakest link is then the least similarity among the links
+//!    that joined the cluster.
 //! 5. **Attachment** (`attach_similarity`, by default 0.6 × `min_similarity`): a text left
 //!    alone by step 4 (no link at `min_similarity`) joins the cluster of its most similar
 //!    text when that similarity reaches `attach_similarity`. A member cut down to half the
@@ -26,7 +27,7 @@
 //!    for k = 128), which finds pairs at similarity 0.3–0.5 that the index's 4-row bands
 //!    mostly miss; only pairs with a lone text are verified. Only texts alone after step 4
 //!    (exact duplicates that arrived in different segments count as one text) attach, each
-//!    to one partner (ties go to the partner with the least content hash), so
+//!    to one partner (ties go to the partner whose signature's first bytes are least), so
 //!    an attachment never joins two clusters: every cluster holds at most one group linked
 //!    at `min_similarity`, plus the lone texts attached to it. Contents then expand to their
 //!    posts.
@@ -397,13 +398,7 @@ impl Index {
                     let (found, pairs) = r?;
                     candidate_pairs += pairs;
                     for (x, y, sim) in found {
-                        let (rx, ry) = (uf.find(x), uf.find(y));
-                        if uf.union(rx, ry) {
-                            let r = uf.find(rx);
-                            weak[r as usize] = weak[rx as usize].min(weak[ry as usize]).min(sim);
-                            links[r as usize] = links[rx as usize] + links[ry as usize] + 1;
-                            n_edges += 1;
-                        }
+                        n_edges += u64::from(join(&mut uf, &mut weak, &mut links, x, y, sim));
                     }
                 }
             }
@@ -413,14 +408,8 @@ impl Index {
                     attach_lone(segs, &base, &mut uf, a, opts.max_group, attach_bands, &tick)?;
                 candidate_pairs += pairs;
                 for (x, y, sim) in found {
-                    let (rx, ry) = (uf.find(x), uf.find(y));
                     attached[x as usize] = true;
-                    if uf.union(rx, ry) {
-                        let r = uf.find(rx);
-                        weak[r as usize] = weak[rx as usize].min(weak[ry as usize]).min(sim);
-                        links[r as usize] = links[rx as usize] + links[ry as usize] + 1;
-                        n_edges += 1;
-                    }
+                    n_edges += u64::from(join(&mut uf, &mut weak, &mut links, x, y, sim));
                 }
             }
             let mut weakest: BTreeMap<u32, (f32, usize)> = BTreeMap::new();
@@ -667,6 +656,19 @@ impl Index {
     }
 }
 
+/// Joins the groups of `x` and `y` by a link of similarity `sim`, keeping each root's
+/// weakest link and link count. Whether they were apart.
+fn join(uf: &mut UnionFind, weak: &mut [f32], links: &mut [u32], x: u32, y: u32, sim: f32) -> bool {
+    let (rx, ry) = (uf.find(x), uf.find(y));
+    if !uf.union(rx, ry) {
+        return false;
+    }
+    let r = uf.find(rx) as usize;
+    weak[r] = weak[rx as usize].min(weak[ry as usize]).min(sim);
+    links[r] = links[rx as usize] + links[ry as usize] + 1;
+    true
+}
+
 /// The segment holding global content `c`.
 fn seg_of(base: &[u64], c: u32) -> usize {
     base.partition_point(|&b| b <= c as u64).saturating_sub(1)
@@ -781,10 +783,16 @@ fn global_signature<'a>(segs: &'a [Segment], base: &[u64], c: u32) -> Result<&'a
 
 /// The estimated similarity of two global contents.
 fn pair_similarity(segs: &[Segment], base: &[u64], x: u32, y: u32) -> Result<f64> {
-    let a = global_signature(segs, base, x)?;
-    let b = global_signature(segs, base, y)?;
+    Ok(signature_similarity(
+        global_signature(segs, base, x)?,
+        global_signature(segs, base, y)?,
+    ))
+}
+
+/// The estimated similarity of two 8-bit signatures.
+fn signature_similarity(a: &[u8], b: &[u8]) -> f64 {
     let eq = a.iter().zip(b).filter(|(p, q)| p == q).count();
-    Ok(bbit_estimate(eq, a.len()))
+    bbit_estimate(eq, a.len())
 }
 
 /// Step 5: for every live content alone in `uf`, its most similar other content among the
@@ -890,11 +898,10 @@ fn attach_lone(
     Ok((links, pairs))
 }
 
-/// One attachment band: live contents are grouped by 3 bytes of their 8-bit signature (a
-/// counting sort on the 24-bit key), and within a group each pair of contents at most
-/// `max_group` apart (all pairs in a group of up to `max_group + 1`) with a lone end is
-/// verified. Returns each lone content's best partner in each group, and the pairs verified.
-#[allow(clippy::too_many_arguments)]
+/// One attachment band: the live contents that share 3 bytes of their 8-bit signature (a
+/// 24-bit key) with a text still searching are grouped by that key, and within a group each
+/// pair of contents at most `max_group` apart (all pairs in a group of up to
+/// `max_group + 1`) with a searching end, in different groups of step 4, is verified. Returns each lone content's best partner in each group, and the pairs verified.
 fn attach_band(
     segs: &[Segment],
     base: &[u64],
@@ -1008,8 +1015,7 @@ fn attach_band(
                     global_signature(segs, base, x)?,
                     global_signature(segs, base, y)?,
                 );
-                let eq = a.iter().zip(b).filter(|(p, q)| p == q).count();
-                let sim = bbit_estimate(eq, a.len());
+                let sim = signature_similarity(a, b);
                 if sim < attach {
                     continue;
                 }

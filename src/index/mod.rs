@@ -760,6 +760,20 @@ mod tests {
             .join(version)
     }
 
+    /// Opens a fixture's index with `access` (no prefetching) and checks every checksum.
+    fn open_fixture(dir: &Path, access: Access) -> Index {
+        let index = Index::open_with(
+            dir.join("index"),
+            OpenOptions {
+                access,
+                prefetch: false,
+            },
+        )
+        .unwrap();
+        index.verify().unwrap();
+        index
+    }
+
     /// Indexes written by every supported format version keep opening and answering exactly
     /// as when they were written (tantivy's compat tests). The expected answers were
     /// recorded by the build that wrote the fixture.
@@ -895,15 +909,7 @@ mod tests {
             "no dictionary was trained"
         );
         for access in [Access::Mmap, Access::InMemory] {
-            let index = Index::open_with(
-                dir.join("index"),
-                OpenOptions {
-                    access,
-                    prefetch: false,
-                },
-            )
-            .unwrap();
-            index.verify().unwrap();
+            let index = open_fixture(&dir, access);
             let got = fixture_answers(&index, &posts);
             same_answers(&got, &expected, true);
             let mut cache = segment::TextCache::default();
@@ -935,15 +941,7 @@ mod tests {
             .collect();
         assert_eq!(deleted.len(), 12);
         for access in [Access::Mmap, Access::InMemory] {
-            let index = Index::open_with(
-                dir.join("index"),
-                OpenOptions {
-                    access,
-                    prefetch: false,
-                },
-            )
-            .unwrap();
-            index.verify().unwrap();
+            let index = open_fixture(&dir, access);
             assert_eq!(index.segments().len(), 2);
             assert_eq!(index.stats().deleted, 12);
             assert_eq!(index.num_posts(), 107 - 12);
