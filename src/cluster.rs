@@ -41,9 +41,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::index::segment::{Segment, TextCache};
+use crate::index::segment::{prefetch_item, Segment, TextCache};
 use crate::index::{Index, PostAddr};
-use crate::minhash::bbit_estimate;
+use crate::minhash::{bbit_estimate, equal_bytes};
 
 /// Options of [`Index::clusters`].
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +219,15 @@ impl UnionFind {
         x
     }
 
+    /// Points every element straight at its root, so that [`root`](Self::root) takes one
+    /// read until the next union.
+    fn flatten(&mut self) {
+        for x in 0..self.parent.len() as u32 {
+            let r = self.find(x);
+            self.parent[x as usize] = r;
+        }
+    }
+
     /// The root of `x`, without compressing paths (for shared readers).
     fn root(&self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {
@@ -261,6 +270,43 @@ impl Index {
 
     /// [`clusters`](Self::clusters) reporting `(bands done, bands)` as the self-join runs.
     pub fn clusters_with_progress(
+        &self,
+        opts: &ClusterOptions,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<ClusterReport> {
+        // The pass reads every signature at random and every band table in band order. On a
+        // cold page cache, faulting those pages in one at a time (the maps are advised for
+        // random access) costs minutes; a helper thread asks the kernel for them in large
+        // sequential requests, in the order the pass needs them, and stops when it ends.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+        let bands = self.manifest().params.lsh.bands as usize;
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                /// Bytes per read-ahead request.
+                const CHUNK: usize = 8 << 20;
+                for seg in self.segments() {
+                    seg.prefetch_signatures(CHUNK, &stopped);
+                }
+                for band in 0..bands {
+                    for seg in self.segments() {
+                        if stopped() {
+                            return;
+                        }
+                        seg.prefetch_band(band);
+                    }
+                }
+                for seg in self.segments() {
+                    seg.prefetch_metadata(CHUNK, &stopped);
+                }
+            });
+            let report = self.clusters_inner(opts, progress);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            report
+        })
+    }
+
+    fn clusters_inner(
         &self,
         opts: &ClusterOptions,
         progress: &(dyn Fn(usize, usize) + Sync),
@@ -371,6 +417,8 @@ impl Index {
             // not depend on the thread count), skipping the pairs already connected when the
             // round began; the links found are then joined in band order.
             for first in (0..bands).step_by(LINK_ROUND) {
+                // The pairs' roots are read at random: one read each once flattened.
+                uf.flatten();
                 let snapshot = &uf;
                 let round: Vec<Result<(Links, u64)>> = (first..(first + LINK_ROUND).min(bands))
                     .into_par_iter()
@@ -378,7 +426,10 @@ impl Index {
                         let entries = band_entries(segs, &base, band)?;
                         let mut found = Vec::new();
                         let mut pairs = 0u64;
-                        let touch = |c| touch(segs, &base, c);
+                        let touch = |c| {
+                            touch(segs, &base, c);
+                            prefetch_item(&snapshot.parent, c as usize);
+                        };
                         for_each_pair(&entries, opts.max_group, touch, |x, y, _| {
                             pairs += 1;
                             if snapshot.root(x) == snapshot.root(y) {
@@ -447,9 +498,9 @@ impl Index {
             .chunk_by(|a, b| a.0 == b.0)
             .map(|g| (g[0].0, g))
             .collect();
-        let built: Vec<Result<Option<Cluster>>> = members
+        let built: Vec<Result<Option<(Cluster, PostAddr)>>> = members
             .into_par_iter()
-            .map_init(TextCache::default, |cache, (root, group)| {
+            .map(|(root, group)| {
                 let contents: Vec<u32> = group.iter().map(|g| g.1).collect();
                 let (weak, n_edges) = weakest.get(&root).copied().unwrap_or((1.0, 0));
                 let n_attached = if attached.is_empty() {
@@ -462,15 +513,16 @@ impl Index {
                     edges: n_edges,
                     attached: n_attached,
                 };
-                self.describe(&base, &contents, bonds, opts, cache)
+                self.describe(&base, &contents, bonds, opts)
             })
             .collect();
-        let mut clusters = Vec::new();
+        let mut described = Vec::new();
         for c in built {
             if let Some(c) = c? {
-                clusters.push(c);
+                described.push(c);
             }
         }
+        let mut clusters = self.representative_texts(described)?;
         clusters.sort_by(|a, b| {
             b.size
                 .cmp(&a.size)
@@ -492,15 +544,59 @@ impl Index {
         })
     }
 
-    /// Expands a set of contents into a cluster description, after the post filters.
+    /// Fills in each cluster's representative text (read at the given address). The reads
+    /// go in address order, with a helper thread asking the kernel for the blocks ahead, so
+    /// that a cold page cache serves them as a few sequential sweeps rather than one
+    /// blocking random read per cluster.
+    fn representative_texts(
+        &self,
+        mut described: Vec<(Cluster, PostAddr)>,
+    ) -> Result<Vec<Cluster>> {
+        let segs = self.segments();
+        let mut order: Vec<(usize, u32, usize)> = Vec::with_capacity(described.len());
+        for (i, (_, addr)) in described.iter().enumerate() {
+            let s = segs
+                .iter()
+                .position(|s| s.entry().id == addr.segment)
+                .ok_or_else(|| Error::InvalidParameter(format!("no segment {}", addr.segment)))?;
+            order.push((s, addr.post, i));
+        }
+        order.sort_unstable();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let texts: Vec<Result<(usize, Option<String>)>> = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for &(s, post, _) in &order {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    segs[s].prefetch_text(post);
+                }
+            });
+            let texts = order
+                .par_iter()
+                .map_init(TextCache::default, |cache, &(s, post, i)| {
+                    Ok((i, segs[s].text(post, cache)?))
+                })
+                .collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            texts
+        });
+        for t in texts {
+            let (i, text) = t?;
+            described[i].0.representative = text.unwrap_or_default();
+        }
+        Ok(described.into_iter().map(|(c, _)| c).collect())
+    }
+
+    /// Expands a set of contents into a cluster description, after the post filters, and
+    /// the address of its representative post (whose text is read later).
     fn describe(
         &self,
         base: &[u64],
         contents: &[u32],
         bonds: Bonds,
         opts: &ClusterOptions,
-        cache: &mut TextCache,
-    ) -> Result<Option<Cluster>> {
+    ) -> Result<Option<(Cluster, PostAddr)>> {
         let segs = self.segments();
         // (time, address, content, id)
         let mut posts: Vec<(Option<i64>, PostAddr, u32, &str)> = Vec::new();
@@ -593,18 +689,10 @@ impl Index {
             .find(|p| p.2 == rep_content)
             .map(|p| p.1)
             .unwrap_or(posts[0].1);
-        let (rep_id, rep_text) = {
-            let seg = segs
-                .iter()
-                .find(|s| s.entry().id == rep_addr.segment)
-                .ok_or_else(|| {
-                    Error::InvalidParameter(format!("no segment {}", rep_addr.segment))
-                })?;
-            (
-                seg.post(rep_addr.post)?.id.to_string(),
-                seg.text(rep_addr.post, cache)?,
-            )
-        };
+        let rep_id = posts
+            .iter()
+            .find(|p| p.1 == rep_addr)
+            .map_or_else(String::new, |p| p.3.to_string());
         let time_profile = first_ts.zip(last_ts).map(|(f, l)| {
             // i128: timestamps may span the whole i64 range.
             let (f, l) = (i128::from(f), i128::from(l));
@@ -632,7 +720,7 @@ impl Index {
         } else {
             Vec::new()
         };
-        Ok(Some(Cluster {
+        let cluster = Cluster {
             cluster: 0,
             size: posts.len(),
             texts,
@@ -644,7 +732,7 @@ impl Index {
             first_ts,
             last_ts,
             earliest_post,
-            representative: rep_text.unwrap_or_default(),
+            representative: String::new(),
             representative_id: rep_id,
             weakest_link: bonds.weakest,
             edges: bonds.edges,
@@ -652,7 +740,8 @@ impl Index {
             time_profile,
             posts: ids,
             addrs: posts.iter().map(|p| p.1).collect(),
-        }))
+        };
+        Ok(Some((cluster, rep_addr)))
     }
 }
 
@@ -791,8 +880,7 @@ fn pair_similarity(segs: &[Segment], base: &[u64], x: u32, y: u32) -> Result<f64
 
 /// The estimated similarity of two 8-bit signatures.
 fn signature_similarity(a: &[u8], b: &[u8]) -> f64 {
-    let eq = a.iter().zip(b).filter(|(p, q)| p == q).count();
-    bbit_estimate(eq, a.len())
+    bbit_estimate(equal_bytes(a, b), a.len())
 }
 
 /// Step 5: for every live content alone in `uf`, its most similar other content among the
@@ -992,6 +1080,7 @@ fn attach_band(
     let touch = |(i, j): (usize, usize)| {
         for &e in &sorted[i..j] {
             touch(segs, base, e as u32);
+            prefetch_item(roots, e as u32 as usize);
         }
     };
     for_each_group_ahead(&groups, touch, |(i, j)| {

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprinter, Scratch};
-use crate::minhash::{bbit_estimate, to_bbit};
+use crate::minhash::{bbit_estimate, equal_bytes, to_bbit};
 pub use build::{
     BuildOptions, BuildStats, Existing, IndexBuilder, IndexWriter, OnExistingId, PostOutcome,
 };
@@ -452,7 +452,7 @@ impl Index {
             let mut verified: Vec<(u32, f64)> = Vec::with_capacity(cands.len());
             for &c in &cands {
                 let s = seg.signature(c)?;
-                let eq = s.iter().zip(sig).filter(|(a, b)| a == b).count();
+                let eq = equal_bytes(s, sig);
                 let sim = bbit_estimate(eq, sig.len());
                 if sim >= opts.min_similarity {
                     verified.push((c, sim));
@@ -583,7 +583,7 @@ impl Index {
                 let m = seg.post(addr.post)?;
                 let content = seg.content_of(addr.post)?;
                 let s = seg.signature(content)?;
-                let eq = s.iter().zip(sig).filter(|(a, b)| a == b).count();
+                let eq = equal_bytes(s, sig);
                 found.push(Found {
                     sim: bbit_estimate(eq, sig.len()),
                     ts: m.ts,

@@ -600,6 +600,37 @@ impl Segment {
         d.prefetch(self.bands.cids.start + band * n * 4, n * 4);
     }
 
+    /// Asks the kernel to read in the signature file (signatures and content hashes),
+    /// `chunk` bytes per request, stopping early when `stop` says so. For whole-index passes.
+    pub fn prefetch_signatures(&self, chunk: usize, stop: &dyn Fn() -> bool) {
+        prefetch_chunks(&self.sigs.data, 0..self.sigs.data.len(), chunk, stop);
+    }
+
+    /// Asks the kernel to read in the post metadata file and the text block offsets, `chunk`
+    /// bytes per request, stopping early when `stop` says so. For whole-index passes.
+    pub fn prefetch_metadata(&self, chunk: usize, stop: &dyn Fn() -> bool) {
+        let d = &self.posts.file.data;
+        prefetch_chunks(d, 0..d.len(), chunk, stop);
+        if let Some(t) = &self.texts {
+            prefetch_chunks(&t.file.data, t.block_offsets.clone(), chunk, stop);
+        }
+    }
+
+    /// Asks the kernel to read in the text block holding post `p` (and its offset entry).
+    pub fn prefetch_text(&self, p: u32) {
+        let Some(t) = &self.texts else {
+            return;
+        };
+        let block = (p / t.block_posts.max(1)) as usize;
+        let offs = t.file.view::<8>(&t.block_offsets);
+        t.file.data.prefetch(t.block_offsets.start + block * 8, 16);
+        if let (Some(s), Some(e)) = (offs.get(block), offs.get(block + 1)) {
+            let s = t.blocks.start.saturating_add(s as usize);
+            let e = t.blocks.start.saturating_add(e as usize);
+            t.file.data.prefetch(s, e.saturating_sub(s));
+        }
+    }
+
     /// Asks the kernel to read in the fingerprint and id entries for these probes.
     pub fn prefetch_buckets(&self, keys: &[u64]) {
         let n = self.n_contents as usize;
@@ -1141,22 +1172,39 @@ impl std::fmt::Debug for TextCache {
     }
 }
 
+/// Asks the kernel to read in `range` of `data`, `chunk` bytes per request, until `stop`.
+fn prefetch_chunks(data: &Data, range: Range<usize>, chunk: usize, stop: &dyn Fn() -> bool) {
+    let mut at = range.start;
+    while at < range.end && !stop() {
+        let len = chunk.max(1).min(range.end - at);
+        data.prefetch(at, len);
+        at += len;
+    }
+}
+
 /// Asks the CPU to start loading the cache line holding `bytes[offset]` (a hint: no
 /// effect out of bounds or on other architectures).
 #[inline(always)]
 fn prefetch_read(bytes: &[u8], offset: usize) {
+    prefetch_item(bytes, offset);
+}
+
+/// Asks the CPU to start loading the cache line holding `items[i]` (a hint: no effect out
+/// of bounds or on other architectures).
+#[inline(always)]
+pub(crate) fn prefetch_item<T>(items: &[T], i: usize) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(b) = bytes.get(offset) {
+    if let Some(b) = items.get(i) {
         // SAFETY: a prefetch is a hint that never faults and reads nothing into the program;
         // the pointer comes from a live reference, and SSE is part of the x86-64 baseline.
         unsafe {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                (b as *const u8).cast::<i8>(),
+                (b as *const T).cast::<i8>(),
             );
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, offset);
+    let _ = (items, i);
 }
 
 /// The `(bucket, tag)` of a band key in a format-2 table with a directory of `dir_bits` (D)
