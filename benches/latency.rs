@@ -98,10 +98,15 @@ fn main() {
         pct(&mut opens, 0.5),
         pct(&mut opens, 1.0)
     );
-    for (label, with_text) in [("no text", false), ("with text", true)] {
+    for (label, with_text, exact) in [
+        ("no text", false, false),
+        ("with text", true, false),
+        ("with text, exact near the threshold", true, true),
+    ] {
         let index = Index::open(&dir).expect("open");
         let opts = QueryOptions {
             with_text,
+            exact_near_threshold: exact,
             ..QueryOptions::default()
         };
         let mut s = Scratch::new();

@@ -83,6 +83,13 @@ impl Scratch {
     pub fn new() -> Scratch {
         Scratch::default()
     }
+
+    /// The shingle hashes of the last [`Fingerprinter::fingerprint_with`], made a sorted set.
+    pub(crate) fn shingle_set(&mut self) -> &[u64] {
+        self.shingles.sort_unstable();
+        self.shingles.dedup();
+        &self.shingles
+    }
 }
 
 /// A fingerprint borrowed from a [`Scratch`].
@@ -175,6 +182,24 @@ impl Fingerprinter {
             shingles: scratch.shingles.len(),
             normalized: &scratch.normalized,
         })
+    }
+
+    /// The distinct shingle hashes of `text`, sorted (empty if no token is left): the set
+    /// whose Jaccard similarity the signatures estimate (see [`crate::minhash::jaccard`]).
+    pub fn shingle_set<'s>(&self, text: &str, scratch: &'s mut Scratch) -> &'s [u64] {
+        self.normalizer.normalize(text, &mut scratch.normalized);
+        scratch.shingles.clear();
+        if !scratch.normalized.is_empty() {
+            shingle_hashes(
+                scratch.normalized.tokens(),
+                self.params.shingle as usize,
+                &mut scratch.token_hashes,
+                &mut scratch.shingles,
+            );
+            scratch.shingles.sort_unstable();
+            scratch.shingles.dedup();
+        }
+        &scratch.shingles
     }
 
     /// Fingerprints `text`, allocating; `None` if no token is left after normalization.

@@ -155,6 +155,38 @@ pub fn equal_bytes(a: &[u8], b: &[u8]) -> usize {
     eq as usize + ta.iter().zip(tb).filter(|(x, y)| x == y).count()
 }
 
+/// The exact Jaccard similarity of two sorted, deduplicated sets (0 when both are empty).
+pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
+    let (mut i, mut j, mut both) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                both += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let union = a.len() + b.len() - both;
+    if union == 0 {
+        0.0
+    } else {
+        both as f64 / union as f64
+    }
+}
+
+/// How far from a threshold `t` an 8-bit estimate over `k` minima may fall when the true
+/// similarity is on the other side: three standard deviations of the estimate at `t`
+/// (b-bit minima agree by chance 1 time in 256, which widens it slightly).
+pub fn estimate_margin(t: f64, k: usize) -> f64 {
+    const C: f64 = 1.0 / 256.0;
+    let t = t.clamp(0.0, 1.0);
+    let p = t + (1.0 - t) * C;
+    3.0 * (p * (1.0 - p) / k.max(1) as f64).sqrt() / (1.0 - C)
+}
+
 /// Jaccard estimate from `eq` equal bytes out of `k` 8-bit minima.
 #[inline]
 pub fn bbit_estimate(eq: usize, k: usize) -> f64 {
@@ -193,6 +225,24 @@ mod tests {
             proptest::prop_assert_eq!(equal_bytes(&a, &b), naive);
             proptest::prop_assert_eq!(equal_bytes(&b, &a), naive);
         }
+    }
+
+    #[test]
+    fn jaccard_of_sorted_sets() {
+        assert_eq!(jaccard(&[], &[]), 0.0);
+        assert_eq!(jaccard(&[1, 2, 3], &[]), 0.0);
+        assert_eq!(jaccard(&[1, 2, 3], &[1, 2, 3]), 1.0);
+        assert_eq!(jaccard(&[1, 2, 3, 4], &[3, 4, 5, 6]), 2.0 / 6.0);
+        assert_eq!(jaccard(&[5], &[1, 2, 5, 9]), 0.25);
+    }
+
+    #[test]
+    fn estimate_margin_covers_three_sigma() {
+        // At t = 0.5 and k = 128, sigma = sqrt(0.25 / 128) = 0.0442.
+        let m = estimate_margin(0.5, 128);
+        assert!((0.13..0.14).contains(&m), "{m}");
+        assert!(estimate_margin(0.9, 128) < m);
+        assert!(estimate_margin(0.5, 256) < m);
     }
 
     #[test]

@@ -33,9 +33,14 @@ pub struct Args {
     /// Most hits per query, best first (0 = all).
     #[arg(long, default_value_t = 20)]
     limit: usize,
-    /// Least estimated similarity of a hit.
+    /// Least similarity of a hit.
     #[arg(long, default_value_t = 0.5)]
     min_similarity: f64,
+    /// Keep the signatures' estimate for every hit, even near --min-similarity (by default
+    /// hits whose estimate is too close to call are settled by exact Jaccard similarity,
+    /// computed from the stored text).
+    #[arg(long)]
+    estimate_only: bool,
     /// Keep only hits on this platform (repeatable).
     #[arg(long)]
     platform: Vec<String>,
@@ -110,6 +115,7 @@ pub fn run(args: Args) -> Result<i32> {
     .with_context(|| format!("{}: failed to open index", args.index.display()))?;
     let opts = QueryOptions {
         min_similarity: args.min_similarity,
+        exact_near_threshold: !args.estimate_only,
         limit: args.limit,
         platforms: args.platform.clone(),
         accounts: args.account.clone(),

@@ -25,7 +25,7 @@ use textreuse::index::format::{read_u32, Envelope};
 use textreuse::index::segment::BANDS_MAGIC;
 use textreuse::index::{Access, BuildOptions, Index, OpenOptions, PostOutcome};
 use textreuse::input::RawPost;
-use textreuse::minhash::{bbit_similarity, to_bbit};
+use textreuse::minhash::{bbit_similarity, estimate_margin, to_bbit};
 use textreuse::shingle::shingle_hashes;
 use textreuse::{Fingerprinter, QueryOptions, QueryResult, Scratch};
 
@@ -436,12 +436,18 @@ fn hits_are_exactly_the_lsh_candidates_above_the_threshold() {
         }
     }
     let mut checked = 0;
-    for min in [0.0, 0.5, 0.75] {
+    let mut settled = 0;
+    for (min, exact) in [0.0, 0.5, 0.75]
+        .into_iter()
+        .flat_map(|m| [(m, false), (m, true)])
+    {
         let opts = QueryOptions {
             min_similarity: min,
             max_bucket: usize::MAX,
+            exact_near_threshold: exact,
             ..QueryOptions::default()
         };
+        let margin = estimate_margin(min, index.manifest().params.num_perm as usize);
         for q in &f.queries {
             let res = index.query(q, &opts).expect("query");
             let Some(qp) = oracle.print(q) else {
@@ -454,7 +460,8 @@ fn hits_are_exactly_the_lsh_candidates_above_the_threshold() {
             assert!(!res.empty);
             util::assert_hit_order(&res.hits);
             // The oracle: posts sharing (bucket, key prefix) with the query in some band,
-            // whose 8-bit similarity is at least `min`.
+            // whose 8-bit similarity is at least `min`; with `exact`, an estimate within the
+            // margin of `min` is replaced by the exact Jaccard of the shingle sets.
             let mut want = BTreeMap::new();
             for (b, &k) in qp.keys.iter().enumerate() {
                 for &i in tables[b]
@@ -462,8 +469,14 @@ fn hits_are_exactly_the_lsh_candidates_above_the_threshold() {
                     .map(Vec::as_slice)
                     .unwrap_or(&[])
                 {
-                    let sig = &oracle.prints[i].as_ref().expect("indexed").sig;
-                    let sim = bbit_similarity(&qp.sig, sig);
+                    let print = oracle.prints[i].as_ref().expect("indexed");
+                    let mut sim = bbit_similarity(&qp.sig, &print.sig);
+                    if exact && (sim - min).abs() <= margin {
+                        let a: BTreeSet<u64> = qp.shingles.iter().copied().collect();
+                        let b: BTreeSet<u64> = print.shingles.iter().copied().collect();
+                        sim = a.intersection(&b).count() as f64 / a.union(&b).count() as f64;
+                        settled += 1;
+                    }
                     if sim >= min {
                         want.insert(f.posts[i].id.clone(), sim);
                     }
@@ -491,6 +504,7 @@ fn hits_are_exactly_the_lsh_candidates_above_the_threshold() {
         }
     }
     assert!(checked > 1000, "too few hits checked: {checked}");
+    assert!(settled > 20, "too few estimates settled exactly: {settled}");
 }
 
 /// P(X >= m) for X ~ Binomial(n, p).
