@@ -282,7 +282,8 @@ impl Index {
         let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
         let bands = self.manifest().params.lsh.bands as usize;
         std::thread::scope(|scope| {
-            scope.spawn(|| {
+            // A hint only: if no thread can be made, the pass runs without it.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, || {
                 /// Bytes per read-ahead request.
                 const CHUNK: usize = 8 << 20;
                 for seg in self.segments() {
@@ -564,7 +565,8 @@ impl Index {
         order.sort_unstable();
         let stop = std::sync::atomic::AtomicBool::new(false);
         let texts: Vec<Result<(usize, Option<String>)>> = std::thread::scope(|scope| {
-            scope.spawn(|| {
+            // A hint only: if no thread can be made, the texts are read without it.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, || {
                 for &(s, post, _) in &order {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         return;

@@ -68,7 +68,7 @@ pub struct QueryOptions {
     ///
     /// Default false: each check decodes and re-shingles one stored text (a few
     /// microseconds), and a query inside a large campaign has many candidates near the
-    /// threshold (at 10M posts this multiplied the median lookup time by six). The CLI's
+    /// threshold (at 10M posts it made the median lookup three to six times slower). The CLI's
     /// `query` turns it on (`--estimate-only` turns it off): on the dev corpus it raised
     /// pair recall from 0.974 to 0.989 and precision from 0.970 to 0.977.
     pub exact_near_threshold: bool,
