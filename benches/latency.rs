@@ -133,6 +133,27 @@ fn main() {
             hits as f64 / queries.len() as f64
         );
     }
+    {
+        // Borrowed hits (`query_refs`): no per-hit copies, no texts.
+        let index = Index::open(&dir).expect("open");
+        let opts = QueryOptions::default();
+        let mut s = Scratch::new();
+        for q in &queries {
+            std::hint::black_box(index.query_refs(q, &opts, &mut s).expect("query"));
+        }
+        let mut t_us = Vec::with_capacity(queries.len());
+        for q in &queries {
+            let t = Instant::now();
+            let r = index.query_refs(q, &opts, &mut s).expect("query");
+            t_us.push(t.elapsed().as_secs_f64() * 1e6);
+            std::hint::black_box(r);
+        }
+        println!(
+            "warm, borrowed hits (query_refs): p50 {:.1} us, p99 {:.1} us",
+            pct(&mut t_us, 0.5),
+            pct(&mut t_us, 0.99)
+        );
+    }
     let cold = std::env::var_os("TEXTREUSE_BENCH_SKIP_COLD").is_none();
     for prefetch in [false, true].into_iter().filter(|_| cold) {
         let opts = QueryOptions {

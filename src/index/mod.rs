@@ -33,7 +33,8 @@ pub use build::{
 };
 pub use manifest::Manifest;
 pub use merge::{merge, MergeOptions, MergeStats};
-use segment::{Segment, TextCache};
+use segment::Segment;
+pub use segment::TextCache;
 
 /// How an index's files are accessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,7 +125,8 @@ pub struct PostAddr {
 pub struct Hit {
     /// The post's external id.
     pub id: String,
-    /// Estimated Jaccard similarity to the query (from 8-bit signatures).
+    /// Jaccard similarity to the query: estimated from the 8-bit signatures, or exact when
+    /// the estimate was near the threshold and `exact_near_threshold` settled it.
     pub similarity: f64,
     /// Account.
     pub account: String,
@@ -148,6 +150,44 @@ pub struct Hit {
 
 /// A hit before its strings are copied out of the index: ordering and the limit work on
 /// these, so a lookup with many matches copies only the hits it returns.
+/// One hit of a lookup, borrowed from the index: no allocation per hit
+/// ([`Index::query_refs`]). The text, when stored, is at [`Index::text_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HitRef<'a> {
+    /// The post's external id.
+    pub id: &'a str,
+    /// Jaccard similarity to the query, as for [`Hit::similarity`].
+    pub similarity: f64,
+    /// Account.
+    pub account: &'a str,
+    /// Platform.
+    pub platform: &'a str,
+    /// Unix seconds, if known.
+    pub ts: Option<i64>,
+    /// The saved cluster the post belongs to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<u32>,
+    /// Whether the post was added by cluster expansion rather than matched directly.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expanded: bool,
+    /// Where the post lives.
+    #[serde(skip)]
+    pub addr: PostAddr,
+}
+
+/// The answer to one lookup, borrowed from the index ([`Index::query_refs`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueryRefs<'a> {
+    /// Hits, in the order of [`QueryResult::hits`].
+    pub hits: Vec<HitRef<'a>>,
+    /// Distinct candidate texts verified.
+    pub candidates: usize,
+    /// Whether a heavy bucket was capped (`max_bucket`); more near-copies may exist.
+    pub truncated: bool,
+    /// Whether the query text had no fingerprint (no token after normalization).
+    pub empty: bool,
+}
+
 struct Found<'a> {
     sim: f64,
     ts: Option<i64>,
@@ -375,6 +415,47 @@ impl Index {
         self.search(&keys, &sig, set, opts)
     }
 
+    /// [`query_with`](Self::query_with) returning hits that borrow from the index: the same
+    /// hits in the same order, without copying ids, accounts and platforms out or decoding
+    /// texts (`opts.with_text` is ignored; see [`text_at`](Self::text_at)). For services
+    /// that filter or serialize hits themselves.
+    pub fn query_refs<'a>(
+        &'a self,
+        text: &str,
+        opts: &QueryOptions,
+        scratch: &mut Scratch,
+    ) -> Result<QueryRefs<'a>> {
+        let Some(f) = self.fp.fingerprint_with(text, scratch) else {
+            return Ok(QueryRefs {
+                empty: true,
+                ..QueryRefs::default()
+            });
+        };
+        let mut keys = Vec::with_capacity(self.manifest.params.lsh.bands as usize);
+        self.fp.band_keys(f.signature, &mut keys);
+        let mut sig = vec![0u8; f.signature.len()];
+        to_bbit(f.signature, &mut sig);
+        let set = opts.exact_near_threshold.then(|| scratch.shingle_set());
+        let mut res = QueryResult::default();
+        let found = self.find(&keys, &sig, set, opts, &mut res)?;
+        Ok(QueryRefs {
+            hits: found.iter().map(|f| self.hit_ref(f)).collect(),
+            candidates: res.candidates,
+            truncated: res.truncated,
+            empty: false,
+        })
+    }
+
+    /// The stored text of the post at `addr` (`None` if the index stores no texts).
+    pub fn text_at(&self, addr: PostAddr, cache: &mut TextCache) -> Result<Option<String>> {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.entry().id == addr.segment)
+            .ok_or_else(|| Error::InvalidParameter(format!("no segment {}", addr.segment)))?;
+        seg.text(addr.post, cache)
+    }
+
     /// The neighbours of an indexed post, found by its stored text (the post itself is not
     /// among the hits). `Ok(None)` if no post has this id.
     ///
@@ -454,6 +535,63 @@ impl Index {
         opts: &QueryOptions,
     ) -> Result<QueryResult> {
         let mut res = QueryResult::default();
+        let found = self.find(keys, sig, set, opts, &mut res)?;
+        // Texts are decoded in storage order, so hits sharing a compressed block share one
+        // decompression.
+        let mut texts: Vec<Option<String>> = vec![None; found.len()];
+        if opts.with_text {
+            let mut order: Vec<usize> = (0..found.len()).collect();
+            order.sort_unstable_by_key(|&i| (found[i].seg, found[i].post));
+            let mut cache = TextCache::default();
+            for i in order {
+                texts[i] = self.segments[found[i].seg].text(found[i].post, &mut cache)?;
+            }
+        }
+        res.hits.reserve(found.len());
+        for (f, text) in found.into_iter().zip(texts) {
+            let h = self.hit_ref(&f);
+            res.hits.push(Hit {
+                id: h.id.to_string(),
+                similarity: h.similarity,
+                account: h.account.to_string(),
+                platform: h.platform.to_string(),
+                ts: h.ts,
+                text,
+                cluster: h.cluster,
+                expanded: h.expanded,
+                addr: h.addr,
+            });
+        }
+        Ok(res)
+    }
+
+    /// A found post as a borrowed hit.
+    fn hit_ref<'a>(&self, f: &Found<'a>) -> HitRef<'a> {
+        let addr = PostAddr {
+            segment: self.segments[f.seg].entry().id,
+            post: f.post,
+        };
+        HitRef {
+            id: f.id,
+            similarity: f.sim,
+            account: f.account,
+            platform: f.platform,
+            ts: f.ts,
+            cluster: self.clusters.as_ref().and_then(|c| c.cluster_of(addr)),
+            expanded: f.expanded,
+            addr,
+        }
+    }
+
+    /// The posts a query finds, ordered and cut to `opts.limit`; fills `res`'s counters.
+    fn find<'a>(
+        &'a self,
+        keys: &[u64],
+        sig: &[u8],
+        set: Option<&[u64]>,
+        opts: &QueryOptions,
+        res: &mut QueryResult,
+    ) -> Result<Vec<Found<'a>>> {
         let margin = estimate_margin(opts.min_similarity, sig.len());
         // Buffers for the exact checks, made on the first one.
         let mut exact: Option<(Scratch, TextCache)> = None;
@@ -551,36 +689,7 @@ impl Index {
         if opts.limit > 0 {
             found.truncate(opts.limit);
         }
-        // Texts are decoded in storage order, so hits sharing a compressed block share one
-        // decompression.
-        let mut texts: Vec<Option<String>> = vec![None; found.len()];
-        if opts.with_text {
-            let mut order: Vec<usize> = (0..found.len()).collect();
-            order.sort_unstable_by_key(|&i| (found[i].seg, found[i].post));
-            let mut cache = TextCache::default();
-            for i in order {
-                texts[i] = self.segments[found[i].seg].text(found[i].post, &mut cache)?;
-            }
-        }
-        res.hits.reserve(found.len());
-        for (f, text) in found.into_iter().zip(texts) {
-            let addr = PostAddr {
-                segment: self.segments[f.seg].entry().id,
-                post: f.post,
-            };
-            res.hits.push(Hit {
-                id: f.id.to_string(),
-                similarity: f.sim,
-                account: f.account.to_string(),
-                platform: f.platform.to_string(),
-                ts: f.ts,
-                text,
-                cluster: self.clusters.as_ref().and_then(|c| c.cluster_of(addr)),
-                expanded: f.expanded,
-                addr,
-            });
-        }
-        Ok(res)
+        Ok(found)
     }
 
     /// Adds the members of the direct hits' saved clusters to `found`.

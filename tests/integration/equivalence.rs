@@ -933,3 +933,56 @@ fn heavy_buckets_are_capped() {
         }
     }
 }
+
+#[test]
+fn borrowed_hits_are_the_owned_hits() {
+    let f = fixture();
+    let index = open(&f.dir, Access::Mmap, false);
+    let mut scratch = Scratch::new();
+    let mut compared = 0;
+    for opts in [
+        QueryOptions::default(),
+        QueryOptions {
+            min_similarity: 0.3,
+            exact_near_threshold: true,
+            limit: 3,
+            ..QueryOptions::default()
+        },
+    ] {
+        for q in &f.queries {
+            let owned = index.query(q, &opts).expect("query");
+            let refs = index.query_refs(q, &opts, &mut scratch).expect("query");
+            assert_eq!(
+                (refs.candidates, refs.truncated, refs.empty),
+                (owned.candidates, owned.truncated, owned.empty)
+            );
+            assert_eq!(refs.hits.len(), owned.hits.len(), "{q:?}");
+            let mut cache = textreuse::index::TextCache::default();
+            for (r, o) in refs.hits.iter().zip(&owned.hits) {
+                assert_eq!(
+                    (
+                        r.id,
+                        r.similarity,
+                        r.account,
+                        r.platform,
+                        r.ts,
+                        r.cluster,
+                        r.addr
+                    ),
+                    (
+                        o.id.as_str(),
+                        o.similarity,
+                        o.account.as_str(),
+                        o.platform.as_str(),
+                        o.ts,
+                        o.cluster,
+                        o.addr
+                    )
+                );
+                assert_eq!(index.text_at(r.addr, &mut cache).expect("text"), o.text);
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 500, "too few hits compared: {compared}");
+}
