@@ -36,6 +36,19 @@ struct Small {
     work: PathBuf,
 }
 
+/// Runs `textreuse query --json [flags] --index DIR --input FILE`.
+fn query_file(dir: &Path, input: &Path, flags: &[&str]) -> util::Run {
+    let mut args = vec![os("query"), os("--json")];
+    args.extend(flags.iter().map(|f| os(f)));
+    args.extend([
+        os("--index"),
+        dir.as_os_str(),
+        os("--input"),
+        input.as_os_str(),
+    ]);
+    run(&args)
+}
+
 /// A CLI-built index of 300 sample posts plus near-copies under known ids.
 fn small_index(extra: &[&str]) -> Small {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -132,14 +145,7 @@ fn query_json_contract() {
     ];
     let qfile = s.work.join("queries.jsonl");
     fs::write(&qfile, queries.join("\n") + "\n").expect("writes queries");
-    let r = run(&[
-        os("query"),
-        os("--json"),
-        os("--index"),
-        s.dir.as_os_str(),
-        os("--input"),
-        qfile.as_os_str(),
-    ]);
+    let r = query_file(&s.dir, &qfile, &[]);
     assert_eq!(r.code, 0, "something matched: {r:?}");
     let out = json_lines(&r.stdout);
     assert_eq!(
@@ -165,8 +171,10 @@ fn query_json_contract() {
         &s.posts[200].text,
         &s.posts[17].text,
     ];
+    // The CLI settles near-threshold estimates exactly unless --estimate-only.
     let opts = QueryOptions {
         limit: 20,
+        exact_near_threshold: true,
         ..QueryOptions::default()
     };
     for (o, text) in out.iter().zip(texts) {
@@ -246,24 +254,9 @@ fn query_json_contract() {
             })
             .collect()
     };
-    let mmap = run(&[
-        os("query"),
-        os("--json"),
-        os("--index"),
-        s.dir.as_os_str(),
-        os("--input"),
-        qfile.as_os_str(),
-    ]);
+    let mmap = query_file(&s.dir, &qfile, &[]);
     for flag in ["--in-memory", "--prefetch"] {
-        let other = run(&[
-            os("query"),
-            os("--json"),
-            os(flag),
-            os("--index"),
-            s.dir.as_os_str(),
-            os("--input"),
-            qfile.as_os_str(),
-        ]);
+        let other = query_file(&s.dir, &qfile, &[flag]);
         assert_eq!(strip(&other.stdout), strip(&mmap.stdout), "{flag}");
     }
 
@@ -656,15 +649,7 @@ fn query_input_keeps_order_across_batches() {
     }
     let qfile = s.work.join("many.txt");
     fs::write(&qfile, lines.join("\n") + "\n").expect("writes");
-    let r = run(&[
-        os("query"),
-        os("--json"),
-        os("--no-text"),
-        os("--index"),
-        s.dir.as_os_str(),
-        os("--input"),
-        qfile.as_os_str(),
-    ]);
+    let r = query_file(&s.dir, &qfile, &["--no-text"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let out = json_lines(&r.stdout);
     assert_eq!(out.len(), n);
@@ -687,18 +672,56 @@ fn query_input_keeps_order_across_batches() {
     }
     // A malformed JSON query line is an error naming the file and line.
     fs::write(&qfile, "first query text\n{\"text\": \n").expect("writes");
-    let r = run(&[
-        os("query"),
-        os("--json"),
-        os("--index"),
-        s.dir.as_os_str(),
-        os("--input"),
-        qfile.as_os_str(),
-    ]);
+    let r = query_file(&s.dir, &qfile, &[]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
         r.stderr.contains(&format!("{}:2", qfile.display())),
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn query_settles_near_threshold_hits_exactly_unless_estimate_only() {
+    let s = small_index(&[]);
+    let index = Index::open(&s.dir).expect("opens");
+    let estimate = QueryOptions {
+        limit: 20,
+        ..QueryOptions::default()
+    };
+    let exact = QueryOptions {
+        exact_near_threshold: true,
+        ..estimate.clone()
+    };
+    // Cuts of indexed posts padded with unrelated words land near J = 0.5 to their source;
+    // keep the ones where settling exactly changes the answer.
+    let mut queries = Vec::new();
+    for p in s.posts.iter().take(120) {
+        let words: Vec<&str> = p.text.split_whitespace().collect();
+        if words.len() < 12 {
+            continue;
+        }
+        let q = format!(
+            "{} lorem ipsum dolor sit amet consectetur adipiscing elit",
+            words[..words.len() * 3 / 4].join(" ")
+        );
+        if lib_hits(&index, &q, &exact) != lib_hits(&index, &q, &estimate) {
+            queries.push(q);
+        }
+    }
+    assert!(
+        !queries.is_empty(),
+        "no query where the exact check changes the hits"
+    );
+    let qfile = s.work.join("near.txt");
+    fs::write(&qfile, queries.join("\n") + "\n").expect("writes queries");
+    for (flag, opts) in [(None, &exact), (Some("--estimate-only"), &estimate)] {
+        let r = query_file(&s.dir, &qfile, flag.as_slice());
+        assert_eq!(r.code, 0, "{r:?}");
+        let out = json_lines(&r.stdout);
+        assert_eq!(out.len(), queries.len());
+        for (o, q) in out.iter().zip(&queries) {
+            assert_same_hits(&o["hits"], &lib_hits(&index, q, opts), q);
+        }
+    }
 }
