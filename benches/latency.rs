@@ -42,6 +42,27 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Runs every query once to warm up, then times each in a second pass (the result is
+/// dropped after the clock stops): the times in µs and the hits counted in the warm-up.
+fn warm<R>(
+    queries: &[String],
+    mut query: impl FnMut(&str) -> R,
+    hits: impl Fn(&R) -> usize,
+) -> (Vec<f64>, usize) {
+    let n = queries.iter().map(|q| hits(&query(q))).sum();
+    let t_us = queries
+        .iter()
+        .map(|q| {
+            let t = Instant::now();
+            let r = query(q);
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            std::hint::black_box(r);
+            us
+        })
+        .collect();
+    (t_us, n)
+}
+
 fn main() {
     let (dir, queries, _tmp) = match std::env::var_os("TEXTREUSE_BENCH_INDEX") {
         Some(d) => {
@@ -110,22 +131,11 @@ fn main() {
             ..QueryOptions::default()
         };
         let mut s = Scratch::new();
-        // Warm-up pass, then a measured pass.
-        let mut hits = 0;
-        for q in &queries {
-            hits += index
-                .query_with(q, &opts, &mut s)
-                .expect("query")
-                .hits
-                .len();
-        }
-        let mut t_us = Vec::with_capacity(queries.len());
-        for q in &queries {
-            let t = Instant::now();
-            let r = index.query_with(q, &opts, &mut s).expect("query");
-            t_us.push(t.elapsed().as_secs_f64() * 1e6);
-            std::hint::black_box(r);
-        }
+        let (mut t_us, hits) = warm(
+            &queries,
+            |q| index.query_with(q, &opts, &mut s).expect("query"),
+            |r| r.hits.len(),
+        );
         println!(
             "warm, {label}: p50 {:.1} us, p99 {:.1} us, mean hits {:.1}",
             pct(&mut t_us, 0.5),
@@ -138,16 +148,11 @@ fn main() {
         let index = Index::open(&dir).expect("open");
         let opts = QueryOptions::default();
         let mut s = Scratch::new();
-        for q in &queries {
-            std::hint::black_box(index.query_refs(q, &opts, &mut s).expect("query"));
-        }
-        let mut t_us = Vec::with_capacity(queries.len());
-        for q in &queries {
-            let t = Instant::now();
-            let r = index.query_refs(q, &opts, &mut s).expect("query");
-            t_us.push(t.elapsed().as_secs_f64() * 1e6);
-            std::hint::black_box(r);
-        }
+        let (mut t_us, _) = warm(
+            &queries,
+            |q| index.query_refs(q, &opts, &mut s).expect("query"),
+            |r| r.hits.len(),
+        );
         println!(
             "warm, borrowed hits (query_refs): p50 {:.1} us, p99 {:.1} us",
             pct(&mut t_us, 0.5),

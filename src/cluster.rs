@@ -43,7 +43,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::index::segment::{prefetch_item, Segment, TextCache};
 use crate::index::{Index, PostAddr};
-use crate::minhash::{bbit_estimate, equal_bytes};
+use crate::minhash::{bbit_estimate, equal_bytes, intersection_len};
 
 /// Options of [`Index::clusters`].
 #[derive(Debug, Clone, PartialEq)]
@@ -556,11 +556,7 @@ impl Index {
         let segs = self.segments();
         let mut order: Vec<(usize, u32, usize)> = Vec::with_capacity(described.len());
         for (i, (_, addr)) in described.iter().enumerate() {
-            let s = segs
-                .iter()
-                .position(|s| s.entry().id == addr.segment)
-                .ok_or_else(|| Error::InvalidParameter(format!("no segment {}", addr.segment)))?;
-            order.push((s, addr.post, i));
+            order.push((self.segment_index(addr.segment)?, addr.post, i));
         }
         order.sort_unstable();
         let stop = std::sync::atomic::AtomicBool::new(false);
@@ -1248,18 +1244,7 @@ fn structural_filter(edges: Vec<Edge>, n: usize, eps: f64) -> Vec<Edge> {
             let (na, nbb) = (nb(e.a), nb(e.b));
             // |N[a] ∩ N[b]| with closed neighbourhoods: common open neighbours plus a and b
             // themselves (each is in the other's neighbourhood).
-            let (mut i, mut j, mut common) = (0, 0, 2usize);
-            while i < na.len() && j < nbb.len() {
-                match na[i].cmp(&nbb[j]) {
-                    std::cmp::Ordering::Less => i += 1,
-                    std::cmp::Ordering::Greater => j += 1,
-                    std::cmp::Ordering::Equal => {
-                        common += 1;
-                        i += 1;
-                        j += 1;
-                    }
-                }
-            }
+            let common = 2 + intersection_len(na, nbb);
             let sigma = common as f64 / (((na.len() + 1) * (nbb.len() + 1)) as f64).sqrt();
             sigma >= eps
         })

@@ -155,8 +155,8 @@ pub fn equal_bytes(a: &[u8], b: &[u8]) -> usize {
     eq as usize + ta.iter().zip(tb).filter(|(x, y)| x == y).count()
 }
 
-/// The exact Jaccard similarity of two sorted, deduplicated sets (0 when both are empty).
-pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
+/// The number of elements two sorted, deduplicated slices share.
+pub fn intersection_len<T: Ord>(a: &[T], b: &[T]) -> usize {
     let (mut i, mut j, mut both) = (0, 0, 0usize);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
@@ -169,6 +169,12 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
             }
         }
     }
+    both
+}
+
+/// The exact Jaccard similarity of two sorted, deduplicated sets (0 when both are empty).
+pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
+    let both = intersection_len(a, b);
     let union = a.len() + b.len() - both;
     if union == 0 {
         0.0

@@ -401,18 +401,10 @@ impl Index {
         opts: &QueryOptions,
         scratch: &mut Scratch,
     ) -> Result<QueryResult> {
-        let Some(f) = self.fp.fingerprint_with(text, scratch) else {
-            return Ok(QueryResult {
-                empty: true,
-                ..QueryResult::default()
-            });
-        };
-        let mut keys = Vec::with_capacity(self.manifest.params.lsh.bands as usize);
-        self.fp.band_keys(f.signature, &mut keys);
-        let mut sig = vec![0u8; f.signature.len()];
-        to_bbit(f.signature, &mut sig);
-        let set = opts.exact_near_threshold.then(|| scratch.shingle_set());
-        self.search(&keys, &sig, set, opts)
+        let mut res = QueryResult::default();
+        let found = self.find_text(text, opts, scratch, &mut res)?;
+        self.owned_hits(found, opts, &mut res)?;
+        Ok(res)
     }
 
     /// [`query_with`](Self::query_with) returning hits that borrow from the index: the same
@@ -425,35 +417,47 @@ impl Index {
         opts: &QueryOptions,
         scratch: &mut Scratch,
     ) -> Result<QueryRefs<'a>> {
+        let mut res = QueryResult::default();
+        let found = self.find_text(text, opts, scratch, &mut res)?;
+        Ok(QueryRefs {
+            hits: found.iter().map(|f| self.hit_ref(f)).collect(),
+            candidates: res.candidates,
+            truncated: res.truncated,
+            empty: res.empty,
+        })
+    }
+
+    /// The posts `text` finds (none, with `res.empty` set, when it has no fingerprint).
+    fn find_text<'a>(
+        &'a self,
+        text: &str,
+        opts: &QueryOptions,
+        scratch: &mut Scratch,
+        res: &mut QueryResult,
+    ) -> Result<Vec<Found<'a>>> {
         let Some(f) = self.fp.fingerprint_with(text, scratch) else {
-            return Ok(QueryRefs {
-                empty: true,
-                ..QueryRefs::default()
-            });
+            res.empty = true;
+            return Ok(Vec::new());
         };
         let mut keys = Vec::with_capacity(self.manifest.params.lsh.bands as usize);
         self.fp.band_keys(f.signature, &mut keys);
         let mut sig = vec![0u8; f.signature.len()];
         to_bbit(f.signature, &mut sig);
         let set = opts.exact_near_threshold.then(|| scratch.shingle_set());
-        let mut res = QueryResult::default();
-        let found = self.find(&keys, &sig, set, opts, &mut res)?;
-        Ok(QueryRefs {
-            hits: found.iter().map(|f| self.hit_ref(f)).collect(),
-            candidates: res.candidates,
-            truncated: res.truncated,
-            empty: false,
-        })
+        self.find(&keys, &sig, set, opts, res)
+    }
+
+    /// The position of segment `id` among the open segments.
+    pub(crate) fn segment_index(&self, id: u64) -> Result<usize> {
+        self.segments
+            .iter()
+            .position(|s| s.entry().id == id)
+            .ok_or_else(|| Error::InvalidParameter(format!("no segment {id}")))
     }
 
     /// The stored text of the post at `addr` (`None` if the index stores no texts).
     pub fn text_at(&self, addr: PostAddr, cache: &mut TextCache) -> Result<Option<String>> {
-        let seg = self
-            .segments
-            .iter()
-            .find(|s| s.entry().id == addr.segment)
-            .ok_or_else(|| Error::InvalidParameter(format!("no segment {}", addr.segment)))?;
-        seg.text(addr.post, cache)
+        self.segments[self.segment_index(addr.segment)?].text(addr.post, cache)
     }
 
     /// The neighbours of an indexed post, found by its stored text (the post itself is not
@@ -508,11 +512,7 @@ impl Index {
 
     /// The post at `addr`.
     pub fn post_at(&self, addr: PostAddr) -> Result<Post> {
-        let seg = self
-            .segments
-            .iter()
-            .find(|s| s.entry().id == addr.segment)
-            .ok_or_else(|| Error::InvalidParameter(format!("no segment {}", addr.segment)))?;
+        let seg = &self.segments[self.segment_index(addr.segment)?];
         let m = seg.post(addr.post)?;
         let text = seg.text(addr.post, &mut TextCache::default())?;
         Ok(Post {
@@ -525,17 +525,13 @@ impl Index {
         })
     }
 
-    /// The hits of a query with band keys `keys` and 8-bit signature `sig`; `set` (the
-    /// query's sorted shingle hashes) settles the estimates near the threshold.
-    fn search(
+    /// Copies found posts out of the index into `res.hits`, with their texts when asked.
+    fn owned_hits(
         &self,
-        keys: &[u64],
-        sig: &[u8],
-        set: Option<&[u64]>,
+        found: Vec<Found<'_>>,
         opts: &QueryOptions,
-    ) -> Result<QueryResult> {
-        let mut res = QueryResult::default();
-        let found = self.find(keys, sig, set, opts, &mut res)?;
+        res: &mut QueryResult,
+    ) -> Result<()> {
         // Texts are decoded in storage order, so hits sharing a compressed block share one
         // decompression.
         let mut texts: Vec<Option<String>> = vec![None; found.len()];
@@ -562,7 +558,7 @@ impl Index {
                 addr: h.addr,
             });
         }
-        Ok(res)
+        Ok(())
     }
 
     /// A found post as a borrowed hit.
@@ -583,7 +579,9 @@ impl Index {
         }
     }
 
-    /// The posts a query finds, ordered and cut to `opts.limit`; fills `res`'s counters.
+    /// The posts a query with band keys `keys` and 8-bit signature `sig` finds, ordered and
+    /// cut to `opts.limit`; `set` (the query's sorted shingle hashes) settles the estimates
+    /// near the threshold. Fills `res`'s counters.
     fn find<'a>(
         &'a self,
         keys: &[u64],
@@ -713,11 +711,7 @@ impl Index {
                 if seen.contains(&addr) {
                     continue;
                 }
-                let Some(si) = self
-                    .segments
-                    .iter()
-                    .position(|s| s.entry().id == addr.segment)
-                else {
+                let Ok(si) = self.segment_index(addr.segment) else {
                     continue;
                 };
                 let seg = &self.segments[si];

@@ -711,8 +711,8 @@ impl Segment {
                 let (bucket, tag) = self.split_key(keys[band]);
                 let r = self.bucket(band, bucket)?;
                 let at = band * self.n_contents as usize + r.start;
-                prefetch_read(data, self.bands.fps.start + at * w);
-                prefetch_read(data, self.bands.cids.start + at * 4);
+                prefetch_item(data, self.bands.fps.start + at * w);
+                prefetch_item(data, self.bands.cids.start + at * 4);
                 *slot = (r, tag);
             }
             for (band, (r, tag)) in (first..last).zip(ranges) {
@@ -780,10 +780,10 @@ impl Segment {
         let end = start + self.k.max(1) - 1;
         let mut at = start;
         while at < end {
-            prefetch_read(&self.sigs.data, at);
+            prefetch_item(&self.sigs.data, at);
             at = (at | 63) + 1;
         }
-        prefetch_read(&self.sigs.data, end);
+        prefetch_item(&self.sigs.data, end);
     }
 
     /// Asks the CPU to fetch content `c`'s post range (its `content_posts` entry) into its
@@ -791,7 +791,7 @@ impl Segment {
     #[inline]
     pub fn touch_content(&self, c: u32) {
         let p = &self.posts;
-        prefetch_read(&p.file.data, p.content_posts.start + c as usize * 4);
+        prefetch_item(&p.file.data, p.content_posts.start + c as usize * 4);
     }
 
     /// Asks the CPU to fetch the fixed-size metadata of post `p` into its cache.
@@ -799,10 +799,10 @@ impl Segment {
     pub fn touch_post(&self, post: u32) {
         let (p, i) = (&self.posts, post as usize);
         let d: &[u8] = &p.file.data;
-        prefetch_read(d, p.ts.start + i * 8);
-        prefetch_read(d, p.id_offsets.start + i * 8);
-        prefetch_read(d, p.account_of.start + i * 4);
-        prefetch_read(d, p.platform_of.start + i * 4);
+        prefetch_item(d, p.ts.start + i * 8);
+        prefetch_item(d, p.id_offsets.start + i * 8);
+        prefetch_item(d, p.account_of.start + i * 4);
+        prefetch_item(d, p.platform_of.start + i * 4);
     }
 
     /// Asks the kernel to read in content `c`'s signature.
@@ -1180,13 +1180,6 @@ fn prefetch_chunks(data: &Data, range: Range<usize>, chunk: usize, stop: &dyn Fn
         data.prefetch(at, len);
         at += len;
     }
-}
-
-/// Asks the CPU to start loading the cache line holding `bytes[offset]` (a hint: no
-/// effect out of bounds or on other architectures).
-#[inline(always)]
-fn prefetch_read(bytes: &[u8], offset: usize) {
-    prefetch_item(bytes, offset);
 }
 
 /// Asks the CPU to start loading the cache line holding `items[i]` (a hint: no effect out
