@@ -5,6 +5,7 @@
 //! - `T2S_BMP_BASE`, `T2S_BMP`: a dense `[u16]` over U+3400..=U+9FFF; 0 means "no mapping",
 //!   1 means "see `T2S_OTHER`" (the target is outside the BMP); any other value is the
 //!   simplified code point.
+//! - `T2S_BMP_BITS`: one bit per `T2S_BMP` entry, set when the entry is not 0.
 //! - `T2S_OTHER`: sorted `(source, target)` pairs for every other source code point.
 //!
 //! The first candidate of each line is taken, and chains are resolved to a fixed point
@@ -97,6 +98,23 @@ fn main() {
             out.push('\n');
         }
         write!(out, "{v},").unwrap();
+    }
+    out.push_str("\n];\n");
+    // One bit per dense entry, set when it is not 0: small enough to stay in the L1 cache,
+    // so characters without a fold (most of a Simplified text) skip the dense table.
+    let mut bits = vec![0u64; dense.len().div_ceil(64)];
+    for (i, &v) in dense.iter().enumerate() {
+        if v != 0 {
+            bits[i / 64] |= 1 << (i % 64);
+        }
+    }
+    writeln!(out, "/// Bit `i` is set when `T2S_BMP[i]` is not 0.").unwrap();
+    write!(out, "pub static T2S_BMP_BITS: [u64; {}] = [", bits.len()).unwrap();
+    for (i, v) in bits.iter().enumerate() {
+        if i % 8 == 0 {
+            out.push('\n');
+        }
+        write!(out, "{v:#x},").unwrap();
     }
     out.push_str("\n];\n");
     writeln!(

@@ -74,7 +74,7 @@ fn key(h: u64) -> u64 {
     "aarch64+neon"
 ))]
 fn signature_kernel(a: &[u64], b: &[u64], shingles: &[u64], sig: &mut [u32]) {
-    const BLOCK: usize = 32;
+    const BLOCK: usize = 64;
     sig.fill(u32::MAX);
     let mut start = 0;
     while start < sig.len() {

@@ -33,8 +33,29 @@ pub fn shingle_hashes<'a>(
         return;
     }
     out.reserve(n - width + 1);
-    for w in token_hashes.windows(width) {
-        out.push(hash_window(w, &mut buf));
+    // Widths known at compile time let the hash's length dispatch fold away.
+    match width {
+        2 => push_windows::<2>(token_hashes, out),
+        3 => push_windows::<3>(token_hashes, out),
+        4 => push_windows::<4>(token_hashes, out),
+        5 => push_windows::<5>(token_hashes, out),
+        _ => {
+            for w in token_hashes.windows(width) {
+                out.push(hash_window(w, &mut buf));
+            }
+        }
+    }
+}
+
+/// [`hash_window`] over every window of `W` hashes.
+#[inline]
+fn push_windows<const W: usize>(hashes: &[u64], out: &mut Vec<u64>) {
+    let mut buf = [0u8; 8 * MAX_SHINGLE];
+    for w in hashes.windows(W) {
+        for (i, h) in w.iter().enumerate() {
+            buf[8 * i..8 * i + 8].copy_from_slice(&h.to_le_bytes());
+        }
+        out.push(xxh3_64(&buf[..8 * W]));
     }
 }
 
@@ -65,6 +86,35 @@ mod tests {
         assert_eq!(sh(&["a", "b", "c"], 3).len(), 1);
         assert_eq!(sh(&["a", "b", "c", "d"], 3).len(), 2);
         assert_eq!(sh(&["a", "b", "c", "d"], 1).len(), 4);
+    }
+
+    #[test]
+    fn every_width_hashes_its_window_bytes() {
+        // The compile-time widths and the generic path hash the same bytes.
+        let toks = ["a", "bb", "中", "ccc", "d", "ee", "f", "g", "h"];
+        for w in 1..=MAX_SHINGLE {
+            let hashes: Vec<u64> = toks.iter().map(|t| xxh3_64(t.as_bytes())).collect();
+            let want: Vec<u64> = if hashes.len() < w {
+                vec![xxh3_64(
+                    &hashes
+                        .iter()
+                        .flat_map(|h| h.to_le_bytes())
+                        .collect::<Vec<u8>>(),
+                )]
+            } else {
+                hashes
+                    .windows(w)
+                    .map(|win| {
+                        xxh3_64(
+                            &win.iter()
+                                .flat_map(|h| h.to_le_bytes())
+                                .collect::<Vec<u8>>(),
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(sh(&toks, w), want, "width {w}");
+        }
     }
 
     #[test]

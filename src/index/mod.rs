@@ -640,6 +640,14 @@ impl Index {
             for &(c, _) in &verified {
                 seg.content_posts(c)?.for_each(|p| seg.touch_post(p));
             }
+            for &(c, _) in &verified {
+                seg.content_posts(c)?
+                    .for_each(|p| seg.touch_post_strings(p));
+            }
+            for &(c, _) in &verified {
+                seg.content_posts(c)?
+                    .for_each(|p| seg.touch_post_account(p));
+            }
             for &(c, sim) in &verified {
                 for p in seg.content_posts(c)? {
                     if seg.is_deleted(p) {

@@ -668,14 +668,28 @@ impl Segment {
         let mut taken = 0;
         let wide = self.bands.file.view::<4>(&self.bands.fps);
         let narrow = self.bands.file.view::<2>(&self.bands.fps);
-        for j in r {
-            let matches = if self.bands.wide {
-                wide.get(base + j) == Some(tag)
+        let tag_at = |j: usize| {
+            if self.bands.wide {
+                wide.get(base + j)
             } else {
-                narrow.get(base + j).map(u32::from) == Some(tag)
-            };
-            if !matches {
-                continue;
+                narrow.get(base + j).map(u32::from)
+            }
+        };
+        // A bucket's entries are sorted by tag: binary search for the first match, then
+        // read while the tag matches. (On a damaged file the order may not hold; the search
+        // then misses entries but stays in bounds, and `verify` names the file.)
+        let (mut lo, mut hi) = (r.start, r.end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if tag_at(mid) < Some(tag) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        for j in lo..r.end {
+            if tag_at(j) != Some(tag) {
+                break;
             }
             if taken == cap {
                 return Ok(true);
@@ -803,6 +817,32 @@ impl Segment {
         prefetch_item(d, p.id_offsets.start + i * 8);
         prefetch_item(d, p.account_of.start + i * 4);
         prefetch_item(d, p.platform_of.start + i * 4);
+    }
+
+    /// Second round after [`touch_post`](Self::touch_post), once its lines have arrived:
+    /// asks the CPU for the first bytes of post `p`'s id and for its account's dictionary
+    /// bounds (reads that depend on the first round's values).
+    #[inline]
+    pub fn touch_post_strings(&self, post: u32) {
+        let (p, f) = (&self.posts, &self.posts.file);
+        let i = post as usize;
+        if let Some(s) = f.view::<8>(&p.id_offsets).get(i) {
+            prefetch_item(&f.data, p.id_bytes.start.saturating_add(s as usize));
+        }
+        if let Some(a) = f.view::<4>(&p.account_of).get(i) {
+            prefetch_item(&f.data, p.account_offsets.start + a as usize * 8);
+        }
+    }
+
+    /// Third round: asks the CPU for the first bytes of post `p`'s account name.
+    #[inline]
+    pub fn touch_post_account(&self, post: u32) {
+        let (p, f) = (&self.posts, &self.posts.file);
+        if let Some(a) = f.view::<4>(&p.account_of).get(post as usize) {
+            if let Some(s) = f.view::<8>(&p.account_offsets).get(a as usize) {
+                prefetch_item(&f.data, p.account_bytes.start.saturating_add(s as usize));
+            }
+        }
     }
 
     /// Asks the kernel to read in content `c`'s signature.

@@ -253,7 +253,15 @@ impl Normalizer {
                         gap = false;
                         word_start = Some(text.len());
                     }
-                    text.push(b as char);
+                    // The letter and the rest of its run in one copy. An 'h' ends the run:
+                    // it may start a URL, which the loop checks.
+                    let run = 1 + bytes[i + 1..]
+                        .iter()
+                        .take_while(|&&c| c.is_ascii_alphabetic() && c != b'h')
+                        .count();
+                    text.push_str(&src[i..i + run]);
+                    i += run;
+                    continue;
                 } else if !b.is_ascii_digit() {
                     end_word!();
                     gap = true;
@@ -276,19 +284,26 @@ impl Normalizer {
                 }
             };
             if (0x4E00..=0x9FFF).contains(&(c as u32)) {
-                // Common Han ideographs: a token each, copied as bytes.
+                // Common Han ideographs: a token each, copied as bytes, the whole run at once.
                 end_word!();
                 if gap && !text.is_empty() {
                     text.push(' ');
                 }
                 gap = false;
+                let mut end = i + 3;
+                while end + 2 < bytes.len()
+                    && (0xE4..=0xE9).contains(&bytes[end])
+                    && (0x4E00..=0x9FFF).contains(&nfkc::decode3(bytes, end))
+                {
+                    end += 3;
+                }
                 let s = text.len();
-                text.push_str(&src[i..i + 3]);
-                tokens.push(Span {
-                    start: s as u32,
-                    end: text.len() as u32,
-                });
-                i += 3;
+                text.push_str(&src[i..end]);
+                tokens.extend((s..s + (end - i)).step_by(3).map(|t| Span {
+                    start: t as u32,
+                    end: t as u32 + 3,
+                }));
+                i = end;
                 continue;
             }
             match classify(c) {

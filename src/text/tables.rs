@@ -10,15 +10,20 @@ mod generated {
 }
 
 pub use generated::T2S_LEN;
-use generated::{T2S_BMP, T2S_BMP_BASE, T2S_OTHER};
+use generated::{T2S_BMP, T2S_BMP_BASE, T2S_BMP_BITS, T2S_OTHER};
 
 /// [`t2s`] on a code point in U+4E00..=U+9FFF (any other value is returned unchanged).
 #[inline]
 pub fn t2s_u32(u: u32) -> u32 {
-    match u
-        .checked_sub(T2S_BMP_BASE)
-        .and_then(|i| T2S_BMP.get(i as usize))
-    {
+    let Some(i) = u.checked_sub(T2S_BMP_BASE) else {
+        return u;
+    };
+    let i = i as usize;
+    match T2S_BMP_BITS.get(i / 64) {
+        Some(w) if w & (1 << (i % 64)) != 0 => {}
+        _ => return u,
+    }
+    match T2S_BMP.get(i) {
         Some(0) | None => u,
         Some(1) => char::from_u32(u).map_or(u, |c| t2s(c) as u32),
         Some(&v) => u32::from(v),
@@ -208,6 +213,15 @@ mod tests {
         for u in 0u32..0x3_2000 {
             let Some(c) = char::from_u32(u) else { continue };
             assert_eq!(t2s(t2s(c)), t2s(c), "U+{u:04X}");
+        }
+    }
+
+    #[test]
+    fn code_point_fold_agrees_with_char_fold() {
+        // `t2s_u32` reads the bitmap first; it must give what `t2s` gives everywhere.
+        for u in 0u32..0x1_0000 {
+            let Some(c) = char::from_u32(u) else { continue };
+            assert_eq!(t2s_u32(u), t2s(c) as u32, "U+{u:04X}");
         }
     }
 }
