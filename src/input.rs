@@ -667,7 +667,9 @@ impl RecordParser {
 
 /// Validates UTF-8; on failure returns the 1-based position of the first bad byte.
 fn utf8(bytes: &[u8]) -> Result<&str, usize> {
-    std::str::from_utf8(bytes).map_err(|e| e.valid_up_to().saturating_add(1))
+    // SIMD validation (the same answers as `std::str::from_utf8`, several times faster on
+    // non-ASCII text).
+    simdutf8::compat::from_utf8(bytes).map_err(|e| e.valid_up_to().saturating_add(1))
 }
 
 /// A CSV cell as an owned string.

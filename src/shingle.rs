@@ -22,7 +22,11 @@ pub fn shingle_hashes<'a>(
     debug_assert!((1..=MAX_SHINGLE).contains(&width));
     let width = width.clamp(1, MAX_SHINGLE);
     token_hashes.clear();
-    token_hashes.extend(tokens.map(|t| xxh3_64(t.as_bytes())));
+    token_hashes.extend(tokens.map(|t| match <&[u8; 3]>::try_from(t.as_bytes()) {
+        // Most Han characters are three bytes: a known length folds the hash's dispatch.
+        Ok(b) => xxh3_64(b),
+        Err(_) => xxh3_64(t.as_bytes()),
+    }));
     let n = token_hashes.len();
     if n == 0 {
         return;

@@ -137,17 +137,7 @@ fn stream(
                 let mut buf = Vec::with_capacity(256);
                 let line = raw.strip_suffix(b"\n").unwrap_or(raw);
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                // JSON straight from the bytes (the parser checks UTF-8 itself); a line it
-                // cannot take goes the general way below, which reports it.
-                if line.trim_ascii_start().starts_with(b"{") {
-                    if let Ok(JsonPost { text: Some(t), id }) =
-                        serde_json::from_slice::<JsonPost>(line)
-                    {
-                        render(fp, scratch, &t, id.as_ref(), json, false, &mut buf);
-                        return buf;
-                    }
-                }
-                let text = match std::str::from_utf8(line) {
+                let text = match simdutf8::basic::from_utf8(line) {
                     Ok(s) => Cow::Borrowed(s),
                     Err(_) => String::from_utf8_lossy(line),
                 };

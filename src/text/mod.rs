@@ -438,25 +438,48 @@ fn map_chars(text: &str, out: &mut String, t2s: bool) {
     while i < bytes.len() {
         let b = bytes[i];
         if b < 0x80 {
-            last_fast = Some((i, i + 1, out.len()));
-            out.push(b.to_ascii_lowercase() as char);
-            i += 1;
+            // A run of ASCII, copied and lowercased at once.
+            let run = bytes[i..].iter().take_while(|c| c.is_ascii()).count();
+            let start = out.len();
+            out.push_str(&text[i..i + run]);
+            if let Some(s) = out.get_mut(start..) {
+                s.make_ascii_lowercase();
+            }
+            last_fast = Some((i + run - 1, i + run, start + run - 1));
+            i += run;
             continue;
         }
-        if (0xE4..=0xE9).contains(&b) && i + 2 < bytes.len() {
-            let u = nfkc::decode3(bytes, i);
-            if u >= 0x4E00 {
-                // CJK Unified Ideographs: NFKC-stable, no case, no lookalikes.
-                last_fast = Some((i, i + 3, out.len()));
+        let is_han = |j: usize| {
+            j + 2 < bytes.len()
+                && (0xE4..=0xE9).contains(&bytes[j])
+                && nfkc::decode3(bytes, j) >= 0x4E00
+        };
+        if is_han(i) {
+            // A run of CJK Unified Ideographs (NFKC-stable, no case, no lookalikes), copied
+            // as bytes except where T2S folds a character.
+            let (mut copied, mut j) = (i, i);
+            loop {
+                let u = nfkc::decode3(bytes, j);
                 let m = if t2s { tables::t2s_u32(u) } else { u };
-                if m == u {
-                    out.push_str(&text[i..i + 3]);
+                let at = if m == u {
+                    // Where the character lands once the pending bytes are copied.
+                    out.len() + (j - copied)
                 } else {
+                    out.push_str(&text[copied..j]);
+                    copied = j + 3;
+                    let at = out.len();
                     out.push(char::from_u32(m).unwrap_or(char::REPLACEMENT_CHARACTER));
+                    at
+                };
+                last_fast = Some((j, j + 3, at));
+                j += 3;
+                if !is_han(j) {
+                    break;
                 }
-                i += 3;
-                continue;
             }
+            out.push_str(&text[copied..j]);
+            i = j;
+            continue;
         }
         let Some(c) = text[i..].chars().next() else {
             break;
