@@ -40,7 +40,7 @@ struct Out<'a> {
     normalized: &'a str,
     tokens: Vec<&'a str>,
     shingles: usize,
-    content_hash: Option<String>,
+    content_hash: Option<&'a str>,
     empty: bool,
 }
 
@@ -128,37 +128,37 @@ fn stream(
         }
         let first = lineno;
         lineno += ends.len() as u64;
+        // Lines are rendered a chunk at a time into one buffer per chunk.
+        const CHUNK: usize = 256;
         let rendered: Vec<Vec<u8>> = ends
-            .par_iter()
+            .par_chunks(CHUNK)
             .enumerate()
-            .map_init(Scratch::new, |scratch, (i, &end)| {
-                let start = if i == 0 { 0 } else { ends[i - 1] };
-                let raw = &data[start..end];
-                let mut buf = Vec::with_capacity(256);
-                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let text = match simdutf8::basic::from_utf8(line) {
-                    Ok(s) => Cow::Borrowed(s),
-                    Err(_) => String::from_utf8_lossy(line),
-                };
-                if text.trim_start().starts_with('{') {
-                    match serde_json::from_str::<JsonPost>(&text) {
-                        Ok(JsonPost { text: Some(t), id }) => {
-                            render(fp, scratch, &t, id.as_ref(), json, false, &mut buf)
+            .map_init(Scratch::new, |scratch, (c, chunk)| {
+                let mut buf = Vec::with_capacity(chunk.len() * 256);
+                for (j, &end) in chunk.iter().enumerate() {
+                    let i = c * CHUNK + j;
+                    let start = if i == 0 { 0 } else { ends[i - 1] };
+                    let raw = &data[start..end];
+                    let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let text = match simdutf8::basic::from_utf8(line) {
+                        Ok(s) => Cow::Borrowed(s),
+                        Err(_) => String::from_utf8_lossy(line),
+                    };
+                    let lineno = first + i as u64 + 1;
+                    if text.trim_start().starts_with('{') {
+                        match serde_json::from_str::<JsonPost>(&text) {
+                            Ok(JsonPost { text: Some(t), id }) => {
+                                render(fp, scratch, &t, id.as_ref(), json, false, &mut buf)
+                            }
+                            Ok(JsonPost { text: None, .. }) => {
+                                eprintln!("{name}:{lineno}: missing text field, skipped")
+                            }
+                            Err(e) => eprintln!("{name}:{lineno}: invalid JSON ({e}), skipped"),
                         }
-                        Ok(JsonPost { text: None, .. }) => {
-                            eprintln!(
-                                "{name}:{}: missing text field, skipped",
-                                first + i as u64 + 1
-                            )
-                        }
-                        Err(e) => eprintln!(
-                            "{name}:{}: invalid JSON ({e}), skipped",
-                            first + i as u64 + 1
-                        ),
+                    } else {
+                        render(fp, scratch, &text, None, json, false, &mut buf);
                     }
-                } else {
-                    render(fp, scratch, &text, None, json, false, &mut buf);
                 }
                 buf
             })
@@ -179,9 +179,10 @@ fn render(
     verbose: bool,
     buf: &mut Vec<u8>,
 ) {
+    let mut hex = [0u8; 32];
     let (hash, shingles, normalized) = match fp.fingerprint_with(text, scratch) {
         Some(f) => (
-            Some(format!("{:032x}", f.content_hash)),
+            Some(hex32(f.content_hash, &mut hex)),
             f.shingles,
             f.normalized,
         ),
@@ -208,15 +209,41 @@ fn render(
         let _ = writeln!(
             buf,
             "content_hash: {}\n",
-            hash.as_deref()
-                .unwrap_or("(none: no token left, no fingerprint)")
+            hash.unwrap_or("(none: no token left, no fingerprint)")
         );
     } else {
         let _ = writeln!(
             buf,
             "{}\t{shingles}\t{}",
-            hash.as_deref().unwrap_or("-"),
+            hash.unwrap_or("-"),
             normalized.text()
         );
+    }
+}
+
+/// `h` as 32 lowercase hex digits (what `format!("{h:032x}")` gives), written into `out`.
+fn hex32(h: u128, out: &mut [u8; 32]) -> &str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = DIGITS[((h >> (124 - 4 * i)) & 0xF) as usize];
+    }
+    // Hex digits are ASCII.
+    std::str::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex32_is_zero_padded_lowercase_hex() {
+        let mut b = [0u8; 32];
+        for h in [
+            0u128,
+            1,
+            0xABCDEF,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            assert_eq!(super::hex32(h, &mut b), format!("{h:032x}"));
+        }
     }
 }
