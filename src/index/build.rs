@@ -1002,8 +1002,7 @@ fn write_segment(
                 .into_par_iter()
                 .map(block)
                 .collect();
-            for blk in codec.compress_blocks(&path, &raw) {
-                let blk = blk?;
+            for blk in codec.compress_blocks(&path, &raw)? {
                 offs.push(offs[offs.len() - 1] + blk.len() as u64);
                 spill.write_bytes(&blk)?;
             }
@@ -1182,13 +1181,27 @@ impl TextCodec {
     }
 
     /// Compresses decompressed text blocks in parallel, one compression context per
-    /// thread's share.
-    pub(crate) fn compress_blocks(&self, path: &Path, raw: &[Vec<u8>]) -> Vec<Result<Vec<u8>>> {
-        let share = raw
+    /// thread's share, in input order. Byte-identical blocks (a text reposted verbatim;
+    /// posts are grouped by content, so its copies are neighbours) are compressed once: a
+    /// frame depends only on its input, so the output is what compressing each would give.
+    pub(crate) fn compress_blocks(&self, path: &Path, raw: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(raw.len());
+        let mut unique: Vec<&[u8]> = Vec::new();
+        let slot: Vec<usize> = raw
+            .iter()
+            .map(|r| {
+                *first.entry(r.as_slice()).or_insert_with(|| {
+                    unique.push(r);
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let share = unique
             .len()
             .div_ceil(rayon::current_num_threads().max(1))
             .max(1);
-        raw.par_chunks(share)
+        let compressed: Vec<Vec<u8>> = unique
+            .par_chunks(share)
             .flat_map_iter(|chunk| {
                 let mut z = match &self.prepared {
                     Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(d),
@@ -1204,7 +1217,8 @@ impl TextCodec {
                     })
                     .collect::<Vec<_>>()
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(slot.into_iter().map(|u| compressed[u].clone()).collect())
     }
 }
 

@@ -649,9 +649,7 @@ fn merge_run(
                 break;
             }
             let done = raw_blocks.len() < GROUP;
-            let blocks = codec.compress_blocks(&path, &raw_blocks);
-            for blk in blocks {
-                let blk = blk?;
+            for blk in codec.compress_blocks(&path, &raw_blocks)? {
                 offs.push(offs[offs.len() - 1] + blk.len() as u64);
                 spill.write_bytes(&blk)?;
             }
