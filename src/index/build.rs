@@ -169,6 +169,51 @@ struct Prepared {
     empty: bool,
 }
 
+/// The fingerprints of a batch of posts, waiting for [`IndexBuilder::add_prepared`]: per
+/// chunk of posts, their outcomes and flat 8-bit signature and band-key buffers.
+pub(crate) struct PreparedBatch {
+    chunks: Vec<(Vec<Prepared>, Vec<u8>, Vec<u64>)>,
+}
+
+/// Fingerprints `posts` in parallel (rayon) for [`IndexBuilder::add_prepared`].
+pub(crate) fn prepare(fp: &Fingerprinter, posts: &[RawPost]) -> PreparedBatch {
+    let k = fp.params().num_perm as usize;
+    let bands = fp.params().lsh.bands as usize;
+    let chunks = posts
+        .par_chunks(256)
+        .map_init(
+            || (Scratch::new(), Vec::new()),
+            |(scratch, keys), chunk| {
+                let mut prepared = Vec::with_capacity(chunk.len());
+                let mut sigs = Vec::with_capacity(chunk.len() * k);
+                let mut all_keys = Vec::with_capacity(chunk.len() * bands);
+                for post in chunk {
+                    match fp.fingerprint_with(&post.text, scratch) {
+                        Some(f) => {
+                            let start = sigs.len();
+                            sigs.resize(start + k, 0);
+                            to_bbit(f.signature, &mut sigs[start..]);
+                            let hash = f.content_hash;
+                            fp.band_keys(f.signature, keys);
+                            all_keys.extend_from_slice(keys);
+                            prepared.push(Prepared {
+                                content_hash: hash,
+                                empty: false,
+                            });
+                        }
+                        None => prepared.push(Prepared {
+                            content_hash: 0,
+                            empty: true,
+                        }),
+                    }
+                }
+                (prepared, sigs, all_keys)
+            },
+        )
+        .collect();
+    PreparedBatch { chunks }
+}
+
 /// The segment being buffered in memory.
 #[derive(Default)]
 struct Buffer {
@@ -411,42 +456,21 @@ impl IndexBuilder {
 
     /// Adds posts, in order; fingerprints them in parallel. Returns each post's outcome.
     pub fn add(&mut self, posts: &[RawPost]) -> Result<Vec<PostOutcome>> {
+        let prepared = prepare(&self.fp, posts);
+        self.add_prepared(posts, prepared)
+    }
+
+    /// [`add`](Self::add) with the fingerprints already computed by [`prepare`] (with this
+    /// builder's fingerprinter) for these `posts`, so that a caller can fingerprint the
+    /// next batch while this one is inserted.
+    pub(crate) fn add_prepared(
+        &mut self,
+        posts: &[RawPost],
+        prepared: PreparedBatch,
+    ) -> Result<Vec<PostOutcome>> {
         let k = self.fp.params().num_perm as usize;
         let bands = self.fp.params().lsh.bands as usize;
-        // Fingerprint in parallel: chunk results hold flat signature and key buffers.
-        let fp = &self.fp;
-        let chunks: Vec<(Vec<Prepared>, Vec<u8>, Vec<u64>)> = posts
-            .par_chunks(256)
-            .map_init(
-                || (Scratch::new(), Vec::new()),
-                |(scratch, keys), chunk| {
-                    let mut prepared = Vec::with_capacity(chunk.len());
-                    let mut sigs = Vec::with_capacity(chunk.len() * k);
-                    let mut all_keys = Vec::with_capacity(chunk.len() * bands);
-                    for post in chunk {
-                        match fp.fingerprint_with(&post.text, scratch) {
-                            Some(f) => {
-                                let start = sigs.len();
-                                sigs.resize(start + k, 0);
-                                to_bbit(f.signature, &mut sigs[start..]);
-                                let hash = f.content_hash;
-                                fp.band_keys(f.signature, keys);
-                                all_keys.extend_from_slice(keys);
-                                prepared.push(Prepared {
-                                    content_hash: hash,
-                                    empty: false,
-                                });
-                            }
-                            None => prepared.push(Prepared {
-                                content_hash: 0,
-                                empty: true,
-                            }),
-                        }
-                    }
-                    (prepared, sigs, all_keys)
-                },
-            )
-            .collect();
+        let chunks = prepared.chunks;
         let mut outcomes = Vec::with_capacity(posts.len());
         let mut posts_iter = posts.iter();
         for (prepared, sigs, keys) in chunks {

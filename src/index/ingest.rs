@@ -1,17 +1,21 @@
 //! The bulk job: read post dumps, report bad records, build an index.
 //!
 //! Records are read sequentially in batches, parsed and fingerprinted in parallel, and
-//! inserted in input order. A bad record (malformed, missing text, invalid UTF-8, duplicate
-//! id) is reported to the [`BuildObserver`] with its file, line and reason, counted and
-//! skipped — or, with `strict`, ends the build with that error before anything is published.
+//! inserted in input order; a batch is inserted while the next one is read and
+//! fingerprinted. A bad record (malformed, missing text, invalid UTF-8, duplicate id) is
+//! reported to the [`BuildObserver`] with its file, line and reason, in input order,
+//! counted and skipped — or, with `strict`, the first one ends the build with that error
+//! before anything is published.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::build::{BuildOptions, BuildStats, IndexBuilder, PostOutcome};
+use super::build::{prepare, BuildOptions, BuildStats, IndexBuilder, PostOutcome, PreparedBatch};
 use crate::error::{Error, Result};
 use crate::input::{InputOptions, PostReader, RawPost, RawRecord};
 
@@ -69,6 +73,11 @@ pub struct IngestSummary {
 }
 
 /// Builds an index in `dir` from `inputs` (`-` is standard input).
+///
+/// Two batches are in flight: while one is inserted (in input order, on a helper thread),
+/// the next is read, parsed and fingerprinted, so the serial insertion overlaps the parallel
+/// work. Results are reported in input order, and the index does not depend on the overlap.
+/// If no helper thread can be started, batches are inserted on the calling thread.
 pub fn build_index(
     dir: &Path,
     inputs: &[PathBuf],
@@ -81,78 +90,288 @@ pub fn build_index(
     // size batches to a small share of the budget and give the builder the rest.
     let batch = ingest
         .batch
-        .clamp(1, (build.memory_budget / (48 << 10)).max(1024));
+        .clamp(1, (build.memory_budget / (96 << 10)).max(1024));
     let mut build = build;
-    // A fifth of the rest is left to the allocator (fragmentation, per-thread arenas) and the
-    // memory maps of segments already written.
-    build.memory_budget = (build.memory_budget.saturating_sub(batch * 1536) / 5 * 4).max(16 << 20);
+    // Two batches are in flight. A fifth of the rest is left to the allocator
+    // (fragmentation, per-thread arenas) and the memory maps of segments already written.
+    build.memory_budget =
+        (build.memory_budget.saturating_sub(2 * batch * 1536) / 5 * 4).max(16 << 20);
     let mut builder = IndexBuilder::create(dir, build)?;
+    let fp = builder.fingerprinter().clone();
     let mut summary = IngestSummary::default();
-    let mut records: Vec<RawRecord> = Vec::with_capacity(batch);
-    for path in inputs {
-        let mut reader = if path.as_os_str() == "-" {
-            PostReader::from_reader("-", Box::new(std::io::stdin()), &ingest.input)?
-        } else {
-            PostReader::open(path, &ingest.input)?
-        };
-        let size = if path.as_os_str() == "-" {
-            None
-        } else {
-            std::fs::metadata(path).ok().map(|m| m.len())
-        };
-        obs.file_started(reader.name(), size);
-        summary.files += 1;
-        let parser = reader.parser();
-        loop {
-            records.clear();
-            let more = reader.read_batch(batch, &mut records)?;
-            if records.is_empty() && !more {
-                break;
+    std::thread::scope(|scope| {
+        let mut inserter = Inserter::start(scope, &mut builder);
+        let mut records: Vec<RawRecord> = Vec::with_capacity(batch);
+        for path in inputs {
+            let mut reader = if path.as_os_str() == "-" {
+                PostReader::from_reader("-", Box::new(std::io::stdin()), &ingest.input)?
+            } else {
+                PostReader::open(path, &ingest.input)?
+            };
+            let size = if path.as_os_str() == "-" {
+                None
+            } else {
+                std::fs::metadata(path).ok().map(|m| m.len())
+            };
+            // The previous file's last batch is reported before this file starts.
+            if let Some(done) = inserter.finished()? {
+                report(done, ingest.strict, &mut summary, obs)?;
             }
-            let parsed: Vec<Result<Option<RawPost>>> =
-                records.par_iter().map(|r| parser.parse(r)).collect();
-            let mut posts = Vec::with_capacity(parsed.len());
-            for r in parsed {
-                match r {
-                    Ok(Some(p)) => posts.push(p),
-                    Ok(None) => {}
-                    Err(e) => {
-                        if ingest.strict {
-                            return Err(e);
-                        }
-                        summary.invalid += 1;
-                        obs.bad_record(&e);
+            obs.file_started(reader.name(), size);
+            summary.files += 1;
+            let name: Arc<str> = reader.name().into();
+            let parser = reader.parser();
+            loop {
+                records.clear();
+                let more = reader.read_batch(batch, &mut records)?;
+                if records.is_empty() && !more {
+                    break;
+                }
+                let parsed: Vec<Result<Option<RawPost>>> =
+                    records.par_iter().map(|r| parser.parse(r)).collect();
+                let mut posts = Vec::with_capacity(parsed.len());
+                let mut bad = Vec::new();
+                for r in parsed {
+                    match r {
+                        Ok(Some(p)) => posts.push(p),
+                        Ok(None) => {}
+                        Err(e) => bad.push(e),
                     }
                 }
-            }
-            let outcomes = builder.add(&posts)?;
-            for (post, outcome) in posts.iter().zip(outcomes) {
-                match outcome {
-                    PostOutcome::Indexed | PostOutcome::Replaced => {}
-                    PostOutcome::Empty => obs.empty_post(reader.name(), post.line),
-                    PostOutcome::DuplicateId => {
-                        let e = Error::InvalidInput {
-                            file: reader.name().to_string(),
-                            line: post.line,
-                            reason: format!(
-                                "duplicate id {:?}: an earlier post has it; skipped",
-                                post.id
-                            ),
-                        };
-                        if ingest.strict {
-                            return Err(e);
-                        }
-                        obs.bad_record(&e);
-                    }
+                // Fingerprinted while the previous batch is inserted.
+                let prepared = prepare(&fp, &posts);
+                if let Some(done) = inserter.finished()? {
+                    report(done, ingest.strict, &mut summary, obs)?;
                 }
-            }
-            obs.progress(builder.stats().posts + summary.invalid, reader.bytes_read());
-            if !more {
-                break;
+                inserter.insert(Batch {
+                    file: Arc::clone(&name),
+                    posts,
+                    bad,
+                    prepared,
+                    bytes_read: reader.bytes_read(),
+                })?;
+                if !more {
+                    break;
+                }
             }
         }
-    }
+        if let Some(done) = inserter.finished()? {
+            report(done, ingest.strict, &mut summary, obs)?;
+        }
+        Ok(())
+    })?;
     summary.stats = builder.finish()?;
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// A batch of parsed, fingerprinted posts on its way to the builder.
+struct Batch {
+    file: Arc<str>,
+    posts: Vec<RawPost>,
+    /// The batch's rejected records, reported with its outcomes in input order.
+    bad: Vec<Error>,
+    prepared: PreparedBatch,
+    /// Bytes of its file read when the batch was complete (for progress).
+    bytes_read: u64,
+}
+
+/// A batch after insertion: its posts and outcomes, and the builder's post count after it.
+struct Inserted {
+    file: Arc<str>,
+    posts: Vec<RawPost>,
+    bad: Vec<Error>,
+    outcomes: Vec<PostOutcome>,
+    posts_after: u64,
+    bytes_read: u64,
+}
+
+/// Inserts batches in order, one at a time: on a helper thread when one could be started
+/// (the caller prepares the next batch meanwhile), else on the caller's thread.
+enum Inserter<'b> {
+    Thread {
+        jobs: Option<SyncSender<Batch>>,
+        results: Receiver<Result<Inserted>>,
+        in_flight: bool,
+    },
+    Inline {
+        builder: &'b mut IndexBuilder,
+        done: Option<Inserted>,
+    },
+}
+
+impl<'b> Inserter<'b> {
+    fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        builder: &'b mut IndexBuilder,
+    ) -> Inserter<'b>
+    where
+        'b: 'scope,
+    {
+        let (jobs, job_rx) = sync_channel::<Batch>(1);
+        let (result_tx, results) = sync_channel::<Result<Inserted>>(1);
+        // The builder is handed over only once the thread runs, so that it stays here if
+        // the thread cannot be started.
+        let (give, take) = sync_channel::<&'b mut IndexBuilder>(1);
+        let spawned = std::thread::Builder::new()
+            .name("textreuse-insert".into())
+            .spawn_scoped(scope, move || {
+                let Ok(builder) = take.recv() else { return };
+                for batch in job_rx {
+                    let r = insert(builder, batch);
+                    let failed = r.is_err();
+                    if result_tx.send(r).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => match give.send(builder) {
+                Ok(()) => Inserter::Thread {
+                    jobs: Some(jobs),
+                    results,
+                    in_flight: false,
+                },
+                // The thread has gone (it cannot have), so the builder is back.
+                Err(back) => Inserter::Inline {
+                    builder: back.0,
+                    done: None,
+                },
+            },
+            Err(_) => Inserter::Inline {
+                builder,
+                done: None,
+            },
+        }
+    }
+
+    /// Starts inserting `batch`; the previous batch must have been collected.
+    fn insert(&mut self, batch: Batch) -> Result<()> {
+        match self {
+            Inserter::Thread {
+                jobs, in_flight, ..
+            } => {
+                let sent = jobs.as_ref().is_some_and(|j| j.send(batch).is_ok());
+                if !sent {
+                    return Err(Error::InvalidParameter(
+                        "the insertion thread stopped unexpectedly".into(),
+                    ));
+                }
+                *in_flight = true;
+                Ok(())
+            }
+            Inserter::Inline { builder, done } => {
+                *done = Some(insert(builder, batch)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// The batch inserted last, once it is done (`None` if none is pending).
+    fn finished(&mut self) -> Result<Option<Inserted>> {
+        match self {
+            Inserter::Thread {
+                results, in_flight, ..
+            } => {
+                if !std::mem::take(in_flight) {
+                    return Ok(None);
+                }
+                match results.recv() {
+                    Ok(r) => r.map(Some),
+                    Err(_) => Err(Error::InvalidParameter(
+                        "the insertion thread stopped unexpectedly".into(),
+                    )),
+                }
+            }
+            Inserter::Inline { done, .. } => Ok(done.take()),
+        }
+    }
+}
+
+impl Drop for Inserter<'_> {
+    fn drop(&mut self) {
+        // Closing the job channel ends the helper thread after its current batch.
+        if let Inserter::Thread { jobs, .. } = self {
+            jobs.take();
+        }
+    }
+}
+
+/// Inserts one batch.
+fn insert(builder: &mut IndexBuilder, batch: Batch) -> Result<Inserted> {
+    let Batch {
+        file,
+        posts,
+        bad,
+        prepared,
+        bytes_read,
+    } = batch;
+    let outcomes = builder.add_prepared(&posts, prepared)?;
+    Ok(Inserted {
+        file,
+        posts,
+        bad,
+        outcomes,
+        posts_after: builder.stats().posts,
+        bytes_read,
+    })
+}
+
+/// Reports an inserted batch's rejected records and outcomes to `obs`, in input order
+/// (with `strict`, the first of them ends the build).
+fn report(
+    done: Inserted,
+    strict: bool,
+    summary: &mut IngestSummary,
+    obs: &mut dyn BuildObserver,
+) -> Result<()> {
+    let Inserted {
+        file,
+        posts,
+        bad,
+        outcomes,
+        posts_after,
+        bytes_read,
+    } = done;
+    let reject = |e: Error, summary: &mut IngestSummary, obs: &mut dyn BuildObserver| {
+        if strict {
+            return Err(e);
+        }
+        summary.invalid += 1;
+        obs.bad_record(&e);
+        Ok(())
+    };
+    let line_of = |e: &Error| match e {
+        Error::InvalidInput { line, .. } => *line,
+        _ => 0,
+    };
+    let mut bad = bad.into_iter().peekable();
+    for (post, outcome) in posts.iter().zip(outcomes) {
+        while let Some(e) = bad.next_if(|e| line_of(e) < post.line) {
+            reject(e, summary, obs)?;
+        }
+        match outcome {
+            PostOutcome::Indexed | PostOutcome::Replaced => {}
+            PostOutcome::Empty => obs.empty_post(&file, post.line),
+            PostOutcome::DuplicateId => {
+                let e = Error::InvalidInput {
+                    file: file.to_string(),
+                    line: post.line,
+                    reason: format!(
+                        "duplicate id {:?}: an earlier post has it; skipped",
+                        post.id
+                    ),
+                };
+                if strict {
+                    return Err(e);
+                }
+                obs.bad_record(&e);
+            }
+        }
+    }
+    for e in bad {
+        reject(e, summary, obs)?;
+    }
+    obs.progress(posts_after + summary.invalid, bytes_read);
+    Ok(())
 }

@@ -428,3 +428,187 @@ fn strict_stops_at_the_first_bad_record() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(Index::open(&dir).expect("published").num_posts(), 2);
 }
+
+/// Records what a build reports, in order.
+#[derive(Default)]
+struct Recorder {
+    events: Vec<(u64, String)>,
+}
+
+impl textreuse::index::ingest::BuildObserver for Recorder {
+    fn bad_record(&mut self, err: &textreuse::Error) {
+        match err {
+            textreuse::Error::InvalidInput { line, reason, .. } => {
+                self.events.push((*line, format!("bad: {reason}")))
+            }
+            other => self.events.push((0, format!("other: {other}"))),
+        }
+    }
+    fn empty_post(&mut self, _file: &str, line: u64) {
+        self.events.push((line, "empty".into()));
+    }
+}
+
+/// Every file of every segment of the index in `dir`, by relative path.
+fn segment_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).expect("index dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            for f in fs::read_dir(&p).expect("segment dir") {
+                let f = f.expect("entry").path();
+                let rel = f.strip_prefix(dir).expect("inside").display().to_string();
+                out.push((rel, fs::read(&f).expect("reads")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn small_batches_report_in_input_order_and_build_the_same_index() {
+    use textreuse::index::ingest::{build_index, IngestOptions};
+    use textreuse::index::BuildOptions;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut input = Input { lines: Vec::new() };
+    for i in 0..60 {
+        match i % 7 {
+            // A duplicate of an indexed post's id, two batches back.
+            3 if i > 7 => input.push(
+                format!(
+                    r#"{{"id": {}, "text": "a repeated id {i} in a later batch"}}"#,
+                    i - 8
+                ),
+                Kind::Duplicate((i - 8).to_string()),
+            ),
+            4 => input.push(format!(r#"{{"id": {i}, "text": 5}}"#), Kind::Invalid),
+            5 => input.push(
+                format!(r#"{{"id": {i}, "text": "12345 !!!"}}"#),
+                Kind::Empty(i.to_string()),
+            ),
+            _ => input.post(
+                json!(i),
+                &format!("post number {i} says something about the weather today"),
+                "acct",
+                "web",
+                Some(1_700_000_000 + i),
+            ),
+        }
+    }
+    let path = tmp.path().join("mixed.jsonl");
+    input.write(&path);
+    let expected: Vec<u64> = input
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, k))| !matches!(k, Kind::Indexed(..) | Kind::Blank))
+        .map(|(i, _)| i as u64 + 1)
+        .collect();
+    let build = |batch: usize, name: &str| {
+        let dir = tmp.path().join(name);
+        let mut rec = Recorder::default();
+        let opts = IngestOptions {
+            batch,
+            ..IngestOptions::default()
+        };
+        let summary = build_index(
+            &dir,
+            std::slice::from_ref(&path),
+            &opts,
+            BuildOptions::default(),
+            &mut rec,
+        )
+        .expect("builds");
+        (dir, rec, summary)
+    };
+    let (one, rec_one, sum_one) = build(100_000, "one-batch");
+    let (many, rec_many, sum_many) = build(3, "batches-of-3");
+    // Reported in input order, each bad line once, with batches in flight or not.
+    let lines: Vec<u64> = rec_many.events.iter().map(|e| e.0).collect();
+    assert_eq!(lines, expected, "{:?}", rec_many.events);
+    assert_eq!(rec_many.events, rec_one.events);
+    assert_eq!(sum_many.invalid, sum_one.invalid);
+    assert_eq!(sum_many.stats.indexed, sum_one.stats.indexed);
+    assert_eq!(sum_many.stats.duplicate_ids, sum_one.stats.duplicate_ids);
+    assert_eq!(sum_many.stats.empty, sum_one.stats.empty);
+    assert!(sum_many.stats.duplicate_ids >= 8 && sum_many.invalid >= 8);
+    // The index does not depend on how the input was batched.
+    let (a, b) = (segment_files(&one), segment_files(&many));
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
+
+#[test]
+fn strict_with_small_batches_stops_at_the_first_bad_record_in_input_order() {
+    use textreuse::index::ingest::{build_index, IngestOptions, Quiet};
+    use textreuse::index::BuildOptions;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("strict.jsonl");
+    // Batches of 3: a duplicate id ends the first batch, an invalid record starts the
+    // second, which is read and fingerprinted while the first is inserted.
+    fs::write(
+        &path,
+        concat!(
+            r#"{"id": 1, "text": "the first good post of the file"}"#,
+            "\n",
+            r#"{"id": 2, "text": "the second good post of the file"}"#,
+            "\n",
+            r#"{"id": 1, "text": "the first id again"}"#,
+            "\n",
+            "not json\n",
+            r#"{"id": 5, "text": "a later good post"}"#,
+            "\n",
+        ),
+    )
+    .expect("writes");
+    let opts = IngestOptions {
+        batch: 3,
+        strict: true,
+        ..IngestOptions::default()
+    };
+    let err = build_index(
+        &tmp.path().join("index"),
+        std::slice::from_ref(&path),
+        &opts,
+        BuildOptions::default(),
+        &mut Quiet,
+    )
+    .expect_err("strict stops");
+    match err {
+        textreuse::Error::InvalidInput { line, reason, .. } => {
+            assert_eq!(line, 3, "{reason}");
+            assert!(reason.contains("duplicate id"), "{reason}");
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(
+        Index::open(tmp.path().join("index")).is_err(),
+        "nothing is published"
+    );
+
+    // Within one batch too: a duplicate id (line 2) comes before an invalid record (line 3).
+    fs::write(
+        &path,
+        concat!(
+            r#"{"id": 1, "text": "the first good post of the file"}"#,
+            "\n",
+            r#"{"id": 1, "text": "the first id again"}"#,
+            "\n",
+            "not json\n",
+        ),
+    )
+    .expect("writes");
+    let err = build_index(
+        &tmp.path().join("index2"),
+        std::slice::from_ref(&path),
+        &opts,
+        BuildOptions::default(),
+        &mut Quiet,
+    )
+    .expect_err("strict stops");
+    assert!(
+        matches!(err, textreuse::Error::InvalidInput { line: 2, .. }),
+        "{err}"
+    );
+}
