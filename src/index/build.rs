@@ -45,6 +45,9 @@ const TEXT_DICT_SAMPLES: usize = 10_000;
 const TEXT_DICT_MIN_POSTS: usize = 1_000;
 /// zstd level for stored texts.
 pub(crate) const TEXT_ZSTD_LEVEL: i32 = 3;
+/// Band tables a flush builds at once (in parallel). A constant, not the thread count: the
+/// memory a flush needs decides where segments end, and that must not depend on threads.
+const BAND_TABLES_AT_ONCE: usize = 4;
 /// Average entries per band bucket the directory aims for.
 const BUCKET_TARGET: u64 = 32;
 
@@ -289,7 +292,7 @@ impl Buffer {
     /// Approximate bytes held (by capacity, since a growing vector holds its old and new
     /// buffers for a moment), plus what a flush needs on top: the band tables being built in
     /// parallel and the post permutation arrays.
-    fn memory(&self, threads: usize) -> usize {
+    fn memory(&self) -> usize {
         let map = |cap: usize, entry: usize| cap * (entry + 1) * 8 / 7;
         let held = self.sigs.capacity()
             + self.hashes.capacity() * 16
@@ -306,7 +309,7 @@ impl Buffer {
             + self.accounts.memory()
             + self.platforms.memory();
         let n = self.contents.len();
-        let flush = threads * n * 16 + self.posts() * 12;
+        let flush = BAND_TABLES_AT_ONCE * n * 16 + self.posts() * 12;
         held + flush
     }
 }
@@ -507,7 +510,7 @@ impl IndexBuilder {
                 self.stats.indexed += 1;
                 outcomes.push(outcome);
             }
-            if self.buf.memory(rayon::current_num_threads()) >= self.opts.memory_budget
+            if self.buf.memory() >= self.opts.memory_budget
                 || self.buf.contents.len() as u64 >= u32::MAX as u64 / 2
             {
                 self.flush()?;
@@ -880,19 +883,18 @@ fn write_segment(
             .map_err(|_| shared)
     });
     let mut files = BTreeMap::new();
-    // Bands: built two at a time in parallel, written in band order.
+    // Bands: built `BAND_TABLES_AT_ONCE` at a time in parallel, written in band order.
     {
         let path = seg_dir.join("bands");
         let d = dir_bits(nc as u64);
         let mut w = begin_bands_file(&path, nc as u64, bands, d, params.lsh.rows)?;
-        let threads = rayon::current_num_threads().max(1);
         let mut tables: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = Vec::new();
         // Sections are written one after another: dirs of all bands, then fps, then cids.
         // Build all band tables in groups to bound memory, spilling fps and cids to
         // temporary files when there is more than one group.
         let groups: Vec<Vec<usize>> = (0..bands)
             .collect::<Vec<_>>()
-            .chunks(threads)
+            .chunks(BAND_TABLES_AT_ONCE)
             .map(|c| c.to_vec())
             .collect();
         let mut spill_fps = SpillFile::new(&seg_dir.join("fps.spill.tmp"))?;

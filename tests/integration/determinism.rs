@@ -27,16 +27,52 @@ fn thread_count_does_not_change_a_byte() {
     );
     let input = tmp.path().join("posts.jsonl");
     util::write_jsonl(&input, &posts);
-    // Build with 1, 2 and 3 threads at once.
+    let index = same_bytes_with_1_2_and_3_threads(tmp.path(), &input);
+    assert_eq!(
+        index.segments().len(),
+        2,
+        "the ballast post should close a segment"
+    );
+}
+
+/// Where a segment ends must not depend on threads either when many contents fill the
+/// budget (the memory a flush needs grows with them).
+#[test]
+fn segment_boundaries_do_not_depend_on_threads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let words: Vec<String> = (0..400).map(|i| format!("w{i:x}")).collect();
+    let mut rng = util::Rng::new(7);
+    let posts: Vec<RawPost> = (0..40_000)
+        .map(|i| RawPost {
+            id: format!("p{i}"),
+            text: (0..14)
+                .map(|_| words[rng.below(words.len())].as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            account: format!("a{}", i % 97),
+            platform: "test".into(),
+            ts: Some(1_700_000_000 + i),
+            line: 0,
+        })
+        .collect();
+    let input = tmp.path().join("posts.jsonl");
+    util::write_jsonl(&input, &posts);
+    let index = same_bytes_with_1_2_and_3_threads(tmp.path(), &input);
+    assert!(index.segments().len() >= 3, "{}", index.segments().len());
+}
+
+/// Builds `input` with 1, 2 and 3 threads under a 16 MiB budget, asserts the three indexes
+/// are byte-identical, and opens the first.
+fn same_bytes_with_1_2_and_3_threads(tmp: &std::path::Path, input: &std::path::Path) -> Index {
     let threads = ["1", "2", "3"];
     let children: Vec<_> = threads
         .iter()
         .map(|t| {
             Command::new(util::bin())
                 .args(["build", "-q", "--memory", "16M", "--threads", t, "--input"])
-                .arg(&input)
+                .arg(input)
                 .arg("--index")
-                .arg(tmp.path().join(format!("index-{t}")))
+                .arg(tmp.join(format!("index-{t}")))
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -53,14 +89,8 @@ fn thread_count_does_not_change_a_byte() {
     }
     let trees: Vec<_> = threads
         .iter()
-        .map(|t| util::read_tree(&tmp.path().join(format!("index-{t}"))))
+        .map(|t| util::read_tree(&tmp.join(format!("index-{t}"))))
         .collect();
-    let index = Index::open(tmp.path().join("index-1")).expect("opens");
-    assert_eq!(
-        index.segments().len(),
-        2,
-        "the ballast post should close a segment"
-    );
     assert!(trees[0].keys().any(|k| k.ends_with("/bands")));
     for (t, tree) in threads.iter().zip(&trees).skip(1) {
         assert_eq!(
@@ -77,6 +107,7 @@ fn thread_count_does_not_change_a_byte() {
             );
         }
     }
+    Index::open(tmp.join("index-1")).expect("opens")
 }
 
 /// The index bytes do not depend on how the posts arrive: JSONL, CSV, gzip, zstd, standard
