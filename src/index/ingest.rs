@@ -232,7 +232,8 @@ impl<'b> Inserter<'b> {
                     results,
                     in_flight: false,
                 },
-                // The thread has gone (it cannot have), so the builder is back.
+                // Only if the thread ended before taking the builder (it waits for it):
+                // the builder comes back, and batches are inserted here.
                 Err(back) => Inserter::Inline {
                     builder: back.0,
                     done: None,
