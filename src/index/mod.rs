@@ -148,8 +148,6 @@ pub struct Hit {
     pub addr: PostAddr,
 }
 
-/// A hit before its strings are copied out of the index: ordering and the limit work on
-/// these, so a lookup with many matches copies only the hits it returns.
 /// One hit of a lookup, borrowed from the index: no allocation per hit
 /// ([`Index::query_refs`]). The text, when stored, is at [`Index::text_at`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -188,6 +186,8 @@ pub struct QueryRefs<'a> {
     pub empty: bool,
 }
 
+/// A hit before its strings are copied out of the index: ordering and the limit work on
+/// these, so a lookup with many matches copies only the hits it returns.
 struct Found<'a> {
     sim: f64,
     ts: Option<i64>,
@@ -637,19 +637,19 @@ impl Index {
                 }
             }
             verified.iter().for_each(|&(c, _)| seg.touch_content(c));
-            for &(c, _) in &verified {
-                seg.content_posts(c)?.for_each(|p| seg.touch_post(p));
-            }
-            for &(c, _) in &verified {
-                seg.content_posts(c)?
-                    .for_each(|p| seg.touch_post_strings(p));
-            }
-            for &(c, _) in &verified {
-                seg.content_posts(c)?
-                    .for_each(|p| seg.touch_post_account(p));
-            }
-            for &(c, sim) in &verified {
-                for p in seg.content_posts(c)? {
+            // Each verified content's posts, read once for the rounds below.
+            let groups: Vec<(std::ops::Range<u32>, f64)> = verified
+                .iter()
+                .map(|&(c, sim)| Ok((seg.content_posts(c)?, sim)))
+                .collect::<Result<_>>()?;
+            let each_post =
+                |f: &dyn Fn(u32)| groups.iter().for_each(|(r, _)| r.clone().for_each(f));
+            each_post(&|p| seg.touch_post(p));
+            each_post(&|p| seg.touch_post_strings(p));
+            each_post(&|p| seg.touch_post_account(p));
+            for (posts, sim) in &groups {
+                let sim = *sim;
+                for p in posts.clone() {
                     if seg.is_deleted(p) {
                         continue;
                     }

@@ -291,10 +291,7 @@ impl Normalizer {
                 }
                 gap = false;
                 let mut end = i + 3;
-                while end + 2 < bytes.len()
-                    && (0xE4..=0xE9).contains(&bytes[end])
-                    && (0x4E00..=0x9FFF).contains(&nfkc::decode3(bytes, end))
-                {
+                while nfkc::han_at(bytes, end) {
                     end += 3;
                 }
                 let s = text.len();
@@ -449,12 +446,7 @@ fn map_chars(text: &str, out: &mut String, t2s: bool) {
             i += run;
             continue;
         }
-        let is_han = |j: usize| {
-            j + 2 < bytes.len()
-                && (0xE4..=0xE9).contains(&bytes[j])
-                && nfkc::decode3(bytes, j) >= 0x4E00
-        };
-        if is_han(i) {
+        if nfkc::han_at(bytes, i) {
             // A run of CJK Unified Ideographs (NFKC-stable, no case, no lookalikes), copied
             // as bytes except where T2S folds a character.
             let (mut copied, mut j) = (i, i);
@@ -473,7 +465,7 @@ fn map_chars(text: &str, out: &mut String, t2s: bool) {
                 };
                 last_fast = Some((j, j + 3, at));
                 j += 3;
-                if !is_han(j) {
+                if !nfkc::han_at(bytes, j) {
                     break;
                 }
             }

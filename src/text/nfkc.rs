@@ -21,6 +21,14 @@ pub(crate) fn decode3(bytes: &[u8], i: usize) -> u32 {
         | u32::from(bytes[i + 2] & 0x3F)
 }
 
+/// Whether a CJK Unified Ideograph (U+4E00..=U+9FFF) starts at byte `i` of the UTF-8
+/// text `bytes` (`i` on a character boundary).
+#[inline(always)]
+pub(crate) fn han_at(bytes: &[u8], i: usize) -> bool {
+    // Lead bytes E4..E9 begin U+4000..U+9FFF: three bytes, all inside a `str`.
+    i + 2 < bytes.len() && (0xE4..=0xE9).contains(&bytes[i]) && decode3(bytes, i) >= 0x4E00
+}
+
 /// The NFKC image of a fast character, or `None` if `c` needs full normalization.
 #[inline(always)]
 pub(crate) fn fast_map(c: char) -> Option<char> {

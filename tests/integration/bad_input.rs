@@ -567,15 +567,17 @@ fn strict_with_small_batches_stops_at_the_first_bad_record_in_input_order() {
         strict: true,
         ..IngestOptions::default()
     };
-    let err = build_index(
-        &tmp.path().join("index"),
-        std::slice::from_ref(&path),
-        &opts,
-        BuildOptions::default(),
-        &mut Quiet,
-    )
-    .expect_err("strict stops");
-    match err {
+    let strict = |index: &str| {
+        build_index(
+            &tmp.path().join(index),
+            std::slice::from_ref(&path),
+            &opts,
+            BuildOptions::default(),
+            &mut Quiet,
+        )
+        .expect_err("strict stops")
+    };
+    match strict("index") {
         textreuse::Error::InvalidInput { line, reason, .. } => {
             assert_eq!(line, 3, "{reason}");
             assert!(reason.contains("duplicate id"), "{reason}");
@@ -599,14 +601,7 @@ fn strict_with_small_batches_stops_at_the_first_bad_record_in_input_order() {
         ),
     )
     .expect("writes");
-    let err = build_index(
-        &tmp.path().join("index2"),
-        std::slice::from_ref(&path),
-        &opts,
-        BuildOptions::default(),
-        &mut Quiet,
-    )
-    .expect_err("strict stops");
+    let err = strict("index2");
     assert!(
         matches!(err, textreuse::Error::InvalidInput { line: 2, .. }),
         "{err}"
