@@ -87,18 +87,18 @@ fn signature_kernel<const BLOCK: usize>(a: &[u64], b: &[u64], shingles: &[u64], 
         let end = (start + BLOCK).min(sig.len());
         let (a, b, s) = (&a[start..end], &b[start..end], &mut sig[start..end]);
         if let (Ok(a), Ok(b)) = (<&[u64; BLOCK]>::try_from(a), <&[u64; BLOCK]>::try_from(b)) {
-            // Minima are kept in 64-bit lanes (the values are below 2^32), so the loop needs
-            // no narrowing; they are narrowed once at the end.
-            let mut m = [u64::from(u32::MAX); BLOCK];
+            // The minima are kept as full 64-bit values and shifted once at the end: a shift
+            // right is monotone, so the top half of the least `a·x + b` is the least top
+            // half. That takes the shift (and any narrowing) out of the loop.
+            let mut m = [u64::MAX; BLOCK];
             for &h in shingles {
                 let x = key(h);
                 for i in 0..BLOCK {
-                    let v = a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32;
-                    m[i] = m[i].min(v);
+                    m[i] = m[i].min(a[i].wrapping_mul(x).wrapping_add(b[i]));
                 }
             }
             for (o, &v) in s.iter_mut().zip(&m) {
-                *o = v as u32;
+                *o = (v >> 32) as u32;
             }
         } else {
             for &h in shingles {
