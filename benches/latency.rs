@@ -159,6 +159,41 @@ fn main() {
             pct(&mut t_us, 0.99)
         );
     }
+    {
+        // Where the warm time goes: the query's fingerprint alone, and the whole query run a
+        // second time right after the first, when every line it reads is in the CPU's
+        // caches (the compute floor; the rest of a warm query is memory latency).
+        let index = Index::open(&dir).expect("open");
+        let opts = QueryOptions {
+            with_text: false,
+            ..QueryOptions::default()
+        };
+        let fp = index.fingerprinter();
+        let mut s = Scratch::new();
+        let (mut fp_us, _) = warm(
+            &queries,
+            |q| fp.fingerprint_with(q, &mut s).map(|f| f.shingles),
+            |_| 0,
+        );
+        let mut again_us: Vec<f64> = queries
+            .iter()
+            .map(|q| {
+                std::hint::black_box(index.query_with(q, &opts, &mut s).expect("query"));
+                let t = Instant::now();
+                let r = index.query_with(q, &opts, &mut s).expect("query");
+                let us = t.elapsed().as_secs_f64() * 1e6;
+                std::hint::black_box(r);
+                us
+            })
+            .collect();
+        println!(
+            "warm, no text, breakdown: fingerprint alone p50 {:.1} us; the same query again \
+             (CPU caches hot) p50 {:.1} us, p99 {:.1} us",
+            pct(&mut fp_us, 0.5),
+            pct(&mut again_us, 0.5),
+            pct(&mut again_us, 0.99)
+        );
+    }
     let cold = std::env::var_os("TEXTREUSE_BENCH_SKIP_COLD").is_none();
     for prefetch in [false, true].into_iter().filter(|_| cold) {
         let opts = QueryOptions {

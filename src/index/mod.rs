@@ -594,6 +594,7 @@ impl Index {
         // Buffers for the exact checks, made on the first one.
         let mut exact: Option<(Scratch, TextCache)> = None;
         let mut cands: Vec<u32> = Vec::with_capacity(64);
+        let mut seen: Vec<u32> = Vec::new();
         let mut found: Vec<Found<'_>> = Vec::new();
         for (si, seg) in self.segments.iter().enumerate() {
             if self.opts.prefetch {
@@ -602,8 +603,7 @@ impl Index {
             }
             cands.clear();
             res.truncated |= seg.probe_all(keys, opts.max_bucket, &mut cands)?;
-            cands.sort_unstable();
-            cands.dedup();
+            sort_dedup(&mut cands, &mut seen);
             res.candidates += cands.len();
             if self.opts.prefetch {
                 cands.iter().for_each(|&c| seg.prefetch_signature(c));
@@ -896,8 +896,82 @@ pub fn micros_since(t: Instant) -> u64 {
     t.elapsed().as_micros() as u64
 }
 
+/// Sorts `v` and removes repeated values. A similar text shares several band keys with the
+/// query, so its content id comes back from several probes: the repeats are dropped through
+/// a small open-addressing set (`table`, reused) before the sort, which then orders only the
+/// distinct ids. The result is what `sort_unstable` and `dedup` give.
+fn sort_dedup(v: &mut Vec<u32>, table: &mut Vec<u32>) {
+    if v.len() <= 32 {
+        v.sort_unstable();
+        v.dedup();
+        return;
+    }
+    // At most half full; `u32::MAX` marks a free slot (and is tracked apart as a value).
+    let bits = (v.len() * 2).next_power_of_two().trailing_zeros();
+    let mask = (1usize << bits) - 1;
+    table.clear();
+    table.resize(mask + 1, u32::MAX);
+    let mut has_max = false;
+    let mut n = 0;
+    for i in 0..v.len() {
+        let c = v[i];
+        if c == u32::MAX {
+            has_max = true;
+            continue;
+        }
+        let mut at = (u64::from(c).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize;
+        loop {
+            let slot = &mut table[at & mask];
+            if *slot == u32::MAX {
+                *slot = c;
+                v[n] = c;
+                n += 1;
+                break;
+            }
+            if *slot == c {
+                break;
+            }
+            at += 1;
+        }
+    }
+    v.truncate(n);
+    if has_max {
+        v.push(u32::MAX);
+    }
+    v.sort_unstable();
+}
+
 #[cfg(test)]
 mod tests {
+
+    /// `sort_dedup` gives what `sort_unstable` + `dedup` give, for lists short and long,
+    /// with few or many repeats, and with `u32::MAX` (the free-slot marker) among the values.
+    #[test]
+    fn sort_dedup_equals_sort_then_dedup() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut table = Vec::new();
+        for len in [0usize, 1, 2, 31, 32, 33, 64, 250, 1000, 5000] {
+            for range in [3u64, 100, 1 << 20, 1 << 32] {
+                let mut v: Vec<u32> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if range == 1 << 32 && x % 17 == 0 {
+                            u32::MAX
+                        } else {
+                            (x % range) as u32
+                        }
+                    })
+                    .collect();
+                let mut want = v.clone();
+                want.sort_unstable();
+                want.dedup();
+                super::sort_dedup(&mut v, &mut table);
+                assert_eq!(v, want, "len {len}, range {range}");
+            }
+        }
+    }
     use super::*;
 
     fn fixture(version: &str) -> PathBuf {
