@@ -957,7 +957,7 @@ mod tests {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
-                        if range == 1 << 32 && x % 17 == 0 {
+                        if range == 1 << 32 && x.is_multiple_of(17) {
                             u32::MAX
                         } else {
                             (x % range) as u32
