@@ -231,13 +231,7 @@ impl Normalizer {
             if t >= n {
                 break;
             }
-            let skip = match bytes[t] {
-                b'h' => url_len(src, t),
-                b'w' if t == 0 || !bytes[t - 1].is_ascii_alphabetic() => url_len(src, t),
-                b'w' => 0,
-                b'@' => tag_len(src, t + 1).map_or(0, |len| len + 1),
-                _ => self.hashtag(src, t),
-            };
+            let skip = self.special_len(src, t);
             if skip > 0 {
                 st.end_word(tokens);
                 st.gap = true;
@@ -291,15 +285,7 @@ impl Normalizer {
                 };
                 if special {
                     // URLs, mentions, hashtags.
-                    let skip = match b {
-                        b'h' => url_len(src, i),
-                        b'w' if i == 0 || !matches!(classify_prev(src, i), Class::Word) => {
-                            url_len(src, i)
-                        }
-                        b'w' => 0,
-                        b'@' => tag_len(src, i + 1).map_or(0, |n| n + 1),
-                        _ => self.hashtag(src, i),
-                    };
+                    let skip = self.special_len(src, i);
                     if skip > 0 {
                         end_word!();
                         gap = true;
@@ -398,6 +384,21 @@ impl Normalizer {
             i += len;
         }
         end_word!();
+    }
+
+    /// The bytes to remove at `i`, where `src` has `h`, `w`, `@` or `#`: a URL (`http://`,
+    /// `https://`, or `www.` not inside a word), a mention or a hashtag; 0 if none starts there.
+    #[inline]
+    fn special_len(&self, src: &str, i: usize) -> usize {
+        match src.as_bytes().get(i) {
+            Some(b'h') => url_len(src, i),
+            Some(b'w') if i == 0 || !matches!(classify_prev(src, i), Class::Word) => {
+                url_len(src, i)
+            }
+            Some(b'@') => tag_len(src, i + 1).map_or(0, |n| n + 1),
+            Some(b'#') => self.hashtag(src, i),
+            _ => 0,
+        }
     }
 
     /// Handles a `#` at `i`. Returns the bytes to skip (0: not a hashtag). With
@@ -855,6 +856,24 @@ mod tests {
         assert_eq!(norm("\u{0397}ELLO").0, "hello");
     }
 
+    /// Cleans the ASCII text `text` (as pass 1 left it) on the ASCII path and on the general
+    /// loop, and compares the normalized texts and tokens.
+    fn ascii_paths_agree(
+        opts: NormalizerOptions,
+        text: &str,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let n = Normalizer::new(opts);
+        let mut fast = Normalized::new();
+        fast.mapped = text.to_string();
+        n.clean_ascii(&mut fast);
+        let mut general = Normalized::new();
+        general.mapped = text.to_string();
+        n.clean_general(&mut general);
+        proptest::prop_assert_eq!(&fast.text, &general.text);
+        proptest::prop_assert_eq!(&fast.tokens, &general.tokens);
+        Ok(())
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
         #[test]
@@ -872,16 +891,7 @@ mod tests {
         fn ascii_clean_equals_general_on_long_plain_text(
             parts in proptest::collection::vec("([a-gA-G]{1,20}|[0-9]{1,3}|[ .,\n]{1,3})", 0..60),
         ) {
-            let text: String = parts.concat();
-            let n = Normalizer::new(NormalizerOptions::default());
-            let mut fast = Normalized::new();
-            fast.mapped = text.clone();
-            n.clean_ascii(&mut fast);
-            let mut general = Normalized::new();
-            general.mapped = text;
-            n.clean_general(&mut general);
-            proptest::prop_assert_eq!(&fast.text, &general.text);
-            proptest::prop_assert_eq!(&fast.tokens, &general.tokens);
+            ascii_paths_agree(NormalizerOptions::default(), &parts.concat())?;
         }
 
         /// The ASCII cleaning path gives exactly what the general loop gives, on ASCII text
@@ -894,20 +904,11 @@ mod tests {
             ),
             keep in proptest::bool::ANY,
         ) {
-            let text: String = parts.concat();
             let opts = NormalizerOptions {
                 hashtags: if keep { Hashtags::KeepWords } else { Hashtags::Remove },
                 t2s: true,
             };
-            let n = Normalizer::new(opts);
-            let mut fast = Normalized::new();
-            fast.mapped = text.clone();
-            n.clean_ascii(&mut fast);
-            let mut general = Normalized::new();
-            general.mapped = text;
-            n.clean_general(&mut general);
-            proptest::prop_assert_eq!(&fast.text, &general.text);
-            proptest::prop_assert_eq!(&fast.tokens, &general.tokens);
+            ascii_paths_agree(opts, &parts.concat())?;
         }
     }
 
