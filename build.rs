@@ -92,14 +92,13 @@ fn main() {
         "/// Dense fold table over U+3400..=U+9FFF (0 = no mapping, 1 = see T2S_OTHER)."
     )
     .unwrap();
-    write!(out, "pub static T2S_BMP: [u16; {}] = [", dense.len()).unwrap();
-    for (i, v) in dense.iter().enumerate() {
-        if i % 32 == 0 {
-            out.push('\n');
-        }
-        write!(out, "{v},").unwrap();
-    }
-    out.push_str("\n];\n");
+    write_array(
+        &mut out,
+        "T2S_BMP",
+        "u16",
+        dense.iter().map(|v| v.to_string()),
+        32,
+    );
     // One bit per dense entry, set when it is not 0: small enough to stay in the L1 cache,
     // so characters without a fold (most of a Simplified text) skip the dense table.
     let mut bits = vec![0u64; dense.len().div_ceil(64)];
@@ -109,14 +108,13 @@ fn main() {
         }
     }
     writeln!(out, "/// Bit `i` is set when `T2S_BMP[i]` is not 0.").unwrap();
-    write!(out, "pub static T2S_BMP_BITS: [u64; {}] = [", bits.len()).unwrap();
-    for (i, v) in bits.iter().enumerate() {
-        if i % 8 == 0 {
-            out.push('\n');
-        }
-        write!(out, "{v:#x},").unwrap();
-    }
-    out.push_str("\n];\n");
+    write_array(
+        &mut out,
+        "T2S_BMP_BITS",
+        "u64",
+        bits.iter().map(|v| format!("{v:#x}")),
+        8,
+    );
     writeln!(
         out,
         "/// Sorted (source, target) pairs outside the dense range."
@@ -134,4 +132,22 @@ fn main() {
     out.push_str("];\n");
     let dst = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("t2s_table.rs");
     std::fs::write(dst, out).unwrap();
+}
+
+/// Writes `pub static NAME: [TY; N] = [...];` with `per_line` items a line.
+fn write_array(
+    out: &mut String,
+    name: &str,
+    ty: &str,
+    items: impl ExactSizeIterator<Item = String>,
+    per_line: usize,
+) {
+    write!(out, "pub static {name}: [{ty}; {}] = [", items.len()).unwrap();
+    for (i, v) in items.enumerate() {
+        if i % per_line == 0 {
+            out.push('\n');
+        }
+        write!(out, "{v},").unwrap();
+    }
+    out.push_str("\n];\n");
 }

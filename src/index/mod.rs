@@ -943,6 +943,7 @@ fn sort_dedup(v: &mut Vec<u32>, table: &mut Vec<u32>) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// `sort_dedup` gives what `sort_unstable` + `dedup` give, for lists short and long,
     /// with few or many repeats, and with `u32::MAX` (the free-slot marker) among the values.
@@ -972,7 +973,6 @@ mod tests {
             }
         }
     }
-    use super::*;
 
     fn fixture(version: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
