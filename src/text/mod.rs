@@ -195,10 +195,15 @@ impl Normalizer {
 
     /// Pass 2: remove URLs, mentions and hashtags; delete, split and collect tokens.
     fn clean(&self, out: &mut Normalized) {
-        if out.mapped.is_ascii() {
-            self.clean_ascii(out);
+        let Normalized {
+            mapped,
+            text,
+            tokens,
+        } = out;
+        if mapped.is_ascii() {
+            self.clean_ascii(mapped, text, tokens);
         } else {
-            self.clean_general(out);
+            self.clean_general(mapped, text, tokens);
         }
     }
 
@@ -207,13 +212,7 @@ impl Normalizer {
     /// where a URL, mention or hashtag may start (`http`, `www.`, `@`, `#`) are found with
     /// SIMD searches first; the bytes between them go through a loop with no branch on the
     /// bytes' classes (branches on where words end would be mispredicted once a word).
-    fn clean_ascii(&self, out: &mut Normalized) {
-        let Normalized {
-            mapped,
-            text,
-            tokens,
-        } = out;
-        let src = mapped.as_str();
+    fn clean_ascii(&self, src: &str, text: &mut String, tokens: &mut Vec<Span>) {
         let bytes = src.as_bytes();
         let n = bytes.len();
         // Room for the worst cases: a space before every letter, a token per letter.
@@ -250,13 +249,7 @@ impl Normalizer {
     }
 
     /// Pass 2 for any text: a loop over characters.
-    fn clean_general(&self, out: &mut Normalized) {
-        let Normalized {
-            mapped,
-            text,
-            tokens,
-        } = out;
-        let src = mapped.as_str();
+    fn clean_general(&self, src: &str, text: &mut String, tokens: &mut Vec<Span>) {
         let bytes = src.as_bytes();
         // Whether a separator was seen since the last token (a space is due before the next).
         let mut gap = false;
@@ -864,11 +857,9 @@ mod tests {
     ) -> Result<(), proptest::test_runner::TestCaseError> {
         let n = Normalizer::new(opts);
         let mut fast = Normalized::new();
-        fast.mapped = text.to_string();
-        n.clean_ascii(&mut fast);
+        n.clean_ascii(text, &mut fast.text, &mut fast.tokens);
         let mut general = Normalized::new();
-        general.mapped = text.to_string();
-        n.clean_general(&mut general);
+        n.clean_general(text, &mut general.text, &mut general.tokens);
         proptest::prop_assert_eq!(&fast.text, &general.text);
         proptest::prop_assert_eq!(&fast.tokens, &general.tokens);
         Ok(())
