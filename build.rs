@@ -7,6 +7,8 @@
 //!   simplified code point.
 //! - `T2S_BMP_BITS`: one bit per `T2S_BMP` entry, set when the entry is not 0.
 //! - `T2S_OTHER`: sorted `(source, target)` pairs for every other source code point.
+//! - `NFKC_STABLE_BITS`, `MAP_SAME_BITS`: per-character bit sets over planes 0 and 1 that
+//!   let the normalizer skip full NFKC and full lowercasing (see `write_char_bits`).
 //!
 //! The first candidate of each line is taken, and chains are resolved to a fixed point
 //! (if A -> B and B -> C, A maps to C), so folding is idempotent: fold(fold(s)) == fold(s).
@@ -17,6 +19,8 @@ use std::path::PathBuf;
 
 const BMP_LO: u32 = 0x3400;
 const BMP_HI: u32 = 0x9FFF;
+/// The code points the per-character bit sets cover: planes 0 and 1.
+const PLANES_0_1: u32 = 0x2_0000;
 
 fn main() {
     let src = PathBuf::from("data/TSCharacters.txt");
@@ -130,8 +134,49 @@ fn main() {
         write!(out, "({k:#X},{v:#X}),").unwrap();
     }
     out.push_str("];\n");
+    write_char_bits(&mut out, &map);
     let dst = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("t2s_table.rs");
     std::fs::write(dst, out).unwrap();
+}
+
+/// Writes the two per-character bit sets over planes 0 and 1 (U+0000..=U+1FFFF), one bit
+/// per code point (bit `u % 64` of word `u / 64`):
+/// - `NFKC_STABLE_BITS`: NFKC quick check Yes and canonical combining class 0. Such a
+///   character is its own NFKC form and starts a normalization boundary.
+/// - `MAP_SAME_BITS`: full lowercasing leaves the character as it is and it has no T2S fold.
+fn write_char_bits(out: &mut String, t2s: &BTreeMap<u32, u32>) {
+    use unicode_normalization::char::canonical_combining_class;
+    use unicode_normalization::{is_nfkc_quick, IsNormalized};
+    let mut stable = vec![0u64; (PLANES_0_1 / 64) as usize];
+    let mut same = vec![0u64; (PLANES_0_1 / 64) as usize];
+    for u in 0..PLANES_0_1 {
+        let Some(c) = char::from_u32(u) else {
+            continue;
+        };
+        let (w, bit) = ((u / 64) as usize, 1u64 << (u % 64));
+        if canonical_combining_class(c) == 0
+            && is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
+        {
+            stable[w] |= bit;
+        }
+        let mut lower = c.to_lowercase();
+        if lower.next() == Some(c) && lower.next().is_none() && !t2s.contains_key(&u) {
+            same[w] |= bit;
+        }
+    }
+    let hex = |v: &u64| format!("{v:#x}");
+    writeln!(
+        out,
+        "/// NFKC quick check Yes and combining class 0, U+0000..=U+1FFFF (bit u % 64 of word u / 64)."
+    )
+    .unwrap();
+    write_array(out, "NFKC_STABLE_BITS", "u64", stable.iter().map(hex), 8);
+    writeln!(
+        out,
+        "/// Lowercasing keeps the character and it has no T2S fold, U+0000..=U+1FFFF."
+    )
+    .unwrap();
+    write_array(out, "MAP_SAME_BITS", "u64", same.iter().map(hex), 8);
 }
 
 /// Writes `pub static NAME: [TY; N] = [...];` with `per_line` items a line.

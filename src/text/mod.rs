@@ -695,27 +695,29 @@ fn map_chars(text: &str, out: &mut String, t2s: bool) {
         if nfkc::han_at(bytes, i) {
             // A run of CJK Unified Ideographs (NFKC-stable, no case, no lookalikes), copied
             // as bytes except where T2S folds a character.
-            let (mut copied, mut j) = (i, i);
+            // `copied`: where the bytes not yet copied start; `last_at`: where the last
+            // character folded by T2S landed in `out` (it is `last_fast` if it ends the run).
+            let (mut copied, mut j, mut last_at) = (i, i, 0);
             loop {
-                let u = nfkc::decode3(bytes, j);
-                let m = if t2s { tables::t2s_u32(u) } else { u };
-                let at = if m == u {
-                    // Where the character lands once the pending bytes are copied.
-                    out.len() + (j - copied)
-                } else {
-                    out.push_str(&text[copied..j]);
-                    copied = j + 3;
-                    let at = out.len();
-                    out.push(char::from_u32(m).unwrap_or(char::REPLACEMENT_CHARACTER));
-                    at
-                };
-                last_fast = Some((j, j + 3, at));
+                if t2s {
+                    let u = nfkc::decode3(bytes, j);
+                    let m = tables::t2s_u32(u);
+                    if m != u {
+                        out.push_str(&text[copied..j]);
+                        copied = j + 3;
+                        last_at = out.len();
+                        out.push(char::from_u32(m).unwrap_or(char::REPLACEMENT_CHARACTER));
+                    }
+                }
                 j += 3;
                 if !nfkc::han_at(bytes, j) {
                     break;
                 }
             }
             out.push_str(&text[copied..j]);
+            // The run's last character: copied as it was, or folded.
+            let at = if copied < j { out.len() - 3 } else { last_at };
+            last_fast = Some((j - 3, j, at));
             i = j;
             continue;
         }
@@ -763,6 +765,9 @@ fn map_one(c: char, out: &mut String, t2s: bool) {
         out.push(if t2s { tables::t2s(c) } else { c });
     } else if let Some(l) = tables::lookalike(c) {
         out.push(l);
+    } else if tables::map_same(c) {
+        // No case mapping and no T2S fold (most punctuation, symbols and emoji).
+        out.push(c);
     } else {
         for l in c.to_lowercase() {
             match tables::lookalike(l) {
@@ -901,6 +906,51 @@ mod tests {
             };
             ascii_paths_agree(opts, &parts.concat())?;
         }
+    }
+
+    /// `map_one` as it reads without the [`tables::map_same`] shortcut.
+    fn map_one_reference(c: char, out: &mut String, t2s: bool) {
+        if let Some(l) = tables::lookalike(c) {
+            out.push(l);
+            return;
+        }
+        for l in c.to_lowercase() {
+            match tables::lookalike(l) {
+                Some(m) => out.push(m),
+                None => out.push(if t2s { tables::t2s(l) } else { l }),
+            }
+        }
+    }
+
+    #[test]
+    fn map_one_equals_reference_on_every_char() {
+        let (mut fast, mut reference) = (String::new(), String::new());
+        for t2s in [true, false] {
+            for u in 0u32..=0x10_FFFF {
+                let Some(c) = char::from_u32(u) else { continue };
+                fast.clear();
+                reference.clear();
+                map_one(c, &mut fast, t2s);
+                map_one_reference(c, &mut reference, t2s);
+                assert_eq!(fast, reference, "U+{u:04X}, t2s {t2s}");
+            }
+        }
+    }
+
+    #[test]
+    fn han_at_matches_the_code_point_range() {
+        let mut buf = [0u8; 8];
+        for u in 0u32..=0x10_FFFF {
+            let Some(c) = char::from_u32(u) else { continue };
+            let len = c.encode_utf8(&mut buf).len();
+            let han = (0x4E00..=0x9FFF).contains(&u);
+            // Alone, and followed by more text.
+            assert_eq!(nfkc::han_at(&buf[..len], 0), han, "U+{u:04X}");
+            buf[len] = b'a';
+            assert_eq!(nfkc::han_at(&buf[..len + 1], 0), han, "U+{u:04X}");
+        }
+        assert!(!nfkc::han_at(b"", 0));
+        assert!(!nfkc::han_at("中".as_bytes(), 3));
     }
 
     #[test]
