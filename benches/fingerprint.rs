@@ -4,7 +4,7 @@
 //! Stages, each over a whole corpus per iteration with reused buffers:
 //!
 //! - `normalize`: [`Normalizer::normalize`] (NFKC, folding, cleaning, tokenizing);
-//! - `shingle`: [`shingle_hashes`] over already normalized tokens (token and window hashing);
+//! - `shingle`: [`shingle_hashes_of`] over already normalized texts (token and window hashing);
 //! - `minhash`: [`MinHasher::signature`] over precomputed shingle hashes;
 //! - `fingerprint`: [`Fingerprinter::fingerprint_with`], text to signature end to end.
 //!
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use textreuse::minhash::MinHasher;
-use textreuse::shingle::shingle_hashes;
+use textreuse::shingle::shingle_hashes_of;
 use textreuse::text::Normalized;
 use textreuse::{FingerprintParams, Fingerprinter, Scratch};
 
@@ -108,7 +108,7 @@ fn fingerprint_stages(c: &mut Criterion) {
             let mut acc = 0u64;
             for n in &normalized {
                 shingles.clear();
-                shingle_hashes(n.tokens(), width, &mut token_hashes, &mut shingles);
+                shingle_hashes_of(n, width, &mut token_hashes, &mut shingles);
                 acc = acc.wrapping_add(shingles.first().copied().unwrap_or(0));
             }
             acc
@@ -122,7 +122,7 @@ fn fingerprint_stages(c: &mut Criterion) {
             .filter(|n| !n.is_empty())
             .map(|n| {
                 let (mut th, mut out) = (Vec::new(), Vec::new());
-                shingle_hashes(n.tokens(), width, &mut th, &mut out);
+                shingle_hashes_of(n, width, &mut th, &mut out);
                 out
             })
             .collect();

@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::error::{Error, Result};
 use crate::lsh::LshParams;
 use crate::minhash::MinHasher;
-use crate::shingle::{shingle_hashes, MAX_SHINGLE};
+use crate::shingle::{shingle_hashes_of, MAX_SHINGLE};
 use crate::text::{Normalized, Normalizer, NormalizerOptions, NORMALIZER_VERSION};
 
 /// Every parameter of a fingerprint. Serialized into index manifests.
@@ -167,8 +167,8 @@ impl Fingerprinter {
             return None;
         }
         scratch.shingles.clear();
-        shingle_hashes(
-            scratch.normalized.tokens(),
+        shingle_hashes_of(
+            &scratch.normalized,
             self.params.shingle as usize,
             &mut scratch.token_hashes,
             &mut scratch.shingles,
@@ -190,8 +190,8 @@ impl Fingerprinter {
         self.normalizer.normalize(text, &mut scratch.normalized);
         scratch.shingles.clear();
         if !scratch.normalized.is_empty() {
-            shingle_hashes(
-                scratch.normalized.tokens(),
+            shingle_hashes_of(
+                &scratch.normalized,
                 self.params.shingle as usize,
                 &mut scratch.token_hashes,
                 &mut scratch.shingles,

@@ -81,6 +81,25 @@ pub struct Normalized {
     mapped: String,
     text: String,
     tokens: Vec<Span>,
+    /// SIMD searchers for `http` and `www.`, built on first use (building one per search
+    /// would cost more than the search in a short post).
+    finders: Option<Finders>,
+}
+
+/// The substring searchers of [`Normalizer::clean_ascii`].
+#[derive(Debug, Clone)]
+struct Finders {
+    http: memchr::memmem::Finder<'static>,
+    www: memchr::memmem::Finder<'static>,
+}
+
+impl Finders {
+    fn new() -> Finders {
+        Finders {
+            http: memchr::memmem::Finder::new(b"http"),
+            www: memchr::memmem::Finder::new(b"www."),
+        }
+    }
 }
 
 impl Normalized {
@@ -199,9 +218,11 @@ impl Normalizer {
             mapped,
             text,
             tokens,
+            finders,
         } = out;
         if mapped.is_ascii() {
-            self.clean_ascii(mapped, text, tokens);
+            let finders = finders.get_or_insert_with(Finders::new);
+            self.clean_ascii(mapped, text, tokens, finders);
         } else {
             self.clean_general(mapped, text, tokens);
         }
@@ -212,7 +233,7 @@ impl Normalizer {
     /// where a URL, mention or hashtag may start (`http`, `www.`, `@`, `#`) are found with
     /// SIMD searches first; the bytes between them go through a loop with no branch on the
     /// bytes' classes (branches on where words end would be mispredicted once a word).
-    fn clean_ascii(&self, src: &str, text: &mut String, tokens: &mut Vec<Span>) {
+    fn clean_ascii(&self, src: &str, text: &mut String, tokens: &mut Vec<Span>, finders: &Finders) {
         let bytes = src.as_bytes();
         let n = bytes.len();
         // Room for the worst cases: a space before every letter, a token per letter.
@@ -222,7 +243,7 @@ impl Normalizer {
         tokens.clear();
         tokens.resize(n + 1, Span { start: 0, end: 0 });
         let mut st = AsciiWords::default();
-        let mut triggers = Triggers::new(bytes);
+        let mut triggers = Triggers::new(bytes, finders);
         let mut i = 0;
         while i < n {
             let t = triggers.next(i);
@@ -453,11 +474,7 @@ impl AsciiWords {
     fn plain(&mut self, seg: &[u8], buf: &mut [u8], tokens: &mut [Span]) {
         for (k, block) in seg.chunks(64).enumerate() {
             let base = 64 * k;
-            let (mut letters, mut digits) = (0u64, 0u64);
-            for (j, &b) in block.iter().enumerate() {
-                letters |= u64::from((b | 0x20).wrapping_sub(b'a') < 26) << j;
-                digits |= u64::from(b.wrapping_sub(b'0') < 10) << j;
-            }
+            let (letters, digits) = letter_digit_masks(block);
             if digits != 0 {
                 self.plain_bytes(block, buf, tokens);
                 continue;
@@ -548,6 +565,56 @@ impl AsciiWords {
     }
 }
 
+/// Bit masks of the letters and of the digits of `block` (at most 64 ASCII bytes): bit `j`
+/// stands for byte `j`. Eight bytes at a time, in a `u64` (SWAR).
+#[inline]
+fn letter_digit_masks(block: &[u8]) -> (u64, u64) {
+    let (mut letters, mut digits) = (0, 0);
+    let words = block.chunks_exact(8);
+    let tail = words.remainder();
+    let mut k = 0;
+    for w in words {
+        let (l, d) = letter_digit_bytes(u64::from_le_bytes(w.try_into().unwrap_or_default()));
+        letters |= l << k;
+        digits |= d << k;
+        k += 8;
+    }
+    if !tail.is_empty() && k < 64 {
+        // Zero bytes are neither letters nor digits.
+        let mut w = [0u8; 8];
+        w[..tail.len()].copy_from_slice(tail);
+        let (l, d) = letter_digit_bytes(u64::from_le_bytes(w));
+        letters |= l << k;
+        digits |= d << k;
+    }
+    (letters, digits)
+}
+
+/// For eight ASCII bytes in `x` (little-endian), the masks of letters and digits, a bit a
+/// byte. Each test adds a constant to every byte and reads its high bit; bytes below 0x80
+/// plus at most 0x50 cannot carry into the next byte.
+#[inline(always)]
+fn letter_digit_bytes(x: u64) -> (u64, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let lower = x | (0x20 * ONES);
+    let letters = lower.wrapping_add((0x80 - u64::from(b'a')) * ONES)
+        & !lower.wrapping_add((0x80 - u64::from(b'z') - 1) * ONES)
+        & HIGH;
+    let digits = x.wrapping_add((0x80 - u64::from(b'0')) * ONES)
+        & !x.wrapping_add((0x80 - u64::from(b'9') - 1) * ONES)
+        & HIGH;
+    (gather_high_bits(letters), gather_high_bits(digits))
+}
+
+/// The high bit of each byte of `v` (its only bits set) as an 8-bit mask, byte `i` to bit
+/// `i`: the multiply moves byte `i`'s bit to bit `56 + i`, with no two partial products on
+/// the same bit.
+#[inline(always)]
+fn gather_high_bits(v: u64) -> u64 {
+    v.wrapping_mul(0x0002_0408_1020_4081) >> 56
+}
+
 /// How many bytes [`copy_run`] may write past a run (and `buf` must have room for).
 const COPY: usize = 16;
 
@@ -572,22 +639,24 @@ fn copy_run(src: &[u8], start: usize, len: usize, buf: &mut [u8], pos: usize) {
 /// (`#`) may start, each kind found with a SIMD search and searched again only once passed.
 struct Triggers<'a> {
     bytes: &'a [u8],
+    finders: &'a Finders,
     tag: usize,
     http: usize,
     www: usize,
 }
 
 impl<'a> Triggers<'a> {
-    fn new(bytes: &'a [u8]) -> Triggers<'a> {
+    fn new(bytes: &'a [u8], finders: &'a Finders) -> Triggers<'a> {
         let mut t = Triggers {
             bytes,
+            finders,
             tag: 0,
             http: 0,
             www: 0,
         };
         t.tag = t.find_tag(0);
-        t.http = t.find(0, b"http");
-        t.www = t.find(0, b"www.");
+        t.http = t.find(0, &finders.http);
+        t.www = t.find(0, &finders.www);
         t
     }
 
@@ -596,9 +665,9 @@ impl<'a> Triggers<'a> {
         memchr::memchr2(b'@', b'#', rest).map_or(self.bytes.len(), |j| from + j)
     }
 
-    fn find(&self, from: usize, needle: &[u8]) -> usize {
+    fn find(&self, from: usize, finder: &memchr::memmem::Finder<'_>) -> usize {
         let rest = self.bytes.get(from..).unwrap_or_default();
-        memchr::memmem::find(rest, needle).map_or(self.bytes.len(), |j| from + j)
+        finder.find(rest).map_or(self.bytes.len(), |j| from + j)
     }
 
     /// The first place at or after `i` (the text's length if none).
@@ -607,10 +676,10 @@ impl<'a> Triggers<'a> {
             self.tag = self.find_tag(i);
         }
         if self.http < i {
-            self.http = self.find(i, b"http");
+            self.http = self.find(i, &self.finders.http);
         }
         if self.www < i {
-            self.www = self.find(i, b"www.");
+            self.www = self.find(i, &self.finders.www);
         }
         self.tag.min(self.http).min(self.www)
     }
@@ -862,7 +931,7 @@ mod tests {
     ) -> Result<(), proptest::test_runner::TestCaseError> {
         let n = Normalizer::new(opts);
         let mut fast = Normalized::new();
-        n.clean_ascii(text, &mut fast.text, &mut fast.tokens);
+        n.clean_ascii(text, &mut fast.text, &mut fast.tokens, &Finders::new());
         let mut general = Normalized::new();
         n.clean_general(text, &mut general.text, &mut general.tokens);
         proptest::prop_assert_eq!(&fast.text, &general.text);
@@ -933,6 +1002,39 @@ mod tests {
                 map_one(c, &mut fast, t2s);
                 map_one_reference(c, &mut reference, t2s);
                 assert_eq!(fast, reference, "U+{u:04X}, t2s {t2s}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The SWAR masks are the per-byte tests, on any ASCII block of up to 64 bytes.
+        #[test]
+        fn letter_digit_masks_equal_per_byte_tests(
+            block in proptest::collection::vec(0u8..0x80, 0..=64),
+        ) {
+            let (mut letters, mut digits) = (0u64, 0u64);
+            for (j, &b) in block.iter().enumerate() {
+                letters |= u64::from(b.is_ascii_alphabetic()) << j;
+                digits |= u64::from(b.is_ascii_digit()) << j;
+            }
+            proptest::prop_assert_eq!(letter_digit_masks(&block), (letters, digits));
+        }
+    }
+
+    #[test]
+    fn letter_digit_masks_on_every_byte() {
+        for b in 0u8..0x80 {
+            for at in [0, 7, 8, 31, 63] {
+                let mut block = [b' '; 64];
+                block[at] = b;
+                let (l, d) = letter_digit_masks(&block);
+                assert_eq!(
+                    l,
+                    u64::from(b.is_ascii_alphabetic()) << at,
+                    "{b:#x} at {at}"
+                );
+                assert_eq!(d, u64::from(b.is_ascii_digit()) << at, "{b:#x} at {at}");
             }
         }
     }
