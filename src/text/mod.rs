@@ -356,11 +356,11 @@ impl Normalizer {
                 while nfkc::han_at(bytes, end) {
                     end += 3;
                 }
-                let s = text.len();
+                let s = text.len() as u32;
                 text.push_str(&src[i..end]);
-                tokens.extend((s..s + (end - i)).step_by(3).map(|t| Span {
-                    start: t as u32,
-                    end: t as u32 + 3,
+                tokens.extend((0..(end - i) as u32 / 3).map(|k| Span {
+                    start: s + 3 * k,
+                    end: s + 3 * k + 3,
                 }));
                 i = end;
                 continue;
@@ -767,21 +767,19 @@ fn map_chars(text: &str, out: &mut String, t2s: bool) {
             // `copied`: where the bytes not yet copied start; `last_at`: where the last
             // character folded by T2S landed in `out` (it is `last_fast` if it ends the run).
             let (mut copied, mut j, mut last_at) = (i, i, 0);
-            loop {
-                if t2s {
-                    let u = nfkc::decode3(bytes, j);
-                    let m = tables::t2s_u32(u);
-                    if m != u {
-                        out.push_str(&text[copied..j]);
-                        copied = j + 3;
-                        last_at = out.len();
-                        out.push(char::from_u32(m).unwrap_or(char::REPLACEMENT_CHARACTER));
-                    }
-                }
-                j += 3;
-                if !nfkc::han_at(bytes, j) {
+            while let Some(&[b0, b1, b2]) = bytes.get(j..j + 3) {
+                if !nfkc::han_lead(b0, b1) {
                     break;
                 }
+                if t2s && tables::han_folds(b0, b1, b2) {
+                    let u = nfkc::decode3(bytes, j);
+                    out.push_str(&text[copied..j]);
+                    copied = j + 3;
+                    last_at = out.len();
+                    let m = tables::t2s_u32(u);
+                    out.push(char::from_u32(m).unwrap_or(char::REPLACEMENT_CHARACTER));
+                }
+                j += 3;
             }
             out.push_str(&text[copied..j]);
             // The run's last character: copied as it was, or folded.

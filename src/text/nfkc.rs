@@ -26,12 +26,18 @@ pub(crate) fn decode3(bytes: &[u8], i: usize) -> u32 {
 /// text `bytes` (`i` on a character boundary).
 #[inline(always)]
 pub(crate) fn han_at(bytes: &[u8], i: usize) -> bool {
-    // U+4E00..=U+9FFF are the three-byte sequences from E4 B8 80 to E9 BF BF. In valid
-    // UTF-8 the first two bytes decide (the third is a continuation byte, inside the `str`).
     match bytes.get(i..i + 2) {
-        Some(&[b0, b1]) => (0xE4B8..=0xE9BF).contains(&u16::from_be_bytes([b0, b1])),
+        Some(&[b0, b1]) => han_lead(b0, b1),
         _ => false,
     }
+}
+
+/// Whether the UTF-8 character starting with the bytes `b0`, `b1` is a CJK Unified
+/// Ideograph (U+4E00..=U+9FFF): the three-byte sequences from E4 B8 80 to E9 BF BF. In
+/// valid UTF-8 the first two bytes decide (the third is a continuation byte).
+#[inline(always)]
+pub(crate) fn han_lead(b0: u8, b1: u8) -> bool {
+    (0xE4B8..=0xE9BF).contains(&u16::from_be_bytes([b0, b1]))
 }
 
 /// The NFKC image of a fast character, or `None` if `c` needs full normalization.
