@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -86,41 +86,73 @@ pub fn run(args: Args) -> Result<i32> {
                 File::open(path).with_context(|| format!("{}: failed to open", path.display()))?;
             (path.display().to_string(), Box::new(f))
         };
-        stream(
-            &fp,
-            &name,
-            BufReader::with_capacity(1 << 20, reader),
-            args.json,
-            &mut out,
-        )?;
+        stream(&fp, &name, reader, args.json, &mut out)?;
     }
     out.flush()?;
     Ok(0)
+}
+
+/// How many bytes of input a batch reads at once (a longer line makes its batch longer).
+const BLOCK: usize = 4 << 20;
+
+/// The most lines in a batch.
+const BATCH: usize = 16_384;
+
+/// Reads whole lines from `r` into `data`, after the `keep` bytes already there (an
+/// unfinished line from the last batch), until `data` holds at least [`BLOCK`] bytes and
+/// one line end, or the input ends. Returns whether it ended.
+fn fill(r: &mut impl Read, name: &str, data: &mut Vec<u8>) -> Result<bool> {
+    let mut want = BLOCK;
+    loop {
+        while data.len() < want {
+            let start = data.len();
+            data.resize(want, 0);
+            let n = loop {
+                match r.read(&mut data[start..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        data.truncate(start);
+                        return Err(e).with_context(|| format!("{name}: read failed"));
+                    }
+                }
+            };
+            data.truncate(start + n);
+            if n == 0 {
+                return Ok(true);
+            }
+        }
+        if memchr::memchr(b'\n', data).is_some() {
+            return Ok(false);
+        }
+        // One line longer than the block: read on until it ends.
+        want = data.len() * 2;
+    }
 }
 
 /// Fingerprints a stream of lines in parallel batches, printing results in input order.
 fn stream(
     fp: &Fingerprinter,
     name: &str,
-    mut r: impl BufRead,
+    mut r: impl Read,
     json: bool,
     out: &mut impl Write,
 ) -> Result<()> {
-    const BATCH: usize = 16_384;
-    // One buffer holds a batch's lines back to back (no allocation per line).
-    let mut data: Vec<u8> = Vec::with_capacity(BATCH * 256);
+    // A batch's lines sit back to back in one buffer (no allocation per line); `ends` holds
+    // where each line ends (after its newline).
+    let mut data: Vec<u8> = Vec::with_capacity(BLOCK);
     let mut ends: Vec<usize> = Vec::with_capacity(BATCH);
     let mut lineno = 0u64;
+    let mut eof = false;
     loop {
-        data.clear();
+        if !eof {
+            eof = fill(&mut r, name, &mut data)?;
+        }
         ends.clear();
-        while ends.len() < BATCH {
-            if r.read_until(b'\n', &mut data)
-                .with_context(|| format!("{name}: read failed"))?
-                == 0
-            {
-                break;
-            }
+        ends.extend(memchr::memchr_iter(b'\n', &data).take(BATCH).map(|p| p + 1));
+        let whole = ends.last().copied().unwrap_or(0);
+        if eof && ends.len() < BATCH && whole < data.len() {
+            // The last line, with no newline.
             ends.push(data.len());
         }
         if ends.is_empty() {
@@ -166,6 +198,9 @@ fn stream(
         for b in rendered {
             out.write_all(&b)?;
         }
+        // Keep the unfinished line (if any) for the next batch.
+        let done = ends.last().copied().unwrap_or(0);
+        data.drain(..done);
     }
 }
 
@@ -212,12 +247,13 @@ fn render(
             hash.unwrap_or("(none: no token left, no fingerprint)")
         );
     } else {
-        let _ = writeln!(
-            buf,
-            "{}\t{shingles}\t{}",
-            hash.unwrap_or("-"),
-            normalized.text()
-        );
+        // `HASH\tSHINGLES\tNORMALIZED\n`, without the formatting machinery.
+        buf.extend_from_slice(hash.unwrap_or("-").as_bytes());
+        buf.push(b'\t');
+        buf.extend_from_slice(itoa::Buffer::new().format(shingles).as_bytes());
+        buf.push(b'\t');
+        buf.extend_from_slice(normalized.text().as_bytes());
+        buf.push(b'\n');
     }
 }
 

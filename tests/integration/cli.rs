@@ -725,3 +725,95 @@ fn query_settles_near_threshold_hits_exactly_unless_estimate_only() {
         }
     }
 }
+
+/// `fingerprint --input` reads in blocks and batches: lines past a batch, a line longer
+/// than a block, malformed lines with their line numbers, CRLF, no final newline, and
+/// stdin, against fingerprints made one text at a time.
+#[test]
+fn fingerprint_input_lines_across_blocks_and_batches() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    use textreuse::{FingerprintParams, Fingerprinter};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("lines.txt");
+    // 20,000 lines (more than one batch); a 5 MB line (more than one read block).
+    let long = "word ".repeat(1_000_000);
+    let mut lines: Vec<String> = (0..20_000)
+        .map(|i| {
+            json!({"id": i, "text": format!("post {i} 這個政府說謊 text number {i}")}).to_string()
+        })
+        .collect();
+    lines[7] = long.clone();
+    lines[19_990] = "{\"text\": broken".into();
+    lines[19_991] = "{\"id\": 3}".into();
+    lines[19_992] = "plain text line\r".into();
+    let input = lines.join("\n"); // no final newline
+    fs::write(&path, &input).unwrap();
+
+    let fp = Fingerprinter::new(FingerprintParams::default()).unwrap();
+    let want: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![19_990, 19_991].contains(i))
+        .map(|(_, l)| {
+            let text = match serde_json::from_str::<Value>(l) {
+                Ok(v) => v["text"].as_str().unwrap().to_string(),
+                Err(_) => l.trim_end_matches('\r').to_string(),
+            };
+            fp.fingerprint(&text)
+                .map(|f| format!("{:032x}", f.content_hash))
+                .unwrap()
+        })
+        .collect();
+
+    let r = run(&[os("fingerprint"), os("--input"), path.as_os_str()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got: Vec<String> = r
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "content hashes differ from one-at-a-time fingerprints"
+    );
+    assert_eq!(
+        r.stdout.lines().nth(7).unwrap().split('\t').nth(1),
+        Some("999998"),
+        "the 5 MB line has 1,000,000 tokens"
+    );
+    let name = path.display().to_string();
+    assert!(
+        r.stderr.contains(&format!("{name}:19991: invalid JSON")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("{name}:19992: missing text field")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.lines().count(), 2, "{}", r.stderr);
+
+    // The same lines through stdin.
+    let mut child = Command::new(util::bin())
+        .args(["fingerprint", "--input", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == r.stdout,
+        "stdin and file outputs differ"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<stdin>:19991: invalid JSON"));
+}
