@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use textreuse::text::Hashtags;
 use textreuse::{FingerprintParams, Fingerprinter, Scratch};
 
+use super::jsonline;
+
 /// Arguments of `textreuse fingerprint`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -179,6 +181,15 @@ fn stream(
                     };
                     let lineno = first + i as u64 + 1;
                     if text.trim_start().starts_with('{') {
+                        if let Some(post) = jsonline::simple_post(&text) {
+                            // The raw id is a valid JSON scalar; only JSON output shows it.
+                            let id = match post.id {
+                                Some(raw) if json => serde_json::from_str(raw).ok(),
+                                _ => None,
+                            };
+                            render(fp, scratch, post.text, id.as_ref(), json, false, &mut buf);
+                            continue;
+                        }
                         match serde_json::from_str::<JsonPost>(&text) {
                             Ok(JsonPost { text: Some(t), id }) => {
                                 render(fp, scratch, &t, id.as_ref(), json, false, &mut buf)

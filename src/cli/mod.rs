@@ -5,6 +5,7 @@ mod clusters;
 mod delete;
 mod demo;
 mod fingerprint;
+mod jsonline;
 mod merge;
 mod query;
 mod stats;
