@@ -94,41 +94,50 @@ pub fn run(args: Args) -> Result<i32> {
     Ok(0)
 }
 
-/// How many bytes of input a batch reads at once (a longer line makes its batch longer).
+/// The input buffer: a batch reads this many bytes at once (the buffer grows to hold a
+/// longer line).
 const BLOCK: usize = 4 << 20;
 
 /// The most lines in a batch.
 const BATCH: usize = 16_384;
 
-/// Reads whole lines from `r` into `data`, after the `keep` bytes already there (an
-/// unfinished line from the last batch), until `data` holds at least [`BLOCK`] bytes and
-/// one line end, or the input ends. Returns whether it ended.
-fn fill(r: &mut impl Read, name: &str, data: &mut Vec<u8>) -> Result<bool> {
-    let mut want = BLOCK;
-    loop {
-        while data.len() < want {
-            let start = data.len();
-            data.resize(want, 0);
-            let n = loop {
-                match r.read(&mut data[start..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        data.truncate(start);
-                        return Err(e).with_context(|| format!("{name}: read failed"));
+/// The input read so far and not yet fingerprinted: `buf[..filled]`. The buffer is
+/// allocated (and zeroed) once and reused by every batch.
+struct Block {
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Block {
+    /// Reads from `r` until the buffer is full and holds a line end (it doubles when one
+    /// line is longer than it), or the input ends. Returns whether it ended.
+    fn fill(&mut self, r: &mut impl Read, name: &str) -> Result<bool> {
+        loop {
+            while self.filled < self.buf.len() {
+                let n = loop {
+                    match r.read(&mut self.buf[self.filled..]) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e).with_context(|| format!("{name}: read failed")),
                     }
+                };
+                if n == 0 {
+                    return Ok(true);
                 }
-            };
-            data.truncate(start + n);
-            if n == 0 {
-                return Ok(true);
+                self.filled += n;
             }
+            if memchr::memchr(b'\n', &self.buf[..self.filled]).is_some() {
+                return Ok(false);
+            }
+            let len = self.buf.len();
+            self.buf.resize(2 * len, 0);
         }
-        if memchr::memchr(b'\n', data).is_some() {
-            return Ok(false);
-        }
-        // One line longer than the block: read on until it ends.
-        want = data.len() * 2;
+    }
+
+    /// Drops the first `n` bytes (the lines just fingerprinted), keeping the rest.
+    fn consume(&mut self, n: usize) {
+        self.buf.copy_within(n..self.filled, 0);
+        self.filled -= n;
     }
 }
 
@@ -141,17 +150,24 @@ fn stream(
     out: &mut impl Write,
 ) -> Result<()> {
     // A batch's lines sit back to back in one buffer (no allocation per line); `ends` holds
-    // where each line ends (after its newline).
-    let mut data: Vec<u8> = Vec::with_capacity(BLOCK);
+    // where each line ends (after its newline). Each chunk of lines is rendered into its
+    // own buffer, reused from batch to batch.
+    const CHUNK: usize = 256;
+    let mut block = Block {
+        buf: vec![0; BLOCK],
+        filled: 0,
+    };
     let mut ends: Vec<usize> = Vec::with_capacity(BATCH);
+    let mut rendered: Vec<Vec<u8>> = Vec::new();
     let mut lineno = 0u64;
     let mut eof = false;
     loop {
         if !eof {
-            eof = fill(&mut r, name, &mut data)?;
+            eof = block.fill(&mut r, name)?;
         }
+        let data = &block.buf[..block.filled];
         ends.clear();
-        ends.extend(memchr::memchr_iter(b'\n', &data).take(BATCH).map(|p| p + 1));
+        ends.extend(memchr::memchr_iter(b'\n', data).take(BATCH).map(|p| p + 1));
         let whole = ends.last().copied().unwrap_or(0);
         if eof && ends.len() < BATCH && whole < data.len() {
             // The last line, with no newline.
@@ -162,13 +178,15 @@ fn stream(
         }
         let first = lineno;
         lineno += ends.len() as u64;
-        // Lines are rendered a chunk at a time into one buffer per chunk.
-        const CHUNK: usize = 256;
-        let rendered: Vec<Vec<u8>> = ends
-            .par_chunks(CHUNK)
+        let chunks = ends.len().div_ceil(CHUNK);
+        if rendered.len() < chunks {
+            rendered.resize_with(chunks, Vec::new);
+        }
+        ends.par_chunks(CHUNK)
+            .zip(rendered[..chunks].par_iter_mut())
             .enumerate()
-            .map_init(Scratch::new, |scratch, (c, chunk)| {
-                let mut buf = Vec::with_capacity(chunk.len() * 256);
+            .for_each_init(Scratch::new, |scratch, (c, (chunk, buf))| {
+                buf.clear();
                 for (j, &end) in chunk.iter().enumerate() {
                     let i = c * CHUNK + j;
                     let start = if i == 0 { 0 } else { ends[i - 1] };
@@ -187,12 +205,12 @@ fn stream(
                                 Some(raw) if json => serde_json::from_str(raw).ok(),
                                 _ => None,
                             };
-                            render(fp, scratch, post.text, id.as_ref(), json, false, &mut buf);
+                            render(fp, scratch, post.text, id.as_ref(), json, false, buf);
                             continue;
                         }
                         match serde_json::from_str::<JsonPost>(&text) {
                             Ok(JsonPost { text: Some(t), id }) => {
-                                render(fp, scratch, &t, id.as_ref(), json, false, &mut buf)
+                                render(fp, scratch, &t, id.as_ref(), json, false, buf)
                             }
                             Ok(JsonPost { text: None, .. }) => {
                                 eprintln!("{name}:{lineno}: missing text field, skipped")
@@ -200,18 +218,15 @@ fn stream(
                             Err(e) => eprintln!("{name}:{lineno}: invalid JSON ({e}), skipped"),
                         }
                     } else {
-                        render(fp, scratch, &text, None, json, false, &mut buf);
+                        render(fp, scratch, &text, None, json, false, buf);
                     }
                 }
-                buf
-            })
-            .collect();
-        for b in rendered {
-            out.write_all(&b)?;
+            });
+        for b in &rendered[..chunks] {
+            out.write_all(b)?;
         }
         // Keep the unfinished line (if any) for the next batch.
-        let done = ends.last().copied().unwrap_or(0);
-        data.drain(..done);
+        block.consume(ends.last().copied().unwrap_or(0));
     }
 }
 
