@@ -205,7 +205,7 @@ fn stream(
                                 Some(raw) if json => serde_json::from_str(raw).ok(),
                                 _ => None,
                             };
-                            render(fp, scratch, post.text, id.as_ref(), json, false, buf);
+                            render(fp, scratch, &post.text, id.as_ref(), json, false, buf);
                             continue;
                         }
                         match serde_json::from_str::<JsonPost>(&text) {

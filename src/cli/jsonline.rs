@@ -1,18 +1,22 @@
 //! A fast path for the common JSONL line of `textreuse fingerprint --input`: one flat
-//! object whose values are plain strings, integers, `true`, `false` or `null`.
+//! object whose values are strings (with the short escapes `\"`, `\\`, `\/`, `\b`, `\f`,
+//! `\n`, `\r`, `\t`), integers, `true`, `false` or `null`.
 //!
 //! [`simple_post`] either reads such a line's `text` and raw `id` or gives up (`None`), and
 //! the caller then hands the line to serde_json. It accepts only lines serde_json accepts
 //! and reads them the same way, so what the command prints does not depend on which path
 //! read a line; a property test checks this against serde_json. It gives up on anything
-//! it does not need to handle to be fast: escapes, fractions and exponents, nested values,
-//! a missing or non-string `text`, a repeated `text` or `id` key, and every syntax error
-//! (so serde_json writes the error message).
+//! it does not need to handle to be fast: `\u` escapes, escapes in keys, fractions and
+//! exponents, nested values, a missing or non-string `text`, a repeated `text` or `id` key,
+//! and every syntax error (so serde_json writes the error message).
 
-/// The `text` and the raw `id` (its JSON source, `None` if absent) of a simple JSONL line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use std::borrow::Cow;
+
+/// The `text` (unescaped) and the raw `id` (its JSON source, `None` if absent) of a simple
+/// JSONL line.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SimplePost<'a> {
-    pub text: &'a str,
+    pub text: Cow<'a, str>,
     pub id: Option<&'a str>,
 }
 
@@ -29,20 +33,26 @@ pub(crate) fn simple_post(line: &str) -> Option<SimplePost<'_>> {
         i += 1;
     } else {
         loop {
-            let (key, after) = string(line, i)?;
+            let (key, escaped, after) = string(line, i)?;
+            if escaped {
+                return None;
+            }
             i = skip_ws(b, after);
             if b.get(i) != Some(&b':') {
                 return None;
             }
             i = skip_ws(b, i + 1);
             let start = i;
-            let is_string = b.get(i) == Some(&b'"');
-            i = value(line, i)?;
+            let (end, escaped) = value(line, i)?;
+            i = end;
             let raw = &line[start..i];
             match key {
                 "text" if text.is_some() => return None,
-                "text" if is_string => text = Some(&raw[1..raw.len() - 1]),
-                "text" => return None,
+                "text" => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                    Some(body) if escaped => text = Some(Cow::Owned(unescape(body)?)),
+                    Some(body) => text = Some(Cow::Borrowed(body)),
+                    None => return None,
+                },
                 "id" if id.is_some() => return None,
                 "id" => id = Some(raw),
                 _ => {}
@@ -76,21 +86,57 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The contents of the string starting at byte `i` of `line` and the index after it, if
-/// it is a string with no escape and no control character.
+/// The raw contents of the string starting at byte `i` of `line`, whether it has escapes,
+/// and the index after it; `None` unless it is a string whose escapes are all short ones
+/// (see the module docs) and that has no control character.
 #[inline]
-fn string(line: &str, i: usize) -> Option<(&str, usize)> {
+fn string(line: &str, i: usize) -> Option<(&str, bool, usize)> {
     let b = line.as_bytes();
     if b.get(i) != Some(&b'"') {
         return None;
     }
-    let rest = b.get(i + 1..)?;
-    let len = string_end(rest)?;
-    if rest[len] != b'"' {
-        return None;
+    let (start, mut at, mut escaped) = (i + 1, i + 1, false);
+    loop {
+        at += string_end(b.get(at..)?)?;
+        match b[at] {
+            b'"' => break,
+            b'\\'
+                if matches!(
+                    b.get(at + 1),
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+                ) =>
+            {
+                escaped = true;
+                at += 2;
+            }
+            _ => return None,
+        }
     }
-    // The quotes are ASCII, so the body is whole characters of the `str`.
-    Some((line.get(i + 1..i + 1 + len)?, i + 1 + len + 1))
+    // The quotes and backslashes are ASCII, so the body is whole characters of the `str`.
+    Some((line.get(start..at)?, escaped, at + 1))
+}
+
+/// `body` (a string's contents with short escapes only) with its escapes decoded.
+fn unescape(body: &str) -> Option<String> {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(p) = rest.find('\\') {
+        out.push_str(&rest[..p]);
+        out.push(match rest.as_bytes().get(p + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => return None,
+        });
+        rest = rest.get(p + 2..)?;
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// The index of the first `"`, `\\` or control character (below 0x20) in `b`: eight bytes
@@ -120,12 +166,12 @@ fn string_end(b: &[u8]) -> Option<usize> {
         .map(|p| at + p)
 }
 
-/// The index after the value starting at `b[i]`: a simple string, an integer of at most
-/// 18 digits, `true`, `false` or `null`.
-fn value(line: &str, i: usize) -> Option<usize> {
+/// The index after the value starting at `b[i]` (a simple string, an integer of at most 18
+/// digits, `true`, `false` or `null`) and whether it is a string with escapes.
+fn value(line: &str, i: usize) -> Option<(usize, bool)> {
     let b = line.as_bytes();
-    match b.get(i)? {
-        b'"' => string(line, i).map(|(_, end)| end),
+    let end = match b.get(i)? {
+        b'"' => return string(line, i).map(|(_, escaped, end)| (end, escaped)),
         b'-' | b'0'..=b'9' => {
             let digits_at = i + usize::from(b[i] == b'-');
             let n = b
@@ -141,15 +187,16 @@ fn value(line: &str, i: usize) -> Option<usize> {
             let end = digits_at + n;
             // A fraction or an exponent: serde_json's to read.
             match b.get(end) {
-                Some(b'.' | b'e' | b'E') => None,
-                _ => Some(end),
+                Some(b'.' | b'e' | b'E') => return None,
+                _ => end,
             }
         }
-        b't' => b[i..].starts_with(b"true").then_some(i + 4),
-        b'f' => b[i..].starts_with(b"false").then_some(i + 5),
-        b'n' => b[i..].starts_with(b"null").then_some(i + 4),
-        _ => None,
-    }
+        b't' => b[i..].starts_with(b"true").then_some(i + 4)?,
+        b'f' => b[i..].starts_with(b"false").then_some(i + 5)?,
+        b'n' => b[i..].starts_with(b"null").then_some(i + 4)?,
+        _ => return None,
+    };
+    Some((end, false))
 }
 
 #[cfg(test)]
@@ -176,7 +223,7 @@ mod tests {
                 Ok(p) => p,
                 Err(e) => return Err(TestCaseError::fail(format!("serde rejects {line:?}: {e}"))),
             };
-            prop_assert_eq!(slow.text.as_deref(), Some(fast.text), "{:?}", line);
+            prop_assert_eq!(slow.text.as_deref(), Some(&*fast.text), "{:?}", line);
             let fast_id = fast.id.map(|r| serde_json::from_str::<Value>(r).unwrap());
             prop_assert_eq!(slow.id, fast_id, "{:?}", line);
         }
@@ -197,25 +244,24 @@ mod tests {
     #[test]
     fn reads_the_common_line() {
         let line = r#"{"id": 12, "text": "這個 text", "account": "u1", "platform": "x", "ts": 1672531237}"#;
-        assert_eq!(
-            simple_post(line),
-            Some(SimplePost {
-                text: "這個 text",
-                id: Some("12")
-            })
-        );
+        let post = |text: &'static str, id| SimplePost {
+            text: Cow::Borrowed(text),
+            id,
+        };
+        assert_eq!(simple_post(line), Some(post("這個 text", Some("12"))));
         assert_eq!(
             simple_post(r#" {"text":"a","id":null} "#),
-            Some(SimplePost {
-                text: "a",
-                id: None
-            })
+            Some(post("a", None))
         );
         assert_eq!(
             simple_post(r#"{"text":"", "id": "x-1"}"#),
+            Some(post("", Some("\"x-1\"")))
+        );
+        assert_eq!(
+            simple_post(r#"{"text": "say \"hi\"\n\tto \\ / \/ \b\f\r", "id": "a\"b"}"#),
             Some(SimplePost {
-                text: "",
-                id: Some("\"x-1\"")
+                text: Cow::Owned("say \"hi\"\n\tto \\ / / \u{8}\u{c}\r".into()),
+                id: Some(r#""a\"b""#),
             })
         );
     }
@@ -223,7 +269,11 @@ mod tests {
     #[test]
     fn leaves_the_rest_to_serde() {
         for line in [
-            r#"{"text": "a\"b"}"#,
+            r#"{"text": "a\u0041b"}"#,
+            r#"{"text": "a\xb"}"#,
+            r#"{"text": "a\"}"#,
+            r#"{"text": "a", "x": "\u00e9"}"#,
+            r#"{"te\"xt": "a"}"#,
             r#"{"text": "tab	inside"}"#,
             r#"{"text": "a", "text": "b"}"#,
             r#"{"id": 1, "id": 2, "text": "a"}"#,
@@ -263,7 +313,14 @@ mod tests {
     fn lines() -> impl Strategy<Value = String> {
         let key = mostly(
             vec!["\"text\"", "\"id\"", "\"account\"", "\"ts\""],
-            vec!["\"te\\u0078t\"", "\"\"", "text", "\"tëxt\""],
+            vec![
+                "\"te\\u0078t\"",
+                "\"\"",
+                "text",
+                "\"tëxt\"",
+                "\"te\\\"xt\"",
+                "\"\\\\\"",
+            ],
         );
         let value = mostly(
             vec![
@@ -279,11 +336,16 @@ mod tests {
                 "null",
                 "123456789012345678",
                 "\"x\u{1F600}\"",
+                "\"a\\\"b\"",
+                "\"a\\nb\\t\\\\c\"",
+                "\"\\/\\b\\f\\r\"",
+                "\"\\\\\"",
             ],
             vec![
-                "\"a\\\"b\"",
-                "\"a\\nb\"",
                 "\"\\ud800\"",
+                "\"\\u00e9\"",
+                "\"a\\xb\"",
+                "\"\\\"",
                 "\"tab\there\"",
                 "007",
                 "1.5",
