@@ -487,11 +487,10 @@ impl AsciiWords {
                 let s = rest.trailing_zeros() as usize;
                 let run = (!(rest >> s)).trailing_zeros() as usize;
                 if s > at || !self.in_word {
-                    if s > at || !self.in_word {
-                        self.end_word(tokens);
-                        self.gap = true;
-                    }
-                    if self.gap && self.pos > 0 {
+                    // Separators before the run (or no word open): a new word starts,
+                    // after a space unless it is the first.
+                    self.end_word(tokens);
+                    if self.pos > 0 {
                         if let Some(o) = buf.get_mut(self.pos) {
                             *o = b' ';
                         }
