@@ -199,13 +199,20 @@ fn stream(
                     };
                     let lineno = first + i as u64 + 1;
                     if text.trim_start().starts_with('{') {
-                        if let Some(post) = jsonline::simple_post(&text) {
-                            // The raw id is a valid JSON scalar; only JSON output shows it.
+                        let fast = jsonline::simple_post(&text).and_then(|post| {
+                            // Only JSON output shows the id. Its raw form is a JSON scalar
+                            // the fast path checked; were it unreadable, serde_json would
+                            // read the whole line below.
                             let id = match post.id {
-                                Some(raw) if json => serde_json::from_str(raw).ok(),
+                                Some(raw) if json => {
+                                    Some(serde_json::from_str::<serde_json::Value>(raw).ok()?)
+                                }
                                 _ => None,
                             };
-                            render(fp, scratch, &post.text, id.as_ref(), json, false, buf);
+                            Some((post.text, id))
+                        });
+                        if let Some((t, id)) = fast {
+                            render(fp, scratch, &t, id.as_ref(), json, false, buf);
                             continue;
                         }
                         match serde_json::from_str::<JsonPost>(&text) {
