@@ -5,7 +5,6 @@
 //! - `T2S_BMP_BASE`, `T2S_BMP`: a dense `[u16]` over U+3400..=U+9FFF; 0 means "no mapping",
 //!   1 means "see `T2S_OTHER`" (the target is outside the BMP); any other value is the
 //!   simplified code point.
-//! - `T2S_BMP_BITS`: one bit per `T2S_BMP` entry, set when the entry is not 0.
 //! - `T2S_OTHER`: sorted `(source, target)` pairs for every other source code point.
 //! - `NFKC_STABLE_BITS`, `MAP_SAME_BITS`: per-character bit sets over planes 0 and 1 that
 //!   let the normalizer skip full NFKC and full lowercasing (see `write_char_bits`).
@@ -102,22 +101,6 @@ fn main() {
         "u16",
         dense.iter().map(|v| v.to_string()),
         32,
-    );
-    // One bit per dense entry, set when it is not 0: small enough to stay in the L1 cache,
-    // so characters without a fold (most of a Simplified text) skip the dense table.
-    let mut bits = vec![0u64; dense.len().div_ceil(64)];
-    for (i, &v) in dense.iter().enumerate() {
-        if v != 0 {
-            bits[i / 64] |= 1 << (i % 64);
-        }
-    }
-    writeln!(out, "/// Bit `i` is set when `T2S_BMP[i]` is not 0.").unwrap();
-    write_array(
-        &mut out,
-        "T2S_BMP_BITS",
-        "u64",
-        bits.iter().map(|v| format!("{v:#x}")),
-        8,
     );
     writeln!(
         out,

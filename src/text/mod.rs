@@ -771,12 +771,12 @@ fn map_chars(text: &str, out: &mut String, t2s: bool) {
                     break;
                 }
                 if t2s && tables::han_folds(b0, b1, b2) {
-                    let u = nfkc::decode3(bytes, j);
+                    let c = char::from_u32(nfkc::decode3(bytes, j))
+                        .unwrap_or(char::REPLACEMENT_CHARACTER);
                     out.push_str(&text[copied..j]);
                     copied = j + 3;
                     last_at = out.len();
-                    let m = tables::t2s_u32(u);
-                    out.push(char::from_u32(m).unwrap_or(char::REPLACEMENT_CHARACTER));
+                    out.push(tables::t2s(c));
                 }
                 j += 3;
             }

@@ -10,7 +10,7 @@ mod generated {
 }
 
 pub use generated::T2S_LEN;
-use generated::{MAP_SAME_BITS, NFKC_STABLE_BITS, T2S_BMP, T2S_BMP_BASE, T2S_BMP_BITS, T2S_OTHER};
+use generated::{MAP_SAME_BITS, NFKC_STABLE_BITS, T2S_BMP, T2S_BMP_BASE, T2S_OTHER};
 
 /// Bit `c` of a per-character bit set over planes 0 and 1 (false above U+1FFFF).
 #[inline]
@@ -42,24 +42,6 @@ pub(crate) fn han_folds(b0: u8, b1: u8, b2: u8) -> bool {
 #[inline]
 pub(crate) fn map_same(c: char) -> bool {
     char_bit(&MAP_SAME_BITS, c)
-}
-
-/// [`t2s`] on a code point in U+4E00..=U+9FFF (any other value is returned unchanged).
-#[inline]
-pub fn t2s_u32(u: u32) -> u32 {
-    let Some(i) = u.checked_sub(T2S_BMP_BASE) else {
-        return u;
-    };
-    let i = i as usize;
-    match T2S_BMP_BITS.get(i / 64) {
-        Some(w) if w & (1 << (i % 64)) != 0 => {}
-        _ => return u,
-    }
-    match T2S_BMP.get(i) {
-        Some(0) | None => u,
-        Some(1) => char::from_u32(u).map_or(u, |c| t2s(c) as u32),
-        Some(&v) => u32::from(v),
-    }
 }
 
 /// Folds one Traditional Chinese character to its Simplified form (identity otherwise).
@@ -215,7 +197,7 @@ mod tests {
         for u in 0x4E00u32..=0x9FFF {
             let c = char::from_u32(u).unwrap();
             let b = c.encode_utf8(&mut buf).as_bytes();
-            assert_eq!(han_folds(b[0], b[1], b[2]), t2s_u32(u) != u, "U+{u:04X}");
+            assert_eq!(han_folds(b[0], b[1], b[2]), t2s(c) != c, "U+{u:04X}");
         }
     }
 
@@ -255,15 +237,6 @@ mod tests {
         for u in 0u32..0x3_2000 {
             let Some(c) = char::from_u32(u) else { continue };
             assert_eq!(t2s(t2s(c)), t2s(c), "U+{u:04X}");
-        }
-    }
-
-    #[test]
-    fn code_point_fold_agrees_with_char_fold() {
-        // `t2s_u32` reads the bitmap first; it must give what `t2s` gives everywhere.
-        for u in 0u32..0x1_0000 {
-            let Some(c) = char::from_u32(u) else { continue };
-            assert_eq!(t2s_u32(u), t2s(c) as u32, "U+{u:04X}");
         }
     }
 }
