@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use textreuse::input::{flat_post, FieldNames};
 use textreuse::text::Hashtags;
 use textreuse::{FingerprintParams, Fingerprinter, Scratch};
-
-use super::jsonline;
 
 /// Arguments of `textreuse fingerprint`.
 #[derive(Debug, clap::Args)]
@@ -161,6 +160,7 @@ fn stream(
     let mut rendered: Vec<Vec<u8>> = Vec::new();
     let mut lineno = 0u64;
     let mut eof = false;
+    let fields = FieldNames::default();
     loop {
         if !eof {
             eof = block.fill(&mut r, name)?;
@@ -199,7 +199,7 @@ fn stream(
                     };
                     let lineno = first + i as u64 + 1;
                     if text.trim_start().starts_with('{') {
-                        let fast = jsonline::simple_post(&text).and_then(|post| {
+                        let fast = flat_post(&text, &fields).and_then(|post| {
                             // Only JSON output shows the id. Its raw form is a JSON scalar
                             // the fast path checked; were it unreadable, serde_json would
                             // read the whole line below.

@@ -5,7 +5,6 @@ mod clusters;
 mod delete;
 mod demo;
 mod fingerprint;
-mod jsonline;
 mod merge;
 mod query;
 mod stats;

@@ -78,6 +78,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+pub use jsonl::{flat_post, FlatPost};
 pub use read::PostReader;
 pub use time::parse_timestamp;
 

@@ -1,10 +1,14 @@
 //! JSONL: one JSON object a line, read with a serde visitor that keeps the five known
-//! fields and skips the rest unparsed.
+//! fields and skips the rest unparsed, after a fast path for flat lines ([`fast`]).
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+mod fast;
+
+pub use fast::{flat_post, FlatPost};
 
 use super::time::{float_seconds, timestamp_field};
 use super::{excerpt, short_float, utf8, FieldNames, RawPost, RecordParser};
@@ -16,11 +20,31 @@ impl RecordParser {
         }
         let s = utf8(bytes).map_err(|at| format!("invalid UTF-8 at byte {at}"))?;
         let names = &self.inner.fields;
-        let mut de = serde_json::Deserializer::from_str(s);
-        let fields = PostSeed { names }
-            .deserialize(&mut de)
-            .map_err(json_reason)?;
-        de.end().map_err(json_reason)?;
+        let fields = match fast::fields(s, names) {
+            Some(f) => f,
+            None => serde_fields(s, names)?,
+        };
+        post_from_fields(fields, names, line).map(Some)
+    }
+}
+
+/// The five known fields of a JSON line, read by serde_json.
+fn serde_fields<'a>(s: &'a str, names: &FieldNames) -> Result<JsonFields<'a>, String> {
+    let mut de = serde_json::Deserializer::from_str(s);
+    let fields = PostSeed { names }
+        .deserialize(&mut de)
+        .map_err(json_reason)?;
+    de.end().map_err(json_reason)?;
+    Ok(fields)
+}
+
+/// The post a JSON line's known fields describe.
+fn post_from_fields(
+    fields: JsonFields<'_>,
+    names: &FieldNames,
+    line: u64,
+) -> Result<RawPost, String> {
+    {
         let id = match fields.id {
             None => return Err(format!("missing {} field", names.id)),
             Some(Scalar::Str(s)) => s.into_owned(),
@@ -54,14 +78,14 @@ impl RecordParser {
                 ))
             }
         };
-        Ok(Some(RawPost {
+        Ok(RawPost {
             id,
             text,
             account,
             platform,
             ts,
             line,
-        }))
+        })
     }
 }
 
