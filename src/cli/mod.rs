@@ -5,6 +5,7 @@ mod clusters;
 mod delete;
 mod demo;
 mod fingerprint;
+mod inputs;
 mod merge;
 mod query;
 mod stats;
