@@ -97,8 +97,9 @@ pub fn run(args: Args) -> Result<i32> {
             label: i.to_string(),
             text: Some(text),
             id: None,
+            error: None,
         };
-        print_table(&q, &r, t.elapsed().as_micros() as u64, &mut out)?;
+        print_table(&q, &r, t.elapsed().as_micros() as u64, None, 120, &mut out)?;
     }
     println!(
         "Try it yourself:\n  textreuse query --index {} \"<text>\"\n  textreuse stats --index {}",

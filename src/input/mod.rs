@@ -88,6 +88,7 @@ use crate::error::{Error, Result};
 pub use inspect::{inspect, preset, Inspection, Preset, INSPECT_RECORDS, PRESETS};
 pub use jsonl::{flat_post, FlatPost};
 pub use read::PostReader;
+pub use source::open_decoded;
 pub use time::{parse_timestamp, TimeParser, MAX_TS, MIN_TS};
 
 use self::csv::CsvColumns;
