@@ -72,12 +72,13 @@ fn with_named(args: &InputArgs, mut fields: FieldNames) -> FieldNames {
 }
 
 /// Prints the presets (for `--preset list`).
-pub fn list_presets() {
+pub fn list_presets() -> Result<()> {
+    let mut o = String::new();
     for p in PRESETS {
-        println!("{:<12} {}", p.name, p.about);
-        let show = |role: &str, names: &[&str]| {
+        o.push_str(&format!("{:<12} {}\n", p.name, p.about));
+        let mut show = |role: &str, names: &[&str]| {
             if !names.is_empty() {
-                println!("{:<12}   {role:<9} {}", "", names.join(" | "));
+                o.push_str(&format!("{:<12}   {role:<9} {}\n", "", names.join(" | ")));
             }
         };
         show("id", p.id);
@@ -86,6 +87,7 @@ pub fn list_presets() {
         show("platform", p.platform);
         show("ts", p.ts);
     }
+    super::util::print_out(&o)
 }
 
 /// The fields a file has, for a message.
@@ -128,7 +130,7 @@ pub fn resolve(
     tally: &Arc<InputTally>,
 ) -> Result<Option<InputOptions>> {
     if args.preset.as_deref() == Some("list") {
-        list_presets();
+        list_presets()?;
         return Ok(None);
     }
     let forced = match &args.preset {

@@ -1,7 +1,7 @@
 //! Small helpers for the command line: sizes, times, one-line text excerpts, progress.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use anyhow::{bail, Result};
 use unicode_segmentation::UnicodeSegmentation;
@@ -158,4 +158,13 @@ impl ErrorDigest {
             }
         }
     }
+}
+
+/// Writes `s` to standard output and flushes it. A closed pipe is an error that `main`
+/// ends quietly on (exit 0); any other failure (a full disk) is reported.
+pub fn print_out(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| anyhow::Error::new(e).context("failed to write to standard output"))
 }

@@ -1033,3 +1033,91 @@ fn query_options_are_checked() {
         assert!(row.chars().count() <= w.max(long_id.len() + 80), "{row}");
     }
 }
+
+/// Runs the CLI with its standard output closed (EPIPE) or on /dev/full (ENOSPC).
+fn run_with_stdout(args: &[&OsStr], full: bool) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_textreuse"));
+    cmd.args(args).stderr(Stdio::piped());
+    if full {
+        cmd.stdout(fs::File::create("/dev/full").expect("/dev/full"));
+    } else {
+        cmd.stdout(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("runs");
+    // Close the read end at once: the child's writes fail with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("waits");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn closed_or_full_stdout_does_not_panic() {
+    // Issue 16 item 10.
+    let s = small_index(&[]);
+    let dir = s.dir.as_os_str();
+    let commands: Vec<Vec<&OsStr>> = vec![
+        vec![os("stats"), os("--index"), dir],
+        vec![os("stats"), os("--json"), os("--index"), dir],
+        vec![os("verify"), os("--index"), dir],
+        vec![
+            os("query"),
+            os("--json"),
+            os("--index"),
+            dir,
+            os("a post about nothing"),
+        ],
+    ];
+    for args in &commands {
+        let (code, stderr) = run_with_stdout(args, false);
+        assert_eq!(code, Some(0), "{args:?} on a closed pipe: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        if Path::new("/dev/full").exists() {
+            let (code, stderr) = run_with_stdout(args, true);
+            assert_eq!(code, Some(2), "{args:?} on a full disk: {stderr}");
+            assert!(stderr.contains("No space left"), "{args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn errors_name_the_path_once_and_stats_reads_well() {
+    // Issue 17 points 7 and 9.
+    let s = small_index(&[]);
+    let nosuch = s.work.join("nosuch");
+    let r = run(&[os("merge"), os("--index"), nosuch.as_os_str()]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("nosuch: holds no index"), "{}", r.stderr);
+    assert!(!nosuch.exists(), "merge leaves nothing behind");
+    let r = run(&[os("query"), os("--index"), nosuch.as_os_str(), os("x")]);
+    assert!(r.stderr.contains("holds no index"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    let typo = s.work.join("typo.jsonl");
+    let r = run(&[os("fingerprint"), os("--input"), typo.as_os_str()]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("typo.jsonl") && r.stderr.contains("--input"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[os("stats"), os("--index"), s.dir.as_os_str()]);
+    assert!(r.stdout.contains("hashtags removed"), "{}", r.stdout);
+    let r = run(&[os("verify"), os("--index"), s.dir.as_os_str()]);
+    assert!(r.stdout.contains(" 1 segment,"), "{}", r.stdout);
+    let r = run(&[os("build"), os("--help")]);
+    assert!(
+        r.stdout.contains("--format <auto|jsonl|csv|text>"),
+        "{}",
+        r.stdout
+    );
+}
