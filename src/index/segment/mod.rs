@@ -7,6 +7,9 @@
 //! id out of range, invalid UTF-8). The `ids.fst` map is checked against its manifest
 //! checksum before its first use, because `fst` itself trusts its input.
 
+mod layout;
+mod text;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -14,54 +17,12 @@ use std::sync::OnceLock;
 use super::format::{read_u32, read_u64, Envelope, LeArray};
 use super::manifest::SegmentEntry;
 use super::mmap::Data;
+use super::Access;
 use crate::error::{Error, Result};
 
-/// Magic bytes of the band table file.
-pub const BANDS_MAGIC: &[u8; 8] = b"TRBANDS\0";
-/// Magic bytes of the signature file.
-pub const SIGS_MAGIC: &[u8; 8] = b"TRSIGS\0\0";
-/// Magic bytes of the posts file.
-pub const POSTS_MAGIC: &[u8; 8] = b"TRPOSTS\0";
-/// Magic bytes of the stored-text file.
-pub const TEXT_MAGIC: &[u8; 8] = b"TRTEXT\0\0";
-
-/// Section names of the band file, by position.
-pub const BANDS_SECTIONS: [&str; 4] = ["meta", "dirs", "fps", "cids"];
-/// Section names of the signature file.
-pub const SIGS_SECTIONS: [&str; 3] = ["meta", "sigs", "hashes"];
-/// Section names of the posts file.
-pub const POSTS_SECTIONS: [&str; 11] = [
-    "meta",
-    "content_posts",
-    "ts",
-    "id_offsets",
-    "id_bytes",
-    "account_of",
-    "account_offsets",
-    "account_bytes",
-    "platform_of",
-    "platform_offsets",
-    "platform_bytes",
-];
-/// Magic bytes of a deletion bitmap file.
-pub const DELETED_MAGIC: &[u8; 8] = b"TRDEL\0\0\0";
-/// Section names of a deletion bitmap file.
-pub const DELETED_SECTIONS: [&str; 2] = ["meta", "bits"];
-/// Section names of the text file.
-pub const TEXT_SECTIONS: [&str; 4] = ["meta", "block_offsets", "blocks", "dictionary"];
-
-/// The timestamp value that means "no timestamp".
-pub const NO_TS: i64 = i64::MIN;
-/// Text block codec: zstd.
-pub const CODEC_ZSTD: u32 = 1;
-/// Text block codec: zstd with the dictionary in section 3 (format version 3; an empty
-/// dictionary means frames without one).
-pub const CODEC_ZSTD_DICT: u32 = 2;
-/// The largest decompressed text block accepted.
-const MAX_BLOCK_BYTES: usize = 1 << 30;
-
-/// The most directory bits a band table may use.
-pub const MAX_DIR_BITS: u32 = 30;
+pub use layout::*;
+pub use text::TextCache;
+use text::Texts;
 
 #[derive(Debug)]
 struct File {
@@ -75,16 +36,12 @@ impl File {
         dir: &Path,
         name: &str,
         entry: &SegmentEntry,
-        mmap: bool,
+        access: Access,
         magic: &[u8; 8],
         kind: &'static str,
     ) -> Result<File> {
         let path = dir.join(name);
-        let data = if mmap {
-            Data::map(&path)?
-        } else {
-            Data::read(&path)?
-        };
+        let data = Data::open(&path, access)?;
         if let Some(f) = entry.files.get(name) {
             if f.len != data.len() as u64 {
                 return Err(Error::corrupt(
@@ -158,28 +115,6 @@ struct Posts {
     platform_bytes: Range<usize>,
 }
 
-/// Proven layout of the text file.
-#[derive(Debug)]
-struct Texts {
-    file: File,
-    block_posts: u32,
-    block_offsets: Range<usize>,
-    blocks: Range<usize>,
-    /// The zstd dictionary's bytes (codec 2), if not empty.
-    dict: Option<Range<usize>>,
-    /// The dictionary, digested on first use (opening stays O(1)).
-    ddict: std::sync::OnceLock<Option<Ddict>>,
-}
-
-/// A digested zstd decompression dictionary.
-struct Ddict(zstd::zstd_safe::DDict<'static>);
-
-impl std::fmt::Debug for Ddict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Ddict")
-    }
-}
-
 /// One post's metadata, borrowed from a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PostRef<'a> {
@@ -230,7 +165,7 @@ impl Segment {
         index_dir: &Path,
         entry: &SegmentEntry,
         params: &crate::FingerprintParams,
-        mmap: bool,
+        access: Access,
     ) -> Result<Segment> {
         let (bands_n, rows_n, k) = (params.lsh.bands, params.lsh.rows, params.num_perm as usize);
         let dir = index_dir.join(entry.dir_name());
@@ -243,7 +178,7 @@ impl Segment {
             ));
         }
         // Bands.
-        let f = File::open(&dir, "bands", entry, mmap, BANDS_MAGIC, "band table")?;
+        let f = File::open(&dir, "bands", entry, access, BANDS_MAGIC, "band table")?;
         let m = f.meta(24)?;
         let (n, b, dir_bits, rows) = (
             read_u64(m, 0),
@@ -275,7 +210,7 @@ impl Segment {
             cids,
         };
         // Signatures.
-        let sigs = File::open(&dir, "sigs", entry, mmap, SIGS_MAGIC, "signature")?;
+        let sigs = File::open(&dir, "sigs", entry, access, SIGS_MAGIC, "signature")?;
         let m = sigs.meta(16)?;
         let (n, kk, bits) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
         if n != nc || kk as usize != k || bits != 8 {
@@ -291,7 +226,7 @@ impl Segment {
             None
         };
         // Posts.
-        let f = File::open(&dir, "posts", entry, mmap, POSTS_MAGIC, "posts")?;
+        let f = File::open(&dir, "posts", entry, access, POSTS_MAGIC, "posts")?;
         let m = f.meta(32)?;
         let (n, c, na, npl) = (
             read_u64(m, 0),
@@ -319,11 +254,7 @@ impl Segment {
         };
         // Ids.
         let ids_path = dir.join("ids.fst");
-        let ids = if mmap {
-            Data::map(&ids_path)?
-        } else {
-            Data::read(&ids_path)?
-        };
+        let ids = Data::open(&ids_path, access)?;
         match entry.files.get("ids.fst") {
             Some(fe) if fe.len == ids.len() as u64 => {}
             _ => {
@@ -335,7 +266,7 @@ impl Segment {
         }
         // Texts.
         let texts = if entry.has_text {
-            let f = File::open(&dir, "text", entry, mmap, TEXT_MAGIC, "text")?;
+            let f = File::open(&dir, "text", entry, access, TEXT_MAGIC, "text")?;
             let m = f.meta(16)?;
             let (n, block_posts, codec) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
             let codec_ok = codec == CODEC_ZSTD || (codec == CODEC_ZSTD_DICT && f.env.version >= 3);
@@ -370,11 +301,7 @@ impl Segment {
                 if !valid {
                     return Err(Error::corrupt(&path, "is not a deletion file name"));
                 }
-                let data = if mmap {
-                    Data::map(&path)?
-                } else {
-                    Data::read(&path)?
-                };
+                let data = Data::open(&path, access)?;
                 if d.len != data.len() as u64 {
                     return Err(Error::corrupt(
                         &path,
@@ -976,111 +903,6 @@ impl Segment {
             .get(p as usize)
     }
 
-    /// The text of post `p`, if texts are stored. `cache` holds the last decompressed block.
-    pub fn text(&self, p: u32, cache: &mut TextCache) -> Result<Option<String>> {
-        let Some(t) = &self.texts else {
-            return Ok(None);
-        };
-        if p as u64 >= self.n_posts {
-            return Err(Error::corrupt(
-                &t.file.path,
-                format!("post {p} out of range"),
-            ));
-        }
-        let block = p / t.block_posts;
-        let key = (self.entry.id, block);
-        if cache.key != Some(key) {
-            cache.key = None;
-            let offs = t.file.view::<8>(&t.block_offsets);
-            let (Some(s), Some(e)) = (offs.get(block as usize), offs.get(block as usize + 1))
-            else {
-                return Err(Error::corrupt(
-                    &t.file.path,
-                    format!("text block {block} out of range"),
-                ));
-            };
-            let blocks = &t.file.data[t.blocks.clone()];
-            let raw = blocks.get(s as usize..e as usize).ok_or_else(|| {
-                Error::corrupt(
-                    &t.file.path,
-                    format!("text block {block} bytes out of range"),
-                )
-            })?;
-            cache.buf.clear();
-            let size = zstd::zstd_safe::get_frame_content_size(raw)
-                .ok()
-                .flatten()
-                .ok_or_else(|| {
-                    Error::corrupt(
-                        &t.file.path,
-                        format!("text block {block} has no valid zstd frame header"),
-                    )
-                })?;
-            if size > MAX_BLOCK_BYTES as u64 {
-                return Err(Error::corrupt(
-                    &t.file.path,
-                    format!("text block {block} claims {size} bytes"),
-                ));
-            }
-            cache.buf.reserve(size as usize);
-            let dctx = match &mut cache.dec {
-                Some(d) => d,
-                slot => slot.insert(zstd::zstd_safe::DCtx::try_create().ok_or_else(|| {
-                    Error::io(
-                        &t.file.path,
-                        std::io::Error::other("cannot allocate a zstd context"),
-                    )
-                })?),
-            };
-            let done = match &t.dict {
-                Some(r) => {
-                    let dict = t.ddict.get_or_init(|| {
-                        zstd::zstd_safe::DDict::try_create(&t.file.data[r.clone()]).map(Ddict)
-                    });
-                    let Some(dict) = dict else {
-                        return Err(Error::corrupt(
-                            &t.file.path,
-                            "the text dictionary is damaged",
-                        ));
-                    };
-                    dctx.decompress_using_ddict(&mut cache.buf, raw, &dict.0)
-                }
-                None => dctx.decompress(&mut cache.buf, raw),
-            };
-            done.map_err(|code| {
-                Error::corrupt(
-                    &t.file.path,
-                    format!(
-                        "text block {block}: {}",
-                        zstd::zstd_safe::get_error_name(code)
-                    ),
-                )
-            })?;
-            cache.key = Some(key);
-        }
-        let first = block * t.block_posts;
-        let m = (self.n_posts - first as u64).min(t.block_posts as u64) as usize;
-        let i = (p - first) as usize;
-        let b = &cache.buf;
-        let header = (m + 1) * 4;
-        if b.len() < header {
-            return Err(Error::corrupt(
-                &t.file.path,
-                format!("text block {block} is too short"),
-            ));
-        }
-        let (s, e) = (read_u32(b, i * 4) as usize, read_u32(b, i * 4 + 4) as usize);
-        let bytes = b
-            .get(header + s..header + e)
-            .filter(|_| s <= e)
-            .ok_or_else(|| {
-                Error::corrupt(&t.file.path, format!("text of post {p} out of range"))
-            })?;
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))
-    }
-
     /// The id map (`ids.fst`), checked against its manifest checksum before its first use.
     pub fn id_map(&self) -> Result<fst::Map<&[u8]>> {
         let checked = self.ids_checked.get_or_init(|| {
@@ -1195,23 +1017,6 @@ impl Segment {
     }
 }
 
-/// The last decompressed text block and a reusable decompression context.
-#[derive(Default)]
-pub struct TextCache {
-    key: Option<(u64, u32)>,
-    buf: Vec<u8>,
-    dec: Option<zstd::zstd_safe::DCtx<'static>>,
-}
-
-impl std::fmt::Debug for TextCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextCache")
-            .field("key", &self.key)
-            .field("buf_len", &self.buf.len())
-            .finish()
-    }
-}
-
 /// Asks the kernel to read in `range` of `data`, `chunk` bytes per request, until `stop`.
 fn prefetch_chunks(data: &Data, range: Range<usize>, chunk: usize, stop: &dyn Fn() -> bool) {
     let mut at = range.start;
@@ -1238,67 +1043,4 @@ pub(crate) fn prefetch_item<T>(items: &[T], i: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (items, i);
-}
-
-/// The `(bucket, tag)` of a band key in a format-2 table with a directory of `dir_bits` (D)
-/// bits: the bucket is the key's top D bits and the tag its bits `D..32`, so that bucket and
-/// tag together hold the key's top 32 bits whatever D is (tables can be merged and
-/// re-bucketed). The tag fits 16 bits when D >= 16.
-#[inline]
-pub fn split_key(key: u64, dir_bits: u32) -> (usize, u32) {
-    let bucket = if dir_bits == 0 {
-        0
-    } else {
-        (key >> (64 - dir_bits)) as usize
-    };
-    let top = (key >> 32) as u32;
-    let tag = if dir_bits == 0 {
-        top
-    } else {
-        top & (u32::MAX >> dir_bits)
-    };
-    (bucket, tag)
-}
-
-/// The `(bucket, fingerprint)` of a band key in a format-1 table: the fingerprint is the 16
-/// bits after the directory bits.
-#[inline]
-pub fn split_key_v1(key: u64, dir_bits: u32) -> (usize, u16) {
-    let bucket = if dir_bits == 0 {
-        0
-    } else {
-        (key >> (64 - dir_bits)) as usize
-    };
-    let fp = (key >> (48 - dir_bits)) as u16;
-    (bucket, fp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Format 2: bucket and tag together are the key's top 32 bits for every directory size,
-    /// and the tag fits 16 bits from D = 16 on (those tables store `u16` tags).
-    #[test]
-    fn format_2_bucket_and_tag_hold_the_top_32_key_bits() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..2000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            for d in 0..=MAX_DIR_BITS {
-                let (bucket, tag) = split_key(x, d);
-                let top = if d == 0 {
-                    tag as u64
-                } else {
-                    ((bucket as u64) << (32 - d)) | tag as u64
-                };
-                assert_eq!(top, x >> 32, "d = {d}");
-                assert!(bucket < 1 << d);
-                if d >= 16 {
-                    assert!(tag <= u16::MAX as u32, "d = {d}");
-                }
-            }
-        }
-    }
 }
