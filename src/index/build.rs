@@ -425,7 +425,12 @@ impl IndexBuilder {
             // Appended posts are fingerprinted like the index's own.
             opts.params = m.params;
             for s in &m.segments {
-                kept.push(super::segment::Segment::open(&dir, s, &m.params, true)?);
+                kept.push(super::segment::Segment::open(
+                    &dir,
+                    s,
+                    &m.params,
+                    super::Access::Mmap,
+                )?);
             }
         }
         let fp = Fingerprinter::new(opts.params)?;

@@ -155,7 +155,7 @@ pub fn merge_with_progress(
         segments.extend_from_slice(&old.segments[cursor..run.start]);
         let sources = old.segments[run.clone()]
             .iter()
-            .map(|s| Segment::open(dir, s, &old.params, true))
+            .map(|s| Segment::open(dir, s, &old.params, super::Access::Mmap))
             .collect::<Result<Vec<_>>>()?;
         for s in &old.segments[run.clone()] {
             stats.merged.push(s.id);
