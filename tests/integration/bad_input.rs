@@ -948,3 +948,30 @@ fn csv_unterminated_quote_is_reported() {
         (Some(1), Some(1))
     );
 }
+
+#[test]
+fn fingerprint_skips_a_line_over_the_record_limit() {
+    // Issue 16 item 13: one record limit everywhere (64 MiB, as `build`).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("big.txt");
+    let mut data = b"a short first line\n".to_vec();
+    data.resize(data.len() + (64 << 20) + 10, b'x');
+    data.extend_from_slice(b"\nthe line after it\n");
+    fs::write(&path, &data).expect("writes");
+    drop(data);
+    let r = util::textreuse([
+        OsStr::new("fingerprint"),
+        OsStr::new("--input"),
+        path.as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(":2: line longer than 67108864 bytes, skipped"),
+        "{}",
+        r.stderr
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    assert!(lines[1].ends_with("\tthe line after it"), "{}", lines[1]);
+}
