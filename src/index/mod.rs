@@ -197,7 +197,7 @@ impl Index {
         let segments = manifest
             .segments
             .iter()
-            .map(|s| Segment::open(dir, s, &manifest.params, mmap))
+            .map(|s| Segment::open(dir, s, &manifest.params, opts.access))
             .collect::<Result<Vec<_>>>()?;
         let clusters = match &manifest.clusters {
             Some(c) => Some(clusters_file::ClustersFile::open(dir, c, &manifest, mmap)?),

@@ -129,7 +129,7 @@ impl IndexWriter {
             opts.params = m.params;
             Fingerprinter::new(m.params)?;
             for s in &m.segments {
-                kept.push(Segment::open(dir, s, &m.params, true)?);
+                kept.push(Segment::open(dir, s, &m.params, super::Access::Mmap)?);
             }
             if let Some(c) = &m.clusters {
                 ClustersFile::open(dir, c, m, true)?;
@@ -422,8 +422,12 @@ impl IndexWriter {
         self.kept.clear();
         if let Some(m) = self.txn.base() {
             for s in &m.segments {
-                self.kept
-                    .push(Segment::open(self.txn.dir(), s, &m.params, true)?);
+                self.kept.push(Segment::open(
+                    self.txn.dir(),
+                    s,
+                    &m.params,
+                    super::Access::Mmap,
+                )?);
             }
         }
         Ok(())
