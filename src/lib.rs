@@ -22,6 +22,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod cluster;
+pub mod coordination;
 pub mod error;
 pub mod fingerprint;
 pub mod index;
