@@ -29,6 +29,7 @@ pub mod index;
 pub mod input;
 pub mod lsh;
 pub mod minhash;
+pub mod report;
 pub mod shingle;
 pub mod text;
 

@@ -501,7 +501,8 @@ pub fn coordination(
             }
             out.posts += 1;
             let m = seg.post(p)?;
-            let keep = (opts.platforms.is_empty() || opts.platforms.iter().any(|x| x == m.platform))
+            let keep = (opts.platforms.is_empty()
+                || opts.platforms.iter().any(|x| x == m.platform))
                 && opts.since.is_none_or(|t| m.ts.is_some_and(|ts| ts >= t))
                 && opts.until.is_none_or(|t| m.ts.is_some_and(|ts| ts <= t));
             if m.account.is_empty() {
@@ -602,8 +603,7 @@ pub fn coordination(
     }
     groups.sort_by(|x, y| {
         y.1.len().cmp(&x.1.len()).then_with(|| {
-            accounts.names[node_acc[x.1[0]] as usize]
-                .cmp(accounts.names[node_acc[y.1[0]] as usize])
+            accounts.names[node_acc[x.1[0]] as usize].cmp(accounts.names[node_acc[y.1[0]] as usize])
         })
     });
     let mut group_of_root: HashMap<usize, usize> = HashMap::new();
@@ -646,14 +646,14 @@ pub fn coordination(
         accs.push((
             renum[x],
             Account {
-            name: accounts.names[acc as usize].to_string(),
-            posts: t.posts,
-            clusters: t.clusters,
-            platforms: pl,
-            first_ts: (t.first != i64::MAX).then_some(t.first),
-            last_ts: (t.last != i64::MIN).then_some(t.last),
-            hours: t.hours,
-            group: group_of_root[&roots[x]],
+                name: accounts.names[acc as usize].to_string(),
+                posts: t.posts,
+                clusters: t.clusters,
+                platforms: pl,
+                first_ts: (t.first != i64::MAX).then_some(t.first),
+                last_ts: (t.last != i64::MIN).then_some(t.last),
+                hours: t.hours,
+                group: group_of_root[&roots[x]],
             },
         ));
     }

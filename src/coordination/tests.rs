@@ -15,7 +15,9 @@ fn oracle(events: &[Event], window: i64) -> BTreeMap<u64, (u32, u32, f64)> {
         for y in &events[i + 1..] {
             if x.key == y.key && x.acc != y.acc && (x.ts - y.ts).abs() <= window {
                 let k = pair_key(x.acc, y.acc);
-                gaps.entry(k).or_default().push((x.ts - y.ts).unsigned_abs() as u32);
+                gaps.entry(k)
+                    .or_default()
+                    .push((x.ts - y.ts).unsigned_abs() as u32);
                 clusters.entry(k).or_default().insert(x.key);
             }
         }
@@ -24,7 +26,14 @@ fn oracle(events: &[Event], window: i64) -> BTreeMap<u64, (u32, u32, f64)> {
         .map(|(k, mut g)| {
             g.sort_unstable();
             let n = g.len() as u32;
-            (k, (n, clusters[&k].len() as u32, median_of_sorted(g.into_iter())))
+            (
+                k,
+                (
+                    n,
+                    clusters[&k].len() as u32,
+                    median_of_sorted(g.into_iter()),
+                ),
+            )
         })
         .collect()
 }
@@ -45,7 +54,12 @@ fn events_strategy() -> impl Strategy<Value = Vec<Event>> {
     })
 }
 
-fn opts(window: i64, max_partners: usize, min_coposts: u32, min_clusters: u32) -> CoordinationOptions {
+fn opts(
+    window: i64,
+    max_partners: usize,
+    min_coposts: u32,
+    min_clusters: u32,
+) -> CoordinationOptions {
     CoordinationOptions {
         window,
         max_partners,
