@@ -10,12 +10,15 @@
 //! - `determinism`: the same bytes whatever the thread count.
 //! - `cli`: outputs, JSON shapes and exit codes.
 //! - `concurrency`: `Index: Send + Sync`, many threads, one index.
+//! - `coordination`: `accounts` and `report` on a corpus of known co-posts; the report in
+//!   a headless browser.
 
 mod util;
 
 mod bad_input;
 mod cli;
 mod concurrency;
+mod coordination;
 mod crash;
 mod damage;
 mod determinism;
