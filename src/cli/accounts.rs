@@ -44,7 +44,7 @@ pub struct Args {
     until: Option<String>,
     /// Earlier posts of its cluster each post is compared with at most, nearest first
     /// (bounds the work of bursts with thousands of accounts).
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    #[arg(long, default_value_t = 50, value_name = "N")]
     max_partners: usize,
     /// The edge list as CSV: account_a,account_b,coposts,clusters,median_gap_s.
     #[arg(long, conflicts_with = "json")]

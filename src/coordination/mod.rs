@@ -248,7 +248,7 @@ pub struct CoordinationOptions {
     /// Count only posts at or before this time.
     pub until: Option<i64>,
     /// Earlier posts of its cluster a post is compared with at most, nearest in time first
-    /// (default 200). Bounds the work of dense bursts; see the module docs.
+    /// (default 50). Bounds the work of dense bursts; see the module docs.
     pub max_partners: usize,
 }
 
@@ -261,7 +261,7 @@ impl Default for CoordinationOptions {
             platforms: Vec::new(),
             since: None,
             until: None,
-            max_partners: 200,
+            max_partners: 50,
         }
     }
 }
@@ -433,6 +433,43 @@ pub(crate) fn sweep(
     capped
 }
 
+/// Hashes integer keys with the murmur3 finalizer (std's SipHash costs more than the rest
+/// of the sweep; the keys are not chosen by an adversary who could aim at collisions more
+/// than any other input could).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct MixHasher(u64);
+
+impl std::hash::Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29)
+            ^ n;
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// A map with integer keys hashed by [`MixHasher`].
+pub(crate) type IntMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<MixHasher>>;
+
 /// Interns strings to dense numbers.
 #[derive(Default)]
 struct Names<'a> {
@@ -495,6 +532,7 @@ pub fn coordination(
     let mut events: Vec<Event> = Vec::new();
     for (s, seg) in index.segments().iter().enumerate() {
         let of = assignment.of.get(s);
+        let mut seg_accounts: Vec<u32> = Vec::new();
         for p in 0..seg.n_posts() as u32 {
             if seg.is_deleted(p) {
                 continue;
@@ -518,7 +556,22 @@ pub fn coordination(
             if m.account.is_empty() {
                 continue;
             }
-            let acc = accounts.id(m.account);
+            // Account numbers through the segment's own dictionary: one string lookup per
+            // account and segment instead of one per post.
+            let local = seg.account_of(p).unwrap_or(u32::MAX) as usize;
+            if local >= seg_accounts.len() && local != u32::MAX as usize {
+                seg_accounts.resize(local + 1, NONE);
+            }
+            let acc = match seg_accounts.get(local) {
+                Some(&a) if a != NONE => a,
+                _ => {
+                    let a = accounts.id(m.account);
+                    if let Some(slot) = seg_accounts.get_mut(local) {
+                        *slot = a;
+                    }
+                    a
+                }
+            };
             let pl = platforms.id(m.platform);
             if acc as usize == tallies.len() {
                 tallies.push(Tally::default());
@@ -562,7 +615,7 @@ pub fn coordination(
     let kept = stats.kept;
 
     // 4. Nodes: the accounts of kept edges; groups: connected components.
-    let mut node_of: HashMap<u32, usize> = HashMap::new();
+    let mut node_of: IntMap<u32, usize> = IntMap::default();
     let mut node_acc: Vec<u32> = Vec::new();
     let mut node = |acc: u32, node_acc: &mut Vec<u32>| -> usize {
         *node_of.entry(acc).or_insert_with(|| {
@@ -710,7 +763,7 @@ pub(crate) struct EdgeStats {
 pub(crate) fn edge_stats(events: &[Event], opts: &CoordinationOptions) -> EdgeStats {
     // Co-posts and distinct clusters per pair (keys arrive in order, so a pair's clusters
     // are counted by noticing a change of key).
-    let mut pairs: HashMap<u64, (u32, u32, u32)> = HashMap::new();
+    let mut pairs: IntMap<u64, (u32, u32, u32)> = IntMap::default();
     let capped = sweep(events, opts.window, opts.max_partners, |i, j, _| {
         let key = events[i].key;
         let v = pairs
@@ -729,7 +782,7 @@ pub(crate) fn edge_stats(events: &[Event], opts: &CoordinationOptions) -> EdgeSt
         .map(|(k, (n, c, _))| (k, n, c))
         .collect();
     kept.sort_unstable_by_key(|&(k, _, _)| k);
-    let edge_of: HashMap<u64, u32> = kept
+    let edge_of: IntMap<u64, u32> = kept
         .iter()
         .enumerate()
         .map(|(i, &(k, _, _))| (k, i as u32))

@@ -499,3 +499,26 @@ fn report_in_a_headless_browser() {
     );
     assert_eq!(dom.matches("<svg").count(), 3 * ids.len());
 }
+
+#[test]
+fn segments_and_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let posts = corpus();
+    let (first, second) = posts.split_at(7);
+    let (in1, in2) = (dir.path().join("1.jsonl"), dir.path().join("2.jsonl"));
+    util::write_jsonl(&in1, first);
+    util::write_jsonl(&in2, second);
+    let index = dir.path().join("idx");
+    util::cli_build(&in1, &index, &[]);
+    util::cli_build(&in2, &index, &["--append"]);
+    let one = fixture(false);
+    let want = accounts(&one.index, &["--window", "10m", "--csv"]);
+    let got = accounts(&index, &["--window", "10m", "--csv"]);
+    assert_eq!(rows(&got.stdout), rows(&want.stdout));
+    // a2's first post (p1) deleted: a2 keeps one co-post with a1 and with a3.
+    let r = textreuse(["delete", "--index", s(&index), "--id", "p1"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let got = rows(&accounts(&index, &["--window", "10m", "--csv"]).stdout);
+    assert!(got.contains(&row("a1", "a2", 1, 1, "30")), "{got:?}");
+    assert!(got.contains(&row("a2", "a3", 1, 1, "270")), "{got:?}");
+}
