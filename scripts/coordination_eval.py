@@ -10,7 +10,10 @@ posted them when. Scores:
 * precision of account edges: an edge is right when both accounts posted in one campaign;
 * recall of coordinated pairs: the account pairs that co-posted at least two texts of one
   campaign within the window (pairs of posts of one campaign by the two accounts, at most the
-  window apart, summed over campaigns) and that the edge list contains.
+  window apart, summed over campaigns) and that the edge list contains;
+* groups (from a second run with --json): purity, the share of grouped accounts that posted
+  in their group's main campaign (weighted by group size), and completeness, the share of a
+  campaign's grouped accounts found in its largest group (weighted by those accounts).
 
 Prints one JSON object with the counts and both scores.
 """
@@ -80,7 +83,8 @@ def main():
                     copost[tuple(sorted((acc, other)))] += 1
     truth = {p for p, n in copost.items() if n >= a.min_truth_coposts}
 
-    cmd = [a.bin, "accounts", "--index", a.index, "--window", a.window, "--csv"] + a.extra
+    base = [a.bin, "accounts", "--index", a.index, "--window", a.window]
+    cmd = base + ["--csv"] + a.extra
     t0 = time.time()
     run = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.time() - t0
@@ -89,6 +93,23 @@ def main():
     rows = list(csv.DictReader(io.StringIO(run.stdout)))
     edges = {tuple(sorted((r["account_a"], r["account_b"]))) for r in rows}
     right = sum(1 for x, y in edges if campaigns_of_account[x] & campaigns_of_account[y])
+
+    jrun = subprocess.run(base + ["--json"] + a.extra, capture_output=True, text=True)
+    if jrun.returncode not in (0, 1):
+        sys.exit(f"--json run failed ({jrun.returncode}): {jrun.stderr}")
+    groups = json.loads(jrun.stdout)["groups"]
+    pure = grouped = 0
+    placed = collections.defaultdict(collections.Counter)  # campaign -> group -> accounts
+    for g in groups:
+        votes = collections.Counter(c for acc in g["accounts"] for c in campaigns_of_account[acc])
+        main = votes.most_common(1)[0][0] if votes else None
+        pure += sum(1 for acc in g["accounts"] if main in campaigns_of_account[acc])
+        grouped += len(g["accounts"])
+        for acc in g["accounts"]:
+            for c in campaigns_of_account[acc]:
+                placed[c][g["group"]] += 1
+    whole = sum(max(v.values()) for v in placed.values())
+    spread = sum(sum(v.values()) for v in placed.values())
     found = len(truth & edges)
     print(json.dumps({
         "command": " ".join(cmd),
@@ -100,6 +121,10 @@ def main():
         "truth_pairs": len(truth),
         "truth_pairs_found": found,
         "recall": round(found / len(truth), 4) if truth else None,
+        "groups": len(groups),
+        "largest_group": max((len(g["accounts"]) for g in groups), default=0),
+        "group_purity": round(pure / grouped, 4) if grouped else None,
+        "group_completeness": round(whole / spread, 4) if spread else None,
         "stderr": run.stderr.strip().splitlines()[-1:] if run.stderr else [],
     }, indent=1))
 

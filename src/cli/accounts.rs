@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use textreuse::cluster::ClusterOptions;
 use textreuse::coordination::{
     active_hours_label, coordination, Account, Assignment, Coordination, CoordinationOptions,
+    GroupMethod,
 };
 use textreuse::Index;
 
@@ -46,6 +47,10 @@ pub struct Args {
     /// (bounds the work of bursts with thousands of accounts).
     #[arg(long, default_value_t = 50, value_name = "N")]
     max_partners: usize,
+    /// How accounts are grouped: components (connected components of the reported edges)
+    /// or communities (label propagation weighted by co-posts).
+    #[arg(long, value_enum, default_value = "components")]
+    groups: Groups,
     /// The edge list as CSV: account_a,account_b,coposts,clusters,median_gap_s.
     #[arg(long, conflicts_with = "json")]
     csv: bool,
@@ -61,6 +66,15 @@ pub struct Args {
     /// Worker threads for clustering when none are saved (0 = one per core).
     #[arg(long, short = 'j', default_value_t = 0)]
     threads: usize,
+}
+
+/// `--groups`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Groups {
+    /// Connected components.
+    Components,
+    /// Weighted label propagation.
+    Communities,
 }
 
 /// Parses a duration: `90`, `90s`, `10m`, `1h`, `2d`, `1w`, `1h30m`. Returns seconds.
@@ -174,6 +188,10 @@ pub fn run(args: Args) -> Result<i32> {
         bail!("invalid --max-partners 0: it must be at least 1");
     }
     opts.max_partners = args.max_partners;
+    opts.groups = match args.groups {
+        Groups::Communities => GroupMethod::Communities,
+        Groups::Components => GroupMethod::Components,
+    };
     super::init_threads(args.threads)?;
     let index = Index::open(&args.index)
         .with_context(|| format!("{}: failed to open index", args.index.display()))?;

@@ -158,3 +158,60 @@ fn medians_and_hours() {
     assert_eq!(active_hours_label(&h), "22-01h (93%)");
     assert_eq!(active_hours(&[0; 24], 0.8), None);
 }
+
+/// Two cliques joined by one light edge: one component, two communities.
+#[test]
+fn components_and_communities() {
+    let mut edges = Vec::new();
+    for a in 0..4 {
+        for b in a + 1..4 {
+            edges.push((a, b, 3));
+            edges.push((a + 4, b + 4, 3));
+        }
+    }
+    edges.push((3, 4, 1));
+    let comp = components(8, &edges);
+    assert!(comp.iter().all(|&r| r == 0));
+    let lab = communities(8, &edges);
+    assert!(lab[..4].iter().all(|&l| l == lab[0]));
+    assert!(lab[4..].iter().all(|&l| l == lab[4]));
+    assert_ne!(lab[0], lab[4]);
+    // Components agree with a naive flood fill on random graphs.
+    let mut rng = 7u64;
+    for _ in 0..200 {
+        let n = 12;
+        let mut e = Vec::new();
+        for _ in 0..10 {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let (a, b) = ((rng >> 33) as usize % n, (rng >> 45) as usize % n);
+            if a != b {
+                e.push((a, b, 1));
+            }
+        }
+        let c = components(n, &e);
+        for x in 0..n {
+            // Flood fill from x.
+            let mut seen = vec![false; n];
+            let mut stack = vec![x];
+            while let Some(v) = stack.pop() {
+                if std::mem::replace(&mut seen[v], true) {
+                    continue;
+                }
+                for &(a, b, _) in &e {
+                    if a == v {
+                        stack.push(b)
+                    }
+                    if b == v {
+                        stack.push(a)
+                    }
+                }
+            }
+            for y in 0..n {
+                assert_eq!(seen[y], c[x] == c[y]);
+            }
+            assert_eq!(c[x], (0..n).find(|&y| seen[y]).unwrap());
+        }
+    }
+}

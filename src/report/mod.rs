@@ -474,11 +474,11 @@ fn page_head(
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n\
          <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<header class=\"top\">\n<h1>{title}</h1>\n"
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<div class=\"facts\"><span>Index <b>{}</b></span><span><b>{}</b> posts</span>\
          <span><b>{}</b> campaigns shown of {} with at least {} posts{}</span>\
-         <span>co-posting window <b>{}</b></span><span>time zone <b>{}</b></span></div>\n",
+         <span>co-posting window <b>{}</b></span><span>time zone <b>{}</b></span></div>",
         escape(&index.dir().display().to_string()),
         index.num_posts(),
         campaigns.len(),
@@ -492,11 +492,13 @@ fn page_head(
         escape(&window_label(opts.coordination.window)),
         escape(opts.zone.name()),
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<p class=\"muted\">Coordinated groups: accounts linked by posting the same campaign's text \
-         within the window of each other ({} groups, {} accounts, {} links). Posts without an \
-         account: {}; without a time: {} (left out of timelines and groups).{}</p>\n",
+         within the window of each other, at least {} time{} ({} groups, {} accounts, {} links). Posts without an \
+         account: {}; without a time: {} (left out of timelines and groups).{}</p>",
+        opts.coordination.min_coposts,
+        if opts.coordination.min_coposts == 1 { "" } else { "s" },
         coord.groups.len(),
         coord.accounts.len(),
         coord.edges.len(),
@@ -519,7 +521,7 @@ fn page_head(
             c.cluster,
             c.cluster,
             c.posts.len(),
-            escape(&excerpt(core_text(c).unwrap_or(""), 48))
+            escape(&excerpt(core_text(c).as_deref().unwrap_or(""), 48))
         );
     }
     h.push_str("</nav>\n</header>\n<main>\n");
@@ -552,22 +554,28 @@ fn cut(s: &str) -> (&str, bool) {
     }
 }
 
-/// The distinct texts of a campaign, most posted first (ties: earliest first).
-fn texts(c: &Campaign) -> Vec<(&str, usize)> {
-    let mut count: HashMap<&str, (usize, usize)> = HashMap::new();
+/// The distinct texts of a campaign (spacing collapsed: a changed line break is not a
+/// variant worth reading), most posted first (ties: earliest first).
+fn texts(c: &Campaign) -> Vec<(String, usize)> {
+    let mut count: HashMap<String, (usize, usize)> = HashMap::new();
     for (i, p) in c.posts.iter().enumerate() {
         if let Some(t) = &p.text {
-            count.entry(t.as_str()).or_insert((0, i)).0 += 1;
+            let flat = t.split_whitespace().collect::<Vec<_>>().join(" ");
+            count.entry(flat).or_insert((0, i)).0 += 1;
         }
     }
-    let mut v: Vec<(&str, usize, usize)> = count.into_iter().map(|(t, (n, i))| (t, n, i)).collect();
+    let mut v: Vec<(String, usize, usize)> =
+        count.into_iter().map(|(t, (n, i))| (t, n, i)).collect();
     v.sort_by_key(|&(_, n, i)| (std::cmp::Reverse(n), i));
     v.into_iter().map(|(t, n, _)| (t, n)).collect()
 }
 
-fn core_text(c: &Campaign) -> Option<&str> {
-    texts(c).first().map(|x| x.0)
+fn core_text(c: &Campaign) -> Option<String> {
+    texts(c).into_iter().next().map(|x| x.0)
 }
+
+/// An account's posts, posts per platform and first time in one campaign.
+type AccountTally<'a> = (usize, BTreeMap<&'a str, usize>, Option<i64>);
 
 #[allow(clippy::too_many_arguments)]
 fn section(
@@ -581,7 +589,7 @@ fn section(
     colour: &HashMap<String, &str>,
 ) {
     let n = c.posts.len();
-    let mut accounts: HashMap<&str, (usize, BTreeMap<&str, usize>, Option<i64>)> = HashMap::new();
+    let mut accounts: HashMap<&str, AccountTally> = HashMap::new();
     let mut platforms: BTreeMap<&str, usize> = BTreeMap::new();
     for p in &c.posts {
         *platforms.entry(p.platform.as_str()).or_default() += 1;
@@ -648,11 +656,11 @@ fn section(
     }
 
     // Core text and variants.
-    if let Some(&(core, k)) = texts.first() {
+    if let Some((core, k)) = texts.first() {
         let (shown, was_cut) = cut(core);
         let _ = write!(
             h,
-            "<h3>Core text <small>({k} of {n} posts)</small></h3>\n<blockquote class=\"core\">{}{}</blockquote>\n",
+            "<h3>Core text <small>({k} of {n} posts; spacing collapsed)</small></h3>\n<blockquote class=\"core\">{}{}</blockquote>\n",
             escape(shown),
             if was_cut { "…" } else { "" }
         );
@@ -662,7 +670,7 @@ fn section(
                 "<h3>Variants <small>({} distinct; <ins>added</ins> and <del>removed</del> against the core text)</small></h3>\n<ol class=\"variants\">\n",
                 texts.len() - 1
             );
-            for &(t, k) in texts.iter().skip(1).take(opts.variants) {
+            for (t, k) in texts.iter().skip(1).take(opts.variants) {
                 let (t, _) = cut(t);
                 let (marked, share) = diff_and_share(shown, t);
                 // A text that keeps little of the core one reads better unmarked.
@@ -678,7 +686,7 @@ fn section(
                 let _ = writeln!(
                     h,
                     "<li><span class=\"n\">{k} post{}</span>{body}</li>",
-                    if k == 1 { "" } else { "s" },
+                    if *k == 1 { "" } else { "s" },
                 );
             }
             if texts.len() - 1 > opts.variants {
@@ -735,10 +743,10 @@ fn section(
                 local[opts.zone.hour(t)] += 1;
             }
         }
-        let _ = write!(
+        let _ = writeln!(
             h,
             "<div class=\"charts\"><div class=\"chart\"><h3>Hour of day, UTC <small>(active {})</small></h3>{}</div>\
-             <div class=\"chart\"><h3>Hour of day, {} <small>(active {})</small></h3>{}</div></div>\n",
+             <div class=\"chart\"><h3>Hour of day, {} <small>(active {})</small></h3>{}</div></div>",
             escape(&active_hours_label(&utc)),
             svg::hours(&utc),
             escape(opts.zone.name()),
@@ -787,9 +795,9 @@ fn section(
     h.push_str("</tbody></table>\n");
 
     // Coordinated groups.
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<h3>Coordinated groups <small>(accounts that posted this campaign's text within {} of each other)</small></h3>\n",
+        "<h3>Coordinated groups <small>(accounts that posted this campaign's text within {} of each other)</small></h3>",
         escape(&window_label(coord.window))
     );
     if groups.is_empty() {

@@ -26,7 +26,12 @@ fn post(id: usize, text: &str, account: &str, ts: Option<i64>) -> RawPost {
         id: format!("p{id}"),
         text: text.to_string(),
         account: account.to_string(),
-        platform: if id % 2 == 0 { "twitter" } else { "weibo" }.to_string(),
+        platform: if id.is_multiple_of(2) {
+            "twitter"
+        } else {
+            "weibo"
+        }
+        .to_string(),
         ts,
         line: id as u64 + 1,
     }
