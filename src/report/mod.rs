@@ -706,7 +706,8 @@ fn section(
     if let (Some(f), Some(l)) = (first_ts, last_ts) {
         let unit = if l - f <= 4 * 86_400 { 3600 } else { 86_400 };
         let start = f - f.rem_euclid(unit);
-        let bins = ((l - start) / unit + 1) as usize;
+        // At least a day of hours or a week of days, so a short burst reads as a burst.
+        let bins = (((l - start) / unit + 1) as usize).max(if unit == 3600 { 24 } else { 7 });
         let mut names: Vec<&str> = platforms.keys().copied().collect();
         names.sort_by_key(|p| (std::cmp::Reverse(platforms[p]), *p));
         let mut series = vec![vec![0u32; bins]; names.len()];
