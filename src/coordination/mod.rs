@@ -23,6 +23,38 @@
 //! ([`Coordination::without_account`], [`Coordination::without_time`]) and left out of the
 //! windows. Everything is computed in memory from the index's post metadata; nothing is
 //! printed.
+//!
+//! ```
+//! use textreuse::coordination::{coordination, Assignment, CoordinationOptions};
+//! use textreuse::index::{BuildOptions, IndexBuilder};
+//! use textreuse::input::RawPost;
+//! use textreuse::Index;
+//!
+//! let dir = std::env::temp_dir().join(format!("textreuse-coord-doc-{}", std::process::id()));
+//! let _ = std::fs::remove_dir_all(&dir);
+//! let mut builder = IndexBuilder::create(&dir, BuildOptions::default())?;
+//! let text = "The harbour toll scheme was approved in secret, share before it is deleted";
+//! let post = |id: &str, account: &str, ts: i64| RawPost {
+//!     id: id.into(), text: text.into(), account: account.into(), ts: Some(ts),
+//!     ..RawPost::default()
+//! };
+//! builder.add(&[post("1", "a", 1000), post("2", "b", 1090), post("3", "c", 90_000)])?;
+//! builder.finish()?;
+//!
+//! let index = Index::open(&dir)?;
+//! let clusters = Assignment::same_text(&index)?; // or Assignment::clusters(&index, &opts)
+//! let opts = CoordinationOptions { window: 600, ..CoordinationOptions::default() };
+//! let c = coordination(&index, &clusters, &opts)?;
+//! assert_eq!(c.edges.len(), 1); // a and b, 90 s apart; c posted a day later
+//! let e = &c.edges[0];
+//! assert_eq!((c.accounts[e.a].name.as_str(), c.accounts[e.b].name.as_str()), ("a", "b"));
+//! assert_eq!(e.median_gap_s, 90.0);
+//!
+//! let html = textreuse::report::render_to_string(&index, &clusters, &Default::default())?.0;
+//! assert_eq!(html.matches("<section class=\"campaign\"").count(), 1);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), textreuse::Error>(())
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
