@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use textreuse::index::build::OnExistingId;
 use textreuse::index::ingest::{build_index, BuildObserver, IngestOptions};
-use textreuse::index::merge::{merge, MergeOptions};
+use textreuse::index::OnExistingId;
+use textreuse::index::{merge, MergeOptions};
 use textreuse::index::{BuildOptions, Existing};
 use textreuse::input::InputTally;
 use textreuse::text::Hashtags;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use textreuse::index::merge::{merge_with_progress, MergeOptions, MergeStats};
+use textreuse::index::{merge_with_progress, MergeOptions, MergeStats};
 
 use super::util::{parse_size, progress_bar};
 
