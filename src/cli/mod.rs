@@ -6,7 +6,7 @@ mod clusters;
 mod delete;
 mod demo;
 mod fingerprint;
-mod jsonline;
+mod inputs;
 mod merge;
 mod query;
 mod report;
@@ -71,8 +71,14 @@ pub fn run() -> anyhow::Result<i32> {
     }
 }
 
+/// The most worker threads `-j` accepts.
+const MAX_THREADS: usize = 512;
+
 /// Configures the global rayon pool (0 = one thread per core).
 pub(crate) fn init_threads(threads: usize) -> anyhow::Result<()> {
+    if threads > MAX_THREADS {
+        anyhow::bail!("-j {threads}: at most {MAX_THREADS} threads (0 = one per core)");
+    }
     if threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
