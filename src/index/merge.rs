@@ -428,7 +428,8 @@ fn merge_run(
     // 3. Signatures of the live contents, in new order.
     {
         let path = seg_dir.join("sigs");
-        let mut w = begin_sigs_file(&path, nc, k)?;
+        let has_text = sources.iter().all(Segment::has_text);
+        let mut w = begin_sigs_file(&path, nc, k, &old.params, has_text)?;
         for (i, &(si, c)) in content_src.iter().enumerate() {
             if i % (1 << 18) == 0 {
                 sources.iter().for_each(Segment::release_pages);

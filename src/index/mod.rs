@@ -751,7 +751,7 @@ impl Index {
         if let (Some(cf), Some(entry)) = (&self.clusters, &self.manifest.clusters) {
             cf.verify()?;
             let path = self.dir.join(&entry.file);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let bytes = mmap::Data::read(&path)?;
             if format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)) != entry.xxh3 {
                 return Err(Error::ChecksumMismatch {
                     path,

@@ -77,6 +77,20 @@ impl File {
         Ok(r)
     }
 
+    /// Checks that the offset array at `r` (of `u64`s) starts at 0 and ends at `end`: the
+    /// cheap open-time check that it spans exactly its bytes section.
+    fn offsets_span(&self, r: &Range<usize>, end: u64, what: &str) -> Result<()> {
+        let a = self.view::<8>(r);
+        let (first, last) = (a.get(0), a.len().checked_sub(1).and_then(|i| a.get(i)));
+        if first != Some(0) || last != Some(end) {
+            return Err(Error::corrupt(
+                &self.path,
+                format!("{what} run from {first:?} to {last:?}, not from 0 to {end}"),
+            ));
+        }
+        Ok(())
+    }
+
     #[inline]
     fn view<const W: usize>(&self, r: &Range<usize>) -> LeArray<'_, W> {
         // The range was proven at open to lie within the file and hold whole elements.
@@ -172,6 +186,18 @@ impl Segment {
     ) -> Result<Segment> {
         let (bands_n, rows_n, k) = (params.lsh.bands, params.lsh.rows, params.num_perm as usize);
         let dir = index_dir.join(entry.dir_name());
+        // Names inside the index are never followed: its files are opened with O_NOFOLLOW,
+        // and a segment directory must not be a symbolic link either.
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+                return Err(Error::corrupt(
+                    &dir,
+                    "is not a directory (a symbolic link or another kind of file)",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
         let nc = entry.contents;
         let np = entry.posts;
         if nc > u32::MAX as u64 || np > u32::MAX as u64 || nc > np {
@@ -203,6 +229,18 @@ impl Segment {
             f.arr::<2>(2, entries, "fps")?
         };
         let cids = f.arr::<4>(3, entries, "cids")?;
+        // Every band's directory runs from entry 0 to entry n (O(bands) reads).
+        let per_band = (1usize << dir_bits) + 1;
+        let d = f.view::<4>(&dirs);
+        for j in 0..b as usize {
+            let (first, last) = (d.get(j * per_band), d.get(j * per_band + per_band - 1));
+            if first != Some(0) || last.map(u64::from) != Some(n) {
+                return Err(Error::corrupt(
+                    &f.path,
+                    format!("band {j}'s directory does not span its {n} entries"),
+                ));
+            }
+        }
         let bands = Bands {
             file: f,
             dir_bits,
@@ -214,13 +252,35 @@ impl Segment {
         };
         // Signatures.
         let sigs = File::open(&dir, "sigs", entry, access, SIGS_MAGIC, "signature")?;
-        let m = sigs.meta(16)?;
+        let v4 = sigs.env.version >= 4;
+        let m = sigs.meta(if v4 { SIGS_META_LEN } else { 16 })?;
         let (n, kk, bits) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
         if n != nc || kk as usize != k || bits != 8 {
             return Err(Error::corrupt(
                 &sigs.path,
                 format!("meta ({n} contents, k={kk}, {bits} bits) disagrees with the manifest"),
             ));
+        }
+        if v4 {
+            // The segment's own record of how it was fingerprinted (format 4).
+            let (digest, flags) = (read_u64(m, 16), read_u32(m, 24));
+            if digest != params_digest(params) {
+                return Err(Error::corrupt(
+                    &sigs.path,
+                    "the segment was fingerprinted with other parameters than the manifest's \
+                     (normalizer, shingle, num_perm, seed or bands)",
+                ));
+            }
+            let has_text = flags & SIGS_FLAG_HAS_TEXT != 0;
+            if has_text != entry.has_text || flags & !SIGS_FLAG_HAS_TEXT != 0 {
+                return Err(Error::corrupt(
+                    &sigs.path,
+                    format!(
+                        "records has_text = {has_text} (flags {flags:#x}), the manifest says {}",
+                        entry.has_text
+                    ),
+                ));
+            }
         }
         let sigs_range = sigs.arr::<1>(1, nc * k as u64, "sigs")?;
         let hashes = if sigs.env.version >= 2 {
@@ -255,6 +315,25 @@ impl Segment {
             n_platforms: npl,
             file: f,
         };
+        {
+            let f = &posts.file;
+            let cp = f.view::<4>(&posts.content_posts);
+            let (first, last) = (cp.get(0), cp.get(nc as usize));
+            if first != Some(0) || last.map(u64::from) != Some(np) {
+                return Err(Error::corrupt(
+                    &f.path,
+                    format!("content_posts run from {first:?} to {last:?}, not from 0 to {np}"),
+                ));
+            }
+            f.offsets_span(&posts.id_offsets, posts.id_bytes.len() as u64, "id_offsets")?;
+            let (acc, plat) = (&posts.account_bytes, &posts.platform_bytes);
+            f.offsets_span(&posts.account_offsets, acc.len() as u64, "account_offsets")?;
+            f.offsets_span(
+                &posts.platform_offsets,
+                plat.len() as u64,
+                "platform_offsets",
+            )?;
+        }
         // Ids.
         let ids_path = dir.join("ids.fst");
         let ids = Data::open(&ids_path, access)?;
@@ -279,6 +358,7 @@ impl Segment {
             let nb = np.div_ceil(block_posts as u64);
             let block_offsets = f.arr::<8>(1, nb + 1, "block_offsets")?;
             let blocks = f.section(2)?;
+            f.offsets_span(&block_offsets, blocks.len() as u64, "block_offsets")?;
             let dict = if codec == CODEC_ZSTD_DICT {
                 Some(f.section(3)?).filter(|r| !r.is_empty())
             } else {
@@ -321,7 +401,25 @@ impl Segment {
                     return Err(Error::corrupt(&path, "meta disagrees with the manifest"));
                 }
                 let bits = env.section(&path, 1, 1)?;
-                LeArray::<8>::new(&path, "bits", &data[bits.clone()], np.div_ceil(64))?;
+                let words = LeArray::<8>::new(&path, "bits", &data[bits.clone()], np.div_ceil(64))?;
+                // The bitmap is small (a bit per post): check it whole at open, so that a
+                // damaged one is an error rather than wrong hits.
+                let set: u64 = (0..words.len())
+                    .filter_map(|i| words.get(i))
+                    .map(|w| u64::from(w.count_ones()))
+                    .sum();
+                if set != count {
+                    return Err(Error::corrupt(
+                        &path,
+                        format!("has {set} bits set, the manifest says {count}"),
+                    ));
+                }
+                if format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&data)) != d.xxh3 {
+                    return Err(Error::ChecksumMismatch {
+                        path,
+                        section: "whole file".into(),
+                    });
+                }
                 Some(Deleted {
                     path,
                     data,
