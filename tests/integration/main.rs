@@ -10,6 +10,8 @@
 //! - `determinism`: the same bytes whatever the thread count.
 //! - `cli`: outputs, JSON shapes and exit codes.
 //! - `concurrency`: `Index: Send + Sync`, many threads, one index.
+//! - `fuzz_replay`: the `index_open` fuzz harness on stable: its regressions and generated
+//!   mutations, in bounded time.
 
 mod util;
 
@@ -20,4 +22,5 @@ mod crash;
 mod damage;
 mod determinism;
 mod equivalence;
+mod fuzz_replay;
 mod living;
