@@ -883,3 +883,74 @@ impl Segment {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Index, OpenOptions};
+    use crate::QueryOptions;
+
+    /// The format-4 fixture (`tests/fixtures/make_v4.sh`, built with `--keep-hashtags`)
+    /// keeps opening and answering as recorded, and its signature file carries the parameter
+    /// record of its manifest's (non-default) parameters.
+    #[test]
+    fn format_v4_fixture_opens_answers_as_recorded_and_records_its_parameters() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v4");
+        let (m, _) = crate::index::Manifest::load_current(&dir.join("index"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.format_version, 4);
+        assert_eq!(
+            m.params.normalizer.hashtags,
+            crate::text::Hashtags::KeepWords
+        );
+        let sigs = dir
+            .join("index")
+            .join(m.segments[0].dir_name())
+            .join("sigs");
+        let bytes = std::fs::read(&sigs).unwrap();
+        let env = Envelope::parse(&sigs, &bytes, SIGS_MAGIC, "signature").unwrap();
+        assert_eq!(env.version, 4);
+        let meta = &bytes[env.sections[0].range.clone()];
+        assert_eq!(meta.len(), SIGS_META_LEN);
+        assert_eq!(read_u64(meta, 16), params_digest(&m.params));
+        assert_ne!(
+            params_digest(&m.params),
+            params_digest(&crate::FingerprintParams::default())
+        );
+        assert_eq!(read_u32(meta, 24), SIGS_FLAG_HAS_TEXT);
+        let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
+        let expected = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap();
+        let opts = QueryOptions {
+            with_text: false,
+            min_similarity: 0.3,
+            exact_near_threshold: false,
+            ..QueryOptions::default()
+        };
+        for access in [Access::Mmap, Access::InMemory] {
+            let index = Index::open_with(
+                dir.join("index"),
+                OpenOptions {
+                    access,
+                    prefetch: false,
+                },
+            )
+            .unwrap();
+            index.verify().unwrap();
+            let mut n = 0;
+            for (post, want) in posts.lines().zip(expected.lines()) {
+                let post: serde_json::Value = serde_json::from_str(post).unwrap();
+                let want: serde_json::Value = serde_json::from_str(want).unwrap();
+                let got = index.query(post["text"].as_str().unwrap(), &opts).unwrap();
+                let want = want["hits"].as_array().unwrap();
+                assert_eq!(got.hits.len(), want.len(), "query {post}");
+                for (g, w) in got.hits.iter().zip(want) {
+                    assert_eq!(g.id, w[0].as_str().unwrap(), "query {post}");
+                    assert!((g.similarity - w[1].as_f64().unwrap()).abs() < 1e-5);
+                }
+                n += 1;
+            }
+            assert_eq!(n, 300);
+        }
+    }
+}
