@@ -142,6 +142,12 @@ impl Manifest {
                 format!("names {name:?}, which is not a manifest file"),
             ));
         }
+        let m = Manifest::load_named(dir, name)?;
+        Ok(Some((m, dir.join(name))))
+    }
+
+    /// Reads and checks the manifest file `name` in `dir` (whether or not it is live).
+    pub(crate) fn load_named(dir: &Path, name: &str) -> Result<Manifest> {
         let path = dir.join(name);
         let bytes = read_capped(&path, MAX_MANIFEST_BYTES)?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|source| Error::Manifest {
@@ -162,7 +168,7 @@ impl Manifest {
             });
         }
         m.check(&path)?;
-        Ok(Some((m, path)))
+        Ok(m)
     }
 
     /// Checks what a checksum cannot: that the manifest (even one whose checksum was
