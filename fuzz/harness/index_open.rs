@@ -152,6 +152,7 @@ fn fixture() -> &'static Mutex<Fixture> {
             .collect();
         assert!(w.delete(&dead).expect("delete").is_empty());
         w.commit().expect("commit deletions");
+        drop(w); // The writer holds the lock until dropped.
         let ix = Index::open(&pristine_dir).expect("open pristine index");
         let copts = ClusterOptions::default();
         let report = ix.clusters(&copts).expect("cluster pristine index");
