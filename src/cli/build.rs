@@ -72,6 +72,10 @@ pub struct Args {
     /// `textreuse merge`).
     #[arg(long, requires = "append")]
     max_segments: Option<usize>,
+    /// Write a staged build into a new directory, to be published into an index with
+    /// others (`textreuse publish --index DIR STAGED...`).
+    #[arg(long, conflicts_with_all = ["append", "force"])]
+    segment_only: bool,
     /// Keep hashtag words (`#Taiwan` -> `taiwan`) instead of removing hashtags.
     #[arg(long)]
     keep_hashtags: bool,
@@ -224,6 +228,10 @@ pub fn run(args: Args) -> Result<i32> {
     let summary = build_index(&args.index, &args.input, &ingest, build, &mut obs)
         .with_context(|| format!("{}: build failed", args.index.display()))?;
     obs.pb.finish_and_clear();
+    if args.segment_only {
+        textreuse::index::staged::mark_staged(&args.index)
+            .with_context(|| format!("{}: failed to mark as staged", args.index.display()))?;
+    }
     let s = &summary.stats;
     eprintln!(
         "textreuse: indexed {} of {} posts ({} unique texts) from {} file(s) in {:.2} s ({:.0} posts/s); \

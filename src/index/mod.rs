@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod merge;
 pub mod mmap;
 pub mod segment;
+pub mod staged;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
