@@ -859,6 +859,8 @@ struct BuilderState {
     pending_rows: Vec<u64>,
     rows: u64,
     skipped: Vec<(u64, String, &'static str)>,
+    /// The counts of the finished build.
+    finished: Option<BuildStats>,
 }
 
 /// Builds an index (or adds to one) from posts, with bounded memory. Posts are
@@ -1033,6 +1035,7 @@ impl IndexBuilderNative {
                 pending_rows: Vec::new(),
                 rows: 0,
                 skipped: Vec::new(),
+                finished: None,
             }),
             path,
         })
@@ -1149,11 +1152,15 @@ impl IndexBuilderNative {
         }
     }
 
-    /// Counts so far (a dict: posts, indexed, unique_texts, empty, duplicate_ids, ...).
-    /// Posts still buffered in Python are not counted yet.
+    /// Counts so far (a dict: posts, indexed, unique_texts, empty, duplicate_ids, ...),
+    /// or the finished build's. Posts still buffered for the next batch are not counted
+    /// yet.
     #[getter]
     fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let mut st = lock(&self.state);
+        if let (None, Some(done)) = (&st.writer, &st.finished) {
+            return stats_dict(py, done);
+        }
         let s = st.writer()?.stats().clone();
         stats_dict(py, &s)
     }
@@ -1191,6 +1198,7 @@ impl IndexBuilderNative {
                 Writer::Staged(b) => b.finish(),
             })
             .map_err(to_py)?;
+        st.finished = Some(stats.clone());
         stats_dict(py, &stats)
     }
 
