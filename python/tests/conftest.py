@@ -30,9 +30,11 @@ def run_cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess
     return r
 
 
-def cli_query(index: Path, texts: List[str], limit: int = 0) -> List[List[tuple]]:
+def cli_query(index: Path, texts: List[str], limit: int = 0, uncapped: bool = False) -> List[List[tuple]]:
     """`query --json --limit N` for each text: per query, the (id, similarity) hits sorted
-    by id (the order among equal similarities is a tie-break)."""
+    by id (the order among equal similarities is a tie-break). With `uncapped`, asserts that
+    no band probe reached the per-probe candidate cap (which applies per segment, so only
+    uncapped answers are comparable between indexes of different segment counts)."""
     qfile = index.parent / f"{index.name}-queries.jsonl"
     with open(qfile, "w", encoding="utf-8") as f:
         for i, t in enumerate(texts):
@@ -40,6 +42,8 @@ def cli_query(index: Path, texts: List[str], limit: int = 0) -> List[List[tuple]
     r = run_cli("query", "--index", index, "--input", qfile, "--json", "--limit", str(limit))
     out = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(out) == len(texts)
+    if uncapped:
+        assert not any(o.get("truncated") for o in out), "a probe was capped"
     return [sorted((h["id"], h["similarity"]) for h in o["hits"]) for o in out]
 
 

@@ -172,7 +172,21 @@ def build_index(
                 "skipped_rows": [[s["row"] for s in skipped]],
                 "skipped_ids": [[s["id"] for s in skipped]],
                 "skipped_reasons": [[s["reason"] for s in skipped]],
-            }
+            },
+            schema=pa.schema(
+                [
+                    ("partition", pa.int32()),
+                    ("attempt", pa.int32()),
+                    ("staged", pa.string()),
+                    ("posts", pa.int64()),
+                    ("indexed", pa.int64()),
+                    ("empty", pa.int64()),
+                    ("duplicate_ids", pa.int64()),
+                    ("skipped_rows", pa.list_(pa.int64())),
+                    ("skipped_ids", pa.list_(pa.string())),
+                    ("skipped_reasons", pa.list_(pa.string())),
+                ]
+            ),
         )
 
     schema = (
