@@ -7,6 +7,8 @@
 //! Cold queries drop the index files from the page cache with `posix_fadvise(DONTNEED)`
 //! before each query; the index is reopened (untimed) so that no page stays mapped.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -20,6 +20,7 @@
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cluster;
 pub mod error;

@@ -3,6 +3,8 @@
 //! Exit codes (ripgrep's convention): 0 = success / something matched, 1 = nothing matched,
 //! 2 = error. A closed pipe (`textreuse ... | head`) exits 0.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod cli;
 
 fn main() {

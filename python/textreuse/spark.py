@@ -209,10 +209,15 @@ def build_index(
         if staging_dir is None and os.path.isdir(parent) and not os.listdir(parent):
             os.rmdir(parent)
     skipped = []
+    empty_shown = 0
     for r in rows:
         for row, id_, why in zip(r["skipped_rows"], r["skipped_ids"], r["skipped_reasons"]):
             skipped.append({"partition": r["partition"], "row": row, "id": id_, "reason": why})
-            log.warning("textreuse: skipped partition %d, row %d: id %r: %s", r["partition"], row, id_, why)
+            # As `textreuse build`: every repeated id, the first ten empty texts.
+            empty = why.startswith("no text")
+            if not empty or empty_shown < 10:
+                log.warning("textreuse: skipped partition %d, row %d: id %r: %s", r["partition"], row, id_, why)
+            empty_shown += empty
     for d in report["duplicate_ids"]:
         log.warning(
             "textreuse: skipped %s: duplicate id %r: an earlier post has it (in %s)",

@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 use super::format::{read_u64, Envelope, EnvelopeWriter, LeArray};
 use super::manifest::{ClustersEntry, Manifest};
 use super::mmap::Data;
-use super::{Index, PostAddr, WriterLock};
-use crate::cluster::{ClusterOptions, ClusterReport};
+use super::PostAddr;
 use crate::error::{Error, Result};
 
 /// Magic bytes of the clusters file.
@@ -192,92 +191,76 @@ impl ClustersFile {
     }
 }
 
-impl Index {
-    /// Saves a cluster assignment into the index: a new `CLUSTERS-<gen>.bin` published
-    /// atomically through a new manifest generation. Lookups of an index opened afterwards
-    /// carry each hit's cluster and can expand hits to whole clusters.
-    ///
-    /// # Errors
-    /// If another writer holds the index's lock, if the index changed since it was opened,
-    /// and on I/O errors.
-    pub fn save_clusters(&self, report: &ClusterReport, opts: &ClusterOptions) -> Result<Manifest> {
-        let _lock = WriterLock::acquire(self.dir())?;
-        match Manifest::load_current(self.dir())? {
-            Some((m, _)) if m.generation == self.manifest().generation => {}
-            _ => {
-                return Err(Error::IndexState {
-                    path: self.dir().to_path_buf(),
-                    what: "changed since it was opened; run the clustering again".into(),
-                })
-            }
-        }
-        let m = self.manifest();
-        let mut seg_base = vec![0u64];
-        for s in &m.segments {
-            seg_base.push(seg_base[seg_base.len() - 1] + s.posts);
-        }
-        let n_posts = m.posts();
-        let global = |a: PostAddr| -> u64 {
-            let i = m
-                .segments
-                .iter()
-                .position(|s| s.id == a.segment)
-                .unwrap_or(0);
-            seg_base[i] + a.post as u64
-        };
-        let mut cluster_of = vec![u32::MAX; n_posts as usize];
-        let mut offsets = vec![0u64];
-        let mut members = Vec::new();
-        for c in &report.clusters {
-            for &a in &c.addrs {
-                let g = global(a);
-                if let Some(slot) = cluster_of.get_mut(g as usize) {
-                    *slot = c.cluster;
-                }
-                members.push(g);
-            }
-            offsets.push(members.len() as u64);
-        }
-        let generation = m.generation + 1;
-        let name = format!("CLUSTERS-{generation:06}.bin");
-        let path = self.dir().join(&name);
-        let mut w = EnvelopeWriter::create(&path, CLUSTERS_MAGIC, SECTIONS.len())?;
-        w.begin(0)?;
-        w.write_u64s(&[
-            n_posts,
-            report.clusters.len() as u64,
-            m.segments.len() as u64,
-        ])?;
-        w.begin(1)?;
-        w.write_u64s(&m.segments.iter().map(|s| s.id).collect::<Vec<_>>())?;
-        w.begin(2)?;
-        w.write_u64s(&seg_base)?;
-        w.begin(3)?;
-        w.write_u32s(&cluster_of)?;
-        w.begin(4)?;
-        w.write_u64s(&offsets)?;
-        w.begin(5)?;
-        w.write_u64s(&members)?;
-        let len = w.finish()?;
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let entry = ClustersEntry {
-            file: name,
-            len,
-            xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
-            min_similarity: opts.min_similarity,
-            min_edge_support: opts.min_edge_support,
-            clusters: report.clusters.len() as u64,
-        };
-        let old = m.clusters.clone();
-        let next = Manifest {
-            generation,
-            clusters: Some(entry),
-            ..m.clone()
-        };
-        next.publish(self.dir())?;
-        if let Some(old) = old {
-            let _ = std::fs::remove_file(self.dir().join(old.file));
-        }
-        Ok(next)
+/// A cluster assignment to save into an index ([`Index::save_clusters`](crate::Index::save_clusters)):
+/// each cluster's number and posts (in the order to store), and the thresholds it was
+/// made with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterAssignment<'a> {
+    /// Each cluster's number and its posts.
+    pub clusters: Vec<(u32, &'a [PostAddr])>,
+    /// The edge similarity the clusters were made with.
+    pub min_similarity: f64,
+    /// The structural edge support they were made with (0 = none).
+    pub min_edge_support: f64,
+}
+
+/// Writes the clusters file of generation `generation` for the segments of `m`, and returns
+/// its manifest entry. The file is not named by any manifest yet.
+pub(crate) fn write_clusters_file(
+    dir: &Path,
+    m: &Manifest,
+    generation: u64,
+    a: &ClusterAssignment<'_>,
+) -> Result<ClustersEntry> {
+    let mut seg_base = vec![0u64];
+    for s in &m.segments {
+        seg_base.push(seg_base[seg_base.len() - 1] + s.posts);
     }
+    let n_posts = m.posts();
+    let global = |a: PostAddr| -> u64 {
+        let i = m
+            .segments
+            .iter()
+            .position(|s| s.id == a.segment)
+            .unwrap_or(0);
+        seg_base[i] + a.post as u64
+    };
+    let mut cluster_of = vec![u32::MAX; n_posts as usize];
+    let mut offsets = vec![0u64];
+    let mut members = Vec::new();
+    for &(c, addrs) in &a.clusters {
+        for &addr in addrs {
+            let g = global(addr);
+            if let Some(slot) = cluster_of.get_mut(g as usize) {
+                *slot = c;
+            }
+            members.push(g);
+        }
+        offsets.push(members.len() as u64);
+    }
+    let name = format!("CLUSTERS-{generation:06}.bin");
+    let path = dir.join(&name);
+    let mut w = EnvelopeWriter::create(&path, CLUSTERS_MAGIC, SECTIONS.len())?;
+    w.begin(0)?;
+    w.write_u64s(&[n_posts, a.clusters.len() as u64, m.segments.len() as u64])?;
+    w.begin(1)?;
+    w.write_u64s(&m.segments.iter().map(|s| s.id).collect::<Vec<_>>())?;
+    w.begin(2)?;
+    w.write_u64s(&seg_base)?;
+    w.begin(3)?;
+    w.write_u32s(&cluster_of)?;
+    w.begin(4)?;
+    w.write_u64s(&offsets)?;
+    w.begin(5)?;
+    w.write_u64s(&members)?;
+    let len = w.finish()?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(ClustersEntry {
+        file: name,
+        len,
+        xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
+        min_similarity: a.min_similarity,
+        min_edge_support: a.min_edge_support,
+        clusters: a.clusters.len() as u64,
+    })
 }

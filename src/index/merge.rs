@@ -25,14 +25,15 @@ use std::time::Instant;
 use fst::{IntoStreamer, Streamer};
 use serde::Serialize;
 
-use super::build::{
-    begin_bands_file, begin_ids_file, begin_sigs_file, cleanup_after_publish, dir_bits, file_entry,
-    finish_bands_file, finish_ids_file, raw_block, remove_leftovers, write_text_file, Dict,
-    PreHashedMap, SpillFile, TextCodec, TEXT_BLOCK_POSTS,
+use super::build::{Dict, PreHashedMap};
+use super::encode::{
+    begin_bands_file, begin_ids_file, begin_sigs_file, dir_bits, file_entry, finish_bands_file,
+    finish_ids_file, raw_block, write_text_file, SpillFile, TextCodec, TEXT_BLOCK_POSTS,
 };
 use super::format::{sync_dir, EnvelopeWriter};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
 use super::segment::{Segment, TextCache, NO_TS, POSTS_MAGIC};
+use super::txn::{cleanup_after_publish, remove_leftovers};
 use super::WriterLock;
 use crate::error::{Error, Result};
 
@@ -155,7 +156,7 @@ pub fn merge_with_progress(
         segments.extend_from_slice(&old.segments[cursor..run.start]);
         let sources = old.segments[run.clone()]
             .iter()
-            .map(|s| Segment::open(dir, s, &old.params, true))
+            .map(|s| Segment::open(dir, s, &old.params, super::Access::Mmap))
             .collect::<Result<Vec<_>>>()?;
         for s in &old.segments[run.clone()] {
             stats.merged.push(s.id);

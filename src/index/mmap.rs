@@ -6,6 +6,7 @@ use std::path::Path;
 
 use memmap2::{Advice, Mmap};
 
+use super::Access;
 use crate::error::{Error, Result};
 
 /// The bytes of one index file.
@@ -18,6 +19,14 @@ pub enum Data {
 }
 
 impl Data {
+    /// Opens `path` the way `access` says: memory-mapped or read into memory.
+    pub fn open(path: &Path, access: Access) -> Result<Data> {
+        match access {
+            Access::Mmap => Data::map(path),
+            Access::InMemory => Data::read(path),
+        }
+    }
+
     /// Memory-maps `path` read-only, with random-access advice.
     pub fn map(path: &Path) -> Result<Data> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;

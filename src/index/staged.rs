@@ -23,10 +23,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::build::{cleanup_after_publish, remove_leftovers, write_deleted};
+use super::encode::write_deleted;
+use super::txn::{cleanup_after_publish, remove_leftovers};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
 use super::segment::Segment;
-use super::{BuildOptions, BuildStats, Existing, IndexBuilder, PostOutcome, WriterLock};
+use super::{Access, BuildOptions, BuildStats, Existing, IndexBuilder, PostOutcome, WriterLock};
 use crate::error::{Error, Result};
 use crate::fingerprint::{FingerprintParams, Fingerprinter};
 use crate::input::RawPost;
@@ -259,7 +260,7 @@ pub fn publish(
                 sources.push(Source {
                     slot: segments.len(),
                     origin: dir.to_path_buf(),
-                    seg: Segment::open(dir, e, &params, true)?,
+                    seg: Segment::open(dir, e, &params, Access::Mmap)?,
                 });
                 segments.push(e.clone());
             }
@@ -276,7 +277,7 @@ pub fn publish(
             sources.push(Source {
                 slot: segments.len(),
                 origin: s.clone(),
-                seg: Segment::open(s, e, &params, true)?,
+                seg: Segment::open(s, e, &params, Access::Mmap)?,
             });
             report.posts += e.posts;
             report.bytes += e.files.values().map(|f| f.len).sum::<u64>();

@@ -7,6 +7,11 @@
 //! id out of range, invalid UTF-8). The `ids.fst` map is checked against its manifest
 //! checksum before its first use, because `fst` itself trusts its input.
 
+mod layout;
+mod prefetch;
+mod text;
+mod verify;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -14,54 +19,13 @@ use std::sync::OnceLock;
 use super::format::{read_u32, read_u64, Envelope, LeArray};
 use super::manifest::SegmentEntry;
 use super::mmap::Data;
+use super::Access;
 use crate::error::{Error, Result};
 
-/// Magic bytes of the band table file.
-pub const BANDS_MAGIC: &[u8; 8] = b"TRBANDS\0";
-/// Magic bytes of the signature file.
-pub const SIGS_MAGIC: &[u8; 8] = b"TRSIGS\0\0";
-/// Magic bytes of the posts file.
-pub const POSTS_MAGIC: &[u8; 8] = b"TRPOSTS\0";
-/// Magic bytes of the stored-text file.
-pub const TEXT_MAGIC: &[u8; 8] = b"TRTEXT\0\0";
-
-/// Section names of the band file, by position.
-pub const BANDS_SECTIONS: [&str; 4] = ["meta", "dirs", "fps", "cids"];
-/// Section names of the signature file.
-pub const SIGS_SECTIONS: [&str; 3] = ["meta", "sigs", "hashes"];
-/// Section names of the posts file.
-pub const POSTS_SECTIONS: [&str; 11] = [
-    "meta",
-    "content_posts",
-    "ts",
-    "id_offsets",
-    "id_bytes",
-    "account_of",
-    "account_offsets",
-    "account_bytes",
-    "platform_of",
-    "platform_offsets",
-    "platform_bytes",
-];
-/// Magic bytes of a deletion bitmap file.
-pub const DELETED_MAGIC: &[u8; 8] = b"TRDEL\0\0\0";
-/// Section names of a deletion bitmap file.
-pub const DELETED_SECTIONS: [&str; 2] = ["meta", "bits"];
-/// Section names of the text file.
-pub const TEXT_SECTIONS: [&str; 4] = ["meta", "block_offsets", "blocks", "dictionary"];
-
-/// The timestamp value that means "no timestamp".
-pub const NO_TS: i64 = i64::MIN;
-/// Text block codec: zstd.
-pub const CODEC_ZSTD: u32 = 1;
-/// Text block codec: zstd with the dictionary in section 3 (format version 3; an empty
-/// dictionary means frames without one).
-pub const CODEC_ZSTD_DICT: u32 = 2;
-/// The largest decompressed text block accepted.
-const MAX_BLOCK_BYTES: usize = 1 << 30;
-
-/// The most directory bits a band table may use.
-pub const MAX_DIR_BITS: u32 = 30;
+pub use layout::*;
+pub(crate) use prefetch::prefetch_item;
+pub use text::TextCache;
+use text::Texts;
 
 #[derive(Debug)]
 struct File {
@@ -75,16 +39,12 @@ impl File {
         dir: &Path,
         name: &str,
         entry: &SegmentEntry,
-        mmap: bool,
+        access: Access,
         magic: &[u8; 8],
         kind: &'static str,
     ) -> Result<File> {
         let path = dir.join(name);
-        let data = if mmap {
-            Data::map(&path)?
-        } else {
-            Data::read(&path)?
-        };
+        let data = Data::open(&path, access)?;
         if let Some(f) = entry.files.get(name) {
             if f.len != data.len() as u64 {
                 return Err(Error::corrupt(
@@ -158,28 +118,6 @@ struct Posts {
     platform_bytes: Range<usize>,
 }
 
-/// Proven layout of the text file.
-#[derive(Debug)]
-struct Texts {
-    file: File,
-    block_posts: u32,
-    block_offsets: Range<usize>,
-    blocks: Range<usize>,
-    /// The zstd dictionary's bytes (codec 2), if not empty.
-    dict: Option<Range<usize>>,
-    /// The dictionary, digested on first use (opening stays O(1)).
-    ddict: std::sync::OnceLock<Option<Ddict>>,
-}
-
-/// A digested zstd decompression dictionary.
-struct Ddict(zstd::zstd_safe::DDict<'static>);
-
-impl std::fmt::Debug for Ddict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Ddict")
-    }
-}
-
 /// One post's metadata, borrowed from a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PostRef<'a> {
@@ -230,7 +168,7 @@ impl Segment {
         index_dir: &Path,
         entry: &SegmentEntry,
         params: &crate::FingerprintParams,
-        mmap: bool,
+        access: Access,
     ) -> Result<Segment> {
         let (bands_n, rows_n, k) = (params.lsh.bands, params.lsh.rows, params.num_perm as usize);
         let dir = index_dir.join(entry.dir_name());
@@ -243,7 +181,7 @@ impl Segment {
             ));
         }
         // Bands.
-        let f = File::open(&dir, "bands", entry, mmap, BANDS_MAGIC, "band table")?;
+        let f = File::open(&dir, "bands", entry, access, BANDS_MAGIC, "band table")?;
         let m = f.meta(24)?;
         let (n, b, dir_bits, rows) = (
             read_u64(m, 0),
@@ -275,7 +213,7 @@ impl Segment {
             cids,
         };
         // Signatures.
-        let sigs = File::open(&dir, "sigs", entry, mmap, SIGS_MAGIC, "signature")?;
+        let sigs = File::open(&dir, "sigs", entry, access, SIGS_MAGIC, "signature")?;
         let m = sigs.meta(16)?;
         let (n, kk, bits) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
         if n != nc || kk as usize != k || bits != 8 {
@@ -291,7 +229,7 @@ impl Segment {
             None
         };
         // Posts.
-        let f = File::open(&dir, "posts", entry, mmap, POSTS_MAGIC, "posts")?;
+        let f = File::open(&dir, "posts", entry, access, POSTS_MAGIC, "posts")?;
         let m = f.meta(32)?;
         let (n, c, na, npl) = (
             read_u64(m, 0),
@@ -319,11 +257,7 @@ impl Segment {
         };
         // Ids.
         let ids_path = dir.join("ids.fst");
-        let ids = if mmap {
-            Data::map(&ids_path)?
-        } else {
-            Data::read(&ids_path)?
-        };
+        let ids = Data::open(&ids_path, access)?;
         match entry.files.get("ids.fst") {
             Some(fe) if fe.len == ids.len() as u64 => {}
             _ => {
@@ -335,7 +269,7 @@ impl Segment {
         }
         // Texts.
         let texts = if entry.has_text {
-            let f = File::open(&dir, "text", entry, mmap, TEXT_MAGIC, "text")?;
+            let f = File::open(&dir, "text", entry, access, TEXT_MAGIC, "text")?;
             let m = f.meta(16)?;
             let (n, block_posts, codec) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
             let codec_ok = codec == CODEC_ZSTD || (codec == CODEC_ZSTD_DICT && f.env.version >= 3);
@@ -370,11 +304,7 @@ impl Segment {
                 if !valid {
                     return Err(Error::corrupt(&path, "is not a deletion file name"));
                 }
-                let data = if mmap {
-                    Data::map(&path)?
-                } else {
-                    Data::read(&path)?
-                };
+                let data = Data::open(&path, access)?;
                 if d.len != data.len() as u64 {
                     return Err(Error::corrupt(
                         &path,
@@ -438,21 +368,6 @@ impl Segment {
     /// Number of posts.
     pub fn n_posts(&self) -> u64 {
         self.n_posts
-    }
-
-    /// Drops this process's mapping of every page of the segment's files (see
-    /// [`Data::release`]): for long sequential passes whose memory must stay bounded.
-    pub fn release_pages(&self) {
-        self.bands.file.data.release();
-        self.sigs.data.release();
-        self.posts.file.data.release();
-        self.ids.release();
-        if let Some(t) = &self.texts {
-            t.file.data.release();
-        }
-        if let Some(d) = &self.deleted {
-            d.data.release();
-        }
     }
 
     /// Whether post `p` is deleted.
@@ -576,74 +491,6 @@ impl Segment {
             ));
         }
         Ok(s as usize..e as usize)
-    }
-
-    /// Asks the kernel to read in the directory entries for these probes (cold queries).
-    pub fn prefetch_dirs(&self, keys: &[u64]) {
-        let stride = (1usize << self.bands.dir_bits) + 1;
-        for (band, &key) in keys.iter().enumerate().take(self.bands_n as usize) {
-            let (bucket, _) = self.split_key(key);
-            let off = self.bands.dirs.start + (band * stride + bucket) * 4;
-            self.bands.file.data.prefetch(off, 8);
-        }
-    }
-
-    /// Asks the kernel to read in one whole band table (the clustering self-join reads it
-    /// front to back; the maps are advised for random access otherwise).
-    pub fn prefetch_band(&self, band: usize) {
-        let n = self.n_contents as usize;
-        let stride = (1usize << self.bands.dir_bits) + 1;
-        let d = &self.bands.file.data;
-        d.prefetch(self.bands.dirs.start + band * stride * 4, stride * 4);
-        let w = self.tag_width();
-        d.prefetch(self.bands.fps.start + band * n * w, n * w);
-        d.prefetch(self.bands.cids.start + band * n * 4, n * 4);
-    }
-
-    /// Asks the kernel to read in the signature file (signatures and content hashes),
-    /// `chunk` bytes per request, stopping early when `stop` says so. For whole-index passes.
-    pub fn prefetch_signatures(&self, chunk: usize, stop: &dyn Fn() -> bool) {
-        prefetch_chunks(&self.sigs.data, 0..self.sigs.data.len(), chunk, stop);
-    }
-
-    /// Asks the kernel to read in the post metadata file and the text block offsets, `chunk`
-    /// bytes per request, stopping early when `stop` says so. For whole-index passes.
-    pub fn prefetch_metadata(&self, chunk: usize, stop: &dyn Fn() -> bool) {
-        let d = &self.posts.file.data;
-        prefetch_chunks(d, 0..d.len(), chunk, stop);
-        if let Some(t) = &self.texts {
-            prefetch_chunks(&t.file.data, t.block_offsets.clone(), chunk, stop);
-        }
-    }
-
-    /// Asks the kernel to read in the text block holding post `p` (and its offset entry).
-    pub fn prefetch_text(&self, p: u32) {
-        let Some(t) = &self.texts else {
-            return;
-        };
-        let block = (p / t.block_posts.max(1)) as usize;
-        let offs = t.file.view::<8>(&t.block_offsets);
-        t.file.data.prefetch(t.block_offsets.start + block * 8, 16);
-        if let (Some(s), Some(e)) = (offs.get(block), offs.get(block + 1)) {
-            let s = t.blocks.start.saturating_add(s as usize);
-            let e = t.blocks.start.saturating_add(e as usize);
-            t.file.data.prefetch(s, e.saturating_sub(s));
-        }
-    }
-
-    /// Asks the kernel to read in the fingerprint and id entries for these probes.
-    pub fn prefetch_buckets(&self, keys: &[u64]) {
-        let n = self.n_contents as usize;
-        for (band, &key) in keys.iter().enumerate().take(self.bands_n as usize) {
-            let (bucket, _) = self.split_key(key);
-            if let Ok(r) = self.bucket(band, bucket) {
-                let base = band * n;
-                let d = &self.bands.file.data;
-                let w = self.tag_width();
-                d.prefetch(self.bands.fps.start + (base + r.start) * w, r.len() * w);
-                d.prefetch(self.bands.cids.start + (base + r.start) * 4, r.len() * 4);
-            }
-        }
     }
 
     /// Appends to `out` the content ids whose key in `band` matches `key`, at most `cap` of
@@ -786,89 +633,6 @@ impl Segment {
         }
     }
 
-    /// Asks the CPU to fetch content `c`'s signature into its cache (warm lookups: the
-    /// reads of many candidates overlap).
-    #[inline]
-    pub fn touch_signature(&self, c: u32) {
-        let start = self.sigs_range.start + c as usize * self.k;
-        let end = start + self.k.max(1) - 1;
-        let mut at = start;
-        while at < end {
-            prefetch_item(&self.sigs.data, at);
-            at = (at | 63) + 1;
-        }
-        prefetch_item(&self.sigs.data, end);
-    }
-
-    /// Asks the CPU to fetch content `c`'s post range (its `content_posts` entry) into its
-    /// cache.
-    #[inline]
-    pub fn touch_content(&self, c: u32) {
-        let p = &self.posts;
-        prefetch_item(&p.file.data, p.content_posts.start + c as usize * 4);
-    }
-
-    /// Asks the CPU to fetch the fixed-size metadata of post `p` into its cache.
-    #[inline]
-    pub fn touch_post(&self, post: u32) {
-        let (p, i) = (&self.posts, post as usize);
-        let d: &[u8] = &p.file.data;
-        prefetch_item(d, p.ts.start + i * 8);
-        prefetch_item(d, p.id_offsets.start + i * 8);
-        prefetch_item(d, p.account_of.start + i * 4);
-        prefetch_item(d, p.platform_of.start + i * 4);
-    }
-
-    /// Second round after [`touch_post`](Self::touch_post), once its lines have arrived:
-    /// asks the CPU for the first bytes of post `p`'s id and for its account's dictionary
-    /// bounds (reads that depend on the first round's values).
-    #[inline]
-    pub fn touch_post_strings(&self, post: u32) {
-        let (p, f) = (&self.posts, &self.posts.file);
-        let i = post as usize;
-        if let Some(s) = f.view::<8>(&p.id_offsets).get(i) {
-            prefetch_item(&f.data, p.id_bytes.start.saturating_add(s as usize));
-        }
-        if let Some(a) = f.view::<4>(&p.account_of).get(i) {
-            prefetch_item(&f.data, p.account_offsets.start + a as usize * 8);
-        }
-    }
-
-    /// Third round: asks the CPU for the first bytes of post `p`'s account name.
-    #[inline]
-    pub fn touch_post_account(&self, post: u32) {
-        let (p, f) = (&self.posts, &self.posts.file);
-        if let Some(a) = f.view::<4>(&p.account_of).get(post as usize) {
-            if let Some(s) = f.view::<8>(&p.account_offsets).get(a as usize) {
-                prefetch_item(&f.data, p.account_bytes.start.saturating_add(s as usize));
-            }
-        }
-    }
-
-    /// Asks the kernel to read in content `c`'s signature.
-    pub fn prefetch_signature(&self, c: u32) {
-        self.sigs
-            .data
-            .prefetch(self.sigs_range.start + c as usize * self.k, self.k);
-    }
-
-    /// Asks the kernel to read in content `c`'s post range.
-    pub fn prefetch_content(&self, c: u32) {
-        let d = &self.posts.file.data;
-        d.prefetch(self.posts.content_posts.start + c as usize * 4, 8);
-    }
-
-    /// Asks the kernel to read in the fixed-size metadata of posts `r`.
-    pub fn prefetch_posts(&self, r: Range<u32>) {
-        let (s, n) = (r.start as usize, r.len());
-        let p = &self.posts;
-        let d = &p.file.data;
-        d.prefetch(p.ts.start + s * 8, n * 8);
-        d.prefetch(p.id_offsets.start + s * 8, n * 8 + 8);
-        d.prefetch(p.account_of.start + s * 4, n * 4);
-        d.prefetch(p.platform_of.start + s * 4, n * 4);
-    }
-
     /// The posts of content `c` (a range of post indexes).
     pub fn content_posts(&self, c: u32) -> Result<Range<u32>> {
         let cp = self.posts.file.view::<4>(&self.posts.content_posts);
@@ -976,111 +740,6 @@ impl Segment {
             .get(p as usize)
     }
 
-    /// The text of post `p`, if texts are stored. `cache` holds the last decompressed block.
-    pub fn text(&self, p: u32, cache: &mut TextCache) -> Result<Option<String>> {
-        let Some(t) = &self.texts else {
-            return Ok(None);
-        };
-        if p as u64 >= self.n_posts {
-            return Err(Error::corrupt(
-                &t.file.path,
-                format!("post {p} out of range"),
-            ));
-        }
-        let block = p / t.block_posts;
-        let key = (self.entry.id, block);
-        if cache.key != Some(key) {
-            cache.key = None;
-            let offs = t.file.view::<8>(&t.block_offsets);
-            let (Some(s), Some(e)) = (offs.get(block as usize), offs.get(block as usize + 1))
-            else {
-                return Err(Error::corrupt(
-                    &t.file.path,
-                    format!("text block {block} out of range"),
-                ));
-            };
-            let blocks = &t.file.data[t.blocks.clone()];
-            let raw = blocks.get(s as usize..e as usize).ok_or_else(|| {
-                Error::corrupt(
-                    &t.file.path,
-                    format!("text block {block} bytes out of range"),
-                )
-            })?;
-            cache.buf.clear();
-            let size = zstd::zstd_safe::get_frame_content_size(raw)
-                .ok()
-                .flatten()
-                .ok_or_else(|| {
-                    Error::corrupt(
-                        &t.file.path,
-                        format!("text block {block} has no valid zstd frame header"),
-                    )
-                })?;
-            if size > MAX_BLOCK_BYTES as u64 {
-                return Err(Error::corrupt(
-                    &t.file.path,
-                    format!("text block {block} claims {size} bytes"),
-                ));
-            }
-            cache.buf.reserve(size as usize);
-            let dctx = match &mut cache.dec {
-                Some(d) => d,
-                slot => slot.insert(zstd::zstd_safe::DCtx::try_create().ok_or_else(|| {
-                    Error::io(
-                        &t.file.path,
-                        std::io::Error::other("cannot allocate a zstd context"),
-                    )
-                })?),
-            };
-            let done = match &t.dict {
-                Some(r) => {
-                    let dict = t.ddict.get_or_init(|| {
-                        zstd::zstd_safe::DDict::try_create(&t.file.data[r.clone()]).map(Ddict)
-                    });
-                    let Some(dict) = dict else {
-                        return Err(Error::corrupt(
-                            &t.file.path,
-                            "the text dictionary is damaged",
-                        ));
-                    };
-                    dctx.decompress_using_ddict(&mut cache.buf, raw, &dict.0)
-                }
-                None => dctx.decompress(&mut cache.buf, raw),
-            };
-            done.map_err(|code| {
-                Error::corrupt(
-                    &t.file.path,
-                    format!(
-                        "text block {block}: {}",
-                        zstd::zstd_safe::get_error_name(code)
-                    ),
-                )
-            })?;
-            cache.key = Some(key);
-        }
-        let first = block * t.block_posts;
-        let m = (self.n_posts - first as u64).min(t.block_posts as u64) as usize;
-        let i = (p - first) as usize;
-        let b = &cache.buf;
-        let header = (m + 1) * 4;
-        if b.len() < header {
-            return Err(Error::corrupt(
-                &t.file.path,
-                format!("text block {block} is too short"),
-            ));
-        }
-        let (s, e) = (read_u32(b, i * 4) as usize, read_u32(b, i * 4 + 4) as usize);
-        let bytes = b
-            .get(header + s..header + e)
-            .filter(|_| s <= e)
-            .ok_or_else(|| {
-                Error::corrupt(&t.file.path, format!("text of post {p} out of range"))
-            })?;
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))
-    }
-
     /// The id map (`ids.fst`), checked against its manifest checksum before its first use.
     pub fn id_map(&self) -> Result<fst::Map<&[u8]>> {
         let checked = self.ids_checked.get_or_init(|| {
@@ -1123,182 +782,6 @@ impl Segment {
                 format!("id maps to post {p}, out of range"),
             )),
             None => Ok(None),
-        }
-    }
-
-    /// Checks every checksum of the segment's files (a full read).
-    pub fn verify(&self) -> Result<()> {
-        self.bands.file.env.verify(
-            &self.bands.file.path,
-            &self.bands.file.data,
-            &BANDS_SECTIONS,
-        )?;
-        self.sigs
-            .env
-            .verify(&self.sigs.path, &self.sigs.data, &SIGS_SECTIONS)?;
-        self.posts.file.env.verify(
-            &self.posts.file.path,
-            &self.posts.file.data,
-            &POSTS_SECTIONS,
-        )?;
-        if let Some(t) = &self.texts {
-            t.file
-                .env
-                .verify(&t.file.path, &t.file.data, &TEXT_SECTIONS)?;
-        }
-        let files: [(&str, &[u8]); 4] = [
-            ("bands", &self.bands.file.data),
-            ("sigs", &self.sigs.data),
-            ("posts", &self.posts.file.data),
-            ("ids.fst", &self.ids),
-        ];
-        for (name, bytes) in files
-            .into_iter()
-            .chain(self.texts.as_ref().map(|t| ("text", &t.file.data[..])))
-        {
-            let want = self
-                .entry
-                .files
-                .get(name)
-                .map(|f| f.xxh3.as_str())
-                .unwrap_or("");
-            let got = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes));
-            if got != want {
-                return Err(Error::ChecksumMismatch {
-                    path: self.dir.join(name),
-                    section: "whole file".into(),
-                });
-            }
-        }
-        if let (Some(d), Some(e)) = (&self.deleted, &self.entry.deleted) {
-            d.env.verify(&d.path, &d.data, &DELETED_SECTIONS)?;
-            if format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&d.data)) != e.xxh3 {
-                return Err(Error::ChecksumMismatch {
-                    path: d.path.clone(),
-                    section: "whole file".into(),
-                });
-            }
-            let set: u64 = self
-                .deleted_words()
-                .unwrap_or_default()
-                .iter()
-                .map(|w| u64::from(w.count_ones()))
-                .sum();
-            if set != e.count {
-                return Err(Error::corrupt(
-                    &d.path,
-                    format!("has {set} bits set, the manifest says {}", e.count),
-                ));
-            }
-        }
-        self.find_id("").map(|_| ())
-    }
-}
-
-/// The last decompressed text block and a reusable decompression context.
-#[derive(Default)]
-pub struct TextCache {
-    key: Option<(u64, u32)>,
-    buf: Vec<u8>,
-    dec: Option<zstd::zstd_safe::DCtx<'static>>,
-}
-
-impl std::fmt::Debug for TextCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextCache")
-            .field("key", &self.key)
-            .field("buf_len", &self.buf.len())
-            .finish()
-    }
-}
-
-/// Asks the kernel to read in `range` of `data`, `chunk` bytes per request, until `stop`.
-fn prefetch_chunks(data: &Data, range: Range<usize>, chunk: usize, stop: &dyn Fn() -> bool) {
-    let mut at = range.start;
-    while at < range.end && !stop() {
-        let len = chunk.max(1).min(range.end - at);
-        data.prefetch(at, len);
-        at += len;
-    }
-}
-
-/// Asks the CPU to start loading the cache line holding `items[i]` (a hint: no effect out
-/// of bounds or on other architectures).
-#[inline(always)]
-pub(crate) fn prefetch_item<T>(items: &[T], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(b) = items.get(i) {
-        // SAFETY: a prefetch is a hint that never faults and reads nothing into the program;
-        // the pointer comes from a live reference, and SSE is part of the x86-64 baseline.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                (b as *const T).cast::<i8>(),
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (items, i);
-}
-
-/// The `(bucket, tag)` of a band key in a format-2 table with a directory of `dir_bits` (D)
-/// bits: the bucket is the key's top D bits and the tag its bits `D..32`, so that bucket and
-/// tag together hold the key's top 32 bits whatever D is (tables can be merged and
-/// re-bucketed). The tag fits 16 bits when D >= 16.
-#[inline]
-pub fn split_key(key: u64, dir_bits: u32) -> (usize, u32) {
-    let bucket = if dir_bits == 0 {
-        0
-    } else {
-        (key >> (64 - dir_bits)) as usize
-    };
-    let top = (key >> 32) as u32;
-    let tag = if dir_bits == 0 {
-        top
-    } else {
-        top & (u32::MAX >> dir_bits)
-    };
-    (bucket, tag)
-}
-
-/// The `(bucket, fingerprint)` of a band key in a format-1 table: the fingerprint is the 16
-/// bits after the directory bits.
-#[inline]
-pub fn split_key_v1(key: u64, dir_bits: u32) -> (usize, u16) {
-    let bucket = if dir_bits == 0 {
-        0
-    } else {
-        (key >> (64 - dir_bits)) as usize
-    };
-    let fp = (key >> (48 - dir_bits)) as u16;
-    (bucket, fp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Format 2: bucket and tag together are the key's top 32 bits for every directory size,
-    /// and the tag fits 16 bits from D = 16 on (those tables store `u16` tags).
-    #[test]
-    fn format_2_bucket_and_tag_hold_the_top_32_key_bits() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..2000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            for d in 0..=MAX_DIR_BITS {
-                let (bucket, tag) = split_key(x, d);
-                let top = if d == 0 {
-                    tag as u64
-                } else {
-                    ((bucket as u64) << (32 - d)) | tag as u64
-                };
-                assert_eq!(top, x >> 32, "d = {d}");
-                assert!(bucket < 1 << d);
-                if d >= 16 {
-                    assert!(tag <= u16::MAX as u32, "d = {d}");
-                }
-            }
         }
     }
 }

@@ -1,0 +1,304 @@
+//! Step 5, attachment: a lone text joins the cluster of its most similar text, found
+//! through bands over the stored 8-bit signatures.
+
+use super::join::*;
+use super::*;
+
+/// Step 5: for every live content alone in `uf`, its most similar other content among the
+/// candidates of the attachment bands, when at least `attach`. Returns the attachments
+/// `(lone, partner, similarity)` in content order and the number of pairs verified.
+pub(super) fn attach_lone(
+    segs: &[Segment],
+    base: &[u64],
+    uf: &mut UnionFind,
+    attach: f64,
+    max_group: usize,
+    n_bands: usize,
+    tick: &(dyn Fn() + Sync),
+) -> Result<(Links, u64)> {
+    let total = uf.parent.len();
+    let hash = |c: u32| {
+        let s = seg_of(base, c);
+        segs[s]
+            .content_hash(c - base[s] as u32)
+            .unwrap_or(u128::from(c))
+    };
+    // A text is lone when its group holds no other live text: one content, or exact
+    // duplicates that arrived in different segments (one content each, linked at similarity
+    // 1). The group's first live content searches for the group (its copies would find the
+    // same partners).
+    let roots: Vec<u32> = (0..total as u32).map(|c| uf.find(c)).collect();
+    let mut first = vec![u32::MAX; total];
+    let mut mixed = vec![false; total];
+    let mut budget = vec![0u8; total];
+    for (si, seg) in segs.iter().enumerate() {
+        let live = seg.live_contents();
+        for c in 0..seg.n_contents() as u32 {
+            if live.is_some_and(|l| !l[c as usize]) {
+                continue;
+            }
+            let g = base[si] as u32 + c;
+            let r = roots[g as usize] as usize;
+            if first[r] == u32::MAX {
+                first[r] = g;
+            } else if !mixed[r] && hash(g) != hash(first[r]) {
+                mixed[r] = true;
+            }
+        }
+    }
+    // Verifications left to each lone text still searching (0: not lone, or done).
+    for (r, &f) in first.iter().enumerate() {
+        if f != u32::MAX && !mixed[r] {
+            budget[f as usize] = ATTACH_BUDGET;
+        }
+    }
+    drop(first);
+    drop(mixed);
+    if !budget.iter().any(|&b| b > 0) {
+        (0..n_bands).for_each(|_| tick());
+        return Ok((Vec::new(), 0));
+    }
+    let mut best: Vec<Partner> = vec![Partner::NONE; total];
+    let mut pairs = 0u64;
+    // Bands are taken in rounds of a fixed size (whatever the thread count, so the result
+    // does not depend on it); a lone text that found partners stops searching after its
+    // round. Most attachable texts find theirs in the first round, so the later rounds
+    // verify few pairs.
+    for first in (0..n_bands).step_by(ATTACH_ROUND) {
+        let round: Vec<Result<BandAttach>> = (first..(first + ATTACH_ROUND).min(n_bands))
+            .into_par_iter()
+            .map(|band| {
+                let r = attach_band(segs, base, &roots, &budget, band, attach, max_group);
+                tick();
+                r
+            })
+            .collect();
+        let mut next = budget.clone();
+        for r in round {
+            let r = r?;
+            pairs += r.pairs;
+            for (n, (&b, &left)) in next.iter_mut().zip(budget.iter().zip(&r.left)) {
+                *n = n.saturating_sub(b - left);
+            }
+            for (x, p) in r.found {
+                let b = &mut best[x as usize];
+                if p.beats(b) {
+                    *b = p;
+                }
+                next[x as usize] = 0;
+            }
+        }
+        budget = next;
+    }
+    // One partner per lone group (exact duplicates in several segments attach together).
+    let mut by_root: Vec<Partner> = vec![Partner::NONE; total];
+    for (x, p) in best.iter().enumerate() {
+        let b = &mut by_root[roots[x] as usize];
+        if p.beats(b) {
+            *b = *p;
+        }
+    }
+    let links = by_root
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.content != u32::MAX)
+        .map(|(x, p)| (x as u32, p.content, p.sim))
+        .collect();
+    Ok((links, pairs))
+}
+
+/// One attachment band: the live contents that share 3 bytes of their 8-bit signature (a
+/// 24-bit key) with a text still searching are grouped by that key, and within a group each
+/// pair of contents at most `max_group` apart (all pairs in a group of up to
+/// `max_group + 1`) with a searching end, in different groups of step 4, is verified. Returns each lone content's best partner in each group, and the pairs verified.
+pub(super) fn attach_band(
+    segs: &[Segment],
+    base: &[u64],
+    roots: &[u32],
+    budget: &[u8],
+    band: usize,
+    attach: f64,
+    max_group: usize,
+) -> Result<BandAttach> {
+    let rows = band * ATTACH_ROWS..(band + 1) * ATTACH_ROWS;
+    // Each live content's key, and which keys a text still searching has.
+    const DEAD: u32 = u32::MAX;
+    let mut keys: Vec<u32> = Vec::with_capacity(budget.len());
+    let mut wanted = vec![0u64; 1 << (8 * ATTACH_ROWS - 6)];
+    for seg in segs {
+        let live = seg.live_contents();
+        for c in 0..seg.n_contents() as u32 {
+            if live.is_some_and(|l| !l[c as usize]) {
+                keys.push(DEAD);
+                continue;
+            }
+            let sig = seg.signature(c)?;
+            let r = sig.get(rows.clone()).ok_or_else(|| {
+                Error::corrupt(seg.dir().join("sigs"), "signature shorter than k")
+            })?;
+            let key = u32::from(r[0]) | u32::from(r[1]) << 8 | u32::from(r[2]) << 16;
+            if budget[keys.len()] > 0 {
+                wanted[key as usize / 64] |= 1 << (key % 64);
+            }
+            keys.push(key);
+        }
+    }
+    // Entries `key << 32 | content` of the contents sharing a key with a searching text,
+    // grouped by key: a counting pass on the key's top bits (about 4 entries per bucket, so
+    // the counts stay in cache), then a sort within each bucket.
+    let entries: Vec<u64> = keys
+        .iter()
+        .enumerate()
+        .filter(|&(_, &key)| key != DEAD && wanted[key as usize / 64] >> (key % 64) & 1 == 1)
+        .map(|(c, &key)| u64::from(key) << 32 | c as u64)
+        .collect();
+    drop(keys);
+    drop(wanted);
+    const KEY_BITS: u32 = 8 * ATTACH_ROWS as u32;
+    let bits = (usize::BITS - entries.len().leading_zeros())
+        .saturating_sub(2)
+        .clamp(4, KEY_BITS);
+    let shift = 32 + KEY_BITS - bits;
+    let mut bounds = vec![0u32; (1 << bits) + 1];
+    for &e in &entries {
+        bounds[(e >> shift) as usize + 1] += 1;
+    }
+    for i in 1..bounds.len() {
+        bounds[i] += bounds[i - 1];
+    }
+    let mut sorted = vec![0u64; entries.len()];
+    let mut next = bounds.clone();
+    for &e in &entries {
+        let b = &mut next[(e >> shift) as usize];
+        sorted[*b as usize] = e;
+        *b += 1;
+    }
+    drop(entries);
+    for w in bounds.windows(2) {
+        sorted[w[0] as usize..w[1] as usize].sort_unstable();
+    }
+    drop(bounds);
+    drop(next);
+    let window = max_group.max(1);
+    let mut found = Vec::new();
+    let mut local: Vec<Partner> = Vec::new();
+    let mut pairs = 0u64;
+    let mut left = budget.to_vec();
+    // Groups of two or more with a text still searching.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let key = sorted[i] >> 32;
+        let mut j = i + 1;
+        while j < sorted.len() && sorted[j] >> 32 == key {
+            j += 1;
+        }
+        if j - i >= 2 && sorted[i..j].iter().any(|&e| left[e as u32 as usize] > 0) {
+            groups.push((i, j));
+        }
+        i = j;
+    }
+    let touch = |(i, j): (usize, usize)| {
+        for &e in &sorted[i..j] {
+            touch(segs, base, e as u32);
+            prefetch_item(roots, e as u32 as usize);
+        }
+    };
+    for_each_group_ahead(&groups, touch, |(i, j)| {
+        let g = &sorted[i..j];
+        local.clear();
+        local.resize(g.len(), Partner::NONE);
+        for i in 0..g.len() {
+            for j in i + 1..g.len().min(i + 1 + window) {
+                let (x, y) = (g[i] as u32, g[j] as u32);
+                let (lx, ly) = (left[x as usize] > 0, left[y as usize] > 0);
+                if (!lx && !ly) || roots[x as usize] == roots[y as usize] {
+                    continue;
+                }
+                pairs += 1;
+                for (z, l) in [(x, lx), (y, ly)] {
+                    if l {
+                        left[z as usize] -= 1;
+                    }
+                }
+                let (a, b) = (
+                    global_signature(segs, base, x)?,
+                    global_signature(segs, base, y)?,
+                );
+                let sim = signature_similarity(a, b);
+                if sim < attach {
+                    continue;
+                }
+                let sim = sim as f32;
+                if lx {
+                    let p = Partner::new(sim, b, y);
+                    if p.beats(&local[i]) {
+                        local[i] = p;
+                    }
+                }
+                if ly {
+                    let p = Partner::new(sim, a, x);
+                    if p.beats(&local[j]) {
+                        local[j] = p;
+                    }
+                }
+            }
+        }
+        for (i, p) in local.iter().enumerate() {
+            if p.content != u32::MAX {
+                found.push((g[i] as u32, *p));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(BandAttach { found, pairs, left })
+}
+
+/// A candidate partner of a lone text.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Partner {
+    sim: f32,
+    /// The tie-break between partners of equal similarity: the partner's first signature
+    /// bytes, which do not depend on how the index is split into segments. (Equal bytes are,
+    /// almost surely, copies of one text in different segments, in one group either way.)
+    tie: u64,
+    /// Global content, `u32::MAX` = none.
+    content: u32,
+}
+
+impl Partner {
+    const NONE: Partner = Partner {
+        sim: -1.0,
+        tie: u64::MAX,
+        content: u32::MAX,
+    };
+
+    pub(super) fn new(sim: f32, sig: &[u8], content: u32) -> Partner {
+        let mut b = [0u8; 8];
+        let n = sig.len().min(8);
+        b[..n].copy_from_slice(&sig[..n]);
+        Partner {
+            sim,
+            tie: u64::from_be_bytes(b),
+            content,
+        }
+    }
+
+    /// Whether this candidate is preferred to `other`.
+    pub(super) fn beats(&self, other: &Partner) -> bool {
+        self.content != u32::MAX
+            && (other.content == u32::MAX
+                || self.sim > other.sim
+                || (self.sim == other.sim && self.tie < other.tie))
+    }
+}
+
+/// What one attachment band found.
+pub(super) struct BandAttach {
+    /// Each lone text's best partner in each group.
+    found: Vec<(u32, Partner)>,
+    /// Pairs verified.
+    pairs: u64,
+    /// The verification budget left to each text after the band.
+    left: Vec<u8>,
+}

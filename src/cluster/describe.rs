@@ -1,0 +1,203 @@
+//! Cluster descriptions: a cluster's posts after the filters, its accounts and time
+//! profile, and its representative text.
+
+use super::*;
+
+impl Index {
+    /// Fills in each cluster's representative text (read at the given address). The reads
+    /// go in address order, with a helper thread asking the kernel for the blocks ahead, so
+    /// that a cold page cache serves them as a few sequential sweeps rather than one
+    /// blocking random read per cluster.
+    pub(super) fn representative_texts(
+        &self,
+        mut described: Vec<(Cluster, PostAddr)>,
+    ) -> Result<Vec<Cluster>> {
+        let segs = self.segments();
+        let mut order: Vec<(usize, u32, usize)> = Vec::with_capacity(described.len());
+        for (i, (_, addr)) in described.iter().enumerate() {
+            order.push((self.segment_index(addr.segment)?, addr.post, i));
+        }
+        order.sort_unstable();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let texts: Vec<Result<(usize, Option<String>)>> = std::thread::scope(|scope| {
+            // A hint only: if no thread can be made, the texts are read without it.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, || {
+                for &(s, post, _) in &order {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    segs[s].prefetch_text(post);
+                }
+            });
+            let texts = order
+                .par_iter()
+                .map_init(TextCache::default, |cache, &(s, post, i)| {
+                    Ok((i, segs[s].text(post, cache)?))
+                })
+                .collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            texts
+        });
+        for t in texts {
+            let (i, text) = t?;
+            described[i].0.representative = text.unwrap_or_default();
+        }
+        Ok(described.into_iter().map(|(c, _)| c).collect())
+    }
+
+    /// Expands a set of contents into a cluster description, after the post filters, and
+    /// the address of its representative post (whose text is read later).
+    pub(super) fn describe(
+        &self,
+        base: &[u64],
+        contents: &[u32],
+        bonds: Bonds,
+        opts: &ClusterOptions,
+    ) -> Result<Option<(Cluster, PostAddr)>> {
+        let segs = self.segments();
+        // (time, address, content, id)
+        let mut posts: Vec<(Option<i64>, PostAddr, u32, &str)> = Vec::new();
+        // Account names, when several segments each intern their own.
+        let mut names: Vec<&str> = Vec::new();
+        let mut platforms: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut accounts: Vec<(u64, u32)> = Vec::new();
+        // Distinct texts: exact duplicates in different segments are one text (by content
+        // hash; format-1 segments without hashes count their contents).
+        let mut variants: BTreeMap<u128, (usize, u32)> = BTreeMap::new(); // key -> (posts, content)
+        for &c in contents {
+            let s = seg_of(base, c);
+            let seg = &segs[s];
+            let local = c - base[s] as u32;
+            let mut kept = 0;
+            for p in seg.content_posts(local)? {
+                if seg.is_deleted(p) {
+                    continue;
+                }
+                let m = seg.post(p)?;
+                if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == m.platform) {
+                    continue;
+                }
+                if opts.since.is_some() || opts.until.is_some() {
+                    let Some(ts) = m.ts else { continue };
+                    if opts.since.is_some_and(|x| ts < x) || opts.until.is_some_and(|x| ts > x) {
+                        continue;
+                    }
+                }
+                kept += 1;
+                *platforms.entry(m.platform).or_insert(0) += 1;
+                if segs.len() == 1 {
+                    accounts.push((seg.entry().id, seg.account_of(p).unwrap_or(u32::MAX)));
+                } else {
+                    names.push(m.account);
+                }
+                posts.push((
+                    m.ts,
+                    PostAddr {
+                        segment: seg.entry().id,
+                        post: p,
+                    },
+                    c,
+                    m.id,
+                ));
+            }
+            if kept > 0 {
+                let key = seg
+                    .content_hash(local)
+                    .unwrap_or((1u128 << 127) | u128::from(c));
+                variants.entry(key).or_insert((0, c)).0 += kept;
+            }
+        }
+        let texts = variants.len();
+        // The most frequent variant (ties: the earliest content).
+        let best = variants
+            .values()
+            .copied()
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        if posts.len() < opts.min_size.max(1) {
+            return Ok(None);
+        }
+        // Accounts are interned per segment: compare by name across segments.
+        if segs.len() == 1 {
+            accounts.sort_unstable();
+            accounts.dedup();
+        } else {
+            names.sort_unstable();
+            names.dedup();
+        }
+        let n_accounts = if segs.len() == 1 {
+            accounts.len()
+        } else {
+            names.len()
+        };
+        if n_accounts < opts.min_accounts {
+            return Ok(None);
+        }
+        posts.sort_by(|a, b| {
+            a.0.unwrap_or(i64::MAX)
+                .cmp(&b.0.unwrap_or(i64::MAX))
+                .then(a.1.cmp(&b.1))
+        });
+        let first_ts = posts.iter().filter_map(|p| p.0).min();
+        let last_ts = posts.iter().filter_map(|p| p.0).max();
+        let earliest_post = posts[0].3.to_string();
+        let rep_content = best.map(|b| b.1).unwrap_or(contents[0]);
+        let rep_addr = posts
+            .iter()
+            .find(|p| p.2 == rep_content)
+            .map(|p| p.1)
+            .unwrap_or(posts[0].1);
+        let rep_id = posts
+            .iter()
+            .find(|p| p.1 == rep_addr)
+            .map_or_else(String::new, |p| p.3.to_string());
+        let time_profile = first_ts.zip(last_ts).map(|(f, l)| {
+            // i128: timestamps may span the whole i64 range.
+            let (f, l) = (i128::from(f), i128::from(l));
+            let (unit, step) = if l - f <= 7 * 86_400 {
+                ("hour", 3600i128)
+            } else {
+                ("day", 86_400i128)
+            };
+            let start = f - f.rem_euclid(step);
+            let n = ((l - start) / step).clamp(0, 999) as usize + 1;
+            let mut counts = vec![0u32; n];
+            for ts in posts.iter().filter_map(|p| p.0) {
+                let i = ((i128::from(ts) - start) / step).clamp(0, n as i128 - 1) as usize;
+                counts[i] += 1;
+            }
+            let start = start as i64;
+            TimeProfile {
+                unit,
+                start,
+                counts,
+            }
+        });
+        let ids = if opts.with_posts {
+            posts.iter().map(|p| p.3.to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        let cluster = Cluster {
+            cluster: 0,
+            size: posts.len(),
+            texts,
+            accounts: n_accounts,
+            platforms: platforms
+                .into_iter()
+                .map(|(p, n)| (p.to_string(), n))
+                .collect(),
+            first_ts,
+            last_ts,
+            earliest_post,
+            representative: String::new(),
+            representative_id: rep_id,
+            weakest_link: bonds.weakest,
+            edges: bonds.edges,
+            attached: bonds.attached,
+            time_profile,
+            posts: ids,
+            addrs: posts.iter().map(|p| p.1).collect(),
+        };
+        Ok(Some((cluster, rep_addr)))
+    }
+}

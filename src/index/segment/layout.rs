@@ -1,0 +1,112 @@
+//! The segment files' layout: magic numbers, section names, codecs and the band-key split.
+//!
+//! FORMAT.md is the byte-level specification; these constants name its magics and sections
+//! (by position) so the reader and the writers agree on them.
+
+/// Magic bytes of the band table file.
+pub const BANDS_MAGIC: &[u8; 8] = b"TRBANDS\0";
+/// Magic bytes of the signature file.
+pub const SIGS_MAGIC: &[u8; 8] = b"TRSIGS\0\0";
+/// Magic bytes of the posts file.
+pub const POSTS_MAGIC: &[u8; 8] = b"TRPOSTS\0";
+/// Magic bytes of the stored-text file.
+pub const TEXT_MAGIC: &[u8; 8] = b"TRTEXT\0\0";
+
+/// Section names of the band file, by position.
+pub const BANDS_SECTIONS: [&str; 4] = ["meta", "dirs", "fps", "cids"];
+/// Section names of the signature file.
+pub const SIGS_SECTIONS: [&str; 3] = ["meta", "sigs", "hashes"];
+/// Section names of the posts file.
+pub const POSTS_SECTIONS: [&str; 11] = [
+    "meta",
+    "content_posts",
+    "ts",
+    "id_offsets",
+    "id_bytes",
+    "account_of",
+    "account_offsets",
+    "account_bytes",
+    "platform_of",
+    "platform_offsets",
+    "platform_bytes",
+];
+/// Magic bytes of a deletion bitmap file.
+pub const DELETED_MAGIC: &[u8; 8] = b"TRDEL\0\0\0";
+/// Section names of a deletion bitmap file.
+pub const DELETED_SECTIONS: [&str; 2] = ["meta", "bits"];
+/// Section names of the text file.
+pub const TEXT_SECTIONS: [&str; 4] = ["meta", "block_offsets", "blocks", "dictionary"];
+
+/// The timestamp value that means "no timestamp".
+pub const NO_TS: i64 = i64::MIN;
+/// Text block codec: zstd.
+pub const CODEC_ZSTD: u32 = 1;
+/// Text block codec: zstd with the dictionary in section 3 (format version 3; an empty
+/// dictionary means frames without one).
+pub const CODEC_ZSTD_DICT: u32 = 2;
+
+/// The most directory bits a band table may use.
+pub const MAX_DIR_BITS: u32 = 30;
+
+/// The `(bucket, tag)` of a band key in a format-2 table with a directory of `dir_bits` (D)
+/// bits: the bucket is the key's top D bits and the tag its bits `D..32`, so that bucket and
+/// tag together hold the key's top 32 bits whatever D is (tables can be merged and
+/// re-bucketed). The tag fits 16 bits when D >= 16.
+#[inline]
+pub fn split_key(key: u64, dir_bits: u32) -> (usize, u32) {
+    let bucket = if dir_bits == 0 {
+        0
+    } else {
+        (key >> (64 - dir_bits)) as usize
+    };
+    let top = (key >> 32) as u32;
+    let tag = if dir_bits == 0 {
+        top
+    } else {
+        top & (u32::MAX >> dir_bits)
+    };
+    (bucket, tag)
+}
+
+/// The `(bucket, fingerprint)` of a band key in a format-1 table: the fingerprint is the 16
+/// bits after the directory bits.
+#[inline]
+pub fn split_key_v1(key: u64, dir_bits: u32) -> (usize, u16) {
+    let bucket = if dir_bits == 0 {
+        0
+    } else {
+        (key >> (64 - dir_bits)) as usize
+    };
+    let fp = (key >> (48 - dir_bits)) as u16;
+    (bucket, fp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Format 2: bucket and tag together are the key's top 32 bits for every directory size,
+    /// and the tag fits 16 bits from D = 16 on (those tables store `u16` tags).
+    #[test]
+    fn format_2_bucket_and_tag_hold_the_top_32_key_bits() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for d in 0..=MAX_DIR_BITS {
+                let (bucket, tag) = split_key(x, d);
+                let top = if d == 0 {
+                    tag as u64
+                } else {
+                    ((bucket as u64) << (32 - d)) | tag as u64
+                };
+                assert_eq!(top, x >> 32, "d = {d}");
+                assert!(bucket < 1 << d);
+                if d >= 16 {
+                    assert!(tag <= u16::MAX as u32, "d = {d}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Cache hints for a segment's pages: kernel read-ahead (`madvise(WILLNEED)`), CPU
+//! prefetches and touches of the bytes a later step will read, and dropping pages a long
+//! pass has finished with. None of them changes an answer.
+
+use std::ops::Range;
+
+use super::{Data, Segment};
+
+impl Segment {
+    /// Drops this process's mapping of every page of the segment's files (see
+    /// [`Data::release`]): for long sequential passes whose memory must stay bounded.
+    pub fn release_pages(&self) {
+        self.bands.file.data.release();
+        self.sigs.data.release();
+        self.posts.file.data.release();
+        self.ids.release();
+        if let Some(t) = &self.texts {
+            t.file.data.release();
+        }
+        if let Some(d) = &self.deleted {
+            d.data.release();
+        }
+    }
+
+    /// Asks the kernel to read in the directory entries for these probes (cold queries).
+    pub fn prefetch_dirs(&self, keys: &[u64]) {
+        let stride = (1usize << self.bands.dir_bits) + 1;
+        for (band, &key) in keys.iter().enumerate().take(self.bands_n as usize) {
+            let (bucket, _) = self.split_key(key);
+            let off = self.bands.dirs.start + (band * stride + bucket) * 4;
+            self.bands.file.data.prefetch(off, 8);
+        }
+    }
+
+    /// Asks the kernel to read in one whole band table (the clustering self-join reads it
+    /// front to back; the maps are advised for random access otherwise).
+    pub fn prefetch_band(&self, band: usize) {
+        let n = self.n_contents as usize;
+        let stride = (1usize << self.bands.dir_bits) + 1;
+        let d = &self.bands.file.data;
+        d.prefetch(self.bands.dirs.start + band * stride * 4, stride * 4);
+        let w = self.tag_width();
+        d.prefetch(self.bands.fps.start + band * n * w, n * w);
+        d.prefetch(self.bands.cids.start + band * n * 4, n * 4);
+    }
+
+    /// Asks the kernel to read in the signature file (signatures and content hashes),
+    /// `chunk` bytes per request, stopping early when `stop` says so. For whole-index passes.
+    pub fn prefetch_signatures(&self, chunk: usize, stop: &dyn Fn() -> bool) {
+        prefetch_chunks(&self.sigs.data, 0..self.sigs.data.len(), chunk, stop);
+    }
+
+    /// Asks the kernel to read in the post metadata file and the text block offsets, `chunk`
+    /// bytes per request, stopping early when `stop` says so. For whole-index passes.
+    pub fn prefetch_metadata(&self, chunk: usize, stop: &dyn Fn() -> bool) {
+        let d = &self.posts.file.data;
+        prefetch_chunks(d, 0..d.len(), chunk, stop);
+        if let Some(t) = &self.texts {
+            prefetch_chunks(&t.file.data, t.block_offsets.clone(), chunk, stop);
+        }
+    }
+
+    /// Asks the kernel to read in the text block holding post `p` (and its offset entry).
+    pub fn prefetch_text(&self, p: u32) {
+        let Some(t) = &self.texts else {
+            return;
+        };
+        let block = (p / t.block_posts.max(1)) as usize;
+        let offs = t.file.view::<8>(&t.block_offsets);
+        t.file.data.prefetch(t.block_offsets.start + block * 8, 16);
+        if let (Some(s), Some(e)) = (offs.get(block), offs.get(block + 1)) {
+            let s = t.blocks.start.saturating_add(s as usize);
+            let e = t.blocks.start.saturating_add(e as usize);
+            t.file.data.prefetch(s, e.saturating_sub(s));
+        }
+    }
+
+    /// Asks the kernel to read in the fingerprint and id entries for these probes.
+    pub fn prefetch_buckets(&self, keys: &[u64]) {
+        let n = self.n_contents as usize;
+        for (band, &key) in keys.iter().enumerate().take(self.bands_n as usize) {
+            let (bucket, _) = self.split_key(key);
+            if let Ok(r) = self.bucket(band, bucket) {
+                let base = band * n;
+                let d = &self.bands.file.data;
+                let w = self.tag_width();
+                d.prefetch(self.bands.fps.start + (base + r.start) * w, r.len() * w);
+                d.prefetch(self.bands.cids.start + (base + r.start) * 4, r.len() * 4);
+            }
+        }
+    }
+
+    /// Asks the CPU to fetch content `c`'s signature into its cache (warm lookups: the
+    /// reads of many candidates overlap).
+    #[inline]
+    pub fn touch_signature(&self, c: u32) {
+        let start = self.sigs_range.start + c as usize * self.k;
+        let end = start + self.k.max(1) - 1;
+        let mut at = start;
+        while at < end {
+            prefetch_item(&self.sigs.data, at);
+            at = (at | 63) + 1;
+        }
+        prefetch_item(&self.sigs.data, end);
+    }
+
+    /// Asks the CPU to fetch content `c`'s post range (its `content_posts` entry) into its
+    /// cache.
+    #[inline]
+    pub fn touch_content(&self, c: u32) {
+        let p = &self.posts;
+        prefetch_item(&p.file.data, p.content_posts.start + c as usize * 4);
+    }
+
+    /// Asks the CPU to fetch the fixed-size metadata of post `p` into its cache.
+    #[inline]
+    pub fn touch_post(&self, post: u32) {
+        let (p, i) = (&self.posts, post as usize);
+        let d: &[u8] = &p.file.data;
+        prefetch_item(d, p.ts.start + i * 8);
+        prefetch_item(d, p.id_offsets.start + i * 8);
+        prefetch_item(d, p.account_of.start + i * 4);
+        prefetch_item(d, p.platform_of.start + i * 4);
+    }
+
+    /// Second round after [`touch_post`](Self::touch_post), once its lines have arrived:
+    /// asks the CPU for the first bytes of post `p`'s id and for its account's dictionary
+    /// bounds (reads that depend on the first round's values).
+    #[inline]
+    pub fn touch_post_strings(&self, post: u32) {
+        let (p, f) = (&self.posts, &self.posts.file);
+        let i = post as usize;
+        if let Some(s) = f.view::<8>(&p.id_offsets).get(i) {
+            prefetch_item(&f.data, p.id_bytes.start.saturating_add(s as usize));
+        }
+        if let Some(a) = f.view::<4>(&p.account_of).get(i) {
+            prefetch_item(&f.data, p.account_offsets.start + a as usize * 8);
+        }
+    }
+
+    /// Third round: asks the CPU for the first bytes of post `p`'s account name.
+    #[inline]
+    pub fn touch_post_account(&self, post: u32) {
+        let (p, f) = (&self.posts, &self.posts.file);
+        if let Some(a) = f.view::<4>(&p.account_of).get(post as usize) {
+            if let Some(s) = f.view::<8>(&p.account_offsets).get(a as usize) {
+                prefetch_item(&f.data, p.account_bytes.start.saturating_add(s as usize));
+            }
+        }
+    }
+
+    /// Asks the kernel to read in content `c`'s signature.
+    pub fn prefetch_signature(&self, c: u32) {
+        self.sigs
+            .data
+            .prefetch(self.sigs_range.start + c as usize * self.k, self.k);
+    }
+
+    /// Asks the kernel to read in content `c`'s post range.
+    pub fn prefetch_content(&self, c: u32) {
+        let d = &self.posts.file.data;
+        d.prefetch(self.posts.content_posts.start + c as usize * 4, 8);
+    }
+
+    /// Asks the kernel to read in the fixed-size metadata of posts `r`.
+    pub fn prefetch_posts(&self, r: Range<u32>) {
+        let (s, n) = (r.start as usize, r.len());
+        let p = &self.posts;
+        let d = &p.file.data;
+        d.prefetch(p.ts.start + s * 8, n * 8);
+        d.prefetch(p.id_offsets.start + s * 8, n * 8 + 8);
+        d.prefetch(p.account_of.start + s * 4, n * 4);
+        d.prefetch(p.platform_of.start + s * 4, n * 4);
+    }
+}
+
+/// Asks the kernel to read in `range` of `data`, `chunk` bytes per request, until `stop`.
+fn prefetch_chunks(data: &Data, range: Range<usize>, chunk: usize, stop: &dyn Fn() -> bool) {
+    let mut at = range.start;
+    while at < range.end && !stop() {
+        let len = chunk.max(1).min(range.end - at);
+        data.prefetch(at, len);
+        at += len;
+    }
+}
+
+/// Asks the CPU to start loading the cache line holding `items[i]` (a hint: no effect out
+/// of bounds or on other architectures).
+#[inline(always)]
+pub(crate) fn prefetch_item<T>(items: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = items.get(i) {
+        // SAFETY: a prefetch is a hint that never faults and reads nothing into the program;
+        // the pointer comes from a live reference, and SSE is part of the x86-64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (b as *const T).cast::<i8>(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (items, i);
+}

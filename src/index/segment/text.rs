@@ -1,0 +1,160 @@
+//! Stored texts: the `text` file's zstd frames and the per-reader decompression cache.
+//!
+//! A post's text is read by [`Segment::text`]: its block's frame is decompressed into a
+//! [`TextCache`] (reused across calls, with its zstd context), then sliced by the block's
+//! offset header.
+
+use std::ops::Range;
+
+use super::{File, Segment};
+use crate::error::{Error, Result};
+use crate::index::format::read_u32;
+
+/// The largest decompressed text block accepted.
+const MAX_BLOCK_BYTES: usize = 1 << 30;
+
+/// Proven layout of the text file.
+#[derive(Debug)]
+pub(super) struct Texts {
+    pub(super) file: File,
+    pub(super) block_posts: u32,
+    pub(super) block_offsets: Range<usize>,
+    pub(super) blocks: Range<usize>,
+    /// The zstd dictionary's bytes (codec 2), if not empty.
+    pub(super) dict: Option<Range<usize>>,
+    /// The dictionary, digested on first use (opening stays O(1)).
+    pub(super) ddict: std::sync::OnceLock<Option<Ddict>>,
+}
+
+/// A digested zstd decompression dictionary.
+pub(super) struct Ddict(zstd::zstd_safe::DDict<'static>);
+
+impl std::fmt::Debug for Ddict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ddict")
+    }
+}
+
+impl Segment {
+    /// The text of post `p`, if texts are stored. `cache` holds the last decompressed block.
+    pub fn text(&self, p: u32, cache: &mut TextCache) -> Result<Option<String>> {
+        let Some(t) = &self.texts else {
+            return Ok(None);
+        };
+        if p as u64 >= self.n_posts {
+            return Err(Error::corrupt(
+                &t.file.path,
+                format!("post {p} out of range"),
+            ));
+        }
+        let block = p / t.block_posts;
+        let key = (self.entry.id, block);
+        if cache.key != Some(key) {
+            cache.key = None;
+            let offs = t.file.view::<8>(&t.block_offsets);
+            let (Some(s), Some(e)) = (offs.get(block as usize), offs.get(block as usize + 1))
+            else {
+                return Err(Error::corrupt(
+                    &t.file.path,
+                    format!("text block {block} out of range"),
+                ));
+            };
+            let blocks = &t.file.data[t.blocks.clone()];
+            let raw = blocks.get(s as usize..e as usize).ok_or_else(|| {
+                Error::corrupt(
+                    &t.file.path,
+                    format!("text block {block} bytes out of range"),
+                )
+            })?;
+            cache.buf.clear();
+            let size = zstd::zstd_safe::get_frame_content_size(raw)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        &t.file.path,
+                        format!("text block {block} has no valid zstd frame header"),
+                    )
+                })?;
+            if size > MAX_BLOCK_BYTES as u64 {
+                return Err(Error::corrupt(
+                    &t.file.path,
+                    format!("text block {block} claims {size} bytes"),
+                ));
+            }
+            cache.buf.reserve(size as usize);
+            let dctx = match &mut cache.dec {
+                Some(d) => d,
+                slot => slot.insert(zstd::zstd_safe::DCtx::try_create().ok_or_else(|| {
+                    Error::io(
+                        &t.file.path,
+                        std::io::Error::other("cannot allocate a zstd context"),
+                    )
+                })?),
+            };
+            let done = match &t.dict {
+                Some(r) => {
+                    let dict = t.ddict.get_or_init(|| {
+                        zstd::zstd_safe::DDict::try_create(&t.file.data[r.clone()]).map(Ddict)
+                    });
+                    let Some(dict) = dict else {
+                        return Err(Error::corrupt(
+                            &t.file.path,
+                            "the text dictionary is damaged",
+                        ));
+                    };
+                    dctx.decompress_using_ddict(&mut cache.buf, raw, &dict.0)
+                }
+                None => dctx.decompress(&mut cache.buf, raw),
+            };
+            done.map_err(|code| {
+                Error::corrupt(
+                    &t.file.path,
+                    format!(
+                        "text block {block}: {}",
+                        zstd::zstd_safe::get_error_name(code)
+                    ),
+                )
+            })?;
+            cache.key = Some(key);
+        }
+        let first = block * t.block_posts;
+        let m = (self.n_posts - first as u64).min(t.block_posts as u64) as usize;
+        let i = (p - first) as usize;
+        let b = &cache.buf;
+        let header = (m + 1) * 4;
+        if b.len() < header {
+            return Err(Error::corrupt(
+                &t.file.path,
+                format!("text block {block} is too short"),
+            ));
+        }
+        let (s, e) = (read_u32(b, i * 4) as usize, read_u32(b, i * 4 + 4) as usize);
+        let bytes = b
+            .get(header + s..header + e)
+            .filter(|_| s <= e)
+            .ok_or_else(|| {
+                Error::corrupt(&t.file.path, format!("text of post {p} out of range"))
+            })?;
+        String::from_utf8(bytes.to_vec())
+            .map(Some)
+            .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))
+    }
+}
+
+/// The last decompressed text block and a reusable decompression context.
+#[derive(Default)]
+pub struct TextCache {
+    key: Option<(u64, u32)>,
+    buf: Vec<u8>,
+    dec: Option<zstd::zstd_safe::DCtx<'static>>,
+}
+
+impl std::fmt::Debug for TextCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextCache")
+            .field("key", &self.key)
+            .field("buf_len", &self.buf.len())
+            .finish()
+    }
+}
