@@ -15,7 +15,7 @@ within each round; medians over rounds are printed).
 
 Usage (with the package and rensa installed; the eval kit at ../shared/eval):
 
-    python python/benches/bench.py --corpus DIR [--what fingerprint,query,spark] [--rounds 3]
+    python python/benches/bench.py --corpus DIR [--fp-corpus DIR] [--what fingerprint,query,spark] [--rounds 3]
         [--bin target/release/textreuse] [--eval-kit ../shared/eval]
 
 DIR holds `posts.jsonl` (the kit's gen_corpus.py output, or any JSONL with id/text/...).
@@ -160,6 +160,7 @@ def bench_spark(posts, rounds, binary, tmp):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True)
+    ap.add_argument("--fp-corpus", help="corpus for the fingerprint comparison (default: --corpus)")
     ap.add_argument("--what", default="fingerprint,query,spark")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "..", "target", "release", "textreuse"))
@@ -171,7 +172,9 @@ if __name__ == "__main__":
         for what in args.what.split(","):
             print(f"== {what} ({len(posts)} posts, {os.cpu_count()} cores)")
             if what == "fingerprint":
-                results[what] = bench_fingerprint(posts, args.rounds, args.eval_kit)
+                fp_posts = load(args.fp_corpus) if args.fp_corpus else posts
+                print(f"   ({len(fp_posts)} posts for this one)")
+                results[what] = bench_fingerprint(fp_posts, args.rounds, args.eval_kit)
             elif what == "query":
                 results[what] = bench_query(posts, args.rounds, os.path.abspath(args.bin), tmp)
             elif what == "spark":

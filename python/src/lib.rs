@@ -885,10 +885,16 @@ struct IndexBuilderNative {
     path: PathBuf,
 }
 
-fn lock(m: &Mutex<BuilderState>) -> std::sync::MutexGuard<'_, BuilderState> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
+/// The builder's state, or an error while another thread uses it. Never blocks: a thread
+/// waiting here would hold the GIL that the busy thread needs to come back from the library
+/// (a deadlock), and a builder is meant for one thread at a time anyway.
+fn lock(m: &Mutex<BuilderState>) -> PyResult<std::sync::MutexGuard<'_, BuilderState>> {
+    match m.try_lock() {
+        Ok(g) => Ok(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => Err(Error::new_err(
+            "this IndexBuilder is busy in another thread; use a builder from one thread at a time",
+        )),
     }
 }
 
@@ -1059,7 +1065,7 @@ impl IndexBuilderNative {
         platform: Option<&Bound<'_, PyAny>>,
         ts: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.state)?;
         st.writer()?;
         let row = Some(st.rows as usize + 1);
         let post = RawPost {
@@ -1086,7 +1092,7 @@ impl IndexBuilderNative {
         platforms: Option<&Bound<'py, PyAny>>,
         ts: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<()> {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.state)?;
         st.writer()?;
         let ids = column(ids, "id")?;
         let texts = column(texts, "text")?;
@@ -1136,7 +1142,7 @@ impl IndexBuilderNative {
     /// Marks the live posts with these ids deleted (when appending to an index); returns the
     /// ids no live post has. Published by :meth:`finish`.
     fn delete(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.state)?;
         let mut owned = Vec::new();
         for (i, id) in ids
             .try_iter()
@@ -1157,7 +1163,7 @@ impl IndexBuilderNative {
     /// yet.
     #[getter]
     fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.state)?;
         if let (None, Some(done)) = (&st.writer, &st.finished) {
             return stats_dict(py, done);
         }
@@ -1170,7 +1176,7 @@ impl IndexBuilderNative {
     /// ``textreuse build`` reports them.
     #[getter]
     fn skipped(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.state)?;
         st.flush(py)?;
         let l = PyList::empty(py);
         for (row, id, why) in &st.skipped {
@@ -1186,7 +1192,7 @@ impl IndexBuilderNative {
     /// Writes what is buffered and publishes the index (or the staged build) atomically;
     /// returns the build's counts. The builder cannot be used afterwards.
     fn finish(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.state)?;
         st.flush(py)?;
         let w = st
             .writer
@@ -1204,11 +1210,12 @@ impl IndexBuilderNative {
 
     /// Abandons the build: nothing is published, the lock is released (what was written
     /// is removed by the next writer).
-    fn abort(&self) {
-        let mut st = lock(&self.state);
+    fn abort(&self) -> PyResult<()> {
+        let mut st = lock(&self.state)?;
         st.writer = None;
         st.pending.clear();
         st.pending_rows.clear();
+        Ok(())
     }
 }
 

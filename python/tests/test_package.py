@@ -322,3 +322,23 @@ def test_staged_builds_publish_like_one_build(tmp_path, cli_index, posts, querie
     assert run_cli("verify", "--index", tmp_path / "idx").returncode == 0
     with pytest.raises(textreuse.Error, match="not a staged build"):
         textreuse.publish(tmp_path / "idx2", [cli_index])
+
+
+def test_cli_segment_only_and_publish(tmp_path, cli_index, posts, queries):
+    shares = []
+    for i, part in enumerate([posts[:1500], posts[1500:]]):
+        f = tmp_path / f"share{i}.jsonl"
+        f.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in part), encoding="utf-8")
+        run_cli("build", "--segment-only", "--input", f, "--index", tmp_path / f"staged{i}", "--quiet")
+        shares.append(tmp_path / f"staged{i}")
+    r = run_cli("publish", "--index", tmp_path / "idx", *shares, "--json")
+    report = json.loads(r.stdout)
+    assert report["segments"] == 2 and report["duplicate_ids"] == [] and report["generation"] == 1
+    assert not any(s.exists() for s in shares)
+    assert cli_query(tmp_path / "idx", queries) == cli_query(cli_index, queries)
+    # Publishing into an existing index needs --append (or --force).
+    run_cli("build", "--segment-only", "--input", tmp_path / "share0.jsonl", "--index", tmp_path / "again", "--quiet")
+    r = run_cli("publish", "--index", tmp_path / "idx", tmp_path / "again", check=False)
+    assert r.returncode == 2 and "already holds an index" in r.stderr
+    r = run_cli("publish", "--index", tmp_path / "idx", tmp_path / "again", "--append")
+    assert r.stderr.count('duplicate id "') == 1500 - sum(1 for p in posts[:1500] if not textreuse.Fingerprinter().tokens(p["text"]))
