@@ -80,6 +80,10 @@ fn to_py(e: textreuse::Error) -> PyErr {
     let msg = e.to_string();
     match &e {
         E::InvalidInput { .. } | E::InvalidParameter(_) => InvalidInput::new_err(msg),
+        E::Locked { .. } => IndexLocked::new_err(msg),
+        E::NoIndex { .. } => IndexNotFound::new_err(msg),
+        E::IndexExists { .. } => IndexExists::new_err(msg),
+        E::Damaged { .. } => CorruptIndex::new_err(msg),
         E::IndexState { what, .. } if what.contains("LOCK") => IndexLocked::new_err(msg),
         E::IndexState { what, .. } if what.starts_with("holds no index") => {
             IndexNotFound::new_err(msg)

@@ -84,7 +84,7 @@ def test_distributed_build_equals_cli_build(spark, corpus):
     assert len(report["partitions"]) == 8 and report["segments"] >= 8
     assert report["posts"] == sum(p["indexed"] for p in report["partitions"])
     assert report["duplicate_ids"] == []
-    assert not (d / "spark" / "_staging").exists()
+    assert not (d / "spark.staging").exists()
 
     cli_idx, spark_idx = textreuse.Index.open(d / "cli"), textreuse.Index.open(d / "spark")
     assert len(cli_idx) == len(spark_idx) == report["live_posts"]
@@ -139,7 +139,7 @@ def test_missing_column_and_failed_job_publish_nothing(spark, tmp_path):
         textreuse.spark.build_index(bad, str(tmp_path / "b"))
     assert not (tmp_path / "b" / "CURRENT").exists()
     assert not any((tmp_path / "b").glob("seg-*"))
-    assert not (tmp_path / "b" / "_staging").exists() or not any((tmp_path / "b" / "_staging").iterdir())
+    assert not (tmp_path / "b.staging").exists()
 
 
 def test_retried_task_leaves_no_duplicate_segment(tmp_path):
@@ -162,7 +162,7 @@ def test_retried_task_leaves_no_duplicate_segment(tmp_path):
         assert report["segments"] == 3 and report["duplicate_ids"] == []
         m = json.loads((tmp_path / "idx" / (tmp_path / "idx" / "CURRENT").read_text().strip()).read_text())
         assert len(m["segments"]) == 3
-        assert not (tmp_path / "idx" / "_staging").exists()
+        assert not (tmp_path / "idx.staging").exists()
         idx = textreuse.Index.open(tmp_path / "idx")
         assert len(idx) == 3000 - sum(p["empty"] for p in report["partitions"])
         write_jsonl(posts, tmp_path / "posts.jsonl")

@@ -105,7 +105,7 @@ def build_index(
             several segments).
         mode: ``"create"``, ``"replace"`` or ``"append"`` (as ``publish --append``: the
             index's live ids come first).
-        staging_dir: where tasks stage (default ``<path>/_staging/<job>``; keep it on the
+        staging_dir: where tasks stage (default ``<path>.staging/<job>``; keep it on the
             index's file system so publishing hard-links instead of copying).
         store_text: store texts so hits carry them.
         **params: fingerprint parameters (shingle, num_perm, keep_hashtags, t2s, bands, rows,
@@ -137,7 +137,7 @@ def build_index(
         },
     )
     path = os.path.abspath(path)
-    staging = os.path.abspath(staging_dir or os.path.join(path, "_staging", uuid.uuid4().hex))
+    staging = os.path.abspath(staging_dir or os.path.join(path + ".staging", uuid.uuid4().hex))
     os.makedirs(staging, exist_ok=True)
 
     def stage(batches: Iterator[Any]) -> Iterator[Any]:
@@ -194,20 +194,23 @@ def build_index(
         "duplicate_ids long, skipped_rows array<long>, skipped_ids array<string>, "
         "skipped_reasons array<string>"
     )
-    try:
-        rows = df.select(*cols).mapInArrow(stage, schema).collect()
-    except Exception as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise Error(f"the Spark job failed; nothing was published: {e}") from e
-    rows = sorted(rows, key=lambda r: r["partition"])
-    try:
-        report = publish(path, [r["staged"] for r in rows], mode=mode)
-    finally:
+    def cleanup() -> None:
         # Failed and speculative attempts' directories, and the committed ones on error.
         shutil.rmtree(staging, ignore_errors=True)
         parent = os.path.dirname(staging)
         if staging_dir is None and os.path.isdir(parent) and not os.listdir(parent):
             os.rmdir(parent)
+
+    try:
+        rows = df.select(*cols).mapInArrow(stage, schema).collect()
+    except Exception as e:
+        cleanup()
+        raise Error(f"the Spark job failed; nothing was published: {e}") from e
+    rows = sorted(rows, key=lambda r: r["partition"])
+    try:
+        report = publish(path, [r["staged"] for r in rows], mode=mode)
+    finally:
+        cleanup()
     skipped = []
     empty_shown = 0
     for r in rows:

@@ -24,10 +24,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::encode::write_deleted;
-use super::txn::{cleanup_after_publish, remove_leftovers};
+use super::txn::{Create, Txn};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
 use super::segment::Segment;
-use super::{Access, BuildOptions, BuildStats, Existing, IndexBuilder, PostOutcome, WriterLock};
+use super::{Access, BuildOptions, BuildStats, Existing, IndexBuilder, PostOutcome};
 use crate::error::{Error, Result};
 use crate::fingerprint::{FingerprintParams, Fingerprinter};
 use crate::input::RawPost;
@@ -217,13 +217,15 @@ pub fn publish(
         };
         manifests.push(m);
     }
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let _lock = WriterLock::acquire(dir)?;
-    let previous = Manifest::load_current(dir)?.map(|(m, _)| m);
+    let create = match opts.existing {
+        Existing::Replace => Create::Beside,
+        Existing::Refuse | Existing::Append => Create::IfEmpty,
+    };
+    let mut txn = Txn::begin(dir, create)?;
+    let previous = txn.base().cloned();
     if previous.is_some() && opts.existing == Existing::Refuse {
-        return Err(Error::IndexState {
+        return Err(Error::IndexExists {
             path: dir.to_path_buf(),
-            what: "already holds an index; publish into another directory, replace it or add to it (--append)".into(),
         });
     }
     let appending = opts.existing == Existing::Append && previous.is_some();
@@ -248,8 +250,8 @@ pub fn publish(
             )));
         }
     }
-    let mut next_id = remove_leftovers(dir, previous.as_ref())?;
-    let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
+    txn.remove_leftovers()?;
+    let generation = txn.next_generation();
 
     // The segment list of the new generation, and every segment's id map in order.
     let mut segments: Vec<SegmentEntry> = Vec::new();
@@ -343,8 +345,7 @@ pub fn publish(
     for (slot, entry) in segments.iter_mut().enumerate().skip(first_new) {
         let from =
             staged_dir_of(&staged, &manifests, slot - first_new).join(segment_dir_name(entry.id));
-        entry.id = next_id;
-        next_id += 1;
+        entry.id = txn.new_segment_id();
         link_segment(&from, &dir.join(entry.dir_name()))?;
     }
     for (entry, words) in segments.iter_mut().zip(&deletes) {
@@ -359,7 +360,7 @@ pub fn publish(
         generation,
         params,
         segments,
-        next_segment_id: next_id,
+        next_segment_id: txn.next_segment_id(),
         clusters: if appending {
             previous.as_ref().and_then(|m| m.clusters.clone())
         } else {
@@ -367,11 +368,8 @@ pub fn publish(
         },
         checksum: String::new(),
     };
-    manifest.publish(dir)?;
     report.live_posts = manifest.live_posts();
-    if let Some(old) = &previous {
-        cleanup_after_publish(dir, old, &manifest);
-    }
+    txn.publish(manifest)?;
     if opts.remove_staged {
         // Best effort: the generation is published whatever happens to the staging area.
         for s in &staged {
