@@ -24,9 +24,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::encode::write_deleted;
-use super::txn::{Create, Txn};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
 use super::segment::Segment;
+use super::txn::{Create, Txn};
 use super::{Access, BuildOptions, BuildStats, Existing, IndexBuilder, PostOutcome};
 use crate::error::{Error, Result};
 use crate::fingerprint::{FingerprintParams, Fingerprinter};
