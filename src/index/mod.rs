@@ -27,6 +27,7 @@ mod query;
 mod reader;
 #[doc(hidden)]
 pub mod segment;
+pub mod staged;
 mod txn;
 mod writer;
 
