@@ -52,7 +52,7 @@ impl ClustersFile {
         dir: &Path,
         entry: &ClustersEntry,
         manifest: &Manifest,
-        mmap: bool,
+        access: super::Access,
     ) -> Result<ClustersFile> {
         let valid = entry.file.starts_with("CLUSTERS-") && !entry.file.contains(['/', '\\']);
         let path = dir.join(&entry.file);
@@ -62,10 +62,9 @@ impl ClustersFile {
                 "the manifest names an invalid clusters file",
             ));
         }
-        let data = if mmap {
-            Data::map(&path)?
-        } else {
-            Data::read(&path)?
+        let data = match access {
+            super::Access::Mmap => Data::map(&path)?,
+            super::Access::InMemory => Data::read(&path)?,
         };
         if data.len() as u64 != entry.len {
             return Err(Error::corrupt(

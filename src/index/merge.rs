@@ -183,7 +183,7 @@ pub(crate) fn merge_segments(
     // covers (the first ones) were not rewritten.
     let clusters = match &old.clusters {
         Some(c) => {
-            let cf = super::clusters_file::ClustersFile::open(dir, c, old, true)?;
+            let cf = super::clusters_file::ClustersFile::open(dir, c, old, super::Access::Mmap)?;
             let covered = cf.segment_ids();
             if covered.iter().any(|id| stats.merged.contains(id)) {
                 stats.clusters_dropped = true;

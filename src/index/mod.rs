@@ -193,14 +193,18 @@ impl Index {
 
     fn open_manifest(dir: &Path, manifest: Manifest, opts: OpenOptions) -> Result<Index> {
         let fp = Fingerprinter::new(manifest.params)?;
-        let mmap = opts.access == Access::Mmap;
         let segments = manifest
             .segments
             .iter()
             .map(|s| Segment::open(dir, s, &manifest.params, opts.access))
             .collect::<Result<Vec<_>>>()?;
         let clusters = match &manifest.clusters {
-            Some(c) => Some(clusters_file::ClustersFile::open(dir, c, &manifest, mmap)?),
+            Some(c) => Some(clusters_file::ClustersFile::open(
+                dir,
+                c,
+                &manifest,
+                opts.access,
+            )?),
             None => None,
         };
         Ok(Index {
