@@ -93,7 +93,7 @@ pub fn run(args: Args) -> Result<i32> {
             not_found: missing.len(),
             generation,
         };
-        println!("{}", serde_json::to_string(&s)?);
+        super::util::print_out(&(serde_json::to_string(&s)? + "\n"))?;
     }
     Ok(if stats.deleted == 0 && !ids.is_empty() {
         1

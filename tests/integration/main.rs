@@ -15,6 +15,8 @@
 //!   living index's generations; one writer at a time.
 //! - `living`: append, delete, replace and merge answer like one build.
 //! - `clusters`: clusters of a living index.
+//! - `coordination`: `accounts` and `report` on a corpus of known co-posts; the report in
+//!   a headless browser.
 
 mod util;
 
@@ -22,6 +24,7 @@ mod bad_input;
 mod cli;
 mod clusters;
 mod concurrency;
+mod coordination;
 mod crash;
 mod damage;
 mod determinism;
