@@ -22,7 +22,7 @@ pub struct WriterLock {
 
 impl WriterLock {
     /// Takes the lock of `dir`, or fails with [`Error::Locked`] if another writer holds it
-    /// (after waiting up to 100 ms for a lock held only for a moment). `LOCK` is never
+    /// (after waiting up to one second for a lock held only for a moment). `LOCK` is never
     /// followed if it is a symbolic link.
     pub fn acquire(dir: &Path) -> Result<WriterLock> {
         let path = dir.join("LOCK");
@@ -38,14 +38,15 @@ impl WriterLock {
         if !meta.is_file() {
             return Err(Error::corrupt(&path, "is not a regular file"));
         }
-        // A lock held for a moment only is waited for (up to 100 ms): a process that forks
-        // (to run a command, say) holds its parent's open files, and so the lock, until it
-        // execs.
-        for attempt in 0..=10 {
+        // A lock held for a moment only is waited for (up to one second): a process that
+        // forks (to run a command, say) holds its parent's open files, and so the lock,
+        // until it execs, and on a loaded machine that took more than 100 ms (a test that
+        // reopened a writer 120 times while other tests spawned the CLI failed once).
+        for attempt in 0..=50 {
             match file.try_lock() {
                 Ok(()) => return Ok(WriterLock { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) if attempt < 10 => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
+                Err(std::fs::TryLockError::WouldBlock) if attempt < 50 => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => break,
                 Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
