@@ -13,6 +13,7 @@ use super::segment::TextCache;
 use super::{Index, PostAddr};
 use crate::error::{Error, Result};
 use crate::fingerprint::Scratch;
+use crate::text::align::{align, Passage, Tokenized};
 use crate::minhash::{bbit_estimate, equal_bytes, estimate_margin, jaccard, to_bbit};
 
 /// Options of a lookup.
@@ -50,6 +51,10 @@ pub struct QueryOptions {
     /// Also return every member of the saved clusters the direct hits belong to (marked
     /// `expanded`, with their estimated similarity to the query). Default false.
     pub expand: bool,
+    /// Give each hit the passages it shares with the query ([`Hit::evidence`]), found by
+    /// aligning the two token sequences ([`crate::text::align`]). Needs stored texts (an
+    /// error otherwise); texts are read for it even when `with_text` is false. Default false.
+    pub evidence: bool,
 }
 
 impl Default for QueryOptions {
@@ -65,6 +70,7 @@ impl Default for QueryOptions {
             max_bucket: 1000,
             with_text: true,
             expand: false,
+            evidence: false,
         }
     }
 }
@@ -92,6 +98,11 @@ pub struct Hit {
     /// Whether the post was added by cluster expansion rather than matched directly.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub expanded: bool,
+    /// The passages the post shares with the query, longest first, when
+    /// [`QueryOptions::evidence`] is on: runs of at least the shingle width of equal
+    /// normalized tokens, as char offsets of the two original texts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Vec<Passage>>,
     /// Where the post lives.
     #[serde(skip)]
     pub addr: PostAddr,
@@ -179,7 +190,7 @@ impl Index {
     ) -> Result<QueryResult> {
         let mut res = QueryResult::default();
         let found = self.find_text(text, opts, scratch, &mut res)?;
-        self.owned_hits(found, opts, &mut res)?;
+        self.owned_hits(text, found, opts, &mut res)?;
         Ok(res)
     }
 
@@ -257,6 +268,7 @@ impl Index {
     /// Copies found posts out of the index into `res.hits`, with their texts when asked.
     fn owned_hits(
         &self,
+        query: &str,
         found: Vec<Found<'_>>,
         opts: &QueryOptions,
         res: &mut QueryResult,
@@ -264,7 +276,7 @@ impl Index {
         // Texts are decoded in storage order, so hits sharing a compressed block share one
         // decompression.
         let mut texts: Vec<Option<String>> = vec![None; found.len()];
-        if opts.with_text {
+        if opts.with_text || opts.evidence {
             let mut order: Vec<usize> = (0..found.len()).collect();
             order.sort_unstable_by_key(|&i| (found[i].seg, found[i].post));
             let mut cache = TextCache::default();
@@ -272,8 +284,28 @@ impl Index {
                 texts[i] = self.segments[found[i].seg].text(found[i].post, &mut cache)?;
             }
         }
+        let mut evidence: Vec<Option<Vec<Passage>>> = vec![None; found.len()];
+        if opts.evidence && !found.is_empty() {
+            let normalizer = self.fp.normalizer();
+            let min_tokens = self.manifest.params.shingle as usize;
+            let (mut q, mut h) = (Tokenized::new(), Tokenized::new());
+            q.tokenize(normalizer, query);
+            for (i, text) in texts.iter().enumerate() {
+                let Some(text) = text else {
+                    return Err(Error::InvalidParameter(format!(
+                        "evidence needs stored texts; post {:?} has none (the index was built with --no-store-text)",
+                        found[i].id
+                    )));
+                };
+                h.tokenize(normalizer, text);
+                evidence[i] = Some(align(&q, &h, text, min_tokens));
+            }
+            if !opts.with_text {
+                texts.iter_mut().for_each(|t| *t = None);
+            }
+        }
         res.hits.reserve(found.len());
-        for (f, text) in found.into_iter().zip(texts) {
+        for ((f, text), evidence) in found.into_iter().zip(texts).zip(evidence) {
             let h = self.hit_ref(&f);
             res.hits.push(Hit {
                 id: h.id.to_string(),
@@ -284,6 +316,7 @@ impl Index {
                 text,
                 cluster: h.cluster,
                 expanded: h.expanded,
+                evidence,
                 addr: h.addr,
             });
         }

@@ -102,8 +102,13 @@ fn exercise(p: &Pristine, access: Access) -> Outcome {
             ..QueryOptions::default()
         };
         let _ = index.query(&p.queries[0], &QueryOptions::default());
+        let evidence = QueryOptions {
+            evidence: true,
+            ..wide.clone()
+        };
         for q in &p.queries {
             let _ = index.query(q, &wide);
+            let _ = index.query(q, &evidence);
         }
         for id in &p.ids {
             let _ = index.post(id);

@@ -20,4 +20,5 @@ mod crash;
 mod damage;
 mod determinism;
 mod equivalence;
+mod evidence;
 mod living;
