@@ -64,6 +64,14 @@ pub struct Args {
     /// into both original texts); the table marks them in the hit's text. Needs stored texts.
     #[arg(long)]
     evidence: bool,
+    /// Containment lookup: the posts that contain at least this share (0 < C <= 1) of the
+    /// query's shingles (the query is a snippet of them), whatever their similarity; each
+    /// hit carries `containment`. Needs stored texts.
+    #[arg(long, value_name = "C")]
+    containment: Option<f64>,
+    /// The posts at least this share (0 < C <= 1) of whose shingles lie inside the query.
+    #[arg(long, value_name = "C", conflicts_with = "containment")]
+    contained_in: Option<f64>,
     /// Read-ahead every page a query touches before probing (faster on a cold page cache).
     #[arg(long)]
     prefetch: bool,
@@ -129,8 +137,11 @@ pub fn run(args: Args) -> Result<i32> {
         with_text: !args.no_text,
         expand: args.expand,
         evidence: args.evidence,
+        containment: args.containment,
+        contained_in: args.contained_in,
         ..QueryOptions::default()
     };
+    opts.validate()?;
     let mut queries: Vec<Q> = Vec::new();
     for (i, t) in args.texts.iter().enumerate() {
         queries.push(Q {
@@ -295,11 +306,21 @@ pub(crate) fn print_table(q: &Q, res: &QueryResult, took: u64, out: &mut impl Wr
         writeln!(
             out,
             "  {:>5}  {:<12} {:<16} {:<10} {:<20} text",
-            "sim", "id", "account", "platform", "time"
+            if res.hits.iter().any(|h| h.containment.is_some()) {
+                "cont"
+            } else {
+                "sim"
+            },
+            "id",
+            "account",
+            "platform",
+            "time"
         )?;
     }
     let tty = std::io::stdout().is_terminal();
     for h in &res.hits {
+        // A containment lookup shows the containment in the first column.
+        let score = h.containment.unwrap_or(h.similarity);
         let shown = match (h.text.as_deref(), h.evidence.as_deref()) {
             (Some(t), Some(ev)) => mark_passages(t, ev, tty, 80),
             (Some(t), None) => one_line(t, 50),
@@ -308,7 +329,7 @@ pub(crate) fn print_table(q: &Q, res: &QueryResult, took: u64, out: &mut impl Wr
         writeln!(
             out,
             "  {:>5.3}  {:<12} {:<16} {:<10} {:<20} {}",
-            h.similarity,
+            score,
             one_line(&h.id, 12),
             one_line(&h.account, 16),
             one_line(&h.platform, 10),
@@ -393,10 +414,19 @@ mod tests {
     #[test]
     fn passages_are_bracketed_and_cut() {
         let t = "abc  def\nghi jkl";
-        assert_eq!(mark_passages(t, &[p(5, 8), p(0, 3)], false, 80), "[abc] [def] ghi jkl");
-        assert_eq!(mark_passages(t, &[p(13, 16)], false, 80), "abc def ghi [jkl]");
+        assert_eq!(
+            mark_passages(t, &[p(5, 8), p(0, 3)], false, 80),
+            "[abc] [def] ghi jkl"
+        );
+        assert_eq!(
+            mark_passages(t, &[p(13, 16)], false, 80),
+            "abc def ghi [jkl]"
+        );
         assert_eq!(mark_passages(t, &[p(9, 16)], false, 6), "abc de…");
         assert_eq!(mark_passages(t, &[p(5, 16)], false, 6), "abc [de…]");
-        assert_eq!(mark_passages(t, &[p(0, 3)], true, 80), "\x1b[7mabc\x1b[0m def ghi jkl");
+        assert_eq!(
+            mark_passages(t, &[p(0, 3)], true, 80),
+            "\x1b[7mabc\x1b[0m def ghi jkl"
+        );
     }
 }

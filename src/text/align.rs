@@ -96,13 +96,13 @@ impl Tokenized {
         }
         char_bytes.extend(text.char_indices().map(|(b, _)| b as u32));
         char_bytes.push(text.len() as u32);
-        map_with_origins(
-            text,
-            normalizer.options().t2s,
-            &mut norm.mapped,
-            origin,
+        map_with_origins(text, normalizer.options().t2s, &mut norm.mapped, origin);
+        normalizer.clean_tracked(
+            &norm.mapped,
+            &mut norm.text,
+            &mut norm.tokens,
+            &mut Collect(src),
         );
-        normalizer.clean_tracked(&norm.mapped, &mut norm.text, &mut norm.tokens, &mut Collect(src));
         spans.extend(src.iter().map(|&(s, e)| {
             let first = origin.get(s as usize).map_or(0, |o| o.0);
             let last = origin
@@ -206,7 +206,8 @@ pub fn align(
         .map(|(j, &h)| (h, j as u32))
         .collect();
     by_hash.sort_unstable();
-    let eq = |i: usize, j: usize| query.hashes[i] == hit.hashes[j] && query.token(i) == hit.token(j);
+    let eq =
+        |i: usize, j: usize| query.hashes[i] == hit.hashes[j] && query.token(i) == hit.token(j);
     // Maximal runs: start at each equal pair whose predecessors differ, extend forward.
     let mut runs: Vec<(u32, u32, u32)> = Vec::new(); // (len, query start, hit start)
     for i in 0..n {
@@ -260,7 +261,10 @@ pub fn align(
             }
         }
         if best >= min_tokens {
-            heap.push((best as u32, std::cmp::Reverse(((i + at) as u32, (j + at) as u32))));
+            heap.push((
+                best as u32,
+                std::cmp::Reverse(((i + at) as u32, (j + at) as u32)),
+            ));
         }
     }
     let mut out: Vec<(usize, Passage)> = Vec::with_capacity(chosen.len());
@@ -372,7 +376,10 @@ mod tests {
         let h = "hello big world out";
         let ps = check(q, h, 2);
         assert_eq!(ps.len(), 1);
-        assert_eq!(substr(q, ps[0].query_start, ps[0].query_end), "ＨＥＬＬＯ big world out");
+        assert_eq!(
+            substr(q, ps[0].query_start, ps[0].query_end),
+            "ＨＥＬＬＯ big world out"
+        );
         assert_eq!((ps[0].hit_start, ps[0].hit_end), (0, 19));
     }
 

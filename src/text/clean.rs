@@ -214,9 +214,7 @@ impl Normalizer {
                     end: s + 3 * k + 3,
                 }));
                 if T::ON {
-                    (i..end)
-                        .step_by(3)
-                        .for_each(|at| track.token(at, at + 3));
+                    (i..end).step_by(3).for_each(|at| track.token(at, at + 3));
                 }
                 i = end;
                 continue;

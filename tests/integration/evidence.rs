@@ -22,7 +22,10 @@ const SEED: &str = "這個政府一直在說謊，大家要知道真相，請轉
 
 fn posts() -> Vec<RawPost> {
     let mut posts = util::sample_posts()[..200].to_vec();
-    posts.push(post("simplified", "转发：这个政府一直在说谎，大家要知道真相，请转发给你的朋友们看看吧 #0457"));
+    posts.push(post(
+        "simplified",
+        "转发：这个政府一直在说谎，大家要知道真相，请转发给你的朋友们看看吧 #0457",
+    ));
     posts.push(post(
         "english",
         "№ 12 Wake up pеople, the vaccine is a lie and they know it, share before they delete this",
@@ -67,11 +70,17 @@ fn evidence_offsets_point_into_both_original_texts() {
     let ev = hit["evidence"].as_array().expect("evidence");
     assert_eq!(ev.len(), 1, "{ev:?}");
     let n = |k: &str| ev[0][k].as_u64().expect("offset");
-    assert_eq!((n("query_start"), n("query_end")), (0, SEED.chars().count() as u64));
+    assert_eq!(
+        (n("query_start"), n("query_end")),
+        (0, SEED.chars().count() as u64)
+    );
     let in_query = chars(&query, n("query_start"), n("query_end"));
     let in_hit = chars(text, n("hit_start"), n("hit_end"));
     assert_eq!(in_query, SEED);
-    assert_eq!(in_hit, "这个政府一直在说谎，大家要知道真相，请转发给你的朋友们看看吧");
+    assert_eq!(
+        in_hit,
+        "这个政府一直在说谎，大家要知道真相，请转发给你的朋友们看看吧"
+    );
     assert_eq!(ev[0]["text"], Value::from(in_hit.clone()));
     assert_eq!(tokens(&in_query), tokens(&in_hit));
 
@@ -88,7 +97,8 @@ fn evidence_offsets_point_into_both_original_texts() {
     ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout.contains("№ 12 [Wake up pеople, the vaccine is a lie] and they"),
+        r.stdout
+            .contains("№ 12 [Wake up pеople, the vaccine is a lie] and they"),
         "{}",
         r.stdout
     );

@@ -16,6 +16,7 @@ mod util;
 mod bad_input;
 mod cli;
 mod concurrency;
+mod containment;
 mod crash;
 mod damage;
 mod determinism;
