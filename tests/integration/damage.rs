@@ -106,9 +106,14 @@ fn exercise(p: &Pristine, access: Access) -> Outcome {
             evidence: true,
             ..wide.clone()
         };
+        let containment = QueryOptions {
+            containment: Some(0.5),
+            ..QueryOptions::default()
+        };
         for q in &p.queries {
             let _ = index.query(q, &wide);
             let _ = index.query(q, &evidence);
+            let _ = index.query(q, &containment);
         }
         for id in &p.ids {
             let _ = index.post(id);
