@@ -56,6 +56,7 @@ pub struct QueryOptions {
     /// Give each hit the passages it shares with the query ([`Hit::evidence`]), found by
     /// aligning the two token sequences ([`crate::text::align`]). Needs stored texts (an
     /// error otherwise); texts are read for it even when `with_text` is false. Default false.
+    /// [`Index::query_refs`] ignores it (its hits carry no text or evidence).
     pub evidence: bool,
     /// Containment lookup: return the posts that contain at least this share (0 < C <= 1) of
     /// the query's distinct shingles (the query is a snippet of them), whatever their

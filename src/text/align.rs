@@ -366,7 +366,8 @@ mod tests {
         assert_eq!(ps.len(), 2, "{ps:?}");
         assert_eq!(ps[0].text, "wаke up pеople, the vaccine is a lie");
         assert_eq!((ps[0].query_start, ps[0].query_end), (0, 36));
-        assert_eq!(ps[1].text, "they knоw it2023");
+        // The digits glued after the last letter belong to no token.
+        assert_eq!(ps[1].text, "they knоw it");
     }
 
     #[test]
