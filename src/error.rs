@@ -73,12 +73,67 @@ pub enum Error {
     /// A parameter or option is out of range or inconsistent.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
-    /// The index directory already holds an index, or holds none.
+    /// The index directory is in a state the operation cannot work on (other than the
+    /// states with their own variant below).
     #[error("{}: {what}", path.display())]
     IndexState {
         /// The index directory.
         path: PathBuf,
         /// What is wrong with it.
+        what: String,
+    },
+    /// The directory holds no index (no `CURRENT` file and no index files).
+    #[error("{}: holds no index (no CURRENT file)", path.display())]
+    NoIndex {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The directory already holds an index and the operation would create one.
+    #[error(
+        "{}: already holds an index; choose another directory, delete it, replace it (--force) or add to it (--append)",
+        path.display()
+    )]
+    IndexExists {
+        /// The index directory.
+        path: PathBuf,
+    },
+    /// The directory is not empty and holds no index: a build would mix its files with
+    /// the index's.
+    #[error(
+        "{}: is not empty and holds no index; choose an empty or new directory (or pass --force to build beside its files)",
+        path.display()
+    )]
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Another writer holds the index's lock. Retryable: try again when it is done.
+    #[error("{}: another writer is working on this index (LOCK is held); wait for it to finish", path.display())]
+    Locked {
+        /// The index directory.
+        path: PathBuf,
+    },
+    /// The index changed (a newer generation was published) since the data handed to a
+    /// writer was read from it.
+    #[error(
+        "{}: changed since it was opened (generation {opened}, now {current}); run the clustering again",
+        path.display()
+    )]
+    StaleGeneration {
+        /// The index directory.
+        path: PathBuf,
+        /// The generation the data was read from.
+        opened: u64,
+        /// The live generation.
+        current: u64,
+    },
+    /// The directory holds index files but no readable `CURRENT`: a damaged index, never
+    /// treated as an empty directory.
+    #[error("{}: the index is damaged: {what}", path.display())]
+    Damaged {
+        /// The index directory.
+        path: PathBuf,
+        /// What is wrong and how to recover.
         what: String,
     },
     /// A manifest could not be parsed.
@@ -98,6 +153,11 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether retrying the operation later may succeed ([`Error::Locked`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Locked { .. })
     }
 
     /// Builds an [`Error::Corrupt`] for `path`.

@@ -23,12 +23,14 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cluster;
+pub mod coordination;
 pub mod error;
 pub mod fingerprint;
 pub mod index;
 pub mod input;
 pub mod lsh;
 pub mod minhash;
+pub mod report;
 pub mod shingle;
 pub mod text;
 

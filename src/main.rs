@@ -14,12 +14,29 @@ fn main() {
             if is_broken_pipe(&err) {
                 0
             } else {
-                eprintln!("textreuse: {err:#}");
+                eprintln!("textreuse: {}", message(&err));
                 2
             }
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes, `: `-separated, each once: a cause whose text is already
+/// part of the message (an I/O error that also names its path) is left out.
+fn message(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if msg.contains(&s) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&s);
+    }
+    msg
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

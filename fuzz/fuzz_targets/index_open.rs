@@ -143,7 +143,7 @@ fn fixture() -> &'static Mutex<Fixture> {
         b.add(&posts).expect("add");
         b.finish().expect("finish");
         // Some posts deleted, so the deletion bitmap is damaged too.
-        let mut w = IndexWriter::open(&pristine_dir, BuildOptions::default()).expect("writer");
+        let mut w = IndexWriter::open_with(&pristine_dir, BuildOptions::default()).expect("writer");
         let dead: Vec<String> = [10, 50, 123, 301]
             .iter()
             .map(|&i| posts[i].id.clone())

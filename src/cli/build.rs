@@ -1,17 +1,19 @@
 //! `textreuse build`: the bulk job.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use textreuse::index::build::OnExistingId;
 use textreuse::index::ingest::{build_index, BuildObserver, IngestOptions};
-use textreuse::index::merge::{merge, MergeOptions};
+use textreuse::index::OnExistingId;
+use textreuse::index::{merge, MergeOptions};
 use textreuse::index::{BuildOptions, Existing};
-use textreuse::input::{FieldNames, InputFormat, InputOptions};
+use textreuse::input::InputTally;
 use textreuse::text::Hashtags;
 use textreuse::{Error, FingerprintParams, LshParams};
 
-use super::util::{parse_size, progress_bar};
+use super::inputs::{self, InputArgs};
+use super::util::{parse_size, progress_bar, ErrorDigest};
 
 /// Arguments of `textreuse build`.
 #[derive(Debug, clap::Args)]
@@ -23,24 +25,8 @@ pub struct Args {
     /// The index directory to create.
     #[arg(long)]
     index: PathBuf,
-    /// Input format (default: from the file name, else from the content).
-    #[arg(long, default_value = "auto")]
-    format: InputFormat,
-    /// Field holding the post id.
-    #[arg(long, default_value = "id")]
-    id_field: String,
-    /// Field holding the post text.
-    #[arg(long, default_value = "text")]
-    text_field: String,
-    /// Field holding the account.
-    #[arg(long, default_value = "account")]
-    account_field: String,
-    /// Field holding the platform.
-    #[arg(long, default_value = "platform")]
-    platform_field: String,
-    /// Field holding the time (unix seconds or RFC 3339).
-    #[arg(long, default_value = "ts")]
-    ts_field: String,
+    #[command(flatten)]
+    fields: InputArgs,
     /// Stop at the first bad record (exit code 2) instead of reporting and skipping it.
     #[arg(long)]
     strict: bool,
@@ -107,6 +93,7 @@ struct Observer {
     quiet: bool,
     empty_shown: u64,
     files: usize,
+    digest: ErrorDigest,
 }
 
 impl BuildObserver for Observer {
@@ -121,7 +108,7 @@ impl BuildObserver for Observer {
 
     fn bad_record(&mut self, err: &Error) {
         if !self.quiet {
-            self.pb.suspend(|| eprintln!("textreuse: skipped {err}"));
+            self.pb.suspend(|| self.digest.report(err));
         }
     }
 
@@ -196,18 +183,14 @@ pub fn run(args: Args) -> Result<i32> {
             }
         }
     }
+    let tally = InputTally::new();
+    let Some(input) = inputs::resolve(&args.fields, &args.input, &tally)? else {
+        return Ok(0); // --preset list
+    };
+    // A build that indexes nothing leaves no index behind in a directory it created.
+    let created = !args.index.exists();
     let ingest = IngestOptions {
-        input: InputOptions {
-            format: args.format,
-            fields: FieldNames {
-                id: args.id_field,
-                text: args.text_field,
-                account: args.account_field,
-                platform: args.platform_field,
-                ts: args.ts_field,
-            },
-            ..InputOptions::default()
-        },
+        input,
         strict: args.strict,
         ..IngestOptions::default()
     };
@@ -220,10 +203,15 @@ pub fn run(args: Args) -> Result<i32> {
         quiet: args.quiet,
         empty_shown: 0,
         files: 0,
+        digest: ErrorDigest::default(),
     };
-    let summary = build_index(&args.index, &args.input, &ingest, build, &mut obs)
-        .with_context(|| format!("{}: build failed", args.index.display()))?;
+    let summary = build_index(&args.index, &args.input, &ingest, build, &mut obs);
     obs.pb.finish_and_clear();
+    obs.digest.finish();
+    if summary.is_err() && created {
+        let _ = std::fs::remove_dir_all(&args.index);
+    }
+    let summary = summary.with_context(|| format!("{}: build failed", args.index.display()))?;
     let s = &summary.stats;
     eprintln!(
         "textreuse: indexed {} of {} posts ({} unique texts) from {} file(s) in {:.2} s ({:.0} posts/s); \
@@ -240,6 +228,20 @@ pub fn run(args: Args) -> Result<i32> {
         s.segments,
         s.bytes
     );
+    inputs::report_times(&tally);
+    if s.indexed == 0 && !args.append {
+        if created {
+            let _ = std::fs::remove_dir_all(&args.index);
+        }
+        anyhow::bail!(
+            "nothing was indexed (see the messages above){}",
+            if created {
+                format!("; {} was not created", args.index.display())
+            } else {
+                String::new()
+            }
+        );
+    }
     if s.replaced > 0 {
         eprintln!(
             "textreuse: {} post(s) superseded an indexed post with the same id",
@@ -247,7 +249,9 @@ pub fn run(args: Args) -> Result<i32> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+        out.flush()?;
     }
     if let Some(max_segments) = args.max_segments {
         let m = merge(

@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use textreuse::index::{BuildOptions, IndexWriter};
+use textreuse::index::IndexWriter;
 
 /// Arguments of `textreuse delete`.
 #[derive(Debug, clap::Args)]
@@ -56,10 +56,7 @@ pub fn run(args: Args) -> Result<i32> {
             ids.push(id.to_string());
         }
     }
-    if !args.index.join("CURRENT").exists() {
-        anyhow::bail!("{}: holds no index (no CURRENT file)", args.index.display());
-    }
-    let mut w = IndexWriter::open(&args.index, BuildOptions::default()).with_context(|| {
+    let mut w = IndexWriter::open(&args.index).with_context(|| {
         format!(
             "{}: cannot open the index for writing",
             args.index.display()
@@ -82,8 +79,7 @@ pub fn run(args: Args) -> Result<i32> {
             );
         }
     }
-    let generation =
-        textreuse::index::Manifest::load_current(&args.index)?.map_or(0, |(m, _)| m.generation);
+    let generation = w.manifest().map_or(0, |m| m.generation);
     eprintln!(
         "textreuse: deleted {} post(s) of {} id(s) given; {} not found",
         stats.deleted,
@@ -97,7 +93,7 @@ pub fn run(args: Args) -> Result<i32> {
             not_found: missing.len(),
             generation,
         };
-        println!("{}", serde_json::to_string(&s)?);
+        super::util::print_out(&(serde_json::to_string(&s)? + "\n"))?;
     }
     Ok(if stats.deleted == 0 && !ids.is_empty() {
         1

@@ -10,6 +10,7 @@ use textreuse::input::{InputOptions, PostReader, RawPost};
 use textreuse::text::tables::{is_char_token, t2s};
 
 use super::query::{print_table, Q};
+use super::util::print_out;
 
 /// Arguments of `textreuse demo`.
 #[derive(Debug, clap::Args)]
@@ -17,40 +18,51 @@ pub struct Args {
     /// The sample posts (JSONL).
     #[arg(long, default_value = "data/sample.jsonl")]
     data: PathBuf,
-    /// Where to build the demo index (replaced if it exists).
-    #[arg(long, default_value = "target/demo-index")]
-    index: PathBuf,
+    /// Where to build the demo index (replaced if it exists) [default: demo-index under
+    /// $CARGO_TARGET_DIR if set, else under the system's temporary directory].
+    #[arg(long)]
+    index: Option<PathBuf>,
+}
+
+/// Where the demo index goes by default: `$CARGO_TARGET_DIR/demo-index`, else
+/// `<temporary directory>/textreuse-demo-index`.
+fn default_index() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if !t.is_empty() => PathBuf::from(t).join("demo-index"),
+        _ => std::env::temp_dir().join("textreuse-demo-index"),
+    }
 }
 
 pub fn run(args: Args) -> Result<i32> {
+    let index_dir = args.index.clone().unwrap_or_else(default_index);
     let data = if args.data.exists() {
         args.data.clone()
     } else {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(&args.data)
     };
-    println!(
-        "== building an index of {} into {}",
+    print_out(&format!(
+        "== building an index of {} into {}\n",
         data.display(),
-        args.index.display()
-    );
+        index_dir.display()
+    ))?;
     let build = BuildOptions {
         existing: Existing::Replace,
         ..BuildOptions::default()
     };
     let summary = build_index(
-        &args.index,
+        &index_dir,
         std::slice::from_ref(&data),
         &IngestOptions::default(),
         build,
         &mut Quiet,
     )
-    .with_context(|| format!("{}: demo build failed", args.index.display()))?;
+    .with_context(|| format!("{}: demo build failed", index_dir.display()))?;
     let s = &summary.stats;
-    println!(
-        "   {} posts indexed ({} unique texts, {} empty, {} invalid) in {:.2} s\n",
+    print_out(&format!(
+        "   {} posts indexed ({} unique texts, {} empty, {} invalid) in {:.2} s\n\n",
         s.indexed, s.unique_texts, s.empty, summary.invalid, summary.seconds
-    );
-    let index = Index::open(&args.index)?;
+    ))?;
+    let index = Index::open(&index_dir)?;
     let opts = QueryOptions {
         limit: 8,
         ..QueryOptions::default()
@@ -87,24 +99,26 @@ pub fn run(args: Args) -> Result<i32> {
         ),
         ("an English post", en.text.clone()),
     ];
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     for (i, (what, text)) in queries.into_iter().enumerate() {
-        println!("== {what}");
+        let mut out = format!("== {what}\n").into_bytes();
         let t = std::time::Instant::now();
         let r = index.query(&text, &opts)?;
         let q = Q {
             label: i.to_string(),
             text: Some(text),
             id: None,
+            error: None,
         };
-        print_table(&q, &r, t.elapsed().as_micros() as u64, &mut out)?;
+        print_table(&q, &r, t.elapsed().as_micros() as u64, None, 120, &mut out)?;
+        print_out(&String::from_utf8_lossy(&out))?;
     }
-    println!(
-        "Try it yourself:\n  textreuse query --index {} \"<text>\"\n  textreuse stats --index {}",
-        args.index.display(),
-        args.index.display()
-    );
+    print_out(&format!(
+        "Try it yourself (`cargo install --path .` puts textreuse on your PATH; or run it as \
+         `cargo run --release --`):\n  textreuse query --index {} \"<text>\"\n  \
+         textreuse stats --index {}\n",
+        index_dir.display(),
+        index_dir.display()
+    ))?;
     Ok(0)
 }
 

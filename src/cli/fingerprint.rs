@@ -1,17 +1,15 @@
 //! `textreuse fingerprint`: what the engine sees of a text.
 
 use std::borrow::Cow;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use textreuse::input::{flat_post, open_decoded, FieldNames, InputOptions};
 use textreuse::text::Hashtags;
 use textreuse::{FingerprintParams, Fingerprinter, Scratch};
-
-use super::jsonline;
 
 /// Arguments of `textreuse fingerprint`.
 #[derive(Debug, clap::Args)]
@@ -81,13 +79,13 @@ pub fn run(args: Args) -> Result<i32> {
         out.write_all(&buf)?;
     }
     if let Some(path) = &args.input {
-        let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
-            ("<stdin>".into(), Box::new(io::stdin()))
+        let name = if path.as_os_str() == "-" {
+            "<stdin>".to_owned()
         } else {
-            let f =
-                File::open(path).with_context(|| format!("{}: failed to open", path.display()))?;
-            (path.display().to_string(), Box::new(f))
+            path.display().to_string()
         };
+        // Decompressed (.gz, .zst) as `build` reads it.
+        let reader = open_decoded(path).context("failed to open the input (--input)")?;
         stream(&fp, &name, reader, args.json, &mut out)?;
     }
     out.flush()?;
@@ -110,27 +108,41 @@ struct Block {
 
 impl Block {
     /// Reads from `r` until the buffer is full and holds a line end (it doubles when one
-    /// line is longer than it), or the input ends. Returns whether it ended.
-    fn fill(&mut self, r: &mut impl Read, name: &str) -> Result<bool> {
+    /// line is longer than it, up to `limit` bytes and a newline), or the input ends.
+    /// Returns whether it ended; when it did not, the buffer holds a line end unless its
+    /// first line is longer than `limit`.
+    fn fill(&mut self, r: &mut impl Read, name: &str, limit: usize) -> Result<bool> {
         loop {
             while self.filled < self.buf.len() {
-                let n = loop {
-                    match r.read(&mut self.buf[self.filled..]) {
-                        Ok(n) => break n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e).with_context(|| format!("{name}: read failed")),
-                    }
-                };
+                let n = read_some(r, &mut self.buf[self.filled..], name)?;
                 if n == 0 {
                     return Ok(true);
                 }
                 self.filled += n;
             }
-            if memchr::memchr(b'\n', &self.buf[..self.filled]).is_some() {
+            if memchr::memchr(b'\n', &self.buf[..self.filled]).is_some() || self.buf.len() > limit {
                 return Ok(false);
             }
             let len = self.buf.len();
-            self.buf.resize(2 * len, 0);
+            self.buf
+                .resize((2 * len).min(limit.saturating_add(1)).max(len + 1), 0);
+        }
+    }
+
+    /// Drops the buffered start of an overlong line and reads on to the end of it.
+    /// Returns whether the input ended.
+    fn skip_line(&mut self, r: &mut impl Read, name: &str) -> Result<bool> {
+        self.filled = 0;
+        loop {
+            let n = read_some(r, &mut self.buf, name)?;
+            if n == 0 {
+                return Ok(true);
+            }
+            if let Some(p) = memchr::memchr(b'\n', &self.buf[..n]) {
+                self.buf.copy_within(p + 1..n, 0);
+                self.filled = n - p - 1;
+                return Ok(false);
+            }
         }
     }
 
@@ -138,6 +150,17 @@ impl Block {
     fn consume(&mut self, n: usize) {
         self.buf.copy_within(n..self.filled, 0);
         self.filled -= n;
+    }
+}
+
+/// Reads some bytes (retrying on interruption).
+fn read_some(r: &mut impl Read, buf: &mut [u8], name: &str) -> Result<usize> {
+    loop {
+        match r.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("{name}: read failed")),
+        }
     }
 }
 
@@ -161,9 +184,22 @@ fn stream(
     let mut rendered: Vec<Vec<u8>> = Vec::new();
     let mut lineno = 0u64;
     let mut eof = false;
+    let fields = FieldNames::default();
+    let limit = InputOptions::default().max_record_bytes;
     loop {
         if !eof {
-            eof = block.fill(&mut r, name)?;
+            eof = block.fill(&mut r, name, limit)?;
+        }
+        if !eof
+            && block.filled > limit
+            && memchr::memchr(b'\n', &block.buf[..block.filled]).is_none()
+        {
+            // One line longer than the record limit (the same as `build`'s): skipped
+            // without being held whole.
+            lineno += 1;
+            eprintln!("textreuse: {name}:{lineno}: line longer than {limit} bytes, skipped");
+            eof = block.skip_line(&mut r, name)?;
+            continue;
         }
         let data = &block.buf[..block.filled];
         ends.clear();
@@ -199,7 +235,7 @@ fn stream(
                     };
                     let lineno = first + i as u64 + 1;
                     if text.trim_start().starts_with('{') {
-                        let fast = jsonline::simple_post(&text).and_then(|post| {
+                        let fast = flat_post(&text, &fields).and_then(|post| {
                             // Only JSON output shows the id. Its raw form is a JSON scalar
                             // the fast path checked; were it unreadable, serde_json would
                             // read the whole line below.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use textreuse::index::merge::{merge_with_progress, MergeOptions, MergeStats};
+use textreuse::index::{merge_with_progress, MergeOptions, MergeStats};
 
 use super::util::{parse_size, progress_bar};
 
@@ -35,6 +35,10 @@ pub fn run(args: Args) -> Result<i32> {
         max_segments: args.max_segments as usize,
         memory_budget: parse_size(&args.memory)?,
     };
+    // The message `query` gives, rather than the lock file's.
+    if !args.index.join("CURRENT").is_file() && !args.index.join("LOCK").exists() {
+        anyhow::bail!("{}: holds no index (--index)", args.index.display());
+    }
     let pb = progress_bar(Some(0), "merging {wide_bar} band {pos}/{len} ETA {eta}");
     let stats = merge_with_progress(&args.index, &opts, &mut |done, total| {
         pb.set_length(total as u64);
@@ -44,7 +48,7 @@ pub fn run(args: Args) -> Result<i32> {
     pb.finish_and_clear();
     report(&stats);
     if args.json {
-        println!("{}", serde_json::to_string(&stats)?);
+        super::util::print_out(&(serde_json::to_string(&stats)? + "\n"))?;
     }
     Ok(0)
 }

@@ -1,13 +1,15 @@
 //! Command-line parsing (clap derive) and dispatch to one module per subcommand.
 
+mod accounts;
 mod build;
 mod clusters;
 mod delete;
 mod demo;
 mod fingerprint;
-mod jsonline;
+mod inputs;
 mod merge;
 mod query;
+mod report;
 mod stats;
 pub(crate) mod util;
 
@@ -39,6 +41,12 @@ enum Command {
     Query(query::Args),
     /// Find campaigns: clusters of posts that reuse a text, with who, where and when.
     Clusters(clusters::Args),
+    /// Find accounts that post the same campaign text within a time window of each other,
+    /// and their coordinated groups.
+    Accounts(accounts::Args),
+    /// Write a self-contained HTML report of the campaigns: texts and variants, timelines,
+    /// hours, accounts, coordinated groups.
+    Report(report::Args),
     /// Show an index's counts, parameters and sizes.
     Stats(stats::StatsArgs),
     /// Check every checksum of an index.
@@ -56,13 +64,21 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Merge(args) => merge::run(args),
         Command::Query(args) => query::run(args),
         Command::Clusters(args) => clusters::run(args),
+        Command::Accounts(args) => accounts::run(args),
+        Command::Report(args) => report::run(args),
         Command::Stats(args) => stats::stats(args),
         Command::Verify(args) => stats::verify(args),
     }
 }
 
+/// The most worker threads `-j` accepts.
+const MAX_THREADS: usize = 512;
+
 /// Configures the global rayon pool (0 = one thread per core).
 pub(crate) fn init_threads(threads: usize) -> anyhow::Result<()> {
+    if threads > MAX_THREADS {
+        anyhow::bail!("-j {threads}: at most {MAX_THREADS} threads (0 = one per core)");
+    }
     if threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

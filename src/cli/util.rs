@@ -1,6 +1,7 @@
 //! Small helpers for the command line: sizes, times, one-line text excerpts, progress.
 
-use std::io::IsTerminal;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
 
 use anyhow::{bail, Result};
 use unicode_segmentation::UnicodeSegmentation;
@@ -105,4 +106,65 @@ mod tests {
         assert_eq!(format_ts(-1), "1969-12-31T23:59:59Z");
         assert_eq!(one_line("a\nb  c", 3), "a b…");
     }
+}
+
+/// How many reports of one kind are printed before the rest are only counted.
+const SHOWN_PER_KIND: u64 = 10;
+
+/// How many kinds of error are told apart (more are printed and not counted).
+const MAX_KINDS: usize = 10_000;
+
+/// Prints bad-record errors on stderr, the first 10 of each kind (the same reason), and
+/// then how many more of each kind there were.
+#[derive(Debug, Default)]
+pub struct ErrorDigest {
+    counts: HashMap<String, u64>,
+    order: Vec<String>,
+}
+
+impl ErrorDigest {
+    /// Prints `err` unless 10 of its kind were printed already; counts it.
+    pub fn report(&mut self, err: &textreuse::Error) {
+        let kind = match err {
+            textreuse::Error::InvalidInput { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        let n = match self.counts.get_mut(&kind) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None if self.order.len() < MAX_KINDS => {
+                self.counts.insert(kind.clone(), 1);
+                self.order.push(kind);
+                1
+            }
+            None => 1,
+        };
+        if n <= SHOWN_PER_KIND {
+            eprintln!("textreuse: skipped {err}");
+        }
+    }
+
+    /// Prints, for each kind with more than 10, how many more there were.
+    pub fn finish(&self) {
+        for kind in &self.order {
+            let n = self.counts.get(kind).copied().unwrap_or(0);
+            if n > SHOWN_PER_KIND {
+                eprintln!(
+                    "textreuse: ... and {} more like it: {kind}",
+                    n - SHOWN_PER_KIND
+                );
+            }
+        }
+    }
+}
+
+/// Writes `s` to standard output and flushes it. A closed pipe is an error that `main`
+/// ends quietly on (exit 0); any other failure (a full disk) is reported.
+pub fn print_out(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| anyhow::Error::new(e).context("failed to write to standard output"))
 }

@@ -50,9 +50,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::index::clusters_file::{write_clusters_file, ClusterAssignment};
 use crate::index::segment::{prefetch_item, Segment, TextCache};
-use crate::index::{Index, Manifest, PostAddr, WriterLock};
+use crate::index::{ClusterAssignment, Index, IndexWriter, Manifest, PostAddr};
 use crate::minhash::{bbit_estimate, equal_bytes, intersection_len};
 
 /// Options of [`Index::clusters`].
@@ -501,9 +500,11 @@ impl Index {
 }
 
 impl ClusterReport {
-    /// The assignment to save into the index ([`Index::save_clusters`]).
-    pub fn assignment(&self, opts: &ClusterOptions) -> ClusterAssignment<'_> {
+    /// The assignment to save into an index ([`IndexWriter::save_clusters`]), for clusters
+    /// computed on generation `generation` with `opts`.
+    pub fn assignment(&self, generation: u64, opts: &ClusterOptions) -> ClusterAssignment<'_> {
         ClusterAssignment {
+            generation,
             clusters: self
                 .clusters
                 .iter()
@@ -516,37 +517,17 @@ impl ClusterReport {
 }
 
 impl Index {
-    /// Saves a cluster assignment into the index: a new `CLUSTERS-<gen>.bin` published
-    /// atomically through a new manifest generation. Lookups of an index opened afterwards
-    /// carry each hit's cluster and can expand hits to whole clusters.
+    /// Saves a cluster assignment computed on this index into it: a new `CLUSTERS-<gen>.bin`
+    /// published atomically through a new manifest generation (by an [`IndexWriter`]).
+    /// Lookups of an index opened afterwards carry each hit's cluster and can expand hits
+    /// to whole clusters. This index keeps its own generation (see [`Index::reload`]).
     ///
     /// # Errors
-    /// If another writer holds the index's lock, if the index changed since it was opened,
-    /// and on I/O errors.
+    /// [`Error::Locked`] if another writer holds the index's lock,
+    /// [`Error::StaleGeneration`] if the index changed since it was opened, damage (every
+    /// segment is checksummed first) and I/O errors.
     pub fn save_clusters(&self, report: &ClusterReport, opts: &ClusterOptions) -> Result<Manifest> {
-        let _lock = WriterLock::acquire(self.dir())?;
-        match Manifest::load_current(self.dir())? {
-            Some((m, _)) if m.generation == self.manifest().generation => {}
-            _ => {
-                return Err(Error::IndexState {
-                    path: self.dir().to_path_buf(),
-                    what: "changed since it was opened; run the clustering again".into(),
-                })
-            }
-        }
-        let m = self.manifest();
-        let generation = m.generation + 1;
-        let entry = write_clusters_file(self.dir(), m, generation, &report.assignment(opts))?;
-        let old = m.clusters.clone();
-        let next = Manifest {
-            generation,
-            clusters: Some(entry),
-            ..m.clone()
-        };
-        next.publish(self.dir())?;
-        if let Some(old) = old {
-            let _ = std::fs::remove_file(self.dir().join(old.file));
-        }
-        Ok(next)
+        IndexWriter::open(self.dir())?
+            .save_clusters(&report.assignment(self.manifest().generation, opts))
     }
 }

@@ -196,6 +196,9 @@ impl ClustersFile {
 /// made with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterAssignment<'a> {
+    /// The generation of the index the clusters were computed on (saving refuses any
+    /// other).
+    pub generation: u64,
     /// Each cluster's number and its posts.
     pub clusters: Vec<(u32, &'a [PostAddr])>,
     /// The edge similarity the clusters were made with.

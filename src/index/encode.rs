@@ -8,20 +8,20 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::build::Buffer;
+use super::buffer::{Buffer, Dict};
 use super::format::{sync_dir, EnvelopeWriter};
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::segment::{
     split_key, BANDS_MAGIC, CODEC_ZSTD_DICT, DELETED_MAGIC, MAX_DIR_BITS, POSTS_MAGIC, SIGS_MAGIC,
     TEXT_MAGIC,
 };
+use super::txn::{create_dir, create_file};
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
 
-/// Posts per compressed text block: a hit's text costs one block's decompression, so each
-/// post is its own zstd frame, compressed with a dictionary trained on the segment's texts
-/// (on the dev corpus: 157 B a post with offsets and dictionary, against 174 B for blocks of
-/// 8 posts without one, and 2.0 instead of 10 µs to decompress a hit's text). Readers take
+/// Posts per compressed text block: each post is its own zstd frame, compressed with a
+/// dictionary trained on the segment's texts, so a hit's text costs one small frame's
+/// decompression (sizes and times measured: ARCHITECTURE.md, "Stored texts"). Readers take
 /// the value from the file.
 pub(crate) const TEXT_BLOCK_POSTS: u32 = 1;
 
@@ -91,7 +91,7 @@ pub(crate) fn write_segment(
     store_text: bool,
 ) -> Result<SegmentEntry> {
     let seg_dir = dir.join(segment_dir_name(id));
-    fs::create_dir_all(&seg_dir).map_err(|e| Error::io(&seg_dir, e))?;
+    create_dir(&seg_dir)?;
     let nc = b.contents.len();
     let np = b.posts();
     let bands = params.lsh.bands as usize;
@@ -176,66 +176,22 @@ pub(crate) fn write_segment(
     }
     // Posts, in content order.
     {
-        let path = seg_dir.join("posts");
-        let mut w = EnvelopeWriter::create(&path, POSTS_MAGIC, 11)?;
-        w.begin(0)?;
-        let mut meta = Vec::new();
-        for v in [
-            np as u64,
-            nc as u64,
-            b.accounts.ends.len() as u64,
-            b.platforms.ends.len() as u64,
-        ] {
-            meta.extend_from_slice(&v.to_le_bytes());
-        }
-        w.write(&meta)?;
-        w.begin(1)?;
-        w.write_u32s(&content_posts)?;
-        w.begin(2)?;
-        let ts: Vec<u64> = order
-            .iter()
-            .map(|&p| b.post_ts[p as usize] as u64)
-            .collect();
-        w.write_u64s(&ts)?;
-        w.begin(3)?;
-        let mut total = 0u64;
-        w.write_u64s(&[0])?;
-        for chunk in order.chunks(1 << 16) {
-            let offs: Vec<u64> = chunk
-                .iter()
-                .map(|&p| {
-                    total += b.id(p as usize).len() as u64;
-                    total
-                })
-                .collect();
-            w.write_u64s(&offs)?;
-        }
-        w.begin(4)?;
-        for &p in &order {
-            w.write(b.id(p as usize))?;
-        }
-        w.begin(5)?;
-        for chunk in order.chunks(1 << 16) {
-            let accounts: Vec<u32> = chunk.iter().map(|&p| b.post_account[p as usize]).collect();
-            w.write_u32s(&accounts)?;
-        }
-        w.begin(6)?;
-        w.write_u64s(&[0])?;
-        w.write_u64s(&b.accounts.ends)?;
-        w.begin(7)?;
-        w.write(&b.accounts.bytes)?;
-        w.begin(8)?;
-        for chunk in order.chunks(1 << 16) {
-            let platforms: Vec<u32> = chunk.iter().map(|&p| b.post_platform[p as usize]).collect();
-            w.write_u32s(&platforms)?;
-        }
-        w.begin(9)?;
-        w.write_u64s(&[0])?;
-        w.write_u64s(&b.platforms.ends)?;
-        w.begin(10)?;
-        w.write(&b.platforms.bytes)?;
-        w.finish()?;
-        files.insert("posts".to_string(), file_entry(&path)?);
+        let rows = BufferRows { b, order: &order };
+        let account_of: Vec<u32> = order.iter().map(|&p| b.post_account[p as usize]).collect();
+        let platform_of: Vec<u32> = order.iter().map(|&p| b.post_platform[p as usize]).collect();
+        let posts = PostsColumns {
+            n_contents: nc as u64,
+            content_posts: &content_posts,
+            rows: &rows,
+            account_of: &account_of,
+            accounts: &b.accounts,
+            platform_of: &platform_of,
+            platforms: &b.platforms,
+        };
+        files.insert(
+            "posts".to_string(),
+            write_posts_file(&seg_dir.join("posts"), &posts)?,
+        );
     }
     // Ids: an fst map from external id to post index.
     {
@@ -251,11 +207,11 @@ pub(crate) fn write_segment(
         let mut mb = begin_ids_file(&tmp)?;
         for &p in &by_id {
             mb.insert(b.id(p as usize), position[p as usize] as u64)
-                .map_err(|e| Error::InvalidParameter(format!("{}: {e}", tmp.display())))?;
+                .map_err(|e| fst_error(&tmp, e))?;
         }
         files.insert("ids.fst".to_string(), finish_ids_file(mb, &tmp, &path)?);
     }
-    // Texts: blocks of TEXT_BLOCK_POSTS posts, zstd-compressed in parallel with a
+    // Texts: one zstd frame per post (TEXT_BLOCK_POSTS), compressed in parallel with a
     // dictionary trained on a sample of them.
     if let Some(training) = training {
         let path = seg_dir.join("text");
@@ -296,6 +252,115 @@ pub(crate) fn write_segment(
         files,
         deleted: None,
     })
+}
+
+/// The posts of a segment as the `posts` file's encoder reads them: each post's time and
+/// id, visited in post order (a pass per column, so neither a build nor a merge holds the
+/// columns decoded at once).
+pub(crate) trait PostRows {
+    /// Posts.
+    fn len(&self) -> u64;
+    /// Calls `f(ts, id)` for each post in order.
+    fn visit(&self, f: &mut dyn FnMut(i64, &[u8]) -> Result<()>) -> Result<()>;
+}
+
+/// The buffered posts in content order (a build's flush).
+struct BufferRows<'a> {
+    b: &'a Buffer,
+    order: &'a [u32],
+}
+
+impl PostRows for BufferRows<'_> {
+    fn len(&self) -> u64 {
+        self.order.len() as u64
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(i64, &[u8]) -> Result<()>) -> Result<()> {
+        for &p in self.order {
+            f(self.b.post_ts[p as usize], self.b.id(p as usize))?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything the `posts` file holds (FORMAT.md), in post order.
+pub(crate) struct PostsColumns<'a> {
+    /// Contents in the segment.
+    pub(crate) n_contents: u64,
+    /// Start of each content's posts (`n_contents + 1` entries).
+    pub(crate) content_posts: &'a [u32],
+    /// Times and ids.
+    pub(crate) rows: &'a dyn PostRows,
+    /// Each post's account (index into `accounts`).
+    pub(crate) account_of: &'a [u32],
+    /// Account names in first-seen order.
+    pub(crate) accounts: &'a Dict,
+    /// Each post's platform (index into `platforms`).
+    pub(crate) platform_of: &'a [u32],
+    /// Platform names in first-seen order.
+    pub(crate) platforms: &'a Dict,
+}
+
+/// Writes a `posts` file, the one encoder of its 11 sections (a build's flush and a merge
+/// both call it), and returns its manifest entry.
+pub(crate) fn write_posts_file(path: &Path, c: &PostsColumns<'_>) -> Result<FileEntry> {
+    let np = c.rows.len();
+    let mut w = EnvelopeWriter::create(path, POSTS_MAGIC, 11)?;
+    w.begin(0)?;
+    let mut meta = Vec::new();
+    for v in [
+        np,
+        c.n_contents,
+        c.accounts.ends.len() as u64,
+        c.platforms.ends.len() as u64,
+    ] {
+        meta.extend_from_slice(&v.to_le_bytes());
+    }
+    w.write(&meta)?;
+    w.begin(1)?;
+    w.write_u32s(c.content_posts)?;
+    // Columns of u64 go out through a buffer of 2^16 values.
+    let mut buf: Vec<u64> = Vec::with_capacity(1 << 16);
+    let push = |w: &mut EnvelopeWriter, buf: &mut Vec<u64>, v: u64| -> Result<()> {
+        buf.push(v);
+        if buf.len() == buf.capacity() {
+            w.write_u64s(buf)?;
+            buf.clear();
+        }
+        Ok(())
+    };
+    w.begin(2)?;
+    c.rows
+        .visit(&mut |ts, _| push(&mut w, &mut buf, ts as u64))?;
+    w.write_u64s(&buf)?;
+    buf.clear();
+    w.begin(3)?;
+    let mut total = 0u64;
+    push(&mut w, &mut buf, 0)?;
+    c.rows.visit(&mut |_, id| {
+        total += id.len() as u64;
+        push(&mut w, &mut buf, total)
+    })?;
+    w.write_u64s(&buf)?;
+    buf.clear();
+    w.begin(4)?;
+    c.rows.visit(&mut |_, id| w.write(id))?;
+    w.begin(5)?;
+    w.write_u32s(c.account_of)?;
+    w.begin(6)?;
+    w.write_u64s(&[0])?;
+    w.write_u64s(&c.accounts.ends)?;
+    w.begin(7)?;
+    w.write(&c.accounts.bytes)?;
+    w.begin(8)?;
+    w.write_u32s(c.platform_of)?;
+    w.begin(9)?;
+    w.write_u64s(&[0])?;
+    w.write_u64s(&c.platforms.ends)?;
+    w.begin(10)?;
+    w.write(&c.platforms.bytes)?;
+    w.finish()?;
+    file_entry(path)
 }
 
 /// Starts a band file of `n` contents with a directory of `d` bits: writes the meta section
@@ -355,16 +420,23 @@ pub(crate) type IdsBuilder = fst::MapBuilder<std::io::BufWriter<fs::File>>;
 
 /// Starts an id map (`ids.fst`) at the temporary path `tmp`.
 pub(crate) fn begin_ids_file(tmp: &Path) -> Result<IdsBuilder> {
-    let f = fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+    let f = create_file(tmp)?;
     fst::MapBuilder::new(std::io::BufWriter::with_capacity(1 << 20, f))
-        .map_err(|e| Error::corrupt(tmp, e.to_string()))
+        .map_err(|e| fst_error(tmp, e))
+}
+
+/// An error of the fst crate while writing `path`: an I/O error is [`Error::Io`] (a full
+/// disk is not a damaged index); anything else (keys out of order) is a bug in the caller.
+pub(crate) fn fst_error(path: &Path, e: fst::Error) -> Error {
+    match e {
+        fst::Error::Io(io) => Error::io(path, io),
+        other => Error::InvalidParameter(format!("{}: {other}", path.display())),
+    }
 }
 
 /// Ends an id map: fsyncs it, renames it from `tmp` to `path`, returns its manifest entry.
 pub(crate) fn finish_ids_file(mb: IdsBuilder, tmp: &Path, path: &Path) -> Result<FileEntry> {
-    let w = mb
-        .into_inner()
-        .map_err(|e| Error::corrupt(tmp, e.to_string()))?;
+    let w = mb.into_inner().map_err(|e| fst_error(tmp, e))?;
     let f = w.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
     f.sync_data().map_err(|e| Error::io(tmp, e))?;
     drop(f);
@@ -538,13 +610,7 @@ pub(crate) struct SpillFile {
 
 impl SpillFile {
     pub(crate) fn new(path: &Path) -> Result<SpillFile> {
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
+        let f = create_file(path)?;
         Ok(SpillFile {
             path: path.to_path_buf(),
             out: std::io::BufWriter::with_capacity(1 << 20, f),

@@ -296,7 +296,8 @@ impl EnvelopeWriter {
     /// `sections` sections.
     pub fn create(path: &Path, magic: &[u8; 8], sections: usize) -> Result<EnvelopeWriter> {
         let tmp = tmp_path(path);
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        // Never through a link, never over another file, mode 0644 (see `txn`).
+        let file = super::txn::create_file(&tmp)?;
         let mut w = EnvelopeWriter {
             path: path.to_path_buf(),
             tmp,
@@ -434,7 +435,7 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut f = super::txn::create_file(&tmp)?;
     f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
     f.sync_data().map_err(|e| Error::io(&tmp, e))?;
     drop(f);

@@ -15,7 +15,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::build::{prepare, BuildOptions, BuildStats, IndexBuilder, PostOutcome, PreparedBatch};
+use super::buffer::{prepare, PreparedBatch};
+use super::build::{BuildOptions, BuildStats, IndexBuilder, NewPost, PostOutcome};
 use crate::error::{Error, Result};
 use crate::input::{InputOptions, PostReader, RawPost, RawRecord};
 
@@ -139,7 +140,9 @@ pub fn build_index(
                     }
                 }
                 // Fingerprinted while the previous batch is inserted.
-                let prepared = prepare(&fp, &posts);
+                let views: Vec<NewPost<'_>> = posts.iter().map(NewPost::from).collect();
+                let prepared = prepare(&fp, &views);
+                drop(views);
                 if let Some(done) = inserter.finished()? {
                     report(done, ingest.strict, &mut summary, obs)?;
                 }
@@ -307,7 +310,8 @@ fn insert(builder: &mut IndexBuilder, batch: Batch) -> Result<Inserted> {
         prepared,
         bytes_read,
     } = batch;
-    let outcomes = builder.add_prepared(&posts, prepared)?;
+    let views: Vec<NewPost<'_>> = posts.iter().map(NewPost::from).collect();
+    let outcomes = builder.writer_mut().add_prepared(&views, prepared)?;
     Ok(Inserted {
         file,
         posts,

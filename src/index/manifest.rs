@@ -130,6 +130,12 @@ impl Manifest {
                 format!("names {name:?}, which is not a manifest file"),
             ));
         }
+        let m = Manifest::load_named(dir, name)?;
+        Ok(Some((m, dir.join(name))))
+    }
+
+    /// Reads and checks the manifest file `name` in `dir` (whether or not it is live).
+    pub(crate) fn load_named(dir: &Path, name: &str) -> Result<Manifest> {
         let path = dir.join(name);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|source| Error::Manifest {
@@ -149,7 +155,7 @@ impl Manifest {
                 section: "manifest".into(),
             });
         }
-        Ok(Some((m, path)))
+        Ok(m)
     }
 
     /// The checksum of this manifest's contents (its `checksum` field left out).

@@ -9,7 +9,8 @@
 //!   content ids remapped, and written out through spill files.
 //! - **Signatures, posts and texts** are copied in the new post order (sources in manifest
 //!   order, contents in their order, posts of a content in their order), which is each
-//!   source's own order with the dead posts left out; texts are recompressed in blocks.
+//!   source's own order with the dead posts left out; texts are recompressed one frame per post
+//!   with a dictionary trained for the new segment.
 //! - **Ids**: the sources' `ids.fst` maps are streamed through an fst union, which yields
 //!   ids in sorted order, straight into the new map.
 //!
@@ -18,23 +19,21 @@
 //! manifest is published; readers that have them mapped keep reading them (POSIX unlink).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::path::Path;
-use std::time::Instant;
 
 use fst::{IntoStreamer, Streamer};
 use serde::Serialize;
 
-use super::build::{Dict, PreHashedMap};
+use super::buffer::{Dict, PreHashedMap};
 use super::encode::{
     begin_bands_file, begin_ids_file, begin_sigs_file, dir_bits, file_entry, finish_bands_file,
-    finish_ids_file, raw_block, write_text_file, SpillFile, TextCodec, TEXT_BLOCK_POSTS,
+    finish_ids_file, raw_block, write_posts_file, write_text_file, PostRows, PostsColumns,
+    SpillFile, TextCodec, TEXT_BLOCK_POSTS,
 };
-use super::format::{sync_dir, EnvelopeWriter};
+use super::format::sync_dir;
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
-use super::segment::{Segment, TextCache, NO_TS, POSTS_MAGIC};
-use super::txn::{cleanup_after_publish, remove_leftovers};
-use super::WriterLock;
+use super::segment::{Segment, TextCache, NO_TS};
+use super::txn::{create_dir, Txn};
 use crate::error::{Error, Result};
 
 /// Options of [`merge`].
@@ -114,12 +113,12 @@ pub fn plan(segments: &[SegmentEntry], max_segments: usize) -> Vec<std::ops::Ran
         .collect()
 }
 
-/// Merges the segments of the index in `dir` following [`plan`], and publishes the result.
+/// Merges the segments of the index in `dir` following [`plan`], and publishes the result:
+/// [`IndexWriter::open`](super::IndexWriter::open) then
+/// [`IndexWriter::merge`](super::IndexWriter::merge).
 ///
 /// # Errors
-/// If another writer holds the lock, if `dir` holds no index, if a segment was written by
-/// format version 1 (its band entries hold too few key bits to be merged: rebuild it), if
-/// the merge tables do not fit `memory_budget`, and on I/O errors.
+/// As [`IndexWriter::merge`](super::IndexWriter::merge), and as opening the writer.
 pub fn merge(dir: impl AsRef<Path>, opts: &MergeOptions) -> Result<MergeStats> {
     merge_with_progress(dir, opts, &mut |_, _| {})
 }
@@ -130,42 +129,47 @@ pub fn merge_with_progress(
     opts: &MergeOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<MergeStats> {
-    let t0 = Instant::now();
-    let dir = dir.as_ref();
-    let _lock = WriterLock::acquire(dir)?;
-    let Some((old, _)) = Manifest::load_current(dir)? else {
-        return Err(Error::IndexState {
-            path: dir.to_path_buf(),
-            what: "holds no index (no CURRENT file)".into(),
-        });
-    };
-    let mut next_id = remove_leftovers(dir, Some(&old))?.max(1);
+    super::IndexWriter::open(dir)?.merge_with_progress(opts, progress)
+}
+
+/// Writes the merged segments of generation `old` (whose segments `open` are, in order)
+/// and returns the manifest to publish (`None` if there is nothing to merge). Every source
+/// segment's files, and the clusters file kept, are checksummed first: damage is refused,
+/// never rewritten under fresh checksums.
+pub(crate) fn merge_segments(
+    txn: &mut Txn,
+    old: &Manifest,
+    open: &[Segment],
+    opts: &MergeOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Option<Manifest>, MergeStats)> {
+    let dir = txn.dir().to_path_buf();
+    let dir = dir.as_path();
     let mut stats = MergeStats {
         segments_before: old.segments.len(),
         ..MergeStats::default()
     };
     let runs = plan(&old.segments, opts.max_segments);
     if runs.is_empty() {
-        stats.segments_after = old.segments.len();
-        stats.seconds = t0.elapsed().as_secs_f64();
-        return Ok(stats);
+        return Ok((None, stats));
+    }
+    for run in &runs {
+        for s in &open[run.clone()] {
+            s.verify()?;
+        }
     }
     let mut segments: Vec<SegmentEntry> = Vec::new();
     let mut cursor = 0;
     for run in &runs {
         segments.extend_from_slice(&old.segments[cursor..run.start]);
-        let sources = old.segments[run.clone()]
-            .iter()
-            .map(|s| Segment::open(dir, s, &old.params, super::Access::Mmap))
-            .collect::<Result<Vec<_>>>()?;
+        let sources = &open[run.clone()];
         for s in &old.segments[run.clone()] {
             stats.merged.push(s.id);
             stats.posts_in += s.posts;
             stats.bytes_in += s.files.values().map(|f| f.len).sum::<u64>();
         }
-        let id = next_id;
-        next_id += 1;
-        if let Some(entry) = merge_run(dir, id, &sources, &old, opts, &mut stats, progress)? {
+        let id = txn.new_segment_id();
+        if let Some(entry) = merge_run(dir, id, sources, old, opts, &mut stats, progress)? {
             stats.written.push(id);
             stats.posts_out += entry.posts;
             stats.unique_texts_out += entry.contents;
@@ -179,12 +183,13 @@ pub fn merge_with_progress(
     // covers (the first ones) were not rewritten.
     let clusters = match &old.clusters {
         Some(c) => {
-            let cf = super::clusters_file::ClustersFile::open(dir, c, &old, true)?;
+            let cf = super::clusters_file::ClustersFile::open(dir, c, old, true)?;
             let covered = cf.segment_ids();
             if covered.iter().any(|id| stats.merged.contains(id)) {
                 stats.clusters_dropped = true;
                 None
             } else {
+                cf.verify()?;
                 Some(c.clone())
             }
         }
@@ -195,15 +200,35 @@ pub fn merge_with_progress(
         generation: old.generation + 1,
         params: old.params,
         segments,
-        next_segment_id: next_id,
+        next_segment_id: txn.next_segment_id(),
         clusters,
         checksum: String::new(),
     };
-    manifest.publish(dir)?;
-    cleanup_after_publish(dir, &old, &manifest);
-    stats.segments_after = manifest.segments.len();
-    stats.seconds = t0.elapsed().as_secs_f64();
-    Ok(stats)
+    Ok((Some(manifest), stats))
+}
+
+/// The live posts of a merge's sources in their new order, for the `posts` encoder. Every
+/// 2^18 posts, the pages read so far are released (bounded resident memory).
+struct LiveRows<'a> {
+    sources: &'a [Segment],
+    order: &'a [(u32, u32)],
+}
+
+impl PostRows for LiveRows<'_> {
+    fn len(&self) -> u64 {
+        self.order.len() as u64
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(i64, &[u8]) -> Result<()>) -> Result<()> {
+        for (i, &(si, p)) in self.order.iter().enumerate() {
+            if i % (1 << 18) == 0 {
+                self.sources.iter().for_each(Segment::release_pages);
+            }
+            let m = self.sources[si as usize].post(p)?;
+            f(m.ts.unwrap_or(NO_TS), m.id.as_bytes())?;
+        }
+        Ok(())
+    }
 }
 
 /// Where the live posts and contents of one source go.
@@ -333,7 +358,7 @@ fn merge_run(
         }
     }
     let seg_dir = dir.join(segment_dir_name(id));
-    fs::create_dir_all(&seg_dir).map_err(|e| Error::io(&seg_dir, e))?;
+    create_dir(&seg_dir)?;
     let bands = old.params.lsh.bands as usize;
     let k = old.params.num_perm as usize;
     let mut files = BTreeMap::new();
@@ -466,7 +491,6 @@ fn merge_run(
         })
     };
     {
-        let path = seg_dir.join("posts");
         // Account and platform dictionaries in first-seen order, as a build makes them.
         let mut accounts = Dict::default();
         let mut platforms = Dict::default();
@@ -477,67 +501,23 @@ fn merge_run(
             account_of.push(accounts.intern(m.account));
             platform_of.push(platforms.intern(m.platform));
         }
-        let mut w = EnvelopeWriter::create(&path, POSTS_MAGIC, 11)?;
-        w.begin(0)?;
-        let mut meta = Vec::new();
-        for v in [
-            np,
-            nc,
-            accounts.ends.len() as u64,
-            platforms.ends.len() as u64,
-        ] {
-            meta.extend_from_slice(&v.to_le_bytes());
-        }
-        w.write(&meta)?;
-        w.begin(1)?;
-        w.write_u32s(&content_posts)?;
-        w.begin(2)?;
-        let mut buf64: Vec<u64> = Vec::with_capacity(1 << 16);
-        let flush64 = |w: &mut EnvelopeWriter, buf: &mut Vec<u64>, force: bool| {
-            if force || buf.len() == buf.capacity() {
-                let r = w.write_u64s(buf);
-                buf.clear();
-                r
-            } else {
-                Ok(())
-            }
+        let rows = LiveRows {
+            sources,
+            order: &order,
         };
-        for (s, p) in live() {
-            buf64.push(s.post(p)?.ts.unwrap_or(NO_TS) as u64);
-            flush64(&mut w, &mut buf64, false)?;
-        }
-        flush64(&mut w, &mut buf64, true)?;
-        w.begin(3)?;
-        let mut total = 0u64;
-        buf64.push(0);
-        for (s, p) in live() {
-            total += s.post(p)?.id.len() as u64;
-            buf64.push(total);
-            flush64(&mut w, &mut buf64, false)?;
-        }
-        flush64(&mut w, &mut buf64, true)?;
-        w.begin(4)?;
-        for (s, p) in live() {
-            w.write(s.post(p)?.id.as_bytes())?;
-        }
-        w.begin(5)?;
-        w.write_u32s(&account_of)?;
-        drop(account_of);
-        w.begin(6)?;
-        w.write_u64s(&[0])?;
-        w.write_u64s(&accounts.ends)?;
-        w.begin(7)?;
-        w.write(&accounts.bytes)?;
-        w.begin(8)?;
-        w.write_u32s(&platform_of)?;
-        drop(platform_of);
-        w.begin(9)?;
-        w.write_u64s(&[0])?;
-        w.write_u64s(&platforms.ends)?;
-        w.begin(10)?;
-        w.write(&platforms.bytes)?;
-        w.finish()?;
-        files.insert("posts".to_string(), file_entry(&path)?);
+        let posts = PostsColumns {
+            n_contents: nc,
+            content_posts: &content_posts,
+            rows: &rows,
+            account_of: &account_of,
+            accounts: &accounts,
+            platform_of: &platform_of,
+            platforms: &platforms,
+        };
+        files.insert(
+            "posts".to_string(),
+            write_posts_file(&seg_dir.join("posts"), &posts)?,
+        );
     }
     // 5. Ids: the union of the sources' maps, streamed in id order.
     {

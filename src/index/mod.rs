@@ -1,24 +1,31 @@
 //! The on-disk index: immutable, memory-mapped segments named by a manifest.
 //!
-//! - [`format`]: the byte envelope every file shares (the only encoder/decoder of bytes).
-//! - [`manifest`]: `CURRENT` and `MANIFEST-<gen>.json`, published atomically.
-//! - [`segment`]: reading one segment with every access bounds-checked.
-//! - [`build`]: bulk building with bounded memory.
-//! - [`ingest`]: the bulk job: input files in, index out, bad records reported.
-//!
-//! [`Index`] is the reader: open once, then query from many threads (`Send + Sync`, queries
-//! take `&self`). See `FORMAT.md` for the byte layout.
+//! What a service needs is re-exported here: [`Index`] (open a generation, query it from
+//! many threads: `Send + Sync`, queries take `&self`), [`IndexReader`] (a snapshot swapped by
+//! `reload`), [`IndexWriter`] (the one writer: add, delete, commit, merge, save clusters),
+//! [`IndexBuilder`] (a bulk build) and [`ingest`] (input files in, index out, bad records
+//! reported). The modules that hold the byte format, the manifest and the segment reader are
+//! internal (hidden from the documentation; still reachable for the crate's own tests and
+//! fuzz targets). See `FORMAT.md` for the byte layout and `ARCHITECTURE.md` for the map.
 
+mod buffer;
+#[doc(hidden)]
 pub mod build;
+#[doc(hidden)]
 pub mod clusters_file;
 mod encode;
+#[doc(hidden)]
 pub mod format;
 pub mod ingest;
+#[doc(hidden)]
 pub mod manifest;
+#[doc(hidden)]
 pub mod merge;
+#[doc(hidden)]
 pub mod mmap;
 mod query;
 mod reader;
+#[doc(hidden)]
 pub mod segment;
 mod txn;
 mod writer;
@@ -29,10 +36,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprinter;
-pub use build::{BuildOptions, BuildStats, Existing, IndexBuilder, OnExistingId, PostOutcome};
+pub use build::{
+    BuildOptions, BuildStats, Existing, IndexBuilder, NewPost, OnExistingId, PostOutcome,
+};
 pub use clusters_file::ClusterAssignment;
-pub use manifest::Manifest;
-pub use merge::{merge, MergeOptions, MergeStats};
+pub use manifest::{ClustersEntry, DeletedEntry, FileEntry, Manifest, SegmentEntry};
+pub use merge::{merge, merge_with_progress, plan, MergeOptions, MergeStats};
 pub use query::{micros_since, Hit, HitRef, QueryOptions, QueryRefs, QueryResult};
 pub use reader::IndexReader;
 use segment::Segment;
@@ -128,7 +137,8 @@ impl Index {
     /// section lengths (O(1) per file); use [`verify`](Self::verify) for a checksum pass.
     ///
     /// # Errors
-    /// [`Error::IndexState`] if `dir` holds no index; [`Error::BadMagic`],
+    /// [`Error::NoIndex`] if `dir` holds no index, [`Error::Damaged`] if it holds manifests
+    /// but no `CURRENT`; [`Error::BadMagic`],
     /// [`Error::UnsupportedVersion`], [`Error::Corrupt`] or [`Error::ChecksumMismatch`] for a
     /// damaged one; [`Error::Io`] otherwise.
     pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
@@ -147,10 +157,12 @@ impl Index {
             let (manifest, path) = match Manifest::load_current(&dir) {
                 Ok(Some(m)) => m,
                 Ok(None) => {
-                    return Err(Error::IndexState {
-                        path: dir,
-                        what: "holds no index (no CURRENT file)".into(),
-                    })
+                    // Manifests without `CURRENT`: a damaged index, not an empty directory.
+                    let u = txn::Unpublished::scan(&dir)?;
+                    if !u.index_files.is_empty() {
+                        return Err(u.damaged(&dir));
+                    }
+                    return Err(Error::NoIndex { path: dir });
                 }
                 // CURRENT named a manifest that a writer has just replaced and removed.
                 Err(e) if is_not_found(&e) && attempts < 100 => continue,

@@ -1,62 +1,526 @@
-//! [`IndexWriter`]: the writer of a living index.
+//! [`IndexWriter`]: the one writer of an index. Builds, appends, deletes, merges and saved
+//! cluster assignments all go through it, and it through one [`Txn`] (lock, live
+//! generation, leftovers, publish, cleanup).
+//!
+//! Posts are fingerprinted in parallel and inserted in order, so the output does not depend
+//! on the thread count. Exact duplicates (equal normalized text) collapse into one
+//! *content*. When the buffered segment reaches its share of the memory budget it is
+//! *flushed*: written as a segment's files (see `encode`), fsynced and renamed into place.
+//! New segments and deletions become visible together, through one new manifest, at
+//! [`commit`](IndexWriter::commit).
+//!
+//! Duplicate ids are detected exactly: within the buffered segment by a hash map (confirmed
+//! on the stored id), across flushed segments by a Bloom filter confirmed on their `ids.fst`,
+//! and in the index's segments by their `ids.fst` (checksummed before first use).
+//!
+//! Nothing damaged is carried into a new generation: a deletion bitmap is checksummed
+//! before its bits are copied into a new one, a merge checksums every file it rewrites and
+//! the clusters file it keeps, and the clusters file an append or delete keeps must open.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::build::{BuildOptions, BuildStats, Existing, IndexBuilder, PostOutcome};
-use crate::error::Result;
-use crate::fingerprint::Fingerprinter;
-use crate::input::RawPost;
+use xxhash_rust::xxh3::xxh3_64;
 
-/// The writer of a living index: adds posts as new segments, deletes posts by id, and
-/// publishes both atomically with [`commit`](IndexWriter::commit). Holds the index's writer
-/// lock until committed or dropped; a second writer gets [`Error::IndexState`]. Readers
-/// keep answering from the generation they opened (see [`Index::reload`](super::Index::reload)).
+use super::buffer::{prepare, Bloom, Buffer, PreparedBatch};
+use super::build::{BuildOptions, BuildStats, NewPost, OnExistingId, PostOutcome};
+use super::clusters_file::{write_clusters_file, ClusterAssignment, ClustersFile};
+use super::encode::{file_entry, write_deleted, write_segment};
+use super::manifest::{Manifest, SegmentEntry};
+use super::merge::{self, MergeOptions, MergeStats};
+use super::segment::Segment;
+use super::txn::{Create, Txn};
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprinter;
+
+/// Where a live post with a given id is held.
+#[derive(Debug, Clone, Copy)]
+enum Holder {
+    /// In the buffered segment.
+    Buffered,
+    /// In a segment written by this writer since the last commit: (segment id, post).
+    Written((u64, u32)),
+    /// In a segment of the live generation: (segment id, post).
+    Kept((u64, u32)),
+}
+
+/// The writer of an index: adds posts as new segments, deletes posts by id, merges
+/// segments and saves cluster assignments; [`commit`](Self::commit) publishes added posts
+/// and deletions atomically as a new generation, and the writer stays usable. Holds the
+/// index's writer lock while it lives; a second writer gets [`Error::Locked`]. Readers keep
+/// answering from the generation they opened (see [`Index::reload`](super::Index::reload)).
 ///
 /// Dropping the writer without committing publishes nothing; the segments it had written
 /// are removed by the next writer.
-#[derive(Debug)]
 pub struct IndexWriter {
-    inner: IndexBuilder,
+    txn: Txn,
+    opts: BuildOptions,
+    fp: Fingerprinter,
+    /// The base generation's segments are dropped at the next commit (a rebuild).
+    replace: bool,
+    /// The live generation's segments, open (none when replacing).
+    kept: Vec<Segment>,
+    /// New deletion bitmaps by segment id (kept or written), complete (old bits included).
+    deletes: BTreeMap<u64, Vec<u64>>,
+    written: Vec<SegmentEntry>,
+    flushed_ids: Vec<fst::Map<super::mmap::Data>>,
+    bloom: Bloom,
+    buf: Buffer,
+    stats: BuildStats,
+}
+
+impl std::fmt::Debug for IndexWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexWriter")
+            .field("dir", &self.txn.dir())
+            .field("generation", &self.txn.base().map(|m| m.generation))
+            .field("stats", &self.stats)
+            .finish()
+    }
 }
 
 impl IndexWriter {
-    /// Opens the index in `dir` for writing (creating it with `opts.params` if missing).
-    /// `opts.existing` is ignored: new posts are always appended.
-    pub fn open(dir: impl AsRef<Path>, opts: BuildOptions) -> Result<IndexWriter> {
-        let opts = BuildOptions {
-            existing: Existing::Append,
-            ..opts
-        };
+    /// Opens the index in `dir` for writing: takes its lock, loads the live generation and
+    /// removes a dead writer's leftovers. New posts are fingerprinted with the index's own
+    /// parameters; the other options are the defaults ([`open_with`](Self::open_with)).
+    ///
+    /// # Errors
+    /// [`Error::NoIndex`] if `dir` holds no index, [`Error::Damaged`] if it lost its
+    /// `CURRENT`, [`Error::Locked`] if another writer holds the lock, the errors of opening
+    /// a damaged index, and I/O errors.
+    pub fn open(dir: impl AsRef<Path>) -> Result<IndexWriter> {
+        IndexWriter::begin(dir.as_ref(), BuildOptions::default(), Create::No, false)
+    }
+
+    /// Opens the index in `dir` for writing, creating it with `opts.params` if `dir` holds
+    /// no index (an empty or new directory). `opts.existing` is ignored: new posts are
+    /// appended.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), and [`Error::NotEmpty`] for a directory with other files
+    /// and no index.
+    pub fn open_with(dir: impl AsRef<Path>, opts: BuildOptions) -> Result<IndexWriter> {
+        IndexWriter::begin(dir.as_ref(), opts, Create::IfEmpty, false)
+    }
+
+    /// The one way in: a transaction on `dir`, then the live generation opened (kept
+    /// segments are validated; a clusters file that would be carried over must open).
+    pub(crate) fn begin(
+        dir: &Path,
+        opts: BuildOptions,
+        create: Create,
+        replace: bool,
+    ) -> Result<IndexWriter> {
+        if opts.memory_budget < (16 << 20) {
+            return Err(Error::InvalidParameter(
+                "the memory budget must be at least 16 MiB".into(),
+            ));
+        }
+        if replace || Manifest::load_current(dir).ok().flatten().is_none() {
+            // Checked before anything is created (an index's own parameters are used
+            // otherwise, and checked below).
+            Fingerprinter::new(opts.params)?;
+        }
+        let mut txn = Txn::begin(dir, create)?;
+        let mut opts = opts;
+        let mut kept = Vec::new();
+        if let (false, Some(m)) = (replace, txn.base()) {
+            // Added posts are fingerprinted like the index's own.
+            opts.params = m.params;
+            Fingerprinter::new(m.params)?;
+            for s in &m.segments {
+                kept.push(Segment::open(dir, s, &m.params, super::Access::Mmap)?);
+            }
+            if let Some(c) = &m.clusters {
+                ClustersFile::open(dir, c, m, true)?;
+            }
+        }
+        txn.remove_leftovers()?;
+        let fp = Fingerprinter::new(opts.params)?;
         Ok(IndexWriter {
-            inner: IndexBuilder::create(dir, opts)?,
+            txn,
+            fp,
+            replace,
+            kept,
+            deletes: BTreeMap::new(),
+            written: Vec::new(),
+            flushed_ids: Vec::new(),
+            bloom: Bloom::default(),
+            buf: Buffer::default(),
+            stats: BuildStats::default(),
+            opts,
         })
     }
 
-    /// Adds posts (fingerprinted in parallel). Ids the index already holds are skipped as
-    /// [`PostOutcome::DuplicateId`], or supersede the old post with
-    /// [`OnExistingId::Replace`].
-    pub fn add(&mut self, posts: &[RawPost]) -> Result<Vec<PostOutcome>> {
-        self.inner.add(posts)
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        self.txn.dir()
     }
 
-    /// Marks the live posts with these ids deleted; returns the ids no live post has.
-    pub fn delete<S: AsRef<str>>(&mut self, ids: &[S]) -> Result<Vec<String>> {
-        self.inner.delete(ids)
+    /// The live generation (`None` before the first commit of a new index).
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.txn.base()
     }
 
-    /// Counts so far.
-    pub fn stats(&self) -> &BuildStats {
-        self.inner.stats()
-    }
-
-    /// The fingerprinter (the index's parameters).
+    /// The fingerprinter posts are fingerprinted with (the index's parameters).
     pub fn fingerprinter(&self) -> &Fingerprinter {
-        self.inner.fingerprinter()
+        &self.fp
     }
 
-    /// Writes what is buffered and publishes one new manifest with the new segments and
-    /// deletions. Releases the lock.
-    pub fn commit(self) -> Result<BuildStats> {
-        self.inner.finish()
+    /// Counts since the last commit.
+    pub fn stats(&self) -> &BuildStats {
+        &self.stats
     }
+
+    /// Whether anything was added or deleted since the last commit.
+    pub fn has_changes(&self) -> bool {
+        self.buf.posts() > 0 || !self.written.is_empty() || !self.deletes.is_empty()
+    }
+
+    /// Adds posts, in order (fingerprinted in parallel); returns each post's outcome. Ids
+    /// the index already holds are skipped as [`PostOutcome::DuplicateId`], or supersede
+    /// the old post with [`OnExistingId::Replace`]. Takes [`NewPost`]s, or anything that
+    /// lends itself as one (the input readers' `RawPost`).
+    pub fn add<'p, P>(&mut self, posts: &'p [P]) -> Result<Vec<PostOutcome>>
+    where
+        &'p P: Into<NewPost<'p>>,
+    {
+        let posts: Vec<NewPost<'p>> = posts.iter().map(Into::into).collect();
+        let prepared = prepare(&self.fp, &posts);
+        self.add_prepared(&posts, prepared)
+    }
+
+    /// [`add`](Self::add) with the fingerprints already computed by [`prepare`] (with this
+    /// writer's fingerprinter) for these `posts`, so that a caller can fingerprint the
+    /// next batch while this one is inserted.
+    pub(crate) fn add_prepared(
+        &mut self,
+        posts: &[NewPost<'_>],
+        prepared: PreparedBatch,
+    ) -> Result<Vec<PostOutcome>> {
+        let k = self.fp.params().num_perm as usize;
+        let bands = self.fp.params().lsh.bands as usize;
+        let mut outcomes = Vec::with_capacity(posts.len());
+        let mut posts_iter = posts.iter();
+        for (prepared, sigs, keys) in prepared.chunks {
+            let mut fi = 0;
+            for p in prepared {
+                let Some(post) = posts_iter.next() else { break };
+                self.stats.posts += 1;
+                if p.empty {
+                    self.stats.empty += 1;
+                    outcomes.push(PostOutcome::Empty);
+                    continue;
+                }
+                let (sig, key) = (
+                    &sigs[fi * k..(fi + 1) * k],
+                    &keys[fi * bands..(fi + 1) * bands],
+                );
+                fi += 1;
+                let mut outcome = PostOutcome::Indexed;
+                if let Some(old) = self.find_existing_id(post.id)? {
+                    match (old, self.opts.on_existing_id) {
+                        (Holder::Kept(addr), OnExistingId::Replace) => {
+                            self.mark_deleted(addr)?;
+                            self.stats.replaced += 1;
+                            outcome = PostOutcome::Replaced;
+                        }
+                        _ => {
+                            self.stats.duplicate_ids += 1;
+                            outcomes.push(PostOutcome::DuplicateId);
+                            continue;
+                        }
+                    }
+                }
+                self.buf
+                    .insert(post, p.content_hash, sig, key, self.opts.store_text);
+                self.stats.indexed += 1;
+                outcomes.push(outcome);
+            }
+            if self.buf.memory() >= self.opts.memory_budget
+                || self.buf.contents.len() as u64 >= u32::MAX as u64 / 2
+            {
+                self.flush()?;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Where a live post with this id already is, if anywhere.
+    fn find_existing_id(&mut self, id: &str) -> Result<Option<Holder>> {
+        let h = xxh3_64(id.as_bytes());
+        if let Some(&p) = self.buf.id_hashes.get(&h) {
+            if self.buf.id(p as usize) == id.as_bytes() {
+                return Ok(Some(Holder::Buffered));
+            }
+        }
+        if self.bloom.contains(h) {
+            for (m, e) in self.flushed_ids.iter().zip(&self.written) {
+                if let Some(p) = m.get(id.as_bytes()) {
+                    if !self.is_marked(e.id, p as u32) {
+                        return Ok(Some(Holder::Written((e.id, p as u32))));
+                    }
+                }
+            }
+        }
+        for seg in self.kept.iter().rev() {
+            // `find_id` checksums the id map before its first use.
+            if let Some(p) = seg.find_id(id)? {
+                if !seg.is_deleted(p) && !self.is_marked(seg.entry().id, p) {
+                    return Ok(Some(Holder::Kept((seg.entry().id, p))));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn is_marked(&self, seg: u64, p: u32) -> bool {
+        self.deletes
+            .get(&seg)
+            .and_then(|w| w.get(p as usize / 64))
+            .is_some_and(|w| w >> (p % 64) & 1 == 1)
+    }
+
+    /// Marks post `p` of segment `seg` (kept or written by this writer) deleted. A kept
+    /// segment's bitmap is checksummed before its bits are carried into the new one.
+    fn mark_deleted(&mut self, (seg, p): (u64, u32)) -> Result<()> {
+        let words = match self.deletes.entry(seg) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let (n, old) = if let Some(s) = self.kept.iter().find(|s| s.entry().id == seg) {
+                    check_deleted_file(self.txn.dir(), s.entry())?;
+                    (s.n_posts(), s.deleted_words())
+                } else if let Some(e) = self.written.iter().find(|e| e.id == seg) {
+                    (e.posts, None)
+                } else {
+                    return Err(Error::InvalidParameter(format!("no segment {seg}")));
+                };
+                v.insert(old.unwrap_or_else(|| vec![0u64; n.div_ceil(64) as usize]))
+            }
+        };
+        match words.get_mut(p as usize / 64) {
+            Some(w) if *w >> (p % 64) & 1 == 0 => {
+                *w |= 1 << (p % 64);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(Error::InvalidParameter(format!(
+                "segment {seg} has no post {p}"
+            ))),
+        }
+    }
+
+    /// Deletes the live posts with these ids (posts indexed before, or added earlier by this
+    /// writer). Returns the ids that no live post has.
+    pub fn delete<S: AsRef<str>>(&mut self, ids: &[S]) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for id in ids {
+            let id = id.as_ref();
+            let mut found = self.find_existing_id(id)?;
+            if let Some(Holder::Buffered) = found {
+                // Added by this writer and still buffered: write it out so it has an
+                // address to mark.
+                self.flush()?;
+                found = self.find_existing_id(id)?;
+            }
+            let found = match found {
+                Some(Holder::Written(addr) | Holder::Kept(addr)) => Some(addr),
+                Some(Holder::Buffered) | None => None,
+            };
+            match found {
+                Some(addr) => {
+                    self.mark_deleted(addr)?;
+                    self.stats.deleted += 1;
+                }
+                None => missing.push(id.to_string()),
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Writes the buffered posts as a segment (not yet visible: see [`commit`](Self::commit)).
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.posts() == 0 {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let id = self.txn.new_segment_id();
+        let entry = write_segment(
+            self.txn.dir(),
+            id,
+            &buf,
+            self.fp.params(),
+            self.opts.store_text,
+        )?;
+        self.stats.segments += 1;
+        self.stats.unique_texts += entry.contents;
+        self.stats.bytes += entry.files.values().map(|f| f.len).sum::<u64>();
+        // Remember the ids for duplicate detection.
+        for p in 0..buf.posts() {
+            self.bloom.insert(xxh3_64(buf.id(p)));
+        }
+        let ids_path = self.txn.dir().join(entry.dir_name()).join("ids.fst");
+        let bytes = super::mmap::Data::map(&ids_path)?;
+        self.flushed_ids
+            .push(fst::Map::new(bytes).map_err(|e| Error::corrupt(&ids_path, e.to_string()))?);
+        self.written.push(entry);
+        Ok(())
+    }
+
+    /// Writes what is buffered and publishes one new generation with the new segments and
+    /// deletions (replacing the old generation's segments, for a rebuild). Returns the
+    /// counts since the last commit; the writer stays open on the new generation.
+    ///
+    /// # Errors
+    /// I/O errors, and a damaged deletion bitmap or id map met on the way; nothing is
+    /// published then.
+    pub fn commit(&mut self) -> Result<BuildStats> {
+        self.flush()?;
+        let generation = self.txn.next_generation();
+        let base = if self.replace { None } else { self.txn.base() };
+        let mut segments = base.map(|m| m.segments.clone()).unwrap_or_default();
+        segments.append(&mut self.written);
+        for s in &mut segments {
+            if let Some(words) = self.deletes.get(&s.id) {
+                let entry = write_deleted(
+                    &self.txn.dir().join(s.dir_name()),
+                    generation,
+                    s.posts,
+                    words,
+                )?;
+                self.stats.bytes += entry.len;
+                s.deleted = Some(entry);
+            }
+        }
+        let manifest = Manifest {
+            format_version: super::format::FORMAT_VERSION,
+            generation,
+            params: *self.fp.params(),
+            segments,
+            next_segment_id: self.txn.next_segment_id(),
+            // Saved clusters stay valid for the segments they were computed over (added
+            // segments have none until saved again); a rebuild drops them.
+            clusters: base.and_then(|m| m.clusters.clone()),
+            checksum: String::new(),
+        };
+        self.txn.publish(manifest)?;
+        let mut stats = std::mem::take(&mut self.stats);
+        stats.bytes += std::fs::metadata(self.txn.dir().join(Manifest::file_name(generation)))
+            .map_or(0, |m| m.len());
+        self.reopen()?;
+        Ok(stats)
+    }
+
+    /// Starts over on the live generation after a publish.
+    fn reopen(&mut self) -> Result<()> {
+        self.replace = false;
+        self.deletes.clear();
+        self.written.clear();
+        self.flushed_ids.clear();
+        self.bloom = Bloom::default();
+        self.buf = Buffer::default();
+        self.kept.clear();
+        if let Some(m) = self.txn.base() {
+            for s in &m.segments {
+                self.kept.push(Segment::open(
+                    self.txn.dir(),
+                    s,
+                    &m.params,
+                    super::Access::Mmap,
+                )?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges segments following [`merge::plan`] and publishes the result. Changes not yet
+    /// committed are committed first. Every file the merge rewrites, and the clusters file it
+    /// keeps, is checksummed before anything is published.
+    ///
+    /// # Errors
+    /// [`Error::NoIndex`] before the first commit; if a segment was written by format
+    /// version 1 (rebuild it); if the merge tables do not fit `memory_budget`; on damage
+    /// and I/O errors.
+    pub fn merge(&mut self, opts: &MergeOptions) -> Result<MergeStats> {
+        self.merge_with_progress(opts, &mut |_, _| {})
+    }
+
+    /// [`merge`](Self::merge), reporting `(bands done, bands)` for each run.
+    pub fn merge_with_progress(
+        &mut self,
+        opts: &MergeOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<MergeStats> {
+        if self.has_changes() || self.replace {
+            self.commit()?;
+        }
+        let t0 = std::time::Instant::now();
+        let Some(old) = self.txn.base().cloned() else {
+            return Err(Error::NoIndex {
+                path: self.txn.dir().to_path_buf(),
+            });
+        };
+        let (next, mut stats) =
+            merge::merge_segments(&mut self.txn, &old, &self.kept, opts, progress)?;
+        if let Some(next) = next {
+            self.txn.publish(next)?;
+            self.reopen()?;
+        }
+        stats.segments_after = self.txn.base().map_or(0, |m| m.segments.len());
+        stats.seconds = t0.elapsed().as_secs_f64();
+        Ok(stats)
+    }
+
+    /// Saves a cluster assignment computed on generation `assignment.generation`: a new
+    /// `CLUSTERS-<gen>.bin` published through a new generation. Every segment is checksummed
+    /// first, so clusters computed from damaged files are not saved under fresh checksums.
+    ///
+    /// # Errors
+    /// [`Error::StaleGeneration`] if the index changed since the assignment was computed (or
+    /// this writer has changes not committed); [`Error::NoIndex`] before the first commit;
+    /// damage and I/O errors.
+    pub fn save_clusters(&mut self, assignment: &ClusterAssignment<'_>) -> Result<Manifest> {
+        let Some(m) = self.txn.base().cloned() else {
+            return Err(Error::NoIndex {
+                path: self.txn.dir().to_path_buf(),
+            });
+        };
+        if m.generation != assignment.generation || self.has_changes() || self.replace {
+            return Err(Error::StaleGeneration {
+                path: self.txn.dir().to_path_buf(),
+                opened: assignment.generation,
+                current: m.generation,
+            });
+        }
+        for s in &self.kept {
+            s.verify()?;
+        }
+        let generation = m.generation + 1;
+        let entry = write_clusters_file(self.txn.dir(), &m, generation, assignment)?;
+        let next = Manifest {
+            generation,
+            clusters: Some(entry),
+            ..m
+        };
+        let published = self.txn.publish(next)?.clone();
+        self.reopen()?;
+        Ok(published)
+    }
+}
+
+/// Checks a kept segment's deletion bitmap file against its manifest entry (length and
+/// whole-file checksum) before its bits are carried into a new bitmap.
+fn check_deleted_file(dir: &Path, entry: &SegmentEntry) -> Result<()> {
+    let Some(d) = &entry.deleted else {
+        return Ok(());
+    };
+    let path = dir.join(entry.dir_name()).join(&d.file);
+    let got = file_entry(&path)?;
+    if got.len != d.len || got.xxh3 != d.xxh3 {
+        return Err(Error::ChecksumMismatch {
+            path,
+            section: "whole file".into(),
+        });
+    }
+    Ok(())
 }

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use super::time::timestamp_field;
 use super::{utf8, RawPost, RecordParser};
 
 /// Where the CSV record scanner is, inside a record.
@@ -148,6 +147,7 @@ impl RecordParser {
         let id = match (cols.id, id_cell) {
             (None, _) => self.line_id(line),
             (Some(_), None) => return Err(format!("missing {} field", names.id)),
+            (Some(_), Some(c)) if c.is_empty() => return Err(format!("{} is empty", names.id)),
             (Some(_), Some(c)) => csv_string(c, &names.id)?,
         };
         let text = match text_cell {
@@ -162,7 +162,7 @@ impl RecordParser {
             Some(c) => {
                 let s = utf8(&c)
                     .map_err(|at| format!("invalid UTF-8 in {} field at byte {at}", names.ts))?;
-                timestamp_field(s, &names.ts)?
+                self.time_str(s, line)
             }
         };
         Ok(RawPost {
@@ -234,21 +234,37 @@ mod tests {
                 ),
                 p("4", "ok", "carol", "weibo", None, 7),
                 p("5", "a\"b", "", "", Some(1682915696), 8),
+                // An unreadable time: the post is kept without one.
+                p("6", "x", "", "", None, 9),
                 p("7", "", "", "", None, 10),
                 p("8", "y", "z", "w", Some(1), 11),
             ]
         );
-        assert_eq!(
-            out.bad,
-            vec![
-                (6, "missing text field".to_owned()),
-                (
-                    9,
-                    "ts is not unix seconds or an RFC 3339 date: \"not a date\"".to_owned()
-                )
-            ]
-        );
+        assert_eq!(out.bad, vec![(6, "missing text field".to_owned())]);
         assert!(out.ignored.is_empty());
+    }
+
+    #[test]
+    fn unterminated_quote_is_a_bad_record() {
+        // Row 3 opens a quote that never closes: the rest of the file is one bad record.
+        let data = b"id,text\n1,ok\n2,\"never closed\n3,lost\n4,lost too\n";
+        for step in [1, 3, 4096] {
+            let r = trickle("q.csv", data, step, &InputOptions::default()).expect("opens");
+            let out = drain(r, 2);
+            assert_eq!(out.ok_lines(), vec![2]);
+            assert_eq!(out.bad_lines(), vec![3]);
+            assert!(
+                out.bad[0].1.starts_with("unterminated quote")
+                    && out.bad[0].1.contains("its 3 line(s)"),
+                "{}",
+                out.bad[0].1
+            );
+        }
+        let out = read_all("q.csv", b"id,text\n2,\"a\nb", &InputOptions::default());
+        assert!(out.bad[0].1.contains("its 2 line(s)"), "{}", out.bad[0].1);
+        // A closed quote at the very end is fine.
+        let out = read_all("q.csv", b"id,text\n1,\"a\nb\"", &InputOptions::default());
+        assert_eq!((out.ok_lines(), out.bad.len()), (vec![2], 0));
     }
 
     #[test]
@@ -270,7 +286,7 @@ mod tests {
             }) => {
                 assert_eq!(file, "p.csv");
                 assert!(
-                    reason.contains("\"text\"") && reason.contains("id, body"),
+                    reason.contains("\"text\"") && reason.contains("\"id\", \"body\""),
                     "{reason}"
                 );
             }

@@ -24,20 +24,25 @@
 //!
 //! Format rules (field names are those of [`FieldNames`]):
 //!
-//! - **JSONL**: one JSON object a line; other keys are skipped unparsed. `id` is a string or
-//!   an integer, `text` a string (`""` is valid), `account` and `platform` strings or numbers
-//!   (missing or `null` means `""`), `ts` unix seconds (integer, float truncated toward zero,
-//!   or a string holding a number) or an RFC 3339 date (see [`parse_timestamp`]); missing,
-//!   `null` or `""` means no time. When a key occurs twice in one object, the last value
-//!   wins. Blank lines are ignored (the parser returns `Ok(None)`).
+//! - **Times**: `ts` is unix seconds or milliseconds (an integer, a float truncated toward
+//!   zero, or a string holding a number) or a date and time in one of the common layouts
+//!   (see [`parse_timestamp`]; [`InputOptions::ts_format`] adds a strftime layout and
+//!   [`InputOptions::tz`] sets the zone of naive times). Missing, `null` or blank means no
+//!   time. A time that cannot be read (or falls outside years 0000 to 9999) does not make the
+//!   record bad: the post is kept without a time and counted in [`InputOptions::tally`].
+//! - **JSONL**: one JSON object a line; other keys are skipped unparsed. `id` is a non-empty
+//!   string or an integer, `text` a string (`""` is valid), `account` and `platform` strings
+//!   or numbers (missing or `null` means `""`). When a key occurs twice in one object, the
+//!   last value wins. Blank lines are ignored (the parser returns `Ok(None)`).
 //! - **CSV**: RFC 4180 with a required header row; columns are found by header name (first
 //!   match, surrounding ASCII spaces ignored). Rows may have more or fewer cells than the
-//!   header; a row that lacks a needed cell is a bad record. Without an `id` column, a post's
-//!   id is `<file>:<line>`. Blank lines are not records. An empty `ts` cell means no time.
+//!   header; a row that lacks a needed cell, or has an empty id, is a bad record. Without an
+//!   `id` column, a post's id is `<file>:<line>`. Blank lines are not records.
 //!   Quoting follows the `csv` crate's reading (checked against it by a property test): `""`
 //!   inside quotes is a quote, a quote inside an unquoted field is literal, text after a
-//!   closing quote joins the field, an unclosed quote runs to the end of the input. Unlike
-//!   the `csv` crate, a lone `\r` (not before `\n`) is data, not a record end.
+//!   closing quote joins the field. Unlike the `csv` crate, a quote never closed is a bad
+//!   record (the one it starts, whose message counts the lines it swallowed to the end of
+//!   the input), and a lone `\r` (not before `\n`) is data, not a record end.
 //! - **Text**: each non-blank line is a post's text, with id `<file>:<line>`.
 //!
 //! ```
@@ -65,6 +70,7 @@
 //! ```
 
 mod csv;
+mod inspect;
 mod jsonl;
 mod read;
 mod source;
@@ -74,12 +80,16 @@ mod time;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
+pub use inspect::{inspect, preset, Inspection, Preset, INSPECT_RECORDS, PRESETS};
+pub use jsonl::{flat_post, FlatPost};
 pub use read::PostReader;
-pub use time::parse_timestamp;
+pub use source::open_decoded;
+pub use time::{parse_timestamp, TimeParser, MAX_TS, MIN_TS};
 
 use self::csv::CsvColumns;
 
@@ -198,6 +208,73 @@ pub struct InputOptions {
     /// Records longer than this many bytes (without the line terminator) are rejected
     /// without being buffered whole. Default 64 MiB.
     pub max_record_bytes: usize,
+    /// A strftime layout for times given as strings (see [`TimeParser::new`]); `None`:
+    /// the common layouts of [`parse_timestamp`].
+    pub ts_format: Option<String>,
+    /// The time zone of times without an offset (see [`TimeParser::new`]); `None` is UTC.
+    pub tz: Option<String>,
+    /// Whether a JSONL record needs an id (the default). When `false`, a record without
+    /// one (or with a `null` one) gets `<file>:<line>`, as CSV rows do without an id column.
+    pub require_id: bool,
+    /// Where the parsers count what they let through with a warning (posts whose time
+    /// could not be read); shared by every file read with these options.
+    pub tally: Option<Arc<InputTally>>,
+}
+
+/// What the parsers of a job let through with a warning, counted across threads.
+///
+/// A post whose time cannot be read is kept, without a time, and counted here.
+#[derive(Debug, Default)]
+pub struct InputTally {
+    unreadable_times: AtomicU64,
+    examples: Mutex<Vec<String>>,
+}
+
+/// How many examples an [`InputTally`] keeps.
+const TALLY_EXAMPLES: usize = 10;
+
+impl InputTally {
+    /// A new, empty tally to share.
+    pub fn new() -> Arc<InputTally> {
+        Arc::new(InputTally::default())
+    }
+
+    /// Posts kept without a time because their time could not be read.
+    pub fn unreadable_times(&self) -> u64 {
+        self.unreadable_times.load(Ordering::Relaxed)
+    }
+
+    /// The first few unreadable times, each `file:line: field "value"`.
+    pub fn examples(&self) -> Vec<String> {
+        self.examples.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    fn unreadable_time(&self, example: impl FnOnce() -> String) {
+        let n = self.unreadable_times.fetch_add(1, Ordering::Relaxed);
+        if n < TALLY_EXAMPLES as u64 {
+            if let Ok(mut e) = self.examples.lock() {
+                if e.len() < TALLY_EXAMPLES {
+                    e.push(example());
+                }
+            }
+        }
+    }
+}
+
+// Options compare and hash a tally by identity: two options are equal when they count
+// into the same tally.
+impl PartialEq for InputTally {
+    fn eq(&self, other: &InputTally) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for InputTally {}
+
+impl std::hash::Hash for InputTally {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self, state);
+    }
 }
 
 impl Default for InputOptions {
@@ -206,6 +283,10 @@ impl Default for InputOptions {
             format: InputFormat::Auto,
             fields: FieldNames::default(),
             max_record_bytes: 64 << 20,
+            ts_format: None,
+            tz: None,
+            require_id: true,
+            tally: None,
         }
     }
 }
@@ -243,6 +324,9 @@ enum Body {
     Bytes(Vec<u8>),
     /// The record was longer than the limit and was discarded.
     TooLong,
+    /// A CSV record whose quote is never closed: it ran to the end of the input over
+    /// `lines` lines.
+    Unterminated { bytes: Vec<u8>, lines: u64 },
 }
 
 impl RawRecord {
@@ -265,7 +349,7 @@ impl RawRecord {
     /// long to keep.
     pub fn as_bytes(&self) -> &[u8] {
         match &self.body {
-            Body::Bytes(b) => b,
+            Body::Bytes(b) | Body::Unterminated { bytes: b, .. } => b,
             Body::TooLong => &[],
         }
     }
@@ -279,6 +363,9 @@ struct ParserInner {
     fields: FieldNames,
     csv: Option<CsvColumns>,
     max_record_bytes: usize,
+    require_id: bool,
+    time: TimeParser,
+    tally: Option<Arc<InputTally>>,
 }
 
 /// Decodes the [`RawRecord`]s of one file into [`RawPost`]s.
@@ -319,6 +406,15 @@ impl RecordParser {
                     format!("record longer than {} bytes", p.max_record_bytes),
                 ))
             }
+            Body::Unterminated { lines, .. } => {
+                return Err(self.invalid(
+                    rec.line,
+                    format!(
+                        "unterminated quote: the field opened here runs to the end of the \
+                         input, so its {lines} line(s) are not read as posts"
+                    ),
+                ))
+            }
         };
         let result = match p.format {
             InputFormat::Jsonl | InputFormat::Auto => self.parse_json(bytes, rec.line),
@@ -341,6 +437,33 @@ impl RecordParser {
             file: self.inner.name.clone(),
             line,
             reason,
+        }
+    }
+
+    /// The time of a post from its `ts` value as a string (blank: none); an unreadable time
+    /// is counted in the tally and read as none.
+    fn time_str(&self, s: &str, line: u64) -> Option<i64> {
+        if s.trim().is_empty() {
+            return None;
+        }
+        let t = self.inner.time.parse(s);
+        if t.is_none() {
+            self.unreadable_time(line, || excerpt(s));
+        }
+        t
+    }
+
+    /// Counts an unreadable time (`value` describes it).
+    fn unreadable_time(&self, line: u64, value: impl FnOnce() -> String) {
+        if let Some(t) = &self.inner.tally {
+            t.unreadable_time(|| {
+                format!(
+                    "{}:{line}: {} {}",
+                    self.inner.name,
+                    self.inner.fields.ts,
+                    value()
+                )
+            });
         }
     }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use super::csv::{scan_csv, split_csv, CsvColumns, CsvState};
 use super::source::{open_source, Source};
-use super::{Body, FieldNames, InputFormat, InputOptions, ParserInner, RawRecord, RecordParser};
+use super::{
+    Body, FieldNames, InputFormat, InputOptions, ParserInner, RawRecord, RecordParser, TimeParser,
+};
 use crate::error::{Error, Result};
 
 /// Capacity of the buffer between the (decompressed) input and the record scanner.
@@ -51,6 +53,8 @@ pub struct PostReader {
     scratch: Vec<u8>,
     /// The input has ended (or failed).
     done: bool,
+    /// A CSV file's header cells.
+    columns: Option<Vec<String>>,
 }
 
 impl fmt::Debug for PostReader {
@@ -89,7 +93,7 @@ impl PostReader {
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let name = path.display().to_string();
-        PostReader::build(name, path.to_path_buf(), Box::new(file), opts)
+        PostReader::build(name, path.to_path_buf(), Box::new(file), opts, true)
     }
 
     /// Reads from `reader`, calling it `name` in messages and record ids.
@@ -105,7 +109,7 @@ impl PostReader {
         reader: Box<dyn Read + Send>,
         opts: &InputOptions,
     ) -> Result<PostReader> {
-        PostReader::build(name.to_owned(), PathBuf::from(name), reader, opts)
+        PostReader::build(name.to_owned(), PathBuf::from(name), reader, opts, true)
     }
 
     fn build(
@@ -113,8 +117,10 @@ impl PostReader {
         path: PathBuf,
         reader: Box<dyn Read + Send>,
         opts: &InputOptions,
+        need_text_column: bool,
     ) -> Result<PostReader> {
         opts.fields.validate()?;
+        let time = TimeParser::new(opts.ts_format.as_deref(), opts.tz.as_deref())?;
         let Source {
             read: src,
             format,
@@ -129,6 +135,9 @@ impl PostReader {
                     fields: opts.fields.clone(),
                     csv: None,
                     max_record_bytes: opts.max_record_bytes,
+                    require_id: opts.require_id,
+                    time,
+                    tally: opts.tally.clone(),
                 }),
             },
             name,
@@ -139,15 +148,24 @@ impl PostReader {
             next_line: 1,
             scratch: Vec::new(),
             done: false,
+            columns: None,
         };
         if format == InputFormat::Csv {
-            reader.read_csv_header(&opts.fields)?;
+            reader.read_csv_header(&opts.fields, need_text_column)?;
         }
         Ok(reader)
     }
 
+    /// Opens `path` as [`PostReader::open`] does, but accepts a CSV header without the text
+    /// column (for [`inspect`](super::inspect), which parses no record).
+    pub(super) fn open_for_inspection(path: &Path, opts: &InputOptions) -> Result<PostReader> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let name = path.display().to_string();
+        PostReader::build(name, path.to_path_buf(), Box::new(file), opts, false)
+    }
+
     /// Reads the CSV header row and binds the parser to its columns.
-    fn read_csv_header(&mut self, fields: &FieldNames) -> Result<()> {
+    fn read_csv_header(&mut self, fields: &FieldNames, need_text_column: bool) -> Result<()> {
         let (line, body) = loop {
             match self.next_record()? {
                 // An empty file: no header, but no rows to read either.
@@ -173,21 +191,25 @@ impl PostReader {
                     *slot = Some(index);
                 }
             }
-            if columns.len() < 20 {
-                columns.push(String::from_utf8_lossy(cell).into_owned());
-            }
+            columns.push(String::from_utf8_lossy(cell).into_owned());
             true
         });
         let [id, text, account, platform, ts] = found;
+        let text = match text {
+            Some(t) => Some(t),
+            // Inspection only: no record is parsed.
+            None if !need_text_column => Some(usize::MAX),
+            None => None,
+        };
         let Some(text) = text else {
             return Err(Error::InvalidInput {
                 file: self.name.clone(),
                 line,
                 reason: format!(
                     "the CSV header has no {:?} column (it has: {}); \
-                     name the text column with the text field option",
+                     name the text column (the CLI's --text-field)",
                     fields.text,
-                    columns.join(", ")
+                    shown(&columns)
                 ),
             });
         };
@@ -203,11 +225,21 @@ impl PostReader {
                 ts,
             }),
             max_record_bytes: self.max_record_bytes,
+            require_id: self.parser.inner.require_id,
+            time: self.parser.inner.time.clone(),
+            tally: self.parser.inner.tally.clone(),
         };
+        self.columns = Some(columns);
         self.parser = RecordParser {
             inner: Arc::new(inner),
         };
         Ok(())
+    }
+
+    /// A CSV file's header cells, as written (surrounding ASCII spaces removed); `None` for
+    /// other formats, and for an empty CSV file.
+    pub fn columns(&self) -> Option<&[String]> {
+        self.columns.as_deref()
     }
 
     /// The input's name, as given (`-` for standard input).
@@ -332,6 +364,21 @@ impl PostReader {
                 break;
             }
         }
+        if csv && state == CsvState::Quoted {
+            // The input ended inside quotes: the rest of it was swallowed by one field.
+            // `next_line` counts a last line after a final newline, which holds nothing.
+            let empty_last = self.scratch.last() == Some(&b'\n');
+            let lines = self
+                .next_line
+                .saturating_sub(start_line)
+                .saturating_sub(u64::from(empty_last));
+            let bytes = if too_long {
+                Vec::new()
+            } else {
+                std::mem::take(&mut self.scratch)
+            };
+            return Ok(Some((start_line, Body::Unterminated { bytes, lines })));
+        }
         if too_long {
             return Ok(Some((start_line, Body::TooLong)));
         }
@@ -347,6 +394,20 @@ impl PostReader {
         };
         Ok(Some((start_line, Body::Bytes(bytes))))
     }
+}
+
+/// Header cells for a message: the first 30, comma-separated.
+pub(super) fn shown(columns: &[String]) -> String {
+    let mut s = columns
+        .iter()
+        .take(30)
+        .map(|c| format!("{c:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if columns.len() > 30 {
+        s.push_str(&format!(" and {} more", columns.len() - 30));
+    }
+    s
 }
 
 /// Drops the `\r` of a `\r\n` terminator (unless it is inside CSV quotes).

@@ -73,6 +73,25 @@ fn fill_to(r: &mut dyn Read, buf: &mut Vec<u8>, min_len: usize) -> io::Result<bo
     Ok(true)
 }
 
+/// Opens the file at `path` (`-` is standard input) and decompresses it as
+/// [`PostReader::open`](super::PostReader::open) does (gzip or zstd, by name or magic
+/// bytes); a UTF-8 byte order mark at the start is dropped. For callers that cut records
+/// themselves.
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file if it cannot be opened or its start read.
+pub fn open_decoded(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let (name, reader): (String, Box<dyn Read + Send>) = if path.as_os_str() == "-" {
+        ("-".to_owned(), Box::new(io::stdin()))
+    } else {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        (path.display().to_string(), Box::new(f))
+    };
+    // The format is not needed: any but Auto skips sniffing.
+    Ok(open_source(&name, path, reader, InputFormat::Text)?.read)
+}
+
 /// An opened input: its decompressed content (byte order mark dropped), its format and a
 /// counter of the raw bytes read.
 pub(super) struct Source {

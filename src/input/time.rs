@@ -1,56 +1,196 @@
-//! Times: unix seconds and RFC 3339 dates, as unix seconds.
+//! Times: unix seconds or milliseconds, ISO 8601 / RFC 3339 layouts, or a strftime
+//! layout, with a time zone for naive times; all as unix seconds.
+//!
+//! Every time is kept within years 0000 to 9999 (UTC); one outside is unreadable.
 
-use super::excerpt;
+use jiff::tz::TimeZone;
 
-/// Unix seconds from a float, truncated toward zero; `None` when out of `i64` range.
-pub(super) fn float_seconds(f: f64) -> Option<i64> {
-    let t = f.trunc();
-    // 2^63 is exactly representable; every float in [-2^63, 2^63) fits in an i64.
-    if t.is_finite() && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&t) {
-        Some(t as i64)
-    } else {
-        None
+use crate::error::{Error, Result};
+
+/// The earliest time kept: 0000-01-01T00:00:00Z.
+pub const MIN_TS: i64 = -62_167_219_200;
+/// The latest time kept: 9999-12-31T23:59:59Z.
+pub const MAX_TS: i64 = 253_402_300_799;
+
+/// Integers at least this large (in magnitude) are unix milliseconds, smaller ones seconds:
+/// 10^11 seconds is in the year 5138, 10^11 milliseconds in March 1973.
+const MILLIS_FROM: i64 = 100_000_000_000;
+
+/// How to read the times of posts: the layout and the zone of naive times.
+#[derive(Debug, Clone, Default)]
+pub struct TimeParser {
+    /// A strftime layout (`%Y-%m-%d %H:%M`), tried first; `None`: the common layouts only.
+    format: Option<String>,
+    /// The zone of times without an offset; `None` is UTC.
+    tz: Option<TimeZone>,
+}
+
+impl TimeParser {
+    /// A parser for `format` (a strftime layout, see [jiff's `strtime`]; `None`: the
+    /// common layouts of [`parse_timestamp`]) with naive times in `tz` (an IANA name such as
+    /// `Asia/Taipei`, `UTC`, or a fixed offset such as `+08:00`; `None` is UTC).
+    ///
+    /// With a layout, a time that does not match it is still tried in the common layouts.
+    ///
+    /// [jiff's `strtime`]: https://docs.rs/jiff/latest/jiff/fmt/strtime/index.html
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] for an unknown time zone or a layout without a date.
+    pub fn new(format: Option<&str>, tz: Option<&str>) -> Result<TimeParser> {
+        let tz = match tz {
+            None => None,
+            Some(name) => Some(zone(name)?),
+        };
+        if let Some(f) = format {
+            if !["%Y", "%y", "%s", "%F", "%D", "%c", "%x"]
+                .iter()
+                .any(|d| f.contains(d))
+            {
+                return Err(Error::InvalidParameter(format!(
+                    "time format {f:?} has no year (%Y, %y, %F, %D) or unix seconds (%s)"
+                )));
+            }
+        }
+        Ok(TimeParser {
+            format: format.map(str::to_owned),
+            tz,
+        })
+    }
+
+    /// Unix seconds of `s`: the layout if one was given, else (or when it does not match)
+    /// the common layouts; naive times are in the parser's zone. `None` if unreadable or
+    /// outside years 0000 to 9999.
+    #[must_use]
+    pub fn parse(&self, s: &str) -> Option<i64> {
+        let s = s.trim();
+        if let Some(f) = &self.format {
+            if let Some(t) = self.strftime(f, s) {
+                return Some(t);
+            }
+        }
+        if let Some(n) = parse_number(s.as_bytes()) {
+            return n;
+        }
+        let (civil, offset) = parse_civil(s.as_bytes())?;
+        let t = match offset {
+            Some(off) => civil.checked_sub(off)?,
+            None => self.naive(civil)?,
+        };
+        in_range(t)
+    }
+
+    /// `s` in the strftime layout `f`.
+    fn strftime(&self, f: &str, s: &str) -> Option<i64> {
+        let tm = jiff::fmt::strtime::parse(f, s).ok()?;
+        let t = match tm.to_timestamp() {
+            Ok(ts) => ts.as_second(),
+            Err(_) => {
+                let dt = tm.to_datetime().or_else(|_| {
+                    tm.to_date()
+                        .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+                });
+                let dt = dt.ok()?;
+                self.zone()
+                    .to_ambiguous_timestamp(dt)
+                    .compatible()
+                    .ok()?
+                    .as_second()
+            }
+        };
+        in_range(t)
+    }
+
+    /// The zone of naive times.
+    fn zone(&self) -> TimeZone {
+        self.tz.clone().unwrap_or(TimeZone::UTC)
+    }
+
+    /// Unix seconds of a naive time given as seconds since 1970-01-01T00:00:00 (civil).
+    fn naive(&self, civil: i64) -> Option<i64> {
+        let Some(tz) = &self.tz else {
+            return Some(civil);
+        };
+        // The civil time as if it were UTC, read back as a civil time in the zone.
+        let as_utc = jiff::Timestamp::from_second(civil).ok()?;
+        let dt = TimeZone::UTC.to_datetime(as_utc);
+        let ts = tz.to_ambiguous_timestamp(dt).compatible().ok()?;
+        Some(ts.as_second())
     }
 }
 
-/// A timestamp given as a string: blank means none; see [`parse_timestamp`].
-pub(super) fn timestamp_field(s: &str, field: &str) -> Result<Option<i64>, String> {
-    if s.trim().is_empty() {
-        return Ok(None);
+/// A time zone by IANA name, `UTC`/`Z`, or fixed offset (`+08:00`, `-0530`, `+8`).
+fn zone(name: &str) -> Result<TimeZone> {
+    let n = name.trim();
+    if n.eq_ignore_ascii_case("utc") || n == "Z" || n == "z" {
+        return Ok(TimeZone::UTC);
     }
-    parse_timestamp(s).map(Some).ok_or_else(|| {
-        format!(
-            "{field} is not unix seconds or an RFC 3339 date: {}",
-            excerpt(s)
-        )
+    if let Some(off) = offset_seconds(n.as_bytes()) {
+        let off = jiff::tz::Offset::from_seconds(off as i32)
+            .map_err(|e| Error::InvalidParameter(format!("time zone {name:?}: {e}")))?;
+        return Ok(TimeZone::fixed(off));
+    }
+    TimeZone::get(n).map_err(|e| {
+        Error::InvalidParameter(format!(
+            "unknown time zone {name:?} (use an IANA name such as Asia/Taipei, UTC, or an offset such as +08:00): {e}"
+        ))
     })
 }
 
-/// Parses a timestamp string into unix seconds.
-///
-/// Accepted, after trimming surrounding whitespace:
-/// - a decimal number of seconds, `-?[0-9]+(\.[0-9]*)?` (`+` allowed), truncated toward zero;
-/// - an RFC 3339 date-time `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, where `T` may also be `t`
-///   or a space, `Z` may be `z`, the offset may be written `±HHMM`, and a missing offset
-///   means UTC; fractional seconds are dropped (the time is floored to its second); a leap
-///   second `:60` counts as the first second of the next minute;
-/// - a bare date `YYYY-MM-DD`, meaning midnight UTC.
-///
-/// Years run from 0000 to 9999; months, days (leap years included), hours, minutes and
-/// offsets are range-checked.
-///
-/// Returns `None` when `s` is none of these, or out of `i64` range.
-#[must_use]
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let b = s.trim().as_bytes();
-    match parse_seconds(b) {
-        Some(n) => n,
-        None => parse_rfc3339(b),
+/// `t` if within years 0000 to 9999.
+fn in_range(t: i64) -> Option<i64> {
+    (MIN_TS..=MAX_TS).contains(&t).then_some(t)
+}
+
+/// Unix seconds from a float, truncated toward zero (milliseconds when at least 10^11 in
+/// magnitude); `None` when outside years 0000 to 9999.
+pub(super) fn float_seconds(f: f64) -> Option<i64> {
+    let t = f.trunc();
+    if !t.is_finite() {
+        return None;
+    }
+    // 2^63 is exactly representable; every float in [-2^63, 2^63) fits in an i64.
+    if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&t) {
+        return None;
+    }
+    int_seconds(t as i64)
+}
+
+/// Unix seconds from an integer: milliseconds when at least 10^11 in magnitude (truncated
+/// toward zero), else seconds; `None` when outside years 0000 to 9999.
+pub(super) fn int_seconds(n: i64) -> Option<i64> {
+    if n.unsigned_abs() >= MILLIS_FROM as u64 {
+        in_range(n / 1000)
+    } else {
+        in_range(n)
     }
 }
 
-/// A decimal number of seconds. `None` if `b` is not one; `Some(None)` if out of range.
-fn parse_seconds(b: &[u8]) -> Option<Option<i64>> {
+/// Parses a timestamp string into unix seconds, with naive times in UTC.
+///
+/// Accepted, after trimming surrounding whitespace:
+/// - a decimal number, `-?[0-9]+(\.[0-9]*)?` (`+` allowed), truncated toward zero: unix
+///   seconds, or unix milliseconds when its integer part is at least 10^11 in magnitude
+///   (10^11 seconds is in the year 5138);
+/// - a date `YYYY-MM-DD`, meaning midnight;
+/// - a date and a time `YYYY-MM-DD HH:MM`, `HH:MM:SS` or `HH:MM:SS.frac`, separated by `T`,
+///   `t` or a space, then optionally (after an optional space) `Z`, `z`, `UTC`, `GMT` or an
+///   offset `±HH:MM`, `±HHMM` or `±HH`; a missing offset means UTC (see [`TimeParser`] for
+///   other zones); fractional seconds are dropped (the time is floored to its second); a
+///   leap second `:60` counts as the first second of the next minute.
+///
+/// Months, days (leap years included), hours, minutes and offsets are range-checked, and
+/// the time must fall within years 0000 to 9999 UTC (`9999-12-31T23:59:60Z` does not).
+///
+/// Returns `None` when `s` is none of these.
+#[must_use]
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    TimeParser::default().parse(s)
+}
+
+/// A decimal number of seconds or milliseconds. `None` if `b` is not a number; `Some(None)`
+/// if out of range.
+fn parse_number(b: &[u8]) -> Option<Option<i64>> {
     let (negative, digits) = match b.split_first() {
         Some((b'-', rest)) => (true, rest),
         Some((b'+', rest)) => (false, rest),
@@ -80,7 +220,7 @@ fn parse_seconds(b: &[u8]) -> Option<Option<i64>> {
             None => return Some(None),
         }
     }
-    Some(Some(n))
+    Some(int_seconds(n))
 }
 
 /// The value of the ASCII digits `b`, if all are digits.
@@ -117,8 +257,28 @@ fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
-/// An RFC 3339 date-time or a bare date, as unix seconds.
-fn parse_rfc3339(b: &[u8]) -> Option<i64> {
+/// An offset `±HH:MM`, `±HHMM` or `±HH` in seconds east of UTC.
+fn offset_seconds(b: &[u8]) -> Option<i64> {
+    let (sign, rest) = b.split_first()?;
+    let sign = match sign {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (oh, om) = match rest {
+        [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?),
+        [h1, h2] => (digits(&[*h1, *h2])?, 0),
+        _ => return None,
+    };
+    if oh > 23 || om > 59 {
+        return None;
+    }
+    Some(sign * (oh * 3600 + om * 60))
+}
+
+/// A date or a date-time (see [`parse_timestamp`]) as seconds since 1970-01-01T00:00:00
+/// civil, and its offset in seconds east of UTC if it states one.
+fn parse_civil(b: &[u8]) -> Option<(i64, Option<i64>)> {
     let field = |range: std::ops::Range<usize>| b.get(range).and_then(digits);
     let sep = |i: usize, c: u8| b.get(i) == Some(&c);
     let year = field(0..4)?;
@@ -132,50 +292,49 @@ fn parse_rfc3339(b: &[u8]) -> Option<i64> {
     }
     let days = days_from_civil(year, month, day);
     if b.len() == 10 {
-        return Some(days * 86_400);
+        return Some((days * 86_400, None));
     }
     if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
         return None;
     }
     let hour = field(11..13)?;
     let minute = field(14..16)?;
-    let second = field(17..19)?;
-    if !sep(13, b':') || !sep(16, b':') || hour > 23 || minute > 59 || second > 60 {
+    if !sep(13, b':') || hour > 23 || minute > 59 {
         return None;
     }
-    let mut pos = 19;
-    if sep(pos, b'.') {
-        let frac = b[pos + 1..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if frac == 0 {
+    let mut pos = 16;
+    let mut second = 0;
+    if sep(pos, b':') {
+        second = field(17..19)?;
+        if second > 60 {
             return None;
         }
-        pos += 1 + frac;
-    }
-    let offset = match &b[pos..] {
-        [] | [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), rest @ ..] => {
-            let (oh, om) = match rest {
-                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
-                    (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?)
-                }
-                _ => return None,
-            };
-            if oh > 23 || om > 59 {
+        pos = 19;
+        if sep(pos, b'.') || sep(pos, b',') {
+            let frac = b[pos + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if frac == 0 {
                 return None;
             }
-            let off = oh * 3600 + om * 60;
-            if *sign == b'-' {
-                -off
-            } else {
-                off
-            }
+            pos += 1 + frac;
         }
-        _ => return None,
+    }
+    let mut rest = &b[pos..];
+    if let [b' ', tail @ ..] = rest {
+        if tail.is_empty() {
+            return None;
+        }
+        rest = tail;
+    }
+    let offset = match rest {
+        [] => None,
+        [b'Z' | b'z'] => Some(0),
+        r if r.eq_ignore_ascii_case(b"UTC") || r.eq_ignore_ascii_case(b"GMT") => Some(0),
+        r => Some(offset_seconds(r)?),
     };
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+    Some((days * 86_400 + hour * 3600 + minute * 60 + second, offset))
 }
 
 #[cfg(test)]
@@ -207,6 +366,20 @@ mod tests {
             ("2024-02-29", 1709164800),
             ("2016-12-31T23:59:60Z", 1483228800),
             ("  2023-05-01T04:34:56Z\t", 1682915696),
+            // Minutes only, a space before the zone, UTC/GMT, an hour-only offset, a comma.
+            ("2019-08-19 14:03", 1566223380),
+            ("2019-08-19T14:03Z", 1566223380),
+            ("2019-08-19 22:03+08", 1566223380),
+            ("2019-08-19 14:03:00 UTC", 1566223380),
+            ("2019-08-19 14:03:00 gmt", 1566223380),
+            ("2019-08-19 22:03:00 +0800", 1566223380),
+            ("2019-08-19 14:03:00,250", 1566223380),
+            // Unix milliseconds (10^11 and up), and the first and last times kept.
+            ("1566223380000", 1566223380),
+            ("1566223380999.9", 1566223380),
+            ("-62167219200", MIN_TS),
+            ("0000-01-01T00:00:00Z", MIN_TS),
+            ("9999-12-31T23:59:59Z", MAX_TS),
         ];
         for &(s, want) in cases {
             assert_eq!(parse_timestamp(s), Some(want), "{s}");
@@ -222,12 +395,20 @@ mod tests {
             "2023-05-01T24:00:00Z",
             "2023-05-01T12:60:00Z",
             "2023-05-01T12:00:61Z",
-            "2023-05-01T12:34Z",
             "2023-05-01T12:34:56.Z",
             "2023-05-01T12:34:56+8:00",
             "2023-05-01T12:34:56+24:00",
             "2023-05-01T12:34:56+08:60",
-            "2023-05-01T12:34:56 Z",
+            "2023-05-01T12:34:56  Z",
+            "2023-05-01T12:34:56+0",
+            "2023-05-01 12",
+            "2023-05-01 12:3",
+            "2023-05-01T12:34:56 CET",
+            "9999-12-31T23:59:60Z",
+            "9999-12-31T23:00:00-01:00",
+            "0000-01-01T00:30:00+01:00",
+            "1000000000000000",
+            "-1000000000000000",
             "2023-05-01T12:34:56Zx",
             "2023-5-01",
             "23-05-01",
@@ -288,8 +469,9 @@ mod tests {
                 },
             );
             let off = if off == 0 { 0 } else { off.signum() * ((off.abs() / 60) * 60 + off.abs() % 60) };
-            if d <= dim {
-                prop_assert_eq!(parse_timestamp(&text), Some(naive_seconds(y, mo, d, h, mi, s, off)));
+            let want = naive_seconds(y, mo, d, h, mi, s, off);
+            if d <= dim && (MIN_TS..=MAX_TS).contains(&want) {
+                prop_assert_eq!(parse_timestamp(&text), Some(want));
             } else {
                 prop_assert_eq!(parse_timestamp(&text), None);
             }
@@ -297,10 +479,39 @@ mod tests {
     }
 
     #[test]
+    fn zones_and_layouts() {
+        let taipei = TimeParser::new(None, Some("Asia/Taipei")).expect("tzdb");
+        // Naive times are in the zone; times with an offset keep theirs.
+        assert_eq!(taipei.parse("2019-08-19 22:03"), Some(1566223380));
+        assert_eq!(taipei.parse("2019-08-19"), Some(1566144000));
+        assert_eq!(taipei.parse("2019-08-19T14:03:00Z"), Some(1566223380));
+        assert_eq!(taipei.parse("1566223380"), Some(1566223380));
+        let fixed = TimeParser::new(None, Some("-05:00")).expect("offset");
+        assert_eq!(fixed.parse("2019-08-19 09:03"), Some(1566223380));
+        // New York: a daylight saving time in August.
+        let ny = TimeParser::new(None, Some("America/New_York")).expect("tzdb");
+        assert_eq!(ny.parse("2019-08-19 10:03"), Some(1566223380));
+        assert!(TimeParser::new(None, Some("Mars/Olympus")).is_err());
+        // A strftime layout, then the common layouts when it does not match.
+        let us = TimeParser::new(Some("%m/%d/%Y %H:%M"), None).expect("layout");
+        assert_eq!(us.parse("08/19/2019 14:03"), Some(1566223380));
+        assert_eq!(us.parse("2019-08-19 14:03"), Some(1566223380));
+        assert_eq!(us.parse("19/08/2019 14:03"), None);
+        let tw = TimeParser::new(Some("%a %b %d %H:%M:%S %z %Y"), None).expect("layout");
+        assert_eq!(tw.parse("Mon Aug 19 14:03:00 +0000 2019"), Some(1566223380));
+        let day = TimeParser::new(Some("%d.%m.%Y"), Some("+02:00")).expect("layout");
+        assert_eq!(day.parse("19.08.2019"), Some(1566165600));
+        assert!(TimeParser::new(Some("%H:%M"), None).is_err());
+    }
+
+    #[test]
     fn seconds_strings() {
-        assert_eq!(parse_timestamp("9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_timestamp("-9223372036854775808"), Some(i64::MIN));
+        // As milliseconds, i64::MAX is past the year 9999.
+        assert_eq!(parse_timestamp("9223372036854775807"), None);
+        assert_eq!(parse_timestamp("-9223372036854775808"), None);
         assert_eq!(parse_timestamp("9223372036854775808"), None);
+        assert_eq!(parse_timestamp("253402300799999"), Some(MAX_TS));
+        assert_eq!(parse_timestamp("253402300800000"), None);
         assert_eq!(parse_timestamp("+12"), Some(12));
         assert_eq!(parse_timestamp("12."), Some(12));
         assert_eq!(parse_timestamp("-0.5"), Some(0));

@@ -123,8 +123,19 @@ fn bad_corpus() -> Input {
         r#"{"id": 9006, "text": "a post", "account": {"nested": true}}"#,
         Kind::Invalid,
     );
+    // An unreadable time: indexed without a time, and counted (issue 17).
     input.push(
         r#"{"id": 9007, "text": "a post with a bad time", "ts": "yesterday"}"#,
+        Kind::Indexed(
+            "9007".into(),
+            "a post with a bad time".into(),
+            String::new(),
+            String::new(),
+            None,
+        ),
+    );
+    input.push(
+        r#"{"id": "", "text": "a post with an empty id"}"#,
         Kind::Invalid,
     );
     input.push(
@@ -270,7 +281,9 @@ fn bad_records_are_reported_counted_and_skipped() {
     }
     for line in input.lines_where(|k| matches!(k, Kind::Indexed(..) | Kind::Blank)) {
         assert!(
-            !r.stderr.contains(&format!("{name}:{line}: ")),
+            !r.stderr
+                .lines()
+                .any(|l| l.contains(&format!("{name}:{line}: ")) && !l.contains("readable time")),
             "good line {line} is reported:\n{}",
             r.stderr
         );
@@ -318,7 +331,12 @@ fn bad_records_are_reported_counted_and_skipped() {
             _ => {}
         }
     }
-    for id in ["9001", "9003", "9005", "9007", "9008"] {
+    assert!(
+        r.stderr.contains("1 post without a readable time"),
+        "{}",
+        r.stderr
+    );
+    for id in ["9001", "9003", "9005", "9008"] {
         assert_eq!(index.post(id).expect("post"), None, "invalid post {id}");
     }
     index.verify().expect("verifies");
@@ -606,4 +624,354 @@ fn strict_with_small_batches_stops_at_the_first_bad_record_in_input_order() {
         matches!(err, textreuse::Error::InvalidInput { line: 2, .. }),
         "{err}"
     );
+}
+
+/// `textreuse build --input input --index dir <extra>`, whatever its exit code.
+fn try_build(input: &Path, dir: &Path, extra: &[&str]) -> util::Run {
+    let mut args: Vec<&OsStr> = vec![
+        "build".as_ref(),
+        "--input".as_ref(),
+        input.as_os_str(),
+        "--index".as_ref(),
+        dir.as_os_str(),
+    ];
+    args.extend(extra.iter().map(|s| OsStr::new(*s)));
+    util::textreuse(&args)
+}
+
+/// `tests/fixtures/input/NAME`.
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/input")
+        .join(name)
+}
+
+/// The posts of an index by id: (account, ts).
+fn posts_of(dir: &Path, ids: &[&str]) -> Vec<(String, Option<i64>)> {
+    let index = Index::open(dir).expect("opens");
+    ids.iter()
+        .map(|id| {
+            let p = index
+                .post(id)
+                .expect("post")
+                .unwrap_or_else(|| panic!("post {id} is not indexed"));
+            (p.account, p.ts)
+        })
+        .collect()
+}
+
+#[test]
+fn twitter_io_csv_needs_no_flags() {
+    // Issue 17 points 1 and 3: the Twitter/X IO layout is recognized, its
+    // `2019-08-19 14:03` times read, an unreadable time indexed without a time and counted.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("idx");
+    let r = util::cli_build(&fixture("twitter_io.csv"), &dir, &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("reading it as twitter-io")
+            && r.stderr
+                .contains("id=tweetid, text=tweet_text, account=userid")
+            && r.stderr.contains("ts=tweet_time"),
+        "the mapping is printed: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("1 post without a readable time")
+            && r.stderr.contains(":6: tweet_time \"n/a\""),
+        "{}",
+        r.stderr
+    );
+    let s: Value = serde_json::from_str(r.stdout.trim()).expect("JSON summary");
+    assert_eq!(
+        (s["indexed"].as_u64(), s["invalid"].as_u64()),
+        (Some(6), Some(0))
+    );
+    let got = posts_of(
+        &dir,
+        &[
+            "1163475215648837632",
+            "1163475215648837636",
+            "1163475215648837637",
+        ],
+    );
+    assert_eq!(
+        got,
+        [
+            ("a9f3c1".to_owned(), Some(1_566_223_380)),
+            ("e1207f".to_owned(), None),
+            ("f9c3b5".to_owned(), Some(1_566_223_650)),
+        ]
+    );
+    // The account can be the screen name instead, by flag; --preset forces the layout.
+    let dir2 = tmp.path().join("idx2");
+    let r = util::cli_build(
+        &fixture("twitter_io.csv"),
+        &dir2,
+        &[
+            "--preset",
+            "twitter-io",
+            "--account-field",
+            "user_screen_name",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        posts_of(&dir2, &["1163475215648837633"])[0].0,
+        "truthseeker88"
+    );
+    // A --tz moves naive times, not those with an offset.
+    let dir3 = tmp.path().join("idx3");
+    let r = util::cli_build(
+        &fixture("twitter_io.csv"),
+        &dir3,
+        &["--tz", "Asia/Hong_Kong"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let got = posts_of(&dir3, &["1163475215648837632", "1163475215648837637"]);
+    assert_eq!(got[0].1, Some(1_566_223_380 - 8 * 3600));
+    assert_eq!(got[1].1, Some(1_566_223_650));
+}
+
+#[test]
+fn time_layouts_and_ts_format() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("idx");
+    let r = util::cli_build(&fixture("times.csv"), &dir, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let ids = ["d", "m", "s", "f", "o", "u", "ms", "bad"];
+    let ts: Vec<Option<i64>> = posts_of(&dir, &ids).into_iter().map(|p| p.1).collect();
+    assert_eq!(
+        ts,
+        [
+            Some(1_566_172_800),
+            Some(1_566_223_380),
+            Some(1_566_223_385),
+            Some(1_566_223_385),
+            Some(1_566_223_385),
+            Some(1_566_223_385),
+            Some(1_566_223_385),
+            None
+        ]
+    );
+    assert!(
+        r.stderr.contains("1 post without a readable time"),
+        "{}",
+        r.stderr
+    );
+    // A layout the common ones miss, by --ts-format.
+    let dir2 = tmp.path().join("idx2");
+    let r = util::cli_build(
+        &fixture("us_times.csv"),
+        &dir2,
+        &["--ts-format", "%m/%d/%Y %I:%M %p", "--tz=-04:00"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("readable time"), "{}", r.stderr);
+    let ts: Vec<_> = posts_of(&dir2, &["1", "2"])
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(ts, [Some(1_566_266_580), Some(1_566_306_900)]);
+    // Without it, both are counted, and still indexed.
+    let dir3 = tmp.path().join("idx3");
+    let r = util::cli_build(&fixture("us_times.csv"), &dir3, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("2 posts without a readable time"),
+        "{}",
+        r.stderr
+    );
+    // Bad --ts-format and --tz values are errors naming the flag, before any index exists.
+    for (flag, value) in [("--tz", "Mars/Olympus"), ("--ts-format", "%H:%M")] {
+        let dir4 = tmp.path().join("idx4");
+        let r = try_build(&fixture("us_times.csv"), &dir4, &[flag, value]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains(flag), "{}", r.stderr);
+        assert!(!dir4.exists(), "{flag}: no index left behind");
+    }
+}
+
+#[test]
+fn wrong_field_names_are_errors() {
+    // Issue 17 point 2.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("idx");
+    // JSONL whose text field is misspelled: exit 2 naming the fields that exist.
+    let r = try_build(&fixture("misspelled.jsonl"), &dir, &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("no \"text\" field")
+            && r.stderr.contains("\"acount\", \"id\", \"time\", \"txt\""),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.exists(), "no index is left behind");
+    // A named field absent from every record.
+    let r = try_build(&util::sample_path(), &dir, &["--text-field", "body"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("--text-field body names no field") && r.stderr.contains("\"text\""),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.exists());
+    // In CSV, every named field is checked against the header, not only the text.
+    for flag in [
+        "--id-field",
+        "--account-field",
+        "--ts-field",
+        "--platform-field",
+    ] {
+        let r = try_build(&fixture("twitter_io.csv"), &dir, &[flag, "tweet_tim"]);
+        assert_eq!(r.code, 2, "{flag}: {r:?}");
+        assert!(
+            r.stderr
+                .contains(&format!("{flag} tweet_tim names no field"))
+                && r.stderr.contains("\"tweet_time\""),
+            "{}",
+            r.stderr
+        );
+        assert!(!dir.exists());
+    }
+    // Fixed by naming the fields.
+    let r = util::cli_build(
+        &fixture("misspelled.jsonl"),
+        &dir,
+        &[
+            "--text-field",
+            "txt",
+            "--account-field",
+            "acount",
+            "--ts-field",
+            "time",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        posts_of(&dir, &["2"])[0],
+        ("u2".to_owned(), Some(1_566_223_440))
+    );
+}
+
+#[test]
+fn posts_export_preset_and_listing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("idx");
+    let r = util::cli_build(&fixture("posts_export.jsonl"), &dir, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("reading it as posts"), "{}", r.stderr);
+    assert_eq!(
+        posts_of(&dir, &["p-1", "p-2", "p-3"]),
+        [
+            ("alice".to_owned(), Some(1_614_848_400)),
+            ("bob".to_owned(), Some(1_614_848_700)),
+            ("carol".to_owned(), Some(1_614_852_000)),
+        ]
+    );
+    let r = util::textreuse(["build", "--preset", "list", "--input", "x", "--index", "y"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("twitter-io")
+            && r.stdout.contains("tweet_text")
+            && r.stdout.contains("posts"),
+        "{}",
+        r.stdout
+    );
+    let r = try_build(
+        &fixture("posts_export.jsonl"),
+        &dir,
+        &["--preset", "nosuch"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("--preset nosuch: no such preset"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn nothing_indexed_is_an_error_and_leaves_no_index() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("bad.jsonl");
+    let dir = tmp.path().join("idx");
+    // 1,000 lines with the same problem: the first 10 are shown, the rest summarized.
+    let mut data = String::new();
+    for i in 0..1000 {
+        data.push_str(&format!("{{\"id\": \"\", \"text\": \"post {i}\"}}\n"));
+    }
+    fs::write(&path, data).expect("writes");
+    let r = try_build(&path, &dir, &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.stderr.matches("id is empty").count(), 11, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("and 990 more like it: id is empty"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("nothing was indexed"), "{}", r.stderr);
+    assert!(!dir.exists(), "no index left behind");
+    // A missing input: one message naming the path and the flag, no directory left.
+    let r = try_build(&tmp.path().join("typo.jsonl"), &dir, &[]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("typo.jsonl: no such file (--input)")
+            && r.stderr.matches("No such file").count() == 0,
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.exists(), "no directory or LOCK left behind");
+}
+
+#[test]
+fn csv_unterminated_quote_is_reported() {
+    // Issue 16 item 11: the row that opens the quote is a bad record, with the lines lost.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("q.csv");
+    let dir = tmp.path().join("idx");
+    fs::write(
+        &path,
+        "id,text\n1,a first post that is fine\n2,\"a quote never closed\n3,lost\n",
+    )
+    .expect("writes");
+    let r = util::cli_build(&path, &dir, &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("q.csv:3: unterminated quote") && r.stderr.contains("its 2 line(s)"),
+        "{}",
+        r.stderr
+    );
+    let s: Value = serde_json::from_str(r.stdout.trim()).expect("JSON summary");
+    assert_eq!(
+        (s["indexed"].as_u64(), s["invalid"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[test]
+fn fingerprint_skips_a_line_over_the_record_limit() {
+    // Issue 16 item 13: one record limit everywhere (64 MiB, as `build`).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("big.txt");
+    let mut data = b"a short first line\n".to_vec();
+    data.resize(data.len() + (64 << 20) + 10, b'x');
+    data.extend_from_slice(b"\nthe line after it\n");
+    fs::write(&path, &data).expect("writes");
+    drop(data);
+    let r = util::textreuse([
+        OsStr::new("fingerprint"),
+        OsStr::new("--input"),
+        path.as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(":2: line longer than 67108864 bytes, skipped"),
+        "{}",
+        r.stderr
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    assert!(lines[1].ends_with("\tthe line after it"), "{}", lines[1]);
 }

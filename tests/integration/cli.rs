@@ -583,8 +583,9 @@ fn a_failed_lookup_exits_2() {
     assert_eq!(r.code, 2, "{r:?}");
 }
 
-/// Timestamps come back as they went in, at the ends of the range too; i64::MIN (the
-/// index's "no time" marker) is rejected as out of range instead of silently lost.
+/// Timestamps come back as they went in, at the ends of the range (years 0000 to 9999)
+/// too; a time outside it (i64::MIN, the index's "no time" marker, or i64::MAX) is not
+/// silently turned into another: the post is kept without a time, and counted.
 #[test]
 fn extreme_timestamps_round_trip() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -592,20 +593,38 @@ fn extreme_timestamps_round_trip() {
     fs::write(
         &bad,
         json!({"id": "m", "text": "a post from the start of time", "ts": i64::MIN}).to_string()
+            + "\n"
+            + &json!({"id": "x", "text": "a post from the end of time", "ts": i64::MAX}).to_string()
+            + "\n"
+            + &json!({"id": "y", "text": "a leap second at the very end", "ts": "9999-12-31T23:59:60Z"}).to_string()
             + "\n",
     )
     .expect("writes");
+    let bad_dir = tmp.path().join("bad-index");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_textreuse"))
         .args(["build", "--strict", "-q", "--input"])
         .arg(&bad)
         .arg("--index")
-        .arg(tmp.path().join("bad-index"))
+        .arg(&bad_dir)
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("3 posts without a readable time"),
+        "{stderr}"
+    );
+    let index = Index::open(&bad_dir).expect("opens");
+    for id in ["m", "x", "y"] {
+        assert_eq!(
+            index.post(id).expect("post").expect("kept").ts,
+            None,
+            "{id}"
+        );
+    }
     let input = tmp.path().join("ts.jsonl");
-    let cases = [i64::MIN + 1, -5, 0, 1, i64::MAX];
+    // Integers from 10^11 up are milliseconds: 99,999,999,999 is the last second.
+    let cases = [textreuse::input::MIN_TS, -5, 0, 1, 99_999_999_999];
     let lines: String = cases
         .iter()
         .enumerate()
@@ -816,4 +835,289 @@ fn fingerprint_input_lines_across_blocks_and_batches() {
         "stdin and file outputs differ"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("<stdin>:19991: invalid JSON"));
+}
+
+#[test]
+fn query_input_goes_on_after_a_bad_line_and_reads_compressed_csv() {
+    // Issue 16 item 12 and issue 17 point 9.
+    let s = small_index(&[]);
+    let qfile = s.work.join("q.jsonl");
+    let lines = [
+        json!({"id": "a", "text": s.posts[20].text}).to_string(),
+        "{\"text\": ".to_owned(),
+        json!({"id": "", "text": "an empty id"}).to_string(),
+        json!({"id": "b", "text": s.posts[21].text}).to_string(),
+    ];
+    fs::write(&qfile, lines.join("\n") + "\n").expect("writes");
+    let r = query_file(&s.dir, &qfile, &["--no-text"]);
+    assert_eq!(r.code, 2, "a bad line makes the run an error: {r:?}");
+    let out = json_lines(&r.stdout);
+    assert_eq!(out.len(), 4, "{}", r.stdout);
+    assert_eq!(out[0]["query"], json!("a"));
+    assert_eq!(out[0]["hits"][0]["id"], json!(s.posts[20].id));
+    assert!(out[1]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("q.jsonl:2: invalid JSON")));
+    assert!(out[2]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("id is empty")));
+    assert_eq!(out[3]["hits"][0]["id"], json!(s.posts[21].id));
+    // The same queries as a gzip-compressed CSV with renamed columns, and as zstd.
+    let csv = format!(
+        "post,body\na,\"{}\"\nb,\"{}\"\n",
+        s.posts[20].text.replace('"', "\"\""),
+        s.posts[21].text.replace('"', "\"\"")
+    );
+    let gz = s.work.join("q.csv.gz");
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut e, csv.as_bytes()).expect("compresses");
+    fs::write(&gz, e.finish().expect("compresses")).expect("writes");
+    let zst = s.work.join("q.csv.zst");
+    fs::write(
+        &zst,
+        zstd::encode_all(csv.as_bytes(), 1).expect("compresses"),
+    )
+    .expect("writes");
+    for f in [&gz, &zst] {
+        let r = query_file(
+            &s.dir,
+            f,
+            &["--no-text", "--id-field", "post", "--text-field", "body"],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        let out = json_lines(&r.stdout);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (&out[0]["query"], &out[1]["query"]),
+            (&json!("a"), &json!("b"))
+        );
+        assert_eq!(out[1]["hits"][0]["id"], json!(s.posts[21].id));
+    }
+    // fingerprint --input reads compressed input too.
+    let plain = run(&[
+        os("fingerprint"),
+        os("--json"),
+        os("--input"),
+        qfile.as_os_str(),
+    ]);
+    let fz = s.work.join("q.jsonl.zst");
+    fs::write(
+        &fz,
+        zstd::encode_all(fs::read(&qfile).expect("reads").as_slice(), 1).expect("compresses"),
+    )
+    .expect("writes");
+    let packed = run(&[
+        os("fingerprint"),
+        os("--json"),
+        os("--input"),
+        fz.as_os_str(),
+    ]);
+    assert_eq!(plain.stdout, packed.stdout);
+    assert!(plain.stdout.lines().count() >= 3, "{}", plain.stdout);
+}
+
+#[test]
+fn query_options_are_checked() {
+    // Issue 17 points 4-6, issue 16 item 14.
+    let s = small_index(&[]);
+    let dir = s.dir.as_os_str();
+    for bad in ["1.5", "-0.1", "NaN", "inf", "x"] {
+        let flag = format!("--min-similarity={bad}");
+        let r = run(&[os("query"), os("--index"), dir, os(&flag), os("a")]);
+        assert_eq!(r.code, 2, "--min-similarity {bad}: {r:?}");
+        assert!(r.stderr.contains("--min-similarity"), "{}", r.stderr);
+    }
+    let r = run(&[
+        os("query"),
+        os("--index"),
+        dir,
+        os("-j"),
+        os("100000"),
+        os("a"),
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("-j 100000"), "{}", r.stderr);
+    // Platforms: case is ignored; one the index does not hold is named.
+    let base = s.posts[10].text.clone();
+    let q = |platform: &str| {
+        run(&[
+            os("query"),
+            os("--json"),
+            os("--index"),
+            dir,
+            os("--platform"),
+            os(platform),
+            os(&base),
+        ])
+    };
+    let lower = q("telegram");
+    let upper = q("TELEGRAM");
+    assert_eq!(lower.code, 0, "{lower:?}");
+    let hits = |r: &util::Run| {
+        json_lines(&r.stdout)[0]["hits"]
+            .as_array()
+            .expect("hits")
+            .len()
+    };
+    assert_eq!(hits(&lower), hits(&upper));
+    assert!(hits(&lower) >= 2);
+    let r = q("Myspace");
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("--platform Myspace: the index holds no post on")
+            && r.stderr.contains("telegram"),
+        "{}",
+        r.stderr
+    );
+    // --id X --limit N: N other posts.
+    let with_copies = s.posts[10].id.clone();
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--index"),
+        dir,
+        os("--id"),
+        os(&with_copies),
+        os("--limit"),
+        os("2"),
+    ]);
+    let o = &json_lines(&r.stdout)[0];
+    let ids: Vec<&str> = o["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| h["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{o}");
+    assert!(!ids.contains(&with_copies.as_str()), "{o}");
+    let r = run(&[
+        os("query"),
+        os("--json"),
+        os("--index"),
+        dir,
+        os("--id"),
+        os(&with_copies),
+        os("--limit"),
+        os("1"),
+    ]);
+    assert_eq!(json_lines(&r.stdout)[0]["limited"], json!(true));
+    // --expand without saved clusters says so.
+    let r = run(&[os("query"), os("--index"), dir, os("--expand"), os(&base)]);
+    assert!(r.stderr.contains("no saved clusters"), "{}", r.stderr);
+    // Ids are never cut in the table; --width sets the text's room.
+    let long = s.work.join("long.jsonl");
+    let long_id = "1163475215648837632116347521564883763";
+    fs::write(
+        &long,
+        json!({"id": long_id, "text": base}).to_string() + "\n",
+    )
+    .expect("writes");
+    let d2 = s.work.join("long-idx");
+    util::cli_build(&long, &d2, &[]);
+    for width in ["60", "200"] {
+        let r = run(&[
+            os("query"),
+            os("--index"),
+            d2.as_os_str(),
+            os("--width"),
+            os(width),
+            os(&base),
+        ]);
+        let row = r
+            .stdout
+            .lines()
+            .find(|l| l.contains(long_id))
+            .unwrap_or_else(|| panic!("{}", r.stdout));
+        let w: usize = width.parse().expect("number");
+        assert!(row.chars().count() <= w.max(long_id.len() + 80), "{row}");
+    }
+}
+
+/// Runs the CLI with its standard output closed (EPIPE) or on /dev/full (ENOSPC).
+fn run_with_stdout(args: &[&OsStr], full: bool) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_textreuse"));
+    cmd.args(args).stderr(Stdio::piped());
+    if full {
+        cmd.stdout(fs::File::create("/dev/full").expect("/dev/full"));
+    } else {
+        cmd.stdout(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("runs");
+    // Close the read end at once: the child's writes fail with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("waits");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn closed_or_full_stdout_does_not_panic() {
+    // Issue 16 item 10.
+    let s = small_index(&[]);
+    let dir = s.dir.as_os_str();
+    let commands: Vec<Vec<&OsStr>> = vec![
+        vec![os("stats"), os("--index"), dir],
+        vec![os("stats"), os("--json"), os("--index"), dir],
+        vec![os("verify"), os("--index"), dir],
+        vec![
+            os("query"),
+            os("--json"),
+            os("--index"),
+            dir,
+            os("a post about nothing"),
+        ],
+    ];
+    for args in &commands {
+        let (code, stderr) = run_with_stdout(args, false);
+        assert_eq!(code, Some(0), "{args:?} on a closed pipe: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        if Path::new("/dev/full").exists() {
+            let (code, stderr) = run_with_stdout(args, true);
+            assert_eq!(code, Some(2), "{args:?} on a full disk: {stderr}");
+            assert!(stderr.contains("No space left"), "{args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn errors_name_the_path_once_and_stats_reads_well() {
+    // Issue 17 points 7 and 9.
+    let s = small_index(&[]);
+    let nosuch = s.work.join("nosuch");
+    let r = run(&[os("merge"), os("--index"), nosuch.as_os_str()]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("nosuch: holds no index"), "{}", r.stderr);
+    assert!(!nosuch.exists(), "merge leaves nothing behind");
+    let r = run(&[os("query"), os("--index"), nosuch.as_os_str(), os("x")]);
+    assert!(r.stderr.contains("holds no index"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    let typo = s.work.join("typo.jsonl");
+    let r = run(&[os("fingerprint"), os("--input"), typo.as_os_str()]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("typo.jsonl") && r.stderr.contains("--input"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[os("stats"), os("--index"), s.dir.as_os_str()]);
+    assert!(r.stdout.contains("hashtags removed"), "{}", r.stdout);
+    let r = run(&[os("verify"), os("--index"), s.dir.as_os_str()]);
+    assert!(r.stdout.contains(" 1 segment,"), "{}", r.stdout);
+    let r = run(&[os("build"), os("--help")]);
+    assert!(
+        r.stdout.contains("--format <auto|jsonl|csv|text>"),
+        "{}",
+        r.stdout
+    );
 }

@@ -605,3 +605,611 @@ fn a_changed_manifest_parameter_is_detected() {
     fs::write(&manifest, original).expect("restores");
     assert!(undetected.is_empty(), "{undetected:#?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Write side (issue 16): no data lost, no damage laundered, no link followed.
+// ---------------------------------------------------------------------------------------
+
+mod write_side {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    use textreuse::index::Manifest;
+    use textreuse::input::RawPost;
+
+    use crate::util;
+
+    /// Every file under `dir` but `LOCK`, with its length and checksum.
+    fn snapshot(dir: &Path) -> Vec<(String, usize, u64)> {
+        util::read_tree(dir)
+            .into_iter()
+            .filter(|(n, _)| n != "LOCK")
+            .map(|(n, b)| (n, b.len(), xxhash_rust::xxh3::xxh3_64(&b)))
+            .collect()
+    }
+
+    /// An index of `n` sample posts built by the CLI in `tmp/index`, and a JSONL file of
+    /// the next 20 posts (for appends) in `tmp/new.jsonl`.
+    fn index(tmp: &Path, n: usize) -> (PathBuf, PathBuf) {
+        let posts = util::sample_posts();
+        let old = tmp.join("old.jsonl");
+        util::write_jsonl(&old, &posts[..n]);
+        let new = tmp.join("new.jsonl");
+        util::write_jsonl(&new, &posts[n..n + 20]);
+        let dir = tmp.join("index");
+        util::cli_build(&old, &dir, &["-q"]);
+        (dir, new)
+    }
+
+    fn run(args: &[&str]) -> util::Run {
+        util::textreuse(args)
+    }
+
+    fn s(p: &Path) -> &str {
+        p.to_str().expect("utf-8 path")
+    }
+
+    /// Flips one byte in the middle of `path` (in a section's payload).
+    fn flip_middle(path: &Path) {
+        let mut b = fs::read(path).expect("reads");
+        let at = b.len() / 2;
+        b[at] ^= 0x20;
+        fs::write(path, b).expect("writes");
+    }
+
+    /// Edits the live manifest with `f` and publishes it under the same generation (with a
+    /// recomputed checksum), as a third party could.
+    fn edit_manifest(dir: &Path, f: impl FnOnce(&mut Manifest)) {
+        let (mut m, _) = Manifest::load_current(dir)
+            .expect("loads")
+            .expect("has one");
+        f(&mut m);
+        m.publish(dir).expect("publishes");
+    }
+
+    /// 16.1: with `CURRENT` gone, `build --append` and `build` used to delete the index and
+    /// exit 0. Both must refuse (exit 2), change nothing, and say how to recover; following
+    /// the advice gives the index back.
+    #[test]
+    fn a_lost_current_is_damage_not_an_empty_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, new) = index(tmp.path(), 200);
+        let r = run(&["delete", "--index", s(&dir), "--id", "5"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        fs::remove_file(dir.join("CURRENT")).expect("removes CURRENT");
+        let before = snapshot(&dir);
+        for extra in [&["--append"][..], &[][..]] {
+            let mut args = vec!["build", "-q", "--input", s(&new), "--index", s(&dir)];
+            args.extend_from_slice(extra);
+            let r = run(&args);
+            assert_eq!(r.code, 2, "build {extra:?} must refuse: {r:?}");
+            assert!(r.stderr.contains("damaged"), "{}", r.stderr);
+            assert!(r.stderr.contains("MANIFEST-000002.json"), "{}", r.stderr);
+            assert_eq!(snapshot(&dir), before, "build {extra:?} changed the files");
+        }
+        for cmd in [
+            vec!["delete", "--index", s(&dir), "--id", "7"],
+            vec!["merge", "--index", s(&dir)],
+        ] {
+            let r = run(&cmd);
+            assert_eq!(r.code, 2, "{cmd:?}: {r:?}");
+            assert_eq!(snapshot(&dir), before, "{cmd:?} changed the files");
+        }
+        // The recovery the message gives.
+        fs::write(dir.join("CURRENT"), "MANIFEST-000002.json\n").expect("writes");
+        let r = run(&["verify", "--index", s(&dir)]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let index = textreuse::Index::open(&dir).expect("opens");
+        assert_eq!(index.num_posts(), 199);
+    }
+
+    /// 16.2: `build` into a directory that holds no index deleted `seg-<digits>/` folders,
+    /// `*.tmp`, `MANIFEST-*.json` and `CLUSTERS-*.bin` of the user's. Without `--force` a
+    /// non-empty directory is refused; with it, the index is built beside the user's files,
+    /// which stay as they were.
+    #[test]
+    fn a_directory_that_is_not_an_index_keeps_its_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let posts = util::sample_posts();
+        let input = tmp.path().join("in.jsonl");
+        util::write_jsonl(&input, &posts[..100]);
+        let dir = tmp.path().join("mine");
+        fs::create_dir_all(dir.join("seg-000001")).expect("mkdir");
+        fs::write(dir.join("seg-000001/thesis.txt"), "chapter one").expect("writes");
+        fs::write(dir.join("notes.tmp"), "draft").expect("writes");
+        fs::write(dir.join("CLUSTERS-draft.bin"), "mine").expect("writes");
+        let before = snapshot(&dir);
+        let r = run(&["build", "-q", "--input", s(&input), "--index", s(&dir)]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains("not empty"), "{}", r.stderr);
+        assert_eq!(snapshot(&dir), before);
+        let r = run(&[
+            "build",
+            "-q",
+            "--append",
+            "--input",
+            s(&input),
+            "--index",
+            s(&dir),
+        ]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert_eq!(snapshot(&dir), before);
+        let r = run(&[
+            "build",
+            "-q",
+            "--force",
+            "--input",
+            s(&input),
+            "--index",
+            s(&dir),
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let after = snapshot(&dir);
+        for f in &before {
+            assert!(after.contains(f), "{} was changed or removed", f.0);
+        }
+        let index = textreuse::Index::open(&dir).expect("opens");
+        assert_eq!(index.num_posts(), 100);
+        assert!(index.segments().iter().all(|s| s.entry().id != 1));
+        // A later writer still leaves them alone.
+        let r = run(&["delete", "--index", s(&dir), "--id", "3"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let after = snapshot(&dir);
+        for f in &before {
+            assert!(after.contains(f), "{} was changed or removed", f.0);
+        }
+    }
+
+    /// What a first build killed before it published leaves (segment files, temporary
+    /// files) is its own and is removed by the next build, which is not refused for it.
+    #[test]
+    fn a_dead_first_build_is_cleaned_up_not_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let posts = util::sample_posts();
+        let input = tmp.path().join("in.jsonl");
+        util::write_jsonl(&input, &posts[..50]);
+        let dir = tmp.path().join("index");
+        fs::create_dir_all(dir.join("seg-000001")).expect("mkdir");
+        fs::write(dir.join("seg-000001/bands"), "partial").expect("writes");
+        fs::write(dir.join("seg-000001/fps.spill.tmp"), "partial").expect("writes");
+        fs::write(dir.join("MANIFEST-000001.json.tmp"), "{").expect("writes");
+        let r = run(&["build", "-q", "--input", s(&input), "--index", s(&dir)]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let names = util::entries(&dir);
+        assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
+        assert!(!dir.join("seg-000001/fps.spill.tmp").exists());
+        assert_eq!(textreuse::Index::open(&dir).expect("opens").num_posts(), 50);
+    }
+
+    /// 16.3: `merge` read damaged files without checking them and wrote their contents
+    /// under fresh checksums (a flipped byte in `posts` became permanent; `verify` passed).
+    /// It must refuse, change nothing, and `verify` must still see the damage.
+    #[test]
+    fn merge_refuses_damaged_input_instead_of_laundering_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, new) = index(tmp.path(), 200);
+        util::cli_build(&new, &dir, &["-q", "--append"]);
+        for file in ["posts", "sigs", "bands", "text", "ids.fst"] {
+            let path = dir.join("seg-000001").join(file);
+            let pristine = fs::read(&path).expect("reads");
+            flip_middle(&path);
+            let before = snapshot(&dir);
+            let r = run(&["merge", "--index", s(&dir)]);
+            assert_eq!(r.code, 2, "merge over a damaged {file}: {r:?}");
+            assert_eq!(snapshot(&dir), before, "merge over a damaged {file} wrote");
+            let r = run(&["verify", "--index", s(&dir)]);
+            assert_ne!(r.code, 0, "verify must still see the damaged {file}");
+            fs::write(&path, pristine).expect("restores");
+        }
+        let r = run(&["merge", "--index", s(&dir)]);
+        assert_eq!(r.code, 0, "the restored index merges: {r:?}");
+    }
+
+    /// 16.3: a damaged deletion bitmap made `delete --id 10` delete 11 posts (its bits were
+    /// copied into the new bitmap). Deleting more must check the old bitmap first.
+    #[test]
+    fn delete_refuses_a_damaged_deletion_bitmap() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, new) = index(tmp.path(), 200);
+        let r = run(&["delete", "--index", s(&dir), "--id", "3"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let bitmap = fs::read_dir(dir.join("seg-000001"))
+            .expect("lists")
+            .map(|e| e.expect("entry").path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("deleted-"))
+            })
+            .expect("a deletion bitmap");
+        // The last word of the bits section (posts 192..199): set them all.
+        let mut b = fs::read(&bitmap).expect("reads");
+        let n = b.len();
+        b[n - 1] = 0xff;
+        fs::write(&bitmap, b).expect("writes");
+        // Posts whose ids the index holds: `--replace` deletes the old ones.
+        let again = tmp.path().join("again.jsonl");
+        let mut posts: Vec<RawPost> = util::sample_posts()[10..15].to_vec();
+        for p in &mut posts {
+            p.text.push_str(" edited");
+        }
+        util::write_jsonl(&again, &posts);
+        let before = snapshot(&dir);
+        for cmd in [
+            vec!["delete", "--index", s(&dir), "--id", "10"],
+            vec![
+                "build",
+                "-q",
+                "--append",
+                "--replace",
+                "--input",
+                s(&again),
+                "--index",
+                s(&dir),
+            ],
+        ] {
+            let r = run(&cmd);
+            assert_eq!(r.code, 2, "{cmd:?}: {r:?}");
+            assert_eq!(snapshot(&dir), before, "{cmd:?} wrote");
+        }
+        // An append that deletes nothing carries the bitmap as it is (its checksum still
+        // names the damage): `verify` keeps failing.
+        let r = run(&[
+            "build",
+            "-q",
+            "--append",
+            "--input",
+            s(&new),
+            "--index",
+            s(&dir),
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let r = run(&["verify", "--index", s(&dir)]);
+        assert_ne!(r.code, 0, "verify must still see the damaged bitmap: {r:?}");
+    }
+
+    /// 16.3: `clusters --save` must not publish clusters computed from damaged files.
+    #[test]
+    fn clusters_save_refuses_a_damaged_index() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, _) = index(tmp.path(), 300);
+        flip_middle(&dir.join("seg-000001/text"));
+        let before = snapshot(&dir);
+        let r = run(&["clusters", "--save", "--index", s(&dir)]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert_eq!(snapshot(&dir), before);
+    }
+
+    /// 16.14: `append` and `delete` carried a bad `clusters.file` or `normalizer_version`
+    /// into the next generation.
+    #[test]
+    fn append_and_delete_do_not_carry_bad_manifest_values() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, new) = index(tmp.path(), 300);
+        let r = run(&["clusters", "--save", "--index", s(&dir)]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let pristine: Vec<(String, Vec<u8>)> = util::read_tree(&dir).into_iter().collect();
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            (
+                "clusters.file outside the index",
+                Box::new(|m| m.clusters.as_mut().expect("saved").file = "../x".into()),
+            ),
+            (
+                "clusters.file naming a missing file",
+                Box::new(|m| {
+                    m.clusters.as_mut().expect("saved").file = "CLUSTERS-000099.bin".into()
+                }),
+            ),
+            (
+                "unknown normalizer_version",
+                Box::new(|m| m.params.normalizer_version = 99),
+            ),
+        ];
+        for (what, edit) in edits {
+            edit_manifest(&dir, edit);
+            let before = snapshot(&dir);
+            for cmd in [
+                vec![
+                    "build",
+                    "-q",
+                    "--append",
+                    "--input",
+                    s(&new),
+                    "--index",
+                    s(&dir),
+                ],
+                vec!["delete", "--index", s(&dir), "--id", "4"],
+                vec!["merge", "--index", s(&dir)],
+            ] {
+                let r = run(&cmd);
+                assert_eq!(r.code, 2, "{what}: {cmd:?}: {r:?}");
+                assert_eq!(snapshot(&dir), before, "{what}: {cmd:?} wrote");
+            }
+            for (name, bytes) in &pristine {
+                fs::write(dir.join(name), bytes).expect("restores");
+            }
+        }
+    }
+
+    /// 16.14: `merge` exited 0 on an index that every reader refuses (nothing to merge, so
+    /// nothing was opened).
+    #[test]
+    fn merge_fails_on_an_index_readers_refuse() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, _) = index(tmp.path(), 100);
+        let bands = dir.join("seg-000001/bands");
+        let mut b = fs::read(&bands).expect("reads");
+        b[0] ^= 0xff;
+        fs::write(&bands, b).expect("writes");
+        assert!(textreuse::Index::open(&dir).is_err());
+        let r = run(&["merge", "--index", s(&dir)]);
+        assert_eq!(r.code, 2, "{r:?}");
+    }
+
+    /// 16.9: a `LOCK` symlink made any writer create a file at its target, and `delete`
+    /// wrote through a symlinked segment directory. Writers refuse links inside the index.
+    #[test]
+    fn writers_do_not_follow_links_inside_the_index() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, new) = index(tmp.path(), 100);
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).expect("mkdir");
+        fs::remove_file(dir.join("LOCK")).expect("removes LOCK");
+        std::os::unix::fs::symlink(outside.join("owned"), dir.join("LOCK")).expect("links");
+        for cmd in [
+            vec![
+                "build",
+                "-q",
+                "--append",
+                "--input",
+                s(&new),
+                "--index",
+                s(&dir),
+            ],
+            vec!["delete", "--index", s(&dir), "--id", "4"],
+            vec!["merge", "--index", s(&dir)],
+        ] {
+            let r = run(&cmd);
+            assert_eq!(r.code, 2, "{cmd:?}: {r:?}");
+            assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+            assert!(
+                !outside.join("owned").exists(),
+                "{cmd:?} created the link's target"
+            );
+        }
+        fs::remove_file(dir.join("LOCK")).expect("removes the link");
+        // A segment directory moved out and linked back.
+        let moved = outside.join("seg");
+        fs::rename(dir.join("seg-000001"), &moved).expect("moves");
+        std::os::unix::fs::symlink(&moved, dir.join("seg-000001")).expect("links");
+        let before: Vec<String> = util::entries(&moved);
+        let r = run(&["delete", "--index", s(&dir), "--id", "4"]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert_eq!(
+            util::entries(&moved),
+            before,
+            "delete wrote through the link"
+        );
+    }
+
+    /// 16.9: files 0644 and directories 0755, not 0666/0777 under umask 000.
+    #[test]
+    fn modes_do_not_depend_on_the_umask() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let posts: Vec<RawPost> = util::sample_posts()[..50].to_vec();
+        let input = tmp.path().join("in.jsonl");
+        util::write_jsonl(&input, &posts);
+        let dir = tmp.path().join("index");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 000; exec '{}' build -q --input '{}' --index '{}'",
+                util::bin(),
+                s(&input),
+                s(&dir)
+            ))
+            .output()
+            .expect("runs sh");
+        assert!(out.status.success(), "{out:?}");
+        let mut checked = 0;
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            let mode = fs::metadata(&d).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o755, "{}", d.display());
+            for e in fs::read_dir(&d).expect("lists") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let mode = fs::metadata(&p).expect("stat").permissions().mode() & 0o777;
+                    assert_eq!(mode, 0o644, "{}", p.display());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 6, "{checked} files checked");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Damaged deletion bitmaps (moved from `living`).
+// ---------------------------------------------------------------------------------------
+
+/// Damaged deletion bitmaps (moved from `living`).
+mod bitmaps {
+
+    use std::fs;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::path::PathBuf;
+
+    use textreuse::cluster::ClusterOptions;
+    use textreuse::index::{Access, BuildOptions, OnExistingId, OpenOptions};
+
+    use textreuse::{Index, QueryOptions};
+
+    use crate::living::*;
+    use crate::util::{self};
+
+    // ---------------------------------------------------------------------------------------
+    // 8. Deletion bitmaps: verify, damage.
+    // ---------------------------------------------------------------------------------------
+
+    #[test]
+    fn deletion_bitmaps_verify_and_damage_is_an_error() {
+        let sample = util::sample_posts();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("index");
+        util::build_lib(&dir, &sample[..300], BuildOptions::default(), 5000);
+        append(&dir, &sample[300..600], OnExistingId::Skip);
+        append(&dir, &sample[600..900], OnExistingId::Skip);
+        // Two rounds of deletions in every segment: the second writes new bitmaps.
+        let first: Vec<String> = sample[..900]
+            .iter()
+            .step_by(10)
+            .map(|p| p.id.clone())
+            .collect();
+        let second: Vec<String> = sample[5..900]
+            .iter()
+            .step_by(10)
+            .map(|p| p.id.clone())
+            .collect();
+        assert!(delete(&dir, &first).is_empty());
+        let gen_first = open(&dir).manifest().generation;
+        assert!(delete(&dir, &second).is_empty());
+        let index = open(&dir);
+        index.verify().expect("an index with deletions verifies");
+        assert_eq!(index.stats().deleted, (first.len() + second.len()) as u64);
+        assert_eq!(index.num_posts(), 900 - (first.len() + second.len()) as u64);
+        for s in index.segments() {
+            let d = s
+                .entry()
+                .deleted
+                .as_ref()
+                .expect("every segment has deletions");
+            assert_ne!(
+                d.file,
+                format!("deleted-{gen_first:06}"),
+                "the second delete writes a new bitmap"
+            );
+        }
+        let r = cli(&["verify", "--index", p(&dir)]);
+        assert_eq!(r.code, 0, "{r:?}");
+        drop(index);
+        assert_clean(&dir, "two rounds of deletions");
+        // In memory too.
+        let mem = Index::open_with(
+            &dir,
+            OpenOptions {
+                access: Access::InMemory,
+                prefetch: false,
+            },
+        )
+        .expect("opens in memory");
+        mem.verify().expect("verifies in memory");
+        drop(mem);
+
+        let bitmaps: Vec<(PathBuf, Vec<u8>)> = util::read_tree(&dir)
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("seg-") && n.contains("/deleted-"))
+            .map(|(n, b)| (dir.join(n), b))
+            .collect();
+        assert_eq!(bitmaps.len(), 3);
+        let queries: Vec<String> = sample[..900]
+            .iter()
+            .step_by(90)
+            .map(|p| p.text.clone())
+            .collect();
+        let mut failures = Vec::new();
+        let mut cases = 0;
+        let mut try_case = |what: String, access: Access, failures: &mut Vec<String>| {
+            cases += 1;
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                let index = match Index::open_with(
+                    &dir,
+                    OpenOptions {
+                        access,
+                        prefetch: true,
+                    },
+                ) {
+                    Ok(i) => i,
+                    Err(_) => return "open failed".to_string(),
+                };
+                for q in &queries {
+                    let _ = index.query(q, &QueryOptions::default());
+                }
+                for id in ["0", "5", "11", "899"] {
+                    let _ = index.post(id);
+                    let _ = index.query_post(id, &QueryOptions::default());
+                }
+                let _ = index.stats();
+                let _ = index.clusters(&ClusterOptions::default());
+                match index.verify() {
+                    Ok(()) => "VERIFIED".to_string(),
+                    Err(_) => "verify failed".to_string(),
+                }
+            }));
+            match outcome {
+                Ok(s) if s == "VERIFIED" => {
+                    failures.push(format!("{what} ({access:?}): opened and verified"))
+                }
+                Ok(_) => {}
+                Err(e) => failures.push(format!(
+                    "{what} ({access:?}): PANIC {}",
+                    e.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default()
+                )),
+            }
+        };
+        for (path, orig) in &bitmaps {
+            let name = path
+                .strip_prefix(&dir)
+                .expect("under dir")
+                .display()
+                .to_string();
+            for off in 0..orig.len() {
+                for mask in [0x01u8, 0x80] {
+                    let mut bad = orig.clone();
+                    bad[off] ^= mask;
+                    fs::write(path, &bad).expect("damages");
+                    let access = if (off + mask as usize).is_multiple_of(2) {
+                        Access::Mmap
+                    } else {
+                        Access::InMemory
+                    };
+                    try_case(
+                        format!("{name}: byte {off} ^ {mask:#04x}"),
+                        access,
+                        &mut failures,
+                    );
+                }
+            }
+            for cut in [0, 8, orig.len() / 2, orig.len() - 1] {
+                fs::write(path, &orig[..cut]).expect("truncates");
+                try_case(format!("{name}: cut at {cut}"), Access::Mmap, &mut failures);
+            }
+            fs::remove_file(path).expect("removes");
+            try_case(format!("{name}: missing"), Access::Mmap, &mut failures);
+            fs::write(path, orig).expect("restores");
+        }
+        // The CLI reports a damaged bitmap as an error.
+        let (path, orig) = &bitmaps[1];
+        let mut bad = orig.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x10;
+        fs::write(path, &bad).expect("damages");
+        let r = cli(&["verify", "--index", p(&dir)]);
+        assert_eq!(r.code, 2, "verify of a damaged bitmap: {r:?}");
+        fs::write(path, orig).expect("restores");
+        open(&dir).verify().expect("restored");
+        eprintln!("{cases} damaged-bitmap cases");
+        assert!(
+            failures.is_empty(),
+            "{} of {cases} cases failed:\n{}",
+            failures.len(),
+            failures[..failures.len().min(40)].join("\n")
+        );
+    }
+}

@@ -4,19 +4,28 @@
 //!
 //! - `equivalence`: mmap vs in-memory, hits vs the LSH rule and brute-force Jaccard,
 //!   filters, many segments vs one.
-//! - `damage`: truncated, flipped, swapped and missing files; edited manifests.
-//! - `crash`: a rebuild killed at many moments; readers across a replacing build.
+//! - `damage`: truncated, flipped, swapped and missing files; edited manifests; damaged
+//!   deletion bitmaps; writers that refuse damage, foreign files and links.
+//! - `crash`: a rebuild, append, delete or merge killed at many moments; readers across a
+//!   replacing build.
 //! - `bad_input`: malformed records through `textreuse build`, `--strict`.
 //! - `determinism`: the same bytes whatever the thread count.
 //! - `cli`: outputs, JSON shapes and exit codes.
-//! - `concurrency`: `Index: Send + Sync`, many threads, one index.
+//! - `concurrency`: `Index: Send + Sync`, many threads, one index; readers across a
+//!   living index's generations; one writer at a time.
+//! - `living`: append, delete, replace and merge answer like one build.
+//! - `clusters`: clusters of a living index.
+//! - `coordination`: `accounts` and `report` on a corpus of known co-posts; the report in
+//!   a headless browser.
 
 mod util;
 
 mod bad_input;
 mod cli;
+mod clusters;
 mod concurrency;
 mod containment;
+mod coordination;
 mod crash;
 mod damage;
 mod determinism;

@@ -1,34 +1,134 @@
-//! A fast path for the common JSONL line of `textreuse fingerprint --input`: one flat
-//! object whose values are strings (with the short escapes `\"`, `\\`, `\/`, `\b`, `\f`,
-//! `\n`, `\r`, `\t`), integers, `true`, `false` or `null`.
+//! The JSONL fast path: one flat object whose values are strings (with the short escapes
+//! `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`), integers, `true`, `false` or `null`.
 //!
-//! [`simple_post`] either reads such a line's `text` and raw `id` or gives up (`None`), and
-//! the caller then hands the line to serde_json. It accepts only lines serde_json accepts
-//! and reads them the same way, so what the command prints does not depend on which path
-//! read a line; a property test checks this against serde_json. It gives up on anything
-//! it does not need to handle to be fast: `\u` escapes, escapes in keys, fractions and
-//! exponents, nested values, a missing or non-string `text`, a repeated `text` or `id` key,
-//! and every syntax error (so serde_json writes the error message).
+//! [`members`] walks such a line's members, or gives up (`None`) and the caller hands the
+//! line to serde_json. It accepts only lines serde_json accepts and reads them the same way,
+//! so what a reader returns does not depend on which path read a line; property tests check
+//! this against serde_json, for [`flat_post`] and for the reader's [`RawPost`](super::super::RawPost)s.
+//! It gives up on anything it does not need to handle to be fast: `\u` escapes, escapes in
+//! keys, fractions and exponents, integers of more than 18 digits, nested values, and every
+//! syntax error (so serde_json writes the error message).
 
 use std::borrow::Cow;
 
-/// The `text` (unescaped) and the raw `id` (its JSON source, `None` if absent) of a simple
-/// JSONL line.
+use super::super::FieldNames;
+use super::{JsonFields, Scalar};
+
+/// The text (unescaped) and the raw id (its JSON source, `None` if absent or `null`) of a
+/// flat JSONL line, as read by [`flat_post`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SimplePost<'a> {
+pub struct FlatPost<'a> {
+    /// The text field's value, unescaped.
     pub text: Cow<'a, str>,
+    /// The id field's value as written in the line (`12`, `"x-1"`), `None` if absent or
+    /// `null`.
     pub id: Option<&'a str>,
 }
 
-/// Reads `line` if it is a simple flat object with a string `text` (see the module docs).
-pub(crate) fn simple_post(line: &str) -> Option<SimplePost<'_>> {
+/// Reads the text and raw id of a flat JSONL line without serde_json, or `None`.
+///
+/// `None` unless `line` is one flat object whose values are strings with short escapes
+/// only, integers of at most 18 digits, `true`, `false` or `null`, with a string text field
+/// (named by `fields.text`) and neither the text nor the id field repeated. Where it
+/// answers, serde_json reads the same text and id (checked by property tests); elsewhere,
+/// read the line with serde_json. Other fields are not looked at beyond their syntax.
+///
+/// ```
+/// use textreuse::input::{flat_post, FieldNames};
+///
+/// let post = flat_post(r#"{"id": 7, "text": "say \"hi\"", "ts": null}"#, &FieldNames::default()).unwrap();
+/// assert_eq!((&*post.text, post.id), ("say \"hi\"", Some("7")));
+/// assert!(flat_post(r#"{"text": "\u00e9"}"#, &FieldNames::default()).is_none()); // serde_json's
+/// ```
+#[must_use]
+pub fn flat_post<'a>(line: &'a str, fields: &FieldNames) -> Option<FlatPost<'a>> {
+    let (mut text, mut id) = (None, None);
+    members(line, |key, raw, escaped| {
+        if key == fields.text {
+            if text.is_some() {
+                return None;
+            }
+            text = Some(string_value(raw, escaped)?);
+        } else if key == fields.id {
+            if id.is_some() {
+                return None;
+            }
+            id = Some(raw);
+        }
+        Some(())
+    })?;
+    Some(FlatPost {
+        text: text?,
+        // `"id": null` is no id to serde_json's `Option` too.
+        id: id.filter(|&r| r != "null"),
+    })
+}
+
+/// The five known fields of a flat JSONL line, as the serde path would find them; `None`
+/// where the serde path must read the line (see the module docs), or where a known field
+/// is repeated.
+pub(super) fn fields<'a>(line: &'a str, names: &FieldNames) -> Option<JsonFields<'a>> {
+    let mut out = JsonFields::default();
+    members(line, |key, raw, escaped| {
+        let slot = if key == names.text {
+            &mut out.text
+        } else if key == names.id {
+            &mut out.id
+        } else if key == names.account {
+            &mut out.account
+        } else if key == names.platform {
+            &mut out.platform
+        } else if key == names.ts {
+            &mut out.ts
+        } else {
+            return Some(());
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(scalar(raw, escaped)?);
+        Some(())
+    })?;
+    Some(out)
+}
+
+/// The value of a raw string value (quotes included); `None` if it is not a string.
+fn string_value(raw: &str, escaped: bool) -> Option<Cow<'_, str>> {
+    let body = raw.strip_prefix('"')?.strip_suffix('"')?;
+    Some(if escaped {
+        Cow::Owned(unescape(body)?)
+    } else {
+        Cow::Borrowed(body)
+    })
+}
+
+/// A raw value as serde_json would visit it: positive integers as `u64`, negative ones as
+/// `i64`; `None` for `-0` (a float to serde_json).
+fn scalar(raw: &str, escaped: bool) -> Option<Scalar<'_>> {
+    Some(match raw.as_bytes().first()? {
+        b'"' => Scalar::Str(string_value(raw, escaped)?),
+        b't' => Scalar::Bool(true),
+        b'f' => Scalar::Bool(false),
+        b'n' => Scalar::Null,
+        b'-' if raw == "-0" => return None,
+        b'-' => Scalar::I64(raw.parse().ok()?),
+        _ => Scalar::U64(raw.parse().ok()?),
+    })
+}
+
+/// Calls `each(key, raw value, escaped)` for every member of `line`, a flat object (see the
+/// module docs), in order; `None` if `line` is not one or `each` gives up.
+#[inline]
+pub(super) fn members<'a>(
+    line: &'a str,
+    mut each: impl FnMut(&'a str, &'a str, bool) -> Option<()>,
+) -> Option<()> {
     let b = line.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(b, i + 1);
-    let (mut text, mut id) = (None, None);
     if b.get(i) == Some(&b'}') {
         i += 1;
     } else {
@@ -45,18 +145,7 @@ pub(crate) fn simple_post(line: &str) -> Option<SimplePost<'_>> {
             let start = i;
             let (end, escaped) = value(line, i)?;
             i = end;
-            let raw = &line[start..i];
-            match key {
-                "text" if text.is_some() => return None,
-                "text" => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-                    Some(body) if escaped => text = Some(Cow::Owned(unescape(body)?)),
-                    Some(body) => text = Some(Cow::Borrowed(body)),
-                    None => return None,
-                },
-                "id" if id.is_some() => return None,
-                "id" => id = Some(raw),
-                _ => {}
-            }
+            each(key, &line[start..i], escaped)?;
             i = skip_ws(b, i);
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
@@ -68,14 +157,7 @@ pub(crate) fn simple_post(line: &str) -> Option<SimplePost<'_>> {
             }
         }
     }
-    if skip_ws(b, i) != b.len() {
-        return None;
-    }
-    Some(SimplePost {
-        text: text?,
-        // `"id": null` is no id to serde_json's `Option` too.
-        id: id.filter(|&r| r != "null"),
-    })
+    (skip_ws(b, i) == b.len()).then_some(())
 }
 
 /// The index of the first byte at or after `i` that is not JSON whitespace.
@@ -216,9 +298,13 @@ mod tests {
         id: Option<Value>,
     }
 
+    fn sp(line: &str) -> Option<FlatPost<'_>> {
+        flat_post(line, &FieldNames::default())
+    }
+
     /// The fast path, where it answers, agrees with serde_json.
     fn agrees(line: &str) -> Result<(), TestCaseError> {
-        if let Some(fast) = simple_post(line) {
+        if let Some(fast) = sp(line) {
             let slow: Post = match serde_json::from_str(line) {
                 Ok(p) => p,
                 Err(e) => return Err(TestCaseError::fail(format!("serde rejects {line:?}: {e}"))),
@@ -244,22 +330,19 @@ mod tests {
     #[test]
     fn reads_the_common_line() {
         let line = r#"{"id": 12, "text": "這個 text", "account": "u1", "platform": "x", "ts": 1672531237}"#;
-        let post = |text: &'static str, id| SimplePost {
+        let post = |text: &'static str, id| FlatPost {
             text: Cow::Borrowed(text),
             id,
         };
-        assert_eq!(simple_post(line), Some(post("這個 text", Some("12"))));
+        assert_eq!(sp(line), Some(post("這個 text", Some("12"))));
+        assert_eq!(sp(r#" {"text":"a","id":null} "#), Some(post("a", None)));
         assert_eq!(
-            simple_post(r#" {"text":"a","id":null} "#),
-            Some(post("a", None))
-        );
-        assert_eq!(
-            simple_post(r#"{"text":"", "id": "x-1"}"#),
+            sp(r#"{"text":"", "id": "x-1"}"#),
             Some(post("", Some("\"x-1\"")))
         );
         assert_eq!(
-            simple_post(r#"{"text": "say \"hi\"\n\tto \\ / \/ \b\f\r", "id": "a\"b"}"#),
-            Some(SimplePost {
+            sp(r#"{"text": "say \"hi\"\n\tto \\ / \/ \b\f\r", "id": "a\"b"}"#),
+            Some(FlatPost {
                 text: Cow::Owned("say \"hi\"\n\tto \\ / / \u{8}\u{c}\r".into()),
                 id: Some(r#""a\"b""#),
             })
@@ -296,7 +379,7 @@ mod tests {
             "\u{3000}{\"text\": \"a\"}",
             r#"{"te\u0078t": "a"}"#,
         ] {
-            assert_eq!(simple_post(line), None, "{line}");
+            assert_eq!(sp(line), None, "{line}");
         }
     }
 
@@ -312,7 +395,13 @@ mod tests {
     /// Lines built from pieces of JSON, mostly valid, some broken or unusual.
     fn lines() -> impl Strategy<Value = String> {
         let key = mostly(
-            vec!["\"text\"", "\"id\"", "\"account\"", "\"ts\""],
+            vec![
+                "\"text\"",
+                "\"id\"",
+                "\"account\"",
+                "\"platform\"",
+                "\"ts\"",
+            ],
             vec![
                 "\"te\\u0078t\"",
                 "\"\"",
@@ -382,16 +471,34 @@ mod tests {
             })
     }
 
+    /// The reader's fast path, where it answers, gives the post (or the error) of the
+    /// serde path.
+    fn same_post(line: &str) -> Result<(), TestCaseError> {
+        let names = FieldNames::default();
+        if let Some(fast) = fields(line, &names) {
+            let slow = match super::super::serde_fields(line, &names) {
+                Ok(f) => f,
+                Err(e) => return Err(TestCaseError::fail(format!("serde rejects {line:?}: {e}"))),
+            };
+            let fast = super::super::post_from_fields(fast, &names, 3);
+            let slow = super::super::post_from_fields(slow, &names, 3);
+            prop_assert_eq!(fast, slow, "{:?}", line);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(20_000))]
         #[test]
         fn agrees_with_serde_on_built_lines(line in lines()) {
             agrees(&line)?;
+            same_post(&line)?;
         }
 
         #[test]
         fn agrees_with_serde_on_any_text(line in "\\{[ -~\u{4e2d}\u{3000}]{0,40}\\}?") {
             agrees(&line)?;
+            same_post(&line)?;
         }
     }
 
@@ -400,12 +507,18 @@ mod tests {
         // The property tests above would prove little if no built line were simple.
         let mut runner = proptest::test_runner::TestRunner::deterministic();
         let strategy = lines();
-        let (mut fast, n) = (0, 5_000);
+        let (mut fast, mut reader_fast, n) = (0, 0, 5_000);
         for _ in 0..n {
             let line = strategy.new_tree(&mut runner).unwrap().current();
             agrees(&line).unwrap();
-            fast += usize::from(simple_post(&line).is_some());
+            same_post(&line).unwrap();
+            fast += usize::from(sp(&line).is_some());
+            reader_fast += usize::from(fields(&line, &FieldNames::default()).is_some());
         }
         assert!(fast * 50 > n, "only {fast} of {n} built lines were simple");
+        assert!(
+            reader_fast * 50 > n,
+            "only {reader_fast} of {n} built lines were read fast"
+        );
     }
 }

@@ -1,12 +1,16 @@
 //! JSONL: one JSON object a line, read with a serde visitor that keeps the five known
-//! fields and skips the rest unparsed.
+//! fields and skips the rest unparsed, after a fast path for flat lines ([`fast`]).
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::time::{float_seconds, timestamp_field};
+mod fast;
+
+pub use fast::{flat_post, FlatPost};
+
+use super::time::{float_seconds, int_seconds};
 use super::{excerpt, short_float, utf8, FieldNames, RawPost, RecordParser};
 
 impl RecordParser {
@@ -16,13 +20,60 @@ impl RecordParser {
         }
         let s = utf8(bytes).map_err(|at| format!("invalid UTF-8 at byte {at}"))?;
         let names = &self.inner.fields;
-        let mut de = serde_json::Deserializer::from_str(s);
-        let fields = PostSeed { names }
-            .deserialize(&mut de)
-            .map_err(json_reason)?;
-        de.end().map_err(json_reason)?;
+        let fields = match fast::fields(s, names) {
+            Some(f) => f,
+            None => serde_fields(s, names)?,
+        };
+        let mut fields = fields;
+        if !self.inner.require_id && matches!(fields.id, None | Some(Scalar::Null)) {
+            fields.id = Some(Scalar::Str(Cow::Owned(self.line_id(line))));
+        }
+        let (mut post, ts) = post_from_fields(fields, names, line)?;
+        post.ts = self.json_time(ts, line);
+        Ok(Some(post))
+    }
+
+    /// The time of a post from its JSON `ts` value: unix seconds or milliseconds, or a
+    /// string (see [`TimeParser`](super::TimeParser)); missing, `null` or `""` is none. An
+    /// unreadable time is counted and read as none.
+    fn json_time(&self, v: Option<Scalar<'_>>, line: u64) -> Option<i64> {
+        let t = match &v {
+            None | Some(Scalar::Null) => return None,
+            Some(Scalar::Str(s)) => return self.time_str(s, line),
+            Some(Scalar::I64(n)) => int_seconds(*n),
+            Some(Scalar::U64(n)) => i64::try_from(*n).ok().and_then(int_seconds),
+            Some(Scalar::F64(f)) => float_seconds(*f),
+            Some(_) => None,
+        };
+        if t.is_none() {
+            if let Some(v) = &v {
+                self.unreadable_time(line, || v.kind());
+            }
+        }
+        t
+    }
+}
+
+/// The five known fields of a JSON line, read by serde_json.
+fn serde_fields<'a>(s: &'a str, names: &FieldNames) -> Result<JsonFields<'a>, String> {
+    let mut de = serde_json::Deserializer::from_str(s);
+    let fields = PostSeed { names }
+        .deserialize(&mut de)
+        .map_err(json_reason)?;
+    de.end().map_err(json_reason)?;
+    Ok(fields)
+}
+
+/// The post a JSON line's known fields describe, without its time, and its `ts` value.
+fn post_from_fields<'a>(
+    fields: JsonFields<'a>,
+    names: &FieldNames,
+    line: u64,
+) -> Result<(RawPost, Option<Scalar<'a>>), String> {
+    {
         let id = match fields.id {
             None => return Err(format!("missing {} field", names.id)),
+            Some(Scalar::Str(s)) if s.is_empty() => return Err(format!("{} is empty", names.id)),
             Some(Scalar::Str(s)) => s.into_owned(),
             Some(Scalar::I64(n)) => n.to_string(),
             Some(Scalar::U64(n)) => n.to_string(),
@@ -35,33 +86,17 @@ impl RecordParser {
         };
         let account = json_label(fields.account, &names.account)?;
         let platform = json_label(fields.platform, &names.platform)?;
-        let ts = match fields.ts {
-            None | Some(Scalar::Null) => None,
-            Some(Scalar::I64(n)) => Some(n),
-            Some(Scalar::U64(n)) => {
-                Some(i64::try_from(n).map_err(|_| format!("{} out of range: {n}", names.ts))?)
-            }
-            Some(Scalar::F64(f)) => Some(
-                float_seconds(f)
-                    .ok_or_else(|| format!("{} out of range: {}", names.ts, short_float(f)))?,
-            ),
-            Some(Scalar::Str(s)) => timestamp_field(&s, &names.ts)?,
-            Some(other) => {
-                return Err(format!(
-                    "{} must be unix seconds or an RFC 3339 date, not {}",
-                    names.ts,
-                    other.kind()
-                ))
-            }
-        };
-        Ok(Some(RawPost {
-            id,
-            text,
-            account,
-            platform,
-            ts,
-            line,
-        }))
+        Ok((
+            RawPost {
+                id,
+                text,
+                account,
+                platform,
+                ts: None,
+                line,
+            },
+            fields.ts,
+        ))
     }
 }
 
@@ -92,7 +127,7 @@ fn json_label(value: Option<Scalar<'_>>, field: &str) -> Result<String, String> 
 }
 
 /// A JSON value of one of the five known fields, decoded without committing to a type.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 enum Scalar<'a> {
     Str(Cow<'a, str>),
     I64(i64),
@@ -360,29 +395,56 @@ mod tests {
             bad(r#"{"id":1,"text":"t","platform":[]}"#),
             "platform must be a string or a number, not an array"
         );
-        assert_eq!(
-            bad(r#"{"id":1,"text":"t","ts":false}"#),
-            "ts must be unix seconds or an RFC 3339 date, not false"
-        );
-        assert_eq!(
-            bad(r#"{"id":1,"text":"t","ts":{"s":1}}"#),
-            "ts must be unix seconds or an RFC 3339 date, not an object"
-        );
-        assert_eq!(
-            bad(r#"{"id":1,"text":"t","ts":"yesterday"}"#),
-            r#"ts is not unix seconds or an RFC 3339 date: "yesterday""#
-        );
-        assert_eq!(
-            bad(r#"{"id":1,"text":"t","ts":1e300}"#),
-            "ts out of range: 1e300"
-        );
-        assert_eq!(
-            bad(r#"{"id":1,"text":"t","ts":18446744073709551615}"#),
-            "ts out of range: 18446744073709551615"
-        );
+        assert_eq!(bad(r#"{"id":"","text":"t"}"#), "id is empty");
+        // Without require_id, a missing or null id is <file>:<line>.
+        let opts = InputOptions {
+            require_id: false,
+            ..InputOptions::default()
+        };
+        let parser = crate::input::testutil::reader_with("q.jsonl", b"", &opts)
+            .expect("opens")
+            .parser();
+        for (line, want) in [
+            (r#"{"text":"t"}"#, "q.jsonl:4"),
+            (r#"{"id":null,"text":"t"}"#, "q.jsonl:4"),
+            (r#"{"id":5,"text":"t"}"#, "5"),
+        ] {
+            let p = parser.parse(&RawRecord::new(4, line.as_bytes().to_vec()));
+            assert_eq!(p.expect("valid").expect("a post").id, want, "{line}");
+        }
+        // A time that cannot be read keeps the post, without a time, and is counted.
+        let tally = crate::input::InputTally::new();
+        let opts = InputOptions {
+            tally: Some(tally.clone()),
+            ..InputOptions::default()
+        };
+        let parser = crate::input::testutil::reader_with("t.jsonl", b"", &opts)
+            .expect("opens")
+            .parser();
         let long = format!(r#"{{"id":1,"text":"t","ts":"{}"}}"#, "é".repeat(50));
-        let r = bad(&long);
-        assert!(r.ends_with("...") && r.len() < 100, "{r}");
+        for (i, line) in [
+            r#"{"id":1,"text":"t","ts":false}"#,
+            r#"{"id":1,"text":"t","ts":{"s":1}}"#,
+            r#"{"id":1,"text":"t","ts":"yesterday"}"#,
+            r#"{"id":1,"text":"t","ts":1e300}"#,
+            r#"{"id":1,"text":"t","ts":18446744073709551615}"#,
+            r#"{"id":1,"text":"t","ts":"9999-12-31T23:59:60Z"}"#,
+            &long,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let rec = RawRecord::new(i as u64 + 1, line.as_bytes().to_vec());
+            let post = parser.parse(&rec).expect("kept").expect("a post");
+            assert_eq!((post.id.as_str(), post.ts), ("1", None), "{line}");
+        }
+        assert_eq!(tally.unreadable_times(), 7);
+        let ex = tally.examples();
+        assert_eq!(ex[0], "t.jsonl:1: ts false");
+        assert_eq!(ex[1], "t.jsonl:2: ts an object");
+        assert_eq!(ex[2], r#"t.jsonl:3: ts "yesterday""#);
+        assert_eq!(ex[3], "t.jsonl:4: ts 1e300");
+        assert!(ex[6].ends_with("...") && ex[6].len() < 100, "{}", ex[6]);
     }
 
     #[test]
@@ -400,6 +462,11 @@ mod tests {
         assert_eq!(ts(r#"" -5 ""#), Some(-5));
         assert_eq!(ts(r#""12.75""#), Some(12));
         assert_eq!(ts(r#""2023-05-01T12:34:56+08:00""#), Some(1682915696));
+        // Milliseconds, as numbers and strings.
+        assert_eq!(ts("1682915696123"), Some(1682915696));
+        assert_eq!(ts(r#""1682915696999""#), Some(1682915696));
+        assert_eq!(ts("1682915696123.5"), Some(1682915696));
+        assert_eq!(ts(r#""2019-08-19 14:03""#), Some(1566223380));
         assert_eq!(post(r#"{"id":1,"text":"t"}"#).ts, None);
     }
 
@@ -523,12 +590,14 @@ mod tests {
         data.extend_from_slice(b"{\"id\":11,\"text\":\"last\"}\r"); // 14 no newline
 
         let check = |out: Outcome| {
-            assert_eq!(out.ok_lines(), vec![1, 7, 8, 14]);
-            assert_eq!(out.bad_lines(), vec![3, 4, 5, 6, 10, 11, 12, 13]);
+            // Lines 11 and 12 have unreadable times: kept without one.
+            assert_eq!(out.ok_lines(), vec![1, 7, 8, 11, 12, 14]);
+            assert_eq!(out.bad_lines(), vec![3, 4, 5, 6, 10, 13]);
             assert_eq!(out.ignored, vec![2, 9]);
             assert_eq!(out.ok[1].text, "");
             assert_eq!(out.ok[2].text.len(), 10 << 20);
-            assert_eq!(out.ok[3].text, "last");
+            assert_eq!(out.ok[3].ts, None);
+            assert_eq!(out.ok[5].text, "last");
             assert_eq!(out.bad[2].1, "invalid UTF-8 at byte 23");
             assert_eq!(out.bad[3].1, "missing text field");
         };
@@ -541,8 +610,10 @@ mod tests {
     proptest! {
         #[test]
         fn json_round_trip(
-            id in prop_oneof![any::<i64>().prop_map(serde_json::Value::from), ".*".prop_map(serde_json::Value::from)],
-            text in ".*", account in ".*", ts in proptest::option::of(any::<i64>()),
+            id in prop_oneof![any::<i64>().prop_map(serde_json::Value::from), ".+".prop_map(serde_json::Value::from)],
+            text in ".*", account in ".*",
+            // Seconds: from year 0000 up to 10^11 (milliseconds from there).
+            ts in proptest::option::of(crate::input::MIN_TS..100_000_000_000),
         ) {
             let v = serde_json::json!({"extra": [1, {"a": "b"}], "id": id, "text": text, "account": account, "ts": ts});
             let line = serde_json::to_string(&v).expect("serializes");

@@ -1,0 +1,272 @@
+//! The segment being filled in memory, and what feeds it: posts fingerprinted in parallel
+//! ([`prepare`]), interned accounts and platforms, and a Bloom filter over the ids of
+//! segments already written (for exact duplicate-id detection).
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::build::NewPost;
+use super::encode::BAND_TABLES_AT_ONCE;
+use super::segment::NO_TS;
+use crate::fingerprint::{Fingerprinter, Scratch};
+use crate::minhash::to_bbit;
+
+/// A hasher for keys that already are uniformly distributed hashes (content and id hashes):
+/// it keeps the low 64 bits instead of hashing again.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for non-integer keys; fold them in.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+pub(crate) type PreHashedMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<PreHashed>>;
+
+/// A post fingerprinted in parallel, waiting for in-order insertion.
+pub(crate) struct Prepared {
+    pub(crate) content_hash: u128,
+    pub(crate) empty: bool,
+}
+
+/// The fingerprints of a batch of posts, waiting for [`IndexBuilder::add_prepared`]: per
+/// chunk of posts, their outcomes and flat 8-bit signature and band-key buffers.
+pub(crate) struct PreparedBatch {
+    pub(crate) chunks: Vec<(Vec<Prepared>, Vec<u8>, Vec<u64>)>,
+}
+
+/// Fingerprints `posts` in parallel (rayon) for [`IndexBuilder::add_prepared`].
+pub(crate) fn prepare(fp: &Fingerprinter, posts: &[NewPost<'_>]) -> PreparedBatch {
+    let k = fp.params().num_perm as usize;
+    let bands = fp.params().lsh.bands as usize;
+    let chunks = posts
+        .par_chunks(256)
+        .map_init(
+            || (Scratch::new(), Vec::new()),
+            |(scratch, keys), chunk| {
+                let mut prepared = Vec::with_capacity(chunk.len());
+                let mut sigs = Vec::with_capacity(chunk.len() * k);
+                let mut all_keys = Vec::with_capacity(chunk.len() * bands);
+                for post in chunk {
+                    match fp.fingerprint_with(post.text, scratch) {
+                        Some(f) => {
+                            let start = sigs.len();
+                            sigs.resize(start + k, 0);
+                            to_bbit(f.signature, &mut sigs[start..]);
+                            let hash = f.content_hash;
+                            fp.band_keys(f.signature, keys);
+                            all_keys.extend_from_slice(keys);
+                            prepared.push(Prepared {
+                                content_hash: hash,
+                                empty: false,
+                            });
+                        }
+                        None => prepared.push(Prepared {
+                            content_hash: 0,
+                            empty: true,
+                        }),
+                    }
+                }
+                (prepared, sigs, all_keys)
+            },
+        )
+        .collect();
+    PreparedBatch { chunks }
+}
+
+/// The segment being buffered in memory.
+#[derive(Default)]
+pub(crate) struct Buffer {
+    pub(crate) contents: PreHashedMap<u128, u32>,
+    /// b-bit signatures, `k` bytes per content.
+    pub(crate) sigs: Vec<u8>,
+    /// Content hashes, in content order.
+    pub(crate) hashes: Vec<u128>,
+    /// Band keys, `bands` per content.
+    pub(crate) keys: Vec<u64>,
+    /// Per post: content, ts, account, platform, id range, text range.
+    pub(crate) post_content: Vec<u32>,
+    pub(crate) post_ts: Vec<i64>,
+    pub(crate) post_account: Vec<u32>,
+    pub(crate) post_platform: Vec<u32>,
+    pub(crate) id_ends: Vec<u64>,
+    pub(crate) ids: Vec<u8>,
+    pub(crate) text_ends: Vec<u64>,
+    pub(crate) texts: Vec<u8>,
+    pub(crate) id_hashes: PreHashedMap<u64, u32>,
+    pub(crate) accounts: Dict,
+    pub(crate) platforms: Dict,
+}
+
+/// Interned strings in first-seen order.
+#[derive(Default)]
+pub(crate) struct Dict {
+    index: HashMap<String, u32, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+    pub(crate) ends: Vec<u64>,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Dict {
+    pub(crate) fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.ends.len() as u32;
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.ends.push(self.bytes.len() as u64);
+        self.index.insert(s.to_string(), i);
+        i
+    }
+
+    fn memory(&self) -> usize {
+        self.bytes.capacity() * 2 + self.index.capacity() * 40 + self.ends.capacity() * 8
+    }
+}
+
+impl Buffer {
+    /// Adds a post with content hash `hash`, 8-bit signature `sig` and band keys `keys`
+    /// (texts are kept only with `store_text`). An exact duplicate of a buffered text
+    /// shares its content.
+    pub(crate) fn insert(
+        &mut self,
+        post: &NewPost<'_>,
+        hash: u128,
+        sig: &[u8],
+        keys: &[u64],
+        store_text: bool,
+    ) {
+        let b = self;
+        let n = b.contents.len() as u32;
+        let cid = match b.contents.entry(hash) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                e.insert(n);
+                b.hashes.push(hash);
+                b.sigs.extend_from_slice(sig);
+                b.keys.extend_from_slice(keys);
+                n
+            }
+        };
+        let p = b.posts() as u32;
+        b.post_content.push(cid);
+        b.post_ts.push(post.ts.unwrap_or(NO_TS));
+        let a = b.accounts.intern(post.account);
+        b.post_account.push(a);
+        let pl = b.platforms.intern(post.platform);
+        b.post_platform.push(pl);
+        b.ids.extend_from_slice(post.id.as_bytes());
+        b.id_ends.push(b.ids.len() as u64);
+        if store_text {
+            b.texts.extend_from_slice(post.text.as_bytes());
+        }
+        b.text_ends.push(b.texts.len() as u64);
+        // A 64-bit hash collision between two different ids keeps the first in the map; the
+        // second is then only checked against flushed segments (probability ~2^-64 per pair).
+        b.id_hashes.entry(xxh3_64(post.id.as_bytes())).or_insert(p);
+    }
+
+    pub(crate) fn posts(&self) -> usize {
+        self.post_content.len()
+    }
+
+    pub(crate) fn id(&self, p: usize) -> &[u8] {
+        let s = if p == 0 {
+            0
+        } else {
+            self.id_ends[p - 1] as usize
+        };
+        &self.ids[s..self.id_ends[p] as usize]
+    }
+
+    pub(crate) fn text(&self, p: usize) -> &[u8] {
+        let s = if p == 0 {
+            0
+        } else {
+            self.text_ends[p - 1] as usize
+        };
+        &self.texts[s..self.text_ends[p] as usize]
+    }
+
+    /// Approximate bytes held (by capacity, since a growing vector holds its old and new
+    /// buffers for a moment), plus what a flush needs on top: the band tables being built in
+    /// parallel and the post permutation arrays.
+    pub(crate) fn memory(&self) -> usize {
+        let map = |cap: usize, entry: usize| cap * (entry + 1) * 8 / 7;
+        let held = self.sigs.capacity()
+            + self.hashes.capacity() * 16
+            + self.keys.capacity() * 8
+            + map(self.contents.capacity(), 20)
+            + map(self.id_hashes.capacity(), 12)
+            + (self.post_content.capacity()
+                + self.post_account.capacity()
+                + self.post_platform.capacity())
+                * 4
+            + (self.post_ts.capacity() + self.id_ends.capacity() + self.text_ends.capacity()) * 8
+            + self.ids.capacity()
+            + self.texts.capacity()
+            + self.accounts.memory()
+            + self.platforms.memory();
+        let n = self.contents.len();
+        let flush = BAND_TABLES_AT_ONCE * n * 16 + self.posts() * 12;
+        held + flush
+    }
+}
+
+/// A scalable Bloom filter over 64-bit id hashes (layers double in size).
+#[derive(Default)]
+pub(crate) struct Bloom {
+    layers: Vec<(Vec<u64>, u64, u64)>, // (bits, capacity, count)
+}
+
+impl Bloom {
+    fn probes(h: u64, nbits: u64) -> impl Iterator<Item = u64> {
+        let (h1, h2) = (h, h.rotate_left(32) | 1);
+        (0..7u64).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % nbits)
+    }
+
+    pub(crate) fn contains(&self, h: u64) -> bool {
+        self.layers.iter().any(|(bits, _, _)| {
+            let n = bits.len() as u64 * 64;
+            Bloom::probes(h, n).all(|b| bits[(b / 64) as usize] & (1 << (b % 64)) != 0)
+        })
+    }
+
+    pub(crate) fn insert(&mut self, h: u64) {
+        let need = match self.layers.last() {
+            Some((_, cap, count)) => count >= cap,
+            None => true,
+        };
+        if need {
+            let cap = self.layers.last().map_or(1 << 20, |l| l.1 * 2);
+            // ~10 bits per id: about 1% false positives with 7 probes.
+            self.layers
+                .push((vec![0u64; (cap * 10 / 64 + 1) as usize], cap, 0));
+        }
+        if let Some((bits, _, count)) = self.layers.last_mut() {
+            let n = bits.len() as u64 * 64;
+            for b in Bloom::probes(h, n) {
+                bits[(b / 64) as usize] |= 1 << (b % 64);
+            }
+            *count += 1;
+        }
+    }
+}
