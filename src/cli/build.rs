@@ -58,6 +58,10 @@ pub struct Args {
     /// `textreuse merge`).
     #[arg(long, requires = "append")]
     max_segments: Option<usize>,
+    /// Write a staged build into a new directory, to be published into an index with
+    /// others (`textreuse publish --index DIR STAGED...`).
+    #[arg(long, conflicts_with_all = ["append", "force"])]
+    segment_only: bool,
     /// Keep hashtag words (`#Taiwan` -> `taiwan`) instead of removing hashtags.
     #[arg(long)]
     keep_hashtags: bool,
@@ -212,6 +216,10 @@ pub fn run(args: Args) -> Result<i32> {
         let _ = std::fs::remove_dir_all(&args.index);
     }
     let summary = summary.with_context(|| format!("{}: build failed", args.index.display()))?;
+    if args.segment_only {
+        textreuse::index::staged::mark_staged(&args.index)
+            .with_context(|| format!("{}: failed to mark as staged", args.index.display()))?;
+    }
     let s = &summary.stats;
     eprintln!(
         "textreuse: indexed {} of {} posts ({} unique texts) from {} file(s) in {:.2} s ({:.0} posts/s); \

@@ -8,6 +8,7 @@ mod demo;
 mod fingerprint;
 mod inputs;
 mod merge;
+mod publish;
 mod query;
 mod report;
 mod stats;
@@ -37,6 +38,8 @@ enum Command {
     Delete(delete::Args),
     /// Merge segments (fewer segments, faster lookups) and drop deleted posts for good.
     Merge(merge::Args),
+    /// Publish staged segments (`build --segment-only`, Spark tasks) as one generation.
+    Publish(publish::Args),
     /// Look texts (or indexed posts by id) up in an index.
     Query(query::Args),
     /// Find campaigns: clusters of posts that reuse a text, with who, where and when.
@@ -62,6 +65,7 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Build(args) => build::run(args),
         Command::Delete(args) => delete::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Publish(args) => publish::run(args),
         Command::Query(args) => query::run(args),
         Command::Clusters(args) => clusters::run(args),
         Command::Accounts(args) => accounts::run(args),

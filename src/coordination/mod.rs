@@ -115,7 +115,7 @@ impl Assignment {
         let Some(entry) = &m.clusters else {
             return Ok(None);
         };
-        let file = ClustersFile::open(index.dir(), entry, m, true)?;
+        let file = ClustersFile::open(index.dir(), entry, m, crate::index::Access::Mmap)?;
         if file.segment_ids().len() != index.segments().len() {
             return Ok(None);
         }

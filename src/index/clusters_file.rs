@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use super::format::{read_u64, Envelope, EnvelopeWriter, LeArray};
 use super::manifest::{ClustersEntry, Manifest};
 use super::mmap::Data;
+use super::Access;
 use super::PostAddr;
 use crate::error::{Error, Result};
 
@@ -52,7 +53,7 @@ impl ClustersFile {
         dir: &Path,
         entry: &ClustersEntry,
         manifest: &Manifest,
-        mmap: bool,
+        access: Access,
     ) -> Result<ClustersFile> {
         let valid = entry.file.starts_with("CLUSTERS-") && !entry.file.contains(['/', '\\']);
         let path = dir.join(&entry.file);
@@ -62,11 +63,7 @@ impl ClustersFile {
                 "the manifest names an invalid clusters file",
             ));
         }
-        let data = if mmap {
-            Data::map(&path)?
-        } else {
-            Data::read(&path)?
-        };
+        let data = Data::open(&path, access)?;
         if data.len() as u64 != entry.len {
             return Err(Error::corrupt(
                 &path,

@@ -167,7 +167,7 @@ pub(crate) fn write_segment(
     // Signatures.
     {
         let path = seg_dir.join("sigs");
-        let mut w = begin_sigs_file(&path, nc as u64, k)?;
+        let mut w = begin_sigs_file(&path, nc as u64, k, params, store_text)?;
         w.write(&b.sigs)?;
         w.begin(2)?;
         w.write_u128s(&b.hashes)?;
@@ -401,16 +401,18 @@ pub(crate) fn finish_bands_file(
     file_entry(path)
 }
 
-/// Starts a signature file of `n` contents and `k` bytes each: writes the meta section and
-/// begins the `sigs` section.
-pub(crate) fn begin_sigs_file(path: &Path, n: u64, k: usize) -> Result<EnvelopeWriter> {
+/// Starts a signature file of `n` contents and `k` bytes each: writes the meta section (with
+/// the segment's parameter record) and begins the `sigs` section.
+pub(crate) fn begin_sigs_file(
+    path: &Path,
+    n: u64,
+    k: usize,
+    params: &FingerprintParams,
+    has_text: bool,
+) -> Result<EnvelopeWriter> {
     let mut w = EnvelopeWriter::create(path, SIGS_MAGIC, 3)?;
     w.begin(0)?;
-    let mut meta = Vec::with_capacity(16);
-    meta.extend_from_slice(&n.to_le_bytes());
-    meta.extend_from_slice(&(k as u32).to_le_bytes());
-    meta.extend_from_slice(&8u32.to_le_bytes());
-    w.write(&meta)?;
+    w.write(&super::segment::sigs_meta(n, k, params, has_text))?;
     w.begin(1)?;
     Ok(w)
 }

@@ -25,11 +25,11 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::error::{Error, Result};
 
 /// The format version this build writes (binary files and manifests).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The format versions this build reads, for messages.
-pub const SUPPORTED_VERSIONS: &str = "1 to 3";
+pub const SUPPORTED_VERSIONS: &str = "1 to 4";
 
 /// Whether this build reads format version `v`.
 pub fn is_supported_version(v: u32) -> bool {

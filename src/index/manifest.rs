@@ -11,8 +11,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::format::{atomic_write, is_supported_version, sync_dir, SUPPORTED_VERSIONS};
+use super::mmap::read_capped;
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
+
+/// The most bytes `CURRENT` may hold (it holds one file name); a larger one is refused
+/// unread.
+pub const MAX_CURRENT_BYTES: u64 = 4096;
+/// The most bytes a manifest may hold (about 25,000 segments); a larger one is refused
+/// unread.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
 /// One file of a segment, as recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,11 +124,15 @@ impl Manifest {
     /// (no `CURRENT`).
     pub fn load_current(dir: &Path) -> Result<Option<(Manifest, PathBuf)>> {
         let current = dir.join("CURRENT");
-        let name = match std::fs::read_to_string(&current) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&current, e)),
+        let bytes = match read_capped(&current, MAX_CURRENT_BYTES) {
+            Ok(b) => b,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
         };
+        let name = String::from_utf8(bytes)
+            .map_err(|_| Error::corrupt(&current, "is not UTF-8 (it names the live manifest)"))?;
         let name = name.trim();
         let valid =
             name.starts_with("MANIFEST-") && name.ends_with(".json") && !name.contains(['/', '\\']);
@@ -137,7 +149,7 @@ impl Manifest {
     /// Reads and checks the manifest file `name` in `dir` (whether or not it is live).
     pub(crate) fn load_named(dir: &Path, name: &str) -> Result<Manifest> {
         let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = read_capped(&path, MAX_MANIFEST_BYTES)?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|source| Error::Manifest {
             path: path.clone(),
             source,
@@ -155,7 +167,22 @@ impl Manifest {
                 section: "manifest".into(),
             });
         }
+        m.check(&path)?;
         Ok(m)
+    }
+
+    /// Checks what a checksum cannot: that the manifest (even one whose checksum was
+    /// recomputed by hand) names each segment once.
+    fn check(&self, path: &Path) -> Result<()> {
+        let mut ids: Vec<u64> = self.segments.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::corrupt(
+                path,
+                format!("lists segment {} more than once", w[0]),
+            ));
+        }
+        Ok(())
     }
 
     /// The checksum of this manifest's contents (its `checksum` field left out).

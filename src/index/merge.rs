@@ -183,7 +183,7 @@ pub(crate) fn merge_segments(
     // covers (the first ones) were not rewritten.
     let clusters = match &old.clusters {
         Some(c) => {
-            let cf = super::clusters_file::ClustersFile::open(dir, c, old, true)?;
+            let cf = super::clusters_file::ClustersFile::open(dir, c, old, super::Access::Mmap)?;
             let covered = cf.segment_ids();
             if covered.iter().any(|id| stats.merged.contains(id)) {
                 stats.clusters_dropped = true;
@@ -454,7 +454,8 @@ fn merge_run(
     // 3. Signatures of the live contents, in new order.
     {
         let path = seg_dir.join("sigs");
-        let mut w = begin_sigs_file(&path, nc, k)?;
+        let has_text = sources.iter().all(Segment::has_text);
+        let mut w = begin_sigs_file(&path, nc, k, &old.params, has_text)?;
         for (i, &(si, c)) in content_src.iter().enumerate() {
             if i % (1 << 18) == 0 {
                 sources.iter().for_each(Segment::release_pages);

@@ -1,4 +1,12 @@
-//! File bytes: memory-mapped or owned. The crate's only `unsafe` code lives here.
+//! File bytes: memory-mapped or owned, opened only as regular files.
+//!
+//! An index may come from someone else, so every file of it is opened the same careful way
+//! ([`open_regular`]): `O_NOFOLLOW` (a symbolic link in the index is refused, not followed to
+//! `/dev/zero` or a file elsewhere), `O_NONBLOCK` (a FIFO or device in a file's place cannot
+//! block the open) and then `fstat`, which must show a regular file. Small files that are
+//! read whole (`CURRENT`, manifests) are read with a size cap ([`read_capped`]).
+//!
+//! With the prefetch hint in `segment`, this module holds the crate's `unsafe` code.
 
 use std::fs::File;
 use std::ops::Deref;
@@ -18,6 +26,66 @@ pub enum Data {
     Owned(Vec<u8>),
 }
 
+/// Opens `path` for reading if, and only if, it is a regular file, and returns it with its
+/// length. The file's last path component must not be a symbolic link (`O_NOFOLLOW`); the
+/// open never blocks (`O_NONBLOCK`, which has no effect on regular files' reads); `fstat`
+/// then refuses FIFOs, sockets, devices and directories.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a symbolic link or a file that is not regular; [`Error::Io`]
+/// otherwise (a missing file keeps its `NotFound` kind).
+pub fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    }
+    let file = match opts.open(path) {
+        Ok(f) => f,
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::corrupt(
+                path,
+                "is a symbolic link; an index holds only regular files",
+            ))
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::corrupt(
+            path,
+            "is not a regular file (a FIFO, device, socket or directory); an index holds only \
+             regular files",
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads the regular file `path` whole if it holds at most `cap` bytes (checked before
+/// reading, and again while reading, in case it grows).
+///
+/// # Errors
+/// As [`open_regular`], and [`Error::Corrupt`] for a file over `cap` bytes.
+pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let (file, len) = open_regular(path)?;
+    let too_long = || Error::corrupt(path, format!("is longer than the {cap} bytes it may hold"));
+    if len > cap {
+        return Err(too_long());
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(path, e))?;
+    if out.len() as u64 > cap {
+        return Err(too_long());
+    }
+    Ok(out)
+}
+
 impl Data {
     /// Opens `path` the way `access` says: memory-mapped or read into memory.
     pub fn open(path: &Path, access: Access) -> Result<Data> {
@@ -27,10 +95,10 @@ impl Data {
         }
     }
 
-    /// Memory-maps `path` read-only, with random-access advice.
+    /// Memory-maps the regular file `path` ([`open_regular`]) read-only, with random-access
+    /// advice.
     pub fn map(path: &Path) -> Result<Data> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let (file, len) = open_regular(path)?;
         if len == 0 {
             return Ok(Data::Owned(Vec::new()));
         }
@@ -48,11 +116,9 @@ impl Data {
         Ok(Data::Mmap(map))
     }
 
-    /// Reads `path` into memory.
+    /// Reads the regular file `path` ([`open_regular`]) into memory.
     pub fn read(path: &Path) -> Result<Data> {
-        std::fs::read(path)
-            .map(Data::Owned)
-            .map_err(|e| Error::io(path, e))
+        read_capped(path, u64::MAX).map(Data::Owned)
     }
 
     /// Asks the kernel to start reading `range` in (memory maps only; a hint).

@@ -27,6 +27,7 @@ mod query;
 mod reader;
 #[doc(hidden)]
 pub mod segment;
+pub mod staged;
 mod txn;
 mod writer;
 
@@ -193,14 +194,18 @@ impl Index {
 
     fn open_manifest(dir: &Path, manifest: Manifest, opts: OpenOptions) -> Result<Index> {
         let fp = Fingerprinter::new(manifest.params)?;
-        let mmap = opts.access == Access::Mmap;
         let segments = manifest
             .segments
             .iter()
             .map(|s| Segment::open(dir, s, &manifest.params, opts.access))
             .collect::<Result<Vec<_>>>()?;
         let clusters = match &manifest.clusters {
-            Some(c) => Some(clusters_file::ClustersFile::open(dir, c, &manifest, mmap)?),
+            Some(c) => Some(clusters_file::ClustersFile::open(
+                dir,
+                c,
+                &manifest,
+                opts.access,
+            )?),
             None => None,
         };
         Ok(Index {
@@ -309,7 +314,7 @@ impl Index {
         if let (Some(cf), Some(entry)) = (&self.clusters, &self.manifest.clusters) {
             cf.verify()?;
             let path = self.dir.join(&entry.file);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let bytes = mmap::Data::read(&path)?;
             if format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)) != entry.xxh3 {
                 return Err(Error::ChecksumMismatch {
                     path,

@@ -132,7 +132,7 @@ impl IndexWriter {
                 kept.push(Segment::open(dir, s, &m.params, super::Access::Mmap)?);
             }
             if let Some(c) = &m.clusters {
-                ClustersFile::open(dir, c, m, true)?;
+                ClustersFile::open(dir, c, m, super::Access::Mmap)?;
             }
         }
         txn.remove_leftovers()?;

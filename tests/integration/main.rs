@@ -17,6 +17,8 @@
 //! - `clusters`: clusters of a living index.
 //! - `coordination`: `accounts` and `report` on a corpus of known co-posts; the report in
 //!   a headless browser.
+//! - `fuzz_replay`: the `index_open` fuzz harness on stable: its regressions and generated
+//!   mutations, in bounded time.
 
 mod util;
 
@@ -31,4 +33,5 @@ mod damage;
 mod determinism;
 mod equivalence;
 mod evidence;
+mod fuzz_replay;
 mod living;

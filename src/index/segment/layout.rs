@@ -48,6 +48,60 @@ pub const CODEC_ZSTD_DICT: u32 = 2;
 /// The most directory bits a band table may use.
 pub const MAX_DIR_BITS: u32 = 30;
 
+/// The longest stored text (bytes) a reader accepts: the build's record limit (the default
+/// `InputOptions::max_record_bytes`, 64 MiB), which no text of a record can exceed. A text
+/// frame declaring more is refused as corrupt before anything is allocated.
+pub const MAX_TEXT_BYTES: u64 = 64 << 20;
+
+/// The length of the signature file's meta section from format version 4 on (16 before).
+pub const SIGS_META_LEN: usize = 32;
+/// Bit 0 of the signature file's `flags` (format 4): the segment stores texts.
+pub const SIGS_FLAG_HAS_TEXT: u32 = 1;
+
+/// The xxh3-64 of the fingerprint parameters' canonical bytes, recorded in every format-4
+/// segment's signature file and compared with the manifest's `params` at open: a manifest
+/// whose parameters were edited (and its checksum recomputed) cannot make a segment answer
+/// under parameters it was not built with.
+///
+/// The canonical bytes (FORMAT.md, `sigs`): `normalizer_version u32, hashtags u32 (0 =
+/// remove, 1 = keep words), t2s u32, shingle u32, num_perm u32, bands u32, rows u32, seed
+/// u64`, little-endian. A new parameter must be added here and bump the format version.
+pub fn params_digest(p: &crate::FingerprintParams) -> u64 {
+    let hashtags: u32 = match p.normalizer.hashtags {
+        crate::text::Hashtags::Remove => 0,
+        crate::text::Hashtags::KeepWords => 1,
+    };
+    let mut b = Vec::with_capacity(36);
+    for v in [
+        p.normalizer_version,
+        hashtags,
+        u32::from(p.normalizer.t2s),
+        p.shingle,
+        p.num_perm,
+        p.lsh.bands,
+        p.lsh.rows,
+    ] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&p.seed.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&b)
+}
+
+/// The signature file's meta section as this build writes it (format 4): `n_contents u64,
+/// k u32, bits u32 (8), params_xxh3 u64 ([`params_digest`]), flags u32
+/// ([`SIGS_FLAG_HAS_TEXT`]), reserved u32 (0)`.
+pub fn sigs_meta(n: u64, k: usize, params: &crate::FingerprintParams, has_text: bool) -> Vec<u8> {
+    let mut meta = Vec::with_capacity(SIGS_META_LEN);
+    meta.extend_from_slice(&n.to_le_bytes());
+    meta.extend_from_slice(&(k as u32).to_le_bytes());
+    meta.extend_from_slice(&8u32.to_le_bytes());
+    meta.extend_from_slice(&params_digest(params).to_le_bytes());
+    let flags = if has_text { SIGS_FLAG_HAS_TEXT } else { 0 };
+    meta.extend_from_slice(&flags.to_le_bytes());
+    meta.extend_from_slice(&0u32.to_le_bytes());
+    meta
+}
+
 /// The `(bucket, tag)` of a band key in a format-2 table with a directory of `dir_bits` (D)
 /// bits: the bucket is the key's top D bits and the tag its bits `D..32`, so that bucket and
 /// tag together hold the key's top 32 bits whatever D is (tables can be merged and

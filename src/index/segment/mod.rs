@@ -8,6 +8,7 @@
 //! checksum before its first use, because `fst` itself trusts its input.
 
 mod layout;
+mod open;
 mod prefetch;
 mod text;
 mod verify;
@@ -16,10 +17,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::format::{read_u32, read_u64, Envelope, LeArray};
+use super::format::{Envelope, LeArray};
 use super::manifest::SegmentEntry;
 use super::mmap::Data;
-use super::Access;
 use crate::error::{Error, Result};
 
 pub use layout::*;
@@ -32,56 +32,6 @@ struct File {
     path: PathBuf,
     data: Data,
     env: Envelope,
-}
-
-impl File {
-    fn open(
-        dir: &Path,
-        name: &str,
-        entry: &SegmentEntry,
-        access: Access,
-        magic: &[u8; 8],
-        kind: &'static str,
-    ) -> Result<File> {
-        let path = dir.join(name);
-        let data = Data::open(&path, access)?;
-        if let Some(f) = entry.files.get(name) {
-            if f.len != data.len() as u64 {
-                return Err(Error::corrupt(
-                    &path,
-                    format!("is {} bytes, the manifest says {}", data.len(), f.len),
-                ));
-            }
-        } else {
-            return Err(Error::corrupt(&path, "is not listed in the manifest"));
-        }
-        let env = Envelope::parse(&path, &data, magic, kind)?;
-        Ok(File { path, data, env })
-    }
-
-    fn section(&self, i: usize) -> Result<Range<usize>> {
-        self.env.section(&self.path, i, i as u32)
-    }
-
-    fn meta(&self, want: usize) -> Result<&[u8]> {
-        let r = self.section(0)?;
-        if r.len() < want {
-            return Err(Error::corrupt(&self.path, "meta section is too short"));
-        }
-        Ok(&self.data[r])
-    }
-
-    fn arr<const W: usize>(&self, i: usize, count: u64, what: &str) -> Result<Range<usize>> {
-        let r = self.section(i)?;
-        LeArray::<W>::new(&self.path, what, &self.data[r.clone()], count)?;
-        Ok(r)
-    }
-
-    #[inline]
-    fn view<const W: usize>(&self, r: &Range<usize>) -> LeArray<'_, W> {
-        // The range was proven at open to lie within the file and hold whole elements.
-        LeArray::proven(self.data.get(r.clone()).unwrap_or_default())
-    }
 }
 
 /// Proven layout of the band file.
@@ -163,193 +113,6 @@ struct Deleted {
 }
 
 impl Segment {
-    /// Opens segment `entry` of the index in `index_dir`, validating headers and lengths.
-    pub fn open(
-        index_dir: &Path,
-        entry: &SegmentEntry,
-        params: &crate::FingerprintParams,
-        access: Access,
-    ) -> Result<Segment> {
-        let (bands_n, rows_n, k) = (params.lsh.bands, params.lsh.rows, params.num_perm as usize);
-        let dir = index_dir.join(entry.dir_name());
-        let nc = entry.contents;
-        let np = entry.posts;
-        if nc > u32::MAX as u64 || np > u32::MAX as u64 || nc > np {
-            return Err(Error::corrupt(
-                &dir,
-                format!("impossible counts: {np} posts, {nc} contents"),
-            ));
-        }
-        // Bands.
-        let f = File::open(&dir, "bands", entry, access, BANDS_MAGIC, "band table")?;
-        let m = f.meta(24)?;
-        let (n, b, dir_bits, rows) = (
-            read_u64(m, 0),
-            read_u32(m, 8),
-            read_u32(m, 12),
-            read_u32(m, 16),
-        );
-        if n != nc || b != bands_n || dir_bits > MAX_DIR_BITS || rows != rows_n {
-            return Err(Error::corrupt(&f.path, format!("meta ({n} contents, {b} bands, {dir_bits} dir bits) disagrees with the manifest")));
-        }
-        let dir_len = (b as u64) * ((1u64 << dir_bits) + 1);
-        let entries = (b as u64) * n;
-        let dirs = f.arr::<4>(1, dir_len, "dirs")?;
-        let v2 = f.env.version >= 2;
-        let wide = v2 && dir_bits < 16;
-        let fps = if wide {
-            f.arr::<4>(2, entries, "fps")?
-        } else {
-            f.arr::<2>(2, entries, "fps")?
-        };
-        let cids = f.arr::<4>(3, entries, "cids")?;
-        let bands = Bands {
-            file: f,
-            dir_bits,
-            v2,
-            wide,
-            dirs,
-            fps,
-            cids,
-        };
-        // Signatures.
-        let sigs = File::open(&dir, "sigs", entry, access, SIGS_MAGIC, "signature")?;
-        let m = sigs.meta(16)?;
-        let (n, kk, bits) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
-        if n != nc || kk as usize != k || bits != 8 {
-            return Err(Error::corrupt(
-                &sigs.path,
-                format!("meta ({n} contents, k={kk}, {bits} bits) disagrees with the manifest"),
-            ));
-        }
-        let sigs_range = sigs.arr::<1>(1, nc * k as u64, "sigs")?;
-        let hashes = if sigs.env.version >= 2 {
-            Some(sigs.arr::<16>(2, nc, "hashes")?)
-        } else {
-            None
-        };
-        // Posts.
-        let f = File::open(&dir, "posts", entry, access, POSTS_MAGIC, "posts")?;
-        let m = f.meta(32)?;
-        let (n, c, na, npl) = (
-            read_u64(m, 0),
-            read_u64(m, 8),
-            read_u64(m, 16),
-            read_u64(m, 24),
-        );
-        if n != np || c != nc || na > np.max(1) || npl > np.max(1) {
-            return Err(Error::corrupt(&f.path, "meta disagrees with the manifest"));
-        }
-        let posts = Posts {
-            content_posts: f.arr::<4>(1, nc + 1, "content_posts")?,
-            ts: f.arr::<8>(2, np, "ts")?,
-            id_offsets: f.arr::<8>(3, np + 1, "id_offsets")?,
-            id_bytes: f.section(4)?,
-            account_of: f.arr::<4>(5, np, "account_of")?,
-            account_offsets: f.arr::<8>(6, na + 1, "account_offsets")?,
-            account_bytes: f.section(7)?,
-            platform_of: f.arr::<4>(8, np, "platform_of")?,
-            platform_offsets: f.arr::<8>(9, npl + 1, "platform_offsets")?,
-            platform_bytes: f.section(10)?,
-            n_accounts: na,
-            n_platforms: npl,
-            file: f,
-        };
-        // Ids.
-        let ids_path = dir.join("ids.fst");
-        let ids = Data::open(&ids_path, access)?;
-        match entry.files.get("ids.fst") {
-            Some(fe) if fe.len == ids.len() as u64 => {}
-            _ => {
-                return Err(Error::corrupt(
-                    &ids_path,
-                    "length disagrees with the manifest",
-                ))
-            }
-        }
-        // Texts.
-        let texts = if entry.has_text {
-            let f = File::open(&dir, "text", entry, access, TEXT_MAGIC, "text")?;
-            let m = f.meta(16)?;
-            let (n, block_posts, codec) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
-            let codec_ok = codec == CODEC_ZSTD || (codec == CODEC_ZSTD_DICT && f.env.version >= 3);
-            if n != np || block_posts == 0 || !codec_ok {
-                return Err(Error::corrupt(&f.path, "meta disagrees with the manifest"));
-            }
-            let nb = np.div_ceil(block_posts as u64);
-            let block_offsets = f.arr::<8>(1, nb + 1, "block_offsets")?;
-            let blocks = f.section(2)?;
-            let dict = if codec == CODEC_ZSTD_DICT {
-                Some(f.section(3)?).filter(|r| !r.is_empty())
-            } else {
-                None
-            };
-            Some(Texts {
-                file: f,
-                block_posts,
-                block_offsets,
-                blocks,
-                dict,
-                ddict: std::sync::OnceLock::new(),
-            })
-        } else {
-            None
-        };
-        // Deleted posts.
-        let deleted = match &entry.deleted {
-            None => None,
-            Some(d) => {
-                let valid = d.file.starts_with("deleted-") && !d.file.contains(['/', '\\']);
-                let path = dir.join(&d.file);
-                if !valid {
-                    return Err(Error::corrupt(&path, "is not a deletion file name"));
-                }
-                let data = Data::open(&path, access)?;
-                if d.len != data.len() as u64 {
-                    return Err(Error::corrupt(
-                        &path,
-                        format!("is {} bytes, the manifest says {}", data.len(), d.len),
-                    ));
-                }
-                let env = Envelope::parse(&path, &data, DELETED_MAGIC, "deletion bitmap")?;
-                let meta = env.section(&path, 0, 0)?;
-                if meta.len() < 16 {
-                    return Err(Error::corrupt(&path, "meta section is too short"));
-                }
-                let (n, count) = (read_u64(&data[meta.clone()], 0), read_u64(&data[meta], 8));
-                if n != np || count != d.count || count > np {
-                    return Err(Error::corrupt(&path, "meta disagrees with the manifest"));
-                }
-                let bits = env.section(&path, 1, 1)?;
-                LeArray::<8>::new(&path, "bits", &data[bits.clone()], np.div_ceil(64))?;
-                Some(Deleted {
-                    path,
-                    data,
-                    env,
-                    bits,
-                })
-            }
-        };
-        Ok(Segment {
-            entry: entry.clone(),
-            dir,
-            n_contents: nc,
-            n_posts: np,
-            bands_n,
-            k,
-            bands,
-            sigs,
-            sigs_range,
-            hashes,
-            posts,
-            ids,
-            ids_checked: OnceLock::new(),
-            texts,
-            deleted,
-            live_contents: OnceLock::new(),
-        })
-    }
-
     /// The manifest entry.
     pub fn entry(&self) -> &SegmentEntry {
         &self.entry
@@ -782,6 +545,79 @@ impl Segment {
                 format!("id maps to post {p}, out of range"),
             )),
             None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::format::{read_u32, read_u64};
+    use crate::index::Access;
+    use crate::index::{Index, OpenOptions};
+    use crate::QueryOptions;
+
+    /// The format-4 fixture (`tests/fixtures/make_v4.sh`, built with `--keep-hashtags`)
+    /// keeps opening and answering as recorded, and its signature file carries the parameter
+    /// record of its manifest's (non-default) parameters.
+    #[test]
+    fn format_v4_fixture_opens_answers_as_recorded_and_records_its_parameters() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v4");
+        let (m, _) = crate::index::Manifest::load_current(&dir.join("index"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.format_version, 4);
+        assert_eq!(
+            m.params.normalizer.hashtags,
+            crate::text::Hashtags::KeepWords
+        );
+        let sigs = dir
+            .join("index")
+            .join(m.segments[0].dir_name())
+            .join("sigs");
+        let bytes = std::fs::read(&sigs).unwrap();
+        let env = Envelope::parse(&sigs, &bytes, SIGS_MAGIC, "signature").unwrap();
+        assert_eq!(env.version, 4);
+        let meta = &bytes[env.sections[0].range.clone()];
+        assert_eq!(meta.len(), SIGS_META_LEN);
+        assert_eq!(read_u64(meta, 16), params_digest(&m.params));
+        assert_ne!(
+            params_digest(&m.params),
+            params_digest(&crate::FingerprintParams::default())
+        );
+        assert_eq!(read_u32(meta, 24), SIGS_FLAG_HAS_TEXT);
+        let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
+        let expected = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap();
+        let opts = QueryOptions {
+            with_text: false,
+            min_similarity: 0.3,
+            exact_near_threshold: false,
+            ..QueryOptions::default()
+        };
+        for access in [Access::Mmap, Access::InMemory] {
+            let index = Index::open_with(
+                dir.join("index"),
+                OpenOptions {
+                    access,
+                    prefetch: false,
+                },
+            )
+            .unwrap();
+            index.verify().unwrap();
+            let mut n = 0;
+            for (post, want) in posts.lines().zip(expected.lines()) {
+                let post: serde_json::Value = serde_json::from_str(post).unwrap();
+                let want: serde_json::Value = serde_json::from_str(want).unwrap();
+                let got = index.query(post["text"].as_str().unwrap(), &opts).unwrap();
+                let want = want["hits"].as_array().unwrap();
+                assert_eq!(got.hits.len(), want.len(), "query {post}");
+                for (g, w) in got.hits.iter().zip(want) {
+                    assert_eq!(g.id, w[0].as_str().unwrap(), "query {post}");
+                    assert!((g.similarity - w[1].as_f64().unwrap()).abs() < 1e-5);
+                }
+                n += 1;
+            }
+            assert_eq!(n, 300);
         }
     }
 }

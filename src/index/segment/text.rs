@@ -6,12 +6,24 @@
 
 use std::ops::Range;
 
-use super::{File, Segment};
+use super::{File, Segment, MAX_TEXT_BYTES};
 use crate::error::{Error, Result};
 use crate::index::format::read_u32;
 
-/// The largest decompressed text block accepted.
-const MAX_BLOCK_BYTES: usize = 1 << 30;
+/// The most bytes a decompressed block may take whatever its declared size: a bound for
+/// format-2 blocks of many posts.
+const MAX_BLOCK_BYTES: u64 = 1 << 30;
+
+/// The most bytes a decompressed block of `m` posts may hold: its offset header and `m`
+/// texts of at most [`MAX_TEXT_BYTES`] each (one text for format 3 on), and never more than
+/// [`MAX_BLOCK_BYTES`]. A frame declaring more is corrupt (or crafted to exhaust memory),
+/// and is refused before anything is allocated.
+pub(super) fn max_block_bytes(m: u64) -> u64 {
+    (m + 1)
+        .saturating_mul(4)
+        .saturating_add(m.saturating_mul(MAX_TEXT_BYTES))
+        .min(MAX_BLOCK_BYTES)
+}
 
 /// Proven layout of the text file.
 #[derive(Debug)]
@@ -76,10 +88,16 @@ impl Segment {
                         format!("text block {block} has no valid zstd frame header"),
                     )
                 })?;
-            if size > MAX_BLOCK_BYTES as u64 {
+            let first = u64::from(block) * u64::from(t.block_posts);
+            let m = (self.n_posts - first).min(u64::from(t.block_posts));
+            let limit = max_block_bytes(m);
+            if size > limit {
                 return Err(Error::corrupt(
                     &t.file.path,
-                    format!("text block {block} claims {size} bytes"),
+                    format!(
+                        "text block {block} declares {size} bytes decompressed, more than the \
+                         {limit} its {m} post(s) may hold"
+                    ),
                 ));
             }
             cache.buf.reserve(size as usize);

@@ -1,0 +1,301 @@
+"""Distributed index builds and fingerprints on Apache Spark (PySpark).
+
+:func:`build_index` has every partition of a DataFrame write one staged build (a segment,
+or a few when the partition outgrows ``memory``) into a staging directory on storage that
+every executor shares, then publishes the committed ones from the driver as **one**
+generation of the index (:func:`textreuse.publish`, ``textreuse publish``):
+
+- each task stages into ``part-<partition>-attempt-<attempt>``, and the driver publishes
+  only the directory each partition's successful attempt reported, so a retried or
+  speculative task never adds its segment twice;
+- every staged build must have the same fingerprint parameters (checked at publishing);
+- a post whose id an earlier partition (in partition order) already had is dropped and
+  reported, as ``textreuse build`` reports a repeated id;
+- if the job fails, nothing is published and the staging directory is removed.
+
+:func:`fingerprint` adds ``content_hash``, ``signature`` and ``band_keys`` columns to a
+DataFrame with Arrow batches (``mapInArrow``), for users who run their own joins.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from typing import Any, Dict, Iterator, List, Optional
+
+from . import Error, Fingerprinter, IndexBuilder, InvalidInput, publish
+
+__all__ = ["build_index", "fingerprint"]
+
+log = logging.getLogger("textreuse")
+
+_PARAM_KEYS = ("shingle", "num_perm", "keep_hashtags", "t2s", "bands", "rows", "threshold", "seed")
+
+
+def _check_params(params: Dict[str, Any]) -> None:
+    unknown = sorted(set(params) - set(_PARAM_KEYS))
+    if unknown:
+        raise InvalidInput(
+            f"unknown fingerprint parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(_PARAM_KEYS)}"
+        )
+
+
+def _columns(df: Any, id_col: str, text_col: str, optional: Dict[str, Optional[str]]) -> List[Any]:
+    """The select list: id and text (required), then account/platform/ts when present,
+    renamed to the library's field names."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    names = set(df.columns)
+    for need in (id_col, text_col):
+        if need not in names:
+            raise InvalidInput(
+                f"the DataFrame has no column {need!r} (columns: {', '.join(df.columns)}); "
+                f"name it with id_col=/text_col="
+            )
+    cols = [F.col(id_col).cast("string").alias("id"), F.col(text_col).alias("text")]
+    dtypes = dict(df.dtypes)
+    for field, (name, default) in optional.items():
+        if name is None:
+            continue
+        if name not in names:
+            if name == default:
+                continue  # the default name is used only when present
+            raise InvalidInput(
+                f"the DataFrame has no column {name!r} for {field} "
+                f"(columns: {', '.join(df.columns)}); pass {field}_col=None to go without"
+            )
+        c = F.col(name)
+        if field == "ts" and dtypes[name] in ("timestamp", "timestamp_ntz", "date"):
+            c = F.unix_timestamp(c).cast(T.LongType())
+        cols.append(c.alias(field))
+    return cols
+
+
+def build_index(
+    df: Any,
+    path: str,
+    id_col: str = "id",
+    text_col: str = "text",
+    account_col: Optional[str] = "account",
+    platform_col: Optional[str] = "platform",
+    ts_col: Optional[str] = "ts",
+    memory: str = "1G",
+    mode: str = "create",
+    staging_dir: Optional[str] = None,
+    store_text: bool = True,
+    _on_staged: Any = None,
+    **params: Any,
+) -> Dict[str, Any]:
+    """Builds an index at ``path`` from a Spark DataFrame, one staged build per partition,
+    published as one generation. ``path`` (and ``staging_dir``) must be on storage that
+    the driver and every executor share (a shared file system mount).
+
+    Args:
+        df: the posts.
+        path: the index directory.
+        id_col, text_col: required columns (ids are cast to strings).
+        account_col, platform_col, ts_col: optional columns (used when present under the
+            default name; None leaves one out). ``ts``: unix seconds, timestamps or RFC 3339
+            strings; NaN raises.
+        memory: memory budget of each task's builder (a partition larger than this becomes
+            several segments).
+        mode: ``"create"``, ``"replace"`` or ``"append"`` (as ``publish --append``: the
+            index's live ids come first).
+        staging_dir: where tasks stage (default ``<path>.staging/<job>``; keep it on the
+            index's file system so publishing hard-links instead of copying).
+        store_text: store texts so hits carry them.
+        **params: fingerprint parameters (shingle, num_perm, keep_hashtags, t2s, bands, rows,
+            threshold, seed), the same for every task.
+
+    Returns:
+        A dict: the publish report (generation, segments, posts, live_posts,
+        duplicate_ids, bytes) plus ``partitions`` (per partition: posts, indexed, empty,
+        duplicate ids within it) and ``skipped`` (posts not indexed inside a partition:
+        partition, row, id, reason).
+
+    Raises:
+        InvalidInput: a missing column or a bad parameter (before the job starts).
+        Error: the job failed (nothing is published), or publishing failed.
+    """
+    _check_params(params)
+    if mode not in ("create", "replace", "append"):
+        raise InvalidInput(f'mode must be "create", "replace" or "append", not {mode!r}')
+    # Fail on bad parameters on the driver, before any task runs.
+    Fingerprinter(**params)
+    cols = _columns(
+        df,
+        id_col,
+        text_col,
+        {
+            "account": (account_col, "account"),
+            "platform": (platform_col, "platform"),
+            "ts": (ts_col, "ts"),
+        },
+    )
+    path = os.path.abspath(path)
+    staging = os.path.abspath(staging_dir or os.path.join(path + ".staging", uuid.uuid4().hex))
+    os.makedirs(staging, exist_ok=True)
+
+    def stage(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        pid, attempt = ctx.partitionId(), ctx.attemptNumber()
+        d = os.path.join(staging, f"part-{pid:05d}-attempt-{attempt}")
+        shutil.rmtree(d, ignore_errors=True)
+        b = IndexBuilder(d, memory=memory, segment_only=True, store_text=store_text, **params)
+        try:
+            for batch in batches:
+                b.add_many(batch)
+            skipped = b.skipped
+            stats = b.finish()
+        except BaseException:
+            b.abort()
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        if _on_staged is not None:
+            _on_staged(pid, attempt, d)
+        yield pa.RecordBatch.from_pydict(
+            {
+                "partition": [pid],
+                "attempt": [attempt],
+                "staged": [d],
+                "posts": [stats["posts"]],
+                "indexed": [stats["indexed"]],
+                "empty": [stats["empty"]],
+                "duplicate_ids": [stats["duplicate_ids"]],
+                "skipped_rows": [[s["row"] for s in skipped]],
+                "skipped_ids": [[s["id"] for s in skipped]],
+                "skipped_reasons": [[s["reason"] for s in skipped]],
+            },
+            schema=pa.schema(
+                [
+                    ("partition", pa.int32()),
+                    ("attempt", pa.int32()),
+                    ("staged", pa.string()),
+                    ("posts", pa.int64()),
+                    ("indexed", pa.int64()),
+                    ("empty", pa.int64()),
+                    ("duplicate_ids", pa.int64()),
+                    ("skipped_rows", pa.list_(pa.int64())),
+                    ("skipped_ids", pa.list_(pa.string())),
+                    ("skipped_reasons", pa.list_(pa.string())),
+                ]
+            ),
+        )
+
+    schema = (
+        "partition int, attempt int, staged string, posts long, indexed long, empty long, "
+        "duplicate_ids long, skipped_rows array<long>, skipped_ids array<string>, "
+        "skipped_reasons array<string>"
+    )
+    def cleanup() -> None:
+        # Failed and speculative attempts' directories, and the committed ones on error.
+        shutil.rmtree(staging, ignore_errors=True)
+        parent = os.path.dirname(staging)
+        if staging_dir is None and os.path.isdir(parent) and not os.listdir(parent):
+            os.rmdir(parent)
+
+    try:
+        rows = df.select(*cols).mapInArrow(stage, schema).collect()
+    except Exception as e:
+        cleanup()
+        raise Error(f"the Spark job failed; nothing was published: {e}") from e
+    rows = sorted(rows, key=lambda r: r["partition"])
+    try:
+        report = publish(path, [r["staged"] for r in rows], mode=mode)
+    finally:
+        cleanup()
+    skipped = []
+    empty_shown = 0
+    for r in rows:
+        for row, id_, why in zip(r["skipped_rows"], r["skipped_ids"], r["skipped_reasons"]):
+            skipped.append({"partition": r["partition"], "row": row, "id": id_, "reason": why})
+            # As `textreuse build`: every repeated id, the first ten empty texts.
+            empty = why.startswith("no text")
+            if not empty or empty_shown < 10:
+                log.warning("textreuse: skipped partition %d, row %d: id %r: %s", r["partition"], row, id_, why)
+            empty_shown += empty
+    for d in report["duplicate_ids"]:
+        log.warning(
+            "textreuse: skipped %s: duplicate id %r: an earlier post has it (in %s)",
+            d["staged"], d["id"], d["first"],
+        )
+    report["partitions"] = [
+        {k: r[k] for k in ("partition", "attempt", "posts", "indexed", "empty", "duplicate_ids")}
+        for r in rows
+    ]
+    report["skipped"] = skipped
+    return report
+
+
+def fingerprint(df: Any, text_col: str = "text", prefix: str = "", **params: Any) -> Any:
+    """Adds fingerprint columns to a Spark DataFrame, computed on Arrow batches
+    (``mapInArrow``) by the Rust library:
+
+    - ``content_hash`` (string, 32 hex digits: equal for texts that normalize alike),
+    - ``signature`` (binary: ``num_perm`` little-endian uint32 MinHash minima),
+    - ``band_keys`` (array<bigint>: the LSH band keys, uint64 read as signed).
+
+    A null text, or one with no token left after normalization, gets nulls.
+    ``prefix`` is put before each new column's name; ``**params`` are fingerprint
+    parameters as for :class:`textreuse.Fingerprinter`.
+    """
+    _check_params(params)
+    Fingerprinter(**params)
+    if text_col not in df.columns:
+        raise InvalidInput(
+            f"the DataFrame has no column {text_col!r} (columns: {', '.join(df.columns)})"
+        )
+    from pyspark.sql import types as T
+
+    names = [prefix + n for n in ("content_hash", "signature", "band_keys")]
+    for n in names:
+        if n in df.columns:
+            raise InvalidInput(f"the DataFrame already has a column {n!r}; choose a prefix=")
+    schema = T.StructType(
+        list(df.schema.fields)
+        + [
+            T.StructField(names[0], T.StringType()),
+            T.StructField(names[1], T.BinaryType()),
+            T.StructField(names[2], T.ArrayType(T.LongType(), containsNull=False)),
+        ]
+    )
+
+    def run(batches: Iterator[Any]) -> Iterator[Any]:
+        import numpy as np
+        import pyarrow as pa
+
+        fp = Fingerprinter(**params)
+        for batch in batches:
+            texts = batch.column(batch.schema.get_field_index(text_col)).to_pylist()
+            nulls = [t is None for t in texts]
+            out = fp.fingerprint_many(["" if t is None else t for t in texts])
+            n = len(texts)
+            empty = out["empty"] | np.array(nulls, dtype=bool)
+            valid = pa.array(~empty).buffers()[1] if n else None
+            sig = np.ascontiguousarray(out["signature"])
+            k4 = sig.shape[1] * 4 if n else 0
+            offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * k4).tobytes())
+            signature = pa.Array.from_buffers(
+                pa.binary(), n, [valid, offsets, pa.py_buffer(sig.tobytes())], null_count=int(empty.sum())
+            )
+            keys = np.ascontiguousarray(out["band_keys"]).view(np.int64)
+            nb = keys.shape[1] if n else 0
+            band_keys = pa.ListArray.from_arrays(
+                pa.array(np.arange(n + 1, dtype=np.int32) * nb),
+                pa.array(keys.ravel()),
+                mask=pa.array(empty),
+            )
+            hashes = pa.array(out["content_hash"].tolist(), pa.string(), mask=empty)
+            yield pa.RecordBatch.from_arrays(
+                list(batch.columns) + [hashes, signature, band_keys],
+                names=list(batch.schema.names) + names,
+            )
+
+    return df.mapInArrow(run, schema)

@@ -1,0 +1,356 @@
+//! Opening a segment: each file's envelope parsed, every section's length proven against
+//! the counts, and the cheap invariants checked (FORMAT.md, "Open checks") — O(1) work per
+//! file but for the deletion bitmap, which is checked whole.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use super::*;
+use crate::error::{Error, Result};
+use crate::index::format::{read_u32, read_u64, Envelope, LeArray};
+use crate::index::manifest::SegmentEntry;
+use crate::index::mmap::Data;
+use crate::index::Access;
+
+impl File {
+    pub(super) fn open(
+        dir: &Path,
+        name: &str,
+        entry: &SegmentEntry,
+        access: Access,
+        magic: &[u8; 8],
+        kind: &'static str,
+    ) -> Result<File> {
+        let path = dir.join(name);
+        let data = Data::open(&path, access)?;
+        if let Some(f) = entry.files.get(name) {
+            if f.len != data.len() as u64 {
+                return Err(Error::corrupt(
+                    &path,
+                    format!("is {} bytes, the manifest says {}", data.len(), f.len),
+                ));
+            }
+        } else {
+            return Err(Error::corrupt(&path, "is not listed in the manifest"));
+        }
+        let env = Envelope::parse(&path, &data, magic, kind)?;
+        Ok(File { path, data, env })
+    }
+
+    pub(super) fn section(&self, i: usize) -> Result<Range<usize>> {
+        self.env.section(&self.path, i, i as u32)
+    }
+
+    pub(super) fn meta(&self, want: usize) -> Result<&[u8]> {
+        let r = self.section(0)?;
+        if r.len() < want {
+            return Err(Error::corrupt(&self.path, "meta section is too short"));
+        }
+        Ok(&self.data[r])
+    }
+
+    pub(super) fn arr<const W: usize>(
+        &self,
+        i: usize,
+        count: u64,
+        what: &str,
+    ) -> Result<Range<usize>> {
+        let r = self.section(i)?;
+        LeArray::<W>::new(&self.path, what, &self.data[r.clone()], count)?;
+        Ok(r)
+    }
+
+    /// Checks that the offset array at `r` (of `u64`s) starts at 0 and ends at `end`: the
+    /// cheap open-time check that it spans exactly its bytes section.
+    pub(super) fn offsets_span(&self, r: &Range<usize>, end: u64, what: &str) -> Result<()> {
+        let a = self.view::<8>(r);
+        let (first, last) = (a.get(0), a.len().checked_sub(1).and_then(|i| a.get(i)));
+        if first != Some(0) || last != Some(end) {
+            return Err(Error::corrupt(
+                &self.path,
+                format!("{what} run from {first:?} to {last:?}, not from 0 to {end}"),
+            ));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub(super) fn view<const W: usize>(&self, r: &Range<usize>) -> LeArray<'_, W> {
+        // The range was proven at open to lie within the file and hold whole elements.
+        LeArray::proven(self.data.get(r.clone()).unwrap_or_default())
+    }
+}
+
+impl Segment {
+    /// Opens segment `entry` of the index in `index_dir`, validating headers and lengths.
+    pub fn open(
+        index_dir: &Path,
+        entry: &SegmentEntry,
+        params: &crate::FingerprintParams,
+        access: Access,
+    ) -> Result<Segment> {
+        let (bands_n, rows_n, k) = (params.lsh.bands, params.lsh.rows, params.num_perm as usize);
+        let dir = index_dir.join(entry.dir_name());
+        // Names inside the index are never followed: its files are opened with O_NOFOLLOW,
+        // and a segment directory must not be a symbolic link either.
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+                return Err(Error::corrupt(
+                    &dir,
+                    "is not a directory (a symbolic link or another kind of file)",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+        let nc = entry.contents;
+        let np = entry.posts;
+        if nc > u32::MAX as u64 || np > u32::MAX as u64 || nc > np {
+            return Err(Error::corrupt(
+                &dir,
+                format!("impossible counts: {np} posts, {nc} contents"),
+            ));
+        }
+        // Bands.
+        let f = File::open(&dir, "bands", entry, access, BANDS_MAGIC, "band table")?;
+        let m = f.meta(24)?;
+        let (n, b, dir_bits, rows) = (
+            read_u64(m, 0),
+            read_u32(m, 8),
+            read_u32(m, 12),
+            read_u32(m, 16),
+        );
+        if n != nc || b != bands_n || dir_bits > MAX_DIR_BITS || rows != rows_n {
+            return Err(Error::corrupt(&f.path, format!("meta ({n} contents, {b} bands, {dir_bits} dir bits) disagrees with the manifest")));
+        }
+        let dir_len = (b as u64) * ((1u64 << dir_bits) + 1);
+        let entries = (b as u64) * n;
+        let dirs = f.arr::<4>(1, dir_len, "dirs")?;
+        let v2 = f.env.version >= 2;
+        let wide = v2 && dir_bits < 16;
+        let fps = if wide {
+            f.arr::<4>(2, entries, "fps")?
+        } else {
+            f.arr::<2>(2, entries, "fps")?
+        };
+        let cids = f.arr::<4>(3, entries, "cids")?;
+        // Every band's directory runs from entry 0 to entry n (O(bands) reads).
+        let per_band = (1usize << dir_bits) + 1;
+        let d = f.view::<4>(&dirs);
+        for j in 0..b as usize {
+            let (first, last) = (d.get(j * per_band), d.get(j * per_band + per_band - 1));
+            if first != Some(0) || last.map(u64::from) != Some(n) {
+                return Err(Error::corrupt(
+                    &f.path,
+                    format!("band {j}'s directory does not span its {n} entries"),
+                ));
+            }
+        }
+        let bands = Bands {
+            file: f,
+            dir_bits,
+            v2,
+            wide,
+            dirs,
+            fps,
+            cids,
+        };
+        // Signatures.
+        let sigs = File::open(&dir, "sigs", entry, access, SIGS_MAGIC, "signature")?;
+        let v4 = sigs.env.version >= 4;
+        let m = sigs.meta(if v4 { SIGS_META_LEN } else { 16 })?;
+        let (n, kk, bits) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
+        if n != nc || kk as usize != k || bits != 8 {
+            return Err(Error::corrupt(
+                &sigs.path,
+                format!("meta ({n} contents, k={kk}, {bits} bits) disagrees with the manifest"),
+            ));
+        }
+        if v4 {
+            // The segment's own record of how it was fingerprinted (format 4).
+            let (digest, flags) = (read_u64(m, 16), read_u32(m, 24));
+            if digest != params_digest(params) {
+                return Err(Error::corrupt(
+                    &sigs.path,
+                    "the segment was fingerprinted with other parameters than the manifest's \
+                     (normalizer, shingle, num_perm, seed or bands)",
+                ));
+            }
+            let has_text = flags & SIGS_FLAG_HAS_TEXT != 0;
+            if has_text != entry.has_text || flags & !SIGS_FLAG_HAS_TEXT != 0 {
+                return Err(Error::corrupt(
+                    &sigs.path,
+                    format!(
+                        "records has_text = {has_text} (flags {flags:#x}), the manifest says {}",
+                        entry.has_text
+                    ),
+                ));
+            }
+        }
+        let sigs_range = sigs.arr::<1>(1, nc * k as u64, "sigs")?;
+        let hashes = if sigs.env.version >= 2 {
+            Some(sigs.arr::<16>(2, nc, "hashes")?)
+        } else {
+            None
+        };
+        // Posts.
+        let f = File::open(&dir, "posts", entry, access, POSTS_MAGIC, "posts")?;
+        let m = f.meta(32)?;
+        let (n, c, na, npl) = (
+            read_u64(m, 0),
+            read_u64(m, 8),
+            read_u64(m, 16),
+            read_u64(m, 24),
+        );
+        if n != np || c != nc || na > np.max(1) || npl > np.max(1) {
+            return Err(Error::corrupt(&f.path, "meta disagrees with the manifest"));
+        }
+        let posts = Posts {
+            content_posts: f.arr::<4>(1, nc + 1, "content_posts")?,
+            ts: f.arr::<8>(2, np, "ts")?,
+            id_offsets: f.arr::<8>(3, np + 1, "id_offsets")?,
+            id_bytes: f.section(4)?,
+            account_of: f.arr::<4>(5, np, "account_of")?,
+            account_offsets: f.arr::<8>(6, na + 1, "account_offsets")?,
+            account_bytes: f.section(7)?,
+            platform_of: f.arr::<4>(8, np, "platform_of")?,
+            platform_offsets: f.arr::<8>(9, npl + 1, "platform_offsets")?,
+            platform_bytes: f.section(10)?,
+            n_accounts: na,
+            n_platforms: npl,
+            file: f,
+        };
+        {
+            let f = &posts.file;
+            let cp = f.view::<4>(&posts.content_posts);
+            let (first, last) = (cp.get(0), cp.get(nc as usize));
+            if first != Some(0) || last.map(u64::from) != Some(np) {
+                return Err(Error::corrupt(
+                    &f.path,
+                    format!("content_posts run from {first:?} to {last:?}, not from 0 to {np}"),
+                ));
+            }
+            f.offsets_span(&posts.id_offsets, posts.id_bytes.len() as u64, "id_offsets")?;
+            let (acc, plat) = (&posts.account_bytes, &posts.platform_bytes);
+            f.offsets_span(&posts.account_offsets, acc.len() as u64, "account_offsets")?;
+            f.offsets_span(
+                &posts.platform_offsets,
+                plat.len() as u64,
+                "platform_offsets",
+            )?;
+        }
+        // Ids.
+        let ids_path = dir.join("ids.fst");
+        let ids = Data::open(&ids_path, access)?;
+        match entry.files.get("ids.fst") {
+            Some(fe) if fe.len == ids.len() as u64 => {}
+            _ => {
+                return Err(Error::corrupt(
+                    &ids_path,
+                    "length disagrees with the manifest",
+                ))
+            }
+        }
+        // Texts.
+        let texts = if entry.has_text {
+            let f = File::open(&dir, "text", entry, access, TEXT_MAGIC, "text")?;
+            let m = f.meta(16)?;
+            let (n, block_posts, codec) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
+            let codec_ok = codec == CODEC_ZSTD || (codec == CODEC_ZSTD_DICT && f.env.version >= 3);
+            if n != np || block_posts == 0 || !codec_ok {
+                return Err(Error::corrupt(&f.path, "meta disagrees with the manifest"));
+            }
+            let nb = np.div_ceil(block_posts as u64);
+            let block_offsets = f.arr::<8>(1, nb + 1, "block_offsets")?;
+            let blocks = f.section(2)?;
+            f.offsets_span(&block_offsets, blocks.len() as u64, "block_offsets")?;
+            let dict = if codec == CODEC_ZSTD_DICT {
+                Some(f.section(3)?).filter(|r| !r.is_empty())
+            } else {
+                None
+            };
+            Some(Texts {
+                file: f,
+                block_posts,
+                block_offsets,
+                blocks,
+                dict,
+                ddict: std::sync::OnceLock::new(),
+            })
+        } else {
+            None
+        };
+        // Deleted posts.
+        let deleted = match &entry.deleted {
+            None => None,
+            Some(d) => {
+                let valid = d.file.starts_with("deleted-") && !d.file.contains(['/', '\\']);
+                let path = dir.join(&d.file);
+                if !valid {
+                    return Err(Error::corrupt(&path, "is not a deletion file name"));
+                }
+                let data = Data::open(&path, access)?;
+                if d.len != data.len() as u64 {
+                    return Err(Error::corrupt(
+                        &path,
+                        format!("is {} bytes, the manifest says {}", data.len(), d.len),
+                    ));
+                }
+                let env = Envelope::parse(&path, &data, DELETED_MAGIC, "deletion bitmap")?;
+                let meta = env.section(&path, 0, 0)?;
+                if meta.len() < 16 {
+                    return Err(Error::corrupt(&path, "meta section is too short"));
+                }
+                let (n, count) = (read_u64(&data[meta.clone()], 0), read_u64(&data[meta], 8));
+                if n != np || count != d.count || count > np {
+                    return Err(Error::corrupt(&path, "meta disagrees with the manifest"));
+                }
+                let bits = env.section(&path, 1, 1)?;
+                let words = LeArray::<8>::new(&path, "bits", &data[bits.clone()], np.div_ceil(64))?;
+                // The bitmap is small (a bit per post): check it whole at open, so that a
+                // damaged one is an error rather than wrong hits.
+                let set: u64 = (0..words.len())
+                    .filter_map(|i| words.get(i))
+                    .map(|w| u64::from(w.count_ones()))
+                    .sum();
+                if set != count {
+                    return Err(Error::corrupt(
+                        &path,
+                        format!("has {set} bits set, the manifest says {count}"),
+                    ));
+                }
+                if format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&data)) != d.xxh3 {
+                    return Err(Error::ChecksumMismatch {
+                        path,
+                        section: "whole file".into(),
+                    });
+                }
+                Some(Deleted {
+                    path,
+                    data,
+                    env,
+                    bits,
+                })
+            }
+        };
+        Ok(Segment {
+            entry: entry.clone(),
+            dir,
+            n_contents: nc,
+            n_posts: np,
+            bands_n,
+            k,
+            bands,
+            sigs,
+            sigs_range,
+            hashes,
+            posts,
+            ids,
+            ids_checked: OnceLock::new(),
+            texts,
+            deleted,
+            live_contents: OnceLock::new(),
+        })
+    }
+}
