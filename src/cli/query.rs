@@ -1,7 +1,7 @@
 //! `textreuse query`: look texts up in an index.
 
 use std::collections::BTreeSet;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use textreuse::index::{Access, Hit, Index, OpenOptions, QueryOptions, QueryResult};
 use textreuse::input::{InputFormat, InputTally, PostReader, RawRecord, RecordParser};
+use textreuse::text::align::Passage;
 use textreuse::Scratch;
 
 use super::inputs::{self, InputArgs};
@@ -65,6 +66,18 @@ pub struct Args {
     /// Also return every member of the saved clusters the hits belong to (see `clusters --save`).
     #[arg(long)]
     expand: bool,
+    /// Give each hit the passages it shares with the query (`evidence` in JSON: char offsets
+    /// into both original texts); the table marks them in the hit's text. Needs stored texts.
+    #[arg(long)]
+    evidence: bool,
+    /// Containment lookup: the posts that contain at least this share (0 < C <= 1) of the
+    /// query's shingles (the query is a snippet of them), whatever their similarity; each
+    /// hit carries `containment`. Needs stored texts.
+    #[arg(long, value_name = "C")]
+    containment: Option<f64>,
+    /// The posts at least this share (0 < C <= 1) of whose shingles lie inside the query.
+    #[arg(long, value_name = "C", conflicts_with = "containment")]
+    contained_in: Option<f64>,
     /// Width of the table in characters (default: the terminal's, else 120).
     #[arg(long)]
     width: Option<usize>,
@@ -177,8 +190,12 @@ pub fn run(args: Args) -> Result<i32> {
         until: args.until.as_deref().map(parse_time).transpose()?,
         with_text: !args.no_text,
         expand: args.expand,
+        evidence: args.evidence,
+        containment: args.containment,
+        contained_in: args.contained_in,
         ..QueryOptions::default()
     };
+    opts.validate()?;
     let show = Show {
         json: args.json,
         limit: args.limit,
@@ -481,25 +498,128 @@ pub(crate) fn print_table(
         writeln!(
             out,
             "  {:>5}  {:<id_w$} {:<16} {:<10} {:<20} text",
-            "sim", "id", "account", "platform", "time"
+            if res.hits.iter().any(|h| h.containment.is_some()) {
+                "cont"
+            } else {
+                "sim"
+            },
+            "id",
+            "account",
+            "platform",
+            "time"
         )?;
+        let tty = std::io::stdout().is_terminal();
         for h in &res.hits {
+            // A containment lookup shows the containment in the first column.
+            let score = h.containment.unwrap_or(h.similarity);
+            let shown = match (h.text.as_deref(), h.evidence.as_deref()) {
+                (Some(t), Some(ev)) => mark_passages(t, ev, tty, text_w),
+                (Some(t), None) => one_line(t, text_w),
+                (None, _) => String::new(),
+            };
             writeln!(
                 out,
                 "  {:>5.3}{} {:<id_w$} {:<16} {:<10} {:<20} {}",
-                h.similarity,
+                score,
                 if h.expanded { "+" } else { " " },
                 h.id,
                 one_line(&h.account, 16),
                 one_line(&h.platform, 10),
                 h.ts.map(format_ts).unwrap_or_default(),
-                h.text
-                    .as_deref()
-                    .map(|t| one_line(t, text_w))
-                    .unwrap_or_default()
+                shown
             )?;
         }
     }
     writeln!(out)?;
     Ok(())
+}
+
+/// `text` on one line (whitespace runs made one space), at most `max` chars shown, with the
+/// passages marked: reverse video on a terminal, `[` `]` otherwise.
+fn mark_passages(text: &str, passages: &[Passage], tty: bool, max: usize) -> String {
+    let (open, close) = if tty {
+        ("\x1b[7m", "\x1b[0m")
+    } else {
+        ("[", "]")
+    };
+    let mut spans: Vec<(usize, usize)> = passages
+        .iter()
+        .map(|p| (p.hit_start as usize, p.hit_end as usize))
+        .collect();
+    spans.sort_unstable();
+    let mut at = 0;
+    // `marked`: the passage whose marker is open in `out`.
+    let (mut out, mut shown, mut marked, mut space) = (String::new(), 0usize, None, false);
+    for (i, c) in text.chars().enumerate() {
+        while spans.get(at).is_some_and(|&(_, end)| end <= i) {
+            at += 1;
+        }
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        let inside = spans.get(at).filter(|&&(start, _)| start <= i).map(|_| at);
+        if shown == max {
+            out.push('…');
+            break;
+        }
+        if space {
+            if marked.is_some() && marked != inside {
+                out.push_str(close);
+                marked = None;
+            }
+            out.push(' ');
+            shown += 1;
+            space = false;
+        }
+        if inside != marked {
+            if marked.is_some() {
+                out.push_str(close);
+            }
+            if inside.is_some() {
+                out.push_str(open);
+            }
+            marked = inside;
+        }
+        out.push(c);
+        shown += 1;
+    }
+    if marked.is_some() {
+        out.push_str(close);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(hit_start: u32, hit_end: u32) -> Passage {
+        Passage {
+            query_start: 0,
+            query_end: 0,
+            hit_start,
+            hit_end,
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn passages_are_bracketed_and_cut() {
+        let t = "abc  def\nghi jkl";
+        assert_eq!(
+            mark_passages(t, &[p(5, 8), p(0, 3)], false, 80),
+            "[abc] [def] ghi jkl"
+        );
+        assert_eq!(
+            mark_passages(t, &[p(13, 16)], false, 80),
+            "abc def ghi [jkl]"
+        );
+        assert_eq!(mark_passages(t, &[p(9, 16)], false, 6), "abc de…");
+        assert_eq!(mark_passages(t, &[p(5, 16)], false, 6), "abc [de…]");
+        assert_eq!(
+            mark_passages(t, &[p(0, 3)], true, 80),
+            "\x1b[7mabc\x1b[0m def ghi jkl"
+        );
+    }
 }

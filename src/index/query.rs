@@ -13,7 +13,10 @@ use super::segment::TextCache;
 use super::{Index, PostAddr};
 use crate::error::{Error, Result};
 use crate::fingerprint::Scratch;
-use crate::minhash::{bbit_estimate, equal_bytes, estimate_margin, jaccard, to_bbit};
+use crate::minhash::{
+    bbit_estimate, equal_bytes, estimate_margin, intersection_len, jaccard, to_bbit,
+};
+use crate::text::align::{align, Passage, Tokenized};
 
 /// Options of a lookup.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +53,64 @@ pub struct QueryOptions {
     /// Also return every member of the saved clusters the direct hits belong to (marked
     /// `expanded`, with their estimated similarity to the query). Default false.
     pub expand: bool,
+    /// Give each hit the passages it shares with the query ([`Hit::evidence`]), found by
+    /// aligning the two token sequences ([`crate::text::align`]). Needs stored texts (an
+    /// error otherwise); texts are read for it even when `with_text` is false. Default false.
+    /// [`Index::query_refs`] ignores it (its hits carry no text or evidence).
+    pub evidence: bool,
+    /// Containment lookup: return the posts that contain at least this share (0 < C <= 1) of
+    /// the query's distinct shingles (the query is a snippet of them), whatever their
+    /// similarity; each hit carries [`Hit::containment`]. The candidates are the band probes'
+    /// (every one, not only those estimated above `min_similarity`), each settled exactly
+    /// from its stored text, so it needs stored texts. Hits are ordered by containment.
+    /// Default `None`.
+    pub containment: Option<f64>,
+    /// Like `containment`, the other way round: the posts at least this share of whose
+    /// shingles lie inside the query. At most one of the two may be set.
+    pub contained_in: Option<f64>,
+}
+
+/// Which containment a lookup asks for (from [`QueryOptions`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Containment {
+    /// |Q & P| / |Q| >= threshold.
+    Contains(f64),
+    /// |Q & P| / |P| >= threshold.
+    ContainedIn(f64),
+}
+
+impl QueryOptions {
+    /// Checks the options that have a range.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `containment` or `contained_in` is outside (0, 1] or
+    /// both are set.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("containment", self.containment),
+            ("contained-in", self.contained_in),
+        ] {
+            if let Some(c) = v {
+                if !(c > 0.0 && c <= 1.0) {
+                    return Err(Error::InvalidParameter(format!(
+                        "{name} must be in (0, 1], got {c}"
+                    )));
+                }
+            }
+        }
+        if self.containment.is_some() && self.contained_in.is_some() {
+            return Err(Error::InvalidParameter(
+                "give containment or contained-in, not both".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn containment_mode(&self) -> Option<Containment> {
+        self.containment
+            .map(Containment::Contains)
+            .or(self.contained_in.map(Containment::ContainedIn))
+    }
 }
 
 impl Default for QueryOptions {
@@ -65,6 +126,9 @@ impl Default for QueryOptions {
             max_bucket: 1000,
             with_text: true,
             expand: false,
+            evidence: false,
+            containment: None,
+            contained_in: None,
         }
     }
 }
@@ -92,6 +156,16 @@ pub struct Hit {
     /// Whether the post was added by cluster expansion rather than matched directly.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub expanded: bool,
+    /// The passages the post shares with the query, longest first, when
+    /// [`QueryOptions::evidence`] is on: runs of at least the shingle width of equal
+    /// normalized tokens, as char offsets of the two original texts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Vec<Passage>>,
+    /// For a containment lookup ([`QueryOptions::containment`] or `contained_in`): the
+    /// exact share of the query's shingles inside the post (or of the post's inside the
+    /// query). `similarity` is then the exact Jaccard similarity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containment: Option<f64>,
     /// Where the post lives.
     #[serde(skip)]
     pub addr: PostAddr,
@@ -117,6 +191,9 @@ pub struct HitRef<'a> {
     /// Whether the post was added by cluster expansion rather than matched directly.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub expanded: bool,
+    /// As for [`Hit::containment`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containment: Option<f64>,
     /// Where the post lives.
     #[serde(skip)]
     pub addr: PostAddr,
@@ -146,6 +223,7 @@ struct Found<'a> {
     seg: usize,
     post: u32,
     expanded: bool,
+    containment: Option<f64>,
 }
 
 /// The answer to one lookup.
@@ -179,7 +257,7 @@ impl Index {
     ) -> Result<QueryResult> {
         let mut res = QueryResult::default();
         let found = self.find_text(text, opts, scratch, &mut res)?;
-        self.owned_hits(found, opts, &mut res)?;
+        self.owned_hits(text, found, opts, &mut res)?;
         Ok(res)
     }
 
@@ -211,6 +289,7 @@ impl Index {
         scratch: &mut Scratch,
         res: &mut QueryResult,
     ) -> Result<Vec<Found<'a>>> {
+        opts.validate()?;
         let Some(f) = self.fp.fingerprint_with(text, scratch) else {
             res.empty = true;
             return Ok(Vec::new());
@@ -219,7 +298,8 @@ impl Index {
         self.fp.band_keys(f.signature, &mut keys);
         let mut sig = vec![0u8; f.signature.len()];
         to_bbit(f.signature, &mut sig);
-        let set = opts.exact_near_threshold.then(|| scratch.shingle_set());
+        let set = (opts.exact_near_threshold || opts.containment_mode().is_some())
+            .then(|| scratch.shingle_set());
         self.find(&keys, &sig, set, opts, res)
     }
 
@@ -257,6 +337,7 @@ impl Index {
     /// Copies found posts out of the index into `res.hits`, with their texts when asked.
     fn owned_hits(
         &self,
+        query: &str,
         found: Vec<Found<'_>>,
         opts: &QueryOptions,
         res: &mut QueryResult,
@@ -264,7 +345,7 @@ impl Index {
         // Texts are decoded in storage order, so hits sharing a compressed block share one
         // decompression.
         let mut texts: Vec<Option<String>> = vec![None; found.len()];
-        if opts.with_text {
+        if opts.with_text || opts.evidence {
             let mut order: Vec<usize> = (0..found.len()).collect();
             order.sort_unstable_by_key(|&i| (found[i].seg, found[i].post));
             let mut cache = TextCache::default();
@@ -272,8 +353,28 @@ impl Index {
                 texts[i] = self.segments[found[i].seg].text(found[i].post, &mut cache)?;
             }
         }
+        let mut evidence: Vec<Option<Vec<Passage>>> = vec![None; found.len()];
+        if opts.evidence && !found.is_empty() {
+            let normalizer = self.fp.normalizer();
+            let min_tokens = self.manifest.params.shingle as usize;
+            let (mut q, mut h) = (Tokenized::new(), Tokenized::new());
+            q.tokenize(normalizer, query);
+            for (i, text) in texts.iter().enumerate() {
+                let Some(text) = text else {
+                    return Err(Error::InvalidParameter(format!(
+                        "evidence needs stored texts; post {:?} has none (the index was built with --no-store-text)",
+                        found[i].id
+                    )));
+                };
+                h.tokenize(normalizer, text);
+                evidence[i] = Some(align(&q, &h, text, min_tokens));
+            }
+            if !opts.with_text {
+                texts.iter_mut().for_each(|t| *t = None);
+            }
+        }
         res.hits.reserve(found.len());
-        for (f, text) in found.into_iter().zip(texts) {
+        for ((f, text), evidence) in found.into_iter().zip(texts).zip(evidence) {
             let h = self.hit_ref(&f);
             res.hits.push(Hit {
                 id: h.id.to_string(),
@@ -284,6 +385,8 @@ impl Index {
                 text,
                 cluster: h.cluster,
                 expanded: h.expanded,
+                evidence,
+                containment: h.containment,
                 addr: h.addr,
             });
         }
@@ -304,6 +407,7 @@ impl Index {
             ts: f.ts,
             cluster: self.clusters.as_ref().and_then(|c| c.cluster_of(addr)),
             expanded: f.expanded,
+            containment: f.containment,
             addr,
         }
     }
@@ -320,6 +424,7 @@ impl Index {
         res: &mut QueryResult,
     ) -> Result<Vec<Found<'a>>> {
         let margin = estimate_margin(opts.min_similarity, sig.len());
+        let cont = opts.containment_mode();
         // Buffers for the exact checks, made on the first one.
         let mut exact: Option<(Scratch, TextCache)> = None;
         let mut cands: Vec<u32> = Vec::with_capacity(64);
@@ -338,8 +443,23 @@ impl Index {
                 cands.iter().for_each(|&c| seg.prefetch_signature(c));
             }
             cands.iter().for_each(|&c| seg.touch_signature(c));
-            let mut verified: Vec<(u32, f64)> = Vec::with_capacity(cands.len());
-            for &c in &cands {
+            let mut verified: Vec<(u32, f64, Option<f64>)> = Vec::with_capacity(cands.len());
+            if let (Some(mode), Some(q)) = (cont, set) {
+                let (scratch, cache) = exact.get_or_insert_with(Default::default);
+                res.candidates += self.verify_containment(
+                    seg,
+                    &cands,
+                    q,
+                    mode,
+                    opts,
+                    scratch,
+                    cache,
+                    &mut verified,
+                )?;
+            }
+            // A containment lookup settled its candidates above.
+            let estimated = if cont.is_some() { &[][..] } else { &cands[..] };
+            for &c in estimated {
                 let s = seg.signature(c)?;
                 let eq = equal_bytes(s, sig);
                 let mut sim = bbit_estimate(eq, sig.len());
@@ -355,29 +475,31 @@ impl Index {
                     }
                 }
                 if sim >= opts.min_similarity {
-                    verified.push((c, sim));
+                    verified.push((c, sim, None));
                 }
             }
             if self.opts.prefetch {
                 // Two more rounds of overlapped reads: content ranges, then post metadata.
-                verified.iter().for_each(|&(c, _)| seg.prefetch_content(c));
-                for &(c, _) in &verified {
+                verified
+                    .iter()
+                    .for_each(|&(c, _, _)| seg.prefetch_content(c));
+                for &(c, _, _) in &verified {
                     seg.prefetch_posts(seg.content_posts(c)?);
                 }
             }
-            verified.iter().for_each(|&(c, _)| seg.touch_content(c));
+            verified.iter().for_each(|&(c, _, _)| seg.touch_content(c));
             // Each verified content's posts, read once for the rounds below.
-            let groups: Vec<(std::ops::Range<u32>, f64)> = verified
+            let groups: Vec<(std::ops::Range<u32>, f64, Option<f64>)> = verified
                 .iter()
-                .map(|&(c, sim)| Ok((seg.content_posts(c)?, sim)))
+                .map(|&(c, sim, x)| Ok((seg.content_posts(c)?, sim, x)))
                 .collect::<Result<_>>()?;
             let each_post =
-                |f: &dyn Fn(u32)| groups.iter().for_each(|(r, _)| r.clone().for_each(f));
+                |f: &dyn Fn(u32)| groups.iter().for_each(|(r, _, _)| r.clone().for_each(f));
             each_post(&|p| seg.touch_post(p));
             each_post(&|p| seg.touch_post_strings(p));
             each_post(&|p| seg.touch_post_account(p));
-            for (posts, sim) in &groups {
-                let sim = *sim;
+            for (posts, sim, containment) in &groups {
+                let (sim, containment) = (*sim, *containment);
                 for p in posts.clone() {
                     if seg.is_deleted(p) {
                         continue;
@@ -406,6 +528,7 @@ impl Index {
                         seg: si,
                         post: p,
                         expanded: false,
+                        containment,
                     });
                 }
             }
@@ -417,6 +540,10 @@ impl Index {
         found.sort_by(|a, b| {
             a.expanded
                 .cmp(&b.expanded)
+                .then_with(|| {
+                    let x = |f: &Found<'_>| f.containment.unwrap_or(-1.0);
+                    x(b).total_cmp(&x(a))
+                })
                 .then_with(|| b.sim.total_cmp(&a.sim))
                 .then_with(|| a.ts.unwrap_or(i64::MAX).cmp(&b.ts.unwrap_or(i64::MAX)))
                 .then_with(|| a.id.cmp(b.id))
@@ -425,6 +552,74 @@ impl Index {
             found.truncate(opts.limit);
         }
         Ok(found)
+    }
+
+    /// Settles a containment lookup's candidates `cands` (sorted, distinct) of `seg` exactly
+    /// from their stored texts into `verified`, then probes once more with the band keys of
+    /// the posts found (one hop, at most [`CONTAINMENT_HOPS`] of them): a snippet's Jaccard
+    /// similarity with a long post is low, so the query's own band keys miss some of the
+    /// posts that contain it, but those are near-copies of the ones they find. Returns the
+    /// number of extra candidates the hop verified.
+    #[allow(clippy::too_many_arguments)]
+    fn verify_containment(
+        &self,
+        seg: &super::segment::Segment,
+        cands: &[u32],
+        q: &[u64],
+        mode: Containment,
+        opts: &QueryOptions,
+        scratch: &mut Scratch,
+        cache: &mut TextCache,
+        verified: &mut Vec<(u32, f64, Option<f64>)>,
+    ) -> Result<usize> {
+        let mut check = |c: u32, verified: &mut Vec<(u32, f64, Option<f64>)>| -> Result<()> {
+            let Some(p) = seg.content_posts(c)?.next() else {
+                return Ok(());
+            };
+            let Some(text) = seg.text(p, cache)? else {
+                return Err(Error::InvalidParameter(
+                    "containment lookups need stored texts; this index was built with --no-store-text".into(),
+                ));
+            };
+            let set = self.fp.shingle_set(&text, scratch);
+            let both = intersection_len(q, set);
+            let (x, t) = match mode {
+                Containment::Contains(t) => (both as f64 / q.len().max(1) as f64, t),
+                Containment::ContainedIn(t) => (both as f64 / set.len().max(1) as f64, t),
+            };
+            if both > 0 && x >= t {
+                verified.push((c, jaccard(q, set), Some(x)));
+            }
+            Ok(())
+        };
+        for &c in cands {
+            check(c, verified)?;
+        }
+        // One hop from the posts found.
+        let mut keys = Vec::new();
+        let mut more: Vec<u32> = Vec::new();
+        let mut hop_scratch = Scratch::new();
+        let mut hop_cache = TextCache::default();
+        for &(c, _, _) in verified.iter().take(CONTAINMENT_HOPS) {
+            let Some(p) = seg.content_posts(c)?.next() else {
+                continue;
+            };
+            let Some(text) = seg.text(p, &mut hop_cache)? else {
+                continue;
+            };
+            if let Some(f) = self.fp.fingerprint_with(&text, &mut hop_scratch) {
+                keys.clear();
+                self.fp.band_keys(f.signature, &mut keys);
+                seg.probe_all(&keys, opts.max_bucket, &mut more)?;
+            }
+        }
+        more.sort_unstable();
+        more.dedup();
+        more.retain(|c| cands.binary_search(c).is_err());
+        for &c in &more {
+            check(c, verified)?;
+        }
+        Ok(more.len())
     }
 
     /// Adds the members of the direct hits' saved clusters to `found`.
@@ -468,12 +663,17 @@ impl Index {
                     seg: si,
                     post: addr.post,
                     expanded: true,
+                    containment: None,
                 });
             }
         }
         Ok(())
     }
 }
+
+/// Most posts a containment lookup hops from, per segment
+/// ([`Index::verify_containment`]).
+const CONTAINMENT_HOPS: usize = 64;
 
 /// Microseconds since `t`.
 pub fn micros_since(t: Instant) -> u64 {

@@ -7,6 +7,23 @@ use unicode_general_category::{get_general_category, GeneralCategory as Gc};
 use super::ascii::Finders;
 use super::{nfkc, tables, Hashtags, Normalized, Normalizer, Span};
 
+/// Receives the source byte range of each token [`Normalizer::clean_tracked`] pushes.
+pub(super) trait Track {
+    /// Whether tracking is on (false compiles the bookkeeping away).
+    const ON: bool;
+    /// The token just pushed came from `src[start..end]`.
+    fn token(&mut self, start: usize, end: usize);
+}
+
+/// No tracking: the normalizer's own path.
+pub(super) struct NoTrack;
+
+impl Track for NoTrack {
+    const ON: bool = false;
+    #[inline(always)]
+    fn token(&mut self, _: usize, _: usize) {}
+}
+
 /// How the cleaning pass treats a character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Class {
@@ -81,7 +98,22 @@ impl Normalizer {
 
     /// Pass 2 for any text: a loop over characters.
     pub(super) fn clean_general(&self, src: &str, text: &mut String, tokens: &mut Vec<Span>) {
+        self.clean_tracked(src, text, tokens, &mut NoTrack);
+    }
+
+    /// [`clean_general`](Self::clean_general) that also reports, for each token it pushes,
+    /// the byte range of `src` the token came from (for [`align`](super::align)). With
+    /// [`NoTrack`] the tracking compiles away.
+    pub(super) fn clean_tracked<T: Track>(
+        &self,
+        src: &str,
+        text: &mut String,
+        tokens: &mut Vec<Span>,
+        track: &mut T,
+    ) {
         let bytes = src.as_bytes();
+        // The byte range of `src` covered by the word being built (tracking only).
+        let (mut word_src_start, mut word_src_end) = (0usize, 0usize);
         // Whether a separator was seen since the last token (a space is due before the next).
         let mut gap = false;
         // Start of the word token being built, if any.
@@ -94,6 +126,9 @@ impl Normalizer {
                         start: s as u32,
                         end: text.len() as u32,
                     });
+                    if T::ON {
+                        track.token(word_src_start, word_src_end);
+                    }
                 }
             };
         }
@@ -124,6 +159,9 @@ impl Normalizer {
                         }
                         gap = false;
                         word_start = Some(text.len());
+                        if T::ON {
+                            word_src_start = i;
+                        }
                     }
                     // The letter and the rest of its run in one copy. An 'h' ends the run:
                     // it may start a URL, which the loop checks.
@@ -132,6 +170,9 @@ impl Normalizer {
                         .take_while(|&&c| c.is_ascii_alphabetic() && c != b'h')
                         .count();
                     text.push_str(&src[i..i + run]);
+                    if T::ON {
+                        word_src_end = i + run;
+                    }
                     i += run;
                     continue;
                 } else if !b.is_ascii_digit() {
@@ -172,6 +213,9 @@ impl Normalizer {
                     start: s + 3 * k,
                     end: s + 3 * k + 3,
                 }));
+                if T::ON {
+                    (i..end).step_by(3).for_each(|at| track.token(at, at + 3));
+                }
                 i = end;
                 continue;
             }
@@ -183,8 +227,14 @@ impl Normalizer {
                         }
                         gap = false;
                         word_start = Some(text.len());
+                        if T::ON {
+                            word_src_start = i;
+                        }
                     }
                     text.push(c);
+                    if T::ON {
+                        word_src_end = i + len;
+                    }
                 }
                 Class::CharToken => {
                     end_word!();
@@ -198,6 +248,9 @@ impl Normalizer {
                         start: s as u32,
                         end: text.len() as u32,
                     });
+                    if T::ON {
+                        track.token(i, i + len);
+                    }
                 }
                 Class::Delete => {}
                 Class::Separator => {

@@ -19,6 +19,7 @@
 //! Invariants: deterministic, no global state, never panics, linear time in the input.
 //! Any change to what this module outputs must bump [`NORMALIZER_VERSION`].
 
+pub mod align;
 mod ascii;
 mod clean;
 mod map;

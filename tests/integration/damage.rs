@@ -102,8 +102,18 @@ fn exercise(p: &Pristine, access: Access) -> Outcome {
             ..QueryOptions::default()
         };
         let _ = index.query(&p.queries[0], &QueryOptions::default());
+        let evidence = QueryOptions {
+            evidence: true,
+            ..wide.clone()
+        };
+        let containment = QueryOptions {
+            containment: Some(0.5),
+            ..QueryOptions::default()
+        };
         for q in &p.queries {
             let _ = index.query(q, &wide);
+            let _ = index.query(q, &evidence);
+            let _ = index.query(q, &containment);
         }
         for id in &p.ids {
             let _ = index.post(id);

@@ -1,0 +1,490 @@
+//! Evidence: the passages two texts share, as offsets into the two *original* texts.
+//!
+//! [`Tokenized`] runs the normalizer while remembering where each normalized token came
+//! from: pass 1 (mapping) is redone chunk by chunk, a chunk being a stable NFKC boundary
+//! character and the non-boundary characters after it (exactly the pieces
+//! [`map_chars`](super::map) normalizes separately), and pass 2 (cleaning) is the
+//! normalizer's own loop with source tracking turned on. The tokens are the ones
+//! [`Normalizer::normalize`] gives (a property test checks it); each carries the span of
+//! original characters (Unicode scalar values, end-exclusive) of the chunks it came from.
+//!
+//! [`align`] then finds the maximal runs of equal tokens in the two sequences (every pair of
+//! equal tokens is visited once, so a tweet pair costs a few microseconds), and picks them
+//! longest first so that no token of either text is in two passages. Because the tokens are
+//! compared after normalization, a Traditional-script copy, a copy with lookalike letters or
+//! with a serial number still aligns. A run's ends are trimmed where a token shares an
+//! original character with the token outside the run (one character such as `㍿` can give
+//! several tokens), so that each reported span normalizes to exactly the run's tokens.
+
+use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::clean::Track;
+use super::map::map_one;
+use super::{nfkc, Normalized, Normalizer};
+
+/// One passage two texts share: end-exclusive offsets in Unicode scalar values (chars) of
+/// the two original texts, and the passage as it reads in the hit's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Passage {
+    /// First char of the passage in the query text.
+    pub query_start: u32,
+    /// One past the last char of the passage in the query text.
+    pub query_end: u32,
+    /// First char of the passage in the hit's text.
+    pub hit_start: u32,
+    /// One past the last char of the passage in the hit's text.
+    pub hit_end: u32,
+    /// The hit's text from `hit_start` to `hit_end`.
+    pub text: String,
+}
+
+/// A text's normalized tokens with the original char span of each. Reusable: keep one per
+/// thread and call [`Tokenized::tokenize`] again.
+#[derive(Debug, Default, Clone)]
+pub struct Tokenized {
+    norm: Normalized,
+    /// Per byte of the mapped text: the original char span of the chunk it came from.
+    origin: Vec<(u32, u32)>,
+    /// Per token: its source byte range in the mapped text, then its original char span.
+    src: Vec<(u32, u32)>,
+    spans: Vec<(u32, u32)>,
+    /// Per token: xxh3-64 of its bytes.
+    hashes: Vec<u64>,
+    /// Byte offset of each char of the original text, and the text's length in bytes.
+    char_bytes: Vec<u32>,
+}
+
+struct Collect<'a>(&'a mut Vec<(u32, u32)>);
+
+impl Track for Collect<'_> {
+    const ON: bool = true;
+    #[inline]
+    fn token(&mut self, start: usize, end: usize) {
+        self.0.push((start as u32, end as u32));
+    }
+}
+
+impl Tokenized {
+    /// A new, empty buffer.
+    pub fn new() -> Tokenized {
+        Tokenized::default()
+    }
+
+    /// Normalizes `text` with `normalizer`, keeping each token's original span. Texts over
+    /// 4 GiB are not supported (offsets are `u32`); such a text gives no tokens.
+    pub fn tokenize(&mut self, normalizer: &Normalizer, text: &str) {
+        let Tokenized {
+            norm,
+            origin,
+            src,
+            spans,
+            hashes,
+            char_bytes,
+        } = self;
+        norm.mapped.clear();
+        norm.text.clear();
+        norm.tokens.clear();
+        origin.clear();
+        src.clear();
+        spans.clear();
+        hashes.clear();
+        char_bytes.clear();
+        if u32::try_from(text.len()).is_err() {
+            return;
+        }
+        char_bytes.extend(text.char_indices().map(|(b, _)| b as u32));
+        char_bytes.push(text.len() as u32);
+        map_with_origins(text, normalizer.options().t2s, &mut norm.mapped, origin);
+        normalizer.clean_tracked(
+            &norm.mapped,
+            &mut norm.text,
+            &mut norm.tokens,
+            &mut Collect(src),
+        );
+        spans.extend(src.iter().map(|&(s, e)| {
+            let first = origin.get(s as usize).map_or(0, |o| o.0);
+            let last = origin
+                .get((e as usize).saturating_sub(1))
+                .map_or(first, |o| o.1);
+            (first, last.max(first))
+        }));
+        hashes.extend(norm.tokens().map(|t| xxh3_64(t.as_bytes())));
+    }
+
+    /// The normalized text and tokens (the same as [`Normalizer::normalize`] gives).
+    pub fn normalized(&self) -> &Normalized {
+        &self.norm
+    }
+
+    /// The original char span (start, end exclusive) of each token, in token order.
+    pub fn spans(&self) -> &[(u32, u32)] {
+        &self.spans
+    }
+
+    /// The number of tokens.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether no token is left.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    fn token(&self, i: usize) -> &[u8] {
+        let s = self.norm.tokens[i];
+        self.norm
+            .text
+            .as_bytes()
+            .get(s.start as usize..s.end as usize)
+            .unwrap_or(&[])
+    }
+
+    /// The byte range of the original text for the char span `(start, end)`.
+    fn byte_range(&self, (start, end): (u32, u32)) -> Option<std::ops::Range<usize>> {
+        let s = *self.char_bytes.get(start as usize)? as usize;
+        let e = *self.char_bytes.get(end as usize)? as usize;
+        (s <= e).then_some(s..e)
+    }
+}
+
+/// Pass 1 of the normalizer, chunk by chunk, recording for each output byte the original
+/// char span of its chunk. Gives the same mapped text as `map_chars` (a property test).
+fn map_with_origins(text: &str, t2s: bool, out: &mut String, origin: &mut Vec<(u32, u32)>) {
+    out.reserve(text.len());
+    origin.reserve(text.len());
+    let mut it = text.char_indices().peekable();
+    let mut ci = 0u32;
+    while let Some((start, c)) = it.next() {
+        let first = ci;
+        ci += 1;
+        let mut end = start + c.len_utf8();
+        // The non-boundary characters after `c` are normalized together with it.
+        while let Some(&(b, d)) = it.peek() {
+            if nfkc::fast_map(d).is_some() {
+                break;
+            }
+            end = b + d.len_utf8();
+            ci += 1;
+            it.next();
+        }
+        let before = out.len();
+        match nfkc::fast_map(c) {
+            Some(m) if end == start + c.len_utf8() => map_one(m, out, t2s),
+            _ => text
+                .get(start..end)
+                .unwrap_or("")
+                .nfkc()
+                .for_each(|m| map_one(m, out, t2s)),
+        }
+        origin.resize(origin.len() + (out.len() - before), (first, ci));
+    }
+}
+
+/// The passages `query` and `hit` share, longest first (then by position in the query):
+/// maximal runs of at least `min_tokens` equal tokens, no token in two passages. Offsets
+/// are chars of the original texts; `hit_text` must be the text `hit` was made from (a
+/// mismatch gives wrong or no passages, never a panic).
+pub fn align(
+    query: &Tokenized,
+    hit: &Tokenized,
+    hit_text: &str,
+    min_tokens: usize,
+) -> Vec<Passage> {
+    let min_tokens = min_tokens.max(1);
+    let (n, m) = (query.len(), hit.len());
+    if n < min_tokens || m < min_tokens {
+        return Vec::new();
+    }
+    // The hit's tokens by hash, for the pairs of equal tokens.
+    let mut by_hash: Vec<(u64, u32)> = hit
+        .hashes
+        .iter()
+        .enumerate()
+        .map(|(j, &h)| (h, j as u32))
+        .collect();
+    by_hash.sort_unstable();
+    let eq =
+        |i: usize, j: usize| query.hashes[i] == hit.hashes[j] && query.token(i) == hit.token(j);
+    // Maximal runs: start at each equal pair whose predecessors differ, extend forward.
+    let mut runs: Vec<(u32, u32, u32)> = Vec::new(); // (len, query start, hit start)
+    for i in 0..n {
+        let h = query.hashes[i];
+        let from = by_hash.partition_point(|&(x, _)| x < h);
+        for &(x, j) in &by_hash[from..] {
+            if x != h {
+                break;
+            }
+            let j = j as usize;
+            if !eq(i, j) || (i > 0 && j > 0 && eq(i - 1, j - 1)) {
+                continue;
+            }
+            let mut len = 1;
+            while i + len < n && j + len < m && eq(i + len, j + len) {
+                len += 1;
+            }
+            if len >= min_tokens {
+                runs.push((len as u32, i as u32, j as u32));
+            }
+        }
+    }
+    // Longest first; a run that overlaps a chosen one is cut to its longest free part
+    // and put back.
+    let mut heap: std::collections::BinaryHeap<(u32, std::cmp::Reverse<(u32, u32)>)> = runs
+        .into_iter()
+        .map(|(l, i, j)| (l, std::cmp::Reverse((i, j))))
+        .collect();
+    let (mut qused, mut hused) = (vec![false; n], vec![false; m]);
+    let mut chosen: Vec<(usize, usize, usize)> = Vec::new();
+    while let Some((len, std::cmp::Reverse((i, j)))) = heap.pop() {
+        let (len, i, j) = (len as usize, i as usize, j as usize);
+        let free = |k: usize| !qused[i + k] && !hused[j + k];
+        if (0..len).all(free) {
+            (i..i + len).for_each(|k| qused[k] = true);
+            (j..j + len).for_each(|k| hused[k] = true);
+            chosen.push((len, i, j));
+            continue;
+        }
+        // The longest free part.
+        let (mut best, mut at, mut cur) = (0, 0, 0);
+        for k in 0..len {
+            if free(k) {
+                cur += 1;
+                if cur > best {
+                    best = cur;
+                    at = k + 1 - cur;
+                }
+            } else {
+                cur = 0;
+            }
+        }
+        if best >= min_tokens {
+            heap.push((
+                best as u32,
+                std::cmp::Reverse(((i + at) as u32, (j + at) as u32)),
+            ));
+        }
+    }
+    let mut out: Vec<(usize, Passage)> = Vec::with_capacity(chosen.len());
+    for (len, i, j) in chosen {
+        // Trim tokens that share an original character with the token outside the run.
+        let (mut a, mut b) = (0, len);
+        let shares = |t: &Tokenized, x: usize, y: usize| t.spans[y].0 < t.spans[x].1;
+        while a < b
+            && ((i + a > 0 && shares(query, i + a - 1, i + a))
+                || (j + a > 0 && shares(hit, j + a - 1, j + a)))
+        {
+            a += 1;
+        }
+        while a < b
+            && ((i + b < n && shares(query, i + b - 1, i + b))
+                || (j + b < m && shares(hit, j + b - 1, j + b)))
+        {
+            b -= 1;
+        }
+        if b - a < min_tokens {
+            continue;
+        }
+        let q = (query.spans[i + a].0, query.spans[i + b - 1].1);
+        let h = (hit.spans[j + a].0, hit.spans[j + b - 1].1);
+        let Some(text) = hit.byte_range(h).and_then(|r| hit_text.get(r)) else {
+            continue;
+        };
+        out.push((
+            b - a,
+            Passage {
+                query_start: q.0,
+                query_end: q.1,
+                hit_start: h.0,
+                hit_end: h.1,
+                text: text.to_string(),
+            },
+        ));
+    }
+    out.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.query_start.cmp(&y.1.query_start)));
+    out.into_iter().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::NormalizerOptions;
+    use proptest::prelude::*;
+
+    fn tok(s: &str) -> Tokenized {
+        let mut t = Tokenized::new();
+        t.tokenize(&Normalizer::default(), s);
+        t
+    }
+
+    fn substr(s: &str, a: u32, b: u32) -> String {
+        s.chars().skip(a as usize).take((b - a) as usize).collect()
+    }
+
+    fn tokens_of(s: &str) -> Vec<String> {
+        let mut n = Normalized::new();
+        Normalizer::default().normalize(s, &mut n);
+        n.tokens().map(str::to_string).collect()
+    }
+
+    /// Checks the two evidence properties for one pair and returns the passages.
+    fn check(q: &str, h: &str, min: usize) -> Vec<Passage> {
+        let (tq, th) = (tok(q), tok(h));
+        let ps = align(&tq, &th, h, min);
+        let (nq, nh) = (q.chars().count() as u32, h.chars().count() as u32);
+        for p in &ps {
+            assert!(p.query_start < p.query_end && p.query_end <= nq, "{p:?}");
+            assert!(p.hit_start < p.hit_end && p.hit_end <= nh, "{p:?}");
+            let a = tokens_of(&substr(q, p.query_start, p.query_end));
+            let b = tokens_of(&substr(h, p.hit_start, p.hit_end));
+            assert_eq!(a, b, "{q:?} / {h:?}: {p:?}");
+            assert!(a.len() >= min);
+            assert_eq!(p.text, substr(h, p.hit_start, p.hit_end));
+        }
+        for w in ps.windows(2) {
+            let l = |p: &Passage| tokens_of(&p.text).len();
+            assert!(l(&w[0]) >= l(&w[1]));
+        }
+        ps
+    }
+
+    #[test]
+    fn traditional_lookalike_and_serial_copies_align() {
+        let q = "這個政府一直在說謊，大家要知道真相！";
+        let h = "转发：这个政府一直在说谎，大家要知道真相 #0457";
+        let ps = check(q, h, 3);
+        assert_eq!(ps.len(), 1);
+        assert_eq!(ps[0].query_start, 0);
+        assert_eq!(ps[0].query_end, 17);
+        assert_eq!(ps[0].text, "这个政府一直在说谎，大家要知道真相");
+        // Cyrillic 'а', 'е', 'о' in the copy; a serial number glued to a word.
+        let q = "Wake up people, the vaccine is a lie and they know it";
+        let h = "No. 33: wаke up pеople, the vaccine is a lie, they knоw it2023";
+        let ps = check(q, h, 3);
+        assert_eq!(ps.len(), 2, "{ps:?}");
+        assert_eq!(ps[0].text, "wаke up pеople, the vaccine is a lie");
+        assert_eq!((ps[0].query_start, ps[0].query_end), (0, 36));
+        // The digits glued after the last letter belong to no token.
+        assert_eq!(ps[1].text, "they knоw it");
+    }
+
+    #[test]
+    fn offsets_are_chars_of_the_original() {
+        // Emoji (deleted), a URL and full-width letters before the passage.
+        let q = "😀😀 https://t.co/x ＨＥＬＬＯ big world out there";
+        let h = "hello big world out";
+        let ps = check(q, h, 2);
+        assert_eq!(ps.len(), 1);
+        assert_eq!(
+            substr(q, ps[0].query_start, ps[0].query_end),
+            "ＨＥＬＬＯ big world out"
+        );
+        assert_eq!((ps[0].hit_start, ps[0].hit_end), (0, 19));
+    }
+
+    #[test]
+    fn no_passage_below_the_minimum_or_in_empty_texts() {
+        assert!(check("a b c", "a b x", 3).is_empty());
+        assert!(check("", "a b c", 1).is_empty());
+        assert!(check("123 !!!", "a b c", 1).is_empty());
+        // A text the tokens were not made from: no panic.
+        let (q, h) = (tok("one two three four"), tok("one two three four"));
+        let _ = align(&q, &h, "", 2);
+        let _ = align(&q, &h, "ü", 2);
+    }
+
+    #[test]
+    fn a_char_giving_several_tokens_is_trimmed_at_the_ends() {
+        // '㍿' is 株式会社 (four tokens from one char).
+        let ps = check("株式甲乙丙丁", "㍿甲乙丙丁", 2);
+        assert_eq!(ps.len(), 1);
+        assert_eq!(ps[0].text, "甲乙丙丁");
+        let ps = check("株式会社甲乙", "㍿甲乙", 2);
+        assert_eq!(ps[0].text, "㍿甲乙");
+    }
+
+    /// The longest common run of tokens, by brute force.
+    fn naive_longest(a: &[String], b: &[String]) -> usize {
+        let mut best = 0;
+        for i in 0..a.len() {
+            for j in 0..b.len() {
+                let mut k = 0;
+                while i + k < a.len() && j + k < b.len() && a[i + k] == b[j + k] {
+                    k += 1;
+                }
+                best = best.max(k);
+            }
+        }
+        best
+    }
+
+    const ALPHABET: &str = "(\\PC|[a-dA-D中國這个這個說谎說謊 ,.!#@\u{301}\u{3099}ＡＢ，\u{3000}ﬁ①㍿㏂Ωаеο0-9😀]|https://t.co/x |www.a.b )";
+
+    fn texts(max: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!("{ALPHABET}{{0,{max}}}")).expect("valid regex")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Tokenized gives the normalizer's tokens, and spans lie inside the text, in order.
+        #[test]
+        fn tokens_equal_the_normalizer_and_spans_are_inside(
+            s in texts(40),
+            t2s in proptest::bool::ANY,
+            keep in proptest::bool::ANY,
+        ) {
+            let opts = NormalizerOptions {
+                t2s,
+                hashtags: if keep { crate::text::Hashtags::KeepWords } else { crate::text::Hashtags::Remove },
+            };
+            let nz = Normalizer::new(opts);
+            let mut n = Normalized::new();
+            nz.normalize(&s, &mut n);
+            let mut t = Tokenized::new();
+            t.tokenize(&nz, &s);
+            prop_assert_eq!(t.normalized().text(), n.text());
+            prop_assert_eq!(t.normalized().spans(), n.spans());
+            let chars = s.chars().count() as u32;
+            for w in t.spans().windows(2) {
+                prop_assert!(w[0].0 <= w[1].0);
+            }
+            for &(a, b) in t.spans() {
+                prop_assert!(a < b && b <= chars);
+            }
+        }
+
+        /// Every passage's two spans normalize to the same tokens; spans lie inside the texts.
+        #[test]
+        fn passages_normalize_to_the_same_tokens(
+            a in texts(30),
+            shared in texts(30),
+            b in texts(30),
+            c in texts(30),
+            min in 1usize..5,
+        ) {
+            let q = format!("{a}{shared}{b}");
+            let h = format!("{c}{shared}");
+            check(&q, &h, min);
+            check(&h, &q, min);
+        }
+
+        /// On plain words the longest passage is the longest common run of tokens.
+        #[test]
+        fn longest_passage_is_the_longest_common_run(
+            q in proptest::collection::vec("[abc]", 0..40),
+            h in proptest::collection::vec("[abc]", 0..40),
+        ) {
+            let (qs, hs) = (q.join(" "), h.join(" "));
+            let ps = check(&qs, &hs, 1);
+            let want = naive_longest(&q, &h);
+            let got = ps.first().map_or(0, |p| tokens_of(&p.text).len());
+            prop_assert_eq!(got, want);
+            // No token of either text is in two passages.
+            let total: usize = ps.iter().map(|p| tokens_of(&p.text).len()).sum();
+            prop_assert!(total <= q.len().min(h.len()));
+        }
+    }
+}
