@@ -245,6 +245,8 @@ pub fn run(args: Args) -> Result<i32> {
             "nothing was indexed (see the messages above){}",
             if created {
                 format!("; {} was not created", args.index.display())
+            } else if !summary.published {
+                format!("; {} was left as it was", args.index.display())
             } else {
                 String::new()
             }

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::buffer::{prepare, PreparedBatch};
-use super::build::{BuildOptions, BuildStats, IndexBuilder, NewPost, PostOutcome};
+use super::build::{BuildOptions, BuildStats, Existing, IndexBuilder, NewPost, PostOutcome};
 use crate::error::{Error, Result};
 use crate::input::{InputOptions, PostReader, RawPost, RawRecord};
 
@@ -71,6 +71,10 @@ pub struct IngestSummary {
     pub files: usize,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// Whether a generation was published. A build that is not an append and indexed no
+    /// post publishes nothing: a new index is not created and an index it would have
+    /// replaced (`Existing::Replace`) is left as it was.
+    pub published: bool,
 }
 
 /// Builds an index in `dir` from `inputs` (`-` is standard input).
@@ -92,6 +96,7 @@ pub fn build_index(
     let batch = ingest
         .batch
         .clamp(1, (build.memory_budget / (96 << 10)).max(1024));
+    let existing = build.existing;
     let mut build = build;
     // Two batches are in flight. A fifth of the rest is left to the allocator
     // (fragmentation, per-thread arenas) and the memory maps of segments already written.
@@ -163,7 +168,13 @@ pub fn build_index(
         }
         Ok(())
     })?;
-    summary.stats = builder.finish()?;
+    if existing != Existing::Append && builder.stats().indexed == 0 {
+        // Nothing to publish: dropping the builder releases the lock and writes nothing.
+        summary.stats = builder.stats().clone();
+    } else {
+        summary.stats = builder.finish()?;
+        summary.published = true;
+    }
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -925,6 +925,26 @@ fn nothing_indexed_is_an_error_and_leaves_no_index() {
 }
 
 #[test]
+fn a_forced_build_that_indexes_nothing_keeps_the_old_index() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let good = tmp.path().join("good.jsonl");
+    let bad = tmp.path().join("bad.jsonl");
+    let dir = tmp.path().join("idx");
+    fs::write(
+        &good,
+        "{\"id\": \"1\", \"text\": \"the harbour toll scheme was approved in secret\"}\n",
+    )
+    .expect("writes");
+    fs::write(&bad, "{\"id\": \"\", \"text\": \"no id here\"}\n").expect("writes");
+    assert_eq!(try_build(&good, &dir, &[]).code, 0);
+    let r = try_build(&bad, &dir, &["--force"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("was left as it was"), "{}", r.stderr);
+    let index = textreuse::Index::open(&dir).expect("the old index still opens");
+    assert_eq!(index.num_posts(), 1, "the old post is still there");
+}
+
+#[test]
 fn csv_unterminated_quote_is_reported() {
     // Issue 16 item 11: the row that opens the quote is a bad record, with the lines lost.
     let tmp = tempfile::tempdir().expect("tempdir");
