@@ -79,6 +79,9 @@ pub(super) fn is_tag_char(c: char) -> bool {
     c == '_' || matches!(classify(c), Class::Word | Class::CharToken) || c.is_numeric()
 }
 
+/// The longest text the ASCII cleaning loop takes (bytes); longer ones go to `clean_general`.
+const ASCII_LOOP_MAX: usize = 64 << 10;
+
 impl Normalizer {
     /// Pass 2: remove URLs, mentions and hashtags; delete, split and collect tokens.
     pub(super) fn clean(&self, out: &mut Normalized) {
@@ -88,7 +91,10 @@ impl Normalizer {
             tokens,
             finders,
         } = out;
-        if mapped.is_ascii() {
+        // The ASCII loop sizes its buffers for the worst case (a token per byte, 8 bytes
+        // each), which for a record of tens of megabytes is ten times the record: long texts
+        // take the general loop, which gives the same result (property tests).
+        if mapped.is_ascii() && mapped.len() <= ASCII_LOOP_MAX {
             let finders = finders.get_or_insert_with(Finders::new);
             self.clean_ascii(mapped, text, tokens, finders);
         } else {
