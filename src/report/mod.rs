@@ -24,7 +24,7 @@ mod svg;
 mod zone;
 
 pub use diff::{diff_and_share, diff_html, units};
-pub use zone::{format_time, Zone};
+pub use zone::{format_rfc3339, format_time, Zone};
 
 /// Options of [`render`].
 #[derive(Debug, Clone)]
