@@ -121,13 +121,25 @@ fn main() {
         pct(&mut opens, 0.5),
         pct(&mut opens, 1.0)
     );
-    for (label, with_text, exact) in [
-        ("no text", false, false),
-        ("with text", true, false),
-        ("with text, exact near the threshold", true, true),
+    for (label, limit, with_text, exact) in [
+        ("limit 10, no text", 10, false, false),
+        ("all hits, no text", 0, false, false),
+        ("limit 10, with text", 10, true, false),
+        ("all hits, with text", 0, true, false),
+        (
+            "all hits, with text, exact near the threshold",
+            0,
+            true,
+            true,
+        ),
     ] {
+        // TEXTREUSE_BENCH_ONLY=text runs only the warm rows whose label contains it.
+        if std::env::var("TEXTREUSE_BENCH_ONLY").is_ok_and(|o| !label.contains(&o)) {
+            continue;
+        }
         let index = Index::open(&dir).expect("open");
         let opts = QueryOptions {
+            limit,
             with_text,
             exact_near_threshold: exact,
             ..QueryOptions::default()
@@ -145,10 +157,16 @@ fn main() {
             hits as f64 / queries.len() as f64
         );
     }
+    for limit in [10, 0]
+        .into_iter()
+        .filter(|_| std::env::var_os("TEXTREUSE_BENCH_ONLY").is_none())
     {
         // Borrowed hits (`query_refs`): no per-hit copies, no texts.
         let index = Index::open(&dir).expect("open");
-        let opts = QueryOptions::default();
+        let opts = QueryOptions {
+            limit,
+            ..QueryOptions::default()
+        };
         let mut s = Scratch::new();
         let (mut t_us, _) = warm(
             &queries,
@@ -156,12 +174,12 @@ fn main() {
             |r| r.hits.len(),
         );
         println!(
-            "warm, borrowed hits (query_refs): p50 {:.1} us, p99 {:.1} us",
+            "warm, borrowed hits (query_refs), limit {limit}: p50 {:.1} us, p99 {:.1} us",
             pct(&mut t_us, 0.5),
             pct(&mut t_us, 0.99)
         );
     }
-    {
+    if std::env::var_os("TEXTREUSE_BENCH_ONLY").is_none() {
         // Where the warm time goes: the query's fingerprint alone, and the whole query run a
         // second time right after the first, when every line it reads is in the CPU's
         // caches (the compute floor; the rest of a warm query is memory latency).

@@ -34,4 +34,5 @@ mod determinism;
 mod equivalence;
 mod evidence;
 mod fuzz_replay;
+mod limit;
 mod living;

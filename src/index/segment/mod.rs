@@ -495,6 +495,27 @@ impl Segment {
         })
     }
 
+    /// The time of post `p` (unix seconds), if it has one; reads only the time column.
+    #[inline]
+    pub fn post_ts(&self, p: u32) -> Option<i64> {
+        let f = &self.posts.file;
+        f.view::<8>(&self.posts.ts)
+            .get(p as usize)
+            .map(|t| t as i64)
+            .filter(|&t| t != NO_TS)
+    }
+
+    /// The external id of post `p`; reads only the id column.
+    pub fn post_id(&self, p: u32) -> Result<&str> {
+        if p as u64 >= self.n_posts {
+            return Err(Error::corrupt(
+                &self.posts.file.path,
+                format!("post {p} out of range"),
+            ));
+        }
+        self.string(&self.posts.id_offsets, &self.posts.id_bytes, p as u64, "id")
+    }
+
     /// The account number of post `p` (an index into this segment's account dictionary).
     pub fn account_of(&self, p: u32) -> Option<u32> {
         self.posts

@@ -1,0 +1,177 @@
+//! A lookup with a limit answers exactly what the lookup of all hits, cut to the limit,
+//! answers: the limited path takes contents best first and reads only the posts it needs
+//! (`Index::top_hits`), so this checks it against the path that reads every post, over
+//! several segments, campaigns of many exact and near copies, equal times, deletions and
+//! filters.
+
+use textreuse::index::{BuildOptions, Index, IndexWriter};
+use textreuse::input::RawPost;
+use textreuse::QueryOptions;
+
+use crate::util::{self, Rng};
+
+/// Sample posts plus three campaigns: 400 exact copies of one text (many posts of one
+/// content, times drawn from a few values so that times tie and ids decide), 150 near
+/// copies of another, and 60 copies of a third on two platforms.
+fn corpus() -> (Vec<RawPost>, Vec<String>) {
+    let mut posts = util::sample_posts();
+    posts.truncate(1200);
+    let mut rng = Rng::new(0x1_1317);
+    // Three long English texts (space-separated words, so cutting words keeps shingles).
+    let seeds: Vec<String> = posts
+        .iter()
+        .map(|p| p.text.clone())
+        .filter(|t| t.is_ascii() && t.split(' ').count() >= 25)
+        .step_by(5)
+        .take(3)
+        .collect();
+    assert_eq!(seeds.len(), 3);
+    let mut add = |id: String, text: String, platform: &str, ts: Option<i64>| {
+        posts.push(RawPost {
+            id,
+            text,
+            account: format!("acct{:02}", rng.below(30)),
+            platform: platform.into(),
+            ts,
+            line: 0,
+        });
+    };
+    let mut r = Rng::new(7);
+    for i in 0..400 {
+        let ts = (r.below(10) != 0).then(|| 1_700_000_000 + 60 * r.below(5) as i64);
+        add(format!("x{:04}", 999 - i), seeds[0].clone(), "twitter", ts);
+    }
+    for i in 0..150 {
+        let words: Vec<&str> = seeds[1].split(' ').collect();
+        let cut = words.len() - (i % 4).min(words.len().saturating_sub(1));
+        let text = format!("{} #{}", words[..cut].join(" "), i % 9);
+        add(
+            format!("n{i:03}"),
+            text,
+            "weibo",
+            Some(1_700_100_000 + i as i64),
+        );
+    }
+    for i in 0..60 {
+        let p = if i % 2 == 0 { "telegram" } else { "vk" };
+        add(
+            format!("t{i:02}"),
+            format!("{} {}", seeds[2], i % 3),
+            p,
+            Some(1_700_200_000 + (i / 4) as i64),
+        );
+    }
+    let mut queries = seeds.clone();
+    queries.extend(posts.iter().step_by(97).map(|p| p.text.clone()));
+    (posts, queries)
+}
+
+fn views(index: &Index, q: &str, opts: &QueryOptions) -> Vec<(String, u64, Option<i64>)> {
+    index
+        .query(q, opts)
+        .expect("query")
+        .hits
+        .iter()
+        .map(|h| (h.id.clone(), h.similarity.to_bits(), h.ts))
+        .collect()
+}
+
+#[test]
+fn a_limited_lookup_is_the_full_lookup_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let (posts, queries) = corpus();
+    // Several segments: posts added in three commits, then some deleted.
+    let mut w = IndexWriter::open_with(&dir, BuildOptions::default()).expect("opens");
+    for chunk in posts.chunks(posts.len() / 3 + 1) {
+        w.add(chunk).expect("adds");
+        w.commit().expect("commits");
+    }
+    let gone: Vec<String> = (0..400)
+        .step_by(7)
+        .map(|i| format!("x{:04}", 999 - i))
+        .chain((0..150).step_by(11).map(|i| format!("n{i:03}")))
+        .collect();
+    let missing = w.delete(&gone).expect("deletes");
+    assert!(missing.is_empty(), "{missing:?}");
+    w.commit().expect("commits");
+    drop(w);
+    let index = Index::open(&dir).expect("opens");
+    let segments = index.stats().segments;
+    assert!(segments >= 3, "{segments} segments");
+
+    let filters: Vec<QueryOptions> = vec![
+        QueryOptions::default(),
+        QueryOptions {
+            min_similarity: 0.3,
+            with_text: false,
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            platforms: vec!["weibo".into(), "vk".into()],
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            since: Some(1_700_000_060),
+            until: Some(1_700_150_000),
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            accounts: vec!["acct03".into(), "acct17".into()],
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            max_bucket: 20,
+            ..QueryOptions::default()
+        },
+    ];
+    let mut checked = 0;
+    let mut long = 0;
+    for base in &filters {
+        for q in &queries {
+            let all = views(&index, q, base);
+            long += usize::from(all.len() > 100);
+            for limit in [1, 2, 3, 7, 10, 64, 1000] {
+                let opts = QueryOptions {
+                    limit,
+                    ..base.clone()
+                };
+                let cut: Vec<_> = all.iter().take(limit).cloned().collect();
+                assert_eq!(views(&index, q, &opts), cut, "limit {limit}, {base:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100 && long > 0, "{checked} lookups, {long} long");
+}
+
+#[test]
+fn a_limited_containment_lookup_is_the_full_lookup_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let (posts, _) = corpus();
+    util::build_lib(&dir, &posts, util::small_budget(), 500);
+    let index = Index::open(&dir).expect("opens");
+    let mut rng = Rng::new(99);
+    let mut nonempty = 0;
+    for p in posts.iter().step_by(41) {
+        // A snippet: the first half of the post.
+        let words: Vec<&str> = p.text.split(' ').collect();
+        let q = words[..words.len().div_ceil(2)].join(" ");
+        let base = QueryOptions {
+            containment: Some(0.5 + rng.below(5) as f64 / 10.0),
+            ..QueryOptions::default()
+        };
+        let all = views(&index, &q, &base);
+        nonempty += usize::from(!all.is_empty());
+        for limit in [1, 3, 10] {
+            let opts = QueryOptions {
+                limit,
+                ..base.clone()
+            };
+            let cut: Vec<_> = all.iter().take(limit).cloned().collect();
+            assert_eq!(views(&index, &q, &opts), cut, "limit {limit}, {base:?}");
+        }
+    }
+    assert!(nonempty > 5, "{nonempty} snippets found something");
+}
