@@ -223,20 +223,6 @@ impl<'a, const W: usize> LeArray<'a, W> {
     pub fn len(&self) -> usize {
         self.bytes.len() / W
     }
-
-    /// Whether the array is empty.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
-    /// The raw bytes of elements `range` (clamped to the array).
-    #[inline]
-    pub fn bytes(&self, range: Range<usize>) -> &'a [u8] {
-        let end = range.end.min(self.len());
-        let start = range.start.min(end);
-        &self.bytes[start * W..end * W]
-    }
 }
 
 impl LeArray<'_, 2> {
@@ -350,11 +336,6 @@ impl EnvelopeWriter {
             self.write(&buf)?;
         }
         Ok(())
-    }
-
-    /// Appends little-endian `u16`s.
-    pub fn write_u16s(&mut self, xs: &[u16]) -> Result<()> {
-        self.write_le(xs, u16::to_le_bytes)
     }
 
     /// Appends little-endian `u32`s.

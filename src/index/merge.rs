@@ -113,7 +113,7 @@ pub fn plan(segments: &[SegmentEntry], max_segments: usize) -> Vec<std::ops::Ran
         .collect()
 }
 
-/// Merges the segments of the index in `dir` following [`plan`], and publishes the result:
+/// Merges the segments of the index in `dir` and publishes the result:
 /// [`IndexWriter::open`](super::IndexWriter::open) then
 /// [`IndexWriter::merge`](super::IndexWriter::merge).
 ///

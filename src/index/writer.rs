@@ -433,7 +433,10 @@ impl IndexWriter {
         Ok(())
     }
 
-    /// Merges segments following [`merge::plan`] and publishes the result. Changes not yet
+    /// Merges segments and publishes the result: with more than
+    /// [`max_segments`](MergeOptions::max_segments) segments, the run of adjacent segments
+    /// holding the fewest posts becomes one; otherwise each segment holding deleted posts is
+    /// rewritten alone. Changes not yet
     /// committed are committed first. Every file the merge rewrites, and the clusters file it
     /// keeps, is checksummed before anything is published.
     ///
