@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::format::{atomic_write, is_supported_version, sync_dir, SUPPORTED_VERSIONS};
+use super::durable::{atomic_write, sync_dir};
+use super::format::{is_supported_version, SUPPORTED_VERSIONS};
 use super::mmap::read_capped;
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;

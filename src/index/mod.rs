@@ -10,12 +10,14 @@
 mod buffer;
 mod build;
 pub(crate) mod clusters_file;
+mod durable;
 mod encode;
 pub(crate) mod format;
 pub mod ingest;
 pub(crate) mod manifest;
 mod merge;
 pub(crate) mod mmap;
+mod options;
 mod query;
 mod reader;
 pub(crate) mod segment;
@@ -29,16 +31,15 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprinter;
-pub use build::{
-    BuildOptions, BuildStats, Existing, IndexBuilder, NewPost, OnExistingId, PostOutcome,
-};
+pub use build::IndexBuilder;
 pub use clusters_file::ClusterAssignment;
 pub use manifest::{ClustersEntry, DeletedEntry, FileEntry, Manifest, SegmentEntry};
-pub use merge::{merge, merge_with_progress, MergeOptions, MergeStats};
+pub use merge::{MergeOptions, MergeStats};
+pub use options::{BuildOptions, BuildStats, Existing, NewPost, OnExistingId, PostOutcome};
 pub use query::{Hit, HitRef, QueryOptions, QueryRefs, QueryResult};
 pub use reader::IndexReader;
 pub use segment::{Segment, TextCache};
-pub use writer::IndexWriter;
+pub use writer::{merge, merge_with_progress, IndexWriter};
 
 /// How an index's files are accessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -587,7 +588,7 @@ mod tests {
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
             std::fs::copy(&e, &to).unwrap();
         }
-        let stats = merge::merge(&copy, &merge::MergeOptions::default()).unwrap();
+        let stats = merge(&copy, &MergeOptions::default()).unwrap();
         assert_eq!((stats.segments_before, stats.segments_after), (2, 1));
         assert_eq!(stats.posts_out, 95);
         assert!(stats.clusters_dropped);

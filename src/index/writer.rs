@@ -23,11 +23,11 @@ use std::path::Path;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::buffer::{prepare, Bloom, Buffer, PreparedBatch};
-use super::build::{BuildOptions, BuildStats, NewPost, OnExistingId, PostOutcome};
 use super::clusters_file::{write_clusters_file, ClusterAssignment, ClustersFile};
 use super::encode::{file_entry, write_deleted, write_segment};
 use super::manifest::{Manifest, SegmentEntry};
-use super::merge::{self, MergeOptions, MergeStats};
+use super::merge::{merge_segments, MergeOptions, MergeStats};
+use super::options::{BuildOptions, BuildStats, NewPost, OnExistingId, PostOutcome};
 use super::segment::Segment;
 use super::txn::{Create, Txn};
 use crate::error::{Error, Result};
@@ -463,8 +463,7 @@ impl IndexWriter {
                 path: self.txn.dir().to_path_buf(),
             });
         };
-        let (next, mut stats) =
-            merge::merge_segments(&mut self.txn, &old, &self.kept, opts, progress)?;
+        let (next, mut stats) = merge_segments(&mut self.txn, &old, &self.kept, opts, progress)?;
         if let Some(next) = next {
             self.txn.publish(next)?;
             self.reopen()?;
@@ -526,4 +525,23 @@ fn check_deleted_file(dir: &Path, entry: &SegmentEntry) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Merges the segments of the index in `dir` and publishes the result:
+/// [`IndexWriter::open`](IndexWriter::open) then
+/// [`IndexWriter::merge`](IndexWriter::merge).
+///
+/// # Errors
+/// As [`IndexWriter::merge`](IndexWriter::merge), and as opening the writer.
+pub fn merge(dir: impl AsRef<Path>, opts: &MergeOptions) -> Result<MergeStats> {
+    merge_with_progress(dir, opts, &mut |_, _| {})
+}
+
+/// [`merge`], reporting `(bands done, bands)` for each run.
+pub fn merge_with_progress(
+    dir: impl AsRef<Path>,
+    opts: &MergeOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<MergeStats> {
+    IndexWriter::open(dir)?.merge_with_progress(opts, progress)
 }
