@@ -228,7 +228,7 @@ fn fix_envelope(bytes: &mut [u8]) {
     bytes[16..24].copy_from_slice(&h.digest().to_le_bytes());
 }
 
-/// Sets `m.checksum` as `Manifest::publish` does: xxh3-64 of the compact JSON of the
+/// Sets `m.checksum` as a writer publishing a manifest does: xxh3-64 of the compact JSON of the
 /// manifest with an empty checksum.
 fn resum(m: &mut Manifest) {
     m.checksum.clear();

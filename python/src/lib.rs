@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::{create_exception, intern};
 use rayon::prelude::*;
 use textreuse::cluster::ClusterOptions;
-use textreuse::index::merge::{merge as merge_index, MergeOptions};
+use textreuse::index::{merge as merge_index, MergeOptions};
 use textreuse::index::staged::{publish as publish_staged, PublishOptions, StagedBuilder};
 use textreuse::index::{
     BuildOptions, BuildStats, Existing, Hit, IndexBuilder, IndexReader, OnExistingId, PostOutcome,

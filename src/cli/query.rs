@@ -1,6 +1,5 @@
 //! `textreuse query`: look texts up in an index.
 
-use std::collections::BTreeSet;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -335,16 +334,7 @@ fn platform_filter(index: &Index, given: &[String]) -> Result<Vec<String>> {
     if given.is_empty() {
         return Ok(Vec::new());
     }
-    let mut held = BTreeSet::new();
-    for seg in index.segments() {
-        for p in 0..u32::try_from(seg.n_posts()).unwrap_or(u32::MAX) {
-            if let Ok(post) = seg.post(p) {
-                if !held.contains(post.platform) {
-                    held.insert(post.platform.to_owned());
-                }
-            }
-        }
-    }
+    let held = index.platforms();
     let mut out = Vec::new();
     for g in given {
         let same: Vec<&String> = held

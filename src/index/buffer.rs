@@ -8,11 +8,14 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::build::NewPost;
-use super::encode::BAND_TABLES_AT_ONCE;
+use super::options::NewPost;
 use super::segment::NO_TS;
 use crate::fingerprint::{Fingerprinter, Scratch};
 use crate::minhash::to_bbit;
+
+/// Band tables a flush builds at once (in parallel). A constant, not the thread count: the
+/// memory a flush needs decides where segments end, and that must not depend on threads.
+pub(crate) const BAND_TABLES_AT_ONCE: usize = 4;
 
 /// A hasher for keys that already are uniformly distributed hashes (content and id hashes):
 /// it keeps the low 64 bits instead of hashing again.

@@ -1,5 +1,5 @@
 //! Building an index in bulk: [`IndexBuilder`], the bulk path of [`IndexWriter`] (one
-//! build, one commit), its options, and [`NewPost`], a post to index.
+//! build, one commit).
 //!
 //! The builder's memory is bounded: buffered posts are written out as a segment whenever
 //! they reach their share of the budget, and the segments become visible together, through
@@ -7,133 +7,11 @@
 
 use std::path::Path;
 
+use super::options::{BuildOptions, BuildStats, Existing, NewPost, PostOutcome};
 use super::txn::Create;
 use super::writer::IndexWriter;
 use crate::error::{Error, Result};
-use crate::fingerprint::{FingerprintParams, Fingerprinter};
-use crate::input::RawPost;
-
-/// What to do when the index directory already holds an index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Existing {
-    /// Refuse with an error (the default).
-    #[default]
-    Refuse,
-    /// Build a new generation and replace the old one atomically when done.
-    Replace,
-    /// Add new segments to the existing index (created if missing); its fingerprint
-    /// parameters are kept and `BuildOptions::params` is ignored.
-    Append,
-}
-
-/// What to do with a post whose id is already live in the index (when appending).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnExistingId {
-    /// Report the post as a duplicate and skip it (the default).
-    #[default]
-    Skip,
-    /// Mark the old post deleted and index the new one.
-    Replace,
-}
-
-/// Options of a bulk build.
-#[derive(Debug, Clone)]
-pub struct BuildOptions {
-    /// Fingerprint parameters, stored in the manifest.
-    pub params: FingerprintParams,
-    /// Memory budget in bytes for buffered posts and the flush that writes them.
-    pub memory_budget: usize,
-    /// Store post texts (zstd-compressed) so hits can show them.
-    pub store_text: bool,
-    /// What to do if the directory already holds an index.
-    pub existing: Existing,
-    /// What to do with a post whose id the index already holds.
-    pub on_existing_id: OnExistingId,
-}
-
-impl Default for BuildOptions {
-    fn default() -> BuildOptions {
-        BuildOptions {
-            params: FingerprintParams::default(),
-            memory_budget: 2 << 30,
-            store_text: true,
-            existing: Existing::Refuse,
-            on_existing_id: OnExistingId::Skip,
-        }
-    }
-}
-
-/// What happened to one post handed to [`IndexBuilder::add`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PostOutcome {
-    /// Indexed.
-    Indexed,
-    /// Not indexed: no token left after normalization (nothing to match on).
-    Empty,
-    /// Not indexed: its id was already indexed.
-    DuplicateId,
-    /// Indexed, and the post that had its id before is now deleted
-    /// ([`OnExistingId::Replace`]).
-    Replaced,
-}
-
-/// Counts of a build, so far or in all.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BuildStats {
-    /// Posts handed to the builder.
-    pub posts: u64,
-    /// Posts indexed.
-    pub indexed: u64,
-    /// Unique texts indexed (summed over segments).
-    pub unique_texts: u64,
-    /// Posts skipped because their text had no token after normalization.
-    pub empty: u64,
-    /// Posts skipped because their id was already indexed.
-    pub duplicate_ids: u64,
-    /// Posts that superseded an indexed post with the same id (counted in `indexed` too).
-    pub replaced: u64,
-    /// Posts deleted by id.
-    pub deleted: u64,
-    /// Segments written.
-    pub segments: u64,
-    /// Bytes of index files written.
-    pub bytes: u64,
-}
-
-/// A post to index: borrowed fields, nothing of a parser's (no line numbers). The input
-/// readers' `RawPost` converts into one (`NewPost::from(&raw)`), and
-/// [`IndexWriter::add`] takes either.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NewPost<'a> {
-    /// The post's external id (unique in the index).
-    pub id: &'a str,
-    /// The post's text, unnormalized.
-    pub text: &'a str,
-    /// The posting account (`""` if unknown).
-    pub account: &'a str,
-    /// The platform (`""` if unknown).
-    pub platform: &'a str,
-    /// The post's time in unix seconds, if known.
-    pub ts: Option<i64>,
-}
-
-impl<'a> From<&'a RawPost> for NewPost<'a> {
-    fn from(p: &'a RawPost) -> NewPost<'a> {
-        NewPost {
-            id: &p.id,
-            text: &p.text,
-            account: &p.account,
-            platform: &p.platform,
-            ts: p.ts,
-        }
-    }
-}
-
-impl<'a> From<&NewPost<'a>> for NewPost<'a> {
-    fn from(p: &NewPost<'a>) -> NewPost<'a> {
-        *p
-    }
-}
+use crate::fingerprint::Fingerprinter;
 
 /// Builds an index from posts, with bounded memory: an [`IndexWriter`] used for one bulk
 /// build ([`create`](Self::create), [`add`](Self::add)..., [`finish`](Self::finish)).

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::buffer::{Buffer, Dict};
-use super::format::{sync_dir, EnvelopeWriter};
+use super::buffer::{Buffer, Dict, BAND_TABLES_AT_ONCE};
+use super::durable::{create_dir, create_file, sync_dir, tmp_path};
+use super::format::EnvelopeWriter;
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::segment::{
     split_key, BANDS_MAGIC, CODEC_ZSTD_DICT, DELETED_MAGIC, MAX_DIR_BITS, POSTS_MAGIC, SIGS_MAGIC,
     TEXT_MAGIC,
 };
-use super::txn::{create_dir, create_file};
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
 
@@ -36,10 +36,6 @@ const TEXT_DICT_MIN_POSTS: usize = 1_000;
 
 /// zstd level for stored texts.
 pub(crate) const TEXT_ZSTD_LEVEL: i32 = 3;
-
-/// Band tables a flush builds at once (in parallel). A constant, not the thread count: the
-/// memory a flush needs decides where segments end, and that must not depend on threads.
-pub(crate) const BAND_TABLES_AT_ONCE: usize = 4;
 
 /// Average entries per band bucket the directory aims for.
 const BUCKET_TARGET: u64 = 32;
@@ -90,8 +86,7 @@ pub(crate) fn write_segment(
     params: &FingerprintParams,
     store_text: bool,
 ) -> Result<SegmentEntry> {
-    let seg_dir = dir.join(segment_dir_name(id));
-    create_dir(&seg_dir)?;
+    let seg_dir = begin_segment(dir, id)?;
     let nc = b.contents.len();
     let np = b.posts();
     let bands = params.lsh.bands as usize;
@@ -165,15 +160,18 @@ pub(crate) fn write_segment(
         );
     }
     // Signatures.
-    {
-        let path = seg_dir.join("sigs");
-        let mut w = begin_sigs_file(&path, nc as u64, k, params, store_text)?;
-        w.write(&b.sigs)?;
-        w.begin(2)?;
-        w.write_u128s(&b.hashes)?;
-        w.finish()?;
-        files.insert("sigs".to_string(), file_entry(&path)?);
-    }
+    let sigs = write_sigs_file(
+        &seg_dir.join("sigs"),
+        &SigsHeader {
+            n: nc as u64,
+            k,
+            params,
+            has_text: store_text,
+        },
+        &mut |w| w.write(&b.sigs),
+        &mut |w| w.write_u128s(&b.hashes),
+    )?;
+    files.insert("sigs".to_string(), sigs);
     // Posts, in content order.
     {
         let rows = BufferRows { b, order: &order };
@@ -203,7 +201,7 @@ pub(crate) fn write_segment(
             position[p as usize] = i as u32;
         }
         by_id.par_sort_unstable_by(|&x, &y| b.id(x as usize).cmp(b.id(y as usize)));
-        let tmp = super::format::tmp_path(&path);
+        let tmp = tmp_path(&path);
         let mut mb = begin_ids_file(&tmp)?;
         for &p in &by_id {
             mb.insert(b.id(p as usize), position[p as usize] as u64)
@@ -214,44 +212,47 @@ pub(crate) fn write_segment(
     // Texts: one zstd frame per post (TEXT_BLOCK_POSTS), compressed in parallel with a
     // dictionary trained on a sample of them.
     if let Some(training) = training {
-        let path = seg_dir.join("text");
-        let (nb, block) = (nb_text, text_block);
         let codec = match training {
             // A training thread that died leaves the texts without a dictionary.
             Ok(thread) => thread.join().unwrap_or_else(|_| TextCodec::train(&[])),
             Err(samples) => TextCodec::train(&samples),
         };
-        // Blocks are compressed in parallel, a group at a time, into a spill file (bounded
-        // memory); their offsets go first in the file, so the blocks are copied in after.
-        let mut spill = SpillFile::new(&seg_dir.join("text.spill.tmp"))?;
-        let mut offs = Vec::with_capacity(nb + 1);
-        offs.push(0u64);
-        const GROUP: usize = 16_384;
-        for g in (0..nb).step_by(GROUP) {
-            let raw: Vec<Vec<u8>> = (g..(g + GROUP).min(nb))
-                .into_par_iter()
-                .map(block)
-                .collect();
-            for blk in codec.compress_blocks(&path, &raw)? {
-                offs.push(offs[offs.len() - 1] + blk.len() as u64);
-                spill.write_bytes(&blk)?;
-            }
-        }
-        files.insert(
-            "text".to_string(),
-            write_text_file(&path, np as u64, &offs, spill, codec.dict())?,
-        );
+        let text = write_text_file(&seg_dir, np as u64, nb_text, &codec, &mut |blocks| {
+            Ok(blocks.into_par_iter().map(text_block).collect())
+        })?;
+        files.insert("text".to_string(), text);
     }
-    sync_dir(&seg_dir)?;
+    finish_segment(
+        dir,
+        &seg_dir,
+        SegmentEntry {
+            id,
+            posts: np as u64,
+            contents: nc as u64,
+            has_text: store_text,
+            files,
+            deleted: None,
+        },
+    )
+}
+
+/// Creates the directory of segment `id` in `dir` and returns its path.
+pub(crate) fn begin_segment(dir: &Path, id: u64) -> Result<PathBuf> {
+    let seg_dir = dir.join(segment_dir_name(id));
+    create_dir(&seg_dir)?;
+    Ok(seg_dir)
+}
+
+/// Ends a segment whose files are written: fsyncs its directory and `dir` (the segment
+/// is durable before a manifest names it) and returns its manifest entry.
+pub(crate) fn finish_segment(
+    dir: &Path,
+    seg_dir: &Path,
+    entry: SegmentEntry,
+) -> Result<SegmentEntry> {
+    sync_dir(seg_dir)?;
     sync_dir(dir)?;
-    Ok(SegmentEntry {
-        id,
-        posts: np as u64,
-        contents: nc as u64,
-        has_text: store_text,
-        files,
-        deleted: None,
-    })
+    Ok(entry)
 }
 
 /// The posts of a segment as the `posts` file's encoder reads them: each post's time and
@@ -401,20 +402,33 @@ pub(crate) fn finish_bands_file(
     file_entry(path)
 }
 
-/// Starts a signature file of `n` contents and `k` bytes each: writes the meta section (with
-/// the segment's parameter record) and begins the `sigs` section.
-pub(crate) fn begin_sigs_file(
+/// The meta section of a signature file: `n` contents of `k` bytes each, the segment's
+/// parameter record and whether it stores texts.
+pub(crate) struct SigsHeader<'a> {
+    pub(crate) n: u64,
+    pub(crate) k: usize,
+    pub(crate) params: &'a FingerprintParams,
+    pub(crate) has_text: bool,
+}
+
+/// Writes a signature file, the one encoder of its 3 sections (a build's flush and a merge
+/// both call it): the meta section, then `sigs` writes the signatures (`n * k` bytes, in
+/// content order) and `hashes` the content hashes (`n` `u128`s). Returns its manifest entry.
+pub(crate) fn write_sigs_file(
     path: &Path,
-    n: u64,
-    k: usize,
-    params: &FingerprintParams,
-    has_text: bool,
-) -> Result<EnvelopeWriter> {
+    h: &SigsHeader<'_>,
+    sigs: &mut dyn FnMut(&mut EnvelopeWriter) -> Result<()>,
+    hashes: &mut dyn FnMut(&mut EnvelopeWriter) -> Result<()>,
+) -> Result<FileEntry> {
     let mut w = EnvelopeWriter::create(path, SIGS_MAGIC, 3)?;
     w.begin(0)?;
-    w.write(&super::segment::sigs_meta(n, k, params, has_text))?;
+    w.write(&super::segment::sigs_meta(h.n, h.k, h.params, h.has_text))?;
     w.begin(1)?;
-    Ok(w)
+    sigs(&mut w)?;
+    w.begin(2)?;
+    hashes(&mut w)?;
+    w.finish()?;
+    file_entry(path)
 }
 
 /// An id map being written to `tmp`.
@@ -446,9 +460,38 @@ pub(crate) fn finish_ids_file(mb: IdsBuilder, tmp: &Path, path: &Path) -> Result
     file_entry(path)
 }
 
+/// Text blocks compressed at once (in parallel); a group's raw blocks are in memory.
+const TEXT_GROUP_BLOCKS: usize = 16_384;
+
+/// Writes the `text` file of the segment in `seg_dir`, the one encoder of its sections (a
+/// build's flush and a merge both call it): `np` posts in `nb` raw blocks, which
+/// `raw_blocks(range)` returns a group at a time, compressed with `codec` in parallel into a
+/// spill file (bounded memory); their offsets go first in the file, so the blocks are
+/// copied in after. Returns its manifest entry.
+pub(crate) fn write_text_file(
+    seg_dir: &Path,
+    np: u64,
+    nb: usize,
+    codec: &TextCodec,
+    raw_blocks: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Vec<Vec<u8>>>,
+) -> Result<FileEntry> {
+    let path = seg_dir.join("text");
+    let mut spill = SpillFile::new(&seg_dir.join("text.spill.tmp"))?;
+    let mut offs = Vec::with_capacity(nb + 1);
+    offs.push(0u64);
+    for g in (0..nb).step_by(TEXT_GROUP_BLOCKS) {
+        let raw = raw_blocks(g..(g + TEXT_GROUP_BLOCKS).min(nb))?;
+        for blk in codec.compress_blocks(&path, &raw)? {
+            offs.push(offs[offs.len() - 1] + blk.len() as u64);
+            spill.write_bytes(&blk)?;
+        }
+    }
+    write_text_envelope(&path, np, &offs, spill, codec.dict())
+}
+
 /// Writes a text file of `np` posts from its block offsets and the spilled compressed
 /// blocks, and returns its manifest entry.
-pub(crate) fn write_text_file(
+fn write_text_envelope(
     path: &Path,
     np: u64,
     offs: &[u64],

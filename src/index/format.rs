@@ -223,20 +223,6 @@ impl<'a, const W: usize> LeArray<'a, W> {
     pub fn len(&self) -> usize {
         self.bytes.len() / W
     }
-
-    /// Whether the array is empty.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
-    /// The raw bytes of elements `range` (clamped to the array).
-    #[inline]
-    pub fn bytes(&self, range: Range<usize>) -> &'a [u8] {
-        let end = range.end.min(self.len());
-        let start = range.start.min(end);
-        &self.bytes[start * W..end * W]
-    }
 }
 
 impl LeArray<'_, 2> {
@@ -295,9 +281,9 @@ impl EnvelopeWriter {
     /// Starts `path` (written as `path.tmp` until [`finish`](Self::finish)) with room for
     /// `sections` sections.
     pub fn create(path: &Path, magic: &[u8; 8], sections: usize) -> Result<EnvelopeWriter> {
-        let tmp = tmp_path(path);
+        let tmp = super::durable::tmp_path(path);
         // Never through a link, never over another file, mode 0644 (see `txn`).
-        let file = super::txn::create_file(&tmp)?;
+        let file = super::durable::create_file(&tmp)?;
         let mut w = EnvelopeWriter {
             path: path.to_path_buf(),
             tmp,
@@ -350,11 +336,6 @@ impl EnvelopeWriter {
             self.write(&buf)?;
         }
         Ok(())
-    }
-
-    /// Appends little-endian `u16`s.
-    pub fn write_u16s(&mut self, xs: &[u16]) -> Result<()> {
-        self.write_le(xs, u16::to_le_bytes)
     }
 
     /// Appends little-endian `u32`s.
@@ -423,30 +404,6 @@ impl EnvelopeWriter {
         fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
         Ok(len)
     }
-}
-
-/// `path` with `.tmp` appended.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let mut f = super::txn::create_file(&tmp)?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_data().map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// Fsyncs a directory so that renames within it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::buffer::{prepare, PreparedBatch};
-use super::build::{BuildOptions, BuildStats, Existing, IndexBuilder, NewPost, PostOutcome};
+use super::build::IndexBuilder;
+use super::options::{BuildOptions, BuildStats, Existing, NewPost, PostOutcome};
 use crate::error::{Error, Result};
 use crate::input::{InputOptions, PostReader, RawPost, RawRecord};
 

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::format::{atomic_write, is_supported_version, sync_dir, SUPPORTED_VERSIONS};
+use super::durable::{atomic_write, sync_dir};
+use super::format::{is_supported_version, SUPPORTED_VERSIONS};
 use super::mmap::read_capped;
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
@@ -95,7 +96,7 @@ pub struct ClustersEntry {
 /// The manifest of an index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// The index format version ([`FORMAT_VERSION`]).
+    /// The index format version (FORMAT.md; this build writes 4 and reads 1 to 4).
     pub format_version: u32,
     /// Increases by one with every published change.
     pub generation: u64,
@@ -109,7 +110,7 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clusters: Option<ClustersEntry>,
     /// xxh3-64 (16 hex digits) of this manifest serialized with `checksum` empty. Set by
-    /// [`publish`](Manifest::publish), checked by [`load_current`](Manifest::load_current).
+    /// the writer that publishes the manifest, checked by [`load_current`](Manifest::load_current).
     #[serde(default)]
     pub checksum: String,
 }
@@ -200,7 +201,7 @@ impl Manifest {
 
     /// Publishes this manifest in `dir`: writes it (with its checksum), then points
     /// `CURRENT` at it. Other manifests in `dir` are removed afterwards.
-    pub fn publish(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn publish(&self, dir: &Path) -> Result<()> {
         let name = Manifest::file_name(self.generation);
         let summed = Manifest {
             checksum: self.compute_checksum()?,

@@ -4,29 +4,23 @@
 //! many threads: `Send + Sync`, queries take `&self`), [`IndexReader`] (a snapshot swapped by
 //! `reload`), [`IndexWriter`] (the one writer: add, delete, commit, merge, save clusters),
 //! [`IndexBuilder`] (a bulk build) and [`ingest`] (input files in, index out, bad records
-//! reported). The modules that hold the byte format, the manifest and the segment reader are
-//! internal (hidden from the documentation; still reachable for the crate's own tests and
-//! fuzz targets). See `FORMAT.md` for the byte layout and `ARCHITECTURE.md` for the map.
+//! reported). The byte format, the manifest's publication, the segment reader's internals
+//! and the encoders are private to the crate. See `FORMAT.md` for the byte layout and `ARCHITECTURE.md` for the map.
 
 mod buffer;
-#[doc(hidden)]
-pub mod build;
-#[doc(hidden)]
-pub mod clusters_file;
+mod build;
+pub(crate) mod clusters_file;
+mod durable;
 mod encode;
-#[doc(hidden)]
-pub mod format;
+pub(crate) mod format;
 pub mod ingest;
-#[doc(hidden)]
-pub mod manifest;
-#[doc(hidden)]
-pub mod merge;
-#[doc(hidden)]
-pub mod mmap;
+pub(crate) mod manifest;
+mod merge;
+pub(crate) mod mmap;
+mod options;
 mod query;
 mod reader;
-#[doc(hidden)]
-pub mod segment;
+pub(crate) mod segment;
 pub mod staged;
 mod txn;
 mod writer;
@@ -37,18 +31,15 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprinter;
-pub use build::{
-    BuildOptions, BuildStats, Existing, IndexBuilder, NewPost, OnExistingId, PostOutcome,
-};
+pub use build::IndexBuilder;
 pub use clusters_file::ClusterAssignment;
 pub use manifest::{ClustersEntry, DeletedEntry, FileEntry, Manifest, SegmentEntry};
-pub use merge::{merge, merge_with_progress, plan, MergeOptions, MergeStats};
-pub use query::{micros_since, Hit, HitRef, QueryOptions, QueryRefs, QueryResult};
+pub use merge::{MergeOptions, MergeStats};
+pub use options::{BuildOptions, BuildStats, Existing, NewPost, OnExistingId, PostOutcome};
+pub use query::{Hit, HitRef, QueryOptions, QueryRefs, QueryResult};
 pub use reader::IndexReader;
-use segment::Segment;
-pub use segment::TextCache;
-pub use txn::WriterLock;
-pub use writer::IndexWriter;
+pub use segment::{Segment, TextCache};
+pub use writer::{merge, merge_with_progress, IndexWriter};
 
 /// How an index's files are accessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -306,6 +297,22 @@ impl Index {
             text,
             addr,
         })
+    }
+
+    /// The platform names the segments' posts carry (deleted posts included until a merge
+    /// drops them), in sorted order. A post whose metadata does not read is passed over.
+    pub fn platforms(&self) -> std::collections::BTreeSet<String> {
+        let mut held = std::collections::BTreeSet::new();
+        for seg in &self.segments {
+            for p in 0..u32::try_from(seg.n_posts()).unwrap_or(u32::MAX) {
+                if let Ok(post) = seg.post(p) {
+                    if !held.contains(post.platform) {
+                        held.insert(post.platform.to_owned());
+                    }
+                }
+            }
+        }
+        held
     }
 
     /// Checks every checksum of every file (a full read of the index).
@@ -581,7 +588,7 @@ mod tests {
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
             std::fs::copy(&e, &to).unwrap();
         }
-        let stats = merge::merge(&copy, &merge::MergeOptions::default()).unwrap();
+        let stats = merge(&copy, &MergeOptions::default()).unwrap();
         assert_eq!((stats.segments_before, stats.segments_after), (2, 1));
         assert_eq!(stats.posts_out, 95);
         assert!(stats.clusters_dropped);

@@ -4,8 +4,6 @@
 //! segment, candidates are verified on their 8-bit signatures (and settled by exact
 //! Jaccard similarity near the threshold), then filtered, ordered and cut to the limit.
 
-use std::time::Instant;
-
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -834,11 +832,6 @@ fn keeps(opts: &QueryOptions, m: &super::segment::PostRef<'_>) -> bool {
 /// Most posts a containment lookup hops from, per segment
 /// ([`Index::verify_containment`]).
 const CONTAINMENT_HOPS: usize = 64;
-
-/// Microseconds since `t`.
-pub fn micros_since(t: Instant) -> u64 {
-    t.elapsed().as_micros() as u64
-}
 
 /// Sorts `v` and removes repeated values. A similar text shares several band keys with the
 /// query, so its content id comes back from several probes: the repeats are dropped through

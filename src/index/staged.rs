@@ -109,8 +109,8 @@ pub fn mark_staged(dir: &Path) -> Result<()> {
             what: "holds no finished build to mark as staged".into(),
         });
     }
-    super::format::atomic_write(&dir.join(STAGED_FILE), STAGED_MARK.as_bytes())?;
-    super::format::sync_dir(dir)
+    super::durable::atomic_write(&dir.join(STAGED_FILE), STAGED_MARK.as_bytes())?;
+    super::durable::sync_dir(dir)
 }
 
 /// Options of [`publish`].
@@ -409,7 +409,7 @@ fn link_segment(from: &Path, to: &Path) -> Result<()> {
                 .map_err(|err| Error::io(&dst, err))?;
         }
     }
-    super::format::sync_dir(to)
+    super::durable::sync_dir(to)
 }
 
 #[cfg(test)]

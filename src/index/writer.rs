@@ -23,11 +23,11 @@ use std::path::Path;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::buffer::{prepare, Bloom, Buffer, PreparedBatch};
-use super::build::{BuildOptions, BuildStats, NewPost, OnExistingId, PostOutcome};
 use super::clusters_file::{write_clusters_file, ClusterAssignment, ClustersFile};
 use super::encode::{file_entry, write_deleted, write_segment};
 use super::manifest::{Manifest, SegmentEntry};
-use super::merge::{self, MergeOptions, MergeStats};
+use super::merge::{merge_segments, MergeOptions, MergeStats};
+use super::options::{BuildOptions, BuildStats, NewPost, OnExistingId, PostOutcome};
 use super::segment::Segment;
 use super::txn::{Create, Txn};
 use crate::error::{Error, Result};
@@ -433,7 +433,10 @@ impl IndexWriter {
         Ok(())
     }
 
-    /// Merges segments following [`merge::plan`] and publishes the result. Changes not yet
+    /// Merges segments and publishes the result: with more than
+    /// [`max_segments`](MergeOptions::max_segments) segments, the run of adjacent segments
+    /// holding the fewest posts becomes one; otherwise each segment holding deleted posts is
+    /// rewritten alone. Changes not yet
     /// committed are committed first. Every file the merge rewrites, and the clusters file it
     /// keeps, is checksummed before anything is published.
     ///
@@ -460,8 +463,7 @@ impl IndexWriter {
                 path: self.txn.dir().to_path_buf(),
             });
         };
-        let (next, mut stats) =
-            merge::merge_segments(&mut self.txn, &old, &self.kept, opts, progress)?;
+        let (next, mut stats) = merge_segments(&mut self.txn, &old, &self.kept, opts, progress)?;
         if let Some(next) = next {
             self.txn.publish(next)?;
             self.reopen()?;
@@ -523,4 +525,23 @@ fn check_deleted_file(dir: &Path, entry: &SegmentEntry) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Merges the segments of the index in `dir` and publishes the result:
+/// [`IndexWriter::open`](IndexWriter::open) then
+/// [`IndexWriter::merge`](IndexWriter::merge).
+///
+/// # Errors
+/// As [`IndexWriter::merge`](IndexWriter::merge), and as opening the writer.
+pub fn merge(dir: impl AsRef<Path>, opts: &MergeOptions) -> Result<MergeStats> {
+    merge_with_progress(dir, opts, &mut |_, _| {})
+}
+
+/// [`merge`], reporting `(bands done, bands)` for each run.
+pub fn merge_with_progress(
+    dir: impl AsRef<Path>,
+    opts: &MergeOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<MergeStats> {
+    IndexWriter::open(dir)?.merge_with_progress(opts, progress)
 }

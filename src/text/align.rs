@@ -3,7 +3,7 @@
 //! [`Tokenized`] runs the normalizer while remembering where each normalized token came
 //! from: pass 1 (mapping) is redone chunk by chunk, a chunk being a stable NFKC boundary
 //! character and the non-boundary characters after it (exactly the pieces
-//! [`map_chars`](super::map) normalizes separately), and pass 2 (cleaning) is the
+//! `map_chars` normalizes separately), and pass 2 (cleaning) is the
 //! normalizer's own loop with source tracking turned on. The tokens are the ones
 //! [`Normalizer::normalize`] gives (a property test checks it); each carries the span of
 //! original characters (Unicode scalar values, end-exclusive) of the chunks it came from.

@@ -16,12 +16,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use textreuse::index::format::Envelope;
-use textreuse::index::segment::{BANDS_MAGIC, POSTS_MAGIC, SIGS_MAGIC, TEXT_MAGIC};
 use textreuse::index::{Access, BuildOptions, Index, OpenOptions};
 use textreuse::input::RawPost;
 use textreuse::QueryOptions;
 
+use crate::envelope::{Envelope, BANDS_MAGIC, POSTS_MAGIC, SIGS_MAGIC, TEXT_MAGIC};
 use crate::util;
 
 /// A pristine index and what to ask it.
@@ -136,12 +135,12 @@ fn exercise(p: &Pristine, access: Access) -> Outcome {
 }
 
 /// The magic of an envelope file, by name.
-fn magic(name: &str) -> Option<(&'static [u8; 8], &'static str)> {
+fn magic(name: &str) -> Option<&'static [u8; 8]> {
     match name.rsplit('/').next()? {
-        "bands" => Some((BANDS_MAGIC, "band table")),
-        "sigs" => Some((SIGS_MAGIC, "signature")),
-        "posts" => Some((POSTS_MAGIC, "posts")),
-        "text" => Some((TEXT_MAGIC, "text")),
+        "bands" => Some(BANDS_MAGIC),
+        "sigs" => Some(SIGS_MAGIC),
+        "posts" => Some(POSTS_MAGIC),
+        "text" => Some(TEXT_MAGIC),
         _ => None,
     }
 }
@@ -153,11 +152,10 @@ struct Layout {
 }
 
 fn layout(name: &str, bytes: &[u8]) -> Option<Layout> {
-    let (m, kind) = magic(name)?;
-    let env = Envelope::parse(Path::new(name), bytes, m, kind).expect("pristine files parse");
+    let env = Envelope::parse(Path::new(name), bytes, magic(name)?);
     Some(Layout {
-        table_end: 24 + 32 * env.sections.len(),
-        sections: env.sections.iter().map(|s| s.range.clone()).collect(),
+        table_end: env.table_end(),
+        sections: env.sections,
     })
 }
 
@@ -353,9 +351,9 @@ fn pristine_index_is_sound() {
         .iter()
         .find(|(n, _)| n.ends_with("/text"))
         .expect("a text file");
-    let env = Envelope::parse(Path::new(name), bytes, TEXT_MAGIC, "text").expect("parses");
+    let env = Envelope::parse(Path::new(name), bytes, TEXT_MAGIC);
     assert!(
-        env.sections.get(3).is_some_and(|s| !s.range.is_empty()),
+        env.sections.get(3).is_some_and(|s| !s.is_empty()),
         "the text file should carry a dictionary"
     );
 }
@@ -616,12 +614,10 @@ mod untrusted {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
-    use textreuse::index::format::Envelope;
-    use textreuse::index::manifest::Manifest;
-    use textreuse::index::segment::{DELETED_MAGIC, POSTS_MAGIC, TEXT_MAGIC};
-    use textreuse::index::{BuildOptions, Index};
+    use textreuse::index::{BuildOptions, Index, Manifest};
     use textreuse::{Error, QueryOptions};
 
+    use crate::envelope::{self, Envelope, DELETED_MAGIC, POSTS_MAGIC, TEXT_MAGIC};
     use crate::util;
 
     /// A small index of the first `n` sample posts, with texts; its directory.
@@ -645,7 +641,7 @@ mod untrusted {
         let mut m = manifest(dir);
         edit(&mut m);
         m.generation += 1;
-        m.publish(dir).expect("publishes");
+        envelope::publish(dir, &m);
     }
 
     /// The path of segment 0's file `name`.
@@ -708,8 +704,8 @@ mod untrusted {
             .file;
         let path = seg_file(&dir, &name);
         let pristine = fs::read(&path).expect("reads");
-        let env = Envelope::parse(&path, &pristine, DELETED_MAGIC, "bitmap").expect("parses");
-        let bits = env.sections[1].range.clone();
+        let env = Envelope::parse(&path, &pristine, DELETED_MAGIC);
+        let bits = env.sections[1].clone();
         assert_eq!(Index::open(&dir).expect("opens").stats().deleted, 2);
         // One more bit set (post 11 would vanish from every answer).
         let mut flipped = pristine.clone();
@@ -742,14 +738,14 @@ mod untrusted {
         let dir = small_index(tmp.path(), 200, BuildOptions::default());
         let path = seg_file(&dir, "posts");
         let pristine = fs::read(&path).expect("reads");
-        let env = Envelope::parse(&path, &pristine, POSTS_MAGIC, "posts").expect("parses");
+        let env = Envelope::parse(&path, &pristine, POSTS_MAGIC);
         // Sections 3 (id_offsets), 6 (account_offsets), 9 (platform_offsets): last u64.
         for (section, what) in [
             (3, "id_offsets"),
             (6, "account_offsets"),
             (9, "platform_offsets"),
         ] {
-            let r = env.sections[section].range.clone();
+            let r = env.sections[section].clone();
             let mut bad = pristine.clone();
             bad[r.end - 8] ^= 0x01;
             replace_consistently(&dir, "posts", &bad);
@@ -818,7 +814,6 @@ mod untrusted {
     /// frame for post `bomb` declares `bomb_len` decompressed bytes of zeros.
     fn text_file_with_bomb(path: &Path, texts: &[String], bomb: usize, bomb_len: u64) {
         use std::io::Write;
-        use textreuse::index::format::EnvelopeWriter;
         let mut frames: Vec<Vec<u8>> = Vec::new();
         for (i, t) in texts.iter().enumerate() {
             let mut enc = zstd::stream::Encoder::new(Vec::new(), 1).expect("encoder");
@@ -843,26 +838,17 @@ mod untrusted {
             }
             frames.push(enc.finish().expect("finishes"));
         }
-        let mut w = EnvelopeWriter::create(path, TEXT_MAGIC, 4).expect("creates");
-        w.begin(0).expect("meta");
         let mut meta = (texts.len() as u64).to_le_bytes().to_vec();
         meta.extend_from_slice(&1u32.to_le_bytes());
         meta.extend_from_slice(&1u32.to_le_bytes());
-        w.write(&meta).expect("meta");
-        w.begin(1).expect("offsets");
         let mut at = 0u64;
-        let mut offs = vec![0u64];
+        let mut offs = 0u64.to_le_bytes().to_vec();
         for f in &frames {
             at += f.len() as u64;
-            offs.push(at);
+            offs.extend_from_slice(&at.to_le_bytes());
         }
-        w.write_u64s(&offs).expect("offsets");
-        w.begin(2).expect("blocks");
-        for f in &frames {
-            w.write(f).expect("frame");
-        }
-        w.begin(3).expect("dictionary");
-        w.finish().expect("finishes");
+        let blocks = frames.concat();
+        envelope::write(path, TEXT_MAGIC, &[&meta, &offs, &blocks, &[]]);
     }
 
     /// Item 6: a crafted text frame that declares far more than a text may hold (the
@@ -890,7 +876,7 @@ mod untrusted {
             })
             .collect();
         drop(index);
-        let limit = textreuse::index::segment::MAX_TEXT_BYTES;
+        let limit = envelope::MAX_TEXT_BYTES;
         let tmpf = tmp.path().join("text.new");
         text_file_with_bomb(&tmpf, &texts, 5, limit + 4096);
         let bytes = fs::read(&tmpf).expect("reads");
@@ -984,14 +970,8 @@ mod untrusted {
         fs::rename(&seg_saved, &seg).expect("restores");
         // Oversized CURRENT and manifest (sparse: no disk used), refused without reading.
         for (path, cap) in [
-            (
-                dir.join("CURRENT"),
-                textreuse::index::manifest::MAX_CURRENT_BYTES,
-            ),
-            (
-                dir.join(&mname),
-                textreuse::index::manifest::MAX_MANIFEST_BYTES,
-            ),
+            (dir.join("CURRENT"), envelope::MAX_CURRENT_BYTES),
+            (dir.join(&mname), envelope::MAX_MANIFEST_BYTES),
         ] {
             let saved = fs::read(&path).expect("reads");
             let f = fs::OpenOptions::new()
@@ -1083,7 +1063,7 @@ mod write_side {
             .expect("loads")
             .expect("has one");
         f(&mut m);
-        m.publish(dir).expect("publishes");
+        crate::envelope::publish(dir, &m);
     }
 
     /// 16.1: with `CURRENT` gone, `build --append` and `build` used to delete the index and

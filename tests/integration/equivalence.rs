@@ -21,14 +21,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use textreuse::index::format::{read_u32, Envelope};
-use textreuse::index::segment::BANDS_MAGIC;
 use textreuse::index::{Access, BuildOptions, Index, OpenOptions, PostOutcome};
 use textreuse::input::RawPost;
 use textreuse::minhash::{bbit_similarity, estimate_margin, to_bbit};
 use textreuse::shingle::shingle_hashes;
 use textreuse::{Fingerprinter, QueryOptions, QueryResult, Scratch};
 
+use crate::envelope::{read_u32, Envelope, BANDS_MAGIC};
 use crate::util::{self, Rng};
 
 /// The corpus, its index and the queries, built once for the tests of this module.
@@ -412,8 +411,8 @@ fn dir_bits(index: &Index) -> BTreeMap<u64, u32> {
         .map(|s| {
             let path = s.dir().join("bands");
             let bytes = std::fs::read(&path).expect("reads bands");
-            let env = Envelope::parse(&path, &bytes, BANDS_MAGIC, "band table").expect("parses");
-            let meta = env.sections[0].range.clone();
+            let env = Envelope::parse(&path, &bytes, BANDS_MAGIC);
+            let meta = env.sections[0].clone();
             (s.entry().id, read_u32(&bytes[meta], 12))
         })
         .collect()

@@ -20,6 +20,7 @@
 //! - `fuzz_replay`: the `index_open` fuzz harness on stable: its regressions and generated
 //!   mutations, in bounded time.
 
+mod envelope;
 mod util;
 
 mod bad_input;

@@ -135,7 +135,7 @@ impl Segment {
 
     /// Whether post `p` is deleted.
     #[inline]
-    pub fn is_deleted(&self, p: u32) -> bool {
+    pub(crate) fn is_deleted(&self, p: u32) -> bool {
         match &self.deleted {
             None => false,
             Some(d) => LeArray::<8>::proven(&d.data[d.bits.clone()])
@@ -144,27 +144,22 @@ impl Segment {
         }
     }
 
-    /// Deleted posts in this segment.
-    pub fn n_deleted(&self) -> u64 {
-        self.entry.deleted.as_ref().map_or(0, |d| d.count)
-    }
-
     /// The deletion bitmap's words (bit `p % 64` of word `p / 64` = post `p` deleted), if any
     /// post is deleted.
-    pub fn deleted_words(&self) -> Option<Vec<u64>> {
+    pub(crate) fn deleted_words(&self) -> Option<Vec<u64>> {
         let d = self.deleted.as_ref()?;
         let a = LeArray::<8>::proven(&d.data[d.bits.clone()]);
         Some((0..a.len()).filter_map(|i| a.get(i)).collect())
     }
 
     /// Whether the segment records content hashes (format 2).
-    pub fn has_hashes(&self) -> bool {
+    pub(crate) fn has_hashes(&self) -> bool {
         self.hashes.is_some()
     }
 
     /// The 128-bit hash of content `c`'s normalized text (the exact-duplicate key), if the
     /// segment records it (format 2).
-    pub fn content_hash(&self, c: u32) -> Option<u128> {
+    pub(crate) fn content_hash(&self, c: u32) -> Option<u128> {
         let r = self.hashes.as_ref()?;
         let start = r.start.checked_add((c as usize).checked_mul(16)?)?;
         let b = self.sigs.data.get(start..start.checked_add(16)?)?;
@@ -175,7 +170,7 @@ impl Segment {
     }
 
     /// Which contents still have a live post, when some post is deleted (computed once).
-    pub fn live_contents(&self) -> Option<&[bool]> {
+    pub(crate) fn live_contents(&self) -> Option<&[bool]> {
         self.deleted.as_ref()?;
         Some(self.live_contents.get_or_init(|| {
             (0..self.n_contents as u32)
@@ -195,7 +190,7 @@ impl Segment {
     /// The `(bucket, tag)` of a band key for this segment: the tag is what an entry stores
     /// (format 2: the key's bits `D..32`; format 1: the 16 bits after the directory bits).
     #[inline]
-    pub fn split_key(&self, key: u64) -> (usize, u32) {
+    pub(crate) fn split_key(&self, key: u64) -> (usize, u32) {
         if self.bands.v2 {
             split_key(key, self.bands.dir_bits)
         } else {
@@ -206,7 +201,7 @@ impl Segment {
 
     /// How many leading bits of every band key this segment's entries determine (format 2:
     /// 32; format 1: the directory bits plus 16).
-    pub fn known_key_bits(&self) -> u32 {
+    pub(crate) fn known_key_bits(&self) -> u32 {
         if self.bands.v2 {
             32
         } else {
@@ -257,8 +252,16 @@ impl Segment {
     }
 
     /// Appends to `out` the content ids whose key in `band` matches `key`, at most `cap` of
-    /// them. Returns whether the cap cut the list short.
-    pub fn probe(&self, band: usize, key: u64, cap: usize, out: &mut Vec<u32>) -> Result<bool> {
+    /// them. Returns whether the cap cut the list short. The oracle of
+    /// [`probe_all`](Self::probe_all) in the tests.
+    #[cfg(test)]
+    pub(crate) fn probe(
+        &self,
+        band: usize,
+        key: u64,
+        cap: usize,
+        out: &mut Vec<u32>,
+    ) -> Result<bool> {
         let (bucket, tag) = self.split_key(key);
         let r = self.bucket(band, bucket)?;
         self.probe_range(band, r, tag, cap, out)
@@ -322,7 +325,7 @@ impl Segment {
     /// ranges are read first and the cache lines of their entries prefetched, so the
     /// memory reads of all bands overlap instead of following one another. Same result
     /// as probing band after band. Returns whether a cap cut a list short.
-    pub fn probe_all(&self, keys: &[u64], cap: usize, out: &mut Vec<u32>) -> Result<bool> {
+    pub(crate) fn probe_all(&self, keys: &[u64], cap: usize, out: &mut Vec<u32>) -> Result<bool> {
         const CHUNK: usize = 16;
         let n = keys.len().min(self.bands_n as usize);
         let w = self.tag_width();
@@ -349,7 +352,7 @@ impl Segment {
     /// Every `(key prefix, content)` entry of a bucket, for the self-join of clustering and
     /// for merging: the prefix is the key's leading [`known_key_bits`](Self::known_key_bits)
     /// bits.
-    pub fn bucket_entries(
+    pub(crate) fn bucket_entries(
         &self,
         band: usize,
         bucket: usize,
@@ -377,13 +380,13 @@ impl Segment {
     }
 
     /// The number of directory buckets per band.
-    pub fn buckets_per_band(&self) -> usize {
+    pub(crate) fn buckets_per_band(&self) -> usize {
         1usize << self.bands.dir_bits
     }
 
     /// The 8-bit signature of content `c`.
     #[inline]
-    pub fn signature(&self, c: u32) -> Result<&[u8]> {
+    pub(crate) fn signature(&self, c: u32) -> Result<&[u8]> {
         let start = (c as usize)
             .checked_mul(self.k)
             .map(|s| self.sigs_range.start + s);
@@ -397,7 +400,7 @@ impl Segment {
     }
 
     /// The posts of content `c` (a range of post indexes).
-    pub fn content_posts(&self, c: u32) -> Result<Range<u32>> {
+    pub(crate) fn content_posts(&self, c: u32) -> Result<Range<u32>> {
         let cp = self.posts.file.view::<4>(&self.posts.content_posts);
         match (cp.get(c as usize), cp.get(c as usize + 1)) {
             (Some(s), Some(e)) if s <= e && e as u64 <= self.n_posts => Ok(s..e),
@@ -409,7 +412,7 @@ impl Segment {
     }
 
     /// The content of post `p` (binary search over the content ranges).
-    pub fn content_of(&self, p: u32) -> Result<u32> {
+    pub(crate) fn content_of(&self, p: u32) -> Result<u32> {
         let cp = self.posts.file.view::<4>(&self.posts.content_posts);
         let (mut lo, mut hi) = (0usize, self.n_contents as usize);
         // Find the last c with cp[c] <= p.
@@ -453,7 +456,7 @@ impl Segment {
     }
 
     /// The metadata of post `p`.
-    pub fn post(&self, p: u32) -> Result<PostRef<'_>> {
+    pub(crate) fn post(&self, p: u32) -> Result<PostRef<'_>> {
         let f = &self.posts.file;
         if p as u64 >= self.n_posts {
             return Err(Error::corrupt(&f.path, format!("post {p} out of range")));
@@ -517,7 +520,7 @@ impl Segment {
     }
 
     /// The account number of post `p` (an index into this segment's account dictionary).
-    pub fn account_of(&self, p: u32) -> Option<u32> {
+    pub(crate) fn account_of(&self, p: u32) -> Option<u32> {
         self.posts
             .file
             .view::<4>(&self.posts.account_of)
@@ -525,7 +528,7 @@ impl Segment {
     }
 
     /// The id map (`ids.fst`), checked against its manifest checksum before its first use.
-    pub fn id_map(&self) -> Result<fst::Map<&[u8]>> {
+    pub(crate) fn id_map(&self) -> Result<fst::Map<&[u8]>> {
         let checked = self.ids_checked.get_or_init(|| {
             let want = self
                 .entry
@@ -551,7 +554,7 @@ impl Segment {
     }
 
     /// Looks up an external id. Checks the `ids.fst` checksum on first use.
-    pub fn find_id(&self, id: &str) -> Result<Option<u32>> {
+    pub(crate) fn find_id(&self, id: &str) -> Result<Option<u32>> {
         let map = self.id_map()?;
         let path = self.dir.join("ids.fst");
         // The fst was checked (checksum and structure) before its first use; a file crafted
@@ -639,6 +642,47 @@ mod tests {
                 n += 1;
             }
             assert_eq!(n, 300);
+        }
+    }
+
+    /// Probing every band at once finds what probing band after band finds, on the fixtures
+    /// of every format version (16-bit and 32-bit tags), with and without a cap.
+    #[test]
+    fn probe_all_finds_what_probing_band_after_band_finds() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for version in ["v1", "v2", "v3", "v4"] {
+            let dir = root.join(version);
+            let index = Index::open(dir.join("index")).unwrap();
+            let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
+            let mut keys = Vec::new();
+            let mut checked = 0;
+            for line in posts.lines().take(60) {
+                let post: serde_json::Value = serde_json::from_str(line).unwrap();
+                let Some(f) = index
+                    .fingerprinter()
+                    .fingerprint(post["text"].as_str().unwrap())
+                else {
+                    continue;
+                };
+                keys.clear();
+                index.fingerprinter().band_keys(&f.signature, &mut keys);
+                for seg in index.segments() {
+                    for cap in [usize::MAX, 1] {
+                        let (mut all, mut one) = (Vec::new(), Vec::new());
+                        let cut_all = seg.probe_all(&keys, cap, &mut all).unwrap();
+                        let mut cut_one = false;
+                        for (band, &key) in keys.iter().enumerate() {
+                            cut_one |= seg.probe(band, key, cap, &mut one).unwrap();
+                        }
+                        all.sort_unstable();
+                        one.sort_unstable();
+                        assert_eq!(all, one, "{version}: {}", seg.dir().display());
+                        assert_eq!(cut_all, cut_one, "{version}");
+                        checked += usize::from(!one.is_empty());
+                    }
+                }
+            }
+            assert!(checked > 40, "{version}: {checked} probes found something");
         }
     }
 }

@@ -84,7 +84,7 @@ impl File {
 
 impl Segment {
     /// Opens segment `entry` of the index in `index_dir`, validating headers and lengths.
-    pub fn open(
+    pub(crate) fn open(
         index_dir: &Path,
         entry: &SegmentEntry,
         params: &crate::FingerprintParams,

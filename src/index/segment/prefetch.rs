@@ -9,7 +9,7 @@ use super::{Data, Segment};
 impl Segment {
     /// Drops this process's mapping of every page of the segment's files (see
     /// [`Data::release`]): for long sequential passes whose memory must stay bounded.
-    pub fn release_pages(&self) {
+    pub(crate) fn release_pages(&self) {
         self.bands.file.data.release();
         self.sigs.data.release();
         self.posts.file.data.release();
@@ -23,7 +23,7 @@ impl Segment {
     }
 
     /// Asks the kernel to read in the directory entries for these probes (cold queries).
-    pub fn prefetch_dirs(&self, keys: &[u64]) {
+    pub(crate) fn prefetch_dirs(&self, keys: &[u64]) {
         let stride = (1usize << self.bands.dir_bits) + 1;
         for (band, &key) in keys.iter().enumerate().take(self.bands_n as usize) {
             let (bucket, _) = self.split_key(key);
@@ -34,7 +34,7 @@ impl Segment {
 
     /// Asks the kernel to read in one whole band table (the clustering self-join reads it
     /// front to back; the maps are advised for random access otherwise).
-    pub fn prefetch_band(&self, band: usize) {
+    pub(crate) fn prefetch_band(&self, band: usize) {
         let n = self.n_contents as usize;
         let stride = (1usize << self.bands.dir_bits) + 1;
         let d = &self.bands.file.data;
@@ -46,13 +46,13 @@ impl Segment {
 
     /// Asks the kernel to read in the signature file (signatures and content hashes),
     /// `chunk` bytes per request, stopping early when `stop` says so. For whole-index passes.
-    pub fn prefetch_signatures(&self, chunk: usize, stop: &dyn Fn() -> bool) {
+    pub(crate) fn prefetch_signatures(&self, chunk: usize, stop: &dyn Fn() -> bool) {
         prefetch_chunks(&self.sigs.data, 0..self.sigs.data.len(), chunk, stop);
     }
 
     /// Asks the kernel to read in the post metadata file and the text block offsets, `chunk`
     /// bytes per request, stopping early when `stop` says so. For whole-index passes.
-    pub fn prefetch_metadata(&self, chunk: usize, stop: &dyn Fn() -> bool) {
+    pub(crate) fn prefetch_metadata(&self, chunk: usize, stop: &dyn Fn() -> bool) {
         let d = &self.posts.file.data;
         prefetch_chunks(d, 0..d.len(), chunk, stop);
         if let Some(t) = &self.texts {
@@ -61,7 +61,7 @@ impl Segment {
     }
 
     /// Asks the kernel to read in the text block holding post `p` (and its offset entry).
-    pub fn prefetch_text(&self, p: u32) {
+    pub(crate) fn prefetch_text(&self, p: u32) {
         let Some(t) = &self.texts else {
             return;
         };
@@ -76,7 +76,7 @@ impl Segment {
     }
 
     /// Asks the kernel to read in the fingerprint and id entries for these probes.
-    pub fn prefetch_buckets(&self, keys: &[u64]) {
+    pub(crate) fn prefetch_buckets(&self, keys: &[u64]) {
         let n = self.n_contents as usize;
         for (band, &key) in keys.iter().enumerate().take(self.bands_n as usize) {
             let (bucket, _) = self.split_key(key);
@@ -93,7 +93,7 @@ impl Segment {
     /// Asks the CPU to fetch content `c`'s signature into its cache (warm lookups: the
     /// reads of many candidates overlap).
     #[inline]
-    pub fn touch_signature(&self, c: u32) {
+    pub(crate) fn touch_signature(&self, c: u32) {
         let start = self.sigs_range.start + c as usize * self.k;
         let end = start + self.k.max(1) - 1;
         let mut at = start;
@@ -107,14 +107,14 @@ impl Segment {
     /// Asks the CPU to fetch content `c`'s post range (its `content_posts` entry) into its
     /// cache.
     #[inline]
-    pub fn touch_content(&self, c: u32) {
+    pub(crate) fn touch_content(&self, c: u32) {
         let p = &self.posts;
         prefetch_item(&p.file.data, p.content_posts.start + c as usize * 4);
     }
 
     /// Asks the CPU to fetch the fixed-size metadata of post `p` into its cache.
     #[inline]
-    pub fn touch_post(&self, post: u32) {
+    pub(crate) fn touch_post(&self, post: u32) {
         let (p, i) = (&self.posts, post as usize);
         let d: &[u8] = &p.file.data;
         prefetch_item(d, p.ts.start + i * 8);
@@ -127,7 +127,7 @@ impl Segment {
     /// asks the CPU for the first bytes of post `p`'s id and for its account's dictionary
     /// bounds (reads that depend on the first round's values).
     #[inline]
-    pub fn touch_post_strings(&self, post: u32) {
+    pub(crate) fn touch_post_strings(&self, post: u32) {
         let (p, f) = (&self.posts, &self.posts.file);
         let i = post as usize;
         if let Some(s) = f.view::<8>(&p.id_offsets).get(i) {
@@ -140,7 +140,7 @@ impl Segment {
 
     /// Third round: asks the CPU for the first bytes of post `p`'s account name.
     #[inline]
-    pub fn touch_post_account(&self, post: u32) {
+    pub(crate) fn touch_post_account(&self, post: u32) {
         let (p, f) = (&self.posts, &self.posts.file);
         if let Some(a) = f.view::<4>(&p.account_of).get(post as usize) {
             if let Some(s) = f.view::<8>(&p.account_offsets).get(a as usize) {
@@ -150,20 +150,20 @@ impl Segment {
     }
 
     /// Asks the kernel to read in content `c`'s signature.
-    pub fn prefetch_signature(&self, c: u32) {
+    pub(crate) fn prefetch_signature(&self, c: u32) {
         self.sigs
             .data
             .prefetch(self.sigs_range.start + c as usize * self.k, self.k);
     }
 
     /// Asks the kernel to read in content `c`'s post range.
-    pub fn prefetch_content(&self, c: u32) {
+    pub(crate) fn prefetch_content(&self, c: u32) {
         let d = &self.posts.file.data;
         d.prefetch(self.posts.content_posts.start + c as usize * 4, 8);
     }
 
     /// Asks the kernel to read in the fixed-size metadata of posts `r`.
-    pub fn prefetch_posts(&self, r: Range<u32>) {
+    pub(crate) fn prefetch_posts(&self, r: Range<u32>) {
         let (s, n) = (r.start as usize, r.len());
         let p = &self.posts;
         let d = &p.file.data;

@@ -49,7 +49,7 @@ impl std::fmt::Debug for Ddict {
 
 impl Segment {
     /// The text of post `p`, if texts are stored. `cache` holds the last decompressed block.
-    pub fn text(&self, p: u32, cache: &mut TextCache) -> Result<Option<String>> {
+    pub(crate) fn text(&self, p: u32, cache: &mut TextCache) -> Result<Option<String>> {
         let Some(t) = &self.texts else {
             return Ok(None);
         };

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 impl Segment {
     /// Checks every checksum of the segment's files (a full read).
-    pub fn verify(&self) -> Result<()> {
+    pub(crate) fn verify(&self) -> Result<()> {
         self.bands.file.env.verify(
             &self.bands.file.path,
             &self.bands.file.data,

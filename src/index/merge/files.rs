@@ -1,0 +1,249 @@
+//! Steps 3 to 6 of a merge: the signature, posts, id and text files, copied from the
+//! sources in the new order through the build's encoders.
+
+use std::path::Path;
+
+use fst::{IntoStreamer, Streamer};
+
+use super::renumber::{content_hash, Renumbering};
+use crate::error::{Error, Result};
+use crate::fingerprint::FingerprintParams;
+use crate::index::buffer::Dict;
+use crate::index::encode::{
+    begin_ids_file, finish_ids_file, raw_block, write_posts_file, write_sigs_file, write_text_file,
+    PostRows, PostsColumns, SigsHeader, TextCodec, TEXT_BLOCK_POSTS,
+};
+use crate::index::manifest::FileEntry;
+use crate::index::segment::{Segment, TextCache, NO_TS};
+
+/// The live posts of a merge's sources in their new order, for the `posts` encoder. Every
+/// 2^18 posts, the pages read so far are released (bounded resident memory).
+struct LiveRows<'a> {
+    sources: &'a [Segment],
+    order: &'a [(u32, u32)],
+}
+
+impl PostRows for LiveRows<'_> {
+    fn len(&self) -> u64 {
+        self.order.len() as u64
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(i64, &[u8]) -> Result<()>) -> Result<()> {
+        for (i, &(si, p)) in self.order.iter().enumerate() {
+            if i % (1 << 18) == 0 {
+                self.sources.iter().for_each(Segment::release_pages);
+            }
+            let m = self.sources[si as usize].post(p)?;
+            f(m.ts.unwrap_or(NO_TS), m.id.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the signature file: the live contents' signatures and hashes, in new order.
+pub(super) fn write_sigs(
+    seg_dir: &Path,
+    sources: &[Segment],
+    new: &Renumbering,
+    params: &FingerprintParams,
+    has_text: bool,
+) -> Result<FileEntry> {
+    let header = SigsHeader {
+        n: new.n_contents(),
+        k: params.num_perm as usize,
+        params,
+        has_text,
+    };
+    let entry = write_sigs_file(
+        &seg_dir.join("sigs"),
+        &header,
+        &mut |w| {
+            for (i, &(si, c)) in new.content_src.iter().enumerate() {
+                if i % (1 << 18) == 0 {
+                    sources.iter().for_each(Segment::release_pages);
+                }
+                w.write(sources[si as usize].signature(c)?)?;
+            }
+            Ok(())
+        },
+        &mut |w| {
+            let mut hashes = Vec::with_capacity(1 << 12);
+            for (i, chunk) in new.content_src.chunks(1 << 12).enumerate() {
+                if i % 64 == 0 {
+                    sources.iter().for_each(Segment::release_pages);
+                }
+                hashes.clear();
+                for &(si, c) in chunk {
+                    hashes.push(content_hash(&sources[si as usize], c)?);
+                }
+                w.write_u128s(&hashes)?;
+            }
+            Ok(())
+        },
+    )?;
+    sources.iter().for_each(Segment::release_pages);
+    Ok(entry)
+}
+
+/// Writes the posts file: several sequential passes over the live posts in new order, with
+/// the account and platform dictionaries in first-seen order, as a build makes them.
+pub(super) fn write_posts(
+    seg_dir: &Path,
+    sources: &[Segment],
+    new: &Renumbering,
+) -> Result<FileEntry> {
+    let mut accounts = Dict::default();
+    let mut platforms = Dict::default();
+    let mut account_of = Vec::with_capacity(new.order.len());
+    let mut platform_of = Vec::with_capacity(new.order.len());
+    for (i, &(si, p)) in new.order.iter().enumerate() {
+        // Every 2^18 posts, the pages read so far are released (bounded resident memory).
+        if i % (1 << 18) == 0 {
+            sources.iter().for_each(Segment::release_pages);
+        }
+        let m = sources[si as usize].post(p)?;
+        account_of.push(accounts.intern(m.account));
+        platform_of.push(platforms.intern(m.platform));
+    }
+    let rows = LiveRows {
+        sources,
+        order: &new.order,
+    };
+    let posts = PostsColumns {
+        n_contents: new.n_contents(),
+        content_posts: &new.content_posts,
+        rows: &rows,
+        account_of: &account_of,
+        accounts: &accounts,
+        platform_of: &platform_of,
+        platforms: &platforms,
+    };
+    write_posts_file(&seg_dir.join("posts"), &posts)
+}
+
+/// Writes the id map: the union of the sources' maps, streamed in id order, each id mapped
+/// to its live post's new number.
+pub(super) fn write_ids(
+    dir: &Path,
+    seg_dir: &Path,
+    sources: &[Segment],
+    new: &Renumbering,
+) -> Result<FileEntry> {
+    let path = seg_dir.join("ids.fst");
+    let maps = sources
+        .iter()
+        .map(Segment::id_map)
+        .collect::<Result<Vec<_>>>()?;
+    let tmp = crate::index::durable::tmp_path(&path);
+    let mut mb = begin_ids_file(&tmp)?;
+    let mut op = fst::map::OpBuilder::new();
+    for m in &maps {
+        op = op.add(m.into_stream());
+    }
+    let mut union = op.union();
+    let mut written = 0u64;
+    // fst trusts its input; the maps were checksummed before use, and a malformed one
+    // that still trips an assertion becomes an error.
+    let streamed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
+        while let Some((key, vals)) = union.next() {
+            // The live post with this id (the latest source's, should there be two).
+            let mut live = None;
+            for v in vals {
+                match new.remaps[v.index].post.get(v.value as usize) {
+                    Some(&n) if n != u32::MAX => {
+                        if live.is_none_or(|(i, _)| v.index > i) {
+                            live = Some((v.index, n));
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Err(Error::corrupt(
+                            sources[v.index].dir().join("ids.fst"),
+                            format!("id maps to post {}, out of range", v.value),
+                        ))
+                    }
+                }
+            }
+            if let Some((_, n)) = live {
+                mb.insert(key, u64::from(n))
+                    .map_err(|e| Error::InvalidParameter(format!("{}: {e}", tmp.display())))?;
+                written += 1;
+            }
+        }
+        Ok(())
+    }))
+    .map_err(|_| Error::corrupt(dir, "an id map is malformed"))?;
+    streamed?;
+    let np = new.n_posts();
+    if written != np {
+        return Err(Error::corrupt(
+            dir,
+            format!("the id maps hold {written} live ids for {np} live posts"),
+        ));
+    }
+    finish_ids_file(mb, &tmp, &path)
+}
+
+/// Reads the live posts' texts as raw blocks of [`TEXT_BLOCK_POSTS`] posts in new order, with
+/// one block cache per source (a source is read mostly in order).
+struct TextBlocks<'a> {
+    sources: &'a [Segment],
+    order: &'a [(u32, u32)],
+    caches: Vec<TextCache>,
+}
+
+impl<'a> TextBlocks<'a> {
+    fn new(sources: &'a [Segment], order: &'a [(u32, u32)]) -> TextBlocks<'a> {
+        TextBlocks {
+            sources,
+            order,
+            caches: sources.iter().map(|_| TextCache::default()).collect(),
+        }
+    }
+
+    /// Raw block `blk`.
+    fn block(&mut self, blk: usize) -> Result<Vec<u8>> {
+        let lo = blk * TEXT_BLOCK_POSTS as usize;
+        let hi = (lo + TEXT_BLOCK_POSTS as usize).min(self.order.len());
+        let mut texts = Vec::with_capacity(hi - lo);
+        for &(si, p) in &self.order[lo..hi] {
+            let si = si as usize;
+            let text = self.sources[si].text(p, &mut self.caches[si])?;
+            texts.push(text.unwrap_or_default());
+        }
+        Ok(raw_block_of(&texts))
+    }
+}
+
+/// Writes the text file: the live posts' texts read in new order and recompressed, with a
+/// dictionary trained on a sample of them, evenly spaced in the new order (read before the
+/// sequential pass).
+pub(super) fn write_texts(
+    seg_dir: &Path,
+    sources: &[Segment],
+    new: &Renumbering,
+) -> Result<FileEntry> {
+    let np = new.n_posts();
+    let nb = (np as usize).div_ceil(TEXT_BLOCK_POSTS as usize);
+    let mut sampler = TextBlocks::new(sources, &new.order);
+    let samples = TextCodec::sample_blocks(nb)
+        .map(|blk| sampler.block(blk))
+        .collect::<Result<Vec<_>>>()?;
+    let codec = TextCodec::train(&samples);
+    drop(samples);
+    // Each group of raw blocks is read sequentially, then compressed in parallel.
+    let mut reader = TextBlocks::new(sources, &new.order);
+    write_text_file(seg_dir, np, nb, &codec, &mut |blocks| {
+        let raw = blocks
+            .map(|blk| reader.block(blk))
+            .collect::<Result<Vec<_>>>()?;
+        sources.iter().for_each(Segment::release_pages);
+        Ok(raw)
+    })
+}
+
+/// A decompressed text block: `u32` offsets, then the texts.
+fn raw_block_of(texts: &[String]) -> Vec<u8> {
+    let texts: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+    raw_block(&texts)
+}

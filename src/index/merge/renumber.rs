@@ -1,0 +1,172 @@
+//! Step 1 of a merge: the new numbering of the live contents and posts.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::index::buffer::PreHashedMap;
+use crate::index::segment::Segment;
+
+/// Where the live posts and contents of one source go.
+pub(super) struct Remap {
+    /// Old content -> new content (`u32::MAX`: no live post).
+    pub(super) content: Vec<u32>,
+    /// Old post -> new post (`u32::MAX`: deleted).
+    pub(super) post: Vec<u32>,
+}
+
+/// The new numbering of a merge's live contents and posts.
+pub(super) struct Renumbering {
+    /// Per source, where its contents and posts go.
+    pub(super) remaps: Vec<Remap>,
+    /// Per new content, the `(source, content)` it is read from.
+    pub(super) content_src: Vec<(u32, u32)>,
+    /// Start of each new content's posts (one more entry than contents).
+    pub(super) content_posts: Vec<u32>,
+    /// Per new post, the `(source, post)` it is read from: posts grouped by content, each
+    /// content's posts in source order.
+    pub(super) order: Vec<(u32, u32)>,
+}
+
+impl Renumbering {
+    /// Contents.
+    pub(super) fn n_contents(&self) -> u64 {
+        self.content_src.len() as u64
+    }
+
+    /// Posts.
+    pub(super) fn n_posts(&self) -> u64 {
+        self.order.len() as u64
+    }
+}
+
+/// The hash of content `c` of source `s`.
+pub(super) fn content_hash(s: &Segment, c: u32) -> Result<u128> {
+    s.content_hash(c)
+        .ok_or_else(|| Error::corrupt(s.dir().join("sigs"), format!("content {c} has no hash")))
+}
+
+/// Numbers the live contents and posts of `sources` (`None` if no post is live). Live
+/// contents get new ids in order of first appearance, and an exact duplicate (equal content
+/// hash) in a later source joins the earlier content, so exact duplicates that arrived in
+/// different segments become one group again.
+pub(super) fn renumber(sources: &[Segment]) -> Result<Option<Renumbering>> {
+    let Contents {
+        mut remaps,
+        content_src,
+        counts,
+    } = number_contents(sources)?;
+    let nc = content_src.len() as u64;
+    let mut content_posts: Vec<u32> = Vec::with_capacity(counts.len() + 1);
+    content_posts.push(0);
+    for &n in &counts {
+        let last = content_posts[content_posts.len() - 1];
+        content_posts.push(last + n);
+    }
+    drop(counts);
+    let np = content_posts[content_posts.len() - 1] as u64;
+    if np == 0 {
+        return Ok(None);
+    }
+    if nc > u32::MAX as u64 / 2 {
+        return Err(Error::InvalidParameter(
+            "a merged segment would hold more than 2^31 unique texts; merge fewer segments".into(),
+        ));
+    }
+    sources.iter().for_each(Segment::release_pages);
+    let order = order_posts(sources, &mut remaps, &content_posts, np)?;
+    Ok(Some(Renumbering {
+        remaps,
+        content_src,
+        content_posts,
+        order,
+    }))
+}
+
+/// The new contents of a merge, before its posts are numbered.
+struct Contents {
+    /// Per source, its content remap (posts not yet numbered).
+    remaps: Vec<Remap>,
+    /// Per new content, the `(source, content)` it is read from.
+    content_src: Vec<(u32, u32)>,
+    /// Per new content, its live posts.
+    counts: Vec<u32>,
+}
+
+/// The content half of [`renumber`].
+fn number_contents(sources: &[Segment]) -> Result<Contents> {
+    let total_contents: u64 = sources.iter().map(Segment::n_contents).sum();
+    let mut remaps = Vec::with_capacity(sources.len());
+    // Contents by the low 64 bits of their hash (the full hash is checked on a match; the
+    // rare 64-bit collision of different texts goes to a second map).
+    let mut by_hash: PreHashedMap<u64, u32> = PreHashedMap::default();
+    by_hash.reserve(total_contents as usize);
+    let mut collided: HashMap<u128, u32> = HashMap::new();
+    let mut content_src: Vec<(u32, u32)> = Vec::new();
+    let mut counts: Vec<u32> = Vec::new();
+    for (si, s) in sources.iter().enumerate() {
+        let mut r = Remap {
+            content: vec![u32::MAX; s.n_contents() as usize],
+            post: vec![u32::MAX; s.n_posts() as usize],
+        };
+        let live = s.live_contents();
+        for c in 0..s.n_contents() as u32 {
+            if live.is_some_and(|l| !l[c as usize]) {
+                continue;
+            }
+            let hash = content_hash(s, c)?;
+            let next = content_src.len() as u32;
+            let mut new = *by_hash.entry(hash as u64).or_insert(next);
+            if new != next {
+                let (fs, fc) = content_src[new as usize];
+                if sources[fs as usize].content_hash(fc) != Some(hash) {
+                    new = *collided.entry(hash).or_insert(next);
+                }
+            }
+            if new == next {
+                content_src.push((si as u32, c));
+                counts.push(0);
+            }
+            r.content[c as usize] = new;
+            let n = s.content_posts(c)?.filter(|&p| !s.is_deleted(p)).count();
+            counts[new as usize] += n as u32;
+        }
+        s.release_pages();
+        remaps.push(r);
+    }
+    Ok(Contents {
+        remaps,
+        content_src,
+        counts,
+    })
+}
+
+/// The post half of [`renumber`]: the `np` live posts grouped by content (each content's
+/// posts in source order), recording each post's new number in `remaps`.
+fn order_posts(
+    sources: &[Segment],
+    remaps: &mut [Remap],
+    content_posts: &[u32],
+    np: u64,
+) -> Result<Vec<(u32, u32)>> {
+    let mut order: Vec<(u32, u32)> = vec![(0, 0); np as usize];
+    let mut next: Vec<u32> = content_posts[..content_posts.len() - 1].to_vec();
+    for (si, (s, r)) in sources.iter().zip(remaps.iter_mut()).enumerate() {
+        for c in 0..s.n_contents() as u32 {
+            let new = r.content[c as usize];
+            if new == u32::MAX {
+                continue;
+            }
+            for p in s.content_posts(c)? {
+                if s.is_deleted(p) {
+                    continue;
+                }
+                let at = next[new as usize];
+                next[new as usize] += 1;
+                order[at as usize] = (si as u32, p);
+                r.post[p as usize] = at;
+            }
+        }
+        s.release_pages();
+    }
+    Ok(order)
+}
