@@ -500,7 +500,7 @@ impl Segment {
 
     /// The time of post `p` (unix seconds), if it has one; reads only the time column.
     #[inline]
-    pub fn post_ts(&self, p: u32) -> Option<i64> {
+    pub(crate) fn post_ts(&self, p: u32) -> Option<i64> {
         let f = &self.posts.file;
         f.view::<8>(&self.posts.ts)
             .get(p as usize)
@@ -509,7 +509,7 @@ impl Segment {
     }
 
     /// The external id of post `p`; reads only the id column.
-    pub fn post_id(&self, p: u32) -> Result<&str> {
+    pub(crate) fn post_id(&self, p: u32) -> Result<&str> {
         if p as u64 >= self.n_posts {
             return Err(Error::corrupt(
                 &self.posts.file.path,
