@@ -58,6 +58,10 @@ pub struct Args {
     /// `textreuse merge`).
     #[arg(long, requires = "append")]
     max_segments: Option<usize>,
+    /// Also print where the time went, stage by stage (read, parse, fingerprint, insert,
+    /// segment writing by file, publish).
+    #[arg(long, short = 'v')]
+    verbose: bool,
     /// Write a staged build into a new directory, to be published into an index with
     /// others (`textreuse publish --index DIR STAGED...`).
     #[arg(long, conflicts_with_all = ["append", "force"])]
@@ -236,6 +240,25 @@ pub fn run(args: Args) -> Result<i32> {
         s.segments,
         s.bytes
     );
+    if args.verbose {
+        let t = &summary.stages;
+        eprintln!(
+            "textreuse: stages in seconds (read, parse and fingerprint overlap insert): \
+             read {:.2}, parse {:.2}, fingerprint {:.2}, insert {:.2}, segment writing {:.2} \
+             (bands {:.2}, signatures {:.2}, posts {:.2}, ids {:.2}, texts {:.2}), publish {:.2}",
+            t.read,
+            t.parse,
+            t.fingerprint,
+            t.insert,
+            t.segment_writing(),
+            t.bands,
+            t.sigs,
+            t.posts,
+            t.ids,
+            t.texts,
+            t.publish
+        );
+    }
     inputs::report_times(&tally);
     if s.indexed == 0 && !args.append {
         if created {

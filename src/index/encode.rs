@@ -12,6 +12,7 @@ use super::buffer::{Buffer, Dict, BAND_TABLES_AT_ONCE};
 use super::durable::{create_dir, create_file, sync_dir, tmp_path};
 use super::format::EnvelopeWriter;
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
+use super::options::StageTimes;
 use super::segment::{
     split_key, BANDS_MAGIC, CODEC_ZSTD_DICT, DELETED_MAGIC, MAX_DIR_BITS, POSTS_MAGIC, SIGS_MAGIC,
     TEXT_MAGIC,
@@ -85,7 +86,14 @@ pub(crate) fn write_segment(
     b: &Buffer,
     params: &FingerprintParams,
     store_text: bool,
+    times: &mut StageTimes,
 ) -> Result<SegmentEntry> {
+    let mut clock = std::time::Instant::now();
+    let mut lap = |stage: &mut f64| {
+        let now = std::time::Instant::now();
+        *stage += (now - clock).as_secs_f64();
+        clock = now;
+    };
     let seg_dir = begin_segment(dir, id)?;
     let nc = b.contents.len();
     let np = b.posts();
@@ -159,6 +167,7 @@ pub(crate) fn write_segment(
             finish_bands_file(w, &path, spill_fps, spill_cids)?,
         );
     }
+    lap(&mut times.bands);
     // Signatures.
     let sigs = write_sigs_file(
         &seg_dir.join("sigs"),
@@ -172,6 +181,7 @@ pub(crate) fn write_segment(
         &mut |w| w.write_u128s(&b.hashes),
     )?;
     files.insert("sigs".to_string(), sigs);
+    lap(&mut times.sigs);
     // Posts, in content order.
     {
         let rows = BufferRows { b, order: &order };
@@ -191,6 +201,7 @@ pub(crate) fn write_segment(
             write_posts_file(&seg_dir.join("posts"), &posts)?,
         );
     }
+    lap(&mut times.posts);
     // Ids: an fst map from external id to post index.
     {
         let path = seg_dir.join("ids.fst");
@@ -209,6 +220,7 @@ pub(crate) fn write_segment(
         }
         files.insert("ids.fst".to_string(), finish_ids_file(mb, &tmp, &path)?);
     }
+    lap(&mut times.ids);
     // Texts: one zstd frame per post (TEXT_BLOCK_POSTS), compressed in parallel with a
     // dictionary trained on a sample of them.
     if let Some(training) = training {
@@ -222,6 +234,7 @@ pub(crate) fn write_segment(
         })?;
         files.insert("text".to_string(), text);
     }
+    lap(&mut times.texts);
     finish_segment(
         dir,
         &seg_dir,

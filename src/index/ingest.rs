@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::buffer::{prepare, PreparedBatch};
 use super::build::IndexBuilder;
-use super::options::{BuildOptions, BuildStats, Existing, NewPost, PostOutcome};
+use super::options::{BuildOptions, BuildStats, Existing, NewPost, PostOutcome, StageTimes};
 use crate::error::{Error, Result};
 use crate::input::{InputOptions, PostReader, RawPost, RawRecord};
 
@@ -76,6 +76,9 @@ pub struct IngestSummary {
     /// post publishes nothing: a new index is not created and an index it would have
     /// replaced (`Existing::Replace`) is left as it was.
     pub published: bool,
+    /// Where the time went, stage by stage (reading, parsing and fingerprinting overlap
+    /// insertion; see [`StageTimes`]).
+    pub stages: StageTimes,
 }
 
 /// Builds an index in `dir` from `inputs` (`-` is standard input).
@@ -106,6 +109,7 @@ pub fn build_index(
     let mut builder = IndexBuilder::create(dir, build)?;
     let fp = builder.fingerprinter().clone();
     let mut summary = IngestSummary::default();
+    let mut stages = StageTimes::default();
     std::thread::scope(|scope| {
         let mut inserter = Inserter::start(scope, &mut builder);
         let mut records: Vec<RawRecord> = Vec::with_capacity(batch);
@@ -130,10 +134,13 @@ pub fn build_index(
             let parser = reader.parser();
             loop {
                 records.clear();
+                let t = Instant::now();
                 let more = reader.read_batch(batch, &mut records)?;
+                stages.read += t.elapsed().as_secs_f64();
                 if records.is_empty() && !more {
                     break;
                 }
+                let t = Instant::now();
                 let parsed: Vec<Result<Option<RawPost>>> =
                     records.par_iter().map(|r| parser.parse(r)).collect();
                 let mut posts = Vec::with_capacity(parsed.len());
@@ -145,10 +152,13 @@ pub fn build_index(
                         Err(e) => bad.push(e),
                     }
                 }
+                stages.parse += t.elapsed().as_secs_f64();
                 // Fingerprinted while the previous batch is inserted.
+                let t = Instant::now();
                 let views: Vec<NewPost<'_>> = posts.iter().map(NewPost::from).collect();
                 let prepared = prepare(&fp, &views);
                 drop(views);
+                stages.fingerprint += t.elapsed().as_secs_f64();
                 if let Some(done) = inserter.finished()? {
                     report(done, ingest.strict, &mut summary, obs)?;
                 }
@@ -173,9 +183,20 @@ pub fn build_index(
         // Nothing to publish: dropping the builder releases the lock and writes nothing.
         summary.stats = builder.stats().clone();
     } else {
-        summary.stats = builder.finish()?;
+        summary.stats = builder.writer_mut().commit()?;
         summary.published = true;
     }
+    let w = builder.writer_mut().stage_times();
+    summary.stages = StageTimes {
+        insert: w.insert,
+        bands: w.bands,
+        sigs: w.sigs,
+        posts: w.posts,
+        ids: w.ids,
+        texts: w.texts,
+        publish: w.publish,
+        ..stages
+    };
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -35,7 +35,9 @@ pub use build::IndexBuilder;
 pub use clusters_file::ClusterAssignment;
 pub use manifest::{ClustersEntry, DeletedEntry, FileEntry, Manifest, SegmentEntry};
 pub use merge::{MergeOptions, MergeStats};
-pub use options::{BuildOptions, BuildStats, Existing, NewPost, OnExistingId, PostOutcome};
+pub use options::{
+    BuildOptions, BuildStats, Existing, NewPost, OnExistingId, PostOutcome, StageTimes,
+};
 pub use query::{Hit, HitRef, QueryOptions, QueryRefs, QueryResult};
 pub use reader::IndexReader;
 pub use segment::{Segment, TextCache};

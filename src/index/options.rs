@@ -91,6 +91,43 @@ pub struct BuildStats {
     pub bytes: u64,
 }
 
+/// Where a build's time went: wall-clock seconds per stage (`textreuse build --verbose`).
+///
+/// Reading, parsing and fingerprinting a batch overlap the insertion of the one before it
+/// (on its own thread), so the stages add up to more than the build's wall time. Segment
+/// writing happens inside insertion (when the memory budget is full) and at the end; it is
+/// counted in its own stages, not in `insert`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct StageTimes {
+    /// Reading input records (decompression included).
+    pub read: f64,
+    /// Parsing records into posts (in parallel).
+    pub parse: f64,
+    /// Normalizing, shingling and MinHashing (in parallel).
+    pub fingerprint: f64,
+    /// Inserting fingerprinted posts into the in-memory buffer (duplicate checks included).
+    pub insert: f64,
+    /// Segment writing: building and writing the band tables.
+    pub bands: f64,
+    /// Segment writing: the signature file.
+    pub sigs: f64,
+    /// Segment writing: the post metadata file.
+    pub posts: f64,
+    /// Segment writing: sorting ids and writing the id map.
+    pub ids: f64,
+    /// Segment writing: waiting for the text dictionary, compressing and writing texts.
+    pub texts: f64,
+    /// Publishing the generation (manifest, `CURRENT`, cleanup).
+    pub publish: f64,
+}
+
+impl StageTimes {
+    /// Seconds spent writing segments (the sum of the segment-writing stages).
+    pub fn segment_writing(&self) -> f64 {
+        self.bands + self.sigs + self.posts + self.ids + self.texts
+    }
+}
+
 /// A post to index: borrowed fields, nothing of a parser's (no line numbers). The input
 /// readers' `RawPost` converts into one (`NewPost::from(&raw)`), and
 /// [`IndexWriter::add`](crate::index::IndexWriter::add) takes either.

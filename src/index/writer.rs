@@ -27,7 +27,7 @@ use super::clusters_file::{write_clusters_file, ClusterAssignment, ClustersFile}
 use super::encode::{file_entry, write_deleted, write_segment};
 use super::manifest::{Manifest, SegmentEntry};
 use super::merge::{merge_segments, MergeOptions, MergeStats};
-use super::options::{BuildOptions, BuildStats, NewPost, OnExistingId, PostOutcome};
+use super::options::{BuildOptions, BuildStats, NewPost, OnExistingId, PostOutcome, StageTimes};
 use super::segment::Segment;
 use super::txn::{Create, Txn};
 use crate::error::{Error, Result};
@@ -67,6 +67,8 @@ pub struct IndexWriter {
     bloom: Bloom,
     buf: Buffer,
     stats: BuildStats,
+    /// Where the writer's time went, over its whole life.
+    times: StageTimes,
 }
 
 impl std::fmt::Debug for IndexWriter {
@@ -148,6 +150,7 @@ impl IndexWriter {
             bloom: Bloom::default(),
             buf: Buffer::default(),
             stats: BuildStats::default(),
+            times: StageTimes::default(),
             opts,
         })
     }
@@ -194,6 +197,20 @@ impl IndexWriter {
     /// writer's fingerprinter) for these `posts`, so that a caller can fingerprint the
     /// next batch while this one is inserted.
     pub(crate) fn add_prepared(
+        &mut self,
+        posts: &[NewPost<'_>],
+        prepared: PreparedBatch,
+    ) -> Result<Vec<PostOutcome>> {
+        let t = std::time::Instant::now();
+        let writing = self.times.segment_writing();
+        let r = self.insert_prepared(posts, prepared);
+        // Segments written on the way are counted in their own stages.
+        self.times.insert +=
+            (t.elapsed().as_secs_f64() - (self.times.segment_writing() - writing)).max(0.0);
+        r
+    }
+
+    fn insert_prepared(
         &mut self,
         posts: &[NewPost<'_>],
         prepared: PreparedBatch,
@@ -351,6 +368,7 @@ impl IndexWriter {
             &buf,
             self.fp.params(),
             self.opts.store_text,
+            &mut self.times,
         )?;
         self.stats.segments += 1;
         self.stats.unique_texts += entry.contents;
@@ -376,6 +394,7 @@ impl IndexWriter {
     /// published then.
     pub fn commit(&mut self) -> Result<BuildStats> {
         self.flush()?;
+        let t = std::time::Instant::now();
         let generation = self.txn.next_generation();
         let base = if self.replace { None } else { self.txn.base() };
         let mut segments = base.map(|m| m.segments.clone()).unwrap_or_default();
@@ -408,7 +427,15 @@ impl IndexWriter {
         stats.bytes += std::fs::metadata(self.txn.dir().join(Manifest::file_name(generation)))
             .map_or(0, |m| m.len());
         self.reopen()?;
+        self.times.publish += t.elapsed().as_secs_f64();
         Ok(stats)
+    }
+
+    /// Where this writer's time went so far (over all its commits): insertion, segment
+    /// writing and publishing. The bulk build adds its reading, parsing and fingerprinting
+    /// ([`IngestSummary::stages`](crate::index::ingest::IngestSummary::stages)).
+    pub fn stage_times(&self) -> &StageTimes {
+        &self.times
     }
 
     /// Starts over on the live generation after a publish.

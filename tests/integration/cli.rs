@@ -1117,3 +1117,48 @@ fn errors_name_the_path_once_and_stats_reads_well() {
         r.stdout
     );
 }
+
+/// `build --verbose` prints where the time went; `build --json` carries the same stages,
+/// each a time, and the segment-writing stages are positive when a segment was written
+/// with stored texts.
+#[test]
+fn build_reports_its_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("index");
+    let r = util::cli_build(&util::sample_path(), &index, &["--verbose", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("stages in seconds"))
+        .unwrap_or_else(|| panic!("no stage line in {}", r.stderr));
+    for stage in [
+        "read",
+        "parse",
+        "fingerprint",
+        "insert",
+        "bands",
+        "texts",
+        "publish",
+    ] {
+        assert!(
+            line.contains(&format!("{stage} ")),
+            "{stage} missing: {line}"
+        );
+    }
+    let v: Value = serde_json::from_str(r.stdout.trim()).expect("one JSON object");
+    let stages = v["stages"].as_object().expect("stages object");
+    for (k, t) in stages {
+        let t = t.as_f64().unwrap_or(-1.0);
+        assert!((0.0..60.0).contains(&t), "{k}: {t}");
+    }
+    let writing: f64 = ["bands", "sigs", "posts", "ids", "texts"]
+        .iter()
+        .map(|k| stages[*k].as_f64().unwrap())
+        .sum();
+    assert!(
+        writing > 0.0 && stages["texts"].as_f64().unwrap() > 0.0,
+        "{stages:?}"
+    );
+    assert!(writing <= v["seconds"].as_f64().unwrap() + 1e-3);
+}
