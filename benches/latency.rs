@@ -215,14 +215,25 @@ fn main() {
         );
     }
     let cold = std::env::var_os("TEXTREUSE_BENCH_SKIP_COLD").is_none();
-    for prefetch in [false, true].into_iter().filter(|_| cold) {
+    if !cold {
+        return;
+    }
+    let floor = StorageFloor::measure(&paths);
+    println!(
+        "storage floor: one random 4 KiB read {:.0} us (dependent reads, median), {:.0} reads/s \
+         with 32 issued together",
+        floor.read_us, floor.reads_per_s
+    );
+    for (prefetch, limit) in [(false, 10), (true, 10), (true, 0)] {
         let opts = QueryOptions {
             with_text: false,
+            limit,
             ..QueryOptions::default()
         };
         let mut s = Scratch::new();
         let n = queries.len().min(300);
         let mut t_us = Vec::with_capacity(n);
+        let mut pages = Vec::with_capacity(n);
         for q in &queries[..n] {
             // Pages mapped by a live process are not dropped: unmap, drop, map again.
             drop_cache(&paths);
@@ -239,11 +250,131 @@ fn main() {
             let r = index.query_with(q, &opts, &mut s).expect("query");
             t_us.push(t.elapsed().as_secs_f64() * 1e6);
             std::hint::black_box(r);
+            // Every page of the index files in the page cache now was read by this lookup.
+            pages.push(resident_pages(&paths) as f64);
         }
+        let (p50, p99) = (pct(&mut t_us, 0.5), pct(&mut t_us, 0.99));
+        let (pg50, pg99) = (pct(&mut pages, 0.5), pct(&mut pages, 0.99));
         println!(
-            "cold (page cache dropped), no text, prefetch {prefetch}: p50 {:.0} us, p99 {:.0} us",
-            pct(&mut t_us, 0.5),
-            pct(&mut t_us, 0.99)
+            "cold (page cache dropped), no text, limit {limit}, prefetch {prefetch}: p50 {p50:.0} us, \
+             p99 {p99:.0} us; pages read p50 {pg50:.0}, p99 {pg99:.0}; floor for the median \
+             pages in 3 rounds {:.0} us (p50 / floor {:.2}); on NVMe (80 us a read, 500 K \
+             reads/s) {:.0} us",
+            floor.cost_us(pg50, 3.0),
+            p50 / floor.cost_us(pg50, 3.0),
+            3.0 * 80.0 + pg50 / 500_000.0 * 1e6,
         );
+    }
+}
+
+/// Pages of these files in the page cache (`mincore` over a fresh map of each).
+fn resident_pages(paths: &[PathBuf]) -> u64 {
+    let page = 4096usize;
+    let mut total = 0;
+    for p in paths {
+        let Ok(f) = std::fs::File::open(p) else {
+            continue;
+        };
+        let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+        if len == 0 {
+            continue;
+        }
+        // SAFETY: a read-only private map of a file this process opened; it is only passed
+        // to `mincore` (never read) and unmapped before returning.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            continue;
+        }
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        // SAFETY: `map` is a live mapping of `len` bytes and `vec` has one byte per page.
+        let ok = unsafe { libc::mincore(map, len, vec.as_mut_ptr()) } == 0;
+        if ok {
+            total += vec.iter().filter(|&&b| b & 1 == 1).count() as u64;
+        }
+        // SAFETY: unmaps the mapping made above, which nothing else refers to.
+        unsafe {
+            libc::munmap(map, len);
+        }
+    }
+    total
+}
+
+/// What this machine's storage takes for random 4 KiB reads of the index files: one at a
+/// time (each waits for the one before: the latency of a round), and many issued together
+/// (the throughput a round's reads share).
+struct StorageFloor {
+    read_us: f64,
+    reads_per_s: f64,
+}
+
+impl StorageFloor {
+    fn measure(paths: &[PathBuf]) -> StorageFloor {
+        use std::os::unix::fs::FileExt;
+        let files: Vec<(std::fs::File, u64)> = paths
+            .iter()
+            .filter_map(|p| std::fs::File::open(p).ok())
+            .filter_map(|f| {
+                let n = f.metadata().ok()?.len() / 4096;
+                (n > 0).then_some((f, n))
+            })
+            .collect();
+        let total: u64 = files.iter().map(|f| f.1).sum();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut offsets = Vec::new();
+        for _ in 0..2048 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut at = x % total.max(1);
+            for (i, f) in files.iter().enumerate() {
+                if at < f.1 {
+                    offsets.push((i, at * 4096));
+                    break;
+                }
+                at -= f.1;
+            }
+        }
+        drop_cache(paths);
+        let mut buf = [0u8; 4096];
+        let mut one: Vec<f64> = offsets[..256]
+            .iter()
+            .map(|&(i, off)| {
+                let t = Instant::now();
+                let _ = files[i].0.read_at(&mut buf, off);
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        drop_cache(paths);
+        let rest = &offsets[256..];
+        let t = Instant::now();
+        std::thread::scope(|scope| {
+            for chunk in rest.chunks(rest.len().div_ceil(32)) {
+                let files = &files;
+                scope.spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    for &(i, off) in chunk {
+                        let _ = files[i].0.read_at(&mut buf, off);
+                    }
+                });
+            }
+        });
+        StorageFloor {
+            read_us: pct(&mut one, 0.5),
+            reads_per_s: rest.len() as f64 / t.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Microseconds for `pages` random reads issued in `rounds` dependent rounds.
+    fn cost_us(&self, pages: f64, rounds: f64) -> f64 {
+        rounds * self.read_us + pages / self.reads_per_s * 1e6
     }
 }
