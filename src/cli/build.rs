@@ -58,6 +58,11 @@ pub struct Args {
     /// `textreuse merge`).
     #[arg(long, requires = "append")]
     max_segments: Option<usize>,
+    /// Keep the segments a build larger than --memory writes (by default they are merged
+    /// into one when the build ends: lookups in one segment cost about half as much as in
+    /// five; see ARCHITECTURE.md).
+    #[arg(long, conflicts_with_all = ["append", "segment_only"])]
+    keep_segments: bool,
     /// Also print where the time went, stage by stage (read, parse, fingerprint, insert,
     /// segment writing by file, publish).
     #[arg(long, short = 'v')]
@@ -280,6 +285,26 @@ pub fn run(args: Args) -> Result<i32> {
             "textreuse: {} post(s) superseded an indexed post with the same id",
             s.replaced
         );
+    }
+    if !args.append && !args.segment_only && !args.keep_segments && s.segments > 1 {
+        // A bulk build ends with one segment: the runs written when the budget filled are
+        // merged (the index stays valid, and published, if the merge cannot be done).
+        match merge(
+            &args.index,
+            &MergeOptions {
+                max_segments: 1,
+                memory_budget,
+            },
+        ) {
+            Ok(m) => super::merge::report(&m),
+            Err(e) => eprintln!(
+                "textreuse: warning: {}: the {} segments were not merged into one ({e}); \
+                 lookups are slower until `textreuse merge --index {}` succeeds",
+                args.index.display(),
+                s.segments,
+                args.index.display()
+            ),
+        }
     }
     if args.json {
         let mut out = std::io::stdout().lock();

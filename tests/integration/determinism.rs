@@ -69,7 +69,16 @@ fn same_bytes_with_1_2_and_3_threads(tmp: &std::path::Path, input: &std::path::P
         .iter()
         .map(|t| {
             Command::new(util::bin())
-                .args(["build", "-q", "--memory", "16M", "--threads", t, "--input"])
+                .args([
+                    "build",
+                    "-q",
+                    "--memory",
+                    "16M",
+                    "--keep-segments",
+                    "--threads",
+                    t,
+                ])
+                .arg("--input")
                 .arg(input)
                 .arg("--index")
                 .arg(tmp.join(format!("index-{t}")))
@@ -207,4 +216,83 @@ fn input_container_does_not_change_a_byte() {
             );
         }
     }
+}
+
+/// A build larger than its memory budget ends with one segment (the runs it wrote are
+/// merged) when the merge fits the budget, else says how to merge; the merged index answers
+/// as the one that keeps its segments does.
+#[test]
+fn a_build_over_budget_ends_with_one_segment_that_answers_alike() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let words: Vec<String> = (0..300).map(|i| format!("w{i:x}")).collect();
+    let mut rng = util::Rng::new(11);
+    let mut posts: Vec<RawPost> = Vec::new();
+    for i in 0..30_000i64 {
+        // Every tenth post repeats an earlier one with one word changed: near copies that
+        // land in other segments than their originals.
+        let text = if i % 10 == 9 {
+            let mut w: Vec<&str> = posts[rng.below(posts.len())].text.split(' ').collect();
+            let at = rng.below(w.len());
+            w[at] = "changed";
+            w.join(" ")
+        } else {
+            (0..14)
+                .map(|_| words[rng.below(words.len())].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        posts.push(RawPost {
+            id: format!("p{i}"),
+            text,
+            account: format!("a{}", i % 97),
+            platform: "test".into(),
+            ts: Some(1_700_000_000 + i),
+            line: 0,
+        });
+    }
+    let input = tmp.path().join("posts.jsonl");
+    util::write_jsonl(&input, &posts);
+    let (one, many) = (tmp.path().join("one"), tmp.path().join("many"));
+    // 16 MiB is too little for the closing merge (it asks for 256 MiB and more): the build
+    // stands, with a warning that says how to merge; `merge` with room then does it.
+    let r = util::cli_build(&input, &one, &["--memory", "16M"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("were not merged into one") && r.stderr.contains("textreuse merge"),
+        "{}",
+        r.stderr
+    );
+    assert!(Index::open(&one).unwrap().segments().len() >= 2);
+    let m = util::textreuse([
+        "merge".as_ref(),
+        "--index".as_ref(),
+        one.as_os_str(),
+        "--memory".as_ref(),
+        "1G".as_ref(),
+    ]);
+    assert_eq!(m.code, 0, "{}", m.stderr);
+    let r = util::cli_build(&input, &many, &["--memory", "16M", "--keep-segments"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (one, many) = (Index::open(&one).unwrap(), Index::open(&many).unwrap());
+    assert_eq!(one.segments().len(), 1);
+    assert!(many.segments().len() >= 2, "{}", many.segments().len());
+    let opts = textreuse::QueryOptions {
+        with_text: false,
+        ..Default::default()
+    };
+    let view = |i: &Index, q: &str| -> Vec<(String, u64)> {
+        i.query(q, &opts)
+            .unwrap()
+            .hits
+            .iter()
+            .map(|h| (h.id.clone(), h.similarity.to_bits()))
+            .collect()
+    };
+    let mut found = 0;
+    for p in posts.iter().step_by(97) {
+        let want = view(&many, &p.text);
+        found += want.len();
+        assert_eq!(view(&one, &p.text), want, "{}", p.id);
+    }
+    assert!(found > 300, "{found} hits");
 }
