@@ -129,7 +129,13 @@ impl IndexWriter {
             opts.params = m.params;
             Fingerprinter::new(m.params)?;
             for s in &m.segments {
-                kept.push(Segment::open(dir, s, &m.params, super::Access::Mmap)?);
+                kept.push(Segment::open(
+                    dir,
+                    s,
+                    m.generation,
+                    &m.params,
+                    super::Access::Mmap,
+                )?);
             }
             if let Some(c) = &m.clusters {
                 ClustersFile::open(dir, c, m, super::Access::Mmap)?;
@@ -425,6 +431,7 @@ impl IndexWriter {
                 self.kept.push(Segment::open(
                     self.txn.dir(),
                     s,
+                    m.generation,
                     &m.params,
                     super::Access::Mmap,
                 )?);
