@@ -252,6 +252,17 @@ impl IndexWriter {
         Ok(outcomes)
     }
 
+    /// Makes room for `bytes` that the caller is about to use outside this writer's buffer
+    /// (a long record being fingerprinted): writes the buffered posts out as a segment if
+    /// the memory budget cannot hold both. Normal records never call it, so it does not
+    /// move segment boundaries on inputs without long records.
+    pub(crate) fn make_room(&mut self, bytes: usize) -> Result<()> {
+        if self.buf.memory().saturating_add(bytes) > self.opts.memory_budget {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Where a live post with this id already is, if anywhere.
     fn find_existing_id(&mut self, id: &str) -> Result<Option<Holder>> {
         let h = xxh3_64(id.as_bytes());
