@@ -213,15 +213,15 @@ impl Fingerprinter {
         scratch: &'s mut Scratch,
     ) -> Option<FingerprintRef<'s>> {
         self.normalizer.normalize(text, &mut scratch.normalized);
+        scratch.shingles.clear();
+        scratch.partial = false;
         if scratch.normalized.is_empty() {
             return None;
         }
         let width = self.params.shingle as usize;
         let n = scratch.normalized.spans().len();
         scratch.signature.resize(self.params.num_perm as usize, 0);
-        scratch.shingles.clear();
         let shingles = if n <= STREAM_TOKENS {
-            scratch.partial = false;
             shingle_hashes_of(
                 &scratch.normalized,
                 width,
