@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::error::{Error, Result};
 use crate::lsh::LshParams;
 use crate::minhash::MinHasher;
-use crate::shingle::{shingle_hashes_of, MAX_SHINGLE};
+use crate::shingle::{shingle_hashes_of, shingle_hashes_of_range, MAX_SHINGLE};
 use crate::text::{Normalized, Normalizer, NormalizerOptions, NORMALIZER_VERSION};
 
 /// Every parameter of a fingerprint. Serialized into index manifests.
@@ -69,6 +69,12 @@ impl FingerprintParams {
     }
 }
 
+/// Texts with more tokens than this are shingled and MinHashed this many tokens at a time
+/// (the signature is the minimum over the ranges' signatures, the same as over the whole),
+/// so that the token and shingle hashes of a text of tens of megabytes (16 bytes a token)
+/// are never held at once.
+const STREAM_TOKENS: usize = 1 << 16;
+
 /// Reusable buffers for [`Fingerprinter::fingerprint_with`]. Keep one per thread.
 #[derive(Debug, Default, Clone)]
 pub struct Scratch {
@@ -76,6 +82,10 @@ pub struct Scratch {
     token_hashes: Vec<u64>,
     shingles: Vec<u64>,
     signature: Vec<u32>,
+    /// One range's signature (long texts).
+    part: Vec<u32>,
+    /// `shingles` holds only the last range's shingles (a long text).
+    partial: bool,
 }
 
 impl Scratch {
@@ -84,11 +94,51 @@ impl Scratch {
         Scratch::default()
     }
 
-    /// The shingle hashes of the last [`Fingerprinter::fingerprint_with`], made a sorted set.
-    pub(crate) fn shingle_set(&mut self) -> &[u64] {
+    /// The shingle hashes of the last [`Fingerprinter::fingerprint_with`] (with shingles of
+    /// `width` tokens), made a sorted set.
+    pub(crate) fn shingle_set(&mut self, width: u32) -> &[u64] {
+        if std::mem::take(&mut self.partial) {
+            // A long text was shingled a range at a time: the whole set, now.
+            self.shingles.clear();
+            all_shingles(
+                &self.normalized,
+                width as usize,
+                &mut self.token_hashes,
+                &mut self.shingles,
+            );
+        }
         self.shingles.sort_unstable();
         self.shingles.dedup();
         &self.shingles
+    }
+}
+
+/// Calls `f` with each range of tokens of a text of `n` tokens that a long text is shingled
+/// by: [`STREAM_TOKENS`] windows of `width` tokens each, with the `width - 1` tokens after
+/// them (for `n > STREAM_TOKENS >= width` every range holds a whole window).
+fn for_each_range(n: usize, width: usize, mut f: impl FnMut(std::ops::Range<usize>)) {
+    let mut start = 0;
+    while start + width <= n {
+        f(start..(start + STREAM_TOKENS + width - 1).min(n));
+        start += STREAM_TOKENS;
+    }
+}
+
+/// [`shingle_hashes_of`] (appended to `out`), a range of tokens at a time for a long text,
+/// so that the token hashes are never held for the whole text.
+fn all_shingles(
+    normalized: &Normalized,
+    width: usize,
+    token_hashes: &mut Vec<u64>,
+    out: &mut Vec<u64>,
+) {
+    let n = normalized.spans().len();
+    if n <= STREAM_TOKENS {
+        shingle_hashes_of(normalized, width, token_hashes, out);
+    } else {
+        for_each_range(n, width, |r| {
+            shingle_hashes_of_range(normalized, r, width, token_hashes, out)
+        });
     }
 }
 
@@ -163,23 +213,52 @@ impl Fingerprinter {
         scratch: &'s mut Scratch,
     ) -> Option<FingerprintRef<'s>> {
         self.normalizer.normalize(text, &mut scratch.normalized);
+        scratch.shingles.clear();
+        scratch.partial = false;
         if scratch.normalized.is_empty() {
             return None;
         }
-        scratch.shingles.clear();
-        shingle_hashes_of(
-            &scratch.normalized,
-            self.params.shingle as usize,
-            &mut scratch.token_hashes,
-            &mut scratch.shingles,
-        );
+        let width = self.params.shingle as usize;
+        let n = scratch.normalized.spans().len();
         scratch.signature.resize(self.params.num_perm as usize, 0);
-        self.minhash
-            .signature(&scratch.shingles, &mut scratch.signature);
+        let shingles = if n <= STREAM_TOKENS {
+            shingle_hashes_of(
+                &scratch.normalized,
+                width,
+                &mut scratch.token_hashes,
+                &mut scratch.shingles,
+            );
+            self.minhash
+                .signature(&scratch.shingles, &mut scratch.signature);
+            scratch.shingles.len()
+        } else {
+            scratch.partial = true;
+            scratch.signature.fill(u32::MAX);
+            scratch.part.resize(scratch.signature.len(), 0);
+            let mut count = 0;
+            let Scratch {
+                normalized,
+                token_hashes,
+                shingles,
+                signature,
+                part,
+                ..
+            } = &mut *scratch;
+            for_each_range(n, width, |r| {
+                shingles.clear();
+                shingle_hashes_of_range(normalized, r, width, token_hashes, shingles);
+                count += shingles.len();
+                self.minhash.signature(shingles, part);
+                for (s, &p) in signature.iter_mut().zip(part.iter()) {
+                    *s = (*s).min(p);
+                }
+            });
+            count
+        };
         Some(FingerprintRef {
             content_hash: xxh3_128(scratch.normalized.text().as_bytes()),
             signature: &scratch.signature,
-            shingles: scratch.shingles.len(),
+            shingles,
             normalized: &scratch.normalized,
         })
     }
@@ -189,8 +268,9 @@ impl Fingerprinter {
     pub fn shingle_set<'s>(&self, text: &str, scratch: &'s mut Scratch) -> &'s [u64] {
         self.normalizer.normalize(text, &mut scratch.normalized);
         scratch.shingles.clear();
+        scratch.partial = false;
         if !scratch.normalized.is_empty() {
-            shingle_hashes_of(
+            all_shingles(
                 &scratch.normalized,
                 self.params.shingle as usize,
                 &mut scratch.token_hashes,

@@ -33,9 +33,29 @@ pub fn shingle_hashes_of(
     token_hashes: &mut Vec<u64>,
     out: &mut Vec<u64>,
 ) {
+    shingle_hashes_of_range(
+        normalized,
+        0..normalized.spans().len(),
+        width,
+        token_hashes,
+        out,
+    );
+}
+
+/// [`shingle_hashes_of`] over the tokens `range` only (as if they were the whole text):
+/// the shingles of a long text are made a range of tokens at a time, each range
+/// overlapping the next by `width - 1` tokens, so that no buffer grows with the text.
+pub(crate) fn shingle_hashes_of_range(
+    normalized: &Normalized,
+    range: std::ops::Range<usize>,
+    width: usize,
+    token_hashes: &mut Vec<u64>,
+    out: &mut Vec<u64>,
+) {
     let text = normalized.text().as_bytes();
+    let spans = normalized.spans().get(range).unwrap_or_default();
     token_hashes.clear();
-    token_hashes.extend(normalized.spans().iter().map(|s| {
+    token_hashes.extend(spans.iter().map(|s| {
         // Spans lie inside the text (on character boundaries); the empty fallback is
         // never taken.
         token_hash(

@@ -251,6 +251,8 @@ pub fn run(args: Args) -> Result<i32> {
                 .par_iter()
                 .filter_map(|rec| record_query(&parser, json_parser.as_ref(), rec))
                 .collect();
+            // Parsed: a long raw record is not held while its text is looked up.
+            recs.clear();
             let (a, f) = answer(&index, &batch, &opts, &show, &mut out)?;
             any |= a;
             failed |= f;

@@ -161,3 +161,43 @@ fn params_validate() {
     };
     assert!(Fingerprinter::new(p).is_err());
 }
+
+/// A text of more than `STREAM_TOKENS` tokens is shingled a range at a time: the signature,
+/// the shingle count and the shingle set are those of the whole text at once.
+#[test]
+fn long_texts_are_shingled_by_ranges_with_the_same_result() {
+    let words = [
+        "alpha", "beta", "gamma", "delta", "台", "灣", "epsilon", "zeta",
+    ];
+    let mut text = String::new();
+    let mut x = 7u64;
+    for _ in 0..(2 * STREAM_TOKENS + 12_345) {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        text.push_str(words[(x >> 60) as usize % words.len()]);
+        text.push(' ');
+    }
+    for shingle in [1, 3, 7] {
+        let params = FingerprintParams {
+            shingle,
+            ..FingerprintParams::default()
+        };
+        let f = Fingerprinter::new(params).unwrap();
+        let mut scratch = Scratch::new();
+        let got = f.fingerprint_with(&text, &mut scratch).unwrap();
+        let (got_sig, got_n) = (got.signature.to_vec(), got.shingles);
+        assert!(scratch.normalized.spans().len() > 2 * STREAM_TOKENS);
+        // The oracle: every shingle of the whole text at once.
+        let (mut th, mut all) = (Vec::new(), Vec::new());
+        shingle_hashes_of(&scratch.normalized, shingle as usize, &mut th, &mut all);
+        let mut want = vec![0u32; params.num_perm as usize];
+        MinHasher::new(params.num_perm as usize, params.seed).signature(&all, &mut want);
+        assert_eq!(got_sig, want, "shingle {shingle}");
+        assert_eq!(got_n, all.len(), "shingle {shingle}");
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(scratch.shingle_set(shingle), &all[..], "shingle {shingle}");
+        assert_eq!(f.shingle_set(&text, &mut Scratch::new()), &all[..]);
+    }
+}

@@ -18,6 +18,8 @@ use serde::Serialize;
 use super::buffer::{prepare, PreparedBatch};
 use super::build::IndexBuilder;
 use super::options::{BuildOptions, BuildStats, Existing, NewPost, PostOutcome, StageTimes};
+#[cfg(doc)]
+use super::IndexWriter;
 use crate::error::{Error, Result};
 use crate::input::{InputOptions, PostReader, RawPost, RawRecord};
 
@@ -143,6 +145,9 @@ pub fn build_index(
                 let t = Instant::now();
                 let parsed: Vec<Result<Option<RawPost>>> =
                     records.par_iter().map(|r| parser.parse(r)).collect();
+                // The raw records are not needed once parsed: a long one is not held while
+                // its post is fingerprinted.
+                records.clear();
                 let mut posts = Vec::with_capacity(parsed.len());
                 let mut bad = Vec::new();
                 for r in parsed {
@@ -153,6 +158,17 @@ pub fn build_index(
                     }
                 }
                 stages.parse += t.elapsed().as_secs_f64();
+                // A long record costs several times its length while it is fingerprinted
+                // (see `RECORD_OVERHEAD`), which the batch allowance does not cover: the
+                // builder makes room for it first, by writing out what it holds if the
+                // budget could not take both.
+                let room = room_for(&posts);
+                if room > 0 {
+                    if let Some(done) = inserter.finished()? {
+                        report(done, ingest.strict, &mut summary, obs)?;
+                    }
+                    inserter.make_room(room)?;
+                }
                 // Fingerprinted while the previous batch is inserted.
                 let t = Instant::now();
                 let views: Vec<NewPost<'_>> = posts.iter().map(NewPost::from).collect();
@@ -201,6 +217,33 @@ pub fn build_index(
     Ok(summary)
 }
 
+/// Posts at least this long are counted against the memory budget on their own (a record
+/// of ordinary length is covered by the batch allowance).
+const LONG_RECORD_BYTES: usize = 1 << 20;
+
+/// Peak bytes a post costs while it is parsed and fingerprinted, per byte of its text: the
+/// post's text, the mapped and normalized texts and the token spans (8 bytes a token, a
+/// token per 3 bytes of Chinese), measured at 4.9 on a 50 MB line (ARCHITECTURE.md).
+const RECORD_OVERHEAD: usize = 5;
+
+/// The memory the long posts of a batch need while they are fingerprinted.
+fn room_for(posts: &[RawPost]) -> usize {
+    posts
+        .iter()
+        .map(|p| p.text.len())
+        .filter(|&n| n >= LONG_RECORD_BYTES)
+        .map(|n| n.saturating_mul(RECORD_OVERHEAD))
+        .fold(0, usize::saturating_add)
+}
+
+/// What the insertion thread is asked to do.
+enum Job {
+    /// Insert a batch.
+    Insert(Batch),
+    /// Make room for `bytes` outside the builder's buffer ([`IndexWriter::make_room`]).
+    Room(usize),
+}
+
 /// A batch of parsed, fingerprinted posts on its way to the builder.
 struct Batch {
     file: Arc<str>,
@@ -226,8 +269,8 @@ struct Inserted {
 /// (the caller prepares the next batch meanwhile), else on the caller's thread.
 enum Inserter<'b> {
     Thread {
-        jobs: Option<SyncSender<Batch>>,
-        results: Receiver<Result<Inserted>>,
+        jobs: Option<SyncSender<Job>>,
+        results: Receiver<Result<Option<Inserted>>>,
         in_flight: bool,
     },
     Inline {
@@ -244,8 +287,8 @@ impl<'b> Inserter<'b> {
     where
         'b: 'scope,
     {
-        let (jobs, job_rx) = sync_channel::<Batch>(1);
-        let (result_tx, results) = sync_channel::<Result<Inserted>>(1);
+        let (jobs, job_rx) = sync_channel::<Job>(1);
+        let (result_tx, results) = sync_channel::<Result<Option<Inserted>>>(1);
         // The builder is handed over only once the thread runs, so that it stays here if
         // the thread cannot be started.
         let (give, take) = sync_channel::<&'b mut IndexBuilder>(1);
@@ -253,8 +296,11 @@ impl<'b> Inserter<'b> {
             .name("textreuse-insert".into())
             .spawn_scoped(scope, move || {
                 let Ok(builder) = take.recv() else { return };
-                for batch in job_rx {
-                    let r = insert(builder, batch);
+                for job in job_rx {
+                    let r = match job {
+                        Job::Insert(batch) => insert(builder, batch).map(Some),
+                        Job::Room(bytes) => builder.writer_mut().make_room(bytes).map(|()| None),
+                    };
                     let failed = r.is_err();
                     if result_tx.send(r).is_err() || failed {
                         break;
@@ -288,7 +334,9 @@ impl<'b> Inserter<'b> {
             Inserter::Thread {
                 jobs, in_flight, ..
             } => {
-                let sent = jobs.as_ref().is_some_and(|j| j.send(batch).is_ok());
+                let sent = jobs
+                    .as_ref()
+                    .is_some_and(|j| j.send(Job::Insert(batch)).is_ok());
                 if !sent {
                     return Err(Error::InvalidParameter(
                         "the insertion thread stopped unexpectedly".into(),
@@ -304,6 +352,25 @@ impl<'b> Inserter<'b> {
         }
     }
 
+    /// Has the builder make room for `bytes` ([`IndexWriter::make_room`]); the batch
+    /// inserted last must have been collected.
+    fn make_room(&mut self, bytes: usize) -> Result<()> {
+        match self {
+            Inserter::Thread { jobs, results, .. } => {
+                let sent = jobs
+                    .as_ref()
+                    .is_some_and(|j| j.send(Job::Room(bytes)).is_ok());
+                match results.recv() {
+                    Ok(r) if sent => r.map(|_| ()),
+                    _ => Err(Error::InvalidParameter(
+                        "the insertion thread stopped unexpectedly".into(),
+                    )),
+                }
+            }
+            Inserter::Inline { builder, .. } => builder.writer_mut().make_room(bytes),
+        }
+    }
+
     /// The batch inserted last, once it is done (`None` if none is pending).
     fn finished(&mut self) -> Result<Option<Inserted>> {
         match self {
@@ -314,7 +381,7 @@ impl<'b> Inserter<'b> {
                     return Ok(None);
                 }
                 match results.recv() {
-                    Ok(r) => r.map(Some),
+                    Ok(r) => r,
                     Err(_) => Err(Error::InvalidParameter(
                         "the insertion thread stopped unexpectedly".into(),
                     )),

@@ -168,6 +168,15 @@ impl Manifest {
                 section: "manifest".into(),
             });
         }
+        if Manifest::file_name(m.generation) != name {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "holds generation {}, which its file name does not say",
+                    m.generation
+                ),
+            ));
+        }
         m.check(&path)?;
         Ok(m)
     }

@@ -190,7 +190,7 @@ impl Index {
         let segments = manifest
             .segments
             .iter()
-            .map(|s| Segment::open(dir, s, &manifest.params, opts.access))
+            .map(|s| Segment::open(dir, s, manifest.generation, &manifest.params, opts.access))
             .collect::<Result<Vec<_>>>()?;
         let clusters = match &manifest.clusters {
             Some(c) => Some(clusters_file::ClustersFile::open(

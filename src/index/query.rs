@@ -297,7 +297,7 @@ impl Index {
         let mut sig = vec![0u8; f.signature.len()];
         to_bbit(f.signature, &mut sig);
         let set = (opts.exact_near_threshold || opts.containment_mode().is_some())
-            .then(|| scratch.shingle_set());
+            .then(|| scratch.shingle_set(self.manifest.params.shingle));
         self.find(&keys, &sig, set, opts, res)
     }
 

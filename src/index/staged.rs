@@ -262,7 +262,7 @@ pub fn publish(
                 sources.push(Source {
                     slot: segments.len(),
                     origin: dir.to_path_buf(),
-                    seg: Segment::open(dir, e, &params, Access::Mmap)?,
+                    seg: Segment::open(dir, e, p.generation, &params, Access::Mmap)?,
                 });
                 segments.push(e.clone());
             }
@@ -279,7 +279,7 @@ pub fn publish(
             sources.push(Source {
                 slot: segments.len(),
                 origin: s.clone(),
-                seg: Segment::open(s, e, &params, Access::Mmap)?,
+                seg: Segment::open(s, e, m.generation, &params, Access::Mmap)?,
             });
             report.posts += e.posts;
             report.bytes += e.files.values().map(|f| f.len).sum::<u64>();
@@ -340,13 +340,21 @@ pub fn publish(
             }
         }
     }
+    // A staged segment's own deletions are written again for this generation (its bitmap
+    // is named for a generation of the staging directory, not of this index).
+    for src in sources.iter().filter(|s| s.slot >= first_new) {
+        if deletes[src.slot].is_none() {
+            deletes[src.slot] = src.seg.deleted_words();
+        }
+    }
     drop(sources);
     // Bring the staged segments in under fresh ids.
     for (slot, entry) in segments.iter_mut().enumerate().skip(first_new) {
         let from =
             staged_dir_of(&staged, &manifests, slot - first_new).join(segment_dir_name(entry.id));
         entry.id = txn.new_segment_id();
-        link_segment(&from, &dir.join(entry.dir_name()))?;
+        entry.deleted = None;
+        link_segment(&from, &dir.join(entry.dir_name()), entry)?;
     }
     for (entry, words) in segments.iter_mut().zip(&deletes) {
         if let Some(words) = words {
@@ -391,17 +399,20 @@ fn staged_dir_of<'a>(staged: &'a [PathBuf], manifests: &[Manifest], mut i: usize
     &staged[staged.len() - 1]
 }
 
-/// Makes `to` a copy of the segment directory `from`: hard links where the file system
-/// allows (the files are immutable), copies otherwise. Fsyncs `to`.
-fn link_segment(from: &Path, to: &Path) -> Result<()> {
+/// Makes `to` a copy of the files of the segment directory `from` that `entry` lists (not
+/// its deletion bitmap, which is written again for the index's generation, nor anything
+/// else, which could look like a dropped deletion in the index): hard links where the file
+/// system allows (the files are immutable), copies otherwise. Fsyncs `to`.
+fn link_segment(from: &Path, to: &Path, entry: &SegmentEntry) -> Result<()> {
     fs::create_dir(to).map_err(|e| Error::io(to, e))?;
-    for e in fs::read_dir(from).map_err(|e| Error::io(from, e))? {
-        let e = e.map_err(|e| Error::io(from, e))?;
-        let name = e.file_name();
-        let (src, dst) = (e.path(), to.join(&name));
-        if name.to_string_lossy().ends_with(".tmp") {
-            continue;
+    for name in entry.files.keys() {
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(Error::corrupt(
+                from.join(name),
+                "is not a segment file name",
+            ));
         }
+        let (src, dst) = (from.join(name), to.join(name));
         if fs::hard_link(&src, &dst).is_err() {
             fs::copy(&src, &dst).map_err(|err| Error::io(&dst, err))?;
             fs::File::open(&dst)

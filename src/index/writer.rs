@@ -131,7 +131,13 @@ impl IndexWriter {
             opts.params = m.params;
             Fingerprinter::new(m.params)?;
             for s in &m.segments {
-                kept.push(Segment::open(dir, s, &m.params, super::Access::Mmap)?);
+                kept.push(Segment::open(
+                    dir,
+                    s,
+                    m.generation,
+                    &m.params,
+                    super::Access::Mmap,
+                )?);
             }
             if let Some(c) = &m.clusters {
                 ClustersFile::open(dir, c, m, super::Access::Mmap)?;
@@ -261,6 +267,17 @@ impl IndexWriter {
             }
         }
         Ok(outcomes)
+    }
+
+    /// Makes room for `bytes` that the caller is about to use outside this writer's buffer
+    /// (a long record being fingerprinted): writes the buffered posts out as a segment if
+    /// the memory budget cannot hold both. Normal records never call it, so it does not
+    /// move segment boundaries on inputs without long records.
+    pub(crate) fn make_room(&mut self, bytes: usize) -> Result<()> {
+        if self.buf.memory().saturating_add(bytes) > self.opts.memory_budget {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Where a live post with this id already is, if anywhere.
@@ -452,6 +469,7 @@ impl IndexWriter {
                 self.kept.push(Segment::open(
                     self.txn.dir(),
                     s,
+                    m.generation,
                     &m.params,
                     super::Access::Mmap,
                 )?);

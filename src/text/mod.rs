@@ -31,6 +31,9 @@ use serde::{Deserialize, Serialize};
 use ascii::Finders;
 use map::map_chars;
 
+/// A mapped-text buffer larger than this is freed after each use.
+const KEEP_MAPPED_BYTES: usize = 1 << 20;
+
 /// The version of the normalization and tokenization rules. Stored in every index manifest.
 pub const NORMALIZER_VERSION: u32 = 1;
 
@@ -142,8 +145,26 @@ impl Normalizer {
         out.mapped.clear();
         out.text.clear();
         out.tokens.clear();
+        if text.len() > KEEP_MAPPED_BYTES {
+            // A long text: each buffer is sized once, near its final length, instead of
+            // doubling (a grown buffer's old copy can stay resident as allocator slack).
+            // The reservation is an upper bound but for rare NFKC expansions; the part a
+            // text does not use is never touched.
+            out.mapped.reserve(text.len());
+        }
         map_chars(text, &mut out.mapped, self.opts.t2s);
+        if out.mapped.len() > KEEP_MAPPED_BYTES {
+            // At most a token per two bytes of mapped text but for one-byte words between
+            // separators; the cleaned text is never longer than the mapped one.
+            out.text.reserve(out.mapped.len());
+            out.tokens.reserve(out.mapped.len() / 2 + 1);
+        }
         self.clean(out);
+        // The mapped text is needed by `clean` only: a long one is let go at once rather
+        // than held (as large as the text) for as long as the buffers live.
+        if out.mapped.capacity() > KEEP_MAPPED_BYTES {
+            out.mapped = String::new();
+        }
     }
 }
 

@@ -1013,7 +1013,7 @@ mod write_side {
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
 
-    use textreuse::index::Manifest;
+    use textreuse::index::{DeletedEntry, Manifest};
     use textreuse::input::RawPost;
 
     use crate::util;
@@ -1332,6 +1332,128 @@ mod write_side {
             for (name, bytes) in &pristine {
                 fs::write(dir.join(name), bytes).expect("restores");
             }
+        }
+    }
+
+    /// 16.5: dropping a segment's `deleted` entry from the manifest (checksum recomputed)
+    /// brought deleted posts back and passed `verify`. The bitmap left in the segment's
+    /// directory proves the drop: open, queries and `verify` fail naming it, and every
+    /// writer refuses without writing. Superseded and not-yet-published bitmaps are not
+    /// evidence.
+    #[test]
+    fn a_dropped_deletion_entry_is_detected() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, new) = index(tmp.path(), 200);
+        let posts = util::sample_posts();
+        let gone = &posts[3];
+        let seg = dir.join("seg-000001");
+        let r = run(&["delete", "--index", s(&dir), "--id", &gone.id]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let first = fs::read(seg.join("deleted-000002")).expect("generation 2's bitmap");
+        let r = run(&["delete", "--index", s(&dir), "--id", &posts[40].id]);
+        assert_eq!(r.code, 0, "{r:?}");
+        // Generation 3 names deleted-000003 (both posts); deleted-000002 was removed.
+        let named = |d: &Path| {
+            let (m, _) = Manifest::load_current(d).expect("loads").expect("has one");
+            m.segments[0].deleted.clone().expect("deleted").file
+        };
+        assert_eq!(named(&dir), "deleted-000003");
+        assert!(!seg.join("deleted-000002").exists());
+        let hidden = |d: &Path| {
+            let index = textreuse::Index::open(d).expect("opens");
+            index.post(&gone.id).expect("reads").is_none()
+        };
+        assert!(hidden(&dir), "the post is deleted");
+        let pristine = util::read_tree(&dir);
+        let restore = || {
+            fs::remove_dir_all(&dir).expect("removes");
+            for (name, bytes) in &pristine {
+                let path = dir.join(name);
+                fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                fs::write(path, bytes).expect("restores");
+            }
+        };
+
+        // A leftover of a superseded generation (a writer died after publishing generation
+        // 3, before removing deleted-000002) and a writer's unpublished bitmap for
+        // generation 4 are not evidence: the index opens, verifies, and takes writes.
+        fs::write(seg.join("deleted-000002"), &first).expect("writes");
+        fs::write(seg.join("deleted-000004"), &first).expect("writes");
+        assert!(hidden(&dir));
+        let r = run(&["verify", "--index", s(&dir)]);
+        assert_eq!(r.code, 0, "superseded and unpublished bitmaps: {r:?}");
+        let r = run(&["delete", "--index", s(&dir), "--id", &posts[50].id]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(
+            !seg.join("deleted-000002").exists(),
+            "the leftover is removed"
+        );
+        assert_eq!(named(&dir), "deleted-000004");
+        let r = run(&["verify", "--index", s(&dir)]);
+        assert_eq!(r.code, 0, "{r:?}");
+        restore();
+
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let first_entry = DeletedEntry {
+            file: "deleted-000002".into(),
+            count: 1,
+            len: first.len() as u64,
+            xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&first)),
+        };
+        let edits: Vec<(&str, Edit)> = vec![
+            (
+                "the entry dropped",
+                Box::new(|m| m.segments[0].deleted = None),
+            ),
+            (
+                "the entry pointed at a superseded bitmap",
+                Box::new(move |m| m.segments[0].deleted = Some(first_entry.clone())),
+            ),
+        ];
+        for (what, edit) in edits {
+            // The superseded bitmap is there too (as after a crash before cleanup), so
+            // that the edited entry describes a file that exists.
+            fs::write(seg.join("deleted-000002"), &first).expect("writes");
+            edit_manifest(&dir, edit);
+            let err = textreuse::Index::open(&dir).expect_err(what).to_string();
+            assert!(
+                err.contains("deleted-000003") && err.contains("dropped"),
+                "{what}: {err}"
+            );
+            let before = snapshot(&dir);
+            for cmd in [
+                vec!["verify", "--index", s(&dir)],
+                vec!["query", "--index", s(&dir), &gone.text],
+                vec!["query", "--index", s(&dir), "--id", &gone.id],
+                vec!["clusters", "--index", s(&dir)],
+            ] {
+                let r = run(&cmd);
+                assert_eq!(r.code, 2, "{what}: {cmd:?}: {r:?}");
+                assert!(
+                    r.stderr.contains("deleted-000003"),
+                    "{what}: {cmd:?}: {r:?}"
+                );
+            }
+            for cmd in [
+                vec!["delete", "--index", s(&dir), "--id", &posts[7].id],
+                vec![
+                    "build",
+                    "-q",
+                    "--append",
+                    "--input",
+                    s(&new),
+                    "--index",
+                    s(&dir),
+                ],
+                vec!["merge", "--index", s(&dir)],
+                vec!["clusters", "--save", "--index", s(&dir)],
+            ] {
+                let r = run(&cmd);
+                assert_eq!(r.code, 2, "{what}: {cmd:?}: {r:?}");
+                assert_eq!(snapshot(&dir), before, "{what}: {cmd:?} wrote");
+            }
+            restore();
+            assert!(hidden(&dir), "{what}: restored");
         }
     }
 

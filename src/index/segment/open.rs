@@ -84,9 +84,13 @@ impl File {
 
 impl Segment {
     /// Opens segment `entry` of the index in `index_dir`, validating headers and lengths.
+    /// `generation` is the generation of the manifest that lists `entry`: a deletion bitmap
+    /// in the segment's directory that this generation should name and does not is an error
+    /// (see [`check_unnamed_bitmaps`]).
     pub(crate) fn open(
         index_dir: &Path,
         entry: &SegmentEntry,
+        generation: u64,
         params: &crate::FingerprintParams,
         access: Access,
     ) -> Result<Segment> {
@@ -334,6 +338,7 @@ impl Segment {
                 })
             }
         };
+        check_unnamed_bitmaps(&dir, entry, generation)?;
         Ok(Segment {
             entry: entry.clone(),
             dir,
@@ -353,4 +358,77 @@ impl Segment {
             live_contents: OnceLock::new(),
         })
     }
+}
+
+/// The generation a deletion bitmap's file name (`deleted-<generation>`) says it was
+/// written for.
+pub(crate) fn bitmap_generation(name: &str) -> Option<u64> {
+    name.strip_prefix("deleted-")
+        .filter(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|g| g.parse().ok())
+}
+
+/// Refuses a segment whose manifest entry dropped deleted posts: evidence on disk that the
+/// manifest cannot account for, since a manifest edited whole has a valid checksum.
+///
+/// The writer of generation `g` names `deleted-<g>` in the entry of every segment it
+/// deletes from, and later generations name it or a newer bitmap until the segment is
+/// merged away; a writer that dies before publishing leaves `deleted-<g>` for the
+/// generation after the live one, which the next writer removes before it publishes. So
+/// in a segment directory of generation `generation`, a bitmap written for a generation
+/// after the one the entry names (any, if it names none) and not after `generation` was
+/// named once and dropped since. Bitmaps of older generations (left when a writer died
+/// between publishing and cleaning up) and of later ones (a writer at work, or one that
+/// died) are not evidence. A bitmap the entry names from a generation after `generation`
+/// cannot exist either. Costs one directory listing per segment.
+pub(crate) fn check_unnamed_bitmaps(
+    seg_dir: &Path,
+    entry: &SegmentEntry,
+    generation: u64,
+) -> Result<()> {
+    let named = entry
+        .deleted
+        .as_ref()
+        .map(|d| (d, bitmap_generation(&d.file)));
+    if let Some((d, g)) = named {
+        if g.is_none_or(|g| g > generation) {
+            return Err(Error::corrupt(
+                seg_dir.join(&d.file),
+                format!(
+                    "is named by the manifest of generation {generation} but is not a deletion \
+                     bitmap of that generation or an earlier one"
+                ),
+            ));
+        }
+    }
+    let named_gen = named.and_then(|(_, g)| g);
+    let rd = std::fs::read_dir(seg_dir).map_err(|e| Error::io(seg_dir, e))?;
+    // The newest such bitmap is named (whatever order the directory lists them in).
+    let mut dropped: Option<(u64, std::ffi::OsString)> = None;
+    for e in rd {
+        let e = e.map_err(|e| Error::io(seg_dir, e))?;
+        let name = e.file_name();
+        let Some(g) = name.to_str().and_then(bitmap_generation) else {
+            continue;
+        };
+        let evidence = g <= generation && named_gen.is_none_or(|n| g > n);
+        if evidence && dropped.as_ref().is_none_or(|(d, _)| g > *d) {
+            dropped = Some((g, name));
+        }
+    }
+    if let Some((g, name)) = dropped {
+        let names = match named {
+            Some((d, _)) => format!("names {}", d.file),
+            None => "names no deletion bitmap".to_string(),
+        };
+        return Err(Error::corrupt(
+            seg_dir.join(name),
+            format!(
+                "is the deletion bitmap of generation {g}, but the manifest (generation \
+                 {generation}) {names} for this segment: an entry that deletes posts was \
+                 dropped from the manifest, and deleted posts would come back"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -1,5 +1,8 @@
 //! Full verification of a segment: every section checksum and every file's whole-file
-//! checksum against the manifest, and the deletion bitmap's count of set bits.
+//! checksum against the manifest, and the deletion bitmap's count of set bits. (A deletion
+//! bitmap the manifest should name and does not is found by [`Segment::open`], which
+//! `verify` needs first; the directory is not listed again, since a held snapshot's may
+//! have been removed since.)
 
 use super::{
     Segment, BANDS_SECTIONS, DELETED_SECTIONS, POSTS_SECTIONS, SIGS_SECTIONS, TEXT_SECTIONS,
