@@ -33,6 +33,10 @@ pub struct Args {
     /// member padded with other sentences. Settled exactly from the stored texts (needed).
     #[arg(long, value_name = "C")]
     containment: Option<f64>,
+    /// Leave out each cluster's core text (the passage most of its posts share; finding it
+    /// aligns up to 16 texts per cluster).
+    #[arg(long)]
+    no_core_text: bool,
     /// Least posts in a reported cluster.
     #[arg(long, default_value_t = 2)]
     min_size: usize,
@@ -86,6 +90,7 @@ pub fn run(args: Args) -> Result<i32> {
         since: args.since.as_deref().map(parse_time).transpose()?,
         until: args.until.as_deref().map(parse_time).transpose()?,
         containment: args.containment,
+        core_texts: !args.no_core_text,
         ..ClusterOptions::default()
     };
     opts.validate()?;

@@ -18,7 +18,11 @@ impl Index {
     /// order, with a helper thread asking the kernel for the blocks ahead, so that a cold
     /// page cache serves them as a few sequential sweeps rather than one blocking random
     /// read per text.
-    pub(super) fn representative_texts(&self, described: Vec<Described>) -> Result<Vec<Cluster>> {
+    pub(super) fn representative_texts(
+        &self,
+        described: Vec<Described>,
+        core: bool,
+    ) -> Result<Vec<Cluster>> {
         let segs = self.segments();
         // (segment, post, cluster, slot: 0 = representative, 1.. = sampled texts)
         let mut order: Vec<(usize, u32, usize, usize)> = Vec::with_capacity(described.len());
@@ -42,6 +46,8 @@ impl Index {
             });
             let texts = order
                 .par_iter()
+                // Each split makes a decompression context: keep them few.
+                .with_min_len(256)
                 .map_init(TextCache::default, |cache, &(s, post, i, slot)| {
                     Ok((i, slot, segs[s].text(post, cache)?))
                 })
@@ -62,6 +68,7 @@ impl Index {
         Ok(described
             .into_par_iter()
             .zip(read)
+            .with_min_len(64)
             .map_init(CoreScratch::default, |scratch, (d, texts)| {
                 let mut c = d.cluster;
                 let mut texts = texts.into_iter();
@@ -73,7 +80,7 @@ impl Index {
                         .zip(texts.as_slice())
                         .map(|(o, t)| t.as_deref().map(|t| (t, o.1)))
                         .collect();
-                    c.core_text = others.and_then(|others| {
+                    c.core_text = others.filter(|_| core).and_then(|others| {
                         core_passage_with(scratch, normalizer, &rep, d.rep.1, &others, min_tokens)
                     });
                     c.representative = rep;
@@ -221,6 +228,7 @@ impl Index {
         let others = sample
             .iter()
             .skip(1)
+            .filter(|_| opts.core_texts)
             .filter_map(|&(n, c)| posts.iter().find(|p| p.2 == c).map(|p| (p.1, n)))
             .collect();
         let cluster = Cluster {

@@ -89,6 +89,10 @@ pub struct ClusterOptions {
     /// shingles, or at least C of its own lie inside the other), settled exactly from the
     /// stored texts. Needs stored texts. See step 6 in the module docs.
     pub containment: Option<f64>,
+    /// Find each cluster's core text ([`Cluster::core_text`]; default true). It costs one
+    /// alignment per sampled text (on dev_100k it doubled the time of the pass, see
+    /// ARCHITECTURE.md); callers that need only the membership turn it off.
+    pub core_texts: bool,
 }
 
 impl ClusterOptions {
@@ -174,6 +178,7 @@ impl Default for ClusterOptions {
             max_group: 64,
             with_posts: true,
             containment: None,
+            core_texts: true,
         }
     }
 }
@@ -225,7 +230,8 @@ pub struct Cluster {
     /// ([`ClusterOptions::containment`]).
     pub contained: usize,
     /// The passage most of the cluster's posts share ([`core_passage`](crate::text::align::core_passage)), as offsets into
-    /// the representative text; `None` without stored texts or when no passage of a
+    /// the representative text; `None` without stored texts, with
+    /// [`ClusterOptions::core_texts`] off, or when no passage of a
     /// shingle's width is shared by more than half of the posts sampled (the
     /// [`CORE_SAMPLE`] most posted distinct texts).
     pub core_text: Option<CoreText>,
@@ -551,7 +557,7 @@ impl Index {
                 described.push(c);
             }
         }
-        let mut clusters = self.representative_texts(described)?;
+        let mut clusters = self.representative_texts(described, opts.core_texts)?;
         clusters.sort_by(|a, b| {
             b.size
                 .cmp(&a.size)

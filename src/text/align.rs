@@ -113,6 +113,20 @@ impl Tokenized {
         hashes.extend(norm.tokens().map(|t| xxh3_64(t.as_bytes())));
     }
 
+    /// Normalizes `text` without keeping spans: enough to align it as the other text of
+    /// [`core_passage_with`], whose passages are offsets into the representative only
+    /// (faster: the normalizer's own loop). [`spans`](Self::spans) is then empty.
+    fn tokenize_tokens_only(&mut self, normalizer: &Normalizer, text: &str) {
+        self.origin.clear();
+        self.src.clear();
+        self.spans.clear();
+        self.hashes.clear();
+        self.char_bytes.clear();
+        normalizer.normalize(text, &mut self.norm);
+        let Tokenized { norm, hashes, .. } = self;
+        hashes.extend(norm.tokens().map(|t| xxh3_64(t.as_bytes())));
+    }
+
     /// The normalized text and tokens (the same as [`Normalizer::normalize`] gives).
     pub fn normalized(&self) -> &Normalized {
         &self.norm
@@ -209,7 +223,9 @@ pub(crate) fn align_counted(
     min_tokens: usize,
 ) -> Vec<(usize, Passage)> {
     let mut out: Vec<(usize, Passage)> = Vec::new();
-    for (qs, qe, hs, he) in aligned_runs(query, hit, min_tokens) {
+    let mut bufs = AlignBufs::default();
+    aligned_runs(query, hit, min_tokens, &mut bufs);
+    for &(qs, qe, hs, he) in &bufs.out {
         let q = (query.spans[qs].0, query.spans[qe - 1].1);
         let h = (hit.spans[hs].0, hit.spans[he - 1].1);
         let Some(text) = hit.byte_range(h).and_then(|r| hit_text.get(r)) else {
@@ -230,32 +246,47 @@ pub(crate) fn align_counted(
     out
 }
 
-/// The token runs [`align`] reports, as `(query start, query end, hit start, hit end)`
-/// token indices (end-exclusive, equal lengths), each at least `min_tokens` long, trimmed
-/// so that no end token shares an original character with the token outside the run; no
-/// token of either text is in two runs. In no particular order.
-fn aligned_runs(
-    query: &Tokenized,
-    hit: &Tokenized,
-    min_tokens: usize,
-) -> Vec<(usize, usize, usize, usize)> {
+/// Reusable buffers of [`aligned_runs`].
+#[derive(Debug, Default, Clone)]
+struct AlignBufs {
+    by_hash: Vec<(u64, u32)>,
+    heap: std::collections::BinaryHeap<(u32, std::cmp::Reverse<(u32, u32)>)>,
+    qused: Vec<bool>,
+    hused: Vec<bool>,
+    chosen: Vec<(usize, usize, usize)>,
+    /// The runs found.
+    out: Vec<(usize, usize, usize, usize)>,
+}
+
+/// The token runs [`align`] reports, into `bufs.out`, as `(query start, query end, hit
+/// start, hit end)` token indices (end-exclusive, equal lengths), each at least
+/// `min_tokens` long, trimmed so that no end token shares an original character with the
+/// token outside the run; no token of either text is in two runs. In no particular order.
+fn aligned_runs(query: &Tokenized, hit: &Tokenized, min_tokens: usize, bufs: &mut AlignBufs) {
+    let AlignBufs {
+        by_hash,
+        heap,
+        qused,
+        hused,
+        chosen,
+        out,
+    } = bufs;
+    out.clear();
     let min_tokens = min_tokens.max(1);
-    let (n, m) = (query.len(), hit.len());
+    let (n, m) = (query.hashes.len(), hit.hashes.len());
     if n < min_tokens || m < min_tokens {
-        return Vec::new();
+        return;
     }
     // The hit's tokens by hash, for the pairs of equal tokens.
-    let mut by_hash: Vec<(u64, u32)> = hit
-        .hashes
-        .iter()
-        .enumerate()
-        .map(|(j, &h)| (h, j as u32))
-        .collect();
+    by_hash.clear();
+    by_hash.extend(hit.hashes.iter().enumerate().map(|(j, &h)| (h, j as u32)));
     by_hash.sort_unstable();
     let eq =
         |i: usize, j: usize| query.hashes[i] == hit.hashes[j] && query.token(i) == hit.token(j);
     // Maximal runs: start at each equal pair whose predecessors differ, extend forward.
-    let mut runs: Vec<(u32, u32, u32)> = Vec::new(); // (len, query start, hit start)
+    // Longest first; a run that overlaps a chosen one is cut to its longest free part
+    // and put back.
+    heap.clear();
     for i in 0..n {
         let h = query.hashes[i];
         let from = by_hash.partition_point(|&(x, _)| x < h);
@@ -272,18 +303,15 @@ fn aligned_runs(
                 len += 1;
             }
             if len >= min_tokens {
-                runs.push((len as u32, i as u32, j as u32));
+                heap.push((len as u32, std::cmp::Reverse((i as u32, j as u32))));
             }
         }
     }
-    // Longest first; a run that overlaps a chosen one is cut to its longest free part
-    // and put back.
-    let mut heap: std::collections::BinaryHeap<(u32, std::cmp::Reverse<(u32, u32)>)> = runs
-        .into_iter()
-        .map(|(l, i, j)| (l, std::cmp::Reverse((i, j))))
-        .collect();
-    let (mut qused, mut hused) = (vec![false; n], vec![false; m]);
-    let mut chosen: Vec<(usize, usize, usize)> = Vec::new();
+    qused.clear();
+    qused.resize(n, false);
+    hused.clear();
+    hused.resize(m, false);
+    chosen.clear();
     while let Some((len, std::cmp::Reverse((i, j)))) = heap.pop() {
         let (len, i, j) = (len as usize, i as usize, j as usize);
         let free = |k: usize| !qused[i + k] && !hused[j + k];
@@ -313,11 +341,16 @@ fn aligned_runs(
             ));
         }
     }
-    let mut out = Vec::with_capacity(chosen.len());
-    for (len, i, j) in chosen {
+    for &(len, i, j) in chosen.iter() {
         // Trim tokens that share an original character with the token outside the run.
         let (mut a, mut b) = (0, len);
-        let shares = |t: &Tokenized, x: usize, y: usize| t.spans[y].0 < t.spans[x].1;
+        // (A text tokenized without spans is not trimmed.)
+        let shares = |t: &Tokenized, x: usize, y: usize| {
+            t.spans
+                .get(y)
+                .zip(t.spans.get(x))
+                .is_some_and(|(y, x)| y.0 < x.1)
+        };
         while a < b
             && ((i + a > 0 && shares(query, i + a - 1, i + a))
                 || (j + a > 0 && shares(hit, j + a - 1, j + a)))
@@ -335,7 +368,6 @@ fn aligned_runs(
         }
         out.push((i + a, i + b, j + a, j + b));
     }
-    out
 }
 
 /// The passage most of a group of texts share ([`core_passage`]): end-exclusive offsets in
@@ -392,6 +424,7 @@ pub struct CoreScratch {
     ends: Vec<u32>,
     at: Vec<(u32, usize)>,
     check: Normalized,
+    align: AlignBufs,
 }
 
 /// [`core_passage`] with caller-owned buffers.
@@ -410,6 +443,7 @@ pub fn core_passage_with(
         ends,
         at,
         check,
+        align,
     } = scratch;
     r.tokenize(normalizer, rep);
     let n = r.len();
@@ -421,9 +455,10 @@ pub fn core_passage_with(
     ends.clear();
     ends.resize(n * aligned.len(), 0);
     for (k, &(text, _)) in aligned.iter().enumerate() {
-        t.tokenize(normalizer, text);
+        t.tokenize_tokens_only(normalizer, text);
         let row = &mut ends[k * n..(k + 1) * n];
-        for (qs, qe, _, _) in aligned_runs(r, t, min_tokens) {
+        aligned_runs(r, t, min_tokens, align);
+        for &(qs, qe, _, _) in &align.out {
             row[qs..qe].iter_mut().for_each(|e| *e = qe as u32);
         }
     }

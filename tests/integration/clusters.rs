@@ -383,6 +383,28 @@ fn core_text_is_the_passage_most_posts_share() {
     assert!(core.text.len() > s[1].len() + s[2].len(), "{core:?}");
     assert_eq!((core.posts, core.sampled), (5, 9), "{core:?}");
     assert!(check_core_texts(&index, &report) >= 1);
+    // The report shows it above the most posted text.
+    let assignment = textreuse::coordination::Assignment::computed(&index, &Default::default())
+        .expect("clusters");
+    let (html, _) = textreuse::report::render_to_string(&index, &assignment, &Default::default())
+        .expect("report");
+    let at = html.find("<h3>Core text").expect("a core text heading");
+    let end = at + html[at..].find("</blockquote>").expect("the passage");
+    let section = &html[at..end];
+    assert!(section.contains("5 of 9 posts"), "{section}");
+    let quoted = format!("<blockquote class=\"core\">{}", core.text);
+    assert!(section.ends_with(&quoted), "{section}");
+    // Without core texts, the same clusters.
+    let bare = ClusterOptions {
+        core_texts: false,
+        ..ClusterOptions::default()
+    };
+    let without = index.clusters(&bare).expect("clusters");
+    assert!(without.clusters.iter().all(|c| c.core_text.is_none()));
+    let strip = |r: &textreuse::cluster::ClusterReport| -> Vec<Vec<String>> {
+        r.clusters.iter().map(|c| c.posts.clone()).collect()
+    };
+    assert_eq!(strip(&without), strip(&report));
     // The sample corpus's clusters hold as well.
     let all = util::sample_posts();
     let dir = tmp.path().join("sample");
