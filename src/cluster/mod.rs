@@ -31,6 +31,19 @@
 //!    an attachment never joins two clusters: every cluster holds at most one group linked
 //!    at `min_similarity`, plus the lone texts attached to it. Contents then expand to their
 //!    posts.
+//! 6. **Containment** (`containment`, off by default): a lone text that found no partner
+//!    by similarity joins the cluster of the candidate (from the same attachment bands, with
+//!    an estimated similarity of at least 0.1) that it overlaps most, when the shingles the
+//!    two share are at least the share C of the smaller set: a snippet of a member (its
+//!    shingles lie inside it) or a member padded with other sentences (it holds the
+//!    member's). The overlap is exact, from the stored texts, and at least 8 shingles; the
+//!    link's similarity is the pair's exact Jaccard similarity. Like step 5 it never joins
+//!    two clusters.
+//!
+//! Each cluster then names its **core text** (`core_texts`, on by default): its
+//! representative is aligned ([`crate::text::align::core_passage`]) with the
+//! [`CORE_SAMPLE`] − 1 next most posted texts, and the core text is the longest passage of
+//! the representative that more than half of those texts' posts hold whole.
 //!
 //! Output is deterministic: clusters are numbered by size (largest first), then by earliest
 //! post, whatever the thread count.

@@ -312,6 +312,22 @@ fn clusters_containment_is_checked_and_needs_stored_texts() {
     assert_eq!(campaign["size"], 31);
     assert!(campaign["contained"].as_u64() >= Some(1), "{campaign}");
     assert!(r.stderr.contains("by containment"), "{r:?}");
+    // The table names the core text under the representative.
+    let c = &campaign["core_text"];
+    let core = c["text"].as_str().expect("a core text");
+    let head = format!(
+        "core ({} of {} posts sampled, chars {}..{}): ",
+        c["posts"], c["sampled"], c["start"], c["end"]
+    );
+    let r = util::textreuse(["clusters", "--index", d, "--containment", "0.8"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(&head))
+        .expect("the campaign's core line");
+    let shown = &line.trim_start()[head.len()..];
+    assert!(core.starts_with(shown.trim_end_matches('…')), "{line}");
 
     let bare = tmp.path().join("bare");
     util::cli_build(&input, &bare, &["-q", "--no-store-text"]);
