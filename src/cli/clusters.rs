@@ -28,6 +28,15 @@ pub struct Args {
     /// clusters). Default: 0.6 x --min-similarity; 0 = off.
     #[arg(long, value_name = "S")]
     attach_similarity: Option<f64>,
+    /// A text still alone after that joins the cluster of a text it overlaps by at least
+    /// this share (0 < C <= 1) of the smaller shingle set: a snippet of a member, or a
+    /// member padded with other sentences. Settled exactly from the stored texts (needed).
+    #[arg(long, value_name = "C")]
+    containment: Option<f64>,
+    /// Leave out each cluster's core text (the passage most of its posts share; finding it
+    /// aligns up to 16 texts per cluster).
+    #[arg(long)]
+    no_core_text: bool,
     /// Least posts in a reported cluster.
     #[arg(long, default_value_t = 2)]
     min_size: usize,
@@ -80,8 +89,11 @@ pub fn run(args: Args) -> Result<i32> {
         platforms: args.platform.clone(),
         since: args.since.as_deref().map(parse_time).transpose()?,
         until: args.until.as_deref().map(parse_time).transpose()?,
+        containment: args.containment,
+        core_texts: !args.no_core_text,
         ..ClusterOptions::default()
     };
+    opts.validate()?;
     let pb = progress_bar(
         Some(index.manifest().params.lsh.bands as u64),
         "clustering {wide_bar} band {pos}/{len} ETA {eta}",
@@ -92,11 +104,12 @@ pub fn run(args: Args) -> Result<i32> {
         .with_context(|| format!("{}: clustering failed", args.index.display()))?;
     pb.finish_and_clear();
     eprintln!(
-        "textreuse: {} clusters from {} candidate pairs ({} links kept, {} lone texts attached) in {:.2} s",
+        "textreuse: {} clusters from {} candidate pairs ({} links kept, {} lone texts attached, {} by containment) in {:.2} s",
         report.clusters.len(),
         report.candidate_pairs,
         report.edges,
         report.attached,
+        report.contained,
         t.elapsed().as_secs_f64()
     );
     if args.save {
@@ -187,6 +200,17 @@ fn print_cluster(c: &Cluster, out: &mut impl Write) -> Result<()> {
         c.earliest_post
     )?;
     writeln!(out, "      {}", one_line(&c.representative, 100))?;
+    if let Some(core) = &c.core_text {
+        writeln!(
+            out,
+            "      core ({} of {} posts sampled, chars {}..{}): {}",
+            core.posts,
+            core.sampled,
+            core.start,
+            core.end,
+            one_line(&core.text, 80)
+        )?;
+    }
     Ok(())
 }
 

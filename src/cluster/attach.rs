@@ -1,21 +1,40 @@
-//! Step 5, attachment: a lone text joins the cluster of its most similar text, found
-//! through bands over the stored 8-bit signatures.
+//! Steps 5 and 6, attachment: a lone text joins the cluster of its most similar text, or
+//! failing that of a text it overlaps by containment, found through bands over the stored
+//! 8-bit signatures.
+
+use std::collections::HashMap;
 
 use super::join::*;
 use super::*;
+use crate::fingerprint::{Fingerprinter, Scratch};
 
-/// Step 5: for every live content alone in `uf`, its most similar other content among the
-/// candidates of the attachment bands, when at least `attach`. Returns the attachments
-/// `(lone, partner, similarity)` in content order and the number of pairs verified.
+/// What a lone text may attach by.
+pub(super) struct AttachBy<'a> {
+    /// Least estimated similarity (`f64::INFINITY`: attachment by similarity is off).
+    pub(super) similarity: f64,
+    /// Least containment (step 6), settled exactly with this fingerprinter's shingles.
+    pub(super) containment: Option<(f64, &'a Fingerprinter)>,
+    /// As [`ClusterOptions::max_group`].
+    pub(super) max_group: usize,
+    /// Attachment bands.
+    pub(super) n_bands: usize,
+}
+
+/// Attachments `(lone, partner, similarity, by containment)`.
+pub(super) type Attachments = Vec<(u32, u32, f32, bool)>;
+
+/// Steps 5 and 6: for every live content alone in `uf`, its most similar other content
+/// among the candidates of the attachment bands, when at least `by.similarity`; else, with
+/// `by.containment`, the candidate it overlaps most by containment, when at least that.
+/// Returns the attachments in content order and the number of pairs verified.
 pub(super) fn attach_lone(
     segs: &[Segment],
     base: &[u64],
     uf: &mut UnionFind,
-    attach: f64,
-    max_group: usize,
-    n_bands: usize,
+    by: &AttachBy<'_>,
     tick: &(dyn Fn() + Sync),
-) -> Result<(Links, u64)> {
+) -> Result<(Attachments, u64)> {
+    let n_bands = by.n_bands;
     let total = uf.parent.len();
     let hash = |c: u32| {
         let s = seg_of(base, c);
@@ -68,7 +87,7 @@ pub(super) fn attach_lone(
         let round: Vec<Result<BandAttach>> = (first..(first + ATTACH_ROUND).min(n_bands))
             .into_par_iter()
             .map(|band| {
-                let r = attach_band(segs, base, &roots, &budget, band, attach, max_group);
+                let r = attach_band(segs, base, &roots, &budget, band, by);
                 tick();
                 r
             })
@@ -102,7 +121,7 @@ pub(super) fn attach_lone(
         .iter()
         .enumerate()
         .filter(|(_, p)| p.content != u32::MAX)
-        .map(|(x, p)| (x as u32, p.content, p.sim))
+        .map(|(x, p)| (x as u32, p.content, p.sim, p.contained))
         .collect();
     Ok((links, pairs))
 }
@@ -110,16 +129,20 @@ pub(super) fn attach_lone(
 /// One attachment band: the live contents that share 3 bytes of their 8-bit signature (a
 /// 24-bit key) with a text still searching are grouped by that key, and within a group each
 /// pair of contents at most `max_group` apart (all pairs in a group of up to
-/// `max_group + 1`) with a searching end, in different groups of step 4, is verified. Returns each lone content's best partner in each group, and the pairs verified.
+/// `max_group + 1`) with a searching end, in different groups of step 4, is verified: by
+/// its estimated similarity, and (step 6) when that is below `by.similarity` but at least
+/// [`CONTAIN_FLOOR`], by its exact containment. Returns each lone content's best partner in
+/// each group, and the pairs verified.
 pub(super) fn attach_band(
     segs: &[Segment],
     base: &[u64],
     roots: &[u32],
     budget: &[u8],
     band: usize,
-    attach: f64,
-    max_group: usize,
+    by: &AttachBy<'_>,
 ) -> Result<BandAttach> {
+    let (attach, max_group) = (by.similarity, by.max_group);
+    let mut sets = ShingleSets::default();
     let rows = band * ATTACH_ROWS..(band + 1) * ATTACH_ROWS;
     // Each live content's key, and which keys a text still searching has.
     const DEAD: u32 = u32::MAX;
@@ -226,18 +249,35 @@ pub(super) fn attach_band(
                     global_signature(segs, base, y)?,
                 );
                 let sim = signature_similarity(a, b);
-                if sim < attach {
-                    continue;
-                }
-                let sim = sim as f32;
-                if lx {
-                    let p = Partner::new(sim, b, y);
+                // Each searching end's partner: by similarity, else by its containment.
+                let (px, py) = if sim >= attach {
+                    let s = sim as f32;
+                    (Some((s, s, false)), Some((s, s, false)))
+                } else {
+                    match by.containment {
+                        Some((c, fp)) if sim >= CONTAIN_FLOOR => {
+                            match sets.overlap(segs, base, fp, x, y)? {
+                                Some((jac, cx, cy)) => {
+                                    let end = |own: f64, other: f64| {
+                                        let v = contain_rank(own, other);
+                                        (v >= c).then_some((jac as f32, v as f32, true))
+                                    };
+                                    (end(cx, cy), end(cy, cx))
+                                }
+                                None => continue,
+                            }
+                        }
+                        _ => continue,
+                    }
+                };
+                if let Some((sim, rank, contained)) = px.filter(|_| lx) {
+                    let p = Partner::new(sim, rank, contained, b, y);
                     if p.beats(&local[i]) {
                         local[i] = p;
                     }
                 }
-                if ly {
-                    let p = Partner::new(sim, a, x);
+                if let Some((sim, rank, contained)) = py.filter(|_| ly) {
+                    let p = Partner::new(sim, rank, contained, a, x);
                     if p.beats(&local[j]) {
                         local[j] = p;
                     }
@@ -254,10 +294,92 @@ pub(super) fn attach_band(
     Ok(BandAttach { found, pairs, left })
 }
 
+/// The exact shingle sets of global contents, from their stored texts, kept while a band
+/// is joined (a lone text is compared with several partners).
+#[derive(Default)]
+struct ShingleSets {
+    sets: HashMap<u32, Vec<u64>>,
+    scratch: Scratch,
+    cache: TextCache,
+}
+
+impl ShingleSets {
+    /// Sets kept before the memo is emptied.
+    const MAX: usize = 4096;
+
+    fn get(&mut self, segs: &[Segment], base: &[u64], fp: &Fingerprinter, c: u32) -> Result<()> {
+        if self.sets.contains_key(&c) {
+            return Ok(());
+        }
+        if self.sets.len() >= Self::MAX {
+            self.sets.clear();
+        }
+        let s = seg_of(base, c);
+        let seg = &segs[s];
+        let local = c - base[s] as u32;
+        let set = match seg.content_posts(local)?.next() {
+            Some(p) => match seg.text(p, &mut self.cache)? {
+                Some(text) => fp.shingle_set(&text, &mut self.scratch).to_vec(),
+                None => {
+                    return Err(Error::InvalidParameter(
+                        "clusters with containment need stored texts; this index was built with --no-store-text".into(),
+                    ))
+                }
+            },
+            None => Vec::new(),
+        };
+        self.sets.insert(c, set);
+        Ok(())
+    }
+
+    /// The exact Jaccard similarity of contents `x` and `y` and the shares of `x`'s and of
+    /// `y`'s shingles that the other holds, or `None` when they share fewer than
+    /// [`CONTAIN_MIN_SHARED`] shingles.
+    fn overlap(
+        &mut self,
+        segs: &[Segment],
+        base: &[u64],
+        fp: &Fingerprinter,
+        x: u32,
+        y: u32,
+    ) -> Result<Option<(f64, f64, f64)>> {
+        self.get(segs, base, fp, x)?;
+        self.get(segs, base, fp, y)?;
+        let (Some(a), Some(b)) = (self.sets.get(&x), self.sets.get(&y)) else {
+            return Ok(None);
+        };
+        let both = intersection_len(a, b);
+        if both < CONTAIN_MIN_SHARED {
+            return Ok(None);
+        }
+        let union = a.len() + b.len() - both;
+        let both = both as f64;
+        Ok(Some((
+            both / union as f64,
+            both / a.len() as f64,
+            both / b.len() as f64,
+        )))
+    }
+}
+
+/// The containment a lone text attaches by, from the share of its own shingles inside the
+/// partner (`inside`: a snippet) and of the partner's inside it (`holds`: a padded copy):
+/// either, the larger. On dev_100k at C = 0.8 either direction alone recovered fewer
+/// truncate and affix members (ARCHITECTURE.md, "Containment in clusters").
+fn contain_rank(inside: f64, holds: f64) -> f64 {
+    inside.max(holds)
+}
+
 /// A candidate partner of a lone text.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Partner {
+    /// The link's similarity: estimated, or exact for a partner by containment.
     sim: f32,
+    /// What partners are ranked by: the similarity, or the containment.
+    rank: f32,
+    /// Whether the partner was found by containment (step 6; a partner by similarity is
+    /// preferred).
+    contained: bool,
     /// The tie-break between partners of equal similarity: the partner's first signature
     /// bytes, which do not depend on how the index is split into segments. (Equal bytes are,
     /// almost surely, copies of one text in different segments, in one group either way.)
@@ -269,27 +391,34 @@ pub(super) struct Partner {
 impl Partner {
     const NONE: Partner = Partner {
         sim: -1.0,
+        rank: -1.0,
+        contained: true,
         tie: u64::MAX,
         content: u32::MAX,
     };
 
-    pub(super) fn new(sim: f32, sig: &[u8], content: u32) -> Partner {
+    pub(super) fn new(sim: f32, rank: f32, contained: bool, sig: &[u8], content: u32) -> Partner {
         let mut b = [0u8; 8];
         let n = sig.len().min(8);
         b[..n].copy_from_slice(&sig[..n]);
         Partner {
             sim,
+            rank,
+            contained,
             tie: u64::from_be_bytes(b),
             content,
         }
     }
 
-    /// Whether this candidate is preferred to `other`.
+    /// Whether this candidate is preferred to `other`: by similarity before by
+    /// containment, then the higher rank, then the tie-break.
     pub(super) fn beats(&self, other: &Partner) -> bool {
         self.content != u32::MAX
             && (other.content == u32::MAX
-                || self.sim > other.sim
-                || (self.sim == other.sim && self.tie < other.tie))
+                || (!self.contained && other.contained)
+                || (self.contained == other.contained
+                    && (self.rank > other.rank
+                        || (self.rank == other.rank && self.tie < other.tie))))
     }
 }
 

@@ -1,28 +1,43 @@
 //! Cluster descriptions: a cluster's posts after the filters, its accounts and time
-//! profile, and its representative text.
+//! profile, its representative text and its core text.
 
 use super::*;
 
+/// A cluster described, before its texts are read.
+pub(super) struct Described {
+    cluster: Cluster,
+    /// The representative post and the posts of its text.
+    rep: (PostAddr, usize),
+    /// A post of each other text sampled for the core text, and the posts of that text.
+    others: Vec<(PostAddr, usize)>,
+}
+
 impl Index {
-    /// Fills in each cluster's representative text (read at the given address). The reads
-    /// go in address order, with a helper thread asking the kernel for the blocks ahead, so
-    /// that a cold page cache serves them as a few sequential sweeps rather than one
-    /// blocking random read per cluster.
+    /// Fills in each cluster's representative text (read at the given address) and its core
+    /// text (the representative aligned with the sampled texts). The reads go in address
+    /// order, with a helper thread asking the kernel for the blocks ahead, so that a cold
+    /// page cache serves them as a few sequential sweeps rather than one blocking random
+    /// read per text.
     pub(super) fn representative_texts(
         &self,
-        mut described: Vec<(Cluster, PostAddr)>,
+        described: Vec<Described>,
+        core: bool,
     ) -> Result<Vec<Cluster>> {
         let segs = self.segments();
-        let mut order: Vec<(usize, u32, usize)> = Vec::with_capacity(described.len());
-        for (i, (_, addr)) in described.iter().enumerate() {
-            order.push((self.segment_index(addr.segment)?, addr.post, i));
+        // (segment, post, cluster, slot: 0 = representative, 1.. = sampled texts)
+        let mut order: Vec<(usize, u32, usize, usize)> = Vec::with_capacity(described.len());
+        for (i, d) in described.iter().enumerate() {
+            let addrs = std::iter::once(d.rep.0).chain(d.others.iter().map(|o| o.0));
+            for (slot, addr) in addrs.enumerate() {
+                order.push((self.segment_index(addr.segment)?, addr.post, i, slot));
+            }
         }
         order.sort_unstable();
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let texts: Vec<Result<(usize, Option<String>)>> = std::thread::scope(|scope| {
+        let texts: Vec<Result<(usize, usize, Option<String>)>> = std::thread::scope(|scope| {
             // A hint only: if no thread can be made, the texts are read without it.
             let _ = std::thread::Builder::new().spawn_scoped(scope, || {
-                for &(s, post, _) in &order {
+                for &(s, post, _, _) in &order {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         return;
                     }
@@ -31,29 +46,60 @@ impl Index {
             });
             let texts = order
                 .par_iter()
-                .map_init(TextCache::default, |cache, &(s, post, i)| {
-                    Ok((i, segs[s].text(post, cache)?))
+                // Each split makes a decompression context: keep them few.
+                .with_min_len(256)
+                .map_init(TextCache::default, |cache, &(s, post, i, slot)| {
+                    Ok((i, slot, segs[s].text(post, cache)?))
                 })
                 .collect();
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             texts
         });
+        let mut read: Vec<Vec<Option<String>>> = described
+            .iter()
+            .map(|d| vec![None; 1 + d.others.len()])
+            .collect();
         for t in texts {
-            let (i, text) = t?;
-            described[i].0.representative = text.unwrap_or_default();
+            let (i, slot, text) = t?;
+            read[i][slot] = text;
         }
-        Ok(described.into_iter().map(|(c, _)| c).collect())
+        let normalizer = self.fingerprinter().normalizer();
+        let min_tokens = self.manifest().params.shingle as usize;
+        Ok(described
+            .into_par_iter()
+            .zip(read)
+            .with_min_len(64)
+            .map_init(CoreScratch::default, |scratch, (d, texts)| {
+                let mut c = d.cluster;
+                let mut texts = texts.into_iter();
+                if let Some(rep) = texts.next().flatten() {
+                    // Texts not stored (or gone) leave the core text out.
+                    let others: Option<Vec<(&str, usize)>> = d
+                        .others
+                        .iter()
+                        .zip(texts.as_slice())
+                        .map(|(o, t)| t.as_deref().map(|t| (t, o.1)))
+                        .collect();
+                    c.core_text = others.filter(|_| core).and_then(|others| {
+                        core_passage_with(scratch, normalizer, &rep, d.rep.1, &others, min_tokens)
+                    });
+                    c.representative = rep;
+                }
+                c
+            })
+            .collect())
     }
 
-    /// Expands a set of contents into a cluster description, after the post filters, and
-    /// the address of its representative post (whose text is read later).
+    /// Expands a set of contents into a cluster description, after the post filters, with
+    /// the addresses of its representative post and of the texts sampled for its core text
+    /// (whose texts are read later).
     pub(super) fn describe(
         &self,
         base: &[u64],
         contents: &[u32],
         bonds: Bonds,
         opts: &ClusterOptions,
-    ) -> Result<Option<(Cluster, PostAddr)>> {
+    ) -> Result<Option<Described>> {
         let segs = self.segments();
         // (time, address, content, id)
         let mut posts: Vec<(Option<i64>, PostAddr, u32, &str)> = Vec::new();
@@ -108,11 +154,12 @@ impl Index {
             }
         }
         let texts = variants.len();
-        // The most frequent variant (ties: the earliest content).
-        let best = variants
-            .values()
-            .copied()
-            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        // The most frequent variants (ties: the earliest content) first; the first is the
+        // representative, the first CORE_SAMPLE are aligned for the core text.
+        let mut sample: Vec<(usize, u32)> = variants.values().copied().collect();
+        sample.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        sample.truncate(CORE_SAMPLE);
+        let best = sample.first().copied();
         if posts.len() < opts.min_size.max(1) {
             return Ok(None);
         }
@@ -177,6 +224,13 @@ impl Index {
         } else {
             Vec::new()
         };
+        // Each sampled text's earliest post (the representative's is `rep_addr`).
+        let others = sample
+            .iter()
+            .skip(1)
+            .filter(|_| opts.core_texts)
+            .filter_map(|&(n, c)| posts.iter().find(|p| p.2 == c).map(|p| (p.1, n)))
+            .collect();
         let cluster = Cluster {
             cluster: 0,
             size: posts.len(),
@@ -194,10 +248,16 @@ impl Index {
             weakest_link: bonds.weakest,
             edges: bonds.edges,
             attached: bonds.attached,
+            contained: bonds.contained,
+            core_text: None,
             time_profile,
             posts: ids,
             addrs: posts.iter().map(|p| p.1).collect(),
         };
-        Ok(Some((cluster, rep_addr)))
+        Ok(Some(Described {
+            cluster,
+            rep: (rep_addr, best.map_or(1, |b| b.0)),
+            others,
+        }))
     }
 }

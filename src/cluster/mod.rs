@@ -31,6 +31,19 @@
 //!    an attachment never joins two clusters: every cluster holds at most one group linked
 //!    at `min_similarity`, plus the lone texts attached to it. Contents then expand to their
 //!    posts.
+//! 6. **Containment** (`containment`, off by default): a lone text that found no partner
+//!    by similarity joins the cluster of the candidate (from the same attachment bands, with
+//!    an estimated similarity of at least 0.1) that it overlaps most, when the shingles the
+//!    two share are at least the share C of the smaller set: a snippet of a member (its
+//!    shingles lie inside it) or a member padded with other sentences (it holds the
+//!    member's). The overlap is exact, from the stored texts, and at least 8 shingles; the
+//!    link's similarity is the pair's exact Jaccard similarity. Like step 5 it never joins
+//!    two clusters.
+//!
+//! Each cluster then names its **core text** (`core_texts`, on by default): its
+//! representative is aligned ([`crate::text::align::core_passage`]) with the
+//! [`CORE_SAMPLE`] − 1 next most posted texts, and the core text is the longest passage of
+//! the representative that more than half of those texts' posts hold whole.
 //!
 //! Output is deterministic: clusters are numbered by size (largest first), then by earliest
 //! post, whatever the thread count.
@@ -40,6 +53,7 @@ mod describe;
 mod join;
 
 use attach::*;
+use describe::Described;
 use join::*;
 #[cfg(test)]
 mod tests;
@@ -53,6 +67,7 @@ use crate::error::{Error, Result};
 use crate::index::segment::{prefetch_item, Segment, TextCache};
 use crate::index::{ClusterAssignment, Index, IndexWriter, Manifest, PostAddr};
 use crate::minhash::{bbit_estimate, equal_bytes, intersection_len};
+use crate::text::align::{core_passage_with, CoreScratch, CoreText};
 
 /// Options of [`Index::clusters`].
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +96,16 @@ pub struct ClusterOptions {
     pub max_group: usize,
     /// List every post id of each cluster (default true).
     pub with_posts: bool,
+    /// Containment attachment (0 < C <= 1; `None`, the default: off): a text still alone
+    /// after attachment by similarity joins the cluster of a text it overlaps by at least
+    /// this share of the smaller of the two shingle sets (it holds at least C of the other's
+    /// shingles, or at least C of its own lie inside the other), settled exactly from the
+    /// stored texts. Needs stored texts. See step 6 in the module docs.
+    pub containment: Option<f64>,
+    /// Find each cluster's core text ([`Cluster::core_text`]; default true). It costs one
+    /// alignment per sampled text (on dev_100k it doubled the time of the pass, see
+    /// ARCHITECTURE.md); callers that need only the membership turn it off.
+    pub core_texts: bool,
 }
 
 impl ClusterOptions {
@@ -91,6 +116,21 @@ impl ClusterOptions {
             .unwrap_or(ATTACH_RATIO * self.min_similarity);
         (a > 0.0 && a < self.min_similarity).then_some(a)
     }
+
+    /// Checks the options that have a range.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `containment` is outside (0, 1].
+    pub fn validate(&self) -> Result<()> {
+        if let Some(c) = self.containment {
+            if !(c > 0.0 && c <= 1.0) {
+                return Err(Error::InvalidParameter(format!(
+                    "containment must be in (0, 1], got {c}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The default [`ClusterOptions::attach_similarity`] as a share of `min_similarity`.
@@ -98,6 +138,18 @@ pub const ATTACH_RATIO: f64 = 0.6;
 
 /// Bytes of the 8-bit signature per attachment band (a 24-bit key).
 const ATTACH_ROWS: usize = 3;
+
+/// Least estimated similarity of a pair whose containment is settled from the stored texts
+/// (step 6): a pair sharing a band key by chance estimates below it.
+const CONTAIN_FLOOR: f64 = 0.1;
+
+/// Least shingles two texts share for a containment attachment: a stock phrase of a few
+/// words inside a long post does not make it a copy.
+const CONTAIN_MIN_SHARED: usize = 8;
+
+/// Distinct texts of a cluster (the most posted) aligned with its representative to find
+/// its core text.
+pub const CORE_SAMPLE: usize = 16;
 
 /// Links `(a, b, similarity)` between global contents.
 type Links = Vec<(u32, u32, f32)>;
@@ -110,6 +162,8 @@ struct Bonds {
     edges: usize,
     /// Texts attached.
     attached: usize,
+    /// Of those, texts attached by containment.
+    contained: usize,
 }
 
 /// Bands verified together (in parallel) against one snapshot of the union-find.
@@ -136,6 +190,8 @@ impl Default for ClusterOptions {
             until: None,
             max_group: 64,
             with_posts: true,
+            containment: None,
+            core_texts: true,
         }
     }
 }
@@ -181,8 +237,17 @@ pub struct Cluster {
     /// Verified edges between the cluster's texts.
     pub edges: usize,
     /// Texts that joined by attachment (no link at `min_similarity`, see
-    /// [`ClusterOptions::attach_similarity`]).
+    /// [`ClusterOptions::attach_similarity`]), by similarity or by containment.
     pub attached: usize,
+    /// Of the texts attached, those that joined by containment
+    /// ([`ClusterOptions::containment`]).
+    pub contained: usize,
+    /// The passage most of the cluster's posts share ([`core_passage`](crate::text::align::core_passage)), as offsets into
+    /// the representative text; `None` without stored texts, with
+    /// [`ClusterOptions::core_texts`] off, or when no passage of a
+    /// shingle's width is shared by more than half of the posts sampled (the
+    /// [`CORE_SAMPLE`] most posted distinct texts).
+    pub core_text: Option<CoreText>,
     /// Posts over time.
     pub time_profile: Option<TimeProfile>,
     /// Post ids, by time.
@@ -203,6 +268,8 @@ pub struct ClusterReport {
     pub edges: u64,
     /// Lone texts attached to a cluster.
     pub attached: u64,
+    /// Of those, texts attached by containment.
+    pub contained: u64,
 }
 
 /// A verified edge between two global content ids (`a < b`), and whether it came from a
@@ -265,7 +332,13 @@ impl Index {
         opts: &ClusterOptions,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<ClusterReport> {
+        opts.validate()?;
         let segs = self.segments();
+        if opts.containment.is_some() && segs.iter().any(|s| !s.has_text()) {
+            return Err(Error::InvalidParameter(
+                "clusters with containment need stored texts; this index was built with --no-store-text".into(),
+            ));
+        }
         let mut base = Vec::with_capacity(segs.len() + 1);
         base.push(0u64);
         for s in segs {
@@ -278,12 +351,18 @@ impl Index {
             ));
         }
         let bands = self.manifest().params.lsh.bands as usize;
-        let attach = opts.attach();
-        let attach_bands = if attach.is_some() {
+        let attach_bands = if opts.attach().is_some() || opts.containment.is_some() {
             self.manifest().params.num_perm as usize / ATTACH_ROWS
         } else {
             0
         };
+        let by = AttachBy {
+            similarity: opts.attach().unwrap_or(f64::INFINITY),
+            containment: opts.containment.map(|c| (c, self.fingerprinter())),
+            max_group: opts.max_group,
+            n_bands: attach_bands,
+        };
+        let attach = (attach_bands > 0).then_some(&by);
         let done = std::sync::atomic::AtomicUsize::new(0);
         let chunk = rayon::current_num_threads().max(1);
         let mut candidate_pairs = 0;
@@ -294,6 +373,14 @@ impl Index {
             )
         };
         let mut attached = vec![false; if attach.is_some() { total as usize } else { 0 }];
+        let mut contained = vec![
+            false;
+            if opts.containment.is_some() {
+                total as usize
+            } else {
+                0
+            }
+        ];
         let (mut uf, weakest, n_edges) = if opts.min_edge_support > 0.0 {
             // 1-2. Candidate pairs and verification, a few bands at a time in parallel; each
             // round's edges are merged into the sorted, deduplicated set, so a pair that
@@ -329,15 +416,17 @@ impl Index {
             for e in &edges {
                 uf.union(e.a, e.b);
             }
-            // 5. Attachment: the attached texts' links are weaker than every edge, so they
+            // 5-6. Attachment: the attached texts' links are weaker than every edge, so they
             // come last in Kruskal's order.
-            if let Some(a) = attach {
-                let (links, pairs) =
-                    attach_lone(segs, &base, &mut uf, a, opts.max_group, attach_bands, &tick)?;
+            if let Some(by) = attach {
+                let (links, pairs) = attach_lone(segs, &base, &mut uf, by, &tick)?;
                 candidate_pairs += pairs;
-                for (x, y, sim) in links {
+                for (x, y, sim, by_containment) in links {
                     uf.union(x, y);
                     attached[x as usize] = true;
+                    if by_containment {
+                        contained[x as usize] = true;
+                    }
                     edges.push(Edge {
                         a: x.min(y),
                         b: x.max(y),
@@ -407,13 +496,15 @@ impl Index {
                     }
                 }
             }
-            // 5. Attachment.
-            if let Some(a) = attach {
-                let (found, pairs) =
-                    attach_lone(segs, &base, &mut uf, a, opts.max_group, attach_bands, &tick)?;
+            // 5-6. Attachment.
+            if let Some(by) = attach {
+                let (found, pairs) = attach_lone(segs, &base, &mut uf, by, &tick)?;
                 candidate_pairs += pairs;
-                for (x, y, sim) in found {
+                for (x, y, sim, by_containment) in found {
                     attached[x as usize] = true;
+                    if by_containment {
+                        contained[x as usize] = true;
+                    }
                     n_edges += u64::from(join(&mut uf, &mut weak, &mut links, x, y, sim));
                 }
             }
@@ -452,20 +543,23 @@ impl Index {
             .chunk_by(|a, b| a.0 == b.0)
             .map(|g| (g[0].0, g))
             .collect();
-        let built: Vec<Result<Option<(Cluster, PostAddr)>>> = members
+        let built: Vec<Result<Option<Described>>> = members
             .into_par_iter()
             .map(|(root, group)| {
                 let contents: Vec<u32> = group.iter().map(|g| g.1).collect();
                 let (weak, n_edges) = weakest.get(&root).copied().unwrap_or((1.0, 0));
-                let n_attached = if attached.is_empty() {
-                    0
-                } else {
-                    contents.iter().filter(|&&c| attached[c as usize]).count()
+                let count = |flags: &[bool]| {
+                    if flags.is_empty() {
+                        0
+                    } else {
+                        contents.iter().filter(|&&c| flags[c as usize]).count()
+                    }
                 };
                 let bonds = Bonds {
                     weakest: weak as f64,
                     edges: n_edges,
-                    attached: n_attached,
+                    attached: count(&attached),
+                    contained: count(&contained),
                 };
                 self.describe(&base, &contents, bonds, opts)
             })
@@ -476,7 +570,7 @@ impl Index {
                 described.push(c);
             }
         }
-        let mut clusters = self.representative_texts(described)?;
+        let mut clusters = self.representative_texts(described, opts.core_texts)?;
         clusters.sort_by(|a, b| {
             b.size
                 .cmp(&a.size)
@@ -495,6 +589,7 @@ impl Index {
             candidate_pairs,
             edges: n_edges,
             attached: attached.iter().filter(|&&a| a).count() as u64,
+            contained: contained.iter().filter(|&&a| a).count() as u64,
         })
     }
 }

@@ -83,6 +83,7 @@ impl Assignment {
     pub fn computed(index: &Index, opts: &ClusterOptions) -> Result<Assignment> {
         let opts = ClusterOptions {
             with_posts: false,
+            core_texts: false,
             ..opts.clone()
         };
         let report = index.clusters(&opts)?;

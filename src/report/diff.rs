@@ -1,4 +1,4 @@
-//! Differences between a variant and the core text, marked in HTML: a longest common
+//! Differences between a variant and the most posted text (`core` below), marked in HTML: a longest common
 //! subsequence over units (a word, a run of spaces, one Han/kana/Hangul character, or one
 //! other character).
 

@@ -1,8 +1,9 @@
 //! A self-contained HTML report of campaigns: one file, inline CSS and SVG, no scripts and
 //! nothing fetched from the network, readable on a laptop and printable.
 //!
-//! Per campaign (cluster), largest first: the core text and its variants with the
-//! differences marked, a timeline of posts stacked by platform, an hour-of-day histogram in
+//! Per campaign (cluster), largest first: the core text (the passage most of its posts hold
+//! whole, [`crate::text::align::core_passage`]), the most posted text and its variants with
+//! the differences marked, a timeline of posts stacked by platform, an hour-of-day histogram in
 //! UTC and in a chosen [`Zone`], the first poster and earliest post, the accounts and the
 //! coordinated groups of [`coordination`](crate::coordination) that posted in it, and links
 //! to the campaigns that share accounts with it.
@@ -18,6 +19,7 @@ use crate::coordination::{coordination, Assignment, CoordinationOptions};
 use crate::error::{Error, Result};
 use crate::index::segment::TextCache;
 use crate::index::{Index, PostAddr};
+use crate::text::align::{core_passage_with, CoreScratch, CoreText};
 
 mod diff;
 mod section;
@@ -118,7 +120,7 @@ const MAX_TEXT_CHARS: usize = 3000;
 /// Reported campaigns an account may be in and still count for the links between them (an
 /// account in more, such as a prolific background poster, links nothing).
 const MAX_LINK_CAMPAIGNS: usize = 100;
-/// Variants keeping less than this share of the core text are shown without marks.
+/// Variants keeping less than this share of the most posted text are shown without marks.
 const MIN_MARKED_SHARE: f64 = 0.35;
 /// Links to other campaigns listed per campaign.
 const MAX_LINKS: usize = 12;
@@ -269,6 +271,24 @@ pub fn render_to_string(
         .map(|(i, (p, _))| (p.to_string(), svg::colour(i)))
         .collect();
 
+    // Each campaign's core text: the passage most of its posts share, in its most posted
+    // text (the sample of the cluster report: its CORE_SAMPLE most posted texts).
+    let normalizer = index.fingerprinter().normalizer();
+    let min_tokens = index.manifest().params.shingle as usize;
+    let mut scratch = CoreScratch::default();
+    let cores: Vec<Option<CoreText>> = campaigns
+        .iter()
+        .map(|c| {
+            let t = section::texts(c);
+            let (rep, others) = t.split_first()?;
+            let others: Vec<(&str, usize)> = others
+                .iter()
+                .take(crate::cluster::CORE_SAMPLE - 1)
+                .map(|(t, k)| (t.as_str(), *k))
+                .collect();
+            core_passage_with(&mut scratch, normalizer, &rep.0, rep.1, &others, min_tokens)
+        })
+        .collect();
     let mut h = String::with_capacity(1 << 20);
     let total_posts: u64 = campaigns.iter().map(|c| c.posts.len() as u64).sum();
     page_head(
@@ -284,6 +304,7 @@ pub fn render_to_string(
             groups_of.get(&c.cluster).map(Vec::as_slice).unwrap_or(&[]),
             &coord,
             &colour,
+            cores[i].as_ref(),
         );
     }
     h.push_str("</main>\n</body>\n</html>\n");

@@ -9,6 +9,7 @@ use super::{
     MAX_LINKS, MAX_TEXT_CHARS, MIN_MARKED_SHARE, P,
 };
 use crate::coordination::active_hours_label;
+use crate::text::align::CoreText;
 
 pub(super) fn cut(s: &str) -> (&str, bool) {
     match s.char_indices().nth(MAX_TEXT_CHARS) {
@@ -50,6 +51,7 @@ pub(super) fn section(
     groups: &[usize],
     coord: &crate::coordination::Coordination,
     colour: &HashMap<String, &str>,
+    core: Option<&CoreText>,
 ) {
     let n = c.posts.len();
     let mut accounts: HashMap<&str, AccountTally> = HashMap::new();
@@ -118,19 +120,33 @@ pub(super) fn section(
         );
     }
 
-    // Core text and variants.
+    // Core text: the passage most posts share.
+    if let Some(core) = core {
+        let (shown, was_cut) = cut(&core.text);
+        let _ = write!(
+            h,
+            "<h3>Core text <small>(the passage held whole by {} of {} posts sampled; characters {}–{} of the most posted text)</small></h3>\n<blockquote class=\"core\">{}{}</blockquote>\n",
+            core.posts,
+            core.sampled,
+            core.start,
+            core.end,
+            escape(shown),
+            if was_cut { "…" } else { "" }
+        );
+    }
+    // Most posted text and variants.
     if let Some((core, k)) = texts.first() {
         let (shown, was_cut) = cut(core);
         let _ = write!(
             h,
-            "<h3>Core text <small>({k} of {n} posts; spacing collapsed)</small></h3>\n<blockquote class=\"core\">{}{}</blockquote>\n",
+            "<h3>Most posted text <small>({k} of {n} posts; spacing collapsed)</small></h3>\n<blockquote class=\"core\">{}{}</blockquote>\n",
             escape(shown),
             if was_cut { "…" } else { "" }
         );
         if texts.len() > 1 {
             let _ = write!(
                 h,
-                "<h3>Variants <small>({} distinct; <ins>added</ins> and <del>removed</del> against the core text)</small></h3>\n<ol class=\"variants\">\n",
+                "<h3>Variants <small>({} distinct; <ins>added</ins> and <del>removed</del> against the most posted text)</small></h3>\n<ol class=\"variants\">\n",
                 texts.len() - 1
             );
             for (t, k) in texts.iter().skip(1).take(opts.variants) {

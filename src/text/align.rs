@@ -113,6 +113,20 @@ impl Tokenized {
         hashes.extend(norm.tokens().map(|t| xxh3_64(t.as_bytes())));
     }
 
+    /// Normalizes `text` without keeping spans: enough to align it as the other text of
+    /// [`core_passage_with`], whose passages are offsets into the representative only
+    /// (faster: the normalizer's own loop). [`spans`](Self::spans) is then empty.
+    fn tokenize_tokens_only(&mut self, normalizer: &Normalizer, text: &str) {
+        self.origin.clear();
+        self.src.clear();
+        self.spans.clear();
+        self.hashes.clear();
+        self.char_bytes.clear();
+        normalizer.normalize(text, &mut self.norm);
+        let Tokenized { norm, hashes, .. } = self;
+        hashes.extend(norm.tokens().map(|t| xxh3_64(t.as_bytes())));
+    }
+
     /// The normalized text and tokens (the same as [`Normalizer::normalize`] gives).
     pub fn normalized(&self) -> &Normalized {
         &self.norm
@@ -208,23 +222,71 @@ pub(crate) fn align_counted(
     hit_text: &str,
     min_tokens: usize,
 ) -> Vec<(usize, Passage)> {
+    let mut out: Vec<(usize, Passage)> = Vec::new();
+    let mut bufs = AlignBufs::default();
+    aligned_runs(query, hit, min_tokens, &mut bufs);
+    for &(qs, qe, hs, he) in &bufs.out {
+        let q = (query.spans[qs].0, query.spans[qe - 1].1);
+        let h = (hit.spans[hs].0, hit.spans[he - 1].1);
+        let Some(text) = hit.byte_range(h).and_then(|r| hit_text.get(r)) else {
+            continue;
+        };
+        out.push((
+            qe - qs,
+            Passage {
+                query_start: q.0,
+                query_end: q.1,
+                hit_start: h.0,
+                hit_end: h.1,
+                text: text.to_string(),
+            },
+        ));
+    }
+    out.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.query_start.cmp(&y.1.query_start)));
+    out
+}
+
+/// Reusable buffers of [`aligned_runs`].
+#[derive(Debug, Default, Clone)]
+struct AlignBufs {
+    by_hash: Vec<(u64, u32)>,
+    heap: std::collections::BinaryHeap<(u32, std::cmp::Reverse<(u32, u32)>)>,
+    qused: Vec<bool>,
+    hused: Vec<bool>,
+    chosen: Vec<(usize, usize, usize)>,
+    /// The runs found.
+    out: Vec<(usize, usize, usize, usize)>,
+}
+
+/// The token runs [`align`] reports, into `bufs.out`, as `(query start, query end, hit
+/// start, hit end)` token indices (end-exclusive, equal lengths), each at least
+/// `min_tokens` long, trimmed so that no end token shares an original character with the
+/// token outside the run; no token of either text is in two runs. In no particular order.
+fn aligned_runs(query: &Tokenized, hit: &Tokenized, min_tokens: usize, bufs: &mut AlignBufs) {
+    let AlignBufs {
+        by_hash,
+        heap,
+        qused,
+        hused,
+        chosen,
+        out,
+    } = bufs;
+    out.clear();
     let min_tokens = min_tokens.max(1);
-    let (n, m) = (query.len(), hit.len());
+    let (n, m) = (query.hashes.len(), hit.hashes.len());
     if n < min_tokens || m < min_tokens {
-        return Vec::new();
+        return;
     }
     // The hit's tokens by hash, for the pairs of equal tokens.
-    let mut by_hash: Vec<(u64, u32)> = hit
-        .hashes
-        .iter()
-        .enumerate()
-        .map(|(j, &h)| (h, j as u32))
-        .collect();
+    by_hash.clear();
+    by_hash.extend(hit.hashes.iter().enumerate().map(|(j, &h)| (h, j as u32)));
     by_hash.sort_unstable();
     let eq =
         |i: usize, j: usize| query.hashes[i] == hit.hashes[j] && query.token(i) == hit.token(j);
     // Maximal runs: start at each equal pair whose predecessors differ, extend forward.
-    let mut runs: Vec<(u32, u32, u32)> = Vec::new(); // (len, query start, hit start)
+    // Longest first; a run that overlaps a chosen one is cut to its longest free part
+    // and put back.
+    heap.clear();
     for i in 0..n {
         let h = query.hashes[i];
         let from = by_hash.partition_point(|&(x, _)| x < h);
@@ -241,18 +303,15 @@ pub(crate) fn align_counted(
                 len += 1;
             }
             if len >= min_tokens {
-                runs.push((len as u32, i as u32, j as u32));
+                heap.push((len as u32, std::cmp::Reverse((i as u32, j as u32))));
             }
         }
     }
-    // Longest first; a run that overlaps a chosen one is cut to its longest free part
-    // and put back.
-    let mut heap: std::collections::BinaryHeap<(u32, std::cmp::Reverse<(u32, u32)>)> = runs
-        .into_iter()
-        .map(|(l, i, j)| (l, std::cmp::Reverse((i, j))))
-        .collect();
-    let (mut qused, mut hused) = (vec![false; n], vec![false; m]);
-    let mut chosen: Vec<(usize, usize, usize)> = Vec::new();
+    qused.clear();
+    qused.resize(n, false);
+    hused.clear();
+    hused.resize(m, false);
+    chosen.clear();
     while let Some((len, std::cmp::Reverse((i, j)))) = heap.pop() {
         let (len, i, j) = (len as usize, i as usize, j as usize);
         let free = |k: usize| !qused[i + k] && !hused[j + k];
@@ -282,11 +341,16 @@ pub(crate) fn align_counted(
             ));
         }
     }
-    let mut out: Vec<(usize, Passage)> = Vec::with_capacity(chosen.len());
-    for (len, i, j) in chosen {
+    for &(len, i, j) in chosen.iter() {
         // Trim tokens that share an original character with the token outside the run.
         let (mut a, mut b) = (0, len);
-        let shares = |t: &Tokenized, x: usize, y: usize| t.spans[y].0 < t.spans[x].1;
+        // (A text tokenized without spans is not trimmed.)
+        let shares = |t: &Tokenized, x: usize, y: usize| {
+            t.spans
+                .get(y)
+                .zip(t.spans.get(x))
+                .is_some_and(|(y, x)| y.0 < x.1)
+        };
         while a < b
             && ((i + a > 0 && shares(query, i + a - 1, i + a))
                 || (j + a > 0 && shares(hit, j + a - 1, j + a)))
@@ -302,24 +366,167 @@ pub(crate) fn align_counted(
         if b - a < min_tokens {
             continue;
         }
-        let q = (query.spans[i + a].0, query.spans[i + b - 1].1);
-        let h = (hit.spans[j + a].0, hit.spans[j + b - 1].1);
-        let Some(text) = hit.byte_range(h).and_then(|r| hit_text.get(r)) else {
-            continue;
-        };
-        out.push((
-            b - a,
-            Passage {
-                query_start: q.0,
-                query_end: q.1,
-                hit_start: h.0,
-                hit_end: h.1,
-                text: text.to_string(),
-            },
-        ));
+        out.push((i + a, i + b, j + a, j + b));
     }
-    out.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.query_start.cmp(&y.1.query_start)));
-    out
+}
+
+/// The passage most of a group of texts share ([`core_passage`]): end-exclusive offsets in
+/// Unicode scalar values (chars) of the representative text, the passage as it reads there,
+/// and how many of the texts' posts share it whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoreText {
+    /// First char of the passage in the representative text.
+    pub start: u32,
+    /// One past the last char of the passage in the representative text.
+    pub end: u32,
+    /// The representative text from `start` to `end`.
+    pub text: String,
+    /// Posts (of those sampled) whose text holds the whole passage.
+    pub posts: usize,
+    /// Posts sampled: the representative's and the other texts' weights.
+    pub sampled: usize,
+}
+
+/// The core text of a group of texts: the longest passage of `rep` that more than half of
+/// the group's posts share whole. `rep` stands for `rep_posts` posts, each of `others` for
+/// its weight in posts. Each other text is aligned with `rep` ([`align`]'s runs of at least
+/// `min_tokens` equal normalized tokens); a text shares a passage when one of its runs
+/// covers all of the passage's tokens. `None` when no passage of `min_tokens` tokens is
+/// shared by more than half of the posts (or `rep` has fewer tokens).
+///
+/// For each start token the passage's end is the furthest point that a majority of the
+/// posts' runs reach from there; the longest such passage wins (ties: the earliest). Cost:
+/// one alignment per other text, plus tokens × texts.
+pub fn core_passage(
+    normalizer: &Normalizer,
+    rep: &str,
+    rep_posts: usize,
+    others: &[(&str, usize)],
+    min_tokens: usize,
+) -> Option<CoreText> {
+    core_passage_with(
+        &mut CoreScratch::default(),
+        normalizer,
+        rep,
+        rep_posts,
+        others,
+        min_tokens,
+    )
+}
+
+/// Reusable buffers of [`core_passage_with`]: keep one per thread.
+#[derive(Debug, Default, Clone)]
+pub struct CoreScratch {
+    rep: Tokenized,
+    other: Tokenized,
+    /// Per other text and token of the representative: where the run covering it ends
+    /// (0: none).
+    ends: Vec<u32>,
+    at: Vec<(u32, usize)>,
+    check: Normalized,
+    align: AlignBufs,
+}
+
+/// [`core_passage`] with caller-owned buffers.
+pub fn core_passage_with(
+    scratch: &mut CoreScratch,
+    normalizer: &Normalizer,
+    rep: &str,
+    rep_posts: usize,
+    others: &[(&str, usize)],
+    min_tokens: usize,
+) -> Option<CoreText> {
+    let min_tokens = min_tokens.max(1);
+    let CoreScratch {
+        rep: r,
+        other: t,
+        ends,
+        at,
+        check,
+        align,
+    } = scratch;
+    r.tokenize(normalizer, rep);
+    let n = r.len();
+    if n < min_tokens {
+        return None;
+    }
+    let total: usize = rep_posts + others.iter().map(|o| o.1).sum::<usize>();
+    let aligned = others;
+    ends.clear();
+    ends.resize(n * aligned.len(), 0);
+    for (k, &(text, _)) in aligned.iter().enumerate() {
+        t.tokenize_tokens_only(normalizer, text);
+        let row = &mut ends[k * n..(k + 1) * n];
+        aligned_runs(r, t, min_tokens, align);
+        for &(qs, qe, _, _) in &align.out {
+            row[qs..qe].iter_mut().for_each(|e| *e = qe as u32);
+        }
+    }
+    let reach = |k: usize, s: usize| ends[k * n + s] as usize;
+    let mut best: Option<(usize, usize)> = None;
+    for s in 0..n {
+        at.clear();
+        at.push((n as u32, rep_posts));
+        at.extend(
+            (0..aligned.len())
+                .filter(|&k| reach(k, s) > s)
+                .map(|k| (reach(k, s) as u32, aligned[k].1)),
+        );
+        at.sort_unstable_by_key(|a| std::cmp::Reverse(a.0));
+        let mut w = 0usize;
+        for &(e, weight) in at.iter() {
+            w += weight;
+            if 2 * w > total {
+                let e = e as usize;
+                if best.is_none_or(|(bs, be)| e - s > be - bs) {
+                    best = Some((s, e));
+                }
+                break;
+            }
+        }
+    }
+    let (mut s, mut e) = best?;
+    // Trim tokens that share an original character with the token outside the passage.
+    let shares = |x: usize, y: usize| r.spans[y].0 < r.spans[x].1;
+    while s < e && s > 0 && shares(s - 1, s) {
+        s += 1;
+    }
+    while s < e && e < n && shares(e - 1, e) {
+        e -= 1;
+    }
+    // The passage's text read on its own must give exactly the run's tokens: where the
+    // characters around it decide a token (a URL's start, a character normalized together
+    // with the one before it), an end token is dropped until it does.
+    let text = loop {
+        if e - s < min_tokens {
+            return None;
+        }
+        let span = (r.spans[s].0, r.spans[e - 1].1);
+        let text = r.byte_range(span).and_then(|b| rep.get(b))?;
+        normalizer.normalize(text, check);
+        let mut got = check.tokens();
+        if (s..e).all(|k| got.next().map(str::as_bytes) == Some(r.token(k))) && got.next().is_none()
+        {
+            break text;
+        }
+        if check.tokens().next().map(str::as_bytes) != Some(r.token(s)) {
+            s += 1;
+        } else {
+            e -= 1;
+        }
+    };
+    let posts = rep_posts
+        + (0..aligned.len())
+            .filter(|&k| reach(k, s) >= e)
+            .map(|k| aligned[k].1)
+            .sum::<usize>();
+    Some(CoreText {
+        start: r.spans[s].0,
+        end: r.spans[e - 1].1,
+        text: text.to_string(),
+        posts,
+        sampled: total,
+    })
 }
 
 #[cfg(test)]
@@ -431,6 +638,39 @@ mod tests {
         check(&h, &q, 1);
     }
 
+    #[test]
+    fn core_passage_is_the_longest_passage_most_posts_share() {
+        let nz = Normalizer::default();
+        let rep = "A b c d e f g h";
+        let others = [("x a b c d e y", 1), ("a b c d e f z", 1), ("q r s", 1)];
+        let c = core_passage(&nz, rep, 1, &others, 3).expect("a core");
+        assert_eq!((c.start, c.end, c.text.as_str()), (0, 9, "A b c d e"));
+        assert_eq!((c.posts, c.sampled), (3, 4));
+        // The representative's weight alone is a majority: its whole text.
+        let c = core_passage(&nz, rep, 5, &others, 3).expect("a core");
+        assert_eq!(c.text, rep);
+        assert_eq!((c.posts, c.sampled), (5, 8));
+        // Nothing shared by a majority, or too few tokens.
+        assert_eq!(core_passage(&nz, rep, 1, &[("q r s", 2)], 3), None);
+        assert_eq!(core_passage(&nz, "a b", 1, &[], 3), None);
+        assert_eq!(core_passage(&nz, "", 1, &[("", 1)], 1), None);
+        // Traditional script and lookalike letters still share the passage.
+        let c = core_passage(
+            &nz,
+            "转发：这个政府一直在说谎 #1",
+            1,
+            &[("這個政府一直在說謊！", 1), ("这个政府一直在", 1)],
+            3,
+        )
+        .expect("a core");
+        assert_eq!(c.text, "这个政府一直在说谎");
+        assert_eq!((c.posts, c.sampled), (2, 3));
+        // A passage is cut where the text around it decides a token: 't' belongs to the URL
+        // in the whole text, but is a word of its own in "t𠀀co" read alone.
+        let c = core_passage(&nz, "https://t𠀀co/x and more words", 1, &[], 1).expect("a core");
+        assert_eq!(tokens_of(&c.text), ["co", "x", "and", "more", "words"]);
+    }
+
     /// The longest common run of tokens, by brute force.
     fn naive_longest(a: &[String], b: &[String]) -> usize {
         let mut best = 0;
@@ -495,6 +735,42 @@ mod tests {
             let h = format!("{c}{shared}");
             check(&q, &h, min);
             check(&h, &q, min);
+        }
+
+        /// A core passage lies inside the representative on char boundaries and its tokens
+        /// are a run of the tokens of more than half of the posts.
+        #[test]
+        fn core_passage_is_shared_by_most_posts(
+            rep in texts(30),
+            parts in proptest::collection::vec((texts(20), texts(20), 1usize..4, proptest::bool::ANY), 0..6),
+            rep_posts in 1usize..4,
+            min in 1usize..4,
+        ) {
+            let nz = Normalizer::default();
+            let made: Vec<(String, usize)> = parts
+                .iter()
+                .map(|(a, b, w, keep)| {
+                    let mid = if *keep { rep.clone() } else { String::new() };
+                    (format!("{a}{mid}{b}"), *w)
+                })
+                .collect();
+            let others: Vec<(&str, usize)> = made.iter().map(|(t, w)| (t.as_str(), *w)).collect();
+            let Some(c) = core_passage(&nz, &rep, rep_posts, &others, min) else {
+                return Ok(());
+            };
+            let chars = rep.chars().count() as u32;
+            prop_assert!(c.start < c.end && c.end <= chars);
+            prop_assert_eq!(&c.text, &substr(&rep, c.start, c.end));
+            let core = tokens_of(&c.text);
+            prop_assert!(core.len() >= min);
+            let holds = |t: &str| {
+                let toks = tokens_of(t);
+                toks.windows(core.len()).any(|w| w == core.as_slice())
+            };
+            let mut w = if holds(&rep) { rep_posts } else { 0 };
+            w += others.iter().filter(|o| holds(o.0)).map(|o| o.1).sum::<usize>();
+            prop_assert!(2 * w > c.sampled, "{:?} held by {} of {}", c, w, c.sampled);
+            prop_assert!(w >= c.posts);
         }
 
         /// On plain words the longest passage is the longest common run of tokens.

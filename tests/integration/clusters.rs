@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use textreuse::cluster::ClusterOptions;
-use textreuse::index::{BuildOptions, OnExistingId};
+use textreuse::index::{BuildOptions, OnExistingId, TextCache};
 use textreuse::input::RawPost;
 use textreuse::{Index, QueryOptions};
 
@@ -266,4 +266,162 @@ fn deleted_posts_leave_clusters() {
         diff.is_empty(),
         "merged vs one build of the live posts: {diff:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Core texts.
+// ---------------------------------------------------------------------------------------
+
+/// Whether `core` is a run of `tokens`.
+fn holds(tokens: &[String], core: &[String]) -> bool {
+    !core.is_empty() && tokens.windows(core.len()).any(|w| w == core)
+}
+
+fn tokens(index: &Index, text: &str) -> Vec<String> {
+    let mut n = textreuse::text::Normalized::new();
+    index.fingerprinter().normalizer().normalize(text, &mut n);
+    n.tokens().map(str::to_string).collect()
+}
+
+/// Checks every cluster's core text against its posts' texts: the offsets lie inside the
+/// representative on char boundaries, and the passage's tokens are a run of the tokens of
+/// more than half of the cluster's posts (when the cluster has no more distinct texts than
+/// are sampled, so that the sample is the whole cluster). Returns the clusters checked.
+fn check_core_texts(index: &Index, report: &textreuse::cluster::ClusterReport) -> usize {
+    let mut checked = 0;
+    for c in &report.clusters {
+        let Some(core) = &c.core_text else {
+            continue;
+        };
+        let rep: Vec<char> = c.representative.chars().collect();
+        assert!(
+            core.start < core.end && core.end as usize <= rep.len(),
+            "{core:?}"
+        );
+        let span: String = rep[core.start as usize..core.end as usize].iter().collect();
+        assert_eq!(span, core.text);
+        assert!(
+            core.posts * 2 > core.sampled && core.sampled <= c.size,
+            "{core:?}"
+        );
+        let want = tokens(index, &core.text);
+        assert!(want.len() >= 3, "{core:?}");
+        assert!(holds(&tokens(index, &c.representative), &want));
+        if c.texts > textreuse::cluster::CORE_SAMPLE {
+            continue;
+        }
+        assert_eq!(core.sampled, c.size);
+        let sharing = c
+            .addrs
+            .iter()
+            .filter(|&&a| {
+                let t = index
+                    .text_at(a, &mut TextCache::default())
+                    .expect("reads")
+                    .expect("stored");
+                holds(&tokens(index, &t), &want)
+            })
+            .count();
+        assert!(
+            sharing * 2 > c.size && sharing >= core.posts,
+            "cluster {}: {sharing} of {} posts hold {core:?}",
+            c.cluster,
+            c.size
+        );
+        checked += 1;
+    }
+    checked
+}
+
+#[test]
+fn core_text_is_the_passage_most_posts_share() {
+    let s = [
+        "今天市政府宣布，城东的大桥将在六月关闭维修。",
+        "附近的居民担心交通会更加拥堵，商店也怕失去顾客。",
+        "市长承诺在维修期间开通一条免费的渡轮航线。",
+        "Ｆｕｌｌ details at the town hall — 詳情請見市政廳網站。",
+    ];
+    let pad = "转发一下，大家看看吧！这件事情很重要。";
+    let variants: [(String, usize); 4] = [
+        (s.concat(), 3),
+        (s[1..].concat(), 2),
+        (s[..3].concat(), 2),
+        (format!("{pad}{}{}", s[1], s[2]), 2),
+    ];
+    let mut posts = crate::util::sample_posts()[..300].to_vec();
+    let mut n = 0;
+    for (text, k) in &variants {
+        for _ in 0..*k {
+            posts.push(post(
+                &format!("core-{n}"),
+                text,
+                &format!("acc{n}"),
+                Some(n as i64),
+            ));
+            n += 1;
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("index");
+    util::build_lib(&dir, &posts, BuildOptions::default(), 5000);
+    let index = open(&dir);
+    let report = index
+        .clusters(&ClusterOptions::default())
+        .expect("clusters");
+    let c = report
+        .clusters
+        .iter()
+        .find(|c| c.posts.iter().any(|p| p == "core-0"))
+        .expect("the campaign is a cluster");
+    assert_eq!((c.size, c.texts), (9, 4), "{c:?}");
+    assert_eq!(c.representative, s.concat());
+    let core = c.core_text.as_ref().expect("a core text");
+    // Sentences 1-2 are in every post; 0-2 or 1-3 in 5 of 9.
+    // (A passage ends at its last token: the closing '。' is not one.)
+    let both = format!("{}{}", s[1], s[2].trim_end_matches('。'));
+    assert!(core.text.contains(&both), "{core:?}");
+    assert!(core.text.len() > s[1].len() + s[2].len(), "{core:?}");
+    assert_eq!((core.posts, core.sampled), (5, 9), "{core:?}");
+    assert!(check_core_texts(&index, &report) >= 1);
+    // The report shows it above the most posted text.
+    let assignment = textreuse::coordination::Assignment::computed(&index, &Default::default())
+        .expect("clusters");
+    let (html, _) = textreuse::report::render_to_string(&index, &assignment, &Default::default())
+        .expect("report");
+    let at = html.find("<h3>Core text").expect("a core text heading");
+    let end = at + html[at..].find("</blockquote>").expect("the passage");
+    let section = &html[at..end];
+    assert!(section.contains("5 of 9 posts"), "{section}");
+    let quoted = format!("<blockquote class=\"core\">{}", core.text);
+    assert!(section.ends_with(&quoted), "{section}");
+    // Without core texts, the same clusters.
+    let bare = ClusterOptions {
+        core_texts: false,
+        ..ClusterOptions::default()
+    };
+    let without = index.clusters(&bare).expect("clusters");
+    assert!(without.clusters.iter().all(|c| c.core_text.is_none()));
+    let strip = |r: &textreuse::cluster::ClusterReport| -> Vec<Vec<String>> {
+        r.clusters.iter().map(|c| c.posts.clone()).collect()
+    };
+    assert_eq!(strip(&without), strip(&report));
+    // The sample corpus's clusters hold as well.
+    let all = util::sample_posts();
+    let dir = tmp.path().join("sample");
+    util::build_lib(&dir, &all, BuildOptions::default(), 5000);
+    let index = open(&dir);
+    let report = index
+        .clusters(&ClusterOptions::default())
+        .expect("clusters");
+    let with_core = report
+        .clusters
+        .iter()
+        .filter(|c| c.core_text.is_some())
+        .count();
+    assert!(
+        with_core * 10 >= report.clusters.len() * 9,
+        "{with_core} of {}",
+        report.clusters.len()
+    );
+    assert!(check_core_texts(&index, &report) > 20);
 }
