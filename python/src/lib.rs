@@ -692,13 +692,6 @@ fn found_list<'py>(py: Python<'py>, f: &Found<'_>) -> PyResult<Bound<'py, PyList
     Ok(l)
 }
 
-/// Texts per piece of a pipelined [`Index::query_many`] of `n` texts: pieces small enough
-/// that making the Python objects of one overlaps the lookups of the next ones, large
-/// enough that a piece costs the rayon pool little to start.
-fn piece_len(n: usize) -> usize {
-    (n / 16).clamp(64, 1024)
-}
-
 #[pymethods]
 impl Index {
     #[new]
@@ -796,9 +789,7 @@ impl Index {
     }
 
     /// Looks many texts up in parallel with the GIL released; returns one list of hits per
-    /// text, in input order (arguments as for :meth:`query`). The lookups run on the rayon
-    /// pool, piece by piece, while this thread turns the hits of the pieces already done
-    /// into Python objects.
+    /// text, in input order (arguments as for :meth:`query`).
     #[pyo3(signature = (texts, limit=10, min_similarity=0.5, platform=None, account=None, since=None, until=None, exact=true, with_text=true, expand=false))]
     #[allow(clippy::too_many_arguments)]
     fn query_many<'py>(
@@ -828,43 +819,12 @@ impl Index {
             with_text,
             expand,
         )?;
-        let searcher = self.reader.searcher();
-        let index: &LibIndex = &searcher;
-        let opts = &q.opts;
+        let index = self.reader.searcher();
+        let results = py.detach(|| lookup_batch(&index, &strs, &q.opts));
         let out = PyList::empty(py);
-        let piece = piece_len(strs.len());
-        if strs.len() <= piece {
-            for r in py.detach(|| lookup_batch(index, &strs, opts)) {
-                out.append(found_list(py, &r.map_err(to_py)?)?)?;
-            }
-            return Ok(out);
+        for r in results {
+            out.append(found_list(py, &r.map_err(to_py)?)?)?;
         }
-        // A producer thread runs the lookups piece by piece (each on the whole rayon pool)
-        // and hands each piece over; this thread, holding the GIL only while it makes
-        // dicts, builds the lists of one piece while the next ones are looked up. If it
-        // fails, dropping the receiver stops the producer after its current piece.
-        let all: &[&str] = &strs;
-        std::thread::scope(|s| -> PyResult<()> {
-            let (tx, mut rx) = std::sync::mpsc::channel();
-            s.spawn(move || {
-                for part in all.chunks(piece) {
-                    if tx.send(lookup_batch(index, part, opts)).is_err() {
-                        break;
-                    }
-                }
-            });
-            for _ in 0..all.len().div_ceil(piece) {
-                let (r, back) = py.detach(move || (rx.recv(), rx));
-                rx = back;
-                let Ok(results) = r else {
-                    return Err(Error::new_err("query_many: a lookup thread stopped"));
-                };
-                for r in results {
-                    out.append(found_list(py, &r.map_err(to_py)?)?)?;
-                }
-            }
-            Ok(())
-        })?;
         Ok(out)
     }
 
