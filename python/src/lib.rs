@@ -14,11 +14,11 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::{create_exception, intern};
 use rayon::prelude::*;
 use textreuse::cluster::ClusterOptions;
-use textreuse::index::{merge as merge_index, MergeOptions};
 use textreuse::index::staged::{publish as publish_staged, PublishOptions, StagedBuilder};
+use textreuse::index::{merge as merge_index, MergeOptions};
 use textreuse::index::{
-    BuildOptions, BuildStats, Existing, Hit, IndexBuilder, IndexReader, OnExistingId, PostOutcome,
-    QueryOptions,
+    BuildOptions, BuildStats, Existing, HitRef, Index as LibIndex, IndexBuilder, IndexReader,
+    OnExistingId, PostOutcome, QueryOptions, TextCache,
 };
 use textreuse::input::{parse_timestamp, RawPost};
 use textreuse::text::Hashtags;
@@ -118,29 +118,36 @@ fn req_str(obj: &Bound<'_, PyAny>, what: &str, row: Option<usize>) -> PyResult<S
     if let Ok(s) = obj.cast::<PyString>() {
         return match s.to_cow() {
             Ok(c) => Ok(c.into_owned()),
-            Err(_) => Err(invalid(format!(
-                "{} is not valid UTF-8 (it holds a lone surrogate); fix or drop the record",
-                place(what, row)
-            ))),
+            Err(_) => Err(surrogate(what, row)),
         };
     }
+    Err(not_str(obj, what, row))
+}
+
+/// The error for a str that cannot be encoded as UTF-8.
+fn surrogate(what: &str, row: Option<usize>) -> PyErr {
+    invalid(format!(
+        "{} is not valid UTF-8 (it holds a lone surrogate); fix or drop the record",
+        place(what, row)
+    ))
+}
+
+/// The error for a required string argument that is not a str.
+fn not_str(obj: &Bound<'_, PyAny>, what: &str, row: Option<usize>) -> PyErr {
     if obj.is_none() {
-        return Err(invalid(format!(
-            "{} is None; a str is needed",
-            place(what, row)
-        )));
+        return invalid(format!("{} is None; a str is needed", place(what, row)));
     }
     if obj.cast::<PyBytes>().is_ok() {
-        return Err(invalid(format!(
+        return invalid(format!(
             "{} is bytes; decode it to str first (texts must be valid UTF-8)",
             place(what, row)
-        )));
+        ));
     }
-    Err(invalid(format!(
+    invalid(format!(
         "{} must be str, not {}",
         place(what, row),
         type_name(obj)
-    )))
+    ))
 }
 
 /// An optional string: None gives `""`.
@@ -454,7 +461,8 @@ impl Fingerprinter {
     /// ``signature`` (uint32, n x num_perm), ``band_keys`` (uint64, n x bands) and ``empty``
     /// (bool: no token left; its signature and keys are zeros).
     fn fingerprint_many(&self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let owned = texts_arg(texts)?;
+        let encoded = texts_arg(texts)?;
+        let owned = as_strs(&encoded)?;
         let k = self.fp.params().num_perm as usize;
         let bands = self.fp.params().lsh.bands as usize;
         let n = owned.len();
@@ -529,7 +537,10 @@ impl Fingerprinter {
 }
 
 /// A sequence of texts, checked and copied out of Python (a str alone is refused).
-fn texts_arg(texts: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+/// The texts of a list (or iterable) of str, encoded once into UTF-8 `bytes` objects: their
+/// contents are borrowed as `&str` ([`as_strs`]) with the GIL released, never copied into
+/// Rust strings.
+fn texts_arg<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
     if texts.cast::<PyString>().is_ok() {
         return Err(invalid("texts must be a list of str, not one str"));
     }
@@ -541,9 +552,22 @@ fn texts_arg(texts: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     })?;
     let mut out = Vec::with_capacity(texts.len().unwrap_or(0));
     for (i, t) in it.enumerate() {
-        out.push(req_str(&t?, "text", Some(i))?);
+        let t = t?;
+        let s = t
+            .cast::<PyString>()
+            .map_err(|_| not_str(&t, "text", Some(i)))?;
+        out.push(s.encode_utf8().map_err(|_| surrogate("text", Some(i)))?);
     }
     Ok(out)
+}
+
+/// The texts [`texts_arg`] encoded, borrowed.
+fn as_strs<'a>(texts: &'a [Bound<'_, PyBytes>]) -> PyResult<Vec<&'a str>> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, b)| std::str::from_utf8(b.as_bytes()).map_err(|_| surrogate("text", Some(i))))
+        .collect()
 }
 
 // ---------------------------------------------------------------- Index
@@ -595,30 +619,75 @@ fn query_opts(
     })
 }
 
-/// A hit as a dict with the fields of `query --json`.
-fn hit_dict<'py>(py: Python<'py>, h: &Hit) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item(intern!(py, "id"), &h.id)?;
-    d.set_item(intern!(py, "similarity"), h.similarity)?;
-    d.set_item(intern!(py, "account"), &h.account)?;
-    d.set_item(intern!(py, "platform"), &h.platform)?;
-    d.set_item(intern!(py, "ts"), h.ts)?;
-    if let Some(t) = &h.text {
-        d.set_item(intern!(py, "text"), t)?;
-    }
-    if let Some(c) = h.cluster {
-        d.set_item(intern!(py, "cluster"), c)?;
-    }
-    if h.expanded {
-        d.set_item(intern!(py, "expanded"), true)?;
-    }
-    Ok(d)
+/// What one lookup found, before any Python object is made: the hits borrowed from the
+/// index (no string copied out) and, when asked, their stored texts.
+struct Found<'a> {
+    hits: Vec<HitRef<'a>>,
+    texts: Vec<Option<String>>,
 }
 
-fn hits_list<'py>(py: Python<'py>, hits: &[Hit]) -> PyResult<Bound<'py, PyList>> {
+/// Looks `text` up as [`LibIndex::query_with`] does (same hits, same order), keeping the
+/// hits borrowed; texts are decoded in storage order through `cache`, which lives as long
+/// as the calling worker thread, so hits sharing a compressed block share one
+/// decompression and one zstd context serves many lookups.
+fn lookup<'a>(
+    index: &'a LibIndex,
+    text: &str,
+    opts: &QueryOptions,
+    scratch: &mut Scratch,
+    cache: &mut TextCache,
+) -> textreuse::Result<Found<'a>> {
+    let r = index.query_refs(text, opts, scratch)?;
+    let mut texts = vec![None; r.hits.len()];
+    if opts.with_text {
+        let mut order: Vec<usize> = (0..r.hits.len()).collect();
+        order.sort_unstable_by_key(|&i| r.hits[i].addr);
+        for i in order {
+            texts[i] = index.text_at(r.hits[i].addr, cache)?;
+        }
+    }
+    Ok(Found {
+        hits: r.hits,
+        texts,
+    })
+}
+
+/// Looks `texts` up in parallel on the rayon pool; results in input order.
+fn lookup_batch<'a>(
+    index: &'a LibIndex,
+    texts: &[&str],
+    opts: &QueryOptions,
+) -> Vec<textreuse::Result<Found<'a>>> {
+    texts
+        .par_iter()
+        .map_init(
+            || (Scratch::new(), TextCache::default()),
+            |(scratch, cache), t| lookup(index, t, opts, scratch, cache),
+        )
+        .collect()
+}
+
+/// The hits of one lookup as a list of dicts with the fields of `query --json`, made
+/// straight from the index's bytes (interned keys; no intermediate Rust string).
+fn found_list<'py>(py: Python<'py>, f: &Found<'_>) -> PyResult<Bound<'py, PyList>> {
     let l = PyList::empty(py);
-    for h in hits {
-        l.append(hit_dict(py, h)?)?;
+    for (h, text) in f.hits.iter().zip(&f.texts) {
+        let d = PyDict::new(py);
+        d.set_item(intern!(py, "id"), h.id)?;
+        d.set_item(intern!(py, "similarity"), h.similarity)?;
+        d.set_item(intern!(py, "account"), h.account)?;
+        d.set_item(intern!(py, "platform"), h.platform)?;
+        d.set_item(intern!(py, "ts"), h.ts)?;
+        if let Some(t) = text {
+            d.set_item(intern!(py, "text"), t)?;
+        }
+        if let Some(c) = h.cluster {
+            d.set_item(intern!(py, "cluster"), c)?;
+        }
+        if h.expanded {
+            d.set_item(intern!(py, "expanded"), true)?;
+        }
+        l.append(d)?;
     }
     Ok(l)
 }
@@ -705,8 +774,18 @@ impl Index {
             expand,
         )?;
         let index = self.reader.searcher();
-        let r = py.detach(|| index.query(&t, &q.opts)).map_err(to_py)?;
-        hits_list(py, &r.hits)
+        let found = py
+            .detach(|| {
+                lookup(
+                    &index,
+                    &t,
+                    &q.opts,
+                    &mut Scratch::new(),
+                    &mut TextCache::default(),
+                )
+            })
+            .map_err(to_py)?;
+        found_list(py, &found)
     }
 
     /// Looks many texts up in parallel with the GIL released; returns one list of hits per
@@ -727,7 +806,8 @@ impl Index {
         with_text: bool,
         expand: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let owned = texts_arg(texts)?;
+        let encoded = texts_arg(texts)?;
+        let strs = as_strs(&encoded)?;
         let q = query_opts(
             limit,
             min_similarity,
@@ -740,10 +820,10 @@ impl Index {
             expand,
         )?;
         let index = self.reader.searcher();
-        let results = py.detach(|| index.query_batch(&owned, &q.opts));
+        let results = py.detach(|| lookup_batch(&index, &strs, &q.opts));
         let out = PyList::empty(py);
         for r in results {
-            out.append(hits_list(py, &r.map_err(to_py)?.hits)?)?;
+            out.append(found_list(py, &r.map_err(to_py)?)?)?;
         }
         Ok(out)
     }
@@ -760,7 +840,8 @@ impl Index {
         exact: bool,
         with_text: bool,
     ) -> PyResult<(f64, usize)> {
-        let owned = texts_arg(texts)?;
+        let encoded = texts_arg(texts)?;
+        let owned = as_strs(&encoded)?;
         let q = query_opts(
             limit,
             min_similarity,
@@ -881,6 +962,9 @@ struct BuilderState {
 ///     store_text: store texts (zstd) so hits carry them.
 ///     segment_only: write a staged build for :func:`textreuse.publish` (what each Spark
 ///         task does) instead of an index.
+///     share_of: with segment_only, this build is one of that many shares of one
+///         distributed build: its text dictionaries train on that share of the usual
+///         sample (at least 1,000 texts), so all shares train about one build's worth.
 ///     shingle, num_perm, keep_hashtags, t2s, bands, rows, threshold, seed: fingerprint
 ///         parameters, as for :class:`Fingerprinter` (ignored when appending).
 #[pyclass(module = "textreuse", subclass)]
@@ -966,7 +1050,7 @@ fn stats_dict(py: Python<'_>, s: &BuildStats) -> PyResult<Py<PyAny>> {
 #[pymethods]
 impl IndexBuilderNative {
     #[new]
-    #[pyo3(signature = (path, memory=None, mode="create", on_existing_id="skip", store_text=true, segment_only=false, shingle=3, num_perm=128, keep_hashtags=false, t2s=true, bands=None, rows=None, threshold=None, seed=None))]
+    #[pyo3(signature = (path, memory=None, mode="create", on_existing_id="skip", store_text=true, segment_only=false, share_of=None, shingle=3, num_perm=128, keep_hashtags=false, t2s=true, bands=None, rows=None, threshold=None, seed=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -976,6 +1060,7 @@ impl IndexBuilderNative {
         on_existing_id: &str,
         store_text: bool,
         segment_only: bool,
+        share_of: Option<usize>,
         shingle: u32,
         num_perm: u32,
         keep_hashtags: bool,
@@ -1004,6 +1089,14 @@ impl IndexBuilderNative {
                 )))
             }
         };
+        if share_of.is_some() && !segment_only {
+            return Err(invalid(
+                "share_of is for a staged build: pass segment_only=True too",
+            ));
+        }
+        if share_of == Some(0) {
+            return Err(invalid("share_of must be at least 1"));
+        }
         if segment_only && existing != Existing::Refuse {
             return Err(invalid(
                 "segment_only builds a new staged directory: leave mode at \"create\"",
@@ -1032,7 +1125,12 @@ impl IndexBuilderNative {
         let writer = py
             .detach(|| {
                 if segment_only {
-                    StagedBuilder::create(&path, opts).map(Writer::Staged)
+                    StagedBuilder::create(&path, opts)
+                        .map(|b| match share_of {
+                            Some(n) => b.share_of(n),
+                            None => b,
+                        })
+                        .map(Writer::Staged)
                 } else {
                     IndexBuilder::create(&path, opts).map(Writer::Build)
                 }

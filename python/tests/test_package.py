@@ -307,7 +307,8 @@ def test_staged_builds_publish_like_one_build(tmp_path, cli_index, posts, querie
     staged = []
     for i, share in enumerate([posts[:1000], posts[1000:2000], posts[2000:]]):
         d = tmp_path / f"part-{i}"
-        with textreuse.IndexBuilder(d, segment_only=True) as b:
+        # share_of: each share trains its text dictionary on a third of the usual sample.
+        with textreuse.IndexBuilder(d, segment_only=True, share_of=3) as b:
             b.add_many(share)
         staged.append(d)
     # The CLI's staged build and publish take the same path.
@@ -322,6 +323,10 @@ def test_staged_builds_publish_like_one_build(tmp_path, cli_index, posts, querie
     assert run_cli("verify", "--index", tmp_path / "idx").returncode == 0
     with pytest.raises(textreuse.Error, match="not a staged build"):
         textreuse.publish(tmp_path / "idx2", [cli_index])
+    with pytest.raises(textreuse.InvalidInput, match="segment_only"):
+        textreuse.IndexBuilder(tmp_path / "idx3", share_of=2)
+    with pytest.raises(textreuse.InvalidInput, match="at least 1"):
+        textreuse.IndexBuilder(tmp_path / "idx4", segment_only=True, share_of=0)
 
 
 def test_cli_segment_only_and_publish(tmp_path, cli_index, posts, queries):

@@ -99,6 +99,9 @@ class IndexBuilder(_native.IndexBuilderNative):
             ``"replace"`` the old post (``--replace``).
         store_text: store texts so hits carry them.
         segment_only: write a staged build for :func:`publish` (``build --segment-only``).
+        share_of: with ``segment_only``, this build is one of that many shares of one
+            distributed build (a Spark job's partitions): its text dictionaries train on
+            that share of the usual sample, so all shares train about one build's worth.
         shingle, num_perm, keep_hashtags, t2s, bands, rows, threshold, seed: fingerprint
             parameters as for :class:`Fingerprinter` (an append uses the index's own).
 

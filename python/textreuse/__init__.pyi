@@ -175,6 +175,7 @@ class IndexBuilder:
         on_existing_id: str = "skip",
         store_text: bool = True,
         segment_only: bool = False,
+        share_of: Optional[int] = None,
         shingle: int = 3,
         num_perm: int = 128,
         keep_hashtags: bool = False,

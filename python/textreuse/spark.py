@@ -136,6 +136,10 @@ def build_index(
             "ts": (ts_col, "ts"),
         },
     )
+    selected = df.select(*cols)
+    # Each partition's segments train their text dictionaries on a share of one build's
+    # sample, so the job trains about as much as `textreuse build` does once.
+    shares = max(1, selected.rdd.getNumPartitions())
     path = os.path.abspath(path)
     staging = os.path.abspath(staging_dir or os.path.join(path + ".staging", uuid.uuid4().hex))
     os.makedirs(staging, exist_ok=True)
@@ -148,7 +152,9 @@ def build_index(
         pid, attempt = ctx.partitionId(), ctx.attemptNumber()
         d = os.path.join(staging, f"part-{pid:05d}-attempt-{attempt}")
         shutil.rmtree(d, ignore_errors=True)
-        b = IndexBuilder(d, memory=memory, segment_only=True, store_text=store_text, **params)
+        b = IndexBuilder(
+            d, memory=memory, segment_only=True, share_of=shares, store_text=store_text, **params
+        )
         try:
             for batch in batches:
                 b.add_many(batch)
@@ -202,7 +208,7 @@ def build_index(
             os.rmdir(parent)
 
     try:
-        rows = df.select(*cols).mapInArrow(stage, schema).collect()
+        rows = selected.mapInArrow(stage, schema).collect()
     except Exception as e:
         cleanup()
         raise Error(f"the Spark job failed; nothing was published: {e}") from e

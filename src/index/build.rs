@@ -84,6 +84,11 @@ impl IndexBuilder {
         &mut self.writer
     }
 
+    /// See [`IndexWriter::set_dict_samples`].
+    pub(crate) fn set_dict_samples(&mut self, samples: usize) {
+        self.writer.set_dict_samples(samples);
+    }
+
     /// Flushes what is buffered and publishes the index: one new manifest names every segment
     /// written (replacing the previous generation's, with [`Existing::Replace`]).
     pub fn finish(mut self) -> Result<BuildStats> {

@@ -30,7 +30,11 @@ pub(crate) const TEXT_BLOCK_POSTS: u32 = 1;
 const TEXT_DICT_BYTES: usize = 64 << 10;
 
 /// Most sample blocks a text dictionary is trained on (training takes about a second).
-const TEXT_DICT_SAMPLES: usize = 10_000;
+pub(crate) const TEXT_DICT_SAMPLES: usize = 10_000;
+
+/// Fewest sample blocks a share of a distributed build trains on
+/// ([`StagedBuilder::share_of`](super::staged::StagedBuilder::share_of)).
+pub(crate) const TEXT_DICT_SHARE_SAMPLES: usize = 1_000;
 
 /// Fewest posts for which a segment trains a text dictionary.
 const TEXT_DICT_MIN_POSTS: usize = 1_000;
@@ -87,6 +91,7 @@ pub(crate) fn write_segment(
     params: &FingerprintParams,
     store_text: bool,
     times: &mut StageTimes,
+    dict_samples: usize,
 ) -> Result<SegmentEntry> {
     let mut clock = std::time::Instant::now();
     let mut lap = |stage: &mut f64| {
@@ -124,7 +129,9 @@ pub(crate) fn write_segment(
     };
     let nb_text = np.div_ceil(TEXT_BLOCK_POSTS as usize);
     let training = store_text.then(|| {
-        let samples: Vec<Vec<u8>> = TextCodec::sample_blocks(nb_text).map(text_block).collect();
+        let samples: Vec<Vec<u8>> = TextCodec::sample_blocks(nb_text, dict_samples)
+            .map(text_block)
+            .collect();
         // Without a thread to spare, the dictionary is trained when the texts are written.
         let shared = std::sync::Arc::new(samples);
         let theirs = std::sync::Arc::clone(&shared);
@@ -552,16 +559,16 @@ pub(crate) struct TextCodec {
 }
 
 impl TextCodec {
-    /// The blocks a dictionary for `n` blocks is trained on: up to [`TEXT_DICT_SAMPLES`],
-    /// evenly spaced (the same blocks give the same dictionary); none when the segment has
-    /// too few posts to be worth one.
-    pub(crate) fn sample_blocks(n: usize) -> impl Iterator<Item = usize> {
+    /// The blocks a dictionary for `n` blocks is trained on: up to `most` (normally
+    /// [`TEXT_DICT_SAMPLES`]), evenly spaced (the same blocks give the same dictionary);
+    /// none when the segment has too few posts to be worth one.
+    pub(crate) fn sample_blocks(n: usize, most: usize) -> impl Iterator<Item = usize> {
         let n = if n * (TEXT_BLOCK_POSTS as usize) < TEXT_DICT_MIN_POSTS {
             0
         } else {
             n
         };
-        (0..n).step_by(n.div_ceil(TEXT_DICT_SAMPLES).max(1))
+        (0..n).step_by(n.div_ceil(most.max(1)).max(1))
     }
 
     /// Trains on the sample blocks ([`sample_blocks`](Self::sample_blocks)). Too small a

@@ -253,9 +253,22 @@ impl Index {
         opts: &QueryOptions,
         scratch: &mut Scratch,
     ) -> Result<QueryResult> {
+        self.query_cached(text, opts, scratch, &mut TextCache::default())
+    }
+
+    /// [`query_with`](Self::query_with) decoding texts through `cache`, which
+    /// [`query_batch`](Self::query_batch) keeps per worker thread: making a zstd context
+    /// for every lookup cost about a quarter of a lookup with texts (ARCHITECTURE.md).
+    fn query_cached(
+        &self,
+        text: &str,
+        opts: &QueryOptions,
+        scratch: &mut Scratch,
+        cache: &mut TextCache,
+    ) -> Result<QueryResult> {
         let mut res = QueryResult::default();
         let found = self.find_text(text, opts, scratch, &mut res)?;
-        self.owned_hits(text, found, opts, &mut res)?;
+        self.owned_hits(text, found, opts, cache, &mut res)?;
         Ok(res)
     }
 
@@ -328,7 +341,10 @@ impl Index {
     ) -> Vec<Result<QueryResult>> {
         texts
             .par_iter()
-            .map_init(Scratch::new, |s, t| self.query_with(t.as_ref(), opts, s))
+            .map_init(
+                || (Scratch::new(), TextCache::default()),
+                |(s, c), t| self.query_cached(t.as_ref(), opts, s, c),
+            )
             .collect()
     }
 
@@ -338,6 +354,7 @@ impl Index {
         query: &str,
         found: Vec<Found<'_>>,
         opts: &QueryOptions,
+        cache: &mut TextCache,
         res: &mut QueryResult,
     ) -> Result<()> {
         // Texts are decoded in storage order, so hits sharing a compressed block share one
@@ -346,9 +363,8 @@ impl Index {
         if opts.with_text || opts.evidence {
             let mut order: Vec<usize> = (0..found.len()).collect();
             order.sort_unstable_by_key(|&i| (found[i].seg, found[i].post));
-            let mut cache = TextCache::default();
             for i in order {
-                texts[i] = self.segments[found[i].seg].text(found[i].post, &mut cache)?;
+                texts[i] = self.segments[found[i].seg].text(found[i].post, cache)?;
             }
         }
         let mut evidence: Vec<Option<Vec<Passage>>> = vec![None; found.len()];

@@ -23,7 +23,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::encode::write_deleted;
+use super::encode::{write_deleted, TEXT_DICT_SAMPLES, TEXT_DICT_SHARE_SAMPLES};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
 use super::segment::Segment;
 use super::txn::{Create, Txn};
@@ -71,6 +71,17 @@ impl StagedBuilder {
         };
         let inner = IndexBuilder::create(&dir, opts)?;
         Ok(StagedBuilder { dir, inner })
+    }
+
+    /// Makes this build one of `shares` shares of one distributed build (a Spark job's
+    /// partitions): each of its segments trains its text dictionary on a `shares`-th of the
+    /// sample a whole build trains on (at least 1,000 texts), so that all shares together
+    /// train about as much as one build. Each segment still carries its own dictionary;
+    /// answers do not change, only how well texts compress.
+    pub fn share_of(mut self, shares: usize) -> StagedBuilder {
+        let samples = (TEXT_DICT_SAMPLES / shares.max(1)).max(TEXT_DICT_SHARE_SAMPLES);
+        self.inner.set_dict_samples(samples.min(TEXT_DICT_SAMPLES));
+        self
     }
 
     /// The fingerprinter posts are fingerprinted with.
@@ -588,5 +599,41 @@ mod tests {
         let m = Manifest::load_current(&idx).unwrap().unwrap().0;
         assert_eq!(m.segments.len(), 1);
         assert!(m.segments[0].id >= 8, "fresh ids after what was seen");
+    }
+
+    #[test]
+    fn a_share_trains_on_its_share_of_the_sample() {
+        let tmp = tempfile::tempdir().unwrap();
+        let posts: Vec<RawPost> = texts(3_000, "gamma")
+            .iter()
+            .enumerate()
+            .map(|(i, t)| post(&format!("g{i}"), t))
+            .collect();
+        let (whole, share) = (tmp.path().join("whole"), tmp.path().join("share"));
+        stage(&whole, &posts);
+        let mut b = StagedBuilder::create(&share, BuildOptions::default())
+            .unwrap()
+            .share_of(8);
+        b.add(&posts).unwrap();
+        b.finish().unwrap();
+        // The share's dictionary learnt from 1,250 texts, the whole build's from 3,000: the
+        // text files differ, the answers and stored texts do not.
+        let text_len = |d: &Path| {
+            std::fs::metadata(d.join("seg-000001/text"))
+                .map(|m| m.len())
+                .unwrap()
+        };
+        assert_ne!(text_len(&whole), text_len(&share));
+        let (a, b) = (Index::open(&whole).unwrap(), Index::open(&share).unwrap());
+        b.verify().unwrap();
+        let opts = QueryOptions::default();
+        for (i, t) in texts(3_000, "gamma").iter().enumerate().step_by(97) {
+            assert_eq!(a.query(t, &opts).unwrap(), b.query(t, &opts).unwrap());
+            let id = format!("g{i}");
+            assert_eq!(
+                a.post(&id).unwrap().unwrap().text,
+                b.post(&id).unwrap().unwrap().text
+            );
+        }
     }
 }

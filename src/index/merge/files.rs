@@ -11,7 +11,7 @@ use crate::fingerprint::FingerprintParams;
 use crate::index::buffer::Dict;
 use crate::index::encode::{
     begin_ids_file, finish_ids_file, raw_block, write_posts_file, write_sigs_file, write_text_file,
-    PostRows, PostsColumns, SigsHeader, TextCodec, TEXT_BLOCK_POSTS,
+    PostRows, PostsColumns, SigsHeader, TextCodec, TEXT_BLOCK_POSTS, TEXT_DICT_SAMPLES,
 };
 use crate::index::manifest::FileEntry;
 use crate::index::segment::{Segment, TextCache, NO_TS};
@@ -226,7 +226,7 @@ pub(super) fn write_texts(
     let np = new.n_posts();
     let nb = (np as usize).div_ceil(TEXT_BLOCK_POSTS as usize);
     let mut sampler = TextBlocks::new(sources, &new.order);
-    let samples = TextCodec::sample_blocks(nb)
+    let samples = TextCodec::sample_blocks(nb, TEXT_DICT_SAMPLES)
         .map(|blk| sampler.block(blk))
         .collect::<Result<Vec<_>>>()?;
     let codec = TextCodec::train(&samples);
