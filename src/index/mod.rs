@@ -99,6 +99,11 @@ pub struct Index {
     segments: Vec<Segment>,
     clusters: Option<clusters_file::ClustersFile>,
     opts: OpenOptions,
+    /// Text caches (a zstd context and the last block) for lookups made through
+    /// `query_with`, taken for one lookup and given back: a context per lookup cost about a
+    /// quarter of a lookup with texts. Per index, so a cached block always names this
+    /// index's files.
+    text_caches: std::sync::Mutex<Vec<TextCache>>,
 }
 
 /// Statistics of an open index.
@@ -208,6 +213,7 @@ impl Index {
             segments,
             clusters,
             opts,
+            text_caches: std::sync::Mutex::new(Vec::new()),
         })
     }
 

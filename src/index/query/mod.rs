@@ -256,7 +256,28 @@ impl Index {
         opts: &QueryOptions,
         scratch: &mut Scratch,
     ) -> Result<QueryResult> {
-        self.query_cached(text, opts, scratch, &mut TextCache::default())
+        let mut cache = self.take_text_cache();
+        let r = self.query_cached(text, opts, scratch, &mut cache);
+        self.give_text_cache(cache);
+        r
+    }
+
+    /// A text cache of this index's pool (a new one when all are in use).
+    fn take_text_cache(&self) -> TextCache {
+        self.text_caches
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default()
+    }
+
+    /// Gives a text cache back to the pool (kept up to one per core and a few).
+    fn give_text_cache(&self, cache: TextCache) {
+        if let Ok(mut v) = self.text_caches.lock() {
+            if v.len() < MAX_POOLED_TEXT_CACHES {
+                v.push(cache);
+            }
+        }
     }
 
     /// [`query_with`](Self::query_with) decoding texts through `cache`, which
@@ -698,6 +719,9 @@ fn sort_dedup(v: &mut Vec<u32>, table: &mut Vec<u32>) {
     }
     v.sort_unstable();
 }
+
+/// Text caches an index keeps for reuse ([`Index::query_with`]).
+const MAX_POOLED_TEXT_CACHES: usize = 64;
 
 #[cfg(test)]
 mod tests {
