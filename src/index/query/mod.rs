@@ -257,12 +257,17 @@ impl Index {
         scratch: &mut Scratch,
     ) -> Result<QueryResult> {
         let mut cache = self.take_text_cache();
-        let r = self.query_cached(text, opts, scratch, &mut cache);
+        let mut res = QueryResult::default();
+        let r = self
+            .find_text(text, opts, scratch, &mut cache, &mut res)
+            .and_then(|found| self.owned_hits(text, found, opts, &mut cache, &mut res));
         self.give_text_cache(cache);
-        r
+        r.map(|()| res)
     }
 
-    /// A text cache of this index's pool (a new one when all are in use).
+    /// A text cache of this index's pool (a new one when all are in use). Lookups take one
+    /// for their stored-text reads and give it back: making a zstd context for every lookup
+    /// cost about a quarter of a lookup with texts (ARCHITECTURE.md).
     fn take_text_cache(&self) -> TextCache {
         self.text_caches
             .lock()
@@ -280,22 +285,6 @@ impl Index {
         }
     }
 
-    /// [`query_with`](Self::query_with) decoding texts through `cache`, which
-    /// [`query_batch`](Self::query_batch) keeps per worker thread: making a zstd context
-    /// for every lookup cost about a quarter of a lookup with texts (ARCHITECTURE.md).
-    fn query_cached(
-        &self,
-        text: &str,
-        opts: &QueryOptions,
-        scratch: &mut Scratch,
-        cache: &mut TextCache,
-    ) -> Result<QueryResult> {
-        let mut res = QueryResult::default();
-        let found = self.find_text(text, opts, scratch, &mut res)?;
-        self.owned_hits(text, found, opts, cache, &mut res)?;
-        Ok(res)
-    }
-
     /// [`query_with`](Self::query_with) returning hits that borrow from the index: the same
     /// hits in the same order, without copying ids, accounts and platforms out or decoding
     /// texts (`opts.with_text` is ignored; see [`text_at`](Self::text_at)). For services
@@ -307,7 +296,10 @@ impl Index {
         scratch: &mut Scratch,
     ) -> Result<QueryRefs<'a>> {
         let mut res = QueryResult::default();
-        let found = self.find_text(text, opts, scratch, &mut res)?;
+        let mut cache = self.take_text_cache();
+        let found = self.find_text(text, opts, scratch, &mut cache, &mut res);
+        self.give_text_cache(cache);
+        let found = found?;
         Ok(QueryRefs {
             hits: found.iter().map(|f| self.hit_ref(f)).collect(),
             candidates: res.candidates,
@@ -322,6 +314,7 @@ impl Index {
         text: &str,
         opts: &QueryOptions,
         scratch: &mut Scratch,
+        cache: &mut TextCache,
         res: &mut QueryResult,
     ) -> Result<Vec<Found<'a>>> {
         opts.validate()?;
@@ -335,7 +328,7 @@ impl Index {
         to_bbit(f.signature, &mut sig);
         let set = (opts.exact_near_threshold || opts.containment_mode().is_some())
             .then(|| scratch.shingle_set(self.manifest.params.shingle));
-        self.find(&keys, &sig, set, opts, res)
+        self.find(&keys, &sig, set, opts, cache, res)
     }
 
     /// The neighbours of an indexed post, found by its stored text (the post itself is not
@@ -365,10 +358,7 @@ impl Index {
     ) -> Vec<Result<QueryResult>> {
         texts
             .par_iter()
-            .map_init(
-                || (Scratch::new(), TextCache::default()),
-                |(s, c), t| self.query_cached(t.as_ref(), opts, s, c),
-            )
+            .map_init(Scratch::new, |s, t| self.query_with(t.as_ref(), opts, s))
             .collect()
     }
 
@@ -452,19 +442,21 @@ impl Index {
 
     /// The posts a query with band keys `keys` and 8-bit signature `sig` finds, ordered and
     /// cut to `opts.limit`; `set` (the query's sorted shingle hashes) settles the estimates
-    /// near the threshold. Fills `res`'s counters.
+    /// near the threshold, reading stored texts through `cache`. Fills `res`'s counters.
     fn find<'a>(
         &'a self,
         keys: &[u64],
         sig: &[u8],
         set: Option<&[u64]>,
         opts: &QueryOptions,
+        cache: &mut TextCache,
         res: &mut QueryResult,
     ) -> Result<Vec<Found<'a>>> {
         let margin = estimate_margin(opts.min_similarity, sig.len());
         let cont = opts.containment_mode();
-        // Buffers for the exact checks, made on the first one.
-        let mut exact: Option<(Scratch, TextCache)> = None;
+        // Shingling buffers for the exact checks (the query's own set lives in the caller's
+        // scratch), made on the first one.
+        let mut exact: Option<Scratch> = None;
         let mut cands: Vec<u32> = Vec::with_capacity(64);
         let mut seen: Vec<u32> = Vec::new();
         let mut matched: Vec<Matched> = Vec::new();
@@ -483,7 +475,7 @@ impl Index {
             cands.iter().for_each(|&c| seg.touch_signature(c));
             let mut verified: Vec<(u32, f64, Option<f64>)> = Vec::with_capacity(cands.len());
             if let (Some(mode), Some(q)) = (cont, set) {
-                let (scratch, cache) = exact.get_or_insert_with(Default::default);
+                let scratch = exact.get_or_insert_with(Scratch::new);
                 res.candidates += self.verify_containment(
                     seg,
                     &cands,
@@ -503,7 +495,7 @@ impl Index {
                 let mut sim = bbit_estimate(eq, sig.len());
                 if let Some(q) = set.filter(|_| seg.has_text()) {
                     if (sim - opts.min_similarity).abs() <= margin {
-                        let (scratch, cache) = exact.get_or_insert_with(Default::default);
+                        let scratch = exact.get_or_insert_with(Scratch::new);
                         // Every post of a content has the same normalized text.
                         if let Some(p) = seg.content_posts(c)?.next() {
                             if let Some(text) = seg.text(p, cache)? {

@@ -8,16 +8,18 @@ use crate::index::segment::PostRef;
 use crate::index::Index;
 
 impl Index {
-    /// Every post of the matched contents that passes the filters (for a lookup of all hits,
-    /// or one that expands clusters).
+    /// Every post of the matched contents (in segment order) that passes the filters (for a
+    /// lookup of all hits, or one that expands clusters).
     pub(super) fn every_hit<'a>(
         &'a self,
         matched: &[Matched],
         opts: &QueryOptions,
     ) -> Result<Vec<Found<'a>>> {
         let mut found = Vec::new();
-        for (si, seg) in self.segments.iter().enumerate() {
-            let groups: Vec<&Matched> = matched.iter().filter(|m| m.seg == si).collect();
+        // `matched` is in segment order (as `find` pushed it).
+        for groups in matched.chunk_by(|a, b| a.seg == b.seg) {
+            let si = groups[0].seg;
+            let seg = &self.segments[si];
             if self.opts.prefetch {
                 groups
                     .iter()
