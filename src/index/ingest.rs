@@ -202,16 +202,12 @@ pub fn build_index(
         summary.stats = builder.writer_mut().commit()?;
         summary.published = true;
     }
-    let w = builder.writer_mut().stage_times();
+    // The writer timed insertion, segment writing and publishing; this job, the rest.
     summary.stages = StageTimes {
-        insert: w.insert,
-        bands: w.bands,
-        sigs: w.sigs,
-        posts: w.posts,
-        ids: w.ids,
-        texts: w.texts,
-        publish: w.publish,
-        ..stages
+        read: stages.read,
+        parse: stages.parse,
+        fingerprint: stages.fingerprint,
+        ..builder.writer_mut().stage_times().clone()
     };
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
