@@ -202,12 +202,12 @@ pub(crate) fn write_segment(
             has_text: store_text,
         },
         &mut |w| {
+            let mut sigs: Vec<u8> = Vec::with_capacity(k << 12);
             for chunk in perm.chunks(1 << 12) {
-                let sigs: Vec<u8> = chunk
-                    .iter()
-                    .flat_map(|&c| &b.sigs[c as usize * k..(c as usize + 1) * k])
-                    .copied()
-                    .collect();
+                sigs.clear();
+                for &c in chunk {
+                    sigs.extend_from_slice(&b.sigs[c as usize * k..(c as usize + 1) * k]);
+                }
                 w.write(&sigs)?;
             }
             Ok(())

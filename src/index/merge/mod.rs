@@ -5,12 +5,14 @@
 //!
 //! - **Band tables** are k-way merged. Every format-2 entry holds the top 32 bits of its
 //!   band key, so the merged table can use any directory size: per band, the sources'
-//!   entries (each sorted by `(prefix, content)`) are merged in one sequential pass with
-//!   content ids remapped, and written out through spill files.
-//! - **Signatures, posts and texts** are copied in the new post order (sources in manifest
-//!   order, contents in their order, posts of a content in their order), which is each
-//!   source's own order with the dead posts left out; texts are recompressed one frame per post
-//!   with a dictionary trained for the new segment.
+//!   entries (each sorted by prefix, a prefix's entries first seen first) are merged in one
+//!   sequential pass with content ids remapped (a prefix's entries in source order, so they
+//!   stay first seen first), and written out through spill files. The key groups met on
+//!   the way decide the new content order (near-duplicates together: `order.rs`), which
+//!   the content ids are renumbered to when the spilled ids are copied into the file.
+//! - **Signatures, posts and texts** are copied in that content order (posts of a content
+//!   in source order, then their order), dead posts left out; texts are recompressed one
+//!   frame per post with a dictionary trained for the new segment.
 //! - **Ids**: the sources' `ids.fst` maps are streamed through an fst union, which yields
 //!   ids in sorted order, straight into the new map.
 //!

@@ -82,9 +82,10 @@ pub(super) fn content_hash(s: &Segment, c: u32) -> Result<u128> {
 }
 
 /// Numbers the live contents and posts of `sources` (`None` if no post is live). Live
-/// contents get new ids in order of first appearance, and an exact duplicate (equal content
-/// hash) in a later source joins the earlier content, so exact duplicates that arrived in
-/// different segments become one group again.
+/// contents get new ids in order of first appearance (until [`Renumbering::reorder`] gives
+/// them their final order), and an exact duplicate (equal content hash) in a later source
+/// joins the earlier content, so exact duplicates that arrived in different segments become
+/// one group again.
 pub(super) fn renumber(sources: &[Segment]) -> Result<Option<Renumbering>> {
     let Contents {
         mut remaps,
