@@ -166,22 +166,27 @@ pub(super) fn attach_band(
             keys.push(key);
         }
     }
-    // Entries `key << 32 | content` of the contents sharing a key with a searching text,
-    // grouped by key: a counting pass on the key's top bits (about 4 entries per bucket, so
-    // the counts stay in cache), then a sort within each bucket.
-    let entries: Vec<u64> = keys
-        .iter()
-        .enumerate()
-        .filter(|&(_, &key)| key != DEAD && wanted[key as usize / 64] >> (key % 64) & 1 == 1)
-        .map(|(c, &key)| u64::from(key) << 32 | c as u64)
-        .collect();
+    // Entries `key << 96 | tie << 32 | content` of the contents sharing a key with a
+    // searching text, grouped by key and, within a key, ordered by the contents' first
+    // signature bytes (the tie of [`Partner`]), not by content number, which is a writer's
+    // choice (FORMAT.md, "Content order"): which pairs a group's window and each text's
+    // budget reach then depends on the texts alone. A counting pass on the key's top bits
+    // (about 4 entries per bucket, so the counts stay in cache), then a sort within each
+    // bucket.
+    let mut entries: Vec<u128> = Vec::new();
+    for (c, &key) in keys.iter().enumerate() {
+        if key != DEAD && wanted[key as usize / 64] >> (key % 64) & 1 == 1 {
+            let tie = Partner::new(0.0, 0.0, false, global_signature(segs, base, c as u32)?, 0).tie;
+            entries.push(u128::from(key) << 96 | u128::from(tie) << 32 | c as u128);
+        }
+    }
     drop(keys);
     drop(wanted);
     const KEY_BITS: u32 = 8 * ATTACH_ROWS as u32;
     let bits = (usize::BITS - entries.len().leading_zeros())
         .saturating_sub(2)
         .clamp(4, KEY_BITS);
-    let shift = 32 + KEY_BITS - bits;
+    let shift = 96 + KEY_BITS - bits;
     let mut bounds = vec![0u32; (1 << bits) + 1];
     for &e in &entries {
         bounds[(e >> shift) as usize + 1] += 1;
@@ -189,7 +194,7 @@ pub(super) fn attach_band(
     for i in 1..bounds.len() {
         bounds[i] += bounds[i - 1];
     }
-    let mut sorted = vec![0u64; entries.len()];
+    let mut sorted = vec![0u128; entries.len()];
     let mut next = bounds.clone();
     for &e in &entries {
         let b = &mut next[(e >> shift) as usize];
@@ -211,9 +216,9 @@ pub(super) fn attach_band(
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < sorted.len() {
-        let key = sorted[i] >> 32;
+        let key = sorted[i] >> 96;
         let mut j = i + 1;
-        while j < sorted.len() && sorted[j] >> 32 == key {
+        while j < sorted.len() && sorted[j] >> 96 == key {
             j += 1;
         }
         if j - i >= 2 && sorted[i..j].iter().any(|&e| left[e as u32 as usize] > 0) {

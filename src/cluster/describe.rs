@@ -109,12 +109,14 @@ impl Index {
         let mut accounts: Vec<(u64, u32)> = Vec::new();
         // Distinct texts: exact duplicates in different segments are one text (by content
         // hash; format-1 segments without hashes count their contents).
-        let mut variants: BTreeMap<u128, (usize, u32)> = BTreeMap::new(); // key -> (posts, content)
+        // key -> (posts, content, its earliest post's (time, id))
+        let mut variants: BTreeMap<u128, (usize, u32, (i64, &str))> = BTreeMap::new();
         for &c in contents {
             let s = seg_of(base, c);
             let seg = &segs[s];
             let local = c - base[s] as u32;
             let mut kept = 0;
+            let mut earliest = (i64::MAX, "");
             for p in seg.content_posts(local)? {
                 if seg.is_deleted(p) {
                     continue;
@@ -130,6 +132,10 @@ impl Index {
                     }
                 }
                 kept += 1;
+                let at = (m.ts.unwrap_or(i64::MAX), m.id);
+                if kept == 1 || at < earliest {
+                    earliest = at;
+                }
                 *platforms.entry(m.platform).or_insert(0) += 1;
                 if segs.len() == 1 {
                     accounts.push((seg.entry().id, seg.account_of(p).unwrap_or(u32::MAX)));
@@ -150,15 +156,21 @@ impl Index {
                 let key = seg
                     .content_hash(local)
                     .unwrap_or((1u128 << 127) | u128::from(c));
-                variants.entry(key).or_insert((0, c)).0 += kept;
+                let v = variants.entry(key).or_insert((0, c, earliest));
+                v.0 += kept;
+                if earliest < v.2 {
+                    (v.1, v.2) = (c, earliest);
+                }
             }
         }
         let texts = variants.len();
-        // The most frequent variants (ties: the earliest content) first; the first is the
+        // The most frequent variants (ties: the one posted first, by time then id, so that
+        // neither content numbers nor segments decide) first; the first is the
         // representative, the first CORE_SAMPLE are aligned for the core text.
-        let mut sample: Vec<(usize, u32)> = variants.values().copied().collect();
-        sample.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        sample.truncate(CORE_SAMPLE);
+        let mut ranked: Vec<(usize, u32, (i64, &str))> = variants.into_values().collect();
+        ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
+        ranked.truncate(CORE_SAMPLE);
+        let sample: Vec<(usize, u32)> = ranked.iter().map(|v| (v.0, v.1)).collect();
         let best = sample.first().copied();
         if posts.len() < opts.min_size.max(1) {
             return Ok(None);
@@ -179,9 +191,11 @@ impl Index {
         if n_accounts < opts.min_accounts {
             return Ok(None);
         }
+        // By time, then id (not address: content numbers are a writer's choice).
         posts.sort_by(|a, b| {
             a.0.unwrap_or(i64::MAX)
                 .cmp(&b.0.unwrap_or(i64::MAX))
+                .then(a.3.cmp(b.3))
                 .then(a.1.cmp(&b.1))
         });
         let first_ts = posts.iter().filter_map(|p| p.0).min();

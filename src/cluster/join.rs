@@ -107,9 +107,10 @@ pub(super) fn band_entries(segs: &[Segment], base: &[u64], band: usize) -> Resul
         }
     }
     if segs.len() > 1 {
-        // Each segment's entries are already in order: a stable sort finds those runs and
-        // merges them (equal keys keep ascending global ids).
-        entries.sort();
+        // Each segment's entries are already in prefix order: a stable sort finds those
+        // runs and merges them, equal prefixes keeping segment order and, within a segment,
+        // file order (first seen first: FORMAT.md), as one merged segment would hold them.
+        entries.sort_by_key(|e| e.0);
     }
     Ok(entries)
 }

@@ -46,7 +46,10 @@
 //! the representative that more than half of those texts' posts hold whole.
 //!
 //! Output is deterministic: clusters are numbered by size (largest first), then by earliest
-//! post, whatever the thread count.
+//! post (time, then id), whatever the thread count; and it does not depend on how a writer
+//! numbered contents (FORMAT.md, "Content order"): within a band key the self-join takes
+//! contents in first-seen order, attachment orders a key's contents by their signatures,
+//! and ties between variants and posts go to the earlier post (time, then id).
 
 mod attach;
 mod describe;
@@ -579,6 +582,7 @@ impl Index {
                         .unwrap_or(i64::MAX)
                         .cmp(&b.first_ts.unwrap_or(i64::MAX)),
                 )
+                .then_with(|| a.earliest_post.cmp(&b.earliest_post))
                 .then(a.addrs.first().cmp(&b.addrs.first()))
         });
         for (i, c) in clusters.iter_mut().enumerate() {

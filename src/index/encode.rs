@@ -13,6 +13,7 @@ use super::durable::{create_dir, create_file, sync_dir, tmp_path};
 use super::format::EnvelopeWriter;
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::options::StageTimes;
+use super::order::{invert, ContentOrder};
 use super::segment::{
     split_key, BANDS_MAGIC, CODEC_ZSTD_DICT, DELETED_MAGIC, MAX_DIR_BITS, POSTS_MAGIC, SIGS_MAGIC,
     TEXT_MAGIC,
@@ -105,32 +106,18 @@ pub(crate) fn write_segment(
     let bands = params.lsh.bands as usize;
     let k = params.num_perm as usize;
 
-    // Group posts by content, keeping input order within a content.
-    let mut content_posts = vec![0u32; nc + 1];
-    for &c in &b.post_content {
-        content_posts[c as usize + 1] += 1;
-    }
-    for i in 0..nc {
-        content_posts[i + 1] += content_posts[i];
-    }
-    let mut order = vec![0u32; np];
-    let mut next = content_posts.clone();
-    for (p, &c) in b.post_content.iter().enumerate() {
-        order[next[c as usize] as usize] = p as u32;
-        next[c as usize] += 1;
-    }
-
-    // The text dictionary trains on its own thread while the other files are written.
-    let text_block = |blk: usize| -> Vec<u8> {
+    // The text dictionary trains on its own thread while the other files are written, on
+    // blocks of posts in input order (the final order is known once the bands are built).
+    let input_block = |blk: usize| -> Vec<u8> {
         let lo = blk * TEXT_BLOCK_POSTS as usize;
         let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
-        let texts: Vec<&[u8]> = order[lo..hi].iter().map(|&p| b.text(p as usize)).collect();
+        let texts: Vec<&[u8]> = (lo..hi).map(|p| b.text(p)).collect();
         raw_block(&texts)
     };
     let nb_text = np.div_ceil(TEXT_BLOCK_POSTS as usize);
     let training = store_text.then(|| {
         let samples: Vec<Vec<u8>> = TextCodec::sample_blocks(nb_text, dict_samples)
-            .map(text_block)
+            .map(input_block)
             .collect();
         // Without a thread to spare, the dictionary is trained when the texts are written.
         let shared = std::sync::Arc::new(samples);
@@ -141,7 +128,10 @@ pub(crate) fn write_segment(
             .map_err(|_| shared)
     });
     let mut files = BTreeMap::new();
-    // Bands: built `BAND_TABLES_AT_ONCE` at a time in parallel, written in band order.
+    // Bands: built `BAND_TABLES_AT_ONCE` at a time in parallel, written in band order; their
+    // key groups decide the content order (`order.rs`).
+    let mut grouping = ContentOrder::new(nc);
+    let rank;
     {
         let path = seg_dir.join("bands");
         let d = dir_bits(nc as u64);
@@ -167,14 +157,41 @@ pub(crate) fn write_segment(
                 w.write_u32s(dirs)?;
                 spill_fps.write_tags(fps, d)?;
                 spill_cids.write_u32s(cids)?;
+                grouping.add_table(dirs, fps, cids);
             }
         }
+        // Content ids are first-seen numbers until here; the file gets the final ones.
+        rank = grouping.finish();
         files.insert(
             "bands".to_string(),
-            finish_bands_file(w, &path, spill_fps, spill_cids)?,
+            finish_bands_file(w, &path, spill_fps, spill_cids, Some(&rank))?,
         );
     }
     lap(&mut times.bands);
+    let perm = invert(&rank);
+
+    // Group posts by content (in final order), keeping input order within a content.
+    let mut content_posts = vec![0u32; nc + 1];
+    for &c in &b.post_content {
+        content_posts[rank[c as usize] as usize + 1] += 1;
+    }
+    for i in 0..nc {
+        content_posts[i + 1] += content_posts[i];
+    }
+    let mut order = vec![0u32; np];
+    let mut next = content_posts.clone();
+    for (p, &c) in b.post_content.iter().enumerate() {
+        let c = rank[c as usize] as usize;
+        order[next[c] as usize] = p as u32;
+        next[c] += 1;
+    }
+    drop(next);
+    let text_block = |blk: usize| -> Vec<u8> {
+        let lo = blk * TEXT_BLOCK_POSTS as usize;
+        let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
+        let texts: Vec<&[u8]> = order[lo..hi].iter().map(|&p| b.text(p as usize)).collect();
+        raw_block(&texts)
+    };
     // Signatures.
     let sigs = write_sigs_file(
         &seg_dir.join("sigs"),
@@ -184,8 +201,21 @@ pub(crate) fn write_segment(
             params,
             has_text: store_text,
         },
-        &mut |w| w.write(&b.sigs),
-        &mut |w| w.write_u128s(&b.hashes),
+        &mut |w| {
+            let mut sigs: Vec<u8> = Vec::with_capacity(k << 12);
+            for chunk in perm.chunks(1 << 12) {
+                sigs.clear();
+                for &c in chunk {
+                    sigs.extend_from_slice(&b.sigs[c as usize * k..(c as usize + 1) * k]);
+                }
+                w.write(&sigs)?;
+            }
+            Ok(())
+        },
+        &mut |w| {
+            let hashes: Vec<u128> = perm.iter().map(|&c| b.hashes[c as usize]).collect();
+            w.write_u128s(&hashes)
+        },
     )?;
     files.insert("sigs".to_string(), sigs);
     lap(&mut times.sigs);
@@ -406,18 +436,22 @@ pub(crate) fn begin_bands_file(
     Ok(w)
 }
 
-/// Ends a band file: copies in the spilled prefixes and content ids, and returns the file's
-/// manifest entry.
+/// Ends a band file: copies in the spilled prefixes and content ids (each id `c` as
+/// `rank[c]` when a rank is given), and returns the file's manifest entry.
 pub(crate) fn finish_bands_file(
     mut w: EnvelopeWriter,
     path: &Path,
     prefixes: SpillFile,
     cids: SpillFile,
+    rank: Option<&[u32]>,
 ) -> Result<FileEntry> {
     w.begin(2)?;
     prefixes.copy_into(&mut w)?;
     w.begin(3)?;
-    cids.copy_into(&mut w)?;
+    match rank {
+        Some(rank) => cids.copy_ranked_into(&mut w, rank)?,
+        None => cids.copy_into(&mut w)?,
+    }
     w.finish()?;
     file_entry(path)
 }
@@ -706,6 +740,42 @@ impl SpillFile {
 
     pub(crate) fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
         self.write_bytes(&xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+    }
+
+    /// Copies spilled `u32` content ids into `w`, each `c` as `rank[c]`.
+    pub(crate) fn copy_ranked_into(self, w: &mut EnvelopeWriter, rank: &[u32]) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+        let len = f
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(&self.path, e))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&self.path, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut ids: Vec<u32> = Vec::with_capacity(buf.len() / 4);
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            f.read_exact(&mut buf[..n])
+                .map_err(|e| Error::io(&self.path, e))?;
+            ids.clear();
+            for x in buf[..n].chunks_exact(4) {
+                let c = u32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+                ids.push(rank.get(c as usize).copied().ok_or_else(|| {
+                    Error::InvalidParameter(format!(
+                        "{}: content {c} has no rank",
+                        self.path.display()
+                    ))
+                })?);
+            }
+            w.write_u32s(&ids)?;
+            left -= n as u64;
+        }
+        drop(f);
+        fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))
     }
 
     pub(crate) fn copy_into(self, w: &mut EnvelopeWriter) -> Result<()> {

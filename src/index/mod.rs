@@ -18,6 +18,7 @@ pub(crate) mod manifest;
 mod merge;
 pub(crate) mod mmap;
 mod options;
+mod order;
 mod query;
 mod reader;
 pub(crate) mod segment;

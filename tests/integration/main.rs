@@ -15,6 +15,8 @@
 //!   living index's generations; one writer at a time.
 //! - `living`: append, delete, replace and merge answer like one build.
 //! - `clusters`: clusters of a living index.
+//! - `order`: the content order (near-copies together), read from the files, and that it
+//!   changes no answer, capped lookups included.
 //! - `coordination`: `accounts` and `report` on a corpus of known co-posts; the report in
 //!   a headless browser.
 //! - `fuzz_replay`: the `index_open` fuzz harness on stable: its regressions and generated
@@ -37,3 +39,4 @@ mod evidence;
 mod fuzz_replay;
 mod limit;
 mod living;
+mod order;

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
 use crate::index::encode::{begin_bands_file, dir_bits, finish_bands_file, SpillFile};
 use crate::index::manifest::FileEntry;
+use crate::index::order::ContentOrder;
 use crate::index::segment::Segment;
 
 /// Band entries collected for the spill files of one band file, written out every 2^16.
@@ -17,16 +18,39 @@ struct BandOut {
     cids: SpillFile,
     out_p: Vec<u32>,
     out_c: Vec<u32>,
+    scratch: Vec<u32>,
+}
+
+/// Removes repeated ids from `group`, keeping each one's first place.
+fn dedup_keep_first(group: &mut Vec<u32>, scratch: &mut Vec<u32>) {
+    if group.len() < 2 {
+        return;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(group);
+    scratch.sort_unstable();
+    if scratch.windows(2).all(|w| w[0] != w[1]) {
+        return;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(group.len());
+    group.retain(|&c| seen.insert(c));
 }
 
 impl BandOut {
-    /// Adds the entries of one prefix (its contents sorted and deduplicated, as a content
-    /// unified from two sources has an entry in each) to the directory `dirs` and the
-    /// output.
-    fn push_group(&mut self, prefix: u32, group: &mut Vec<u32>, dirs: &mut [u32]) -> Result<()> {
+    /// Adds the entries of one prefix to the directory `dirs`, the output and the content
+    /// order. They come in source order, each source's in its own order (first seen first:
+    /// FORMAT.md), and a content unified from two sources has an entry in each: the first
+    /// is kept, so the group stays in first-seen order.
+    fn push_group(
+        &mut self,
+        prefix: u32,
+        group: &mut Vec<u32>,
+        dirs: &mut [u32],
+        grouping: &mut ContentOrder,
+    ) -> Result<()> {
         let d = self.d;
-        group.sort_unstable();
-        group.dedup();
+        dedup_keep_first(group, &mut self.scratch);
+        grouping.add_group(group);
         let bucket = if d == 0 {
             0
         } else {
@@ -60,14 +84,16 @@ impl BandOut {
 }
 
 /// Writes the band file: per band, a k-way merge of the sources' entries (each sorted by
-/// `(prefix, content)`) with content ids remapped.
+/// prefix) with content ids remapped. Returns it with the content order its key groups
+/// decide (`rank[c]` is the final id of the content `new` numbers `c`), which its content
+/// ids already follow.
 pub(super) fn merge_bands(
     seg_dir: &Path,
     sources: &[Segment],
     new: &Renumbering,
     params: &FingerprintParams,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<FileEntry> {
+) -> Result<(FileEntry, Vec<u32>)> {
     let path = seg_dir.join("bands");
     let bands = params.lsh.bands as usize;
     let nc = new.n_contents();
@@ -80,12 +106,21 @@ pub(super) fn merge_bands(
         cids: SpillFile::new(&seg_dir.join("cids.spill.tmp"))?,
         out_p: Vec::with_capacity(1 << 16),
         out_c: Vec::with_capacity(1 << 16),
+        scratch: Vec::new(),
     };
+    let mut grouping = ContentOrder::new(nc as usize);
     let mut dirs = vec![0u32; nb + 1];
     for band in 0..bands {
         dirs.iter_mut().for_each(|x| *x = 0);
         sources.iter().for_each(|s| s.prefetch_band(band));
-        merge_band(sources, &new.remaps, band, &mut dirs, &mut out)?;
+        merge_band(
+            sources,
+            &new.remaps,
+            band,
+            &mut dirs,
+            &mut out,
+            &mut grouping,
+        )?;
         for i in 0..nb {
             dirs[i + 1] += dirs[i];
         }
@@ -99,17 +134,21 @@ pub(super) fn merge_bands(
         sources.iter().for_each(Segment::release_pages);
         progress(band + 1, bands);
     }
-    finish_bands_file(w, &path, out.prefixes, out.cids)
+    let rank = grouping.finish();
+    let entry = finish_bands_file(w, &path, out.prefixes, out.cids, Some(&rank))?;
+    Ok((entry, rank))
 }
 
 /// Merges band `band` of every source into `out`, counting each bucket's entries in
-/// `dirs[bucket + 1]`. Entries come out in prefix order.
+/// `dirs[bucket + 1]`. Entries come out in prefix order, those of one prefix in source
+/// order.
 fn merge_band(
     sources: &[Segment],
     remaps: &[Remap],
     band: usize,
     dirs: &mut [u32],
     out: &mut BandOut,
+    grouping: &mut ContentOrder,
 ) -> Result<()> {
     let mut cursors = sources
         .iter()
@@ -122,14 +161,15 @@ fn merge_band(
         let mut best: Option<(usize, (u32, u32))> = None;
         for (i, c) in cursors.iter().enumerate() {
             if let Some(h) = c.head() {
-                if best.is_none_or(|(_, b)| h < b) {
+                // Equal prefixes: the earlier source first.
+                if best.is_none_or(|(_, b)| h.0 < b.0) {
                     best = Some((i, h));
                 }
             }
         }
         let next = best.map(|(_, h)| h);
         if next.is_none_or(|(p, _)| p != group_prefix) && !group.is_empty() {
-            out.push_group(group_prefix, &mut group, dirs)?;
+            out.push_group(group_prefix, &mut group, dirs, grouping)?;
         }
         let (Some((i, _)), Some((prefix, cid))) = (best, next) else {
             break;

@@ -5,12 +5,14 @@
 //!
 //! - **Band tables** are k-way merged. Every format-2 entry holds the top 32 bits of its
 //!   band key, so the merged table can use any directory size: per band, the sources'
-//!   entries (each sorted by `(prefix, content)`) are merged in one sequential pass with
-//!   content ids remapped, and written out through spill files.
-//! - **Signatures, posts and texts** are copied in the new post order (sources in manifest
-//!   order, contents in their order, posts of a content in their order), which is each
-//!   source's own order with the dead posts left out; texts are recompressed one frame per post
-//!   with a dictionary trained for the new segment.
+//!   entries (each sorted by prefix, a prefix's entries first seen first) are merged in one
+//!   sequential pass with content ids remapped (a prefix's entries in source order, so they
+//!   stay first seen first), and written out through spill files. The key groups met on
+//!   the way decide the new content order (near-duplicates together: `order.rs`), which
+//!   the content ids are renumbered to when the spilled ids are copied into the file.
+//! - **Signatures, posts and texts** are copied in that content order (posts of a content
+//!   in source order, then their order), dead posts left out; texts are recompressed one
+//!   frame per post with a dictionary trained for the new segment.
 //! - **Ids**: the sources' `ids.fst` maps are streamed through an fst union, which yields
 //!   ids in sorted order, straight into the new map.
 //!
@@ -199,12 +201,16 @@ fn merge_run(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Option<SegmentEntry>> {
     check_mergeable(sources, opts)?;
-    let Some(new) = renumber(sources)? else {
+    let Some(mut new) = renumber(sources)? else {
         return Ok(None);
     };
     let seg_dir = begin_segment(dir, id)?;
     let mut files = BTreeMap::new();
-    let bands = merge_bands(&seg_dir, sources, &new, &old.params, progress)?;
+    // The band merge decides the content order (near-duplicates together: `order.rs`); the
+    // other files are written in it.
+    let (bands, rank) = merge_bands(&seg_dir, sources, &new, &old.params, progress)?;
+    new.reorder(&rank)?;
+    drop(rank);
     files.insert("bands".to_string(), bands);
     let has_text = sources.iter().all(Segment::has_text);
     let sigs = write_sigs(&seg_dir, sources, &new, &old.params, has_text)?;
@@ -243,11 +249,12 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions) -> Result<()> {
     }
     let total_posts: u64 = sources.iter().map(Segment::n_posts).sum();
     let total_contents: u64 = sources.iter().map(Segment::n_contents).sum();
-    // Remap tables, the post order and the account and platform columns (about 24 bytes per
-    // post); the content tables and the map of content hashes, sized once (about 64 bytes per
-    // content); pages read between releases, text and band buffers, compression contexts
-    // and allocator slack (256 MiB). Checked against peak RSS: 10 x 1M posts, 1.01 GB.
-    let need = (total_posts * 24 + total_contents * 64 + (256 << 20)) as usize;
+    // Remap tables, the post order (twice while it is reordered) and the account and
+    // platform columns (about 32 bytes per post); the content tables, the content order and
+    // the map of content hashes, sized once (about 76 bytes per content); pages read between
+    // releases, text and band buffers, compression contexts and allocator slack (256 MiB).
+    // Checked against peak RSS: 10 x 1M posts, 1.01 GB (before the content order).
+    let need = (total_posts * 32 + total_contents * 76 + (256 << 20)) as usize;
     if need > opts.memory_budget {
         return Err(Error::InvalidParameter(format!(
             "merging {total_posts} posts needs about {} MiB, more than the memory budget ({} MiB)",

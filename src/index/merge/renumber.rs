@@ -37,6 +37,42 @@ impl Renumbering {
     pub(super) fn n_posts(&self) -> u64 {
         self.order.len() as u64
     }
+
+    /// Renumbers the contents: content `c` becomes `rank[c]` (a permutation, from the band
+    /// merge's key groups: `order.rs`), its posts moving with it in the same order.
+    pub(super) fn reorder(&mut self, rank: &[u32]) -> Result<()> {
+        let nc = self.content_src.len();
+        if rank.len() != nc {
+            return Err(Error::InvalidParameter(format!(
+                "a content order of {} for {nc} contents",
+                rank.len()
+            )));
+        }
+        let perm = crate::index::order::invert(rank);
+        let mut content_posts = Vec::with_capacity(nc + 1);
+        let mut order = Vec::with_capacity(self.order.len());
+        content_posts.push(0u32);
+        for &c in &perm {
+            let (lo, hi) = (
+                self.content_posts[c as usize] as usize,
+                self.content_posts[c as usize + 1] as usize,
+            );
+            for &(si, p) in &self.order[lo..hi] {
+                self.remaps[si as usize].post[p as usize] = order.len() as u32;
+                order.push((si, p));
+            }
+            content_posts.push(order.len() as u32);
+        }
+        for r in &mut self.remaps {
+            for c in r.content.iter_mut().filter(|c| **c != u32::MAX) {
+                *c = rank[*c as usize];
+            }
+        }
+        self.content_src = perm.iter().map(|&c| self.content_src[c as usize]).collect();
+        self.content_posts = content_posts;
+        self.order = order;
+        Ok(())
+    }
 }
 
 /// The hash of content `c` of source `s`.
@@ -46,9 +82,10 @@ pub(super) fn content_hash(s: &Segment, c: u32) -> Result<u128> {
 }
 
 /// Numbers the live contents and posts of `sources` (`None` if no post is live). Live
-/// contents get new ids in order of first appearance, and an exact duplicate (equal content
-/// hash) in a later source joins the earlier content, so exact duplicates that arrived in
-/// different segments become one group again.
+/// contents get new ids in order of first appearance (until [`Renumbering::reorder`] gives
+/// them their final order), and an exact duplicate (equal content hash) in a later source
+/// joins the earlier content, so exact duplicates that arrived in different segments become
+/// one group again.
 pub(super) fn renumber(sources: &[Segment]) -> Result<Option<Renumbering>> {
     let Contents {
         mut remaps,
