@@ -279,15 +279,18 @@ def fingerprint(df: Any, text_col: str = "text", prefix: str = "", **params: Any
 
         fp = Fingerprinter(**params)
         for batch in batches:
-            texts = batch.column(batch.schema.get_field_index(text_col)).to_pylist()
-            nulls = [t is None for t in texts]
-            out = fp.fingerprint_many(["" if t is None else t for t in texts])
+            texts = batch.column(batch.schema.get_field_index(text_col))
+            if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+                texts = texts.cast(pa.string())
+            # Read in place by the library; a null text counts as empty (null outputs).
+            out = fp.fingerprint_many(texts, null_as_empty=True)
             n = len(texts)
-            empty = out["empty"] | np.array(nulls, dtype=bool)
+            empty = out["empty"]
             valid = pa.array(~empty).buffers()[1] if n else None
             sig = np.ascontiguousarray(out["signature"])
             k4 = sig.shape[1] * 4 if n else 0
             offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * k4).tobytes())
+            offsets32 = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * 32).tobytes())
             signature = pa.Array.from_buffers(
                 pa.binary(), n, [valid, offsets, pa.py_buffer(sig.tobytes())], null_count=int(empty.sum())
             )
@@ -298,7 +301,12 @@ def fingerprint(df: Any, text_col: str = "text", prefix: str = "", **params: Any
                 pa.array(keys.ravel()),
                 mask=pa.array(empty),
             )
-            hashes = pa.array(out["content_hash"].tolist(), pa.string(), mask=empty)
+            hashes = pa.Array.from_buffers(
+                pa.string(),
+                n,
+                [valid, offsets32, pa.py_buffer(out["content_hash"].astype("S32").tobytes())],
+                null_count=int(empty.sum()),
+            )
             yield pa.RecordBatch.from_arrays(
                 list(batch.columns) + [hashes, signature, band_keys],
                 names=list(batch.schema.names) + names,
