@@ -102,6 +102,8 @@ class IndexBuilder(_native.IndexBuilderNative):
         share_of: with ``segment_only``, this build is one of that many shares of one
             distributed build (a Spark job's partitions): its text dictionaries train on
             that share of the usual sample, so all shares train about one build's worth.
+        threads: worker threads of the builder's own (None: the shared pool, one per core);
+            a Spark task uses ``spark.task.cpus`` of them.
         shingle, num_perm, keep_hashtags, t2s, bands, rows, threshold, seed: fingerprint
             parameters as for :class:`Fingerprinter` (an append uses the index's own).
 

@@ -177,6 +177,7 @@ class IndexBuilder:
         store_text: bool = True,
         segment_only: bool = False,
         share_of: Optional[int] = None,
+        threads: Optional[int] = None,
         shingle: int = 3,
         num_perm: int = 128,
         keep_hashtags: bool = False,

@@ -87,6 +87,7 @@ def build_index(
     mode: str = "create",
     staging_dir: Optional[str] = None,
     store_text: bool = True,
+    threads: Optional[int] = None,
     _on_staged: Any = None,
     **params: Any,
 ) -> Dict[str, Any]:
@@ -108,6 +109,9 @@ def build_index(
         staging_dir: where tasks stage (default ``<path>.staging/<job>``; keep it on the
             index's file system so publishing hard-links instead of copying).
         store_text: store texts so hits carry them.
+        threads: worker threads of each task (default ``spark.task.cpus``, as Spark
+            schedules tasks: a task that took every core of its machine would compete with
+            the other tasks running there).
         **params: fingerprint parameters (shingle, num_perm, keep_hashtags, t2s, bands, rows,
             threshold, seed), the same for every task.
 
@@ -122,6 +126,8 @@ def build_index(
         Error: the job failed (nothing is published), or publishing failed.
     """
     _check_params(params)
+    if threads is not None and threads < 1:
+        raise InvalidInput(f"threads must be at least 1, not {threads}")
     if mode not in ("create", "replace", "append"):
         raise InvalidInput(f'mode must be "create", "replace" or "append", not {mode!r}')
     # Fail on bad parameters on the driver, before any task runs.
@@ -140,6 +146,8 @@ def build_index(
     # Each partition's segments train their text dictionaries on a share of one build's
     # sample, so the job trains about as much as `textreuse build` does once.
     shares = max(1, selected.rdd.getNumPartitions())
+    if threads is None:
+        threads = int(selected.sparkSession.sparkContext.getConf().get("spark.task.cpus", "1"))
     path = os.path.abspath(path)
     staging = os.path.abspath(staging_dir or os.path.join(path + ".staging", uuid.uuid4().hex))
     os.makedirs(staging, exist_ok=True)
@@ -153,7 +161,13 @@ def build_index(
         d = os.path.join(staging, f"part-{pid:05d}-attempt-{attempt}")
         shutil.rmtree(d, ignore_errors=True)
         b = IndexBuilder(
-            d, memory=memory, segment_only=True, share_of=shares, store_text=store_text, **params
+            d,
+            memory=memory,
+            segment_only=True,
+            share_of=shares,
+            store_text=store_text,
+            threads=threads,
+            **params,
         )
         try:
             for batch in batches:
