@@ -60,7 +60,7 @@ fn buf<'py>(buffers: &Bound<'py, PyAny>, i: usize, column: &str) -> PyResult<Opt
 }
 
 /// The Arrow type of `arr` as pyarrow names it (`"string"`, `"large_string"`, `"int64"` ...).
-pub fn type_name(arr: &Bound<'_, PyAny>) -> PyResult<String> {
+pub fn arrow_type(arr: &Bound<'_, PyAny>) -> PyResult<String> {
     let py = arr.py();
     Ok(arr
         .getattr(intern!(py, "type"))?
@@ -131,7 +131,7 @@ pub struct StrArray<'py> {
 impl<'py> StrArray<'py> {
     /// Reads `arr` (a pyarrow `string` or `large_string` Array) as column `column`.
     pub fn new(arr: &Bound<'py, PyAny>, column: &str) -> PyResult<StrArray<'py>> {
-        let ty = type_name(arr)?;
+        let ty = arrow_type(arr)?;
         let width = match ty.as_str() {
             "string" => 4,
             "large_string" => 8,
@@ -232,7 +232,7 @@ impl<'py> StrArray<'py> {
 
 /// The values of a pyarrow `int64` array (nulls as None), copied out.
 pub fn int64_values(arr: &Bound<'_, PyAny>, column: &str) -> PyResult<Vec<Option<i64>>> {
-    let ty = type_name(arr)?;
+    let ty = arrow_type(arr)?;
     if ty != "int64" {
         return Err(invalid(format!(
             "column {column} must be an Arrow int64 array here, not {ty}"

@@ -459,7 +459,8 @@ impl Fingerprinter {
     }
 
     /// Fingerprints many texts in parallel, with the GIL released. ``texts``: a list (or
-    /// iterable) of str, or a pyarrow ``string``/``large_string`` Array read in place.
+    /// iterable) of str, or a pyarrow ``string``/``large_string`` Array (or ChunkedArray)
+    /// read in place.
     /// Returns a dict of numpy arrays, one row per text: ``content_hash`` (str, "" for an
     /// empty text), ``signature`` (uint32, n x num_perm), ``band_keys`` (uint64, n x bands)
     /// and ``empty`` (bool: no token left; its signature and keys are zeros). A null in an
@@ -472,6 +473,14 @@ impl Fingerprinter {
         texts: &Bound<'_, PyAny>,
         null_as_empty: bool,
     ) -> PyResult<Py<PyAny>> {
+        // A ChunkedArray (a Table's column) as one Array.
+        let combined;
+        let texts = if texts.hasattr(intern!(py, "combine_chunks"))? {
+            combined = texts.call_method0(intern!(py, "combine_chunks"))?;
+            &combined
+        } else {
+            texts
+        };
         if is_arrow_array(texts)? {
             let col = arrow::StrArray::new(texts, "text")?;
             let strs = if null_as_empty {
@@ -500,12 +509,10 @@ impl Fingerprinter {
     }
 }
 
-/// Whether `obj` is a pyarrow Array (it has `buffers()` and a `type`), not a list.
+/// Whether `obj` is a pyarrow Array (it has `buffers()` and a `type`).
 fn is_arrow_array(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = obj.py();
-    Ok(type_name(obj) != "list"
-        && obj.hasattr(intern!(py, "buffers"))?
-        && obj.hasattr(intern!(py, "type"))?)
+    Ok(obj.hasattr(intern!(py, "buffers"))? && obj.hasattr(intern!(py, "type"))?)
 }
 
 impl Fingerprinter {

@@ -137,7 +137,8 @@ def test_fingerprint_many_reads_arrow(posts):
     fp = textreuse.Fingerprinter()
     texts = [p["text"] for p in posts]
     want = fp.fingerprint_many(texts)
-    for arr in (pa.array(texts), pa.array(texts, pa.large_string()), pa.array(["x"] + texts).slice(1)):
+    chunked = pa.chunked_array([texts[:100], texts[100:]])
+    for arr in (pa.array(texts), pa.array(texts, pa.large_string()), pa.array(["x"] + texts).slice(1), chunked):
         got = fp.fingerprint_many(arr)
         for k in ("signature", "band_keys", "empty", "content_hash"):
             assert (got[k] == want[k]).all(), k
