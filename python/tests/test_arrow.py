@@ -148,3 +148,12 @@ def test_fingerprint_many_reads_arrow(posts):
     assert out["empty"].tolist() == [False, True]
     with pytest.raises(textreuse.InvalidInput, match="not valid UTF-8"):
         fp.fingerprint_many(_bad_utf8())
+
+
+def test_builder_threads(tmp_path, cli_index, posts, queries):
+    """A builder on a pool of its own (what each Spark task uses) builds the same index."""
+    with pytest.raises(textreuse.InvalidInput, match="threads must be at least 1"):
+        textreuse.IndexBuilder(tmp_path / "none", threads=0)
+    with textreuse.IndexBuilder(tmp_path / "one", threads=1) as b:
+        b.add_many(_table(posts))
+    assert cli_query(tmp_path / "one", queries) == cli_query(cli_index, queries)
