@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+mod arrow;
+
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -17,8 +19,8 @@ use textreuse::cluster::ClusterOptions;
 use textreuse::index::staged::{publish as publish_staged, PublishOptions, StagedBuilder};
 use textreuse::index::{merge as merge_index, MergeOptions};
 use textreuse::index::{
-    BuildOptions, BuildStats, Existing, HitRef, Index as LibIndex, IndexBuilder, IndexReader,
-    OnExistingId, PostOutcome, QueryOptions, TextCache,
+    BuildOptions, BuildStats, Existing, Hit, IndexBuilder, IndexReader, NewPost, OnExistingId,
+    PostOutcome, QueryOptions,
 };
 use textreuse::input::{parse_timestamp, RawPost};
 use textreuse::text::Hashtags;
@@ -456,13 +458,66 @@ impl Fingerprinter {
         Ok(d.into_any().unbind())
     }
 
-    /// Fingerprints many texts in parallel, with the GIL released. Returns a dict of numpy
-    /// arrays, one row per text: ``content_hash`` (str, "" for an empty text),
-    /// ``signature`` (uint32, n x num_perm), ``band_keys`` (uint64, n x bands) and ``empty``
-    /// (bool: no token left; its signature and keys are zeros).
-    fn fingerprint_many(&self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    /// Fingerprints many texts in parallel, with the GIL released. ``texts``: a list (or
+    /// iterable) of str, or a pyarrow ``string``/``large_string`` Array (or ChunkedArray)
+    /// read in place.
+    /// Returns a dict of numpy arrays, one row per text: ``content_hash`` (str, "" for an
+    /// empty text), ``signature`` (uint32, n x num_perm), ``band_keys`` (uint64, n x bands)
+    /// and ``empty`` (bool: no token left; its signature and keys are zeros). A null in an
+    /// Arrow array raises InvalidInput, or counts as an empty text with
+    /// ``null_as_empty=True``.
+    #[pyo3(signature = (texts, null_as_empty=false))]
+    fn fingerprint_many(
+        &self,
+        py: Python<'_>,
+        texts: &Bound<'_, PyAny>,
+        null_as_empty: bool,
+    ) -> PyResult<Py<PyAny>> {
+        // A ChunkedArray (a Table's column) as one Array.
+        let combined;
+        let texts = if texts.hasattr(intern!(py, "combine_chunks"))? {
+            combined = texts.call_method0(intern!(py, "combine_chunks"))?;
+            &combined
+        } else {
+            texts
+        };
+        if is_arrow_array(texts)? {
+            let col = arrow::StrArray::new(texts, "text")?;
+            let strs = if null_as_empty {
+                col.optional(0)?
+            } else {
+                col.required(0)?
+            };
+            return self.fingerprint_strs(py, &strs);
+        }
         let encoded = texts_arg(texts)?;
-        let owned = as_strs(&encoded)?;
+        let owned = as_strs(py, &encoded)?;
+        self.fingerprint_strs(py, &owned)
+    }
+
+    fn __repr__(&self) -> String {
+        let p = self.fp.params();
+        format!(
+            "Fingerprinter(shingle={}, num_perm={}, bands={}, rows={}, keep_hashtags={}, t2s={})",
+            p.shingle,
+            p.num_perm,
+            p.lsh.bands,
+            p.lsh.rows,
+            p.normalizer.hashtags == Hashtags::KeepWords,
+            p.normalizer.t2s
+        )
+    }
+}
+
+/// Whether `obj` is a pyarrow Array (it has `buffers()` and a `type`).
+fn is_arrow_array(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = obj.py();
+    Ok(obj.hasattr(intern!(py, "buffers"))? && obj.hasattr(intern!(py, "type"))?)
+}
+
+impl Fingerprinter {
+    /// [`fingerprint_many`](Fingerprinter::fingerprint_many) of borrowed texts.
+    fn fingerprint_strs(&self, py: Python<'_>, owned: &[&str]) -> PyResult<Py<PyAny>> {
         let k = self.fp.params().num_perm as usize;
         let bands = self.fp.params().lsh.bands as usize;
         let n = owned.len();
@@ -521,19 +576,6 @@ impl Fingerprinter {
         d.set_item("empty", arr(empty, "?", 0)?)?;
         Ok(d.into_any().unbind())
     }
-
-    fn __repr__(&self) -> String {
-        let p = self.fp.params();
-        format!(
-            "Fingerprinter(shingle={}, num_perm={}, bands={}, rows={}, keep_hashtags={}, t2s={})",
-            p.shingle,
-            p.num_perm,
-            p.lsh.bands,
-            p.lsh.rows,
-            p.normalizer.hashtags == Hashtags::KeepWords,
-            p.normalizer.t2s
-        )
-    }
 }
 
 /// A sequence of texts, checked and copied out of Python (a str alone is refused).
@@ -562,12 +604,18 @@ fn texts_arg<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyBytes>
 }
 
 /// The texts [`texts_arg`] encoded, borrowed.
-fn as_strs<'a>(texts: &'a [Bound<'_, PyBytes>]) -> PyResult<Vec<&'a str>> {
-    texts
-        .iter()
-        .enumerate()
-        .map(|(i, b)| std::str::from_utf8(b.as_bytes()).map_err(|_| surrogate("text", Some(i))))
-        .collect()
+/// (Checked in parallel with the GIL released: on one thread it was a sixth of what
+/// `query_many` does besides the lookups.)
+fn as_strs<'a>(py: Python<'_>, texts: &'a [Bound<'_, PyBytes>]) -> PyResult<Vec<&'a str>> {
+    let bytes: Vec<&'a [u8]> = texts.iter().map(|b| b.as_bytes()).collect();
+    py.detach(|| {
+        bytes
+            .par_iter()
+            .enumerate()
+            .map(|(i, b)| std::str::from_utf8(b).map_err(|_| i))
+            .collect::<Result<Vec<_>, usize>>()
+    })
+    .map_err(|i| surrogate("text", Some(i)))
 }
 
 // ---------------------------------------------------------------- Index
@@ -619,77 +667,90 @@ fn query_opts(
     })
 }
 
-/// What one lookup found, before any Python object is made: the hits borrowed from the
-/// index (no string copied out) and, when asked, their stored texts.
-struct Found<'a> {
-    hits: Vec<HitRef<'a>>,
-    texts: Vec<Option<String>>,
+/// Python strings made once per call for the values many hits share (platforms): a
+/// platform is compared with the few seen before instead of being decoded again.
+struct StrCache<'py> {
+    seen: Vec<(String, Bound<'py, PyString>)>,
 }
 
-/// Looks `text` up as [`LibIndex::query_with`] does (same hits, same order), keeping the
-/// hits borrowed; texts are decoded in storage order through `cache`, which lives as long
-/// as the calling worker thread, so hits sharing a compressed block share one
-/// decompression and one zstd context serves many lookups.
-fn lookup<'a>(
-    index: &'a LibIndex,
-    text: &str,
-    opts: &QueryOptions,
-    scratch: &mut Scratch,
-    cache: &mut TextCache,
-) -> textreuse::Result<Found<'a>> {
-    let r = index.query_refs(text, opts, scratch)?;
-    let mut texts = vec![None; r.hits.len()];
-    if opts.with_text {
-        let mut order: Vec<usize> = (0..r.hits.len()).collect();
-        order.sort_unstable_by_key(|&i| r.hits[i].addr);
-        for i in order {
-            texts[i] = index.text_at(r.hits[i].addr, cache)?;
-        }
+/// Lookups whose hits are freed together in the background after their dicts are made.
+const DROP_CHUNK: usize = 256;
+
+/// Distinct platforms a call remembers ([`StrCache`]); a call with more makes the others
+/// anew each time.
+const MAX_CACHED_STRS: usize = 16;
+
+impl<'py> StrCache<'py> {
+    fn new() -> Self {
+        StrCache { seen: Vec::new() }
     }
-    Ok(Found {
-        hits: r.hits,
-        texts,
-    })
-}
 
-/// Looks `texts` up in parallel on the rayon pool; results in input order.
-fn lookup_batch<'a>(
-    index: &'a LibIndex,
-    texts: &[&str],
-    opts: &QueryOptions,
-) -> Vec<textreuse::Result<Found<'a>>> {
-    texts
-        .par_iter()
-        .map_init(
-            || (Scratch::new(), TextCache::default()),
-            |(scratch, cache), t| lookup(index, t, opts, scratch, cache),
-        )
-        .collect()
-}
-
-/// The hits of one lookup as a list of dicts with the fields of `query --json`, made
-/// straight from the index's bytes (interned keys; no intermediate Rust string).
-fn found_list<'py>(py: Python<'py>, f: &Found<'_>) -> PyResult<Bound<'py, PyList>> {
-    let l = PyList::empty(py);
-    for (h, text) in f.hits.iter().zip(&f.texts) {
-        let d = PyDict::new(py);
-        d.set_item(intern!(py, "id"), h.id)?;
-        d.set_item(intern!(py, "similarity"), h.similarity)?;
-        d.set_item(intern!(py, "account"), h.account)?;
-        d.set_item(intern!(py, "platform"), h.platform)?;
-        d.set_item(intern!(py, "ts"), h.ts)?;
-        if let Some(t) = text {
-            d.set_item(intern!(py, "text"), t)?;
+    fn get(&mut self, py: Python<'py>, s: &str) -> Bound<'py, PyString> {
+        if let Some((_, o)) = self.seen.iter().find(|(k, _)| *k == s) {
+            return o.clone();
         }
-        if let Some(c) = h.cluster {
-            d.set_item(intern!(py, "cluster"), c)?;
+        let o = PyString::new(py, s);
+        if self.seen.len() < MAX_CACHED_STRS {
+            self.seen.push((s.to_string(), o.clone()));
         }
-        if h.expanded {
-            d.set_item(intern!(py, "expanded"), true)?;
-        }
-        l.append(d)?;
+        o
     }
-    Ok(l)
+}
+
+/// Makes the hit dicts of one call: each a copy of a template dict that holds the keys of
+/// a hit in their order (a copy clones the key table: no hashing, no resizing as keys are
+/// added), with platform strings shared through a [`StrCache`].
+struct HitDicts<'py> {
+    template: Bound<'py, PyDict>,
+    strs: StrCache<'py>,
+}
+
+impl<'py> HitDicts<'py> {
+    fn new(py: Python<'py>) -> PyResult<Self> {
+        let template = PyDict::new(py);
+        for k in ["id", "similarity", "account", "platform", "ts", "text"] {
+            template.set_item(PyString::intern(py, k), py.None())?;
+        }
+        Ok(HitDicts {
+            template,
+            strs: StrCache::new(),
+        })
+    }
+
+    /// The hits of one lookup as a list of dicts with the fields of `query --json`.
+    fn list(&mut self, py: Python<'py>, hits: &[Hit]) -> PyResult<Bound<'py, PyList>> {
+        let (k_id, k_sim, k_acc, k_plat, k_ts, k_text) = (
+            intern!(py, "id"),
+            intern!(py, "similarity"),
+            intern!(py, "account"),
+            intern!(py, "platform"),
+            intern!(py, "ts"),
+            intern!(py, "text"),
+        );
+        let dicts = hits
+            .iter()
+            .map(|h| {
+                let d = self.template.copy()?;
+                d.set_item(k_id, h.id.as_str())?;
+                d.set_item(k_sim, h.similarity)?;
+                d.set_item(k_acc, h.account.as_str())?;
+                d.set_item(k_plat, self.strs.get(py, &h.platform))?;
+                d.set_item(k_ts, h.ts)?;
+                match &h.text {
+                    Some(t) => d.set_item(k_text, t.as_str())?,
+                    None => d.del_item(k_text)?,
+                }
+                if let Some(c) = h.cluster {
+                    d.set_item(intern!(py, "cluster"), c)?;
+                }
+                if h.expanded {
+                    d.set_item(intern!(py, "expanded"), true)?;
+                }
+                Ok(d)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, dicts)
+    }
 }
 
 #[pymethods]
@@ -774,18 +835,10 @@ impl Index {
             expand,
         )?;
         let index = self.reader.searcher();
-        let found = py
-            .detach(|| {
-                lookup(
-                    &index,
-                    &t,
-                    &q.opts,
-                    &mut Scratch::new(),
-                    &mut TextCache::default(),
-                )
-            })
+        let r = py
+            .detach(|| index.query_with(&t, &q.opts, &mut Scratch::new()))
             .map_err(to_py)?;
-        found_list(py, &found)
+        HitDicts::new(py)?.list(py, &r.hits)
     }
 
     /// Looks many texts up in parallel with the GIL released; returns one list of hits per
@@ -807,7 +860,7 @@ impl Index {
         expand: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let encoded = texts_arg(texts)?;
-        let strs = as_strs(&encoded)?;
+        let strs = as_strs(py, &encoded)?;
         let q = query_opts(
             limit,
             min_similarity,
@@ -820,12 +873,29 @@ impl Index {
             expand,
         )?;
         let index = self.reader.searcher();
-        let results = py.detach(|| lookup_batch(&index, &strs, &q.opts));
-        let out = PyList::empty(py);
-        for r in results {
-            out.append(found_list(py, &r.map_err(to_py)?)?)?;
+        // The library's own batch (its pooled text caches), then the dicts on this thread.
+        let results = py.detach(|| index.query_batch(&strs, &q.opts));
+        let results = results
+            .into_iter()
+            .collect::<textreuse::Result<Vec<_>>>()
+            .map_err(to_py)?;
+        let mut dicts = HitDicts::new(py)?;
+        let mut lists = Vec::with_capacity(results.len());
+        let mut results = results.into_iter();
+        loop {
+            let chunk: Vec<_> = results.by_ref().take(DROP_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            for r in &chunk {
+                lists.push(dicts.list(py, &r.hits)?);
+            }
+            // Freed by the pool while this thread makes the next dicts (the other cores
+            // are idle then): freeing the hits' strings here took a fifth of the time
+            // this thread spends after the lookups.
+            rayon::spawn(move || drop(chunk));
         }
-        Ok(out)
+        PyList::new(py, lists)
     }
 
     /// Times the library's own ``Index.query_batch`` on these texts (no Python objects made
@@ -841,7 +911,7 @@ impl Index {
         with_text: bool,
     ) -> PyResult<(f64, usize)> {
         let encoded = texts_arg(texts)?;
-        let owned = as_strs(&encoded)?;
+        let owned = as_strs(py, &encoded)?;
         let q = query_opts(
             limit,
             min_similarity,
@@ -918,7 +988,10 @@ enum Writer {
 }
 
 impl Writer {
-    fn add(&mut self, posts: &[RawPost]) -> textreuse::Result<Vec<PostOutcome>> {
+    fn add<'p, P>(&mut self, posts: &'p [P]) -> textreuse::Result<Vec<PostOutcome>>
+    where
+        &'p P: Into<NewPost<'p>>,
+    {
         match self {
             Writer::Build(b) => b.add(posts),
             Writer::Staged(b) => b.add(posts),
@@ -946,6 +1019,18 @@ struct BuilderState {
     skipped: Vec<(u64, String, &'static str)>,
     /// The counts of the finished build.
     finished: Option<BuildStats>,
+    /// The builder's own worker threads (`threads=`), else None: the shared pool.
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl BuilderState {
+    /// Runs `f` (a library call) on the builder's threads.
+    fn run<R: Send>(pool: &Option<rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+        match pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
 }
 
 /// Builds an index (or adds to one) from posts, with bounded memory. Posts are
@@ -965,6 +1050,9 @@ struct BuilderState {
 ///     share_of: with segment_only, this build is one of that many shares of one
 ///         distributed build: its text dictionaries train on that share of the usual
 ///         sample (at least 1,000 texts), so all shares train about one build's worth.
+///     threads: worker threads of this builder's own (None: the shared pool, one per
+///         core). A Spark task uses ``spark.task.cpus`` of them, so that concurrent tasks
+///         do not each start one thread per core.
 ///     shingle, num_perm, keep_hashtags, t2s, bands, rows, threshold, seed: fingerprint
 ///         parameters, as for :class:`Fingerprinter` (ignored when appending).
 #[pyclass(module = "textreuse", subclass)]
@@ -988,9 +1076,7 @@ fn lock(m: &Mutex<BuilderState>) -> PyResult<std::sync::MutexGuard<'_, BuilderSt
 
 impl BuilderState {
     fn writer(&mut self) -> PyResult<&mut Writer> {
-        self.writer
-            .as_mut()
-            .ok_or_else(|| Error::new_err("this builder is finished; start a new IndexBuilder"))
+        self.writer.as_mut().ok_or_else(finished_err)
     }
 
     /// Hands the pending posts to the library (GIL released).
@@ -1000,19 +1086,33 @@ impl BuilderState {
         }
         let posts = std::mem::take(&mut self.pending);
         let rows = std::mem::take(&mut self.pending_rows);
-        let w = self.writer()?;
-        let outcomes = py.detach(|| w.add(&posts)).map_err(to_py)?;
-        for ((o, post), row) in outcomes.iter().zip(&posts).zip(rows) {
+        let pool = &self.pool;
+        let w = self.writer.as_mut().ok_or_else(finished_err)?;
+        let outcomes = py
+            .detach(|| BuilderState::run(pool, || w.add(&posts)))
+            .map_err(to_py)?;
+        self.note_skipped(&outcomes, |i| (rows[i], posts[i].id.as_str()));
+        Ok(())
+    }
+
+    /// Remembers the posts `outcomes` did not index; `post(i)` gives the row and id of the
+    /// `i`-th.
+    fn note_skipped<'a>(
+        &mut self,
+        outcomes: &[PostOutcome],
+        post: impl Fn(usize) -> (u64, &'a str),
+    ) {
+        for (i, o) in outcomes.iter().enumerate() {
             let why = match o {
                 PostOutcome::DuplicateId => "duplicate id: an earlier post has it; skipped",
                 PostOutcome::Empty => "no text left after normalization; not indexed",
                 _ => continue,
             };
             if self.skipped.len() < MAX_SKIPPED {
-                self.skipped.push((row, post.id.clone(), why));
+                let (row, id) = post(i);
+                self.skipped.push((row, id.to_string(), why));
             }
         }
-        Ok(())
     }
 
     fn push(&mut self, py: Python<'_>, post: RawPost) -> PyResult<()> {
@@ -1024,6 +1124,10 @@ impl BuilderState {
         }
         Ok(())
     }
+}
+
+fn finished_err() -> PyErr {
+    Error::new_err("this builder is finished; start a new IndexBuilder")
 }
 
 /// The values of a column (any iterable but a str).
@@ -1050,7 +1154,7 @@ fn stats_dict(py: Python<'_>, s: &BuildStats) -> PyResult<Py<PyAny>> {
 #[pymethods]
 impl IndexBuilderNative {
     #[new]
-    #[pyo3(signature = (path, memory=None, mode="create", on_existing_id="skip", store_text=true, segment_only=false, share_of=None, shingle=3, num_perm=128, keep_hashtags=false, t2s=true, bands=None, rows=None, threshold=None, seed=None))]
+    #[pyo3(signature = (path, memory=None, mode="create", on_existing_id="skip", store_text=true, segment_only=false, share_of=None, threads=None, shingle=3, num_perm=128, keep_hashtags=false, t2s=true, bands=None, rows=None, threshold=None, seed=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -1061,6 +1165,7 @@ impl IndexBuilderNative {
         store_text: bool,
         segment_only: bool,
         share_of: Option<usize>,
+        threads: Option<usize>,
         shingle: u32,
         num_perm: u32,
         keep_hashtags: bool,
@@ -1122,6 +1227,16 @@ impl IndexBuilderNative {
             existing,
             on_existing_id,
         };
+        let pool = match threads {
+            None => None,
+            Some(0) => return Err(invalid("threads must be at least 1 (or None: every core)")),
+            Some(n) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| Error::new_err(format!("cannot start {n} threads: {e}")))?,
+            ),
+        };
         let writer = py
             .detach(|| {
                 if segment_only {
@@ -1144,6 +1259,7 @@ impl IndexBuilderNative {
                 rows: 0,
                 skipped: Vec::new(),
                 finished: None,
+                pool,
             }),
             path,
         })
@@ -1241,6 +1357,91 @@ impl IndexBuilderNative {
         Ok(())
     }
 
+    /// Adds posts from the columns of an Arrow record batch, read in place (no Python
+    /// object per value): ``ids`` and ``texts`` are pyarrow ``string`` or ``large_string``
+    /// arrays; ``accounts`` and ``platforms`` such arrays or None (a null is ``""``);
+    /// ``ts`` an ``int64`` array of unix seconds (a null is an unknown time), any sequence
+    /// of times as for :meth:`add`, or None. A null id or text, an empty id or a string
+    /// that is not valid UTF-8 raises InvalidInput naming its row and column, before any
+    /// row is added.
+    #[pyo3(signature = (ids, texts, accounts=None, platforms=None, ts=None))]
+    fn add_arrow<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+        texts: &Bound<'py, PyAny>,
+        accounts: Option<&Bound<'py, PyAny>>,
+        platforms: Option<&Bound<'py, PyAny>>,
+        ts: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<()> {
+        let mut st = lock(&self.state)?;
+        st.writer()?;
+        let base = st.rows as usize;
+        let id_col = arrow::StrArray::new(ids, "id")?;
+        let text_col = arrow::StrArray::new(texts, "text")?;
+        let opt_col = |o: Option<&Bound<'py, PyAny>>, name: &str| match o {
+            Some(o) if !o.is_none() => arrow::StrArray::new(o, name).map(Some),
+            _ => Ok(None),
+        };
+        let account_col = opt_col(accounts, "account")?;
+        let platform_col = opt_col(platforms, "platform")?;
+        let ids = id_col.required(base)?;
+        if let Some(i) = ids.iter().position(|id| id.is_empty()) {
+            return Err(invalid(format!("row {}: id is empty", base + i + 1)));
+        }
+        let texts = text_col.required(base)?;
+        let accounts = account_col.as_ref().map(|c| c.optional(base)).transpose()?;
+        let platforms = platform_col
+            .as_ref()
+            .map(|c| c.optional(base))
+            .transpose()?;
+        let ts: Option<Vec<Option<i64>>> = match ts {
+            Some(t) if !t.is_none() => Some(if t.hasattr(intern!(py, "buffers"))? {
+                arrow::int64_values(t, "ts")?
+            } else {
+                column(t, "ts")?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| ts_arg(Some(v), "ts", Some(base + i + 1)))
+                    .collect::<PyResult<_>>()?
+            }),
+            _ => None,
+        };
+        let n = ids.len();
+        for (name, len) in [
+            ("text", Some(texts.len())),
+            ("account", accounts.as_ref().map(Vec::len)),
+            ("platform", platforms.as_ref().map(Vec::len)),
+            ("ts", ts.as_ref().map(Vec::len)),
+        ] {
+            if let Some(l) = len {
+                if l != n {
+                    return Err(invalid(format!("column {name} has {l} values, id has {n}")));
+                }
+            }
+        }
+        let posts: Vec<NewPost<'_>> = (0..n)
+            .map(|i| NewPost {
+                id: ids[i],
+                text: texts[i],
+                account: accounts.as_ref().map_or("", |c| c[i]),
+                platform: platforms.as_ref().map_or("", |c| c[i]),
+                ts: ts.as_ref().and_then(|c| c[i]),
+            })
+            .collect();
+        // Posts added one by one before come first.
+        st.flush(py)?;
+        let st = &mut *st;
+        let pool = &st.pool;
+        let w = st.writer.as_mut().ok_or_else(finished_err)?;
+        let outcomes = py
+            .detach(|| BuilderState::run(pool, || w.add(&posts)))
+            .map_err(to_py)?;
+        st.rows += n as u64;
+        st.note_skipped(&outcomes, |i| ((base + i + 1) as u64, ids[i]));
+        Ok(())
+    }
+
     /// Marks the live posts with these ids deleted (when appending to an index); returns the
     /// ids no live post has. Published by :meth:`finish`.
     fn delete(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
@@ -1300,10 +1501,13 @@ impl IndexBuilderNative {
             .writer
             .take()
             .ok_or_else(|| Error::new_err("this builder is finished already"))?;
+        let pool = &st.pool;
         let stats = py
-            .detach(|| match w {
-                Writer::Build(b) => b.finish(),
-                Writer::Staged(b) => b.finish(),
+            .detach(|| {
+                BuilderState::run(pool, || match w {
+                    Writer::Build(b) => b.finish(),
+                    Writer::Staged(b) => b.finish(),
+                })
             })
             .map_err(to_py)?;
         st.finished = Some(stats.clone());
@@ -1386,7 +1590,7 @@ fn publish(
 /// ``(posts, clusters)``, two dicts of equal-length lists. :func:`textreuse.clusters` turns
 /// them into pandas DataFrames.
 #[pyfunction]
-#[pyo3(signature = (path, min_similarity=0.5, min_edge_support=0.0, attach_similarity=None, min_size=2, min_accounts=1, platform=None, since=None, until=None, save=false))]
+#[pyo3(signature = (path, min_similarity=0.5, min_edge_support=0.0, attach_similarity=None, containment=None, core_texts=true, min_size=2, min_accounts=1, platform=None, since=None, until=None, save=false))]
 #[allow(clippy::too_many_arguments)]
 fn clusters_columns(
     py: Python<'_>,
@@ -1394,6 +1598,8 @@ fn clusters_columns(
     min_similarity: f64,
     min_edge_support: f64,
     attach_similarity: Option<f64>,
+    containment: Option<f64>,
+    core_texts: bool,
     min_size: usize,
     min_accounts: usize,
     platform: Option<&Bound<'_, PyAny>>,
@@ -1415,8 +1621,11 @@ fn clusters_columns(
         platforms: str_list(platform, "platform")?,
         since: ts_arg(since, "since", None)?,
         until: ts_arg(until, "until", None)?,
+        containment,
+        core_texts,
         ..ClusterOptions::default()
     };
+    opts.validate().map_err(to_py)?;
     type PostRow = (u32, String, String, String, Option<i64>);
     let (report, posts) = py
         .detach(|| -> textreuse::Result<_> {
@@ -1497,6 +1706,27 @@ fn clusters_columns(
         "attached",
         cs.iter().map(|c| c.attached).collect::<Vec<_>>(),
     )?;
+    cd.set_item(
+        "contained",
+        cs.iter().map(|c| c.contained).collect::<Vec<_>>(),
+    )?;
+    // The core text as `textreuse clusters --json` writes it: a dict, or None.
+    let cores = PyList::empty(py);
+    for c in cs {
+        match &c.core_text {
+            Some(core) => {
+                let d = PyDict::new(py);
+                d.set_item("start", core.start)?;
+                d.set_item("end", core.end)?;
+                d.set_item("text", core.text.as_str())?;
+                d.set_item("posts", core.posts)?;
+                d.set_item("sampled", core.sampled)?;
+                cores.append(d)?;
+            }
+            None => cores.append(py.None())?,
+        }
+    }
+    cd.set_item("core_text", cores)?;
     Ok((pd.into_any().unbind(), cd.into_any().unbind()))
 }
 

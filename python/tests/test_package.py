@@ -303,6 +303,30 @@ def test_clusters_equal_the_cli(cli_index):
     assert arrow_posts.num_rows == len(posts)
 
 
+def test_clusters_contained_and_core_text_equal_the_cli(cli_index):
+    seen_core = seen_contained = False
+    for flags, kw in [
+        ([], {}),
+        (["--containment", "0.3"], {"containment": 0.3}),
+        (["--no-core-text"], {"core_texts": False}),
+    ]:
+        r = run_cli("clusters", "--index", cli_index, "--json", *flags)
+        want = [json.loads(line) for line in r.stdout.splitlines()]
+        _, c = textreuse.clusters(cli_index, **kw)
+        assert c["cluster"].tolist() == [w["cluster"] for w in want]
+        assert c["contained"].tolist() == [w["contained"] for w in want]
+        assert c["core_text"].tolist() == [w["core_text"] for w in want]
+        _, ca = textreuse.clusters(cli_index, as_arrow=True, **kw)
+        assert ca.column("core_text").to_pylist() == [w["core_text"] for w in want]
+        seen_core |= any(w["core_text"] for w in want)
+        seen_contained |= any(w["contained"] for w in want)
+        if kw.get("core_texts") is False:
+            assert c["core_text"].isna().all()
+    assert seen_core and seen_contained
+    with pytest.raises(textreuse.InvalidInput, match="containment"):
+        textreuse.clusters(cli_index, containment=1.5)
+
+
 def test_staged_builds_publish_like_one_build(tmp_path, cli_index, posts, queries):
     staged = []
     for i, share in enumerate([posts[:1000], posts[1000:2000], posts[2000:]]):

@@ -124,6 +124,15 @@ def test_duplicates_across_partitions_and_fingerprint(spark, tmp_path):
         assert row["content_hash"] == f["content_hash"]
         assert bytes(row["signature"]) == f["signature"]
         assert [k & (2**64 - 1) for k in row["band_keys"]] == f["band_keys"]
+    # A null text and one with no token left get nulls; the others their fingerprints.
+    odd = spark.createDataFrame(
+        [("a", None), ("b", "🎉 #only 123"), ("c", "one two three four")], "id string, text string"
+    )
+    got = {r["id"]: r for r in textreuse.spark.fingerprint(odd).collect()}
+    for k in ("a", "b"):
+        assert (got[k]["content_hash"], got[k]["signature"], got[k]["band_keys"]) == (None, None, None)
+    assert got["c"]["content_hash"] == fp.fingerprint("one two three four")["content_hash"]
+    assert bytes(got["c"]["signature"]) == fp.fingerprint("one two three four")["signature"]
 
 
 def test_missing_column_and_failed_job_publish_nothing(spark, tmp_path):

@@ -102,6 +102,8 @@ class IndexBuilder(_native.IndexBuilderNative):
         share_of: with ``segment_only``, this build is one of that many shares of one
             distributed build (a Spark job's partitions): its text dictionaries train on
             that share of the usual sample, so all shares train about one build's worth.
+        threads: worker threads of the builder's own (None: the shared pool, one per core);
+            a Spark task uses ``spark.task.cpus`` of them.
         shingle, num_perm, keep_hashtags, t2s, bands, rows, threshold, seed: fingerprint
             parameters as for :class:`Fingerprinter` (an append uses the index's own).
 
@@ -204,33 +206,145 @@ class IndexBuilder(_native.IndexBuilderNative):
                     f"no column {need!r} (columns: {', '.join(map(str, names))}); "
                     f"name it with id_col=/text_col="
                 )
-
-        def get(name: Optional[str], start: int, stop: int) -> Optional[list]:
-            if not name or name not in names:
-                return None
-            if pandas:
-                col = data[name].iloc[start:stop]
-                if name == ts_col:
-                    return _ts_column(col.to_numpy())
-                return col.tolist()
-            col = data.column(name).slice(start, stop - start)
-            if name == ts_col:
-                import pyarrow as pa
-
-                if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
-                    return _ts_column(col.to_numpy(zero_copy_only=False))
-            return col.to_pylist()
-
-        n = len(data) if pandas else data.num_rows
-        for start in range(0, n, _CHUNK):
-            stop = min(n, start + _CHUNK)
-            self.add_columns(
-                get(id_col, start, stop),
-                get(text_col, start, stop),
-                get(account_col, start, stop),
-                get(platform_col, start, stop),
-                get(ts_col, start, stop),
+        fields = [
+            (c if c and c in names else None, f)
+            for c, f in (
+                (id_col, "id"),
+                (text_col, "text"),
+                (account_col, "account"),
+                (platform_col, "platform"),
+                (ts_col, "ts"),
             )
+        ]
+        if pandas:
+            n = len(data)
+            chunks: Iterable[Any] = (data.iloc[s : s + _CHUNK] for s in range(0, n, _CHUNK))
+        elif hasattr(data, "to_batches"):  # a Table: record batches of aligned chunks
+            chunks = data.to_batches(max_chunksize=_CHUNK)
+        else:  # a RecordBatch
+            chunks = (data.slice(s, _CHUNK) for s in range(0, data.num_rows, _CHUNK))
+        for chunk in chunks:
+            if pandas:
+                cols = [None if c is None else chunk[c] for c, _ in fields]
+                arrow = [_pandas_to_arrow(col, f) for col, (_, f) in zip(cols, fields)]
+            else:
+                cols = [None if c is None else chunk.column(c) for c, _ in fields]
+                arrow = [_arrow_for(col, f) for col, (_, f) in zip(cols, fields)]
+            if all(a is not None or c is None for a, c in zip(arrow[:4], cols[:4])):
+                # Strings read in place by the library; times as int64 or per value.
+                self.add_arrow(*arrow[:4], _ts_values(cols[4], pandas, arrow[4]))
+            else:
+                # Values Arrow cannot hold as strings (bytes, mixed types): one by one, so
+                # that a bad one is named.
+                self.add_columns(*[_values(col, f == "ts", pandas) for col, (_, f) in zip(cols, fields)])
+
+
+def _chunk_array(col: Any) -> Any:
+    """A ChunkedArray as one Array (zero-copy when it has one chunk)."""
+    if hasattr(col, "chunks"):
+        if col.num_chunks == 1:
+            return col.chunk(0)
+        import pyarrow as pa
+
+        return pa.concat_arrays(col.chunks) if col.num_chunks else pa.array([], col.type)
+    return col
+
+
+def _arrow_for(col: Any, field: str) -> Any:
+    """An Arrow column as the library reads it in place: a string array for id, text,
+    account and platform (integer ids cast to decimal strings), an int64 array for ts; None
+    when it has another type (then its values are read one by one)."""
+    if col is None:
+        return None
+    import pyarrow as pa
+
+    col = _chunk_array(col)
+    t = col.type
+    if field == "ts":
+        if pa.types.is_integer(t):
+            try:
+                return col.cast(pa.int64())
+            except (pa.ArrowInvalid, OverflowError):
+                return None
+        return None
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return col
+    if (
+        getattr(pa.types, "is_string_view", None) is not None
+        and pa.types.is_string_view(t)
+    ) or (field == "id" and pa.types.is_integer(t)):
+        return col.cast(pa.string())
+    return None
+
+
+def _pandas_to_arrow(col: Any, field: str) -> Any:
+    """A pandas column as an Arrow array the library reads in place, or None (see
+    :func:`_arrow_for`). Object columns of str convert; any other value keeps the column on
+    the one-by-one path, which names the bad row."""
+    if col is None or field == "ts":
+        return None
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(col, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError, UnicodeEncodeError):
+        return None
+    if field in ("id", "text") and arr.null_count:
+        return None  # the one-by-one path says what the missing value is
+    return _arrow_for(arr, field)
+
+
+def _ts_values(col: Any, pandas: bool, arrow: Any) -> Any:
+    """The time column for :meth:`IndexBuilder.add_arrow`: an int64 array of unix seconds
+    (integers; datetimes, NaT/null an unknown time), else a list of values (floats,
+    strings: each checked, a NaN named by its row)."""
+    if col is None:
+        return None
+    if arrow is not None:
+        return arrow
+    import numpy as np
+    import pyarrow as pa
+
+    arr = None
+    if pandas:
+        arr = col.to_numpy()
+    elif pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+        arr = col.to_numpy(zero_copy_only=False)
+    if arr is not None and arr.dtype.kind == "M":
+        nat = np.isnat(arr)
+        secs = arr.astype("datetime64[s]").astype("int64")
+        return pa.array(secs, pa.int64(), mask=nat if nat.any() else None)
+    if arr is not None and (arr.dtype.kind == "i" or (arr.dtype.kind == "u" and arr.dtype.itemsize < 8)):
+        return pa.array(arr.astype("int64"), pa.int64())
+    return _values(col, True, pandas)
+
+
+def _values(col: Any, is_ts: bool, pandas: bool) -> Optional[list]:
+    """A column's values as a list (times: datetimes as unix seconds)."""
+    if col is None:
+        return None
+    if pandas:
+        return _ts_column(col.to_numpy()) if is_ts else col.tolist()
+    if is_ts:
+        import pyarrow as pa
+
+        if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+            return _ts_column(col.to_numpy(zero_copy_only=False))
+    return col.to_pylist()
+
+
+def _core_text_type() -> Any:
+    import pyarrow as pa
+
+    return pa.struct(
+        [
+            ("start", pa.int64()),
+            ("end", pa.int64()),
+            ("text", pa.string()),
+            ("posts", pa.int64()),
+            ("sampled", pa.int64()),
+        ]
+    )
 
 
 def clusters(
@@ -245,6 +359,8 @@ def clusters(
     until: Any = None,
     save: bool = False,
     as_arrow: bool = False,
+    containment: Optional[float] = None,
+    core_texts: bool = True,
 ) -> Tuple[Any, Any]:
     """Finds campaigns: groups of posts that reuse a text (``textreuse clusters``).
 
@@ -257,7 +373,10 @@ def clusters(
       ``texts`` (distinct), ``accounts`` (distinct: who), ``platforms`` (dict platform ->
       posts: where), ``first_ts``/``last_ts`` (when), ``earliest_post``,
       ``representative_id``, ``representative`` (text), ``weakest_link``, ``edges``,
-      ``attached``.
+      ``attached`` (texts that joined by attachment), ``contained`` (of those, by
+      containment) and ``core_text`` (the passage most of the cluster's posts share: a dict
+      ``start``, ``end`` (chars of ``representative``), ``text``, ``posts``, ``sampled``;
+      None when there is none), as ``textreuse clusters --json`` gives them.
 
     Args:
         index_path: the index directory.
@@ -269,12 +388,21 @@ def clusters(
         platform, since, until: count only these posts.
         save: store the assignment in the index (hits then carry their cluster).
         as_arrow: return pyarrow Tables instead of pandas DataFrames.
+        containment: a text still alone after attachment joins the cluster of a text it
+            overlaps by at least this share (0 < C <= 1) of the smaller shingle set
+            (``--containment``; None = off). Needs stored texts.
+        core_texts: find each cluster's core text (False = ``--no-core-text``: faster).
+
+    Raises:
+        InvalidInput: an option out of range (``containment`` outside (0, 1]).
     """
     posts, clus = _native.clusters_columns(
         index_path,
         min_similarity=min_similarity,
         min_edge_support=min_edge_support,
         attach_similarity=attach_similarity,
+        containment=containment,
+        core_texts=core_texts,
         min_size=min_size,
         min_accounts=min_accounts,
         platform=platform,
@@ -285,6 +413,7 @@ def clusters(
     import pyarrow as pa
 
     ts = pa.timestamp("s", tz="UTC")
+    core_type = _core_text_type()
     p = pa.table(
         {
             "cluster": pa.array(posts["cluster"], pa.uint32()),
@@ -312,12 +441,15 @@ def clusters(
             "weakest_link": pa.array(clus["weakest_link"], pa.float64()),
             "edges": pa.array(clus["edges"], pa.int64()),
             "attached": pa.array(clus["attached"], pa.int64()),
+            "contained": pa.array(clus["contained"], pa.int64()),
+            "core_text": pa.array(clus["core_text"], core_type),
         }
     )
     if as_arrow:
         return p, c
     pc = c.to_pandas()
     pc["platforms"] = [dict(x) if x is not None else {} for x in c.column("platforms").to_pylist()]
+    pc["core_text"] = clus["core_text"]
     return p.to_pandas(), pc
 
 

@@ -74,8 +74,9 @@ class Fingerprinter:
     def fingerprint(self, text: str, numpy: bool = False) -> Optional[FingerprintDict]:
         """Content hash, signature (bytes or numpy uint32), band keys and shingle count;
         None when no token is left."""
-    def fingerprint_many(self, texts: Sequence[str]) -> FingerprintBatch:
-        """Fingerprints many texts in parallel with the GIL released."""
+    def fingerprint_many(self, texts: Union[Sequence[str], Any], null_as_empty: bool = False) -> FingerprintBatch:
+        """Fingerprints many texts (a list of str, or a pyarrow string array read in
+        place) in parallel with the GIL released."""
 
 class Hit(TypedDict, total=False):
     id: str
@@ -176,6 +177,7 @@ class IndexBuilder:
         store_text: bool = True,
         segment_only: bool = False,
         share_of: Optional[int] = None,
+        threads: Optional[int] = None,
         shingle: int = 3,
         num_perm: int = 128,
         keep_hashtags: bool = False,
@@ -208,6 +210,16 @@ class IndexBuilder:
         ts: Optional[Sequence[_Time]] = None,
     ) -> None:
         """Adds posts from equal-length columns."""
+    def add_arrow(
+        self,
+        ids: Any,
+        texts: Any,
+        accounts: Any = None,
+        platforms: Any = None,
+        ts: Any = None,
+    ) -> None:
+        """Adds posts from pyarrow string arrays (read in place; ``ts``: an int64 array or a
+        sequence of times); a null id or text or bad UTF-8 raises naming its row."""
     def add_many(
         self,
         data: Any,
@@ -250,5 +262,8 @@ def clusters(
     until: _Time = None,
     save: bool = False,
     as_arrow: bool = False,
+    containment: Optional[float] = None,
+    core_texts: bool = True,
 ) -> Tuple[Any, Any]:
-    """Campaigns as ``(posts, clusters)`` pandas DataFrames (or pyarrow Tables)."""
+    """Campaigns as ``(posts, clusters)`` pandas DataFrames (or pyarrow Tables); the
+    clusters carry ``contained`` and ``core_text`` as ``textreuse clusters --json``."""

@@ -87,6 +87,7 @@ def build_index(
     mode: str = "create",
     staging_dir: Optional[str] = None,
     store_text: bool = True,
+    threads: Optional[int] = None,
     _on_staged: Any = None,
     **params: Any,
 ) -> Dict[str, Any]:
@@ -108,6 +109,9 @@ def build_index(
         staging_dir: where tasks stage (default ``<path>.staging/<job>``; keep it on the
             index's file system so publishing hard-links instead of copying).
         store_text: store texts so hits carry them.
+        threads: worker threads of each task (default ``spark.task.cpus``, as Spark
+            schedules tasks: a task that took every core of its machine would compete with
+            the other tasks running there).
         **params: fingerprint parameters (shingle, num_perm, keep_hashtags, t2s, bands, rows,
             threshold, seed), the same for every task.
 
@@ -122,6 +126,8 @@ def build_index(
         Error: the job failed (nothing is published), or publishing failed.
     """
     _check_params(params)
+    if threads is not None and threads < 1:
+        raise InvalidInput(f"threads must be at least 1, not {threads}")
     if mode not in ("create", "replace", "append"):
         raise InvalidInput(f'mode must be "create", "replace" or "append", not {mode!r}')
     # Fail on bad parameters on the driver, before any task runs.
@@ -140,6 +146,8 @@ def build_index(
     # Each partition's segments train their text dictionaries on a share of one build's
     # sample, so the job trains about as much as `textreuse build` does once.
     shares = max(1, selected.rdd.getNumPartitions())
+    if threads is None:
+        threads = int(selected.sparkSession.sparkContext.getConf().get("spark.task.cpus", "1"))
     path = os.path.abspath(path)
     staging = os.path.abspath(staging_dir or os.path.join(path + ".staging", uuid.uuid4().hex))
     os.makedirs(staging, exist_ok=True)
@@ -153,7 +161,13 @@ def build_index(
         d = os.path.join(staging, f"part-{pid:05d}-attempt-{attempt}")
         shutil.rmtree(d, ignore_errors=True)
         b = IndexBuilder(
-            d, memory=memory, segment_only=True, share_of=shares, store_text=store_text, **params
+            d,
+            memory=memory,
+            segment_only=True,
+            share_of=shares,
+            store_text=store_text,
+            threads=threads,
+            **params,
         )
         try:
             for batch in batches:
@@ -279,15 +293,18 @@ def fingerprint(df: Any, text_col: str = "text", prefix: str = "", **params: Any
 
         fp = Fingerprinter(**params)
         for batch in batches:
-            texts = batch.column(batch.schema.get_field_index(text_col)).to_pylist()
-            nulls = [t is None for t in texts]
-            out = fp.fingerprint_many(["" if t is None else t for t in texts])
+            texts = batch.column(batch.schema.get_field_index(text_col))
+            if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+                texts = texts.cast(pa.string())
+            # Read in place by the library; a null text counts as empty (null outputs).
+            out = fp.fingerprint_many(texts, null_as_empty=True)
             n = len(texts)
-            empty = out["empty"] | np.array(nulls, dtype=bool)
+            empty = out["empty"]
             valid = pa.array(~empty).buffers()[1] if n else None
             sig = np.ascontiguousarray(out["signature"])
             k4 = sig.shape[1] * 4 if n else 0
             offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * k4).tobytes())
+            offsets32 = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * 32).tobytes())
             signature = pa.Array.from_buffers(
                 pa.binary(), n, [valid, offsets, pa.py_buffer(sig.tobytes())], null_count=int(empty.sum())
             )
@@ -298,7 +315,12 @@ def fingerprint(df: Any, text_col: str = "text", prefix: str = "", **params: Any
                 pa.array(keys.ravel()),
                 mask=pa.array(empty),
             )
-            hashes = pa.array(out["content_hash"].tolist(), pa.string(), mask=empty)
+            hashes = pa.Array.from_buffers(
+                pa.string(),
+                n,
+                [valid, offsets32, pa.py_buffer(out["content_hash"].astype("S32").tobytes())],
+                null_count=int(empty.sum()),
+            )
             yield pa.RecordBatch.from_arrays(
                 list(batch.columns) + [hashes, signature, band_keys],
                 names=list(batch.schema.names) + names,

@@ -14,10 +14,11 @@ def build_index(
     mode: str = "create",
     staging_dir: Optional[str] = None,
     store_text: bool = True,
+    threads: Optional[int] = None,
     **params: Any,
 ) -> Dict[str, Any]:
     """Builds an index from a Spark DataFrame: one staged build per partition, published
-    as one generation."""
+    as one generation; each task runs on ``threads`` threads (default ``spark.task.cpus``)."""
 
 def fingerprint(df: Any, text_col: str = "text", prefix: str = "", **params: Any) -> Any:
     """Adds content_hash, signature and band_keys columns (mapInArrow)."""

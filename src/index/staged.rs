@@ -27,10 +27,9 @@ use super::encode::{write_deleted, TEXT_DICT_SAMPLES, TEXT_DICT_SHARE_SAMPLES};
 use super::manifest::{segment_dir_name, Manifest, SegmentEntry};
 use super::segment::Segment;
 use super::txn::{Create, Txn};
-use super::{Access, BuildOptions, BuildStats, Existing, IndexBuilder, PostOutcome};
+use super::{Access, BuildOptions, BuildStats, Existing, IndexBuilder, NewPost, PostOutcome};
 use crate::error::{Error, Result};
 use crate::fingerprint::{FingerprintParams, Fingerprinter};
-use crate::input::RawPost;
 
 /// The marker file of a staged directory.
 pub const STAGED_FILE: &str = "STAGED";
@@ -89,8 +88,11 @@ impl StagedBuilder {
         self.inner.fingerprinter()
     }
 
-    /// Adds posts, in order (see [`IndexBuilder::add`]).
-    pub fn add(&mut self, posts: &[RawPost]) -> Result<Vec<PostOutcome>> {
+    /// Adds posts, in order (see [`IndexBuilder::add`]): [`NewPost`]s or `RawPost`s.
+    pub fn add<'p, P>(&mut self, posts: &'p [P]) -> Result<Vec<PostOutcome>>
+    where
+        &'p P: Into<NewPost<'p>>,
+    {
         self.inner.add(posts)
     }
 
@@ -438,6 +440,7 @@ fn link_segment(from: &Path, to: &Path, entry: &SegmentEntry) -> Result<()> {
 mod tests {
     use super::*;
     use crate::index::{Index, QueryOptions};
+    use crate::input::RawPost;
 
     fn post(id: &str, text: &str) -> RawPost {
         RawPost {
