@@ -507,9 +507,12 @@ pub(crate) fn write_text_file(
     offs.push(0u64);
     for g in (0..nb).step_by(TEXT_GROUP_BLOCKS) {
         let raw = raw_blocks(g..(g + TEXT_GROUP_BLOCKS).min(nb))?;
-        for blk in codec.compress_blocks(&path, &raw)? {
+        let compressed = codec.compress_blocks(&path, &raw)?;
+        drop(raw);
+        for i in 0..compressed.len() {
+            let blk = compressed.block(i);
             offs.push(offs[offs.len() - 1] + blk.len() as u64);
-            spill.write_bytes(&blk)?;
+            spill.write_bytes(blk)?;
         }
     }
     write_text_envelope(&path, np, &offs, spill, codec.dict())
@@ -601,41 +604,83 @@ impl TextCodec {
     /// thread's share, in input order. Byte-identical blocks (a text reposted verbatim;
     /// posts are grouped by content, so its copies are neighbours) are compressed once: a
     /// frame depends only on its input, so the output is what compressing each would give.
-    pub(crate) fn compress_blocks(&self, path: &Path, raw: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(raw.len());
+    pub(crate) fn compress_blocks(&self, path: &Path, raw: &[Vec<u8>]) -> Result<Compressed> {
+        let mut first: HashMap<&[u8], u32, xxhash_rust::xxh3::Xxh3DefaultBuilder> =
+            HashMap::with_capacity_and_hasher(raw.len(), Default::default());
         let mut unique: Vec<&[u8]> = Vec::new();
-        let slot: Vec<usize> = raw
+        let slot: Vec<u32> = raw
             .iter()
             .map(|r| {
                 *first.entry(r.as_slice()).or_insert_with(|| {
                     unique.push(r);
-                    unique.len() - 1
+                    (unique.len() - 1) as u32
                 })
             })
             .collect();
+        drop(first);
         let share = unique
             .len()
             .div_ceil(rayon::current_num_threads().max(1))
             .max(1);
-        let compressed: Vec<Vec<u8>> = unique
+        // Each share's frames go one after another into one buffer, with their ends.
+        let shares: Vec<(Vec<u8>, Vec<usize>)> = unique
             .par_chunks(share)
-            .flat_map_iter(|chunk| {
+            .map(|chunk| {
                 let mut z = match &self.prepared {
                     Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(d),
                     None => zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
-                };
-                chunk
-                    .iter()
-                    .map(|raw| {
-                        let z = z.as_mut().map_err(|e| {
-                            Error::io(path, std::io::Error::new(e.kind(), e.to_string()))
-                        })?;
-                        z.compress(raw).map_err(|e| Error::io(path, e))
-                    })
-                    .collect::<Vec<_>>()
+                }
+                .map_err(|e| Error::io(path, std::io::Error::new(e.kind(), e.to_string())))?;
+                let mut out = Vec::new();
+                let mut ends = Vec::with_capacity(chunk.len());
+                let mut frame = Vec::new();
+                for raw in chunk {
+                    frame.clear();
+                    frame.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+                    z.compress_to_buffer(raw, &mut frame)
+                        .map_err(|e| Error::io(path, e))?;
+                    out.extend_from_slice(&frame);
+                    ends.push(out.len());
+                }
+                Ok((out, ends))
             })
             .collect::<Result<_>>()?;
-        Ok(slot.into_iter().map(|u| compressed[u].clone()).collect())
+        let mut spans = Vec::with_capacity(unique.len());
+        for (si, (_, ends)) in shares.iter().enumerate() {
+            let mut start = 0;
+            for &end in ends {
+                spans.push((si, start..end));
+                start = end;
+            }
+        }
+        Ok(Compressed {
+            shares: shares.into_iter().map(|(out, _)| out).collect(),
+            spans,
+            slot,
+        })
+    }
+}
+
+/// Compressed text blocks ([`TextCodec::compress_blocks`]): each distinct block's frame once.
+pub(crate) struct Compressed {
+    /// The frames of each thread's share, one after another.
+    shares: Vec<Vec<u8>>,
+    /// Each distinct block's share and byte range in it.
+    spans: Vec<(usize, std::ops::Range<usize>)>,
+    /// Each block's distinct block.
+    slot: Vec<u32>,
+}
+
+impl Compressed {
+    /// Blocks.
+    pub(crate) fn len(&self) -> usize {
+        self.slot.len()
+    }
+
+    /// Block `i`'s frame.
+    pub(crate) fn block(&self, i: usize) -> &[u8] {
+        let (share, range) = &self.spans[self.slot[i] as usize];
+        &self.shares[*share][range.clone()]
     }
 }
 
