@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use super::renumber::{Remap, Renumbering};
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
@@ -9,58 +11,19 @@ use crate::index::encode::{begin_bands_file, dir_bits, finish_bands_file, SpillF
 use crate::index::manifest::FileEntry;
 use crate::index::segment::Segment;
 
-/// Band entries collected for the spill files of one band file, written out every 2^16.
-struct BandOut {
-    /// Directory bits.
-    d: u32,
-    prefixes: SpillFile,
-    cids: SpillFile,
-    out_p: Vec<u32>,
-    out_c: Vec<u32>,
-}
+/// Bands merged at once (in parallel), each into memory (8 bytes per content) before it is
+/// written out in band order.
+pub(super) const MERGE_BANDS_AT_ONCE: usize = 2;
 
-impl BandOut {
-    /// Adds the entries of one prefix (its contents sorted and deduplicated, as a content
-    /// unified from two sources has an entry in each) to the directory `dirs` and the
-    /// output.
-    fn push_group(&mut self, prefix: u32, group: &mut Vec<u32>, dirs: &mut [u32]) -> Result<()> {
-        let d = self.d;
-        group.sort_unstable();
-        group.dedup();
-        let bucket = if d == 0 {
-            0
-        } else {
-            (prefix >> (32 - d)) as usize
-        };
-        dirs[bucket + 1] += group.len() as u32;
-        let tag = if d == 0 {
-            prefix
-        } else {
-            prefix & (u32::MAX >> d)
-        };
-        for &cid in group.iter() {
-            self.out_p.push(tag);
-            self.out_c.push(cid);
-        }
-        group.clear();
-        if self.out_p.len() >= 1 << 16 {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Writes the collected entries to the spill files.
-    fn flush(&mut self) -> Result<()> {
-        self.prefixes.write_tags(&self.out_p, self.d)?;
-        self.cids.write_u32s(&self.out_c)?;
-        self.out_p.clear();
-        self.out_c.clear();
-        Ok(())
-    }
+/// One merged band: its directory (prefix sums, `2^d + 1` entries), tags and content ids.
+struct MergedBand {
+    dirs: Vec<u32>,
+    tags: Vec<u32>,
+    cids: Vec<u32>,
 }
 
 /// Writes the band file: per band, a k-way merge of the sources' entries (each sorted by
-/// `(prefix, content)`) with content ids remapped.
+/// `(prefix, content)`) with content ids remapped; [`MERGE_BANDS_AT_ONCE`] bands at a time.
 pub(super) fn merge_bands(
     seg_dir: &Path,
     sources: &[Segment],
@@ -72,45 +35,53 @@ pub(super) fn merge_bands(
     let bands = params.lsh.bands as usize;
     let nc = new.n_contents();
     let d = dir_bits(nc);
-    let nb = 1usize << d;
     let mut w = begin_bands_file(&path, nc, bands, d, params.lsh.rows)?;
-    let mut out = BandOut {
-        d,
-        prefixes: SpillFile::new(&seg_dir.join("fps.spill.tmp"))?,
-        cids: SpillFile::new(&seg_dir.join("cids.spill.tmp"))?,
-        out_p: Vec::with_capacity(1 << 16),
-        out_c: Vec::with_capacity(1 << 16),
-    };
-    let mut dirs = vec![0u32; nb + 1];
-    for band in 0..bands {
-        dirs.iter_mut().for_each(|x| *x = 0);
-        sources.iter().for_each(|s| s.prefetch_band(band));
-        merge_band(sources, &new.remaps, band, &mut dirs, &mut out)?;
-        for i in 0..nb {
-            dirs[i + 1] += dirs[i];
+    let mut prefixes = SpillFile::new(&seg_dir.join("fps.spill.tmp"))?;
+    let mut cids = SpillFile::new(&seg_dir.join("cids.spill.tmp"))?;
+    let all: Vec<usize> = (0..bands).collect();
+    for group in all.chunks(MERGE_BANDS_AT_ONCE) {
+        for &band in group {
+            sources.iter().for_each(|s| s.prefetch_band(band));
         }
-        if dirs[nb] as u64 != nc {
-            return Err(Error::corrupt(
-                seg_dir,
-                format!("band {band} merged {} entries for {nc} contents", dirs[nb]),
-            ));
+        let merged: Vec<Result<MergedBand>> = group
+            .par_iter()
+            .map(|&band| merge_band(sources, &new.remaps, band, d, nc as usize))
+            .collect();
+        for (&band, m) in group.iter().zip(merged) {
+            let m = m?;
+            let total = m.dirs.last().copied().unwrap_or(0);
+            if total as u64 != nc {
+                return Err(Error::corrupt(
+                    seg_dir,
+                    format!("band {band} merged {total} entries for {nc} contents"),
+                ));
+            }
+            w.write_u32s(&m.dirs)?;
+            prefixes.write_tags(&m.tags, d)?;
+            cids.write_u32s(&m.cids)?;
+            progress(band + 1, bands);
         }
-        w.write_u32s(&dirs)?;
         sources.iter().for_each(Segment::release_pages);
-        progress(band + 1, bands);
     }
-    finish_bands_file(w, &path, out.prefixes, out.cids)
+    finish_bands_file(w, &path, prefixes, cids)
 }
 
-/// Merges band `band` of every source into `out`, counting each bucket's entries in
-/// `dirs[bucket + 1]`. Entries come out in prefix order.
+/// Merges band `band` of every source into a table with a directory of `d` bits. Entries
+/// come out in prefix order; a content unified from two sources, which has an entry in
+/// each, is kept once.
 fn merge_band(
     sources: &[Segment],
     remaps: &[Remap],
     band: usize,
-    dirs: &mut [u32],
-    out: &mut BandOut,
-) -> Result<()> {
+    d: u32,
+    nc: usize,
+) -> Result<MergedBand> {
+    let nb = 1usize << d;
+    let mut out = MergedBand {
+        dirs: vec![0u32; nb + 1],
+        tags: Vec::with_capacity(nc),
+        cids: Vec::with_capacity(nc),
+    };
     let mut cursors = sources
         .iter()
         .zip(remaps)
@@ -129,7 +100,7 @@ fn merge_band(
         }
         let next = best.map(|(_, h)| h);
         if next.is_none_or(|(p, _)| p != group_prefix) && !group.is_empty() {
-            out.push_group(group_prefix, &mut group, dirs)?;
+            out.push_group(group_prefix, &mut group, d);
         }
         let (Some((i, _)), Some((prefix, cid))) = (best, next) else {
             break;
@@ -138,7 +109,35 @@ fn merge_band(
         group_prefix = prefix;
         group.push(cid);
     }
-    out.flush()
+    for i in 0..nb {
+        out.dirs[i + 1] += out.dirs[i];
+    }
+    Ok(out)
+}
+
+impl MergedBand {
+    /// Adds the entries of one prefix (its contents sorted and deduplicated, as a content
+    /// unified from two sources has an entry in each), counting them in `dirs[bucket + 1]`.
+    fn push_group(&mut self, prefix: u32, group: &mut Vec<u32>, d: u32) {
+        group.sort_unstable();
+        group.dedup();
+        let bucket = if d == 0 {
+            0
+        } else {
+            (prefix >> (32 - d)) as usize
+        };
+        self.dirs[bucket + 1] += group.len() as u32;
+        let tag = if d == 0 {
+            prefix
+        } else {
+            prefix & (u32::MAX >> d)
+        };
+        for &cid in group.iter() {
+            self.tags.push(tag);
+            self.cids.push(cid);
+        }
+        group.clear();
+    }
 }
 
 /// Reads one band of one source in entry order, remapping content ids and skipping dead
@@ -148,19 +147,26 @@ struct BandCursor<'a> {
     band: usize,
     remap: &'a [u32],
     bucket: usize,
-    buf: Vec<(u64, u32)>,
+    /// Entries read from the source, not yet remapped.
+    raw: Vec<(u64, u32)>,
+    /// Remapped live entries: `(prefix, new content)`.
+    buf: Vec<(u32, u32)>,
     pos: usize,
     head: Option<(u32, u32)>,
 }
 
 impl<'a> BandCursor<'a> {
+    /// Entries read (whole buckets) and remapped at a time.
+    const BATCH: usize = 512;
+
     fn new(seg: &'a Segment, band: usize, remap: &'a [u32]) -> Result<BandCursor<'a>> {
         let mut c = BandCursor {
             seg,
             band,
             remap,
             bucket: 0,
-            buf: Vec::new(),
+            raw: Vec::with_capacity(Self::BATCH * 2),
+            buf: Vec::with_capacity(Self::BATCH * 2),
             pos: 0,
             head: None,
         };
@@ -173,26 +179,40 @@ impl<'a> BandCursor<'a> {
     }
 
     fn advance(&mut self) -> Result<()> {
-        let shift = self.seg.known_key_bits() - 32;
         loop {
-            while self.pos < self.buf.len() {
-                let (prefix, c) = self.buf[self.pos];
+            if let Some(&e) = self.buf.get(self.pos) {
                 self.pos += 1;
-                let new = self.remap.get(c as usize).copied().unwrap_or(u32::MAX);
-                if new != u32::MAX {
-                    self.head = Some(((prefix >> shift) as u32, new));
-                    return Ok(());
-                }
+                self.head = Some(e);
+                return Ok(());
             }
             if self.bucket >= self.seg.buckets_per_band() {
                 self.head = None;
                 return Ok(());
             }
-            self.buf.clear();
-            self.pos = 0;
+            self.refill()?;
+        }
+    }
+
+    /// Reads the next buckets (at least [`BATCH`](Self::BATCH) entries, or to the end of
+    /// the band) and remaps them in one pass: the remap lookups are independent of each
+    /// other, so their cache misses overlap instead of waiting one by one.
+    fn refill(&mut self) -> Result<()> {
+        let shift = self.seg.known_key_bits() - 32;
+        let n = self.seg.buckets_per_band();
+        self.raw.clear();
+        while self.raw.len() < Self::BATCH && self.bucket < n {
             self.seg
-                .bucket_entries(self.band, self.bucket, &mut self.buf)?;
+                .bucket_entries(self.band, self.bucket, &mut self.raw)?;
             self.bucket += 1;
         }
+        self.buf.clear();
+        self.pos = 0;
+        for &(prefix, c) in &self.raw {
+            let new = self.remap.get(c as usize).copied().unwrap_or(u32::MAX);
+            if new != u32::MAX {
+                self.buf.push(((prefix >> shift) as u32, new));
+            }
+        }
+        Ok(())
     }
 }

@@ -245,9 +245,11 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions) -> Result<()> {
     let total_contents: u64 = sources.iter().map(Segment::n_contents).sum();
     // Remap tables, the post order and the account and platform columns (about 24 bytes per
     // post); the content tables and the map of content hashes, sized once (about 64 bytes per
-    // content); pages read between releases, text and band buffers, compression contexts
-    // and allocator slack (256 MiB). Checked against peak RSS: 10 x 1M posts, 1.01 GB.
-    let need = (total_posts * 24 + total_contents * 64 + (256 << 20)) as usize;
+    // content); the bands merged at once (8 bytes per content each); pages read between
+    // releases, text buffers, compression contexts and allocator slack (256 MiB). Checked
+    // against peak RSS: 10 x 1M posts, 1.01 GB (before bands were merged in parallel).
+    let bands = (bands::MERGE_BANDS_AT_ONCE * 8) as u64;
+    let need = (total_posts * 24 + total_contents * (64 + bands) + (256 << 20)) as usize;
     if need > opts.memory_budget {
         return Err(Error::InvalidParameter(format!(
             "merging {total_posts} posts needs about {} MiB, more than the memory budget ({} MiB)",
