@@ -296,7 +296,12 @@ pub fn run(args: Args) -> Result<i32> {
                 memory_budget,
             },
         ) {
-            Ok(m) => super::merge::report(&m),
+            Ok(m) => {
+                super::merge::report(&m);
+                if args.verbose {
+                    super::merge::report_steps(&m);
+                }
+            }
             Err(e) => eprintln!(
                 "textreuse: warning: {}: the {} segments were not merged into one ({e}); \
                  lookups are slower until `textreuse merge --index {}` succeeds",

@@ -27,6 +27,9 @@ pub struct Args {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Also print where the time went, step by step.
+    #[arg(long, short = 'v')]
+    verbose: bool,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -47,10 +50,23 @@ pub fn run(args: Args) -> Result<i32> {
     .with_context(|| format!("{}: merge failed", args.index.display()))?;
     pb.finish_and_clear();
     report(&stats);
+    if args.verbose {
+        report_steps(&stats);
+    }
     if args.json {
         super::util::print_out(&(serde_json::to_string(&stats)? + "\n"))?;
     }
     Ok(0)
+}
+
+/// Prints where a merge's time went on stderr.
+pub fn report_steps(s: &MergeStats) {
+    let t = &s.steps;
+    eprintln!(
+        "textreuse: merge steps in seconds: verify {:.2}, renumber {:.2}, bands {:.2}, \
+         signatures {:.2}, posts {:.2}, ids {:.2}, texts {:.2}",
+        t.verify, t.renumber, t.bands, t.sigs, t.posts, t.ids, t.texts
+    );
 }
 
 /// Prints a merge's one-line summary on stderr.

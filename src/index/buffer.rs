@@ -45,10 +45,31 @@ impl std::hash::Hasher for PreHashed {
 
 pub(crate) type PreHashedMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<PreHashed>>;
 
-/// A post fingerprinted in parallel, waiting for in-order insertion.
+/// A post fingerprinted in parallel, waiting for in-order insertion: its content hash and
+/// the hashes the insertion looks its id, account and platform up by.
 pub(crate) struct Prepared {
     pub(crate) content_hash: u128,
     pub(crate) empty: bool,
+    pub(crate) hashes: PostHashes,
+}
+
+/// The xxh3-64 hashes of a post's id, account and platform, computed in parallel so that
+/// the in-order insertion does not hash them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PostHashes {
+    pub(crate) id: u64,
+    pub(crate) account: u64,
+    pub(crate) platform: u64,
+}
+
+impl PostHashes {
+    pub(crate) fn of(post: &NewPost<'_>) -> PostHashes {
+        PostHashes {
+            id: xxh3_64(post.id.as_bytes()),
+            account: xxh3_64(post.account.as_bytes()),
+            platform: xxh3_64(post.platform.as_bytes()),
+        }
+    }
 }
 
 /// The fingerprints of a batch of posts, waiting for [`IndexBuilder::add_prepared`]: per
@@ -70,6 +91,7 @@ pub(crate) fn prepare(fp: &Fingerprinter, posts: &[NewPost<'_>]) -> PreparedBatc
                 let mut sigs = Vec::with_capacity(chunk.len() * k);
                 let mut all_keys = Vec::with_capacity(chunk.len() * bands);
                 for post in chunk {
+                    let hashes = PostHashes::of(post);
                     match fp.fingerprint_with(post.text, scratch) {
                         Some(f) => {
                             let start = sigs.len();
@@ -81,11 +103,13 @@ pub(crate) fn prepare(fp: &Fingerprinter, posts: &[NewPost<'_>]) -> PreparedBatc
                             prepared.push(Prepared {
                                 content_hash: hash,
                                 empty: false,
+                                hashes,
                             });
                         }
                         None => prepared.push(Prepared {
                             content_hash: 0,
                             empty: true,
+                            hashes,
                         }),
                     }
                 }
@@ -123,36 +147,67 @@ pub(crate) struct Buffer {
 /// Interned strings in first-seen order.
 #[derive(Default)]
 pub(crate) struct Dict {
-    index: HashMap<String, u32, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+    /// String number by the xxh3-64 hash of the string (the first string with that hash).
+    index: PreHashedMap<u64, u32>,
+    /// Strings whose hash an earlier, different string has.
+    collided: HashMap<String, u32, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
     pub(crate) ends: Vec<u64>,
     pub(crate) bytes: Vec<u8>,
 }
 
 impl Dict {
     pub(crate) fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
-        }
-        let i = self.ends.len() as u32;
-        self.bytes.extend_from_slice(s.as_bytes());
-        self.ends.push(self.bytes.len() as u64);
-        self.index.insert(s.to_string(), i);
-        i
+        self.intern_hashed(s, xxh3_64(s.as_bytes()))
     }
 
+    /// [`intern`](Self::intern) with `h = xxh3_64(s)` already computed.
+    pub(crate) fn intern_hashed(&mut self, s: &str, h: u64) -> u32 {
+        let n = self.ends.len() as u32;
+        match self.index.entry(h) {
+            Entry::Occupied(e) => {
+                let i = *e.get();
+                if self.get(i) == s.as_bytes() {
+                    return i;
+                }
+                if let Some(&j) = self.collided.get(s) {
+                    return j;
+                }
+                self.collided.insert(s.to_string(), n);
+            }
+            Entry::Vacant(e) => {
+                e.insert(n);
+            }
+        }
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.ends.push(self.bytes.len() as u64);
+        n
+    }
+
+    /// String number `i`'s bytes.
+    fn get(&self, i: u32) -> &[u8] {
+        let i = i as usize;
+        let s = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[s..self.ends[i] as usize]
+    }
+
+    /// Counted as a map holding its own copy of each string (what it was before strings
+    /// were looked up by hash), so that segments end where they did.
     fn memory(&self) -> usize {
-        self.bytes.capacity() * 2 + self.index.capacity() * 40 + self.ends.capacity() * 8
+        self.bytes.capacity() * 2
+            + (self.index.capacity() + self.collided.capacity()) * 40
+            + self.ends.capacity() * 8
     }
 }
 
 impl Buffer {
-    /// Adds a post with content hash `hash`, 8-bit signature `sig` and band keys `keys`
-    /// (texts are kept only with `store_text`). An exact duplicate of a buffered text
+    /// Adds a post with content hash `hash`, id, account and platform hashes `hashes`,
+    /// 8-bit signature `sig` and band keys `keys` (texts are kept only with `store_text`). An exact duplicate of a buffered text
     /// shares its content.
     pub(crate) fn insert(
         &mut self,
         post: &NewPost<'_>,
         hash: u128,
+        hashes: &PostHashes,
         sig: &[u8],
         keys: &[u64],
         store_text: bool,
@@ -172,9 +227,9 @@ impl Buffer {
         let p = b.posts() as u32;
         b.post_content.push(cid);
         b.post_ts.push(post.ts.unwrap_or(NO_TS));
-        let a = b.accounts.intern(post.account);
+        let a = b.accounts.intern_hashed(post.account, hashes.account);
         b.post_account.push(a);
-        let pl = b.platforms.intern(post.platform);
+        let pl = b.platforms.intern_hashed(post.platform, hashes.platform);
         b.post_platform.push(pl);
         b.ids.extend_from_slice(post.id.as_bytes());
         b.id_ends.push(b.ids.len() as u64);
@@ -184,7 +239,7 @@ impl Buffer {
         b.text_ends.push(b.texts.len() as u64);
         // A 64-bit hash collision between two different ids keeps the first in the map; the
         // second is then only checked against flushed segments (probability ~2^-64 per pair).
-        b.id_hashes.entry(xxh3_64(post.id.as_bytes())).or_insert(p);
+        b.id_hashes.entry(hashes.id).or_insert(p);
     }
 
     pub(crate) fn posts(&self) -> usize {
@@ -234,22 +289,29 @@ impl Buffer {
     }
 }
 
-/// A scalable Bloom filter over 64-bit id hashes (layers double in size).
+/// A scalable Bloom filter over 64-bit id hashes (layers double in size). Blocked: an id's
+/// 7 bits lie in one 512-bit block, so a lookup costs one cache line per layer.
 #[derive(Default)]
 pub(crate) struct Bloom {
-    layers: Vec<(Vec<u64>, u64, u64)>, // (bits, capacity, count)
+    layers: Vec<(Vec<[u64; 8]>, u64, u64)>, // (blocks, capacity, count)
 }
 
 impl Bloom {
-    fn probes(h: u64, nbits: u64) -> impl Iterator<Item = u64> {
-        let (h1, h2) = (h, h.rotate_left(32) | 1);
-        (0..7u64).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % nbits)
+    /// The block of `h` among `n` blocks, and the 7 bit positions in it.
+    fn probes(h: u64, n: usize) -> (usize, impl Iterator<Item = usize>) {
+        let block = ((u128::from(h) * n as u128) >> 64) as usize;
+        let g = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (
+            block,
+            (0..7).map(move |i| ((g >> (64 - 9 * (i + 1))) & 511) as usize),
+        )
     }
 
     pub(crate) fn contains(&self, h: u64) -> bool {
-        self.layers.iter().any(|(bits, _, _)| {
-            let n = bits.len() as u64 * 64;
-            Bloom::probes(h, n).all(|b| bits[(b / 64) as usize] & (1 << (b % 64)) != 0)
+        self.layers.iter().any(|(blocks, _, _)| {
+            let (b, mut bits) = Bloom::probes(h, blocks.len());
+            let block = &blocks[b];
+            bits.all(|i| block[i / 64] & (1 << (i % 64)) != 0)
         })
     }
 
@@ -260,16 +322,38 @@ impl Bloom {
         };
         if need {
             let cap = self.layers.last().map_or(1 << 20, |l| l.1 * 2);
-            // ~10 bits per id: about 1% false positives with 7 probes.
+            // ~10 bits per id: about 1% false positives with 7 probes (a little more in
+            // blocks); a false positive costs an `ids.fst` lookup, never a wrong answer.
             self.layers
-                .push((vec![0u64; (cap * 10 / 64 + 1) as usize], cap, 0));
+                .push((vec![[0u64; 8]; (cap * 10 / 512 + 1) as usize], cap, 0));
         }
-        if let Some((bits, _, count)) = self.layers.last_mut() {
-            let n = bits.len() as u64 * 64;
-            for b in Bloom::probes(h, n) {
-                bits[(b / 64) as usize] |= 1 << (b % 64);
+        if let Some((blocks, _, count)) = self.layers.last_mut() {
+            let (b, bits) = Bloom::probes(h, blocks.len());
+            let block = &mut blocks[b];
+            for i in bits {
+                block[i / 64] |= 1 << (i % 64);
             }
             *count += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bloom_has_no_false_negatives_and_few_false_positives() {
+        let mut bloom = Bloom::default();
+        let n = 300_000u64;
+        for i in 0..n {
+            bloom.insert(xxh3_64(&i.to_le_bytes()));
+        }
+        assert!((0..n).all(|i| bloom.contains(xxh3_64(&i.to_le_bytes()))));
+        let fp = (n..2 * n)
+            .filter(|i| bloom.contains(xxh3_64(&i.to_le_bytes())))
+            .count();
+        // 300,000 ids in a layer sized for 2^20: far below its 1% at capacity.
+        assert!(fp < 300, "{fp} false positives");
     }
 }

@@ -148,11 +148,17 @@ pub(crate) fn write_segment(
         let mut spill_fps = SpillFile::new(&seg_dir.join("fps.spill.tmp"))?;
         let mut spill_cids = SpillFile::new(&seg_dir.join("cids.spill.tmp"))?;
         for g in &groups {
+            // One pass over the keys gathers the group's columns (a content's keys are
+            // one row of `bands`; reading one band at a time would read every row's cache
+            // lines once per band and pass).
             tables.clear();
+            let cols = BandColumns::gather(&b.keys, bands, g);
             tables.par_extend(
-                g.par_iter()
-                    .map(|&band| band_table(&b.keys, bands, band, nc, d)),
+                (0..g.len())
+                    .into_par_iter()
+                    .map(|j| band_table(&cols, j, nc, d)),
             );
+            drop(cols);
             for (dirs, fps, cids) in &tables {
                 w.write_u32s(dirs)?;
                 spill_fps.write_tags(fps, d)?;
@@ -535,9 +541,12 @@ pub(crate) fn write_text_file(
     offs.push(0u64);
     for g in (0..nb).step_by(TEXT_GROUP_BLOCKS) {
         let raw = raw_blocks(g..(g + TEXT_GROUP_BLOCKS).min(nb))?;
-        for blk in codec.compress_blocks(&path, &raw)? {
+        let compressed = codec.compress_blocks(&path, &raw)?;
+        drop(raw);
+        for i in 0..compressed.len() {
+            let blk = compressed.block(i);
             offs.push(offs[offs.len() - 1] + blk.len() as u64);
-            spill.write_bytes(&blk)?;
+            spill.write_bytes(blk)?;
         }
     }
     write_text_envelope(&path, np, &offs, spill, codec.dict())
@@ -629,76 +638,187 @@ impl TextCodec {
     /// thread's share, in input order. Byte-identical blocks (a text reposted verbatim;
     /// posts are grouped by content, so its copies are neighbours) are compressed once: a
     /// frame depends only on its input, so the output is what compressing each would give.
-    pub(crate) fn compress_blocks(&self, path: &Path, raw: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let mut first: HashMap<&[u8], usize> = HashMap::with_capacity(raw.len());
+    pub(crate) fn compress_blocks(&self, path: &Path, raw: &[Vec<u8>]) -> Result<Compressed> {
+        let mut first: HashMap<&[u8], u32, xxhash_rust::xxh3::Xxh3DefaultBuilder> =
+            HashMap::with_capacity_and_hasher(raw.len(), Default::default());
         let mut unique: Vec<&[u8]> = Vec::new();
-        let slot: Vec<usize> = raw
+        let slot: Vec<u32> = raw
             .iter()
             .map(|r| {
                 *first.entry(r.as_slice()).or_insert_with(|| {
                     unique.push(r);
-                    unique.len() - 1
+                    (unique.len() - 1) as u32
                 })
             })
             .collect();
+        drop(first);
         let share = unique
             .len()
             .div_ceil(rayon::current_num_threads().max(1))
             .max(1);
-        let compressed: Vec<Vec<u8>> = unique
+        // Each share's frames go one after another into one buffer, with their ends.
+        let shares: Vec<(Vec<u8>, Vec<usize>)> = unique
             .par_chunks(share)
-            .flat_map_iter(|chunk| {
+            .map(|chunk| {
                 let mut z = match &self.prepared {
                     Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(d),
                     None => zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
-                };
-                chunk
-                    .iter()
-                    .map(|raw| {
-                        let z = z.as_mut().map_err(|e| {
-                            Error::io(path, std::io::Error::new(e.kind(), e.to_string()))
-                        })?;
-                        z.compress(raw).map_err(|e| Error::io(path, e))
-                    })
-                    .collect::<Vec<_>>()
+                }
+                .map_err(|e| Error::io(path, std::io::Error::new(e.kind(), e.to_string())))?;
+                let mut out = Vec::new();
+                let mut ends = Vec::with_capacity(chunk.len());
+                let mut frame = Vec::new();
+                for raw in chunk {
+                    frame.clear();
+                    frame.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+                    z.compress_to_buffer(raw, &mut frame)
+                        .map_err(|e| Error::io(path, e))?;
+                    out.extend_from_slice(&frame);
+                    ends.push(out.len());
+                }
+                Ok((out, ends))
             })
             .collect::<Result<_>>()?;
-        Ok(slot.into_iter().map(|u| compressed[u].clone()).collect())
+        let mut spans = Vec::with_capacity(unique.len());
+        for (si, (_, ends)) in shares.iter().enumerate() {
+            let mut start = 0;
+            for &end in ends {
+                spans.push((si, start..end));
+                start = end;
+            }
+        }
+        Ok(Compressed {
+            shares: shares.into_iter().map(|(out, _)| out).collect(),
+            spans,
+            slot,
+        })
     }
 }
 
-/// One band's table: directory, entry tags (each key's bits `d..32`) and content ids, sorted
-/// within each bucket by (tag, cid); the directory is on the keys' top `d` bits.
-fn band_table(
-    keys: &[u64],
-    bands: usize,
-    band: usize,
-    n: usize,
-    d: u32,
-) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+/// Compressed text blocks ([`TextCodec::compress_blocks`]): each distinct block's frame once.
+pub(crate) struct Compressed {
+    /// The frames of each thread's share, one after another.
+    shares: Vec<Vec<u8>>,
+    /// Each distinct block's share and byte range in it.
+    spans: Vec<(usize, std::ops::Range<usize>)>,
+    /// Each block's distinct block.
+    slot: Vec<u32>,
+}
+
+impl Compressed {
+    /// Blocks.
+    pub(crate) fn len(&self) -> usize {
+        self.slot.len()
+    }
+
+    /// Block `i`'s frame.
+    pub(crate) fn block(&self, i: usize) -> &[u8] {
+        let (share, range) = &self.spans[self.slot[i] as usize];
+        &self.shares[*share][range.clone()]
+    }
+}
+
+/// The top 32 bits of the band keys of a group of bands, column by column, in pieces of
+/// contents gathered in parallel (each piece holds its rows' columns one after another).
+struct BandColumns {
+    pieces: Vec<Vec<u32>>,
+    width: usize,
+}
+
+impl BandColumns {
+    /// Contents per piece.
+    const PIECE: usize = 1 << 14;
+
+    /// Gathers bands `group` of `keys` (`bands` keys per content).
+    fn gather(keys: &[u64], bands: usize, group: &[usize]) -> BandColumns {
+        let width = group.len();
+        let pieces = keys
+            .par_chunks(Self::PIECE * bands)
+            .map(|rows| {
+                let n = rows.len() / bands;
+                let mut out = vec![0u32; n * width];
+                for (i, row) in rows.chunks_exact(bands).enumerate() {
+                    for (j, &band) in group.iter().enumerate() {
+                        out[j * n + i] = (row[band] >> 32) as u32;
+                    }
+                }
+                out
+            })
+            .collect();
+        BandColumns { pieces, width }
+    }
+
+    /// Column `j`: the top 32 bits of each content's key, in content order.
+    fn column(&self, j: usize) -> impl Iterator<Item = u32> + '_ {
+        self.pieces.iter().flat_map(move |p| {
+            let n = p.len() / self.width;
+            p[j * n..(j + 1) * n].iter().copied()
+        })
+    }
+}
+
+/// One band's table from column `j` of `cols` (`n` contents): directory, entry tags (each
+/// key's bits `d..32`) and content ids, sorted within each bucket by (tag, cid); the
+/// directory is on the keys' top `d` bits.
+fn band_table(cols: &BandColumns, j: usize, n: usize, d: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let nb = 1usize << d;
+    // `split_key` on the key's top 32 bits.
+    let split = |top: u32| split_key(u64::from(top) << 32, d);
     let mut dirs = vec![0u32; nb + 1];
-    for c in 0..n {
-        let (bucket, _) = split_key(keys[c * bands + band], d);
-        dirs[bucket + 1] += 1;
+    for top in cols.column(j) {
+        dirs[split(top).0 + 1] += 1;
     }
     for i in 0..nb {
         dirs[i + 1] += dirs[i];
     }
     let mut pos: Vec<u32> = dirs[..nb].to_vec();
-    let mut entries = vec![(0u32, 0u32); n];
-    for c in 0..n {
-        let key = keys[c * bands + band];
-        let (bucket, tag) = split_key(key, d);
-        entries[pos[bucket] as usize] = (tag, c as u32);
+    let mut tags = vec![0u32; n];
+    let mut cids = vec![0u32; n];
+    for (c, top) in cols.column(j).enumerate() {
+        let (bucket, tag) = split(top);
+        let at = pos[bucket] as usize;
+        tags[at] = tag;
+        cids[at] = c as u32;
         pos[bucket] += 1;
     }
+    drop(pos);
+    // Within a bucket the content ids ascend (a stable counting sort): sorting by tag,
+    // stably, sorts by (tag, cid).
+    let mut scratch: Vec<(u32, u32)> = Vec::new();
     for i in 0..nb {
-        entries[dirs[i] as usize..dirs[i + 1] as usize].sort_unstable();
+        let (lo, hi) = (dirs[i] as usize, dirs[i + 1] as usize);
+        sort_bucket(&mut tags[lo..hi], &mut cids[lo..hi], &mut scratch);
     }
-    let tags = entries.iter().map(|e| e.0).collect();
-    let cids = entries.iter().map(|e| e.1).collect();
     (dirs, tags, cids)
+}
+
+/// Sorts one bucket's entries by tag, stably (their content ids ascend).
+fn sort_bucket(tags: &mut [u32], cids: &mut [u32], scratch: &mut Vec<(u32, u32)>) {
+    if tags.windows(2).all(|w| w[0] <= w[1]) {
+        return;
+    }
+    if tags.len() <= 32 {
+        // Insertion sort: stable, and fast on a bucket's few entries.
+        for i in 1..tags.len() {
+            let (t, c) = (tags[i], cids[i]);
+            let mut k = i;
+            while k > 0 && tags[k - 1] > t {
+                tags[k] = tags[k - 1];
+                cids[k] = cids[k - 1];
+                k -= 1;
+            }
+            tags[k] = t;
+            cids[k] = c;
+        }
+        return;
+    }
+    scratch.clear();
+    scratch.extend(tags.iter().copied().zip(cids.iter().copied()));
+    scratch.sort_unstable();
+    for (k, &(t, c)) in scratch.iter().enumerate() {
+        tags[k] = t;
+        cids[k] = c;
+    }
 }
 
 /// A temporary spill file for one section that is built out of order.
@@ -727,19 +847,25 @@ impl SpillFile {
     /// then fit), else `u32`.
     pub(crate) fn write_tags(&mut self, tags: &[u32], d: u32) -> Result<()> {
         if d >= 16 {
-            self.write_bytes(
-                &tags
-                    .iter()
-                    .flat_map(|&x| (x as u16).to_le_bytes())
-                    .collect::<Vec<u8>>(),
-            )
+            self.write_le(tags, |x| (x as u16).to_le_bytes())
         } else {
             self.write_u32s(tags)
         }
     }
 
     pub(crate) fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
-        self.write_bytes(&xs.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+        self.write_le(xs, u32::to_le_bytes)
+    }
+
+    /// Writes numbers as little-endian bytes, through a buffer of 2^16 values.
+    fn write_le<const N: usize>(&mut self, xs: &[u32], le: impl Fn(u32) -> [u8; N]) -> Result<()> {
+        let mut buf = Vec::with_capacity(xs.len().min(1 << 16) * N);
+        for chunk in xs.chunks(1 << 16) {
+            buf.clear();
+            chunk.iter().for_each(|&x| buf.extend_from_slice(&le(x)));
+            self.write_bytes(&buf)?;
+        }
+        Ok(())
     }
 
     /// Copies spilled `u32` content ids into `w`, each `c` as `rank[c]`.

@@ -137,10 +137,28 @@ impl Data {
 }
 
 impl Data {
-    /// Drops this process's mapping of the file's pages (memory maps only): the resident
-    /// set shrinks at once, the kernel's page cache keeps them, and a later access reads
+    /// Drops this process's mapping of the pages of bytes `offset..offset + len` (memory
+    /// maps only; rounded out to whole pages): the resident set shrinks at once, the kernel's page cache keeps them, and a later access reads
     /// them in again. Long sequential passes (merges) call it so that the pages they have
     /// read do not count against their memory.
+    pub fn release_range(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        if let Data::Mmap(m) = self {
+            if offset < m.len() && len > 0 {
+                let len = len.min(m.len() - offset);
+                // SAFETY: as in `release`: the pages of a shared, read-only file mapping
+                // fault back in with the same bytes.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
+
+    /// Drops this process's mapping of every page of the file (see
+    /// [`release_range`](Self::release_range)).
     pub fn release(&self) {
         #[cfg(unix)]
         if let Data::Mmap(m) = self {

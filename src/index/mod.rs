@@ -35,7 +35,7 @@ use crate::fingerprint::Fingerprinter;
 pub use build::IndexBuilder;
 pub use clusters_file::ClusterAssignment;
 pub use manifest::{ClustersEntry, DeletedEntry, FileEntry, Manifest, SegmentEntry};
-pub use merge::{MergeOptions, MergeStats};
+pub use merge::{MergeOptions, MergeStats, MergeSteps};
 pub use options::{
     BuildOptions, BuildStats, Existing, NewPost, OnExistingId, PostOutcome, StageTimes,
 };

@@ -250,7 +250,7 @@ impl IndexWriter {
                 );
                 fi += 1;
                 let mut outcome = PostOutcome::Indexed;
-                if let Some(old) = self.find_existing_id(post.id)? {
+                if let Some(old) = self.find_existing_id_hashed(post.id, p.hashes.id)? {
                     match (old, self.opts.on_existing_id) {
                         (Holder::Kept(addr), OnExistingId::Replace) => {
                             self.mark_deleted(addr)?;
@@ -264,8 +264,14 @@ impl IndexWriter {
                         }
                     }
                 }
-                self.buf
-                    .insert(post, p.content_hash, sig, key, self.opts.store_text);
+                self.buf.insert(
+                    post,
+                    p.content_hash,
+                    &p.hashes,
+                    sig,
+                    key,
+                    self.opts.store_text,
+                );
                 self.stats.indexed += 1;
                 outcomes.push(outcome);
             }
@@ -291,7 +297,11 @@ impl IndexWriter {
 
     /// Where a live post with this id already is, if anywhere.
     fn find_existing_id(&mut self, id: &str) -> Result<Option<Holder>> {
-        let h = xxh3_64(id.as_bytes());
+        self.find_existing_id_hashed(id, xxh3_64(id.as_bytes()))
+    }
+
+    /// [`find_existing_id`](Self::find_existing_id) with `h = xxh3_64(id)`.
+    fn find_existing_id_hashed(&mut self, id: &str, h: u64) -> Result<Option<Holder>> {
         if let Some(&p) = self.buf.id_hashes.get(&h) {
             if self.buf.id(p as usize) == id.as_bytes() {
                 return Ok(Some(Holder::Buffered));

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use fst::{IntoStreamer, Streamer};
+use rayon::prelude::*;
 
 use super::renumber::{content_hash, Renumbering};
 use crate::error::{Error, Result};
@@ -33,8 +34,9 @@ impl PostRows for LiveRows<'_> {
             if i % (1 << 18) == 0 {
                 self.sources.iter().for_each(Segment::release_pages);
             }
-            let m = self.sources[si as usize].post(p)?;
-            f(m.ts.unwrap_or(NO_TS), m.id.as_bytes())?;
+            let s = &self.sources[si as usize];
+            let id = s.post_id(p)?;
+            f(s.post_ts(p).unwrap_or(NO_TS), id.as_bytes())?;
         }
         Ok(())
     }
@@ -96,14 +98,28 @@ pub(super) fn write_posts(
     let mut platforms = Dict::default();
     let mut account_of = Vec::with_capacity(new.order.len());
     let mut platform_of = Vec::with_capacity(new.order.len());
+    // Each source's account and platform numbers, renumbered when first met (so the new
+    // dictionaries are in first-seen order, as interning every post's names would make
+    // them); `u32::MAX` is not met yet.
+    let mut account_map: Vec<Vec<u32>> = vec![Vec::new(); sources.len()];
+    let mut platform_map: Vec<Vec<u32>> = vec![Vec::new(); sources.len()];
     for (i, &(si, p)) in new.order.iter().enumerate() {
         // Every 2^18 posts, the pages read so far are released (bounded resident memory).
         if i % (1 << 18) == 0 {
             sources.iter().for_each(Segment::release_pages);
         }
-        let m = sources[si as usize].post(p)?;
-        account_of.push(accounts.intern(m.account));
-        platform_of.push(platforms.intern(m.platform));
+        let s = &sources[si as usize];
+        let (a, pl) = s.labels_of(p)?;
+        let slot = renumbered(&mut account_map[si as usize], a);
+        if *slot == u32::MAX {
+            *slot = accounts.intern(s.account(a)?);
+        }
+        account_of.push(*slot);
+        let slot = renumbered(&mut platform_map[si as usize], pl);
+        if *slot == u32::MAX {
+            *slot = platforms.intern(s.platform(pl)?);
+        }
+        platform_of.push(*slot);
     }
     let rows = LiveRows {
         sources,
@@ -119,6 +135,15 @@ pub(super) fn write_posts(
         platforms: &platforms,
     };
     write_posts_file(&seg_dir.join("posts"), &posts)
+}
+
+/// The slot of number `i` in a renumbering table (grown on demand, `u32::MAX` for unseen).
+fn renumbered(map: &mut Vec<u32>, i: u32) -> &mut u32 {
+    let i = i as usize;
+    if i >= map.len() {
+        map.resize(i + 1, u32::MAX);
+    }
+    &mut map[i]
 }
 
 /// Writes the id map: the union of the sources' maps, streamed in id order, each id mapped
@@ -225,18 +250,23 @@ pub(super) fn write_texts(
 ) -> Result<FileEntry> {
     let np = new.n_posts();
     let nb = (np as usize).div_ceil(TEXT_BLOCK_POSTS as usize);
-    let mut sampler = TextBlocks::new(sources, &new.order);
-    let samples = TextCodec::sample_blocks(nb, TEXT_DICT_SAMPLES)
-        .map(|blk| sampler.block(blk))
-        .collect::<Result<Vec<_>>>()?;
+    let order = &new.order;
+    // Blocks are decompressed in parallel, each thread with its own caches.
+    let read = |blocks: Vec<usize>| -> Result<Vec<Vec<u8>>> {
+        blocks
+            .into_par_iter()
+            .map_init(
+                || TextBlocks::new(sources, order),
+                |reader, blk| reader.block(blk),
+            )
+            .collect()
+    };
+    let samples = read(TextCodec::sample_blocks(nb, TEXT_DICT_SAMPLES).collect())?;
     let codec = TextCodec::train(&samples);
     drop(samples);
-    // Each group of raw blocks is read sequentially, then compressed in parallel.
-    let mut reader = TextBlocks::new(sources, &new.order);
+    // Each group of raw blocks is read, then compressed, in parallel.
     write_text_file(seg_dir, np, nb, &codec, &mut |blocks| {
-        let raw = blocks
-            .map(|blk| reader.block(blk))
-            .collect::<Result<Vec<_>>>()?;
+        let raw = read(blocks.collect())?;
         sources.iter().for_each(Segment::release_pages);
         Ok(raw)
     })

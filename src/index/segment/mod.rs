@@ -519,6 +519,45 @@ impl Segment {
         self.string(&self.posts.id_offsets, &self.posts.id_bytes, p as u64, "id")
     }
 
+    /// The account and platform numbers of post `p` (indexes into this segment's
+    /// dictionaries, checked against their lengths).
+    pub(crate) fn labels_of(&self, p: u32) -> Result<(u32, u32)> {
+        let f = &self.posts.file;
+        let a = f.view::<4>(&self.posts.account_of).get(p as usize);
+        let pl = f.view::<4>(&self.posts.platform_of).get(p as usize);
+        match (a, pl) {
+            (Some(a), Some(pl))
+                if (a as u64) < self.posts.n_accounts && (pl as u64) < self.posts.n_platforms =>
+            {
+                Ok((a, pl))
+            }
+            _ => Err(Error::corrupt(
+                &f.path,
+                format!("post {p} is out of range or names an account or platform out of range"),
+            )),
+        }
+    }
+
+    /// The name of account number `a`.
+    pub(crate) fn account(&self, a: u32) -> Result<&str> {
+        self.string(
+            &self.posts.account_offsets,
+            &self.posts.account_bytes,
+            a as u64,
+            "account",
+        )
+    }
+
+    /// The name of platform number `pl`.
+    pub(crate) fn platform(&self, pl: u32) -> Result<&str> {
+        self.string(
+            &self.posts.platform_offsets,
+            &self.posts.platform_bytes,
+            pl as u64,
+            "platform",
+        )
+    }
+
     /// The account number of post `p` (an index into this segment's account dictionary).
     pub(crate) fn account_of(&self, p: u32) -> Option<u32> {
         self.posts

@@ -4,49 +4,107 @@
 //! `verify` needs first; the directory is not listed again, since a held snapshot's may
 //! have been removed since.)
 
+use std::path::Path;
+
+use xxhash_rust::xxh3::Xxh3;
+
 use super::{
     Segment, BANDS_SECTIONS, DELETED_SECTIONS, POSTS_SECTIONS, SIGS_SECTIONS, TEXT_SECTIONS,
 };
 use crate::error::{Error, Result};
+use crate::index::format::Envelope;
+use crate::index::mmap::Data;
+
+/// A file's checksums from one pass: each section's and the whole file's xxh3-64.
+struct Sums {
+    sections: Vec<u64>,
+    whole: u64,
+}
+
+impl Sums {
+    /// Bytes hashed between read-ahead requests and page releases.
+    const CHUNK: usize = 8 << 20;
+
+    /// Hashes `data` front to back: the sections of `env`, if given, and the whole file.
+    fn of(data: &Data, env: Option<&Envelope>) -> Sums {
+        let bytes: &[u8] = data;
+        let sections = env.map_or(&[][..], |e| &e.sections[..]);
+        let mut hashers: Vec<Xxh3> = sections.iter().map(|_| Xxh3::new()).collect();
+        let mut whole = Xxh3::new();
+        data.prefetch(0, Self::CHUNK);
+        let mut off = 0;
+        while off < bytes.len() {
+            let end = (off + Self::CHUNK).min(bytes.len());
+            data.prefetch(end, Self::CHUNK);
+            whole.update(&bytes[off..end]);
+            for (s, h) in sections.iter().zip(&mut hashers) {
+                let (lo, hi) = (s.range.start.max(off), s.range.end.min(end));
+                if lo < hi {
+                    h.update(&bytes[lo..hi]);
+                }
+            }
+            data.release_range(off, end - off);
+            off = end;
+        }
+        Sums {
+            sections: hashers.iter().map(Xxh3::digest).collect(),
+            whole: whole.digest(),
+        }
+    }
+
+    /// The first section whose checksum differs from `env`'s, as [`Envelope::verify`]
+    /// reports it.
+    fn check_sections(&self, path: &Path, env: &Envelope, names: &[&str]) -> Result<()> {
+        for (i, (s, &got)) in env.sections.iter().zip(&self.sections).enumerate() {
+            if got != s.checksum {
+                let name = names
+                    .get(i)
+                    .map_or_else(|| format!("#{i}"), |n| n.to_string());
+                return Err(Error::ChecksumMismatch {
+                    path: path.into(),
+                    section: name,
+                });
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Segment {
-    /// Checks every checksum of the segment's files (a full read).
+    /// Checks every checksum of the segment's files (a full read). Each file is read once,
+    /// front to back, with read-ahead, hashing its sections and the whole file together;
+    /// the pages read are dropped behind the pass, so verifying a large segment does not
+    /// make it resident.
     pub(crate) fn verify(&self) -> Result<()> {
-        self.bands.file.env.verify(
-            &self.bands.file.path,
-            &self.bands.file.data,
-            &BANDS_SECTIONS,
-        )?;
-        self.sigs
-            .env
-            .verify(&self.sigs.path, &self.sigs.data, &SIGS_SECTIONS)?;
-        self.posts.file.env.verify(
-            &self.posts.file.path,
-            &self.posts.file.data,
-            &POSTS_SECTIONS,
-        )?;
-        if let Some(t) = &self.texts {
-            t.file
-                .env
-                .verify(&t.file.path, &t.file.data, &TEXT_SECTIONS)?;
+        let bands = Sums::of(&self.bands.file.data, Some(&self.bands.file.env));
+        let sigs = Sums::of(&self.sigs.data, Some(&self.sigs.env));
+        let posts = Sums::of(&self.posts.file.data, Some(&self.posts.file.env));
+        let text = self
+            .texts
+            .as_ref()
+            .map(|t| Sums::of(&t.file.data, Some(&t.file.env)));
+        let ids = Sums::of(&self.ids, None);
+        // Sections first, then whole files, in the order of a check file by file.
+        bands.check_sections(&self.bands.file.path, &self.bands.file.env, &BANDS_SECTIONS)?;
+        sigs.check_sections(&self.sigs.path, &self.sigs.env, &SIGS_SECTIONS)?;
+        posts.check_sections(&self.posts.file.path, &self.posts.file.env, &POSTS_SECTIONS)?;
+        if let (Some(t), Some(sums)) = (&self.texts, &text) {
+            sums.check_sections(&t.file.path, &t.file.env, &TEXT_SECTIONS)?;
         }
-        let files: [(&str, &[u8]); 4] = [
-            ("bands", &self.bands.file.data),
-            ("sigs", &self.sigs.data),
-            ("posts", &self.posts.file.data),
-            ("ids.fst", &self.ids),
+        let files = [
+            ("bands", &bands),
+            ("sigs", &sigs),
+            ("posts", &posts),
+            ("ids.fst", &ids),
         ];
-        for (name, bytes) in files
-            .into_iter()
-            .chain(self.texts.as_ref().map(|t| ("text", &t.file.data[..])))
-        {
+        for (name, sums) in files.into_iter().chain(text.as_ref().map(|t| ("text", t))) {
             let want = self
                 .entry
                 .files
                 .get(name)
                 .map(|f| f.xxh3.as_str())
                 .unwrap_or("");
-            let got = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes));
+            let got = format!("{:016x}", sums.whole);
             if got != want {
                 return Err(Error::ChecksumMismatch {
                     path: self.dir.join(name),
