@@ -161,13 +161,7 @@ impl Envelope {
                 .get(s.range.clone())
                 .ok_or_else(|| Error::corrupt(path, "section out of bounds"))?;
             if xxh3_64(data) != s.checksum {
-                let name = names
-                    .get(i)
-                    .map_or_else(|| format!("#{i}"), |n| n.to_string());
-                return Err(Error::ChecksumMismatch {
-                    path: path.into(),
-                    section: name,
-                });
+                return Err(section_mismatch(path, names, i));
             }
         }
         Ok(())
@@ -403,6 +397,17 @@ impl EnvelopeWriter {
         drop(file);
         fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
         Ok(len)
+    }
+}
+
+/// The error for section `i` (named by `names`, else `#i`) of `path` failing its checksum.
+pub(crate) fn section_mismatch(path: &Path, names: &[&str], i: usize) -> Error {
+    let section = names
+        .get(i)
+        .map_or_else(|| format!("#{i}"), |n| n.to_string());
+    Error::ChecksumMismatch {
+        path: path.into(),
+        section,
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
     Segment, BANDS_SECTIONS, DELETED_SECTIONS, POSTS_SECTIONS, SIGS_SECTIONS, TEXT_SECTIONS,
 };
 use crate::error::{Error, Result};
-use crate::index::format::Envelope;
+use crate::index::format::{section_mismatch, Envelope};
 use crate::index::mmap::Data;
 
 /// A file's checksums from one pass: each section's and the whole file's xxh3-64.
@@ -57,13 +57,7 @@ impl Sums {
     fn check_sections(&self, path: &Path, env: &Envelope, names: &[&str]) -> Result<()> {
         for (i, (s, &got)) in env.sections.iter().zip(&self.sections).enumerate() {
             if got != s.checksum {
-                let name = names
-                    .get(i)
-                    .map_or_else(|| format!("#{i}"), |n| n.to_string());
-                return Err(Error::ChecksumMismatch {
-                    path: path.into(),
-                    section: name,
-                });
+                return Err(section_mismatch(path, names, i));
             }
         }
         Ok(())
