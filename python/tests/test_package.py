@@ -97,6 +97,36 @@ def test_python_build_equals_cli_build(tmp_path, cli_index, posts, queries):
     index.verify()
 
 
+def test_query_many_equals_query(cli_index, queries):
+    # query_many makes its dicts while the pool still looks up (a path of its own): the
+    # same dicts, in the same order, as one query at a time, for every option that
+    # changes what a hit holds.
+    index = textreuse.Index.open(cli_index)
+    plat = index.query(queries[0], limit=1)[0]["platform"]
+    for kw in [dict(limit=10), dict(limit=0), dict(limit=3, with_text=False),
+               dict(limit=0, min_similarity=0.3, exact=False), dict(limit=0, platform=plat)]:
+        many = index.query_many(queries, **kw)
+        assert many == [index.query(q, **kw) for q in queries], kw
+    assert index.query_many([]) == []
+    assert index.query_many(["", "   "]) == [[], []]
+
+
+def test_query_many_reports_a_damaged_text_file(tmp_path, cli_index, queries):
+    # A lookup's error in the pool reaches the caller as an exception (no hang, no crash).
+    broken = tmp_path / "broken"
+    shutil.copytree(cli_index, broken)
+    text = next(broken.glob("seg-*/text"))
+    b = bytearray(text.read_bytes())
+    for i in range(len(b) // 20, len(b) * 19 // 20):
+        b[i] ^= 0x5A
+    text.write_bytes(bytes(b))
+    index = textreuse.Index.open(broken)
+    with pytest.raises(textreuse.CorruptIndex, match="text"):
+        index.query_many(queries, limit=0)
+    # Without texts the same lookups need no text block.
+    assert len(index.query_many(queries, limit=0, with_text=False, exact=False)) == len(queries)
+
+
 def test_filters(cli_index, queries):
     index = textreuse.Index.open(cli_index)
     hits = index.query_many(queries[:100], limit=0)

@@ -274,6 +274,18 @@ impl Index {
         self.segments[self.segment_index(addr.segment)?].text(addr.post, cache)
     }
 
+    /// Appends the stored text of the post at `addr` to `out`, without an allocation per
+    /// text; `false` (nothing appended) if the index stores no texts. For callers that
+    /// gather many texts into one buffer (the Python package's `query_many`).
+    pub fn text_at_into(
+        &self,
+        addr: PostAddr,
+        cache: &mut TextCache,
+        out: &mut String,
+    ) -> Result<bool> {
+        self.segments[self.segment_index(addr.segment)?].text_into(addr.post, cache, out)
+    }
+
     /// The post with external id `id`, if indexed.
     pub fn post(&self, id: &str) -> Result<Option<Post>> {
         // Later segments win (they can only hold an id earlier ones do not, in a bulk build).

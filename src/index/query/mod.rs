@@ -295,11 +295,25 @@ impl Index {
         opts: &QueryOptions,
         scratch: &mut Scratch,
     ) -> Result<QueryRefs<'a>> {
-        let mut res = QueryResult::default();
         let mut cache = self.take_text_cache();
-        let found = self.find_text(text, opts, scratch, &mut cache, &mut res);
+        let r = self.query_refs_cached(text, opts, scratch, &mut cache);
         self.give_text_cache(cache);
-        let found = found?;
+        r
+    }
+
+    /// [`query_refs`](Self::query_refs) reading stored texts (for the exact checks near the
+    /// threshold) through the caller's `cache`: a caller that then reads the hits' texts
+    /// with [`text_at_into`](Self::text_at_into) through the same cache decompresses a
+    /// block the checks read only once.
+    pub fn query_refs_cached<'a>(
+        &'a self,
+        text: &str,
+        opts: &QueryOptions,
+        scratch: &mut Scratch,
+        cache: &mut TextCache,
+    ) -> Result<QueryRefs<'a>> {
+        let mut res = QueryResult::default();
+        let found = self.find_text(text, opts, scratch, cache, &mut res)?;
         Ok(QueryRefs {
             hits: found.iter().map(|f| self.hit_ref(f)).collect(),
             candidates: res.candidates,

@@ -50,9 +50,31 @@ impl std::fmt::Debug for Ddict {
 impl Segment {
     /// The text of post `p`, if texts are stored. `cache` holds the last decompressed block.
     pub(crate) fn text(&self, p: u32, cache: &mut TextCache) -> Result<Option<String>> {
+        let mut s = String::new();
+        Ok(self.text_into(p, cache, &mut s)?.then_some(s))
+    }
+
+    /// Appends the text of post `p` to `out`; `false` (and nothing appended) if texts are
+    /// not stored. `cache` holds the last decompressed block.
+    pub(crate) fn text_into(
+        &self,
+        p: u32,
+        cache: &mut TextCache,
+        out: &mut String,
+    ) -> Result<bool> {
         let Some(t) = &self.texts else {
-            return Ok(None);
+            return Ok(false);
         };
+        let bytes = self.text_bytes(t, p, cache)?;
+        let s = std::str::from_utf8(bytes)
+            .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))?;
+        out.push_str(s);
+        Ok(true)
+    }
+
+    /// The stored bytes of post `p`'s text, from the block `cache` holds (decompressed
+    /// first if it holds another).
+    fn text_bytes<'c>(&self, t: &Texts, p: u32, cache: &'c mut TextCache) -> Result<&'c [u8]> {
         if p as u64 >= self.n_posts {
             return Err(Error::corrupt(
                 &t.file.path,
@@ -148,15 +170,9 @@ impl Segment {
             ));
         }
         let (s, e) = (read_u32(b, i * 4) as usize, read_u32(b, i * 4 + 4) as usize);
-        let bytes = b
-            .get(header + s..header + e)
+        b.get(header + s..header + e)
             .filter(|_| s <= e)
-            .ok_or_else(|| {
-                Error::corrupt(&t.file.path, format!("text of post {p} out of range"))
-            })?;
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))
+            .ok_or_else(|| Error::corrupt(&t.file.path, format!("text of post {p} out of range")))
     }
 }
 
