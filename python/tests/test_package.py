@@ -109,6 +109,18 @@ def test_query_many_equals_query(cli_index, queries):
         assert many == [index.query(q, **kw) for q in queries], kw
     assert index.query_many([]) == []
     assert index.query_many(["", "   "]) == [[], []]
+    # The garbage collector, held off while dicts are made, is left as the caller had it.
+    import gc
+
+    assert gc.isenabled()
+    index.query_many(queries)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        index.query_many(queries)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_query_many_reports_a_damaged_text_file(tmp_path, cli_index, queries):
