@@ -6,6 +6,7 @@
 //! small index of `data/sample.jsonl` in a temporary directory and queries its own posts.
 //! Cold queries drop the index files from the page cache with `posix_fadvise(DONTNEED)`
 //! before each query; the index is reopened (untimed) so that no page stays mapped.
+//! `TEXTREUSE_BENCH_IN_MEMORY=1` adds warm rows with the index read into memory.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -213,6 +214,37 @@ fn main() {
             pct(&mut again_us, 0.5),
             pct(&mut again_us, 0.99)
         );
+    }
+    if std::env::var_os("TEXTREUSE_BENCH_IN_MEMORY").is_some() {
+        // The index read into memory (`Access::InMemory`: huge pages on Linux) instead of
+        // mapped. Opt-in: it reads every file whole (after the breakdown, whose mapped pages
+        // this read may evict).
+        let index = Index::open_with(
+            &dir,
+            OpenOptions {
+                access: Access::InMemory,
+                prefetch: false,
+            },
+        )
+        .expect("open");
+        for limit in [10, 0] {
+            let opts = QueryOptions {
+                limit,
+                with_text: false,
+                ..QueryOptions::default()
+            };
+            let mut s = Scratch::new();
+            let (mut t_us, _) = warm(
+                &queries,
+                |q| index.query_with(q, &opts, &mut s).expect("query"),
+                |r| r.hits.len(),
+            );
+            println!(
+                "warm, in memory, limit {limit}, no text: p50 {:.1} us, p99 {:.1} us",
+                pct(&mut t_us, 0.5),
+                pct(&mut t_us, 0.99)
+            );
+        }
     }
     let cold = std::env::var_os("TEXTREUSE_BENCH_SKIP_COLD").is_none();
     if !cold {

@@ -4,7 +4,7 @@
 
 use super::{Found, QueryOptions};
 use crate::error::{Error, Result};
-use crate::index::segment::PostRef;
+use crate::index::segment::{PostRef, Segment};
 use crate::index::Index;
 
 impl Index {
@@ -110,6 +110,18 @@ impl Index {
                     self.segments[m.seg].prefetch_posts(m.posts.clone());
                 }
             }
+            // The tier's times (or whole metadata, to filter), fetched together.
+            for m in &matched[i..j] {
+                let seg = &self.segments[m.seg];
+                if filtered {
+                    m.posts
+                        .clone()
+                        .take(TOUCH_POSTS)
+                        .for_each(|p| seg.touch_post(p));
+                } else {
+                    seg.touch_post_times(m.posts.clone());
+                }
+            }
             for (k, m) in matched.iter().enumerate().take(j).skip(i) {
                 let seg = &self.segments[m.seg];
                 for p in m.posts.clone() {
@@ -158,6 +170,16 @@ impl Index {
         if let Some(e) = failed {
             return Err(e);
         }
+        // The hits' metadata in three rounds of overlapped reads (each needs the one before:
+        // offsets, then the bytes they point at), then read.
+        let touch = |f: fn(&Segment, u32)| {
+            for &(k, p, _) in &taken {
+                f(&self.segments[matched[k as usize].seg], p);
+            }
+        };
+        touch(Segment::touch_post);
+        touch(Segment::touch_post_strings);
+        touch(Segment::touch_post_account);
         taken
             .into_iter()
             .map(|(k, p, _)| {
@@ -178,6 +200,10 @@ impl Index {
             .collect()
     }
 }
+
+/// Most posts of one content whose metadata a lookup with a limit fetches ahead of reading
+/// it (the rest of a large campaign streams in order behind them).
+const TOUCH_POSTS: usize = 64;
 
 /// A verified content: where its posts are and how well it matched.
 pub(super) struct Matched {

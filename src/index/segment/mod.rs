@@ -68,6 +68,23 @@ struct Posts {
     platform_bytes: Range<usize>,
 }
 
+/// The entry tags of a band file, `u16` or `u32` ([`Bands::wide`]).
+enum Tags<'a> {
+    Narrow(LeArray<'a, 2>),
+    Wide(LeArray<'a, 4>),
+}
+
+impl Tags<'_> {
+    /// Tag `i` (over all bands), or `None` out of bounds.
+    #[inline]
+    fn get(&self, i: usize) -> Option<u32> {
+        match self {
+            Tags::Narrow(a) => a.get(i).map(u32::from),
+            Tags::Wide(a) => a.get(i),
+        }
+    }
+}
+
 /// One post's metadata, borrowed from a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PostRef<'a> {
@@ -268,6 +285,7 @@ impl Segment {
     }
 
     /// The entries of bucket range `r` of `band` whose tag is `tag`, at most `cap`.
+    #[cfg(test)]
     fn probe_range(
         &self,
         band: usize,
@@ -276,32 +294,57 @@ impl Segment {
         cap: usize,
         out: &mut Vec<u32>,
     ) -> Result<bool> {
+        let tags = self.tags();
+        let lo = self.first_match(&tags, band, r.clone(), tag);
+        self.take_matches(&tags, band, lo..r.end, tag, cap, out)
+    }
+
+    /// The entry tags of every band, for [`first_match`](Self::first_match) and
+    /// [`take_matches`](Self::take_matches).
+    #[inline]
+    fn tags(&self) -> Tags<'_> {
+        let f = &self.bands.file;
+        if self.bands.wide {
+            Tags::Wide(f.view::<4>(&self.bands.fps))
+        } else {
+            Tags::Narrow(f.view::<2>(&self.bands.fps))
+        }
+    }
+
+    /// The first entry of bucket range `r` of `band` whose tag is at least `tag` (`r.end` if
+    /// none). A bucket's entries are sorted by tag, so this is a binary search. (On a damaged
+    /// file the order may not hold; the search then misses entries but stays in bounds, and
+    /// `verify` names the file.)
+    #[inline]
+    fn first_match(&self, tags: &Tags<'_>, band: usize, r: Range<usize>, tag: u32) -> usize {
         let base = band * self.n_contents as usize;
-        let cids = self.bands.file.view::<4>(&self.bands.cids);
-        let mut taken = 0;
-        let wide = self.bands.file.view::<4>(&self.bands.fps);
-        let narrow = self.bands.file.view::<2>(&self.bands.fps);
-        let tag_at = |j: usize| {
-            if self.bands.wide {
-                wide.get(base + j)
-            } else {
-                narrow.get(base + j).map(u32::from)
-            }
-        };
-        // A bucket's entries are sorted by tag: binary search for the first match, then
-        // read while the tag matches. (On a damaged file the order may not hold; the search
-        // then misses entries but stays in bounds, and `verify` names the file.)
         let (mut lo, mut hi) = (r.start, r.end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if tag_at(mid) < Some(tag) {
+            if tags.get(base + mid) < Some(tag) {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
-        for j in lo..r.end {
-            if tag_at(j) != Some(tag) {
+        lo
+    }
+
+    /// Appends the content ids of the entries of `band` from `r.start` on while their tag is
+    /// `tag` (and `r` lasts), at most `cap` of them. Returns whether the cap cut the list.
+    fn take_matches(
+        &self,
+        tags: &Tags<'_>,
+        band: usize,
+        r: Range<usize>,
+        tag: u32,
+        cap: usize,
+        out: &mut Vec<u32>,
+    ) -> Result<bool> {
+        let base = band * self.n_contents as usize;
+        let cids = self.bands.file.view::<4>(&self.bands.cids);
+        for (taken, j) in r.enumerate() {
+            if tags.get(base + j) != Some(tag) {
                 break;
             }
             if taken == cap {
@@ -316,34 +359,69 @@ impl Segment {
                     ))
                 }
             }
-            taken += 1;
         }
         Ok(false)
     }
 
-    /// [`probe`](Self::probe) for every band's key at once (`keys[band]`): the bucket
-    /// ranges are read first and the cache lines of their entries prefetched, so the
-    /// memory reads of all bands overlap instead of following one another. Same result
-    /// as probing band after band. Returns whether a cap cut a list short.
+    /// [`probe`](Self::probe) for every band's key at once (`keys[band]`), in rounds whose
+    /// memory reads overlap instead of following one another: the directory entries of every
+    /// band are prefetched, then read and the tags of every bucket prefetched, then every
+    /// bucket searched and the content ids of its first match prefetched, and only then are
+    /// the ids read. Same result as probing band after band. Returns whether a cap cut a
+    /// list short.
     pub(crate) fn probe_all(&self, keys: &[u64], cap: usize, out: &mut Vec<u32>) -> Result<bool> {
-        const CHUNK: usize = 16;
+        /// Bands per group of rounds (every band of the default 32 in one).
+        const GROUP: usize = 64;
+        /// Most lines of one bucket's tags prefetched (a heavy bucket is searched, not read).
+        const TAG_LINES: usize = 4;
         let n = keys.len().min(self.bands_n as usize);
         let w = self.tag_width();
+        let nc = self.n_contents as usize;
+        let stride = (1usize << self.bands.dir_bits) + 1;
         let data: &[u8] = &self.bands.file.data;
+        let tags = self.tags();
         let mut truncated = false;
-        for first in (0..n).step_by(CHUNK) {
-            let last = (first + CHUNK).min(n);
-            let mut ranges: [(Range<usize>, u32); CHUNK] = std::array::from_fn(|_| (0..0, 0));
-            for (band, slot) in (first..last).zip(ranges.iter_mut()) {
+        for first in (0..n).step_by(GROUP) {
+            let last = (first + GROUP).min(n);
+            let mut probes: [(usize, u32, Range<usize>); GROUP] =
+                std::array::from_fn(|_| (0, 0, 0..0));
+            let probes = &mut probes[..last - first];
+            // Round 1: the directory entries (a bucket's bounds are two adjacent entries).
+            for (band, p) in (first..last).zip(probes.iter_mut()) {
                 let (bucket, tag) = self.split_key(keys[band]);
-                let r = self.bucket(band, bucket)?;
-                let at = band * self.n_contents as usize + r.start;
-                prefetch_item(data, self.bands.fps.start + at * w);
-                prefetch_item(data, self.bands.cids.start + at * 4);
-                *slot = (r, tag);
+                let at = self.bands.dirs.start + (band * stride + bucket) * 4;
+                prefetch_item(data, at);
+                if at % 64 == 60 {
+                    prefetch_item(data, at + 4);
+                }
+                *p = (bucket, tag, 0..0);
             }
-            for (band, (r, tag)) in (first..last).zip(ranges) {
-                truncated |= self.probe_range(band, r, tag, cap, out)?;
+            // Round 2: the bucket ranges, and their tags.
+            for (band, p) in (first..last).zip(probes.iter_mut()) {
+                let r = self.bucket(band, p.0)?;
+                let s = self.bands.fps.start + (band * nc + r.start) * w;
+                let e = self.bands.fps.start + (band * nc + r.end) * w;
+                let mut at = s;
+                for _ in 0..TAG_LINES {
+                    if at >= e {
+                        break;
+                    }
+                    prefetch_item(data, at);
+                    at = (at | 63) + 1;
+                }
+                p.2 = r;
+            }
+            // Round 3: the first match in each bucket, and its content ids.
+            for (band, p) in (first..last).zip(probes.iter_mut()) {
+                let lo = self.first_match(&tags, band, p.2.clone(), p.1);
+                if lo < p.2.end && tags.get(band * nc + lo) == Some(p.1) {
+                    prefetch_item(data, self.bands.cids.start + (band * nc + lo) * 4);
+                }
+                p.2.start = lo;
+            }
+            // Round 4: the content ids.
+            for (band, p) in (first..last).zip(probes.iter()) {
+                truncated |= self.take_matches(&tags, band, p.2.clone(), p.1, cap, out)?;
             }
         }
         Ok(truncated)

@@ -123,6 +123,24 @@ impl Segment {
         prefetch_item(d, p.platform_of.start + i * 4);
     }
 
+    /// Asks the CPU to fetch the times of posts `r` (at most 8 cache lines of them; the
+    /// hardware prefetcher follows a longer run).
+    #[inline]
+    pub(crate) fn touch_post_times(&self, r: Range<u32>) {
+        let p = &self.posts;
+        let d: &[u8] = &p.file.data;
+        let start = p.ts.start + r.start as usize * 8;
+        let end = p.ts.start + r.end as usize * 8;
+        let mut at = start;
+        for _ in 0..8 {
+            if at >= end {
+                break;
+            }
+            prefetch_item(d, at);
+            at = (at | 63) + 1;
+        }
+    }
+
     /// Second round after [`touch_post`](Self::touch_post), once its lines have arrived:
     /// asks the CPU for the first bytes of post `p`'s id and for its account's dictionary
     /// bounds (reads that depend on the first round's values).
