@@ -223,7 +223,7 @@ fn merge_run(
     stats: &mut MergeStats,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Option<SegmentEntry>> {
-    check_mergeable(sources, opts)?;
+    let at_once = check_mergeable(sources, opts, rayon::current_num_threads())?;
     let mut clock = std::time::Instant::now();
     let mut lap = |step: &mut f64| {
         let now = std::time::Instant::now();
@@ -238,7 +238,7 @@ fn merge_run(
     let mut files = BTreeMap::new();
     // The band merge decides the content order (near-duplicates together: `order.rs`); the
     // other files are written in it.
-    let (bands, rank) = merge_bands(&seg_dir, sources, &new, &old.params, progress)?;
+    let (bands, rank) = merge_bands(&seg_dir, sources, &new, &old.params, at_once, progress)?;
     new.reorder(&rank)?;
     drop(rank);
     files.insert("bands".to_string(), bands);
@@ -272,8 +272,10 @@ fn merge_run(
 }
 
 /// Refuses sources written by format version 1, and a merge whose tables would not fit the
-/// memory budget.
-fn check_mergeable(sources: &[Segment], opts: &MergeOptions) -> Result<()> {
+/// memory budget. Returns how many bands to merge at once (in parallel, each held in
+/// memory): up to `threads` of them if the budget has room for them besides the tables,
+/// else 1 (streamed).
+fn check_mergeable(sources: &[Segment], opts: &MergeOptions, threads: usize) -> Result<usize> {
     for s in sources {
         if s.known_key_bits() < 32 || !s.has_hashes() {
             return Err(Error::IndexState {
@@ -299,7 +301,13 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions) -> Result<()> {
             opts.memory_budget >> 20
         )));
     }
-    Ok(())
+    // Bands merged in parallel: each holds its entries (8 bytes per content).
+    let per_band = (total_contents * bands::BAND_BYTES_PER_CONTENT).max(1) as usize;
+    let room = (opts.memory_budget - need) / per_band;
+    Ok(match threads.min(room) {
+        n if n >= 2 => n,
+        _ => 1,
+    })
 }
 
 #[cfg(test)]

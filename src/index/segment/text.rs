@@ -50,6 +50,12 @@ impl std::fmt::Debug for Ddict {
 impl Segment {
     /// The text of post `p`, if texts are stored. `cache` holds the last decompressed block.
     pub(crate) fn text(&self, p: u32, cache: &mut TextCache) -> Result<Option<String>> {
+        Ok(self.text_str(p, cache)?.map(String::from))
+    }
+
+    /// The text of post `p` (checked UTF-8), if texts are stored, borrowed from `cache`,
+    /// which holds the last decompressed block.
+    pub(crate) fn text_str<'c>(&self, p: u32, cache: &'c mut TextCache) -> Result<Option<&'c str>> {
         let Some(t) = &self.texts else {
             return Ok(None);
         };
@@ -154,7 +160,7 @@ impl Segment {
             .ok_or_else(|| {
                 Error::corrupt(&t.file.path, format!("text of post {p} out of range"))
             })?;
-        String::from_utf8(bytes.to_vec())
+        std::str::from_utf8(bytes)
             .map(Some)
             .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))
     }
