@@ -99,10 +99,11 @@ impl BandTable {
 /// decide (`rank[c]` is the final id of the content `new` numbers `c`), which its content
 /// ids already follow.
 ///
-/// With `at_once` of 2 or more, that many bands are merged in parallel, each into memory
-/// ([`BAND_BYTES_PER_CONTENT`]), then fed to the content order and written in band order;
-/// with 1, each band streams into the file as it is merged. Both give the same bytes: the
-/// content order sees the same groups in the same order.
+/// With `at_once` of 1 or more, that many bands are merged in parallel, each into memory
+/// ([`BAND_BYTES_PER_CONTENT`]), while the ones merged before are fed to the content order
+/// and written, in band order (so up to twice `at_once` bands are held); with 0, each band
+/// streams into the file as it is merged. Both give the same bytes: the content order sees
+/// the same groups in the same order.
 pub(super) fn merge_bands(
     seg_dir: &Path,
     sources: &[Segment],
@@ -117,7 +118,7 @@ pub(super) fn merge_bands(
     let d = dir_bits(nc);
     let mut w = BandsFile::begin(&path, nc, bands, d, params.lsh.rows)?;
     let mut grouping = ContentOrder::new(nc as usize);
-    if at_once < 2 {
+    if at_once == 0 {
         let mut out = BandTable::new(d, 1 << 16);
         for band in 0..bands {
             out.dirs.iter_mut().for_each(|x| *x = 0);
@@ -137,33 +138,48 @@ pub(super) fn merge_bands(
             progress(band + 1, bands);
         }
     } else {
-        let all: Vec<usize> = (0..bands).collect();
-        for chunk in all.chunks(at_once) {
-            for &band in chunk {
-                sources.iter().for_each(|s| s.prefetch_band(band));
-            }
-            let merged: Vec<Result<BandTable>> = chunk
-                .par_iter()
-                .map(|&band| {
-                    let mut t = BandTable::new(d, nc as usize);
-                    merge_band(sources, &new.remaps, band, &mut |prefix, group| {
-                        t.push_group(prefix, group);
-                        Ok(())
-                    })?;
-                    t.close_dirs(seg_dir, band, nc)?;
-                    Ok(t)
-                })
-                .collect();
-            sources.iter().for_each(Segment::release_pages);
-            for (&band, t) in chunk.iter().zip(merged) {
-                let mut t = t?;
+        // Each chunk's bands are merged while the chunk before is consumed.
+        let mut consume = |tables: Vec<(usize, BandTable)>| -> Result<()> {
+            for (_, mut t) in tables {
                 // A table's runs of equal tags in a bucket are its key prefixes' groups.
                 grouping.add_table(&t.dirs, &t.tags, &t.cids);
                 w.dirs(&t.dirs)?;
                 t.flush(&mut w)?;
-                progress(band + 1, bands);
             }
+            Ok(())
+        };
+        let all: Vec<usize> = (0..bands).collect();
+        let mut pending: Vec<(usize, BandTable)> = Vec::new();
+        for chunk in all.chunks(at_once) {
+            for &band in chunk {
+                sources.iter().for_each(|s| s.prefetch_band(band));
+            }
+            let done: Vec<usize> = pending.iter().map(|(b, _)| *b).collect();
+            let (consumed, merged) = rayon::join(
+                || consume(std::mem::take(&mut pending)),
+                || {
+                    chunk
+                        .par_iter()
+                        .map(|&band| {
+                            let mut t = BandTable::new(d, nc as usize);
+                            merge_band(sources, &new.remaps, band, &mut |prefix, group| {
+                                t.push_group(prefix, group);
+                                Ok(())
+                            })?;
+                            t.close_dirs(seg_dir, band, nc)?;
+                            Ok((band, t))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                },
+            );
+            consumed?;
+            done.iter().for_each(|&b| progress(b + 1, bands));
+            pending = merged?;
+            sources.iter().for_each(Segment::release_pages);
         }
+        let done: Vec<usize> = pending.iter().map(|(b, _)| *b).collect();
+        consume(pending)?;
+        done.iter().for_each(|&b| progress(b + 1, bands));
     }
     let rank = grouping.finish();
     let entry = w.finish(&rank)?;
@@ -288,5 +304,126 @@ impl<'a> BandCursor<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::merge::renumber::renumber;
+    use crate::index::{BuildOptions, Existing, Index, IndexBuilder, NewPost};
+
+    /// Three segments of near-copies (texts of a small vocabulary, some repeated with one
+    /// word changed in later segments), so the band merge meets shared keys, contents
+    /// unified across segments and key groups that decide the content order.
+    fn three_segments(dir: &Path) -> Index {
+        let words: Vec<String> = (0..200).map(|i| format!("w{i:x}")).collect();
+        let mut state = 12345u64;
+        let mut below = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as usize) % n
+        };
+        let mut texts: Vec<String> = Vec::new();
+        for seg in 0..3 {
+            let mut posts: Vec<(String, String)> = Vec::new();
+            for i in 0..1500 {
+                let text = if i % 4 == 3 && !texts.is_empty() {
+                    let mut w: Vec<String> = texts[below(texts.len())]
+                        .split(' ')
+                        .map(str::to_string)
+                        .collect();
+                    let at = below(w.len());
+                    w[at] = words[below(words.len())].clone();
+                    w.join(" ")
+                } else if i % 7 == 6 && !texts.is_empty() {
+                    texts[below(texts.len())].clone()
+                } else {
+                    (0..16)
+                        .map(|_| words[below(words.len())].as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                texts.push(text.clone());
+                posts.push((format!("s{seg}p{i}"), text));
+            }
+            let existing = if seg == 0 {
+                Existing::Refuse
+            } else {
+                Existing::Append
+            };
+            let mut b = IndexBuilder::create(
+                dir,
+                BuildOptions {
+                    existing,
+                    ..BuildOptions::default()
+                },
+            )
+            .unwrap();
+            let news: Vec<NewPost> = posts
+                .iter()
+                .map(|(id, text)| NewPost {
+                    id,
+                    text,
+                    account: "a",
+                    platform: "p",
+                    ts: Some(1_700_000_000),
+                })
+                .collect();
+            b.add(&news).unwrap();
+            b.finish().unwrap();
+        }
+        Index::open(dir).unwrap()
+    }
+
+    #[test]
+    fn bands_merged_in_parallel_or_streamed_give_the_same_file_and_content_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = three_segments(&tmp.path().join("index"));
+        let sources = index.segments();
+        assert_eq!(sources.len(), 3);
+        let new = renumber(sources).unwrap().unwrap();
+        let params = FingerprintParams::default();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut outs = Vec::new();
+        for at_once in [0, 1, 2, 3] {
+            let seg_dir = tmp.path().join(format!("out-{at_once}"));
+            std::fs::create_dir(&seg_dir).unwrap();
+            let mut calls = Vec::new();
+            let (entry, rank) = pool
+                .install(|| {
+                    merge_bands(&seg_dir, sources, &new, &params, at_once, &mut |d, n| {
+                        calls.push((d, n))
+                    })
+                })
+                .unwrap();
+            let bands = params.lsh.bands as usize;
+            assert_eq!(calls, (1..=bands).map(|d| (d, bands)).collect::<Vec<_>>());
+            let files: Vec<_> = std::fs::read_dir(&seg_dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(files, ["bands"], "no spill file is left");
+            outs.push((
+                std::fs::read(seg_dir.join("bands")).unwrap(),
+                entry.xxh3,
+                rank,
+            ));
+        }
+        let rank = &outs[0].2;
+        assert!(
+            rank.iter().enumerate().any(|(c, &r)| r as usize != c),
+            "the key groups reorder some contents"
+        );
+        for (i, out) in outs.iter().enumerate().skip(1) {
+            assert!(
+                out == &outs[0],
+                "at_once {i} differs from the streamed merge"
+            );
+        }
     }
 }

@@ -272,9 +272,9 @@ fn merge_run(
 }
 
 /// Refuses sources written by format version 1, and a merge whose tables would not fit the
-/// memory budget. Returns how many bands to merge at once (in parallel, each held in
-/// memory): up to `threads` of them if the budget has room for them besides the tables,
-/// else 1 (streamed).
+/// memory budget. Returns how many bands to merge at once (in parallel, held in memory:
+/// `merge_bands`): up to `threads`, as many as the budget has room for besides the tables
+/// (0: none, each band streams into the file).
 fn check_mergeable(sources: &[Segment], opts: &MergeOptions, threads: usize) -> Result<usize> {
     for s in sources {
         if s.known_key_bits() < 32 || !s.has_hashes() {
@@ -301,13 +301,10 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions, threads: usize) -> 
             opts.memory_budget >> 20
         )));
     }
-    // Bands merged in parallel: each holds its entries (8 bytes per content).
+    // Bands merged in memory: each holds its entries (8 bytes per content), and twice as
+    // many as are merged at once are held.
     let per_band = (total_contents * bands::BAND_BYTES_PER_CONTENT).max(1) as usize;
-    let room = (opts.memory_budget - need) / per_band;
-    Ok(match threads.min(room) {
-        n if n >= 2 => n,
-        _ => 1,
-    })
+    Ok(threads.min((opts.memory_budget - need) / per_band / 2))
 }
 
 #[cfg(test)]
