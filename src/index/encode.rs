@@ -590,15 +590,19 @@ type Frames = (Vec<u8>, Vec<usize>);
 /// `out` with raw block `i`; each round is written (in block order) while the next one is
 /// compressed, and `after_round` runs after each. The block offsets go first in the file
 /// (their room is reserved) and are filled in at the end. Returns its manifest entry.
-pub(crate) fn write_text_file<R>(
+pub(crate) fn write_text_file<R, I, F>(
     seg_dir: &Path,
     np: u64,
     nb: usize,
     codec: &TextCodec,
-    reader: &(dyn Fn() -> R + Sync),
-    raw_block: &(dyn Fn(&mut R, usize, &mut Vec<u8>) -> Result<()> + Sync),
+    reader: &I,
+    raw_block: &F,
     after_round: &mut dyn FnMut(),
-) -> Result<FileEntry> {
+) -> Result<FileEntry>
+where
+    I: Fn() -> R + Sync,
+    F: Fn(&mut R, usize, &mut Vec<u8>) -> Result<()> + Sync,
+{
     let path = seg_dir.join("text");
     let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 4)?;
     w.begin(0)?;

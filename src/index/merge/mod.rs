@@ -7,17 +7,21 @@
 //!   band key, so the merged table can use any directory size: per band, the sources'
 //!   entries (each sorted by prefix, a prefix's entries first seen first) are merged in one
 //!   sequential pass with content ids remapped (a prefix's entries in source order, so they
-//!   stay first seen first), and written out through spill files. The key groups met on
-//!   the way decide the new content order (near-duplicates together: `order.rs`), which
-//!   the content ids are renumbered to when the spilled ids are copied into the file.
+//!   stay first seen first). Bands are merged in parallel into memory when the budget has
+//!   room (`bands.rs`), else streamed one at a time; either way they are written, and their
+//!   key groups fed to the new content order (near-duplicates together: `order.rs`), in
+//!   band order. The content ids are spilled and renumbered to that order when they are
+//!   copied into the file.
 //! - **Signatures, posts and texts** are copied in that content order (posts of a content
 //!   in source order, then their order), dead posts left out; texts are recompressed one
-//!   frame per post with a dictionary trained for the new segment.
+//!   frame per post with a dictionary trained for the new segment, each parallel task
+//!   reading and compressing a run of posts.
 //! - **Ids**: the sources' `ids.fst` maps are streamed through an fst union, which yields
 //!   ids in sorted order, straight into the new map.
 //!
-//! Memory is the remap tables (4 bytes per source post and content), one band's directory
-//! and a group of text blocks, whatever the index size. Old files are removed after the new
+//! Memory is the remap tables (4 bytes per source post and content), the content tables,
+//! the bands held in memory (8 bytes per content each, only as many as the budget allows)
+//! and two rounds of compressed text blocks. Old files are removed after the new
 //! manifest is published; readers that have them mapped keep reading them (POSIX unlink).
 
 mod bands;
@@ -292,7 +296,8 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions, threads: usize) -> 
     // releases, text and band buffers, compression contexts and allocator slack (256 MiB).
     // Checked against peak RSS: 10 x 1M posts, 1.01 GB (before the content order); the
     // closing merge of dev 10M (6 segments) peaked at 0.55 GB anonymous memory and 0.54 GB
-    // of mapped source pages (before the content order, with two bands merged at once).
+    // of mapped source pages (before the content order, with two bands merged at once), and
+    // at 1.52 GB RSS with the content order and two bands merged while two are written.
     let need = (total_posts * 32 + total_contents * 76 + (256 << 20)) as usize;
     if need > opts.memory_budget {
         return Err(Error::InvalidParameter(format!(
