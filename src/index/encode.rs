@@ -1,7 +1,7 @@
 //! Encoders of a segment's files (`bands`, `sigs`, `posts`, `ids.fst`, `text`, `deleted-*`),
 //! shared by the bulk build and the merge. FORMAT.md is the byte-level spec.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::buffer::{Buffer, Dict, BAND_TABLES_AT_ONCE};
 use super::durable::{create_dir, create_file, sync_dir, tmp_path};
-use super::format::EnvelopeWriter;
+use super::format::{EnvelopeWriter, Reserved};
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::options::StageTimes;
 use super::order::{invert, ContentOrder};
@@ -135,18 +135,14 @@ pub(crate) fn write_segment(
     {
         let path = seg_dir.join("bands");
         let d = dir_bits(nc as u64);
-        let mut w = begin_bands_file(&path, nc as u64, bands, d, params.lsh.rows)?;
+        let mut w = BandsFile::begin(&path, nc as u64, bands, d, params.lsh.rows)?;
         let mut tables: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = Vec::new();
-        // Sections are written one after another: dirs of all bands, then fps, then cids.
-        // Build all band tables in groups to bound memory, spilling fps and cids to
-        // temporary files when there is more than one group.
+        // Band tables are built in groups to bound memory.
         let groups: Vec<Vec<usize>> = (0..bands)
             .collect::<Vec<_>>()
             .chunks(BAND_TABLES_AT_ONCE)
             .map(|c| c.to_vec())
             .collect();
-        let mut spill_fps = SpillFile::new(&seg_dir.join("fps.spill.tmp"))?;
-        let mut spill_cids = SpillFile::new(&seg_dir.join("cids.spill.tmp"))?;
         for g in &groups {
             // One pass over the keys gathers the group's columns (a content's keys are
             // one row of `bands`; reading one band at a time would read every row's cache
@@ -160,18 +156,15 @@ pub(crate) fn write_segment(
             );
             drop(cols);
             for (dirs, fps, cids) in &tables {
-                w.write_u32s(dirs)?;
-                spill_fps.write_tags(fps, d)?;
-                spill_cids.write_u32s(cids)?;
+                w.dirs(dirs)?;
+                w.tags(fps)?;
+                w.cids(cids)?;
                 grouping.add_table(dirs, fps, cids);
             }
         }
         // Content ids are first-seen numbers until here; the file gets the final ones.
         rank = grouping.finish();
-        files.insert(
-            "bands".to_string(),
-            finish_bands_file(w, &path, spill_fps, spill_cids, Some(&rank))?,
-        );
+        files.insert("bands".to_string(), w.finish(&rank)?);
     }
     lap(&mut times.bands);
     let perm = invert(&rank);
@@ -192,11 +185,13 @@ pub(crate) fn write_segment(
         next[c] += 1;
     }
     drop(next);
-    let text_block = |blk: usize| -> Vec<u8> {
+    let text_block = |blk: usize, out: &mut Vec<u8>| {
         let lo = blk * TEXT_BLOCK_POSTS as usize;
         let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
-        let texts: Vec<&[u8]> = order[lo..hi].iter().map(|&p| b.text(p as usize)).collect();
-        raw_block(&texts)
+        let mut raw = RawBlock::new(out, hi - lo);
+        order[lo..hi]
+            .iter()
+            .for_each(|&p| raw.push(b.text(p as usize)));
     };
     // Signatures.
     let sigs = write_sigs_file(
@@ -272,9 +267,18 @@ pub(crate) fn write_segment(
             Ok(thread) => thread.join().unwrap_or_else(|_| TextCodec::train(&[])),
             Err(samples) => TextCodec::train(&samples),
         };
-        let text = write_text_file(&seg_dir, np as u64, nb_text, &codec, &mut |blocks| {
-            Ok(blocks.into_par_iter().map(text_block).collect())
-        })?;
+        let text = write_text_file(
+            &seg_dir,
+            np as u64,
+            nb_text,
+            &codec,
+            &|| (),
+            &|_, blk, out| {
+                text_block(blk, out);
+                Ok(())
+            },
+            &mut || {},
+        )?;
         files.insert("text".to_string(), text);
     }
     lap(&mut times.texts);
@@ -420,46 +424,95 @@ pub(crate) fn write_posts_file(path: &Path, c: &PostsColumns<'_>) -> Result<File
     file_entry(path)
 }
 
-/// Starts a band file of `n` contents with a directory of `d` bits: writes the meta section
-/// and begins the `dirs` section.
-pub(crate) fn begin_bands_file(
-    path: &Path,
-    n: u64,
-    bands: usize,
+/// A band file being written (the one encoder of its sections; a build's flush and a merge
+/// both use it): band after band, each band's directory goes into its reserved place, its
+/// tags stream into the file and its content ids into a spill file, copied in (renumbered)
+/// at the end, since the final content ids are known only after the last band.
+pub(crate) struct BandsFile {
+    path: PathBuf,
+    w: EnvelopeWriter,
+    dirs: Reserved,
+    /// Directory bits.
     d: u32,
-    rows: u32,
-) -> Result<EnvelopeWriter> {
-    let mut w = EnvelopeWriter::create(path, BANDS_MAGIC, 4)?;
-    w.begin(0)?;
-    let mut meta = Vec::with_capacity(24);
-    meta.extend_from_slice(&n.to_le_bytes());
-    meta.extend_from_slice(&(bands as u32).to_le_bytes());
-    meta.extend_from_slice(&d.to_le_bytes());
-    meta.extend_from_slice(&rows.to_le_bytes());
-    meta.extend_from_slice(&0u32.to_le_bytes());
-    w.write(&meta)?;
-    w.begin(1)?;
-    Ok(w)
+    cids: SpillFile,
 }
 
-/// Ends a band file: copies in the spilled prefixes and content ids (each id `c` as
-/// `rank[c]` when a rank is given), and returns the file's manifest entry.
-pub(crate) fn finish_bands_file(
-    mut w: EnvelopeWriter,
-    path: &Path,
-    prefixes: SpillFile,
-    cids: SpillFile,
-    rank: Option<&[u32]>,
-) -> Result<FileEntry> {
-    w.begin(2)?;
-    prefixes.copy_into(&mut w)?;
-    w.begin(3)?;
-    match rank {
-        Some(rank) => cids.copy_ranked_into(&mut w, rank)?,
-        None => cids.copy_into(&mut w)?,
+impl BandsFile {
+    /// Starts the band file `path` of `n` contents with a directory of `d` bits (its spill
+    /// file, `cids.spill.tmp`, next to it).
+    pub(crate) fn begin(path: &Path, n: u64, bands: usize, d: u32, rows: u32) -> Result<BandsFile> {
+        let mut w = EnvelopeWriter::create(path, BANDS_MAGIC, 4)?;
+        w.begin(0)?;
+        let mut meta = Vec::with_capacity(24);
+        meta.extend_from_slice(&n.to_le_bytes());
+        meta.extend_from_slice(&(bands as u32).to_le_bytes());
+        meta.extend_from_slice(&d.to_le_bytes());
+        meta.extend_from_slice(&rows.to_le_bytes());
+        meta.extend_from_slice(&0u32.to_le_bytes());
+        w.write(&meta)?;
+        let dirs_len = bands as u64 * ((1u64 << d) + 1) * 4;
+        let dirs = w.reserve(1, dirs_len)?;
+        w.begin(2)?;
+        Ok(BandsFile {
+            path: path.to_path_buf(),
+            w,
+            dirs,
+            d,
+            cids: SpillFile::new(&path.with_file_name("cids.spill.tmp"))?,
+        })
     }
-    w.finish()?;
-    file_entry(path)
+
+    /// The next band's directory (`2^d + 1` prefix sums), once per band in band order.
+    pub(crate) fn dirs(&mut self, dirs: &[u32]) -> Result<()> {
+        let mut buf = Vec::with_capacity(dirs.len().min(1 << 16) * 4);
+        for chunk in dirs.chunks(1 << 16) {
+            buf.clear();
+            chunk
+                .iter()
+                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            self.w.fill(&mut self.dirs, &buf)?;
+        }
+        Ok(())
+    }
+
+    /// The next entries' tags (`u16` when `d >= 16`: they then fit, else `u32`).
+    pub(crate) fn tags(&mut self, tags: &[u32]) -> Result<()> {
+        if self.d >= 16 {
+            let mut buf = Vec::with_capacity(tags.len().min(1 << 16) * 2);
+            for chunk in tags.chunks(1 << 16) {
+                buf.clear();
+                chunk
+                    .iter()
+                    .for_each(|&x| buf.extend_from_slice(&(x as u16).to_le_bytes()));
+                self.w.write(&buf)?;
+            }
+            Ok(())
+        } else {
+            self.w.write_u32s(tags)
+        }
+    }
+
+    /// The next entries' content ids.
+    pub(crate) fn cids(&mut self, cids: &[u32]) -> Result<()> {
+        self.cids.write_u32s(cids)
+    }
+
+    /// Copies in the content ids, each `c` as `rank[c]`, and returns the file's manifest
+    /// entry.
+    pub(crate) fn finish(self, rank: &[u32]) -> Result<FileEntry> {
+        let BandsFile {
+            path,
+            mut w,
+            dirs,
+            cids,
+            ..
+        } = self;
+        w.close(dirs)?;
+        w.begin(3)?;
+        cids.copy_ranked_into(&mut w, rank)?;
+        w.finish()?;
+        file_entry(&path)
+    }
 }
 
 /// The meta section of a signature file: `n` contents of `k` bytes each, the segment's
@@ -520,62 +573,142 @@ pub(crate) fn finish_ids_file(mb: IdsBuilder, tmp: &Path, path: &Path) -> Result
     file_entry(path)
 }
 
-/// Text blocks compressed at once (in parallel); a group's raw blocks are in memory.
+/// Text blocks compressed in one parallel round; a round's compressed blocks, and the
+/// round's before it (written while this one is compressed), are in memory.
 const TEXT_GROUP_BLOCKS: usize = 16_384;
 
+/// Text blocks one task reads and compresses in a row (one compression context).
+const TEXT_PIECE_BLOCKS: usize = 256;
+
+/// Compressed text blocks of one task: their frames one after another, and each one's end.
+type Frames = (Vec<u8>, Vec<usize>);
+
 /// Writes the `text` file of the segment in `seg_dir`, the one encoder of its sections (a
-/// build's flush and a merge both call it): `np` posts in `nb` raw blocks, which
-/// `raw_blocks(range)` returns a group at a time, compressed with `codec` in parallel into a
-/// spill file (bounded memory); their offsets go first in the file, so the blocks are
-/// copied in after. Returns its manifest entry.
-pub(crate) fn write_text_file(
+/// build's flush and a merge both call it): `np` posts in `nb` raw blocks compressed with
+/// `codec`. Rounds of blocks are read and compressed in parallel, a task per
+/// [`TEXT_PIECE_BLOCKS`] with its own `reader()` state, `raw_block(state, i, out)` filling
+/// `out` with raw block `i`; each round is written (in block order) while the next one is
+/// compressed, and `after_round` runs after each. The block offsets go first in the file
+/// (their room is reserved) and are filled in at the end. Returns its manifest entry.
+pub(crate) fn write_text_file<R, I, F>(
     seg_dir: &Path,
     np: u64,
     nb: usize,
     codec: &TextCodec,
-    raw_blocks: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Vec<Vec<u8>>>,
-) -> Result<FileEntry> {
+    reader: &I,
+    raw_block: &F,
+    after_round: &mut dyn FnMut(),
+) -> Result<FileEntry>
+where
+    I: Fn() -> R + Sync,
+    F: Fn(&mut R, usize, &mut Vec<u8>) -> Result<()> + Sync,
+{
     let path = seg_dir.join("text");
-    let mut spill = SpillFile::new(&seg_dir.join("text.spill.tmp"))?;
-    let mut offs = Vec::with_capacity(nb + 1);
-    offs.push(0u64);
-    for g in (0..nb).step_by(TEXT_GROUP_BLOCKS) {
-        let raw = raw_blocks(g..(g + TEXT_GROUP_BLOCKS).min(nb))?;
-        let compressed = codec.compress_blocks(&path, &raw)?;
-        drop(raw);
-        for i in 0..compressed.len() {
-            let blk = compressed.block(i);
-            offs.push(offs[offs.len() - 1] + blk.len() as u64);
-            spill.write_bytes(blk)?;
-        }
-    }
-    write_text_envelope(&path, np, &offs, spill, codec.dict())
-}
-
-/// Writes a text file of `np` posts from its block offsets and the spilled compressed
-/// blocks, and returns its manifest entry.
-fn write_text_envelope(
-    path: &Path,
-    np: u64,
-    offs: &[u64],
-    blocks: SpillFile,
-    dict: &[u8],
-) -> Result<FileEntry> {
-    let mut w = EnvelopeWriter::create(path, TEXT_MAGIC, 4)?;
+    let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 4)?;
     w.begin(0)?;
     let mut meta = Vec::with_capacity(16);
     meta.extend_from_slice(&np.to_le_bytes());
     meta.extend_from_slice(&TEXT_BLOCK_POSTS.to_le_bytes());
     meta.extend_from_slice(&CODEC_ZSTD_DICT.to_le_bytes());
     w.write(&meta)?;
-    w.begin(1)?;
-    w.write_u64s(offs)?;
+    let mut offsets = w.reserve(1, (nb as u64 + 1) * 8)?;
     w.begin(2)?;
-    blocks.copy_into(&mut w)?;
+    let mut offs = Vec::with_capacity(nb + 1);
+    offs.push(0u64);
+    let compress_round = |round: std::ops::Range<usize>| -> Result<Vec<Frames>> {
+        let pieces: Vec<std::ops::Range<usize>> = round
+            .clone()
+            .step_by(TEXT_PIECE_BLOCKS)
+            .map(|lo| lo..(lo + TEXT_PIECE_BLOCKS).min(round.end))
+            .collect();
+        pieces
+            .into_par_iter()
+            .map_init(
+                || (reader(), None, Vec::new(), Vec::new()),
+                |(state, z, raw, prev), piece| {
+                    let z = match z {
+                        Some(z) => z,
+                        slot => slot.insert(codec.compressor(&path)?),
+                    };
+                    codec.compress_piece(&path, z, piece, raw, prev, &mut |i, out| {
+                        raw_block(state, i, out)
+                    })
+                },
+            )
+            .collect()
+    };
+    let write_round = |w: &mut EnvelopeWriter, offs: &mut Vec<u64>, round: Vec<Frames>| {
+        for (frames, ends) in round {
+            let base = offs[offs.len() - 1];
+            offs.extend(ends.iter().map(|&e| base + e as u64));
+            w.write(&frames)?;
+        }
+        Ok::<(), Error>(())
+    };
+    let mut pending: Option<Vec<Frames>> = None;
+    for g in (0..nb).step_by(TEXT_GROUP_BLOCKS) {
+        let (written, compressed) = rayon::join(
+            || match pending.take() {
+                Some(round) => write_round(&mut w, &mut offs, round),
+                None => Ok(()),
+            },
+            || compress_round(g..(g + TEXT_GROUP_BLOCKS).min(nb)),
+        );
+        written?;
+        pending = Some(compressed?);
+        after_round();
+    }
+    if let Some(round) = pending.take() {
+        write_round(&mut w, &mut offs, round)?;
+    }
+    if offs.len() != nb + 1 {
+        return Err(Error::InvalidParameter(format!(
+            "{}: {} text blocks compressed for {nb}",
+            path.display(),
+            offs.len() - 1
+        )));
+    }
+    let mut buf = Vec::with_capacity(offs.len().min(1 << 16) * 8);
+    for chunk in offs.chunks(1 << 16) {
+        buf.clear();
+        chunk
+            .iter()
+            .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+        w.fill(&mut offsets, &buf)?;
+    }
+    w.close(offsets)?;
     w.begin(3)?;
-    w.write(dict)?;
+    w.write(codec.dict())?;
     w.finish()?;
-    file_entry(path)
+    file_entry(&path)
+}
+
+/// A decompressed text block being built in `out` (cleared): room for the offsets of `m`
+/// texts, each text added with [`RawBlock::push`].
+pub(crate) struct RawBlock<'a> {
+    out: &'a mut Vec<u8>,
+    i: usize,
+    m: usize,
+}
+
+impl<'a> RawBlock<'a> {
+    /// Starts a block of `m` texts in `out`.
+    pub(crate) fn new(out: &'a mut Vec<u8>, m: usize) -> RawBlock<'a> {
+        out.clear();
+        out.resize(4 * (m + 1), 0);
+        RawBlock { out, i: 0, m }
+    }
+
+    /// Adds the next text (at most `m`; its offsets are `u32`, as in [`raw_block`]).
+    pub(crate) fn push(&mut self, text: &[u8]) {
+        if self.i >= self.m {
+            return;
+        }
+        self.out.extend_from_slice(text);
+        let end = (self.out.len() - 4 * (self.m + 1)) as u32;
+        self.i += 1;
+        self.out[4 * self.i..4 * self.i + 4].copy_from_slice(&end.to_le_bytes());
+    }
 }
 
 /// A decompressed text block: `u32` offsets of its texts, then the texts (FORMAT.md).
@@ -634,87 +767,51 @@ impl TextCodec {
         &self.dict
     }
 
-    /// Compresses decompressed text blocks in parallel, one compression context per
-    /// thread's share, in input order. Byte-identical blocks (a text reposted verbatim;
-    /// posts are grouped by content, so its copies are neighbours) are compressed once: a
-    /// frame depends only on its input, so the output is what compressing each would give.
-    pub(crate) fn compress_blocks(&self, path: &Path, raw: &[Vec<u8>]) -> Result<Compressed> {
-        let mut first: HashMap<&[u8], u32, xxhash_rust::xxh3::Xxh3DefaultBuilder> =
-            HashMap::with_capacity_and_hasher(raw.len(), Default::default());
-        let mut unique: Vec<&[u8]> = Vec::new();
-        let slot: Vec<u32> = raw
-            .iter()
-            .map(|r| {
-                *first.entry(r.as_slice()).or_insert_with(|| {
-                    unique.push(r);
-                    (unique.len() - 1) as u32
-                })
-            })
-            .collect();
-        drop(first);
-        let share = unique
-            .len()
-            .div_ceil(rayon::current_num_threads().max(1))
-            .max(1);
-        // Each share's frames go one after another into one buffer, with their ends.
-        let shares: Vec<(Vec<u8>, Vec<usize>)> = unique
-            .par_chunks(share)
-            .map(|chunk| {
-                let mut z = match &self.prepared {
-                    Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(d),
-                    None => zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
-                }
-                .map_err(|e| Error::io(path, std::io::Error::new(e.kind(), e.to_string())))?;
-                let mut out = Vec::new();
-                let mut ends = Vec::with_capacity(chunk.len());
-                let mut frame = Vec::new();
-                for raw in chunk {
-                    frame.clear();
-                    frame.reserve(zstd::zstd_safe::compress_bound(raw.len()));
-                    z.compress_to_buffer(raw, &mut frame)
-                        .map_err(|e| Error::io(path, e))?;
-                    out.extend_from_slice(&frame);
-                    ends.push(out.len());
-                }
-                Ok((out, ends))
-            })
-            .collect::<Result<_>>()?;
-        let mut spans = Vec::with_capacity(unique.len());
-        for (si, (_, ends)) in shares.iter().enumerate() {
-            let mut start = 0;
-            for &end in ends {
-                spans.push((si, start..end));
-                start = end;
-            }
+    /// A compression context for this codec (errors name `path`).
+    pub(crate) fn compressor(&self, path: &Path) -> Result<zstd::bulk::Compressor<'_>> {
+        match &self.prepared {
+            Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(d),
+            None => zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
         }
-        Ok(Compressed {
-            shares: shares.into_iter().map(|(out, _)| out).collect(),
-            spans,
-            slot,
-        })
-    }
-}
-
-/// Compressed text blocks ([`TextCodec::compress_blocks`]): each distinct block's frame once.
-pub(crate) struct Compressed {
-    /// The frames of each thread's share, one after another.
-    shares: Vec<Vec<u8>>,
-    /// Each distinct block's share and byte range in it.
-    spans: Vec<(usize, std::ops::Range<usize>)>,
-    /// Each block's distinct block.
-    slot: Vec<u32>,
-}
-
-impl Compressed {
-    /// Blocks.
-    pub(crate) fn len(&self) -> usize {
-        self.slot.len()
+        .map_err(|e| Error::io(path, std::io::Error::new(e.kind(), e.to_string())))
     }
 
-    /// Block `i`'s frame.
-    pub(crate) fn block(&self, i: usize) -> &[u8] {
-        let (share, range) = &self.spans[self.slot[i] as usize];
-        &self.shares[*share][range.clone()]
+    /// Compresses raw blocks `piece` (`raw_block(i, out)` fills `out` with block `i`) with
+    /// `z`, one frame each, one after another. A block byte-identical to the one before it
+    /// (a text reposted verbatim; posts are grouped by content, so its copies are
+    /// neighbours) is compressed once: a frame depends only on its input, so its copy is
+    /// what compressing it again would give. `raw` and `prev` are reusable buffers.
+    fn compress_piece(
+        &self,
+        path: &Path,
+        z: &mut zstd::bulk::Compressor<'_>,
+        piece: std::ops::Range<usize>,
+        raw: &mut Vec<u8>,
+        prev: &mut Vec<u8>,
+        raw_block: &mut dyn FnMut(usize, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<Frames> {
+        let mut frames = Vec::new();
+        let mut ends = Vec::with_capacity(piece.len());
+        let mut frame = Vec::new();
+        let mut last = 0..0;
+        for (j, i) in piece.enumerate() {
+            raw.clear();
+            raw_block(i, raw)?;
+            let start = frames.len();
+            if j > 0 && raw == prev {
+                frames.extend_from_within(last);
+            } else {
+                frame.clear();
+                frame.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+                z.compress_to_buffer(raw.as_slice(), &mut frame)
+                    .map_err(|e| Error::io(path, e))?;
+                frames.extend_from_slice(&frame);
+                std::mem::swap(raw, prev);
+            }
+            last = start..frames.len();
+            ends.push(frames.len());
+        }
+        Ok((frames, ends))
     }
 }
 
@@ -843,16 +940,6 @@ impl SpillFile {
             .map_err(|e| Error::io(&self.path, e))
     }
 
-    /// Writes band entry tags for a directory of `d` bits: `u16` when `d >= 16` (the tags
-    /// then fit), else `u32`.
-    pub(crate) fn write_tags(&mut self, tags: &[u32], d: u32) -> Result<()> {
-        if d >= 16 {
-            self.write_le(tags, |x| (x as u16).to_le_bytes())
-        } else {
-            self.write_u32s(tags)
-        }
-    }
-
     pub(crate) fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
         self.write_le(xs, u32::to_le_bytes)
     }
@@ -868,7 +955,8 @@ impl SpillFile {
         Ok(())
     }
 
-    /// Copies spilled `u32` content ids into `w`, each `c` as `rank[c]`.
+    /// Copies spilled `u32` content ids into `w`, each `c` as `rank[c]` (4 MiB read at a
+    /// time, renumbered in parallel: each lookup into `rank` is a cache miss).
     pub(crate) fn copy_ranked_into(self, w: &mut EnvelopeWriter, rank: &[u32]) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
         let mut f = self
@@ -880,45 +968,34 @@ impl SpillFile {
             .map_err(|e| Error::io(&self.path, e))?;
         f.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io(&self.path, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut ids: Vec<u32> = Vec::with_capacity(buf.len() / 4);
+        let mut buf = vec![0u8; 4 << 20];
         let mut left = len;
+        let path = &self.path;
         while left > 0 {
             let n = left.min(buf.len() as u64) as usize;
             f.read_exact(&mut buf[..n])
-                .map_err(|e| Error::io(&self.path, e))?;
-            ids.clear();
-            for x in buf[..n].chunks_exact(4) {
-                let c = u32::from_le_bytes([x[0], x[1], x[2], x[3]]);
-                ids.push(rank.get(c as usize).copied().ok_or_else(|| {
-                    Error::InvalidParameter(format!(
-                        "{}: content {c} has no rank",
-                        self.path.display()
-                    ))
-                })?);
+                .map_err(|e| Error::io(path, e))?;
+            let pieces: Vec<Result<Vec<u8>>> = buf[..n]
+                .par_chunks(1 << 16)
+                .map(|piece| {
+                    let mut out = Vec::with_capacity(piece.len());
+                    for x in piece.chunks_exact(4) {
+                        let c = u32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+                        let r = rank.get(c as usize).ok_or_else(|| {
+                            Error::InvalidParameter(format!(
+                                "{}: content {c} has no rank",
+                                path.display()
+                            ))
+                        })?;
+                        out.extend_from_slice(&r.to_le_bytes());
+                    }
+                    Ok(out)
+                })
+                .collect();
+            for piece in pieces {
+                w.write(&piece?)?;
             }
-            w.write_u32s(&ids)?;
             left -= n as u64;
-        }
-        drop(f);
-        fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))
-    }
-
-    pub(crate) fn copy_into(self, w: &mut EnvelopeWriter) -> Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::io(&self.path, e.into_error()))?;
-        f.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(&self.path, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).map_err(|e| Error::io(&self.path, e))?;
-            if n == 0 {
-                break;
-            }
-            w.write(&buf[..n])?;
         }
         drop(f);
         fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))

@@ -260,6 +260,21 @@ pub struct EnvelopeWriter {
     current: Option<(u32, u64)>,
     magic: [u8; 8],
     capacity: usize,
+    /// Reserved sections not yet closed ([`reserve`](Self::reserve)).
+    open_reserved: usize,
+}
+
+/// A section whose length is known before its bytes: [`EnvelopeWriter::reserve`] leaves
+/// room for it, [`EnvelopeWriter::fill`] writes its bytes in order (while later sections
+/// stream on), [`EnvelopeWriter::close`] records its checksum.
+pub struct Reserved {
+    /// Its entry in the section table.
+    entry: usize,
+    start: u64,
+    len: u64,
+    /// Bytes filled so far.
+    at: u64,
+    hasher: Xxh3,
 }
 
 impl std::fmt::Debug for EnvelopeWriter {
@@ -267,6 +282,16 @@ impl std::fmt::Debug for EnvelopeWriter {
         f.debug_struct("EnvelopeWriter")
             .field("path", &self.path)
             .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Reserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reserved")
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .field("at", &self.at)
             .finish()
     }
 }
@@ -288,6 +313,7 @@ impl EnvelopeWriter {
             current: None,
             magic: *magic,
             capacity: sections,
+            open_reserved: 0,
         };
         // Reserve the header and table; they are written last.
         let reserved = vec![0u8; HEADER_LEN + sections * ENTRY_LEN];
@@ -347,6 +373,67 @@ impl EnvelopeWriter {
         self.write_le(xs, u64::to_le_bytes)
     }
 
+    /// Leaves room for a section of kind `kind` and `len` bytes, to be filled in order
+    /// with [`fill`](Self::fill) and closed with [`close`](Self::close) before
+    /// [`finish`](Self::finish); the sections begun after it follow it in the file.
+    pub fn reserve(&mut self, kind: u32, len: u64) -> Result<Reserved> {
+        use std::io::{Seek, SeekFrom};
+        self.begin(kind)?;
+        self.current = None;
+        let start = self.pos;
+        self.pos = start + len;
+        self.out
+            .seek(SeekFrom::Start(self.pos))
+            .map_err(|e| Error::io(&self.tmp, e))?;
+        self.entries.push((kind, start, len, 0));
+        self.open_reserved += 1;
+        Ok(Reserved {
+            entry: self.entries.len() - 1,
+            start,
+            len,
+            at: 0,
+            hasher: Xxh3::new(),
+        })
+    }
+
+    /// Writes the next bytes of the reserved section `r`.
+    pub fn fill(&mut self, r: &mut Reserved, b: &[u8]) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        if r.at + b.len() as u64 > r.len {
+            return Err(Error::InvalidParameter(format!(
+                "{}: {} bytes for a reserved section of {} with {} filled",
+                self.path.display(),
+                b.len(),
+                r.len,
+                r.at
+            )));
+        }
+        let io = |e| Error::io(&self.tmp, e);
+        self.out.seek(SeekFrom::Start(r.start + r.at)).map_err(io)?;
+        self.out.write_all(b).map_err(io)?;
+        self.out.seek(SeekFrom::Start(self.pos)).map_err(io)?;
+        r.hasher.update(b);
+        r.at += b.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the reserved section `r`, which must be filled, recording its checksum.
+    pub fn close(&mut self, r: Reserved) -> Result<()> {
+        if r.at != r.len {
+            return Err(Error::InvalidParameter(format!(
+                "{}: a reserved section of {} bytes closed with {} filled",
+                self.path.display(),
+                r.len,
+                r.at
+            )));
+        }
+        if let Some(e) = self.entries.get_mut(r.entry) {
+            e.3 = r.hasher.digest();
+        }
+        self.open_reserved -= 1;
+        Ok(())
+    }
+
     fn end(&mut self) -> Result<()> {
         if let Some((kind, start)) = self.current.take() {
             let digest = std::mem::replace(&mut self.hasher, Xxh3::new()).digest();
@@ -358,6 +445,13 @@ impl EnvelopeWriter {
     /// Writes the header, fsyncs, renames into place. Returns the file's length.
     pub fn finish(mut self) -> Result<u64> {
         self.end()?;
+        if self.open_reserved != 0 {
+            return Err(Error::InvalidParameter(format!(
+                "{}: {} reserved section(s) not closed",
+                self.path.display(),
+                self.open_reserved
+            )));
+        }
         if self.entries.len() != self.capacity {
             return Err(Error::InvalidParameter(format!(
                 "{}: wrote {} sections, declared {}",
@@ -414,6 +508,46 @@ pub(crate) fn section_mismatch(path: &Path, names: &[&str], i: usize) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reserved_section_filled_later_gives_the_bytes_of_one_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, reserve: bool| {
+            let p = dir.path().join(name);
+            let mut w = EnvelopeWriter::create(&p, b"TRTEST\0\0", 3).unwrap();
+            w.begin(0).unwrap();
+            w.write(b"abc").unwrap();
+            if reserve {
+                let mut r = w.reserve(1, 12).unwrap();
+                w.begin(2).unwrap();
+                w.write(b"streamed on").unwrap();
+                w.fill(&mut r, b"filled").unwrap();
+                w.fill(&mut r, b" later").unwrap();
+                assert!(w.fill(&mut r, b"!").is_err(), "past the reserved length");
+                w.close(r).unwrap();
+            } else {
+                w.begin(1).unwrap();
+                w.write(b"filled later").unwrap();
+                w.begin(2).unwrap();
+                w.write(b"streamed on").unwrap();
+            }
+            w.finish().unwrap();
+            fs::read(&p).unwrap()
+        };
+        let (a, b) = (write("a", true), write("b", false));
+        assert_eq!(a, b);
+        Envelope::parse(Path::new("a"), &a, b"TRTEST\0\0", "test")
+            .unwrap()
+            .verify(Path::new("a"), &a, &[])
+            .unwrap();
+        // A reserved section left short, or not closed, is an error.
+        let p = dir.path().join("c");
+        let mut w = EnvelopeWriter::create(&p, b"TRTEST\0\0", 1).unwrap();
+        let mut r = w.reserve(0, 4).unwrap();
+        w.fill(&mut r, b"ab").unwrap();
+        assert!(w.close(r).is_err());
+        assert!(w.finish().is_err());
+    }
 
     #[test]
     fn envelope_round_trip_and_damage() {

@@ -7,17 +7,21 @@
 //!   band key, so the merged table can use any directory size: per band, the sources'
 //!   entries (each sorted by prefix, a prefix's entries first seen first) are merged in one
 //!   sequential pass with content ids remapped (a prefix's entries in source order, so they
-//!   stay first seen first), and written out through spill files. The key groups met on
-//!   the way decide the new content order (near-duplicates together: `order.rs`), which
-//!   the content ids are renumbered to when the spilled ids are copied into the file.
+//!   stay first seen first). Bands are merged in parallel into memory when the budget has
+//!   room (`bands.rs`), else streamed one at a time; either way they are written, and their
+//!   key groups fed to the new content order (near-duplicates together: `order.rs`), in
+//!   band order. The content ids are spilled and renumbered to that order when they are
+//!   copied into the file.
 //! - **Signatures, posts and texts** are copied in that content order (posts of a content
 //!   in source order, then their order), dead posts left out; texts are recompressed one
-//!   frame per post with a dictionary trained for the new segment.
+//!   frame per post with a dictionary trained for the new segment, each parallel task
+//!   reading and compressing a run of posts.
 //! - **Ids**: the sources' `ids.fst` maps are streamed through an fst union, which yields
 //!   ids in sorted order, straight into the new map.
 //!
-//! Memory is the remap tables (4 bytes per source post and content), one band's directory
-//! and a group of text blocks, whatever the index size. Old files are removed after the new
+//! Memory is the remap tables (4 bytes per source post and content), the content tables,
+//! the bands held in memory (8 bytes per content each, only as many as the budget allows)
+//! and two rounds of compressed text blocks. Old files are removed after the new
 //! manifest is published; readers that have them mapped keep reading them (POSIX unlink).
 
 mod bands;
@@ -223,7 +227,7 @@ fn merge_run(
     stats: &mut MergeStats,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Option<SegmentEntry>> {
-    check_mergeable(sources, opts)?;
+    let at_once = check_mergeable(sources, opts, rayon::current_num_threads())?;
     let mut clock = std::time::Instant::now();
     let mut lap = |step: &mut f64| {
         let now = std::time::Instant::now();
@@ -238,7 +242,7 @@ fn merge_run(
     let mut files = BTreeMap::new();
     // The band merge decides the content order (near-duplicates together: `order.rs`); the
     // other files are written in it.
-    let (bands, rank) = merge_bands(&seg_dir, sources, &new, &old.params, progress)?;
+    let (bands, rank) = merge_bands(&seg_dir, sources, &new, &old.params, at_once, progress)?;
     new.reorder(&rank)?;
     drop(rank);
     files.insert("bands".to_string(), bands);
@@ -272,8 +276,10 @@ fn merge_run(
 }
 
 /// Refuses sources written by format version 1, and a merge whose tables would not fit the
-/// memory budget.
-fn check_mergeable(sources: &[Segment], opts: &MergeOptions) -> Result<()> {
+/// memory budget. Returns how many bands to merge at once (in parallel, held in memory:
+/// `merge_bands`): up to `threads`, as many as the budget has room for besides the tables
+/// (0: none, each band streams into the file).
+fn check_mergeable(sources: &[Segment], opts: &MergeOptions, threads: usize) -> Result<usize> {
     for s in sources {
         if s.known_key_bits() < 32 || !s.has_hashes() {
             return Err(Error::IndexState {
@@ -290,7 +296,8 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions) -> Result<()> {
     // releases, text and band buffers, compression contexts and allocator slack (256 MiB).
     // Checked against peak RSS: 10 x 1M posts, 1.01 GB (before the content order); the
     // closing merge of dev 10M (6 segments) peaked at 0.55 GB anonymous memory and 0.54 GB
-    // of mapped source pages (before the content order, with two bands merged at once).
+    // of mapped source pages (before the content order, with two bands merged at once), and
+    // at 1.52 GB RSS with the content order and two bands merged while two are written.
     let need = (total_posts * 32 + total_contents * 76 + (256 << 20)) as usize;
     if need > opts.memory_budget {
         return Err(Error::InvalidParameter(format!(
@@ -299,7 +306,10 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions) -> Result<()> {
             opts.memory_budget >> 20
         )));
     }
-    Ok(())
+    // Bands merged in memory: each holds its entries (8 bytes per content), and twice as
+    // many as are merged at once are held.
+    let per_band = (total_contents * bands::BAND_BYTES_PER_CONTENT).max(1) as usize;
+    Ok(threads.min((opts.memory_budget - need) / per_band / 2))
 }
 
 #[cfg(test)]

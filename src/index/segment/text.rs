@@ -50,8 +50,19 @@ impl std::fmt::Debug for Ddict {
 impl Segment {
     /// The text of post `p`, if texts are stored. `cache` holds the last decompressed block.
     pub(crate) fn text(&self, p: u32, cache: &mut TextCache) -> Result<Option<String>> {
-        let mut s = String::new();
-        Ok(self.text_into(p, cache, &mut s)?.then_some(s))
+        Ok(self.text_str(p, cache)?.map(String::from))
+    }
+
+    /// The text of post `p` (checked UTF-8), if texts are stored, borrowed from `cache`,
+    /// which holds the last decompressed block.
+    pub(crate) fn text_str<'c>(&self, p: u32, cache: &'c mut TextCache) -> Result<Option<&'c str>> {
+        let Some(t) = &self.texts else {
+            return Ok(None);
+        };
+        let bytes = self.text_bytes(t, p, cache)?;
+        std::str::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))
     }
 
     /// Appends the text of post `p` to `out`; `false` (and nothing appended) if texts are
@@ -62,14 +73,13 @@ impl Segment {
         cache: &mut TextCache,
         out: &mut String,
     ) -> Result<bool> {
-        let Some(t) = &self.texts else {
-            return Ok(false);
-        };
-        let bytes = self.text_bytes(t, p, cache)?;
-        let s = std::str::from_utf8(bytes)
-            .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))?;
-        out.push_str(s);
-        Ok(true)
+        match self.text_str(p, cache)? {
+            Some(s) => {
+                out.push_str(s);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// The stored bytes of post `p`'s text, from the block `cache` holds (decompressed
