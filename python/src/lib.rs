@@ -583,6 +583,14 @@ impl Fingerprinter {
 /// contents are borrowed as `&str` ([`as_strs`]) with the GIL released, never copied into
 /// Rust strings.
 fn texts_arg<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    Ok(texts_arg_kept(texts)?.1)
+}
+
+/// [`texts_arg`], also returning the `str` objects themselves.
+#[allow(clippy::type_complexity)]
+fn texts_arg_kept<'py>(
+    texts: &Bound<'py, PyAny>,
+) -> PyResult<(Vec<Bound<'py, PyString>>, Vec<Bound<'py, PyBytes>>)> {
     if texts.cast::<PyString>().is_ok() {
         return Err(invalid("texts must be a list of str, not one str"));
     }
@@ -592,15 +600,17 @@ fn texts_arg<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyBytes>
             type_name(texts)
         ))
     })?;
-    let mut out = Vec::with_capacity(texts.len().unwrap_or(0));
+    let n = texts.len().unwrap_or(0);
+    let (mut strs, mut out) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for (i, t) in it.enumerate() {
         let t = t?;
         let s = t
-            .cast::<PyString>()
-            .map_err(|_| not_str(&t, "text", Some(i)))?;
+            .cast_into::<PyString>()
+            .map_err(|e| not_str(e.into_inner().as_any(), "text", Some(i)))?;
         out.push(s.encode_utf8().map_err(|_| surrogate("text", Some(i)))?);
+        strs.push(s);
     }
-    Ok(out)
+    Ok((strs, out))
 }
 
 /// The texts [`texts_arg`] encoded, borrowed.
@@ -694,6 +704,25 @@ impl<'py> StrCache<'py> {
     }
 }
 
+/// The values of one hit's dict ([`HitDicts::dict`]), from an owned or a borrowed hit.
+struct HitFields<'a, 'py> {
+    id: &'a str,
+    similarity: f64,
+    account: Bound<'py, PyString>,
+    platform: Bound<'py, PyString>,
+    ts: Option<i64>,
+    text: Option<Text<'a, 'py>>,
+    cluster: Option<u32>,
+    expanded: bool,
+}
+
+/// A hit's text: to be made into a `str`, or one that exists already (the query's).
+#[derive(Clone, Copy)]
+enum Text<'a, 'py> {
+    Str(&'a str),
+    Py(&'a Bound<'py, PyString>),
+}
+
 /// Makes the hit dicts of one call: each a copy of a template dict that holds the keys of
 /// a hit in their order (a copy clones the key table: no hashing, no resizing as keys are
 /// added), with platform strings shared through a [`StrCache`].
@@ -719,34 +748,23 @@ impl<'py> HitDicts<'py> {
 
     /// The hits of one lookup as a list of dicts with the fields of `query --json`.
     fn list(&mut self, py: Python<'py>, hits: &[Hit]) -> PyResult<Bound<'py, PyList>> {
-        let (k_id, k_sim, k_acc, k_plat, k_ts, k_text) = (
-            intern!(py, "id"),
-            intern!(py, "similarity"),
-            intern!(py, "account"),
-            intern!(py, "platform"),
-            intern!(py, "ts"),
-            intern!(py, "text"),
-        );
         let dicts = hits
             .iter()
             .map(|h| {
-                let d = self.template.copy()?;
-                d.set_item(k_id, h.id.as_str())?;
-                d.set_item(k_sim, h.similarity)?;
-                d.set_item(k_acc, h.account.as_str())?;
-                d.set_item(k_plat, self.strs.get(py, &h.platform))?;
-                d.set_item(k_ts, h.ts)?;
-                match &h.text {
-                    Some(t) => d.set_item(k_text, t.as_str())?,
-                    None => d.del_item(k_text)?,
-                }
-                if let Some(c) = h.cluster {
-                    d.set_item(intern!(py, "cluster"), c)?;
-                }
-                if h.expanded {
-                    d.set_item(intern!(py, "expanded"), true)?;
-                }
-                Ok(d)
+                let platform = self.strs.get(py, &h.platform);
+                self.dict(
+                    py,
+                    &HitFields {
+                        id: &h.id,
+                        similarity: h.similarity,
+                        account: PyString::new(py, &h.account),
+                        platform,
+                        ts: h.ts,
+                        text: h.text.as_deref().map(Text::Str),
+                        cluster: h.cluster,
+                        expanded: h.expanded,
+                    },
+                )
             })
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, dicts)
@@ -755,40 +773,60 @@ impl<'py> HitDicts<'py> {
     /// The hits of one [`stream_lookups`] lookup as dicts, like [`list`](Self::list).
     /// Accounts and platforms are made once per call: their strings live in the index's
     /// name tables, so a string's address identifies it.
-    fn list_refs(&mut self, py: Python<'py>, found: &Looked<'_>) -> PyResult<Bound<'py, PyList>> {
-        let (k_id, k_sim, k_acc, k_plat, k_ts, k_text) = (
-            intern!(py, "id"),
-            intern!(py, "similarity"),
-            intern!(py, "account"),
-            intern!(py, "platform"),
-            intern!(py, "ts"),
-            intern!(py, "text"),
-        );
+    fn list_refs(
+        &mut self,
+        py: Python<'py>,
+        found: &Looked<'_>,
+        query: Option<&Bound<'py, PyString>>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let dicts = found
             .hits
             .iter()
             .zip(&found.spans)
             .map(|(h, span)| {
-                let d = self.template.copy()?;
-                d.set_item(k_id, h.id)?;
-                d.set_item(k_sim, h.similarity)?;
-                d.set_item(k_acc, self.named(py, h.account))?;
-                d.set_item(k_plat, self.named(py, h.platform))?;
-                d.set_item(k_ts, h.ts)?;
-                match span.as_ref().and_then(|r| found.texts.get(r.clone())) {
-                    Some(t) => d.set_item(k_text, t)?,
-                    None => d.del_item(k_text)?,
-                }
-                if let Some(c) = h.cluster {
-                    d.set_item(intern!(py, "cluster"), c)?;
-                }
-                if h.expanded {
-                    d.set_item(intern!(py, "expanded"), true)?;
-                }
-                Ok(d)
+                let (account, platform) = (self.named(py, h.account), self.named(py, h.platform));
+                self.dict(
+                    py,
+                    &HitFields {
+                        id: h.id,
+                        similarity: h.similarity,
+                        account,
+                        platform,
+                        ts: h.ts,
+                        text: match span {
+                            Some(HitText::Buffer(r)) => found.texts.get(r.clone()).map(Text::Str),
+                            Some(HitText::Query) => query.map(Text::Py),
+                            None => None,
+                        },
+                        cluster: h.cluster,
+                        expanded: h.expanded,
+                    },
+                )
             })
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, dicts)
+    }
+
+    /// One hit's dict: a copy of the template with the hit's values.
+    fn dict(&self, py: Python<'py>, h: &HitFields<'_, 'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = self.template.copy()?;
+        d.set_item(intern!(py, "id"), h.id)?;
+        d.set_item(intern!(py, "similarity"), h.similarity)?;
+        d.set_item(intern!(py, "account"), &h.account)?;
+        d.set_item(intern!(py, "platform"), &h.platform)?;
+        d.set_item(intern!(py, "ts"), h.ts)?;
+        match h.text {
+            Some(Text::Str(t)) => d.set_item(intern!(py, "text"), t)?,
+            Some(Text::Py(t)) => d.set_item(intern!(py, "text"), t)?,
+            None => d.del_item(intern!(py, "text"))?,
+        }
+        if let Some(c) = h.cluster {
+            d.set_item(intern!(py, "cluster"), c)?;
+        }
+        if h.expanded {
+            d.set_item(intern!(py, "expanded"), true)?;
+        }
+        Ok(d)
     }
 
     /// The Python string of a name borrowed from the index (an account or platform),
@@ -806,8 +844,19 @@ impl<'py> HitDicts<'py> {
 struct Looked<'a> {
     hits: Vec<HitRef<'a>>,
     texts: String,
-    /// Each hit's text in `texts`, if stored and asked for.
-    spans: Vec<Option<std::ops::Range<usize>>>,
+    /// Each hit's text, if stored and asked for.
+    spans: Vec<Option<HitText>>,
+}
+
+/// Where a hit's text is ([`Looked`]).
+#[derive(Clone)]
+enum HitText {
+    /// In the lookup's buffer.
+    Buffer(std::ops::Range<usize>),
+    /// The same as the query text: the query's own `str` is reused (a lookup into a
+    /// campaign of copies finds the query's text again and again; the post itself, when
+    /// the query is an indexed post).
+    Query,
 }
 
 /// Looks `text` up for [`stream_lookups`]: [`Index::query_refs_cached`], then the hits'
@@ -830,7 +879,12 @@ fn look<'a>(
         for i in order {
             let start = texts.len();
             if index.text_at_into(r.hits[i].addr, cache, &mut texts)? {
-                spans[i] = Some(start..texts.len());
+                spans[i] = Some(if texts[start..] == *text {
+                    texts.truncate(start);
+                    HitText::Query
+                } else {
+                    HitText::Buffer(start..texts.len())
+                });
             }
         }
     }
@@ -899,6 +953,7 @@ const HANDOFF_CHUNK: usize = 128;
 fn stream_lookups<'py>(
     py: Python<'py>,
     index: &textreuse::index::Index,
+    originals: &[Bound<'py, PyString>],
     texts: &[&[u8]],
     opts: &QueryOptions,
 ) -> PyResult<Vec<Bound<'py, PyList>>> {
@@ -959,7 +1014,7 @@ fn stream_lookups<'py>(
                 taken += batch.len();
                 let gc = GcPause::new(py, &gc_mod)?;
                 for (i, found) in batch {
-                    lists[i] = Some(dicts.list_refs(py, &found?)?);
+                    lists[i] = Some(dicts.list_refs(py, &found?, originals.get(i))?);
                 }
                 gc.end()?;
             }
@@ -1086,7 +1141,7 @@ impl Index {
         with_text: bool,
         expand: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let encoded = texts_arg(texts)?;
+        let (originals, encoded) = texts_arg_kept(texts)?;
         // Checked as UTF-8 by the lookups themselves, in parallel.
         let bytes: Vec<&[u8]> = encoded.iter().map(|b| b.as_bytes()).collect();
         let q = query_opts(
@@ -1101,7 +1156,7 @@ impl Index {
             expand,
         )?;
         let index = self.reader.searcher();
-        let lists = stream_lookups(py, &index, &bytes, &q.opts)?;
+        let lists = stream_lookups(py, &index, &originals, &bytes, &q.opts)?;
         PyList::new(py, lists)
     }
 
