@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::buffer::{Buffer, Dict, BAND_TABLES_AT_ONCE};
 use super::durable::{create_dir, create_file, sync_dir, tmp_path};
-use super::format::{EnvelopeWriter, Reserved};
+use super::format::{le_chunks, EnvelopeWriter, Reserved};
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::options::StageTimes;
 use super::order::{invert, ContentOrder};
@@ -464,15 +464,7 @@ impl BandsFile {
 
     /// The next band's directory (`2^d + 1` prefix sums), once per band in band order.
     pub(crate) fn dirs(&mut self, dirs: &[u32]) -> Result<()> {
-        let mut buf = Vec::with_capacity(dirs.len().min(1 << 16) * 4);
-        for chunk in dirs.chunks(1 << 16) {
-            buf.clear();
-            chunk
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            self.w.fill(&mut self.dirs, &buf)?;
-        }
-        Ok(())
+        le_chunks(dirs, u32::to_le_bytes, |b| self.w.fill(&mut self.dirs, b))
     }
 
     /// The next entries' tags (`u16` when `d >= 16`: they then fit, else `u32`).
@@ -668,14 +660,7 @@ where
             offs.len() - 1
         )));
     }
-    let mut buf = Vec::with_capacity(offs.len().min(1 << 16) * 8);
-    for chunk in offs.chunks(1 << 16) {
-        buf.clear();
-        chunk
-            .iter()
-            .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-        w.fill(&mut offsets, &buf)?;
-    }
+    le_chunks(&offs, u64::to_le_bytes, |b| w.fill(&mut offsets, b))?;
     w.close(offsets)?;
     w.begin(3)?;
     w.write(codec.dict())?;
@@ -941,18 +926,7 @@ impl SpillFile {
     }
 
     pub(crate) fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
-        self.write_le(xs, u32::to_le_bytes)
-    }
-
-    /// Writes numbers as little-endian bytes, through a buffer of 2^16 values.
-    fn write_le<const N: usize>(&mut self, xs: &[u32], le: impl Fn(u32) -> [u8; N]) -> Result<()> {
-        let mut buf = Vec::with_capacity(xs.len().min(1 << 16) * N);
-        for chunk in xs.chunks(1 << 16) {
-            buf.clear();
-            chunk.iter().for_each(|&x| buf.extend_from_slice(&le(x)));
-            self.write_bytes(&buf)?;
-        }
-        Ok(())
+        le_chunks(xs, u32::to_le_bytes, |b| self.write_bytes(b))
     }
 
     /// Copies spilled `u32` content ids into `w`, each `c` as `rank[c]` (4 MiB read at a

@@ -31,6 +31,23 @@ pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The format versions this build reads, for messages.
 pub const SUPPORTED_VERSIONS: &str = "1 to 4";
 
+/// Hands `xs` to `sink` as little-endian bytes, 2^16 values at a time (one buffer, reused):
+/// the one encoder of number arrays for envelope sections, reserved sections and spill
+/// files.
+pub(crate) fn le_chunks<T: Copy, const N: usize>(
+    xs: &[T],
+    le: impl Fn(T) -> [u8; N],
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut buf = Vec::with_capacity(xs.len().min(1 << 16) * N);
+    for chunk in xs.chunks(1 << 16) {
+        buf.clear();
+        chunk.iter().for_each(|&x| buf.extend_from_slice(&le(x)));
+        sink(&buf)?;
+    }
+    Ok(())
+}
+
 /// Whether this build reads format version `v`.
 pub fn is_supported_version(v: u32) -> bool {
     (MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&v)
@@ -349,13 +366,7 @@ impl EnvelopeWriter {
         xs: &[T],
         le: impl Fn(T) -> [u8; N],
     ) -> Result<()> {
-        let mut buf = Vec::with_capacity(xs.len().min(1 << 16) * N);
-        for chunk in xs.chunks(1 << 16) {
-            buf.clear();
-            chunk.iter().for_each(|&x| buf.extend_from_slice(&le(x)));
-            self.write(&buf)?;
-        }
-        Ok(())
+        le_chunks(xs, le, |b| self.write(b))
     }
 
     /// Appends little-endian `u32`s.
