@@ -12,9 +12,10 @@ mod arrow;
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyModule, PyString};
 use pyo3::{create_exception, intern};
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 use textreuse::cluster::ClusterOptions;
 use textreuse::index::staged::{publish as publish_staged, PublishOptions, StagedBuilder};
 use textreuse::index::{merge as merge_index, MergeOptions};
@@ -683,6 +684,10 @@ struct StrCache<'py> {
     seen: Vec<(String, Bound<'py, PyString>)>,
 }
 
+/// Distinct similarity values a call remembers ([`HitDicts::similarity`]); past them,
+/// each hit gets its own `float`.
+const MAX_CACHED_SIMS: usize = 4096;
+
 /// Distinct platforms a call remembers ([`StrCache`]); a call with more makes the others
 /// anew each time.
 const MAX_CACHED_STRS: usize = 16;
@@ -730,7 +735,9 @@ struct HitDicts<'py> {
     template: Bound<'py, PyDict>,
     strs: StrCache<'py>,
     /// Names borrowed from the index, by address and length ([`HitDicts::named`]).
-    names: std::collections::HashMap<(usize, usize), Bound<'py, PyString>>,
+    names: FxHashMap<(usize, usize), Bound<'py, PyString>>,
+    /// Similarity `float`s by their bits ([`HitDicts::similarity`]).
+    sims: FxHashMap<u64, Bound<'py, PyFloat>>,
 }
 
 impl<'py> HitDicts<'py> {
@@ -742,7 +749,8 @@ impl<'py> HitDicts<'py> {
         Ok(HitDicts {
             template,
             strs: StrCache::new(),
-            names: std::collections::HashMap::new(),
+            names: FxHashMap::default(),
+            sims: FxHashMap::default(),
         })
     }
 
@@ -808,10 +816,10 @@ impl<'py> HitDicts<'py> {
     }
 
     /// One hit's dict: a copy of the template with the hit's values.
-    fn dict(&self, py: Python<'py>, h: &HitFields<'_, 'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn dict(&mut self, py: Python<'py>, h: &HitFields<'_, 'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = self.template.copy()?;
         d.set_item(intern!(py, "id"), h.id)?;
-        d.set_item(intern!(py, "similarity"), h.similarity)?;
+        d.set_item(intern!(py, "similarity"), self.similarity(py, h.similarity))?;
         d.set_item(intern!(py, "account"), &h.account)?;
         d.set_item(intern!(py, "platform"), &h.platform)?;
         d.set_item(intern!(py, "ts"), h.ts)?;
@@ -827,6 +835,18 @@ impl<'py> HitDicts<'py> {
             d.set_item(intern!(py, "expanded"), true)?;
         }
         Ok(d)
+    }
+
+    /// A similarity as a Python `float`, made once per call for each value: similarities
+    /// are fractions of signature positions, so a call's hits share a few hundred values.
+    fn similarity(&mut self, py: Python<'py>, x: f64) -> Bound<'py, PyFloat> {
+        if self.sims.len() >= MAX_CACHED_SIMS {
+            return PyFloat::new(py, x);
+        }
+        self.sims
+            .entry(x.to_bits())
+            .or_insert_with(|| PyFloat::new(py, x))
+            .clone()
     }
 
     /// The Python string of a name borrowed from the index (an account or platform),
