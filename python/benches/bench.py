@@ -6,9 +6,9 @@ within each round; medians over rounds are printed).
 1. fingerprint: `Fingerprinter.fingerprint_many(texts)` against what a rensa user does:
    shingles made in Python with the eval kit's `common.shingle_text`, then
    `RMinHash.from_token_sets(sets, 128, 42)` (end to end from a list of str, both).
-2. query: `Index.query_many(texts)` (hits as Python dicts) against the library's own
-   `Index::query_batch` on the same index and texts (timed inside the extension, no Python
-   objects made), same options.
+2. query: `Index.query_many(texts)` (hits as Python dicts) and `Index.query_arrow(texts)`
+   (one pyarrow Table) against the library's own `Index::query_batch` on the same index and
+   texts (timed inside the extension, no Python objects made), same options.
 3. spark: `textreuse.spark.build_index` in `local[2]` (8 partitions, from JSONL and from
    Parquet) against `textreuse build` of the same JSONL, in posts/s. The Spark session is
    started once, outside the timings (a cluster that is already up).
@@ -91,33 +91,43 @@ def bench_query(posts, rounds, binary, tmp):
     rng = random.Random(1)
     texts = [p["text"] for p in rng.sample(posts, min(5000, len(posts)))]
     index.query_many(texts[:500])  # warm the page cache
-    ratios, ours, theirs = [], [], []
+    index.query_arrow(texts[:500])  # and import pyarrow
+    ratios, arrow_ratios, ours, arrows, theirs = [], [], [], [], []
     for r in range(rounds):
         # Alternate which goes first (ABBA), so that a drift in the VM's speed within a
         # round does not favour one side.
         if r % 2:
             b, n_rust = index._time_query_batch(texts, limit=10)
         # The last round's hits are freed outside the timing, as query_batch's are.
-        hits = None
+        hits = table = None
         t = time.perf_counter()
         hits = index.query_many(texts, limit=10)
         a = time.perf_counter() - t
+        t = time.perf_counter()
+        table = index.query_arrow(texts, limit=10)
+        c = time.perf_counter() - t
         if not r % 2:
             b, n_rust = index._time_query_batch(texts, limit=10)
         n_py = sum(len(h) for h in hits)
-        assert n_py == n_rust, (n_py, n_rust)
+        assert n_py == n_rust == table.num_rows, (n_py, n_rust, table.num_rows)
         ratios.append(b / a)
+        arrow_ratios.append(b / c)
         ours.append(a)
+        arrows.append(c)
         theirs.append(b)
         print(
-            f"  round {r} ({'query_batch' if r % 2 else 'query_many'} first): query_many {len(texts) / a:,.0f} queries/s, Rust query_batch "
-            f"{len(texts) / b:,.0f} queries/s ({n_rust} hits); Python at {100 * b / a:.0f}%"
+            f"  round {r} ({'query_batch' if r % 2 else 'query_many'} first): query_many {len(texts) / a:,.0f} queries/s, "
+            f"query_arrow {len(texts) / c:,.0f}, Rust query_batch {len(texts) / b:,.0f} ({n_rust} hits); "
+            f"query_many at {100 * b / a:.0f}%, query_arrow at {100 * b / c:.0f}%"
         )
     return {
         "queries": len(texts),
         "python_share_median": statistics.median(ratios),
         "python_share_min": min(ratios),
         "python_share_best_of": min(theirs) / min(ours),
+        "arrow_share_median": statistics.median(arrow_ratios),
+        "arrow_share_min": min(arrow_ratios),
+        "arrow_share_best_of": min(theirs) / min(arrows),
     }
 
 

@@ -123,6 +123,55 @@ def test_query_many_equals_query(cli_index, queries):
         gc.enable()
 
 
+def _rows_of(many, with_text=True):
+    """query_many's dicts as query_arrow's rows: every column, nulls where a dict omits one."""
+    rows = []
+    for i, hits in enumerate(many):
+        for h in hits:
+            r = {"query": i, "id": h["id"], "similarity": h["similarity"], "account": h["account"],
+                 "platform": h["platform"], "ts": h["ts"]}
+            if with_text:
+                r["text"] = h.get("text")
+            r["cluster"] = h.get("cluster")
+            r["expanded"] = h.get("expanded", False)
+            rows.append(r)
+    return rows
+
+
+def test_query_arrow_equals_query_many(tmp_path, cli_index, queries):
+    import pyarrow as pa
+
+    index = textreuse.Index.open(cli_index)
+    plat = index.query(queries[0], limit=1)[0]["platform"]
+    # 402 queries: several chunks of the pool (64 each), so batches are joined in order.
+    for kw in [dict(limit=10), dict(limit=0), dict(limit=3, with_text=False),
+               dict(limit=0, min_similarity=0.3, exact=False), dict(limit=0, platform=plat)]:
+        table = index.query_arrow(queries, **kw)
+        assert isinstance(table, pa.Table)
+        want = _rows_of(index.query_many(queries, **kw), kw.get("with_text", True))
+        assert len(want) > 100, kw
+        assert table.to_pylist() == want, kw
+        assert ("text" in table.column_names) == kw.get("with_text", True)
+    # Saved clusters: the cluster column and expanded hits.
+    saved = tmp_path / "saved"
+    shutil.copytree(cli_index, saved)
+    run_cli("clusters", "--index", saved, "--save", "--json")
+    index = textreuse.Index.open(saved)
+    table = index.query_arrow(queries, limit=0, expand=True)
+    want = _rows_of(index.query_many(queries, limit=0, expand=True))
+    assert table.to_pylist() == want
+    assert any(r["cluster"] is not None for r in want) and any(r["expanded"] for r in want)
+    # No text, no hit: an empty table with every column.
+    empty = index.query_arrow([])
+    assert empty.num_rows == 0 and empty.column_names[:2] == ["query", "id"]
+    assert index.query_arrow(["", "   "]).num_rows == 0
+    assert len(index.query_arrow(queries[:5]).to_pandas()) == sum(len(h) for h in index.query_many(queries[:5]))
+    with pytest.raises(textreuse.InvalidInput, match="text"):
+        index.query_arrow(["fine", 3])
+    with pytest.raises(textreuse.InvalidInput):
+        index.query_arrow(["fine", "bad \ud800 surrogate"])
+
+
 def test_query_many_reports_a_damaged_text_file(tmp_path, cli_index, queries):
     # A lookup's error in the pool reaches the caller as an exception (no hang, no crash).
     broken = tmp_path / "broken"

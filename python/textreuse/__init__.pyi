@@ -140,6 +140,23 @@ class Index:
         expand: bool = False,
     ) -> List[List[Hit]]:
         """Hits for many texts, in parallel with the GIL released, in input order."""
+    def query_arrow(
+        self,
+        texts: Sequence[str],
+        limit: int = 10,
+        min_similarity: float = 0.5,
+        platform: _Names = None,
+        account: _Names = None,
+        since: _Time = None,
+        until: _Time = None,
+        exact: bool = True,
+        with_text: bool = True,
+        expand: bool = False,
+    ) -> Any:
+        """Hits for many texts as one ``pyarrow.Table``, one row per hit: ``query`` (the
+        text's position in ``texts``), ``id``, ``similarity``, ``account``, ``platform``,
+        ``ts``, ``text`` (when ``with_text``), ``cluster``, ``expanded``; input order, each
+        text's hits best first. No Python object per hit: the fast way to many hits."""
     def post(self, id: Union[str, int]) -> Optional[Post]:
         """The live post with this id, or None."""
     def stats(self) -> Dict[str, Any]:
