@@ -12,6 +12,8 @@ within each round; medians over rounds are printed).
 3. spark: `textreuse.spark.build_index` in `local[2]` (8 partitions, from JSONL and from
    Parquet) against `textreuse build` of the same JSONL, in posts/s. The Spark session is
    started once, outside the timings (a cluster that is already up).
+4. ray: `textreuse.ray.build_index` on a local Ray (8 blocks read from Parquet) against
+   `textreuse build` of the same JSONL, in posts/s (not in the default set).
 
 Each prints its rounds, then the median and the least of the rounds' ratios, and the ratio
 of the two sides' best times ("best_of": other processes only ever slow a side down, so on a
@@ -196,6 +198,48 @@ def bench_spark(posts, rounds, binary, tmp):
     return res
 
 
+def bench_ray(posts, rounds, binary, tmp):
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+    import ray
+    import ray.data
+
+    import textreuse.ray
+
+    src = os.path.join(args.corpus, "posts.jsonl")
+    n = len(posts)
+    parquet = os.path.join(tmp, "posts-ray.parquet")
+    pq.write_table(pj.read_json(src), parquet, row_group_size=max(1, n // 8))
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+    def ray_build():
+        ds = ray.data.read_parquet(parquet, override_num_blocks=8)
+        out = os.path.join(tmp, "ray-idx")
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        textreuse.ray.build_index(ds, out)
+        return time.perf_counter() - t
+
+    ray_build()  # workers started and warm: a cluster that is already up
+    res = {"posts": n, "rounds": []}
+    for r in range(rounds):
+        out = os.path.join(tmp, "cli-idx")
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        subprocess.run([binary, "build", "--input", src, "--index", out, "--quiet"], check=True)
+        cli = time.perf_counter() - t
+        rb = ray_build()
+        res["rounds"].append({"cli_s": cli, "ray_parquet_s": rb})
+        print(f"  round {r}: CLI build {n / cli:,.0f} posts/s; Ray from Parquet {n / rb:,.0f} posts/s ({100 * cli / rb:.0f}%)")
+    ray.shutdown()
+    shares = [x["cli_s"] / x["ray_parquet_s"] for x in res["rounds"]]
+    res["parquet_share_median"] = statistics.median(shares)
+    res["parquet_share_min"] = min(shares)
+    res["parquet_share_best_of"] = min(x["cli_s"] for x in res["rounds"]) / min(x["ray_parquet_s"] for x in res["rounds"])
+    return res
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True)
@@ -218,4 +262,6 @@ if __name__ == "__main__":
                 results[what] = bench_query(posts, args.rounds, os.path.abspath(args.bin), tmp)
             elif what == "spark":
                 results[what] = bench_spark(posts, args.rounds, os.path.abspath(args.bin), tmp)
+            elif what == "ray":
+                results[what] = bench_ray(posts, args.rounds, os.path.abspath(args.bin), tmp)
     print(json.dumps(results, indent=1))

@@ -1,0 +1,240 @@
+"""Distributed index builds on Ray Data.
+
+:func:`build_index` has every block of a Ray Dataset write one staged build (a segment, or
+a few when the block outgrows ``memory``) into a staging directory on storage that every
+worker shares, then publishes them from the driver as **one** generation of the index
+(:func:`textreuse.publish`, ``textreuse publish``), as :mod:`textreuse.spark` does:
+
+- each task stages into a directory of its own (``block-<random>``) and the driver
+  publishes only the directories that the blocks' successful tasks returned, so a task
+  that Ray retries (a worker lost after staging) never adds its segment twice;
+- every staged build must have the same fingerprint parameters (checked at publishing);
+- blocks are published in the Dataset's order, and a post whose id an earlier block
+  already had is dropped and reported, as ``textreuse build`` reports a repeated id;
+- if the job fails, nothing is published and the staging directory is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from typing import Any, Dict, List, Optional
+
+from . import Error, Fingerprinter, IndexBuilder, InvalidInput, publish
+from .spark import _check_params
+
+__all__ = ["build_index"]
+
+log = logging.getLogger("textreuse")
+
+
+def _column_names(
+    names: List[str], id_col: str, text_col: str, optional: Dict[str, Any]
+) -> Dict[str, Optional[str]]:
+    """The Dataset's columns for id, text (required) and account/platform/ts (used when
+    present under the default name; a name given and missing is an error)."""
+    for need in (id_col, text_col):
+        if need not in names:
+            raise InvalidInput(
+                f"the Dataset has no column {need!r} (columns: {', '.join(names)}); "
+                f"name it with id_col=/text_col="
+            )
+    out: Dict[str, Optional[str]] = {"id_col": id_col, "text_col": text_col}
+    for field, (name, default) in optional.items():
+        if name is not None and name not in names:
+            if name != default:
+                raise InvalidInput(
+                    f"the Dataset has no column {name!r} for {field} "
+                    f"(columns: {', '.join(names)}); pass {field}_col=None to go without"
+                )
+            name = None
+        out[f"{field}_col"] = name
+    return out
+
+
+def build_index(
+    ds: Any,
+    path: str,
+    id_col: str = "id",
+    text_col: str = "text",
+    account_col: Optional[str] = "account",
+    platform_col: Optional[str] = "platform",
+    ts_col: Optional[str] = "ts",
+    memory: str = "1G",
+    mode: str = "create",
+    staging_dir: Optional[str] = None,
+    store_text: bool = True,
+    threads: int = 1,
+    blocks: Optional[int] = None,
+    _on_staged: Any = None,
+    **params: Any,
+) -> Dict[str, Any]:
+    """Builds an index at ``path`` from a Ray Dataset, one staged build per block,
+    published as one generation. ``path`` (and ``staging_dir``) must be on storage that
+    the driver and every worker share.
+
+    Args:
+        ds: the posts (``ray.data.read_parquet(...)``, ``from_pandas``, ...).
+        path: the index directory.
+        id_col, text_col: required columns (integer ids become decimal strings).
+        account_col, platform_col, ts_col: optional columns (used when present under the
+            default name; None leaves one out). ``ts``: unix seconds, datetimes or RFC 3339
+            strings; NaN raises.
+        memory: memory budget of each task's builder (a block larger than this becomes
+            several segments).
+        mode: ``"create"``, ``"replace"`` or ``"append"`` (as ``publish --append``).
+        staging_dir: where tasks stage (default ``<path>.staging/<job>``; keep it on the
+            index's file system so publishing hard-links instead of copying).
+        store_text: store texts so hits carry them.
+        threads: worker threads of each task, and the CPUs Ray reserves for it.
+        blocks: repartition the Dataset into this many blocks first (one segment each);
+            default: the Dataset's own blocks.
+        **params: fingerprint parameters (shingle, num_perm, keep_hashtags, t2s, bands, rows,
+            threshold, seed), the same for every task.
+
+    Returns:
+        A dict: the publish report (generation, segments, posts, live_posts,
+        duplicate_ids, bytes) plus ``blocks`` (per block, in order: posts, indexed, empty,
+        duplicate ids within it) and ``skipped`` (posts not indexed inside a block: block,
+        row, id, reason).
+
+    Raises:
+        InvalidInput: a missing column or a bad parameter (before the job starts).
+        Error: the job failed (nothing is published), or publishing failed.
+    """
+    import ray.data
+
+    _check_params(params)
+    if threads < 1:
+        raise InvalidInput(f"threads must be at least 1, not {threads}")
+    if blocks is not None and blocks < 1:
+        raise InvalidInput(f"blocks must be at least 1, not {blocks}")
+    if mode not in ("create", "replace", "append"):
+        raise InvalidInput(f'mode must be "create", "replace" or "append", not {mode!r}')
+    Fingerprinter(**params)
+    schema = ds.schema()
+    if schema is None:
+        raise InvalidInput("the Dataset has no schema (is it empty?)")
+    cols = _column_names(
+        list(schema.names),
+        id_col,
+        text_col,
+        {
+            "account": (account_col, "account"),
+            "platform": (platform_col, "platform"),
+            "ts": (ts_col, "ts"),
+        },
+    )
+    if blocks is not None:
+        ds = ds.repartition(blocks)
+    # Each block's segments train their text dictionaries on a share of one build's
+    # sample (as Spark partitions do); the count is only a size hint.
+    try:
+        shares = max(1, int(blocks or ds.num_blocks()))
+    except Exception:
+        shares = 1
+    path = os.path.abspath(path)
+    staging = os.path.abspath(staging_dir or os.path.join(path + ".staging", uuid.uuid4().hex))
+    os.makedirs(staging, exist_ok=True)
+
+    def stage(table: Any) -> Any:
+        import pyarrow as pa
+
+        out_schema = pa.schema(
+            [
+                ("staged", pa.string()),
+                ("posts", pa.int64()),
+                ("indexed", pa.int64()),
+                ("empty", pa.int64()),
+                ("duplicate_ids", pa.int64()),
+                ("skipped_rows", pa.list_(pa.int64())),
+                ("skipped_ids", pa.list_(pa.string())),
+                ("skipped_reasons", pa.list_(pa.string())),
+            ]
+        )
+        if table.num_rows == 0:
+            return out_schema.empty_table()
+        d = os.path.join(staging, f"block-{uuid.uuid4().hex}")
+        b = IndexBuilder(
+            d,
+            memory=memory,
+            segment_only=True,
+            share_of=shares,
+            store_text=store_text,
+            threads=threads,
+            **params,
+        )
+        try:
+            b.add_many(table, **cols)
+            skipped = b.skipped
+            stats = b.finish()
+        except BaseException:
+            b.abort()
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        if _on_staged is not None:
+            _on_staged(d)
+        return pa.Table.from_pydict(
+            {
+                "staged": [d],
+                "posts": [stats["posts"]],
+                "indexed": [stats["indexed"]],
+                "empty": [stats["empty"]],
+                "duplicate_ids": [stats["duplicate_ids"]],
+                "skipped_rows": [[s["row"] for s in skipped]],
+                "skipped_ids": [[s["id"] for s in skipped]],
+                "skipped_reasons": [[s["reason"] for s in skipped]],
+            },
+            schema=out_schema,
+        )
+
+    def cleanup() -> None:
+        # Failed and retried tasks' directories, and the committed ones on error.
+        shutil.rmtree(staging, ignore_errors=True)
+        parent = os.path.dirname(staging)
+        if staging_dir is None and os.path.isdir(parent) and not os.listdir(parent):
+            os.rmdir(parent)
+
+    # Blocks come back in the Dataset's order, so repeated ids resolve as in a CLI build
+    # of the rows in order (the option is restored after the job).
+    ctx = ray.data.DataContext.get_current()
+    kept_order = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    try:
+        rows = ds.map_batches(
+            stage, batch_format="pyarrow", batch_size=None, num_cpus=threads
+        ).take_all()
+    except Exception as e:
+        cleanup()
+        raise Error(f"the Ray job failed; nothing was published: {e}") from e
+    finally:
+        ctx.execution_options.preserve_order = kept_order
+    try:
+        if not rows:
+            raise Error("the Dataset has no rows; nothing was published")
+        report = publish(path, [r["staged"] for r in rows], mode=mode)
+    finally:
+        cleanup()
+    skipped = []
+    empty_shown = 0
+    for i, r in enumerate(rows):
+        for row, id_, why in zip(r["skipped_rows"], r["skipped_ids"], r["skipped_reasons"]):
+            skipped.append({"block": i, "row": row, "id": id_, "reason": why})
+            # As `textreuse build`: every repeated id, the first ten empty texts.
+            empty = why.startswith("no text")
+            if not empty or empty_shown < 10:
+                log.warning("textreuse: skipped block %d, row %d: id %r: %s", i, row, id_, why)
+            empty_shown += empty
+    for d in report["duplicate_ids"]:
+        log.warning(
+            "textreuse: skipped %s: duplicate id %r: an earlier post has it (in %s)",
+            d["staged"], d["id"], d["first"],
+        )
+    report["blocks"] = [
+        {"block": i, **{k: r[k] for k in ("posts", "indexed", "empty", "duplicate_ids")}}
+        for i, r in enumerate(rows)
+    ]
+    report["skipped"] = skipped
+    return report
