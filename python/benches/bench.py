@@ -218,7 +218,7 @@ def bench_ray(posts, rounds, binary, tmp):
         out = os.path.join(tmp, "ray-idx")
         shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
-        textreuse.ray.build_index(ds, out)
+        textreuse.ray.build_index(ds, out, share_of=8)
         return time.perf_counter() - t
 
     ray_build()  # workers started and warm: a cluster that is already up

@@ -68,6 +68,7 @@ def build_index(
     store_text: bool = True,
     threads: int = 1,
     blocks: Optional[int] = None,
+    share_of: Optional[int] = None,
     _on_staged: Any = None,
     **params: Any,
 ) -> Dict[str, Any]:
@@ -91,6 +92,10 @@ def build_index(
         threads: worker threads of each task, and the CPUs Ray reserves for it.
         blocks: repartition the Dataset into this many blocks first (one segment each);
             default: the Dataset's own blocks.
+        share_of: how many blocks the job has, so that each block's text dictionaries
+            train on its share of one build's sample (default: ``blocks``, or the count of
+            a materialized Dataset; a lazy Dataset does not know it, and then each block
+            trains on a whole build's sample, which costs time, not answers).
         **params: fingerprint parameters (shingle, num_perm, keep_hashtags, t2s, bands, rows,
             threshold, seed), the same for every task.
 
@@ -111,6 +116,8 @@ def build_index(
         raise InvalidInput(f"threads must be at least 1, not {threads}")
     if blocks is not None and blocks < 1:
         raise InvalidInput(f"blocks must be at least 1, not {blocks}")
+    if share_of is not None and share_of < 1:
+        raise InvalidInput(f"share_of must be at least 1, not {share_of}")
     if mode not in ("create", "replace", "append"):
         raise InvalidInput(f'mode must be "create", "replace" or "append", not {mode!r}')
     Fingerprinter(**params)
@@ -130,11 +137,14 @@ def build_index(
     if blocks is not None:
         ds = ds.repartition(blocks)
     # Each block's segments train their text dictionaries on a share of one build's
-    # sample (as Spark partitions do); the count is only a size hint.
-    try:
-        shares = max(1, int(blocks or ds.num_blocks()))
-    except Exception:
-        shares = 1
+    # sample (as Spark partitions do); the count is only a size hint. Only a materialized
+    # Dataset knows its blocks (`num_blocks` raises on a lazy one).
+    shares = share_of or blocks
+    if shares is None:
+        try:
+            shares = int(ds.num_blocks())
+        except NotImplementedError:
+            shares = 1
     path = os.path.abspath(path)
     staging = os.path.abspath(staging_dir or os.path.join(path + ".staging", uuid.uuid4().hex))
     os.makedirs(staging, exist_ok=True)

@@ -16,6 +16,7 @@ def build_index(
     store_text: bool = True,
     threads: int = 1,
     blocks: Optional[int] = None,
+    share_of: Optional[int] = None,
     **params: Any,
 ) -> Dict[str, Any]:
     """Builds an index from a Ray Dataset: one staged build per block (``blocks=`` to
