@@ -12,7 +12,7 @@ within each round; medians over rounds are printed).
 3. spark: `textreuse.spark.build_index` in `local[2]` (8 partitions, from JSONL and from
    Parquet) against `textreuse build` of the same JSONL, in posts/s. The Spark session is
    started once, outside the timings (a cluster that is already up).
-4. ray: `textreuse.ray.build_index` on a local Ray (8 blocks read from Parquet) against
+4. ray: `textreuse.ray.build_index` on a local Ray (Parquet, split into 8 blocks) against
    `textreuse build` of the same JSONL, in posts/s (not in the default set).
 
 Each prints its rounds, then the median and the least of the rounds' ratios, and the ratio
@@ -214,11 +214,11 @@ def bench_ray(posts, rounds, binary, tmp):
     ray.data.DataContext.get_current().enable_progress_bars = False
 
     def ray_build():
-        ds = ray.data.read_parquet(parquet, override_num_blocks=8)
+        ds = ray.data.read_parquet(parquet)  # one file: one block, so blocks=8 splits it
         out = os.path.join(tmp, "ray-idx")
         shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
-        textreuse.ray.build_index(ds, out, share_of=8)
+        textreuse.ray.build_index(ds, out, blocks=8)
         return time.perf_counter() - t
 
     ray_build()  # workers started and warm: a cluster that is already up
