@@ -16,18 +16,13 @@ worker shares, then publishes them from the driver as **one** generation of the 
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import uuid
 from typing import Any, Dict, List, Optional
 
-from . import Error, Fingerprinter, IndexBuilder, InvalidInput, publish
-from .spark import _check_params
+from . import Error, Fingerprinter, InvalidInput, _staging, publish
 
 __all__ = ["build_index"]
-
-log = logging.getLogger("textreuse")
 
 
 def _column_names(
@@ -111,7 +106,7 @@ def build_index(
     """
     import ray.data
 
-    _check_params(params)
+    _staging.check_params(params)
     if threads < 1:
         raise InvalidInput(f"threads must be at least 1, not {threads}")
     if blocks is not None and blocks < 1:
@@ -152,60 +147,15 @@ def build_index(
     def stage(table: Any) -> Any:
         import pyarrow as pa
 
-        out_schema = pa.schema(
-            [
-                ("staged", pa.string()),
-                ("posts", pa.int64()),
-                ("indexed", pa.int64()),
-                ("empty", pa.int64()),
-                ("duplicate_ids", pa.int64()),
-                ("skipped_rows", pa.list_(pa.int64())),
-                ("skipped_ids", pa.list_(pa.string())),
-                ("skipped_reasons", pa.list_(pa.string())),
-            ]
-        )
+        schema = _staging.result_schema(pa, [])
         if table.num_rows == 0:
-            return out_schema.empty_table()
+            return schema.empty_table()
         d = os.path.join(staging, f"block-{uuid.uuid4().hex}")
-        b = IndexBuilder(
-            d,
-            memory=memory,
-            segment_only=True,
-            share_of=shares,
-            store_text=store_text,
-            threads=threads,
-            **params,
-        )
-        try:
-            b.add_many(table, **cols)
-            skipped = b.skipped
-            stats = b.finish()
-        except BaseException:
-            b.abort()
-            shutil.rmtree(d, ignore_errors=True)
-            raise
-        if _on_staged is not None:
-            _on_staged(d)
-        return pa.Table.from_pydict(
-            {
-                "staged": [d],
-                "posts": [stats["posts"]],
-                "indexed": [stats["indexed"]],
-                "empty": [stats["empty"]],
-                "duplicate_ids": [stats["duplicate_ids"]],
-                "skipped_rows": [[s["row"] for s in skipped]],
-                "skipped_ids": [[s["id"] for s in skipped]],
-                "skipped_reasons": [[s["reason"] for s in skipped]],
-            },
-            schema=out_schema,
-        )
+        row = _staging.stage(d, [table], cols, memory, shares, store_text, threads, params, _on_staged)
+        return pa.Table.from_pydict(row, schema=schema)
 
     def cleanup() -> None:
-        # Failed and retried tasks' directories, and the committed ones on error.
-        shutil.rmtree(staging, ignore_errors=True)
-        parent = os.path.dirname(staging)
-        if staging_dir is None and os.path.isdir(parent) and not os.listdir(parent):
-            os.rmdir(parent)
+        _staging.remove_staging(staging, staging_dir is not None)
 
     # Blocks come back in the Dataset's order, so repeated ids resolve as in a CLI build
     # of the rows in order (the option is restored after the job).
@@ -227,21 +177,7 @@ def build_index(
         report = publish(path, [r["staged"] for r in rows], mode=mode)
     finally:
         cleanup()
-    skipped = []
-    empty_shown = 0
-    for i, r in enumerate(rows):
-        for row, id_, why in zip(r["skipped_rows"], r["skipped_ids"], r["skipped_reasons"]):
-            skipped.append({"block": i, "row": row, "id": id_, "reason": why})
-            # As `textreuse build`: every repeated id, the first ten empty texts.
-            empty = why.startswith("no text")
-            if not empty or empty_shown < 10:
-                log.warning("textreuse: skipped block %d, row %d: id %r: %s", i, row, id_, why)
-            empty_shown += empty
-    for d in report["duplicate_ids"]:
-        log.warning(
-            "textreuse: skipped %s: duplicate id %r: an earlier post has it (in %s)",
-            d["staged"], d["id"], d["first"],
-        )
+    skipped = _staging.skipped_of(rows, "block", list(range(len(rows))), report)
     report["blocks"] = [
         {"block": i, **{k: r[k] for k in ("posts", "indexed", "empty", "duplicate_ids")}}
         for i, r in enumerate(rows)

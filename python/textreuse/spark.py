@@ -19,28 +19,13 @@ DataFrame with Arrow batches (``mapInArrow``), for users who run their own joins
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
-from . import Error, Fingerprinter, IndexBuilder, InvalidInput, publish
+from . import Error, Fingerprinter, InvalidInput, _staging, publish
 
 __all__ = ["build_index", "fingerprint"]
-
-log = logging.getLogger("textreuse")
-
-_PARAM_KEYS = ("shingle", "num_perm", "keep_hashtags", "t2s", "bands", "rows", "threshold", "seed")
-
-
-def _check_params(params: Dict[str, Any]) -> None:
-    unknown = sorted(set(params) - set(_PARAM_KEYS))
-    if unknown:
-        raise InvalidInput(
-            f"unknown fingerprint parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(_PARAM_KEYS)}"
-        )
 
 
 def _columns(df: Any, id_col: str, text_col: str, optional: Dict[str, Optional[str]]) -> List[Any]:
@@ -125,7 +110,7 @@ def build_index(
         InvalidInput: a missing column or a bad parameter (before the job starts).
         Error: the job failed (nothing is published), or publishing failed.
     """
-    _check_params(params)
+    _staging.check_params(params)
     if threads is not None and threads < 1:
         raise InvalidInput(f"threads must be at least 1, not {threads}")
     if mode not in ("create", "replace", "append"):
@@ -159,54 +144,11 @@ def build_index(
         ctx = TaskContext.get()
         pid, attempt = ctx.partitionId(), ctx.attemptNumber()
         d = os.path.join(staging, f"part-{pid:05d}-attempt-{attempt}")
-        shutil.rmtree(d, ignore_errors=True)
-        b = IndexBuilder(
-            d,
-            memory=memory,
-            segment_only=True,
-            share_of=shares,
-            store_text=store_text,
-            threads=threads,
-            **params,
-        )
-        try:
-            for batch in batches:
-                b.add_many(batch)
-            skipped = b.skipped
-            stats = b.finish()
-        except BaseException:
-            b.abort()
-            shutil.rmtree(d, ignore_errors=True)
-            raise
-        if _on_staged is not None:
-            _on_staged(pid, attempt, d)
+        on_staged = None if _on_staged is None else (lambda d: _on_staged(pid, attempt, d))
+        row = _staging.stage(d, batches, {}, memory, shares, store_text, threads, params, on_staged)
         yield pa.RecordBatch.from_pydict(
-            {
-                "partition": [pid],
-                "attempt": [attempt],
-                "staged": [d],
-                "posts": [stats["posts"]],
-                "indexed": [stats["indexed"]],
-                "empty": [stats["empty"]],
-                "duplicate_ids": [stats["duplicate_ids"]],
-                "skipped_rows": [[s["row"] for s in skipped]],
-                "skipped_ids": [[s["id"] for s in skipped]],
-                "skipped_reasons": [[s["reason"] for s in skipped]],
-            },
-            schema=pa.schema(
-                [
-                    ("partition", pa.int32()),
-                    ("attempt", pa.int32()),
-                    ("staged", pa.string()),
-                    ("posts", pa.int64()),
-                    ("indexed", pa.int64()),
-                    ("empty", pa.int64()),
-                    ("duplicate_ids", pa.int64()),
-                    ("skipped_rows", pa.list_(pa.int64())),
-                    ("skipped_ids", pa.list_(pa.string())),
-                    ("skipped_reasons", pa.list_(pa.string())),
-                ]
-            ),
+            {"partition": [pid], "attempt": [attempt], **row},
+            schema=_staging.result_schema(pa, [("partition", pa.int32()), ("attempt", pa.int32())]),
         )
 
     schema = (
@@ -214,12 +156,9 @@ def build_index(
         "duplicate_ids long, skipped_rows array<long>, skipped_ids array<string>, "
         "skipped_reasons array<string>"
     )
+
     def cleanup() -> None:
-        # Failed and speculative attempts' directories, and the committed ones on error.
-        shutil.rmtree(staging, ignore_errors=True)
-        parent = os.path.dirname(staging)
-        if staging_dir is None and os.path.isdir(parent) and not os.listdir(parent):
-            os.rmdir(parent)
+        _staging.remove_staging(staging, staging_dir is not None)
 
     try:
         rows = selected.mapInArrow(stage, schema).collect()
@@ -231,21 +170,7 @@ def build_index(
         report = publish(path, [r["staged"] for r in rows], mode=mode)
     finally:
         cleanup()
-    skipped = []
-    empty_shown = 0
-    for r in rows:
-        for row, id_, why in zip(r["skipped_rows"], r["skipped_ids"], r["skipped_reasons"]):
-            skipped.append({"partition": r["partition"], "row": row, "id": id_, "reason": why})
-            # As `textreuse build`: every repeated id, the first ten empty texts.
-            empty = why.startswith("no text")
-            if not empty or empty_shown < 10:
-                log.warning("textreuse: skipped partition %d, row %d: id %r: %s", r["partition"], row, id_, why)
-            empty_shown += empty
-    for d in report["duplicate_ids"]:
-        log.warning(
-            "textreuse: skipped %s: duplicate id %r: an earlier post has it (in %s)",
-            d["staged"], d["id"], d["first"],
-        )
+    skipped = _staging.skipped_of(rows, "partition", [r["partition"] for r in rows], report)
     report["partitions"] = [
         {k: r[k] for k in ("partition", "attempt", "posts", "indexed", "empty", "duplicate_ids")}
         for r in rows
@@ -266,7 +191,7 @@ def fingerprint(df: Any, text_col: str = "text", prefix: str = "", **params: Any
     ``prefix`` is put before each new column's name; ``**params`` are fingerprint
     parameters as for :class:`textreuse.Fingerprinter`.
     """
-    _check_params(params)
+    _staging.check_params(params)
     Fingerprinter(**params)
     if text_col not in df.columns:
         raise InvalidInput(
