@@ -767,7 +767,11 @@ mod untrusted {
         let path = seg_file(&dir, "bands");
         let pristine = fs::read(&path).expect("reads");
         let env = Envelope::parse(&path, &pristine, BANDS_MAGIC);
-        assert_eq!(envelope::read_u32(&pristine, 8), 5, "this build writes format 5");
+        assert_eq!(
+            envelope::read_u32(&pristine, 8),
+            5,
+            "this build writes format 5"
+        );
         assert_eq!(env.sections.len(), 3);
         let (meta, dirs, entries) = (
             pristine[env.sections[0].clone()].to_vec(),
@@ -838,7 +842,9 @@ mod untrusted {
             f.xxh3 = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&pristine));
         });
         let index = Index::open(&dir).expect("the restored file opens");
-        index.query(text, &QueryOptions::default()).expect("answers");
+        index
+            .query(text, &QueryOptions::default())
+            .expect("answers");
     }
 
     /// Item 5: fingerprint parameters edited in the manifest with its checksum recomputed
@@ -1255,13 +1261,13 @@ mod write_side {
         let dir = tmp.path().join("index");
         fs::create_dir_all(dir.join("seg-000001")).expect("mkdir");
         fs::write(dir.join("seg-000001/bands"), "partial").expect("writes");
-        fs::write(dir.join("seg-000001/fps.spill.tmp"), "partial").expect("writes");
+        fs::write(dir.join("seg-000001/entries.spill.tmp"), "partial").expect("writes");
         fs::write(dir.join("MANIFEST-000001.json.tmp"), "{").expect("writes");
         let r = run(&["build", "-q", "--input", s(&input), "--index", s(&dir)]);
         assert_eq!(r.code, 0, "{r:?}");
         let names = util::entries(&dir);
         assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
-        assert!(!dir.join("seg-000001/fps.spill.tmp").exists());
+        assert!(!dir.join("seg-000001/entries.spill.tmp").exists());
         assert_eq!(textreuse::Index::open(&dir).expect("opens").num_posts(), 50);
     }
 

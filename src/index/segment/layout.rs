@@ -91,7 +91,7 @@ pub fn params_digest(p: &crate::FingerprintParams) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&b)
 }
 
-/// The signature file's meta section as this build writes it (format 4): `n_contents u64,
+/// The signature file's meta section as this build writes it (format 4 on): `n_contents u64,
 /// k u32, bits u32 (8), params_xxh3 u64 ([`params_digest`]), flags u32
 /// ([`SIGS_FLAG_HAS_TEXT`]), reserved u32 (0)`.
 pub fn sigs_meta(n: u64, k: usize, params: &crate::FingerprintParams, has_text: bool) -> Vec<u8> {
