@@ -10,13 +10,13 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::buffer::{Buffer, Dict, BAND_TABLES_AT_ONCE};
 use super::durable::{create_dir, create_file, sync_dir, tmp_path};
-use super::format::{le_chunks, EnvelopeWriter, Reserved};
+use super::format::{le_chunks, BitPacker, EnvelopeWriter};
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::options::StageTimes;
 use super::order::{invert, ContentOrder};
 use super::segment::{
-    split_key, BANDS_MAGIC, CODEC_ZSTD_DICT, DELETED_MAGIC, MAX_DIR_BITS, POSTS_MAGIC, SIGS_MAGIC,
-    TEXT_MAGIC,
+    entry_widths, split_key, BANDS_MAGIC, BANDS_META_LEN_V5, CODEC_ZSTD_DICT, DELETED_MAGIC,
+    MAX_DIR_BITS, POSTS_MAGIC, SIGS_MAGIC, TEXT_MAGIC,
 };
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
@@ -157,8 +157,7 @@ pub(crate) fn write_segment(
             drop(cols);
             for (dirs, fps, cids) in &tables {
                 w.dirs(dirs)?;
-                w.tags(fps)?;
-                w.cids(cids)?;
+                w.entries(fps, cids)?;
                 grouping.add_table(dirs, fps, cids);
             }
         }
@@ -425,83 +424,97 @@ pub(crate) fn write_posts_file(path: &Path, c: &PostsColumns<'_>) -> Result<File
 }
 
 /// A band file being written (the one encoder of its sections; a build's flush and a merge
-/// both use it): band after band, each band's directory goes into its reserved place, its
-/// tags stream into the file and its content ids into a spill file, copied in (renumbered)
-/// at the end, since the final content ids are known only after the last band.
+/// both use it): band after band, each band's directory goes into the file and its entries,
+/// packed (format 5: tag, then content id), into a spill file, copied in with their content
+/// ids renumbered at the end, since the final content ids are known only after the last
+/// band.
 pub(crate) struct BandsFile {
     path: PathBuf,
     w: EnvelopeWriter,
-    dirs: Reserved,
-    /// Directory bits.
-    d: u32,
-    cids: SpillFile,
+    tag_bits: u32,
+    id_bits: u32,
+    /// Entries every band must have, over all bands.
+    want: u64,
+    /// Entries packed so far.
+    packed: u64,
+    packer: BitPacker,
+    spill: SpillFile,
 }
 
 impl BandsFile {
     /// Starts the band file `path` of `n` contents with a directory of `d` bits (its spill
-    /// file, `cids.spill.tmp`, next to it).
+    /// file, `entries.spill.tmp`, next to it).
     pub(crate) fn begin(path: &Path, n: u64, bands: usize, d: u32, rows: u32) -> Result<BandsFile> {
-        let mut w = EnvelopeWriter::create(path, BANDS_MAGIC, 4)?;
+        let (tag_bits, id_bits) = entry_widths(n, d);
+        let mut w = EnvelopeWriter::create(path, BANDS_MAGIC, 3)?;
         w.begin(0)?;
-        let mut meta = Vec::with_capacity(24);
+        let mut meta = Vec::with_capacity(BANDS_META_LEN_V5);
         meta.extend_from_slice(&n.to_le_bytes());
         meta.extend_from_slice(&(bands as u32).to_le_bytes());
         meta.extend_from_slice(&d.to_le_bytes());
         meta.extend_from_slice(&rows.to_le_bytes());
         meta.extend_from_slice(&0u32.to_le_bytes());
+        meta.extend_from_slice(&tag_bits.to_le_bytes());
+        meta.extend_from_slice(&id_bits.to_le_bytes());
         w.write(&meta)?;
-        let dirs_len = bands as u64 * ((1u64 << d) + 1) * 4;
-        let dirs = w.reserve(1, dirs_len)?;
-        w.begin(2)?;
+        w.begin(1)?;
         Ok(BandsFile {
             path: path.to_path_buf(),
             w,
-            dirs,
-            d,
-            cids: SpillFile::new(&path.with_file_name("cids.spill.tmp"))?,
+            tag_bits,
+            id_bits,
+            want: bands as u64 * n,
+            packed: 0,
+            packer: BitPacker::default(),
+            spill: SpillFile::new(&path.with_file_name("entries.spill.tmp"))?,
         })
     }
 
     /// The next band's directory (`2^d + 1` prefix sums), once per band in band order.
     pub(crate) fn dirs(&mut self, dirs: &[u32]) -> Result<()> {
-        le_chunks(dirs, u32::to_le_bytes, |b| self.w.fill(&mut self.dirs, b))
+        self.w.write_u32s(dirs)
     }
 
-    /// The next entries' tags (`u16` when `d >= 16`: they then fit, else `u32`).
-    pub(crate) fn tags(&mut self, tags: &[u32]) -> Result<()> {
-        if self.d >= 16 {
-            let mut buf = Vec::with_capacity(tags.len().min(1 << 16) * 2);
-            for chunk in tags.chunks(1 << 16) {
-                buf.clear();
-                chunk
-                    .iter()
-                    .for_each(|&x| buf.extend_from_slice(&(x as u16).to_le_bytes()));
-                self.w.write(&buf)?;
+    /// The next entries: their tags (each key's bits `d..32`) and content ids, in the file's
+    /// order (band, bucket, tag, first seen).
+    pub(crate) fn entries(&mut self, tags: &[u32], cids: &[u32]) -> Result<()> {
+        for (&t, &c) in tags.iter().zip(cids) {
+            self.packer.push(u64::from(t), self.tag_bits);
+            self.packer.push(u64::from(c), self.id_bits);
+            if self.packer.words.len() >= 1 << 16 {
+                self.spill.write_u64s(&self.packer.words)?;
+                self.packer.words.clear();
             }
-            Ok(())
-        } else {
-            self.w.write_u32s(tags)
         }
+        self.packed += tags.len().min(cids.len()) as u64;
+        Ok(())
     }
 
-    /// The next entries' content ids.
-    pub(crate) fn cids(&mut self, cids: &[u32]) -> Result<()> {
-        self.cids.write_u32s(cids)
-    }
-
-    /// Copies in the content ids, each `c` as `rank[c]`, and returns the file's manifest
-    /// entry.
+    /// Copies in the entries, each content id `c` as `rank[c]`, and returns the file's
+    /// manifest entry.
     pub(crate) fn finish(self, rank: &[u32]) -> Result<FileEntry> {
         let BandsFile {
             path,
             mut w,
-            dirs,
-            cids,
-            ..
+            tag_bits,
+            id_bits,
+            want,
+            packed,
+            mut packer,
+            mut spill,
         } = self;
-        w.close(dirs)?;
-        w.begin(3)?;
-        cids.copy_ranked_into(&mut w, rank)?;
+        if packed != want {
+            return Err(Error::InvalidParameter(format!(
+                "{}: {packed} band entries written, {want} expected",
+                path.display()
+            )));
+        }
+        packer.flush();
+        spill.write_u64s(&packer.words)?;
+        w.begin(2)?;
+        spill.copy_packed_ranked_into(&mut w, rank, tag_bits, id_bits, packed)?;
+        // The zero word that keeps every field's 8-byte load inside the section.
+        w.write_u64s(&[0])?;
         w.finish()?;
         file_entry(&path)
     }
@@ -925,13 +938,22 @@ impl SpillFile {
             .map_err(|e| Error::io(&self.path, e))
     }
 
-    pub(crate) fn write_u32s(&mut self, xs: &[u32]) -> Result<()> {
-        le_chunks(xs, u32::to_le_bytes, |b| self.write_bytes(b))
+    pub(crate) fn write_u64s(&mut self, xs: &[u64]) -> Result<()> {
+        le_chunks(xs, u64::to_le_bytes, |b| self.write_bytes(b))
     }
 
-    /// Copies spilled `u32` content ids into `w`, each `c` as `rank[c]` (4 MiB read at a
-    /// time, renumbered in parallel: each lookup into `rank` is a cache miss).
-    pub(crate) fn copy_ranked_into(self, w: &mut EnvelopeWriter, rank: &[u32]) -> Result<()> {
+    /// Copies `count` spilled packed entries (`tag_bits` of tag, then `id_bits` of content
+    /// id, as [`BandsFile`] packs them) into `w`, each content id `c` as `rank[c]`: the bit
+    /// positions do not change, so pieces of 64 entries (a whole number of words) are
+    /// renumbered in parallel.
+    pub(crate) fn copy_packed_ranked_into(
+        self,
+        w: &mut EnvelopeWriter,
+        rank: &[u32],
+        tag_bits: u32,
+        id_bits: u32,
+        count: u64,
+    ) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
         let mut f = self
             .out
@@ -942,38 +964,78 @@ impl SpillFile {
             .map_err(|e| Error::io(&self.path, e))?;
         f.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io(&self.path, e))?;
-        let mut buf = vec![0u8; 4 << 20];
-        let mut left = len;
         let path = &self.path;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            f.read_exact(&mut buf[..n])
-                .map_err(|e| Error::io(path, e))?;
-            let pieces: Vec<Result<Vec<u8>>> = buf[..n]
-                .par_chunks(1 << 16)
-                .map(|piece| {
-                    let mut out = Vec::with_capacity(piece.len());
-                    for x in piece.chunks_exact(4) {
-                        let c = u32::from_le_bytes([x[0], x[1], x[2], x[3]]);
-                        let r = rank.get(c as usize).ok_or_else(|| {
-                            Error::InvalidParameter(format!(
-                                "{}: content {c} has no rank",
-                                path.display()
-                            ))
-                        })?;
-                        out.extend_from_slice(&r.to_le_bytes());
+        let e = u64::from(tag_bits + id_bits);
+        // Entries per piece renumbered on one thread, and per read: multiples of 64, so that
+        // a piece is `e * PIECE / 64` whole words.
+        const PIECE: u64 = 1 << 14;
+        const READ: u64 = PIECE * 32;
+        let bad = |what: String| Error::InvalidParameter(format!("{}: {what}", path.display()));
+        let mut done = 0u64;
+        let mut bytes = Vec::new();
+        while done < count {
+            let n = (count - done).min(READ);
+            let words = (n * e).div_ceil(64) as usize;
+            bytes.resize(words * 8, 0);
+            f.read_exact(&mut bytes).map_err(|e| Error::io(path, e))?;
+            let words: Vec<u64> = bytes
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+                .collect();
+            let piece_words = (e * PIECE / 64) as usize;
+            let pieces: Vec<Result<Vec<u64>>> = words
+                .par_chunks(piece_words)
+                .enumerate()
+                .map(|(i, piece)| {
+                    let m = (n - i as u64 * PIECE).min(PIECE);
+                    let mut out = BitPacker::default();
+                    out.words.reserve(piece.len());
+                    for j in 0..m {
+                        let at = j * e;
+                        let (t, c) = match (
+                            word_bits(piece, at, tag_bits),
+                            word_bits(piece, at + u64::from(tag_bits), id_bits),
+                        ) {
+                            (Some(t), Some(c)) => (t, c),
+                            _ => return Err(bad(format!("entry {j} past the spill"))),
+                        };
+                        let r = rank
+                            .get(c as usize)
+                            .ok_or_else(|| bad(format!("content {c} has no rank")))?;
+                        out.push(t, tag_bits);
+                        out.push(u64::from(*r), id_bits);
                     }
-                    Ok(out)
+                    out.flush();
+                    Ok(out.words)
                 })
                 .collect();
             for piece in pieces {
-                w.write(&piece?)?;
+                w.write_u64s(&piece?)?;
             }
-            left -= n as u64;
+            done += n;
+        }
+        let read = (count * e).div_ceil(64) * 8;
+        if read != len {
+            return Err(bad(format!("spill of {len} bytes, {read} read")));
         }
         drop(f);
         fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// The `width` bits (at most 64) of `words` (a little-endian bit stream) from bit `bit` on.
+#[inline]
+fn word_bits(words: &[u64], bit: u64, width: u32) -> Option<u64> {
+    let (w, off) = ((bit / 64) as usize, (bit % 64) as u32);
+    let mut v = words.get(w)? >> off;
+    if off + width > 64 {
+        v |= words.get(w + 1)? << (64 - off);
+    }
+    Some(if width >= 64 {
+        v
+    } else {
+        v & ((1u64 << width) - 1)
+    })
 }
 
 /// The manifest entry of a finished file: its length and whole-file xxh3.

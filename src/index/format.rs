@@ -25,11 +25,11 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::error::{Error, Result};
 
 /// The format version this build writes (binary files and manifests).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The format versions this build reads, for messages.
-pub const SUPPORTED_VERSIONS: &str = "1 to 4";
+pub const SUPPORTED_VERSIONS: &str = "1 to 5";
 
 /// Hands `xs` to `sink` as little-endian bytes, 2^16 values at a time (one buffer, reused):
 /// the one encoder of number arrays for envelope sections, reserved sections and spill
@@ -262,6 +262,83 @@ impl LeArray<'_, 8> {
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Some(u64::from_le_bytes(a))
+    }
+}
+
+/// A view over a bit-packed array of fixed-width records (format 5's band entries): record
+/// `i` starts at bit `i * stride` of a little-endian bit stream (bit `b` is bit `b % 8` of
+/// byte `b / 8`), and fields of up to 32 bits are read with one unaligned little-endian `u64`
+/// load and a shift. The section holds at least 8 bytes after the byte of the last field's
+/// first bit ([`packed_len`]), so every load of a field inside the stream is in bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct PackedBits<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> PackedBits<'a> {
+    /// A view over `bytes` (any length: a field whose load would end past it is `None`).
+    #[inline]
+    pub fn new(bytes: &'a [u8]) -> PackedBits<'a> {
+        PackedBits { bytes }
+    }
+
+    /// The `width` bits (1 to 32) from bit `bit` on, or `None` if their load is out of
+    /// bounds.
+    #[inline]
+    pub fn get(&self, bit: u64, width: u32) -> Option<u32> {
+        let at = usize::try_from(bit / 8).ok()?;
+        let b = self.bytes.get(at..at.checked_add(8)?)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        let v = u64::from_le_bytes(a) >> (bit % 8);
+        Some((v & (u64::MAX >> (64 - width.clamp(1, 32)))) as u32)
+    }
+}
+
+/// The length in bytes of a packed section of `records` records of `stride` bits: whole
+/// little-endian `u64` words for the bits, then one zero word, so that a field's 8-byte load
+/// never ends past the section. `None` on overflow.
+pub fn packed_len(records: u64, stride: u32) -> Option<u64> {
+    let bits = records.checked_mul(u64::from(stride))?;
+    bits.div_ceil(64).checked_add(1)?.checked_mul(8)
+}
+
+/// Packs fixed-width records into little-endian `u64` words (the writer of [`PackedBits`]):
+/// each record is `fields` of the given widths, low bits first.
+#[derive(Debug, Default)]
+pub(crate) struct BitPacker {
+    acc: u64,
+    /// Bits held in `acc`.
+    used: u32,
+    /// Finished words.
+    pub(crate) words: Vec<u64>,
+}
+
+impl BitPacker {
+    /// Appends the low `width` bits (0 to 64) of `v`; higher bits of `v` must be zero.
+    #[inline]
+    pub(crate) fn push(&mut self, v: u64, width: u32) {
+        if width == 0 {
+            return;
+        }
+        self.acc |= v << self.used;
+        let room = 64 - self.used;
+        if width >= room {
+            self.words.push(self.acc);
+            self.acc = if room == 64 { 0 } else { v >> room };
+            self.used = width - room;
+        } else {
+            self.used += width;
+        }
+    }
+
+    /// Ends the stream: the partial word (zero-filled), if any, joins the finished ones.
+    pub(crate) fn flush(&mut self) {
+        if self.used > 0 {
+            self.words.push(self.acc);
+            self.acc = 0;
+            self.used = 0;
+        }
     }
 }
 
@@ -519,6 +596,44 @@ pub(crate) fn section_mismatch(path: &Path, names: &[&str], i: usize) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records packed by `BitPacker` read back through `PackedBits` for every pair of field
+    /// widths a band entry can have (a tag of 1 to 32 bits, an id of 1 to 32 bits), and a
+    /// load past the section is `None`, never a panic.
+    #[test]
+    fn packed_records_read_back_at_every_width() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for tw in [1u32, 2, 5, 14, 16, 17, 30, 31, 32] {
+            for cw in [1u32, 3, 7, 20, 23, 31, 32] {
+                let n = 301u64;
+                let mut want = Vec::new();
+                let mut p = BitPacker::default();
+                for _ in 0..n {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let t = (x as u32) & (u32::MAX >> (32 - tw));
+                    let c = ((x >> 32) as u32) & (u32::MAX >> (32 - cw));
+                    p.push(u64::from(t), tw);
+                    p.push(u64::from(c), cw);
+                    want.push((t, c));
+                }
+                p.flush();
+                p.words.push(0);
+                let bytes: Vec<u8> = p.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                assert_eq!(Some(bytes.len() as u64), packed_len(n, tw + cw));
+                let r = PackedBits::new(&bytes);
+                let e = u64::from(tw + cw);
+                for (i, &(t, c)) in want.iter().enumerate() {
+                    let at = i as u64 * e;
+                    assert_eq!(r.get(at, tw), Some(t), "{tw} {cw} {i}");
+                    assert_eq!(r.get(at + u64::from(tw), cw), Some(c), "{tw} {cw} {i}");
+                }
+                assert_eq!(r.get((bytes.len() as u64 - 7) * 8, 1), None);
+                assert_eq!(r.get(u64::MAX, 32), None);
+            }
+        }
+    }
 
     #[test]
     fn a_reserved_section_filled_later_gives_the_bytes_of_one_written_in_order() {

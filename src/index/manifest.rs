@@ -96,7 +96,7 @@ pub struct ClustersEntry {
 /// The manifest of an index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// The index format version (FORMAT.md; this build writes 4 and reads 1 to 4).
+    /// The index format version (FORMAT.md; this build writes 5 and reads 1 to 5).
     pub format_version: u32,
     /// Increases by one with every published change.
     pub generation: u64,

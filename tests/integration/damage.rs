@@ -617,7 +617,7 @@ mod untrusted {
     use textreuse::index::{BuildOptions, Index, Manifest};
     use textreuse::{Error, QueryOptions};
 
-    use crate::envelope::{self, Envelope, DELETED_MAGIC, POSTS_MAGIC, TEXT_MAGIC};
+    use crate::envelope::{self, Envelope, BANDS_MAGIC, DELETED_MAGIC, POSTS_MAGIC, TEXT_MAGIC};
     use crate::util;
 
     /// A small index of the first `n` sample posts, with texts; its directory.
@@ -754,6 +754,97 @@ mod untrusted {
             replace_consistently(&dir, "posts", &pristine);
             Index::open(&dir).expect("the restored index opens");
         }
+    }
+
+    /// Format 5's band file (issue 18): entry widths other than the counts imply, a packed
+    /// section of another length, and content ids past the segment's inside a consistent
+    /// file are errors at open or at the first read of them, never a panic or a read out of
+    /// bounds.
+    #[test]
+    fn a_damaged_packed_band_file_is_an_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = small_index(tmp.path(), 200, BuildOptions::default());
+        let path = seg_file(&dir, "bands");
+        let pristine = fs::read(&path).expect("reads");
+        let env = Envelope::parse(&path, &pristine, BANDS_MAGIC);
+        assert_eq!(
+            envelope::read_u32(&pristine, 8),
+            5,
+            "this build writes format 5"
+        );
+        assert_eq!(env.sections.len(), 3);
+        let (meta, dirs, entries) = (
+            pristine[env.sections[0].clone()].to_vec(),
+            pristine[env.sections[1].clone()].to_vec(),
+            pristine[env.sections[2].clone()].to_vec(),
+        );
+        let n = u64::from_le_bytes(meta[..8].try_into().unwrap());
+        let (tag_bits, id_bits) = (
+            envelope::read_u32(&meta, 24) as usize,
+            envelope::read_u32(&meta, 28) as usize,
+        );
+        assert!((129..=256).contains(&n), "{n} contents: 8-bit ids");
+        assert_eq!(id_bits, 8);
+        let write = |meta: &[u8], entries: &[u8]| {
+            let bad = tmp.path().join("bands");
+            envelope::write_version(&bad, BANDS_MAGIC, 5, &[meta, &dirs, entries]);
+            replace_consistently(&dir, "bands", &fs::read(&bad).expect("reads"));
+        };
+        // Widths other than the counts imply.
+        for (at, delta) in [(24, 1u32), (24, u32::MAX), (28, 1), (28, 25)] {
+            let mut m = meta.clone();
+            let v = envelope::read_u32(&m, at).wrapping_add(delta);
+            m[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            write(&m, &entries);
+            let e = open_err(&dir);
+            assert!(e.contains("tag bits"), "{at} {delta}: {e}");
+        }
+        // A packed section a word short, a word long, or without its padding.
+        for len in [entries.len() - 8, entries.len() + 8, entries.len() - 1] {
+            let mut p = entries.clone();
+            p.resize(len, 0);
+            write(&meta, &p);
+            let e = open_err(&dir);
+            assert!(e.contains("entries is"), "{len}: {e}");
+        }
+        // Every content id set to all ones (255, past the segment's contents), tags kept:
+        // the file opens (its lengths are right) and `verify` passes (its checksums were
+        // rewritten), but lookups, the self-join of clustering and a merge refuse it.
+        let mut p = entries.clone();
+        let e = tag_bits + id_bits;
+        for i in 0..32 * n as usize {
+            for bit in i * e + tag_bits..(i + 1) * e {
+                p[bit / 8] |= 1 << (bit % 8);
+            }
+        }
+        write(&meta, &p);
+        let index = Index::open(&dir).expect("opens");
+        index.verify().expect("checksums match");
+        let text = &util::sample_posts()[3].text;
+        match index.query(text, &QueryOptions::default()) {
+            Err(Error::Corrupt { what, .. }) => assert!(what.contains("content id"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        drop(index);
+        let s = dir.to_str().expect("utf-8");
+        let id = util::sample_posts()[0].id.clone();
+        let r = util::textreuse(["delete", "--index", s, "--id", &id]);
+        assert_eq!(r.code, 0, "a merge then rewrites the segment: {r:?}");
+        for args in [vec!["clusters", "--index", s], vec!["merge", "--index", s]] {
+            let r = util::textreuse(&args);
+            assert_eq!(r.code, 2, "{args:?}: {r:?}");
+            assert!(r.stderr.contains("out of range"), "{args:?}: {}", r.stderr);
+        }
+        fs::write(seg_file(&dir, "bands"), &pristine).expect("restores");
+        republish(&dir, |m| {
+            let f = m.segments[0].files.get_mut("bands").expect("bands");
+            f.len = pristine.len() as u64;
+            f.xxh3 = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&pristine));
+        });
+        let index = Index::open(&dir).expect("the restored file opens");
+        index
+            .query(text, &QueryOptions::default())
+            .expect("answers");
     }
 
     /// Item 5: fingerprint parameters edited in the manifest with its checksum recomputed
@@ -1170,13 +1261,13 @@ mod write_side {
         let dir = tmp.path().join("index");
         fs::create_dir_all(dir.join("seg-000001")).expect("mkdir");
         fs::write(dir.join("seg-000001/bands"), "partial").expect("writes");
-        fs::write(dir.join("seg-000001/fps.spill.tmp"), "partial").expect("writes");
+        fs::write(dir.join("seg-000001/entries.spill.tmp"), "partial").expect("writes");
         fs::write(dir.join("MANIFEST-000001.json.tmp"), "{").expect("writes");
         let r = run(&["build", "-q", "--input", s(&input), "--index", s(&dir)]);
         assert_eq!(r.code, 0, "{r:?}");
         let names = util::entries(&dir);
         assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
-        assert!(!dir.join("seg-000001/fps.spill.tmp").exists());
+        assert!(!dir.join("seg-000001/entries.spill.tmp").exists());
         assert_eq!(textreuse::Index::open(&dir).expect("opens").num_posts(), 50);
     }
 

@@ -81,10 +81,15 @@ impl Envelope {
 
 /// Writes an envelope of kind `magic` (format version 4) holding `sections` to `path`.
 pub fn write(path: &Path, magic: &[u8; 8], sections: &[&[u8]]) {
+    write_version(path, magic, 4, sections)
+}
+
+/// Writes an envelope of kind `magic` and format `version` holding `sections` to `path`.
+pub fn write_version(path: &Path, magic: &[u8; 8], version: u32, sections: &[&[u8]]) {
     let table_end = HEADER_LEN + sections.len() * ENTRY_LEN;
     let mut head = Vec::with_capacity(table_end);
     head.extend_from_slice(magic);
-    head.extend_from_slice(&4u32.to_le_bytes());
+    head.extend_from_slice(&version.to_le_bytes());
     head.extend_from_slice(&(sections.len() as u32).to_le_bytes());
     head.extend_from_slice(&[0u8; 8]);
     let mut body = Vec::new();

@@ -90,19 +90,30 @@ fn assert_runs_first_seen(f: &Files) -> usize {
     let meta = &f.bands[f.band_env.sections[0].clone()];
     let n = u64::from_le_bytes(meta[..8].try_into().unwrap()) as usize;
     let (bands, d) = (read_u32(meta, 8) as usize, read_u32(meta, 12));
-    let (dirs, fps, cids) = (
+    // Format 5: entry `i` is `tag_bits` of tag then `id_bits` of content id from bit
+    // `i * (tag_bits + id_bits)` of one little-endian bit stream.
+    assert_eq!(
+        f.band_env.sections.len(),
+        3,
+        "format 5: meta, dirs, entries"
+    );
+    let (tag_bits, id_bits) = (read_u32(meta, 24) as usize, read_u32(meta, 28) as usize);
+    assert_eq!(tag_bits, 32 - d as usize);
+    assert!(
+        n <= 1 << id_bits && n > 1 << (id_bits - 1),
+        "{n} contents, {id_bits} bits"
+    );
+    let (dirs, packed) = (
         &f.bands[f.band_env.sections[1].clone()],
         &f.bands[f.band_env.sections[2].clone()],
-        &f.bands[f.band_env.sections[3].clone()],
     );
-    let w = if d >= 16 { 2 } else { 4 };
-    let tag = |i: usize| {
-        if w == 2 {
-            u32::from(u16::from_le_bytes([fps[i * 2], fps[i * 2 + 1]]))
-        } else {
-            read_u32(fps, i * 4)
-        }
+    let bits = |at: usize, width: usize| -> u32 {
+        (0..width)
+            .map(|k| u32::from((packed[(at + k) / 8] >> ((at + k) % 8)) & 1) << k)
+            .sum()
     };
+    let tag = |i: usize| bits(i * (tag_bits + id_bits), tag_bits);
+    let cid = |i: usize| bits(i * (tag_bits + id_bits) + tag_bits, id_bits);
     let nb = (1usize << d) + 1;
     let mut runs = 0;
     for band in 0..bands {
@@ -114,10 +125,7 @@ fn assert_runs_first_seen(f: &Files) -> usize {
             while i < hi {
                 let mut j = i + 1;
                 while j < hi && tag(base + j) == tag(base + i) {
-                    let (x, y) = (
-                        read_u32(cids, (base + j - 1) * 4),
-                        read_u32(cids, (base + j) * 4),
-                    );
+                    let (x, y) = (cid(base + j - 1), cid(base + j));
                     assert!(
                         f.first_seen[x as usize] < f.first_seen[y as usize],
                         "band {band} bucket {b}: content {x} before {y} against first-seen order"

@@ -71,8 +71,7 @@ impl BandTable {
 
     /// Writes the collected entries (not the directory) to `w`.
     fn flush(&mut self, w: &mut BandsFile) -> Result<()> {
-        w.tags(&self.tags)?;
-        w.cids(&self.cids)?;
+        w.entries(&self.tags, &self.cids)?;
         self.tags.clear();
         self.cids.clear();
         Ok(())

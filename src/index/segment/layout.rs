@@ -12,8 +12,12 @@ pub const POSTS_MAGIC: &[u8; 8] = b"TRPOSTS\0";
 /// Magic bytes of the stored-text file.
 pub const TEXT_MAGIC: &[u8; 8] = b"TRTEXT\0\0";
 
-/// Section names of the band file, by position.
+/// Section names of the band file, by position (format 1 to 4).
 pub const BANDS_SECTIONS: [&str; 4] = ["meta", "dirs", "fps", "cids"];
+/// Section names of the band file from format 5 on: each bucket's entries packed together.
+pub const BANDS_SECTIONS_V5: [&str; 3] = ["meta", "dirs", "entries"];
+/// The length of the band file's meta section from format version 5 on (24 before).
+pub const BANDS_META_LEN_V5: usize = 32;
 /// Section names of the signature file.
 pub const SIGS_SECTIONS: [&str; 3] = ["meta", "sigs", "hashes"];
 /// Section names of the posts file.
@@ -87,7 +91,7 @@ pub fn params_digest(p: &crate::FingerprintParams) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&b)
 }
 
-/// The signature file's meta section as this build writes it (format 4): `n_contents u64,
+/// The signature file's meta section as this build writes it (format 4 on): `n_contents u64,
 /// k u32, bits u32 (8), params_xxh3 u64 ([`params_digest`]), flags u32
 /// ([`SIGS_FLAG_HAS_TEXT`]), reserved u32 (0)`.
 pub fn sigs_meta(n: u64, k: usize, params: &crate::FingerprintParams, has_text: bool) -> Vec<u8> {
@@ -120,6 +124,15 @@ pub fn split_key(key: u64, dir_bits: u32) -> (usize, u32) {
         top & (u32::MAX >> dir_bits)
     };
     (bucket, tag)
+}
+
+/// The widths of a format-5 band entry for `n` contents and a directory of `dir_bits` (D)
+/// bits: `(tag bits, content id bits)`: the tag is the key's bits `D..32` (`32 - D` bits) and
+/// the content id takes the bits `n - 1` needs, at least 1.
+#[inline]
+pub fn entry_widths(n: u64, dir_bits: u32) -> (u32, u32) {
+    let id_bits = (64 - n.saturating_sub(1).leading_zeros()).max(1);
+    (32 - dir_bits.min(31), id_bits)
 }
 
 /// The `(bucket, fingerprint)` of a band key in a format-1 table: the fingerprint is the 16

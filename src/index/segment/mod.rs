@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::format::{Envelope, LeArray};
+use super::format::{Envelope, LeArray, PackedBits};
 use super::manifest::SegmentEntry;
 use super::mmap::Data;
 use crate::error::{Error, Result};
@@ -39,15 +39,30 @@ struct File {
 struct Bands {
     file: File,
     dir_bits: u32,
-    /// Format 2: entries hold the key's bits `D..32` (the top 32 bits but for the bucket's
-    /// `D`), as `u16` when `D >= 16`, else `u32`. Format 1: the 16 key bits after the
-    /// directory bits (`u16`).
+    /// Format 2 on: entries hold the key's bits `D..32` (the top 32 bits but for the
+    /// bucket's `D`). Format 1: the 16 key bits after the directory bits (`u16`).
     v2: bool,
-    /// Entry tags are `u32` (else `u16`).
-    wide: bool,
     dirs: Range<usize>,
-    fps: Range<usize>,
-    cids: Range<usize>,
+    entries: EntryLayout,
+}
+
+/// Where a band file keeps its entries.
+#[derive(Debug)]
+enum EntryLayout {
+    /// Formats 1 to 4: every entry's tag in `fps` (`u32` when `wide`, else `u16`) and its
+    /// content id in `cids` (`u32`), two arrays of `bands * n_contents`.
+    Columns {
+        wide: bool,
+        fps: Range<usize>,
+        cids: Range<usize>,
+    },
+    /// Format 5: entry `i` (over all bands) is `tag_bits` of tag then `id_bits` of content id
+    /// from bit `i * (tag_bits + id_bits)` of `entries` (a bucket's entries are one run).
+    Packed {
+        entries: Range<usize>,
+        tag_bits: u32,
+        id_bits: u32,
+    },
 }
 
 /// Proven layout of the posts file.
@@ -68,19 +83,46 @@ struct Posts {
     platform_bytes: Range<usize>,
 }
 
-/// The entry tags of a band file, `u16` or `u32` ([`Bands::wide`]).
-enum Tags<'a> {
-    Narrow(LeArray<'a, 2>),
-    Wide(LeArray<'a, 4>),
+/// The entries of a band file (every band's, entry `band * n_contents + j` is entry `j` of
+/// `band`), whatever their layout.
+enum Entries<'a> {
+    Narrow(LeArray<'a, 2>, LeArray<'a, 4>),
+    Wide(LeArray<'a, 4>, LeArray<'a, 4>),
+    Packed {
+        bits: PackedBits<'a>,
+        tag_bits: u32,
+        id_bits: u32,
+    },
 }
 
-impl Tags<'_> {
-    /// Tag `i` (over all bands), or `None` out of bounds.
+impl Entries<'_> {
+    /// The tag of entry `i`, or `None` out of bounds.
     #[inline]
-    fn get(&self, i: usize) -> Option<u32> {
+    fn tag(&self, i: usize) -> Option<u32> {
         match self {
-            Tags::Narrow(a) => a.get(i).map(u32::from),
-            Tags::Wide(a) => a.get(i),
+            Entries::Narrow(t, _) => t.get(i).map(u32::from),
+            Entries::Wide(t, _) => t.get(i),
+            Entries::Packed {
+                bits,
+                tag_bits,
+                id_bits,
+            } => bits.get(i as u64 * u64::from(tag_bits + id_bits), *tag_bits),
+        }
+    }
+
+    /// The content id of entry `i`, or `None` out of bounds.
+    #[inline]
+    fn cid(&self, i: usize) -> Option<u32> {
+        match self {
+            Entries::Narrow(_, c) | Entries::Wide(_, c) => c.get(i),
+            Entries::Packed {
+                bits,
+                tag_bits,
+                id_bits,
+            } => bits.get(
+                i as u64 * u64::from(tag_bits + id_bits) + u64::from(*tag_bits),
+                *id_bits,
+            ),
         }
     }
 }
@@ -226,26 +268,32 @@ impl Segment {
         }
     }
 
-    /// The bytes of one entry tag.
-    fn tag_width(&self) -> usize {
-        if self.bands.wide {
-            4
-        } else {
-            2
-        }
-    }
-
-    /// The tag of entry `i` (over all bands) as a `u32`.
-    #[inline]
-    fn tag(&self, i: usize) -> Option<u32> {
-        if self.bands.wide {
-            self.bands.file.view::<4>(&self.bands.fps).get(i)
-        } else {
-            self.bands
-                .file
-                .view::<2>(&self.bands.fps)
-                .get(i)
-                .map(u32::from)
+    /// The byte range of the file holding entries `r` of `band`, where a probe reads them:
+    /// their tags (formats 1 to 4) or their packed run (format 5, with the load of the last
+    /// field's 8 bytes).
+    fn entry_bytes(&self, band: usize, r: &Range<usize>) -> Range<usize> {
+        let base = band * self.n_contents as usize;
+        match &self.bands.entries {
+            EntryLayout::Columns { wide, fps, .. } => {
+                let w = if *wide { 4 } else { 2 };
+                fps.start + (base + r.start) * w..fps.start + (base + r.end) * w
+            }
+            EntryLayout::Packed {
+                entries,
+                tag_bits,
+                id_bits,
+            } => {
+                // Up to the end of the 8-byte load of the last entry's id.
+                let e = (tag_bits + id_bits) as usize;
+                let s = entries.start + (base + r.start) * e / 8;
+                let end = match r.end.checked_sub(1) {
+                    Some(last) if r.end > r.start => {
+                        entries.start + ((base + last) * e + *tag_bits as usize) / 8 + 8
+                    }
+                    _ => s,
+                };
+                s..end.min(entries.end).max(s)
+            }
         }
     }
 
@@ -294,20 +342,36 @@ impl Segment {
         cap: usize,
         out: &mut Vec<u32>,
     ) -> Result<bool> {
-        let tags = self.tags();
-        let lo = self.first_match(&tags, band, r.clone(), tag);
-        self.take_matches(&tags, band, lo..r.end, tag, cap, out)
+        let entries = self.entries();
+        let lo = self.first_match(&entries, band, r.clone(), tag);
+        self.take_matches(&entries, band, lo..r.end, tag, cap, out)
     }
 
-    /// The entry tags of every band, for [`first_match`](Self::first_match) and
+    /// The entries of every band, for [`first_match`](Self::first_match) and
     /// [`take_matches`](Self::take_matches).
     #[inline]
-    fn tags(&self) -> Tags<'_> {
+    fn entries(&self) -> Entries<'_> {
         let f = &self.bands.file;
-        if self.bands.wide {
-            Tags::Wide(f.view::<4>(&self.bands.fps))
-        } else {
-            Tags::Narrow(f.view::<2>(&self.bands.fps))
+        match &self.bands.entries {
+            EntryLayout::Columns {
+                wide: true,
+                fps,
+                cids,
+            } => Entries::Wide(f.view::<4>(fps), f.view::<4>(cids)),
+            EntryLayout::Columns {
+                wide: false,
+                fps,
+                cids,
+            } => Entries::Narrow(f.view::<2>(fps), f.view::<4>(cids)),
+            EntryLayout::Packed {
+                entries,
+                tag_bits,
+                id_bits,
+            } => Entries::Packed {
+                bits: PackedBits::new(f.data.get(entries.clone()).unwrap_or_default()),
+                tag_bits: *tag_bits,
+                id_bits: *id_bits,
+            },
         }
     }
 
@@ -316,12 +380,12 @@ impl Segment {
     /// file the order may not hold; the search then misses entries but stays in bounds, and
     /// `verify` names the file.)
     #[inline]
-    fn first_match(&self, tags: &Tags<'_>, band: usize, r: Range<usize>, tag: u32) -> usize {
+    fn first_match(&self, tags: &Entries<'_>, band: usize, r: Range<usize>, tag: u32) -> usize {
         let base = band * self.n_contents as usize;
         let (mut lo, mut hi) = (r.start, r.end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if tags.get(base + mid) < Some(tag) {
+            if tags.tag(base + mid) < Some(tag) {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -334,7 +398,7 @@ impl Segment {
     /// `tag` (and `r` lasts), at most `cap` of them. Returns whether the cap cut the list.
     fn take_matches(
         &self,
-        tags: &Tags<'_>,
+        entries: &Entries<'_>,
         band: usize,
         r: Range<usize>,
         tag: u32,
@@ -342,15 +406,14 @@ impl Segment {
         out: &mut Vec<u32>,
     ) -> Result<bool> {
         let base = band * self.n_contents as usize;
-        let cids = self.bands.file.view::<4>(&self.bands.cids);
         for (taken, j) in r.enumerate() {
-            if tags.get(base + j) != Some(tag) {
+            if entries.tag(base + j) != Some(tag) {
                 break;
             }
             if taken == cap {
                 return Ok(true);
             }
-            match cids.get(base + j) {
+            match entries.cid(base + j) {
                 Some(c) if (c as u64) < self.n_contents => out.push(c),
                 _ => {
                     return Err(Error::corrupt(
@@ -365,21 +428,25 @@ impl Segment {
 
     /// [`probe`](Self::probe) for every band's key at once (`keys[band]`), in rounds whose
     /// memory reads overlap instead of following one another: the directory entries of every
-    /// band are prefetched, then read and the tags of every bucket prefetched, then every
-    /// bucket searched and the content ids of its first match prefetched, and only then are
-    /// the ids read. Same result as probing band after band. Returns whether a cap cut a
-    /// list short.
+    /// band are prefetched, then read and each bucket's entries prefetched (format 5: the
+    /// packed run of tags and ids; before: the tags), then every bucket searched (before
+    /// format 5, the content ids of each first match are prefetched, and only then read).
+    /// Same result as probing band after band. Returns whether a cap cut a list short.
     pub(crate) fn probe_all(&self, keys: &[u64], cap: usize, out: &mut Vec<u32>) -> Result<bool> {
         /// Bands per group of rounds (every band of the default 32 in one).
         const GROUP: usize = 64;
-        /// Most lines of one bucket's tags prefetched (a heavy bucket is searched, not read).
-        const TAG_LINES: usize = 4;
+        // Most lines of one bucket prefetched (a heavy bucket is searched, not read): its
+        // tags before format 5, its packed run (about 4.7 bytes an entry) from format 5 on.
+        let lines = match self.bands.entries {
+            EntryLayout::Columns { .. } => 4,
+            EntryLayout::Packed { .. } => 8,
+        };
+        let packed = matches!(self.bands.entries, EntryLayout::Packed { .. });
         let n = keys.len().min(self.bands_n as usize);
-        let w = self.tag_width();
         let nc = self.n_contents as usize;
         let stride = (1usize << self.bands.dir_bits) + 1;
         let data: &[u8] = &self.bands.file.data;
-        let tags = self.tags();
+        let entries = self.entries();
         let mut truncated = false;
         for first in (0..n).step_by(GROUP) {
             let last = (first + GROUP).min(n);
@@ -396,14 +463,13 @@ impl Segment {
                 }
                 *p = (bucket, tag, 0..0);
             }
-            // Round 2: the bucket ranges, and their tags.
+            // Round 2: the bucket ranges, and their entries (or tags).
             for (band, p) in (first..last).zip(probes.iter_mut()) {
                 let r = self.bucket(band, p.0)?;
-                let s = self.bands.fps.start + (band * nc + r.start) * w;
-                let e = self.bands.fps.start + (band * nc + r.end) * w;
-                let mut at = s;
-                for _ in 0..TAG_LINES {
-                    if at >= e {
+                let bytes = self.entry_bytes(band, &r);
+                let mut at = bytes.start;
+                for _ in 0..lines {
+                    if at >= bytes.end {
                         break;
                     }
                     prefetch_item(data, at);
@@ -411,17 +477,27 @@ impl Segment {
                 }
                 p.2 = r;
             }
-            // Round 3: the first match in each bucket, and its content ids.
-            for (band, p) in (first..last).zip(probes.iter_mut()) {
-                let lo = self.first_match(&tags, band, p.2.clone(), p.1);
-                if lo < p.2.end && tags.get(band * nc + lo) == Some(p.1) {
-                    prefetch_item(data, self.bands.cids.start + (band * nc + lo) * 4);
+            if packed {
+                // Round 3: each bucket's matches, tags and ids from the same lines.
+                for (band, p) in (first..last).zip(probes.iter()) {
+                    let lo = self.first_match(&entries, band, p.2.clone(), p.1);
+                    truncated |= self.take_matches(&entries, band, lo..p.2.end, p.1, cap, out)?;
                 }
-                p.2.start = lo;
+                continue;
+            }
+            // Round 3: the first match in each bucket, and its content ids.
+            if let EntryLayout::Columns { cids, .. } = &self.bands.entries {
+                for (band, p) in (first..last).zip(probes.iter_mut()) {
+                    let lo = self.first_match(&entries, band, p.2.clone(), p.1);
+                    if lo < p.2.end && entries.tag(band * nc + lo) == Some(p.1) {
+                        prefetch_item(data, cids.start + (band * nc + lo) * 4);
+                    }
+                    p.2.start = lo;
+                }
             }
             // Round 4: the content ids.
             for (band, p) in (first..last).zip(probes.iter()) {
-                truncated |= self.take_matches(&tags, band, p.2.clone(), p.1, cap, out)?;
+                truncated |= self.take_matches(&entries, band, p.2.clone(), p.1, cap, out)?;
             }
         }
         Ok(truncated)
@@ -438,9 +514,9 @@ impl Segment {
     ) -> Result<()> {
         let r = self.bucket(band, bucket)?;
         let base = band * self.n_contents as usize;
-        let cids = self.bands.file.view::<4>(&self.bands.cids);
+        let entries = self.entries();
         for j in r {
-            match (self.tag(base + j), cids.get(base + j)) {
+            match (entries.tag(base + j), entries.cid(base + j)) {
                 (Some(t), Some(c)) if (c as u64) < self.n_contents => {
                     // The bucket's bits, then the tag's.
                     let tag_bits = self.known_key_bits() - self.bands.dir_bits;
@@ -727,6 +803,91 @@ mod tests {
             params_digest(&crate::FingerprintParams::default())
         );
         assert_eq!(read_u32(meta, 24), SIGS_FLAG_HAS_TEXT);
+        answers_as_recorded(&dir);
+    }
+
+    /// The format-5 fixture (`tests/fixtures/make_v5.sh`) keeps opening and answering as
+    /// recorded; its band file packs entries of the widths its counts imply.
+    #[test]
+    fn format_v5_fixture_opens_and_answers_as_recorded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v5");
+        let (m, _) = crate::index::Manifest::load_current(&dir.join("index"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.format_version, 5);
+        let path = dir
+            .join("index")
+            .join(m.segments[0].dir_name())
+            .join("bands");
+        let bytes = std::fs::read(&path).unwrap();
+        let env = Envelope::parse(&path, &bytes, BANDS_MAGIC, "band table").unwrap();
+        assert_eq!(env.version, 5);
+        assert_eq!(env.sections.len(), BANDS_SECTIONS_V5.len());
+        let meta = &bytes[env.sections[0].range.clone()];
+        assert_eq!(meta.len(), BANDS_META_LEN_V5);
+        let (n, d) = (read_u64(meta, 0), read_u32(meta, 12));
+        assert_eq!(n, m.segments[0].contents);
+        let (tag_bits, id_bits) = (read_u32(meta, 24), read_u32(meta, 28));
+        assert_eq!((tag_bits, id_bits), (32 - d, 9), "{n} contents, D = {d}");
+        let entries = env.sections[2].range.len() as u64;
+        assert_eq!(entries, (32 * n * 37).div_ceil(64) * 8 + 8);
+        answers_as_recorded(&dir);
+    }
+
+    /// Every format's band tables hold, in each band, one entry per content: the leading
+    /// bits of its band key that the format keeps, in key order (the oracle: each fixture
+    /// post's fingerprint, computed again).
+    #[test]
+    fn band_tables_hold_each_contents_key_once_per_band() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for version in ["v1", "v2", "v3", "v4", "v5"] {
+            let dir = root.join(version);
+            let index = Index::open(dir.join("index")).unwrap();
+            let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
+            let fp = index.fingerprinter();
+            for seg in index.segments() {
+                let bits = seg.known_key_bits();
+                let bands = seg.bands_n as usize;
+                let mut want: Vec<Vec<(u64, u32)>> = vec![Vec::new(); bands];
+                let mut seen = std::collections::HashSet::new();
+                let mut keys = Vec::new();
+                for line in posts.lines() {
+                    let post: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let id = match &post["id"] {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let Some(p) = seg.find_id(&id).unwrap() else {
+                        continue;
+                    };
+                    let c = seg.content_of(p).unwrap();
+                    let f = fp.fingerprint(post["text"].as_str().unwrap()).unwrap();
+                    keys.clear();
+                    fp.band_keys(&f.signature, &mut keys);
+                    if seen.insert(c) {
+                        for (j, &k) in keys.iter().enumerate() {
+                            want[j].push((k >> (64 - bits), c));
+                        }
+                    }
+                }
+                assert_eq!(seen.len() as u64, seg.n_contents(), "{version}");
+                for (j, want) in want.iter_mut().enumerate() {
+                    let mut got = Vec::new();
+                    for b in 0..seg.buckets_per_band() {
+                        seg.bucket_entries(j, b, &mut got).unwrap();
+                    }
+                    assert!(got.windows(2).all(|w| w[0].0 <= w[1].0), "{version}");
+                    got.sort_unstable();
+                    want.sort_unstable();
+                    assert_eq!(&got, want, "{version} band {j}");
+                }
+            }
+        }
+    }
+
+    /// The fixture in `dir` opens (memory-mapped and in memory), verifies, and answers its
+    /// 300 posts as its `expected.jsonl` records.
+    fn answers_as_recorded(dir: &Path) {
         let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
         let expected = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap();
         let opts = QueryOptions {
@@ -767,7 +928,7 @@ mod tests {
     #[test]
     fn probe_all_finds_what_probing_band_after_band_finds() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        for version in ["v1", "v2", "v3", "v4"] {
+        for version in ["v1", "v2", "v3", "v4", "v5"] {
             let dir = root.join(version);
             let index = Index::open(dir.join("index")).unwrap();
             let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();

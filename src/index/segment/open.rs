@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use super::*;
 use crate::error::{Error, Result};
-use crate::index::format::{read_u32, read_u64, Envelope, LeArray};
+use crate::index::format::{packed_len, read_u32, read_u64, Envelope, LeArray};
 use crate::index::manifest::SegmentEntry;
 use crate::index::mmap::Data;
 use crate::index::Access;
@@ -118,7 +118,8 @@ impl Segment {
         }
         // Bands.
         let f = File::open(&dir, "bands", entry, access, BANDS_MAGIC, "band table")?;
-        let m = f.meta(24)?;
+        let v5 = f.env.version >= 5;
+        let m = f.meta(if v5 { BANDS_META_LEN_V5 } else { 24 })?;
         let (n, b, dir_bits, rows) = (
             read_u64(m, 0),
             read_u32(m, 8),
@@ -132,13 +133,49 @@ impl Segment {
         let entries = (b as u64) * n;
         let dirs = f.arr::<4>(1, dir_len, "dirs")?;
         let v2 = f.env.version >= 2;
-        let wide = v2 && dir_bits < 16;
-        let fps = if wide {
-            f.arr::<4>(2, entries, "fps")?
+        let entries = if v5 {
+            // Format 5: the entries' field widths, as the counts imply them.
+            let (tag_bits, id_bits) = (read_u32(m, 24), read_u32(m, 28));
+            if (tag_bits, id_bits) != entry_widths(n, dir_bits) {
+                return Err(Error::corrupt(
+                    &f.path,
+                    format!(
+                        "entries of {tag_bits} tag bits and {id_bits} id bits, not the {:?} \
+                         that {n} contents and {dir_bits} directory bits imply",
+                        entry_widths(n, dir_bits)
+                    ),
+                ));
+            }
+            let r = f.section(2)?;
+            let want = packed_len(entries, tag_bits + id_bits);
+            if want != Some(r.len() as u64) {
+                return Err(Error::corrupt(
+                    &f.path,
+                    format!(
+                        "entries is {} bytes, expected {want:?} for {entries} entries of {} bits",
+                        r.len(),
+                        tag_bits + id_bits
+                    ),
+                ));
+            }
+            EntryLayout::Packed {
+                entries: r,
+                tag_bits,
+                id_bits,
+            }
         } else {
-            f.arr::<2>(2, entries, "fps")?
+            let wide = v2 && dir_bits < 16;
+            let fps = if wide {
+                f.arr::<4>(2, entries, "fps")?
+            } else {
+                f.arr::<2>(2, entries, "fps")?
+            };
+            EntryLayout::Columns {
+                wide,
+                fps,
+                cids: f.arr::<4>(3, entries, "cids")?,
+            }
         };
-        let cids = f.arr::<4>(3, entries, "cids")?;
         // Every band's directory runs from entry 0 to entry n (O(bands) reads).
         let per_band = (1usize << dir_bits) + 1;
         let d = f.view::<4>(&dirs);
@@ -155,10 +192,8 @@ impl Segment {
             file: f,
             dir_bits,
             v2,
-            wide,
             dirs,
-            fps,
-            cids,
+            entries,
         };
         // Signatures.
         let sigs = File::open(&dir, "sigs", entry, access, SIGS_MAGIC, "signature")?;

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::{Data, Segment};
+use super::{Data, EntryLayout, Segment};
 
 impl Segment {
     /// Drops this process's mapping of every page of the segment's files (see
@@ -39,9 +39,11 @@ impl Segment {
         let stride = (1usize << self.bands.dir_bits) + 1;
         let d = &self.bands.file.data;
         d.prefetch(self.bands.dirs.start + band * stride * 4, stride * 4);
-        let w = self.tag_width();
-        d.prefetch(self.bands.fps.start + band * n * w, n * w);
-        d.prefetch(self.bands.cids.start + band * n * 4, n * 4);
+        let r = self.entry_bytes(band, &(0..n));
+        d.prefetch(r.start, r.len());
+        if let EntryLayout::Columns { cids, .. } = &self.bands.entries {
+            d.prefetch(cids.start + band * n * 4, n * 4);
+        }
     }
 
     /// Asks the kernel to read in the signature file (signatures and content hashes),
@@ -81,11 +83,12 @@ impl Segment {
         for (band, &key) in keys.iter().enumerate().take(self.bands_n as usize) {
             let (bucket, _) = self.split_key(key);
             if let Ok(r) = self.bucket(band, bucket) {
-                let base = band * n;
                 let d = &self.bands.file.data;
-                let w = self.tag_width();
-                d.prefetch(self.bands.fps.start + (base + r.start) * w, r.len() * w);
-                d.prefetch(self.bands.cids.start + (base + r.start) * 4, r.len() * 4);
+                let bytes = self.entry_bytes(band, &r);
+                d.prefetch(bytes.start, bytes.len());
+                if let EntryLayout::Columns { cids, .. } = &self.bands.entries {
+                    d.prefetch(cids.start + (band * n + r.start) * 4, r.len() * 4);
+                }
             }
         }
     }

@@ -9,7 +9,8 @@ use std::path::Path;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{
-    Segment, BANDS_SECTIONS, DELETED_SECTIONS, POSTS_SECTIONS, SIGS_SECTIONS, TEXT_SECTIONS,
+    EntryLayout, Segment, BANDS_SECTIONS, BANDS_SECTIONS_V5, DELETED_SECTIONS, POSTS_SECTIONS,
+    SIGS_SECTIONS, TEXT_SECTIONS,
 };
 use crate::error::{Error, Result};
 use crate::index::format::{section_mismatch, Envelope};
@@ -79,7 +80,11 @@ impl Segment {
             .map(|t| Sums::of(&t.file.data, Some(&t.file.env)));
         let ids = Sums::of(&self.ids, None);
         // Sections first, then whole files, in the order of a check file by file.
-        bands.check_sections(&self.bands.file.path, &self.bands.file.env, &BANDS_SECTIONS)?;
+        let band_names: &[&str] = match self.bands.entries {
+            EntryLayout::Packed { .. } => &BANDS_SECTIONS_V5,
+            EntryLayout::Columns { .. } => &BANDS_SECTIONS,
+        };
+        bands.check_sections(&self.bands.file.path, &self.bands.file.env, band_names)?;
         sigs.check_sections(&self.sigs.path, &self.sigs.env, &SIGS_SECTIONS)?;
         posts.check_sections(&self.posts.file.path, &self.posts.file.env, &POSTS_SECTIONS)?;
         if let (Some(t), Some(sums)) = (&self.texts, &text) {
