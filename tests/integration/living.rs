@@ -1071,3 +1071,49 @@ fn a_builds_segments_share_one_text_dictionary_that_its_merge_keeps() {
     assert_texts(&remerged, &indexed, "remerged");
     assert_texts(&remerged, &appended, "remerged, appended");
 }
+
+#[test]
+fn segments_too_small_for_a_dictionary_merge_into_one_with_a_dictionary() {
+    // Three segments of 600 posts: too few to train a dictionary each, so the merge
+    // recompresses them and trains one on their 1,800 posts together.
+    let posts = util::sample_posts();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("small");
+    let mut b = textreuse::index::IndexBuilder::create(&dir, util::small_budget())
+        .expect("starts the build");
+    let mut indexed = Vec::new();
+    for (i, chunk) in posts[..1800].chunks(600).enumerate() {
+        let mut batch = chunk.to_vec();
+        if i < 2 {
+            batch.push(RawPost {
+                id: format!("ballast-{i}"),
+                text: format!("ballast {} xqzzy wvvuk", ["alpha", "beta"][i]),
+                account: "a".repeat(8 << 20),
+                platform: "ballast".into(),
+                ts: None,
+                line: 0,
+            });
+        }
+        let out = b.add(&batch).expect("adds posts");
+        indexed.extend(
+            batch
+                .into_iter()
+                .zip(out)
+                .filter(|(_, o)| *o == PostOutcome::Indexed)
+                .map(|(p, _)| p),
+        );
+    }
+    assert_eq!(b.finish().expect("publishes").segments, 3);
+    let built = open(&dir);
+    assert_eq!(text_dicts(&built), vec![Vec::<u8>::new(); 3]);
+    drop(built);
+    merge_all(&dir);
+    let merged = open(&dir);
+    merged.verify().expect("verifies after merge");
+    let dicts = text_dicts(&merged);
+    assert!(
+        dicts.len() == 1 && !dicts[0].is_empty(),
+        "the merge trains a dictionary on the sources' texts together"
+    );
+    assert_texts(&merged, &indexed, "merged");
+}

@@ -245,8 +245,8 @@ impl<'a> TextBlocks<'a> {
 const TEXT_ROUNDS_PER_RELEASE: usize = 4;
 
 /// Writes the text file. When every source holds one frame per post compressed with the
-/// same dictionary (the segments of one build), each live post's frame is copied as it is,
-/// in new order, with that dictionary. Otherwise the texts are read in new order and
+/// same trained dictionary (the segments of one build), each live post's frame is copied as
+/// it is, in new order, with that dictionary. Otherwise the texts are read in new order and
 /// recompressed, with a dictionary trained on a sample of them, evenly spaced in the new
 /// order (read before the sequential pass); each task of the parallel pass reads and
 /// compresses its blocks.
@@ -309,11 +309,15 @@ pub(super) fn write_texts(
 }
 
 /// The dictionary every source's text frames were compressed with, if they all hold one
-/// frame per post and their dictionaries are byte-identical (empty: none).
+/// frame per post and their dictionaries are byte-identical and not empty (sources without
+/// one, too small to train one each, are recompressed: together they may train one).
 fn shared_frame_dict(sources: &[Segment]) -> Option<&[u8]> {
     let (first, rest) = sources.split_first()?;
-    let dict = first.text_frame_dict()?;
+    let dict = first.text_frame_dict().filter(|d| !d.is_empty())?;
     rest.iter()
         .all(|s| s.text_frame_dict() == Some(dict))
         .then_some(dict)
 }
+
+// Copied frames are blocks of the new text file: one post each.
+const _: () = assert!(TEXT_BLOCK_POSTS == 1);
