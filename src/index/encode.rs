@@ -195,6 +195,14 @@ pub(crate) fn write_segment(
     let text_block = |blk: usize, out: &mut Vec<u8>| {
         let lo = blk * TEXT_BLOCK_POSTS as usize;
         let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
+        // Posts are in content order, their texts scattered over the buffer: the next
+        // block's texts are fetched while this one is compressed.
+        let ahead = |i: usize| order.get(i).map(|&p| p as usize);
+        for i in hi..(2 * hi - lo).min(np) {
+            if let Some(p) = ahead(i) {
+                b.prefetch_text(p, ahead(i + 4 * TEXT_BLOCK_POSTS as usize));
+            }
+        }
         let mut raw = RawBlock::new(out, hi - lo);
         order[lo..hi]
             .iter()
