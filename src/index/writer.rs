@@ -6,7 +6,7 @@
 //! on the thread count. Exact duplicates (equal normalized text) collapse into one
 //! *content*. When the buffered segment reaches its share of the memory budget it is
 //! *flushed*: written as a segment's files (see `encode`), fsynced and renamed into place;
-//! the segments a writer flushes share the text dictionary its first one trained.
+//! the segments a writer flushes share one text dictionary, the first one trained.
 //! New segments and deletions become visible together, through one new manifest, at
 //! [`commit`](IndexWriter::commit).
 //!
