@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::options::NewPost;
-use super::segment::NO_TS;
+use super::segment::{prefetch_item, NO_TS};
 use crate::fingerprint::{Fingerprinter, Scratch};
 use crate::minhash::to_bbit;
 
@@ -262,6 +262,21 @@ impl Buffer {
             self.text_ends[p - 1] as usize
         };
         &self.texts[s..self.text_ends[p] as usize]
+    }
+
+    /// Starts loading post `p`'s text (up to its first 256 bytes) into the CPU cache, and
+    /// the end offset of post `later`'s, so a pass in another order than input order waits
+    /// on neither (a hint).
+    pub(crate) fn prefetch_text(&self, p: usize, later: Option<usize>) {
+        if let Some(q) = later {
+            prefetch_item(&self.text_ends, q);
+        }
+        if p < self.text_ends.len() {
+            let t = self.text(p);
+            for i in (0..t.len().min(256)).step_by(64) {
+                prefetch_item(t, i);
+            }
+        }
     }
 
     /// Approximate bytes held (by capacity, since a growing vector holds its old and new

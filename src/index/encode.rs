@@ -92,7 +92,7 @@ pub(crate) fn write_segment(
     params: &FingerprintParams,
     store_text: bool,
     times: &mut StageTimes,
-    dict_samples: usize,
+    texts: &mut BuildTexts,
 ) -> Result<SegmentEntry> {
     let mut clock = std::time::Instant::now();
     let mut lap = |stage: &mut f64| {
@@ -106,8 +106,9 @@ pub(crate) fn write_segment(
     let bands = params.lsh.bands as usize;
     let k = params.num_perm as usize;
 
-    // The text dictionary trains on its own thread while the other files are written, on
-    // blocks of posts in input order (the final order is known once the bands are built).
+    // The build's text dictionary, or, for its first segment, one trained on its own thread
+    // while the other files are written, on blocks of posts in input order (the final
+    // order is known once the bands are built).
     let input_block = |blk: usize| -> Vec<u8> {
         let lo = blk * TEXT_BLOCK_POSTS as usize;
         let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
@@ -115,18 +116,24 @@ pub(crate) fn write_segment(
         raw_block(&texts)
     };
     let nb_text = np.div_ceil(TEXT_BLOCK_POSTS as usize);
-    let training = store_text.then(|| {
-        let samples: Vec<Vec<u8>> = TextCodec::sample_blocks(nb_text, dict_samples)
-            .map(input_block)
-            .collect();
-        // Without a thread to spare, the dictionary is trained when the texts are written.
-        let shared = std::sync::Arc::new(samples);
-        let theirs = std::sync::Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("textreuse-dict".into())
-            .spawn(move || TextCodec::train(&theirs))
-            .map_err(|_| shared)
-    });
+    let training = match (&texts.codec, store_text) {
+        (_, false) => None,
+        (Some(codec), true) => Some(Training::Shared(std::sync::Arc::clone(codec))),
+        (None, true) => {
+            let samples: Vec<Vec<u8>> = TextCodec::sample_blocks(nb_text, texts.samples)
+                .map(input_block)
+                .collect();
+            // Without a thread to spare, the dictionary is trained when the texts are written.
+            let shared = std::sync::Arc::new(samples);
+            let theirs = std::sync::Arc::clone(&shared);
+            Some(Training::Own(
+                std::thread::Builder::new()
+                    .name("textreuse-dict".into())
+                    .spawn(move || TextCodec::train(&theirs))
+                    .map_err(|_| shared),
+            ))
+        }
+    };
     let mut files = BTreeMap::new();
     // Bands: built `BAND_TABLES_AT_ONCE` at a time in parallel, written in band order; their
     // key groups decide the content order (`order.rs`).
@@ -187,6 +194,14 @@ pub(crate) fn write_segment(
     let text_block = |blk: usize, out: &mut Vec<u8>| {
         let lo = blk * TEXT_BLOCK_POSTS as usize;
         let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);
+        // Posts are in content order, their texts scattered over the buffer: the next
+        // block's texts are fetched while this one is compressed.
+        let ahead = |i: usize| order.get(i).map(|&p| p as usize);
+        for i in hi..(2 * hi - lo).min(np) {
+            if let Some(p) = ahead(i) {
+                b.prefetch_text(p, ahead(i + 4 * TEXT_BLOCK_POSTS as usize));
+            }
+        }
         let mut raw = RawBlock::new(out, hi - lo);
         order[lo..hi]
             .iter()
@@ -262,9 +277,20 @@ pub(crate) fn write_segment(
     // dictionary trained on a sample of them.
     if let Some(training) = training {
         let codec = match training {
-            // A training thread that died leaves the texts without a dictionary.
-            Ok(thread) => thread.join().unwrap_or_else(|_| TextCodec::train(&[])),
-            Err(samples) => TextCodec::train(&samples),
+            Training::Shared(codec) => codec,
+            Training::Own(trained) => {
+                let codec = std::sync::Arc::new(match trained {
+                    // A training thread that died leaves the texts without a dictionary.
+                    Ok(thread) => thread.join().unwrap_or_else(|_| TextCodec::train(&[])),
+                    Err(samples) => TextCodec::train(&samples),
+                });
+                // Kept for the build's later segments (a segment too small to train one
+                // leaves the next to try).
+                if !codec.dict().is_empty() {
+                    texts.codec = Some(std::sync::Arc::clone(&codec));
+                }
+                codec
+            }
         };
         let text = write_text_file(
             &seg_dir,
@@ -293,6 +319,32 @@ pub(crate) fn write_segment(
             deleted: None,
         },
     )
+}
+
+/// How a writer's segments compress their texts: with the dictionary of its first segment
+/// that trained one (every segment of a build then shares it, so the closing merge copies
+/// their frames instead of recompressing them), trained on at most `samples` blocks.
+pub(crate) struct BuildTexts {
+    /// Most sample blocks the dictionary is trained on.
+    pub(crate) samples: usize,
+    /// The dictionary trained, once one is.
+    pub(crate) codec: Option<std::sync::Arc<TextCodec>>,
+}
+
+impl std::fmt::Debug for BuildTexts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildTexts")
+            .field("samples", &self.samples)
+            .field("dict_bytes", &self.codec.as_ref().map(|c| c.dict().len()))
+            .finish()
+    }
+}
+
+/// A segment's text dictionary: the build's, or its own being trained (on a thread, or,
+/// without one, from the samples when the texts are written).
+enum Training {
+    Shared(std::sync::Arc<TextCodec>),
+    Own(std::result::Result<std::thread::JoinHandle<TextCodec>, std::sync::Arc<Vec<Vec<u8>>>>),
 }
 
 /// Creates the directory of segment `id` in `dir` and returns its path.
@@ -609,6 +661,78 @@ where
     F: Fn(&mut R, usize, &mut Vec<u8>) -> Result<()> + Sync,
 {
     let path = seg_dir.join("text");
+    write_frames(
+        seg_dir,
+        np,
+        nb,
+        codec.dict(),
+        &|| (reader(), None, Vec::new(), Vec::new()),
+        &|(state, z, raw, prev), piece| {
+            let z = match z {
+                Some(z) => z,
+                slot => slot.insert(codec.compressor(&path)?),
+            };
+            codec.compress_piece(&path, z, piece, raw, prev, &mut |i, out| {
+                raw_block(state, i, out)
+            })
+        },
+        after_round,
+    )
+}
+
+/// Writes the `text` file of the segment in `seg_dir` from frames already compressed with
+/// `dict` (a merge of sources that share it): block `i` of `nb` is `frame(i)`, copied as
+/// it is. As [`write_text_file`] otherwise.
+pub(crate) fn copy_text_file<'a, F>(
+    seg_dir: &Path,
+    np: u64,
+    nb: usize,
+    dict: &[u8],
+    frame: &F,
+    after_round: &mut dyn FnMut(),
+) -> Result<FileEntry>
+where
+    F: Fn(usize) -> Result<&'a [u8]> + Sync,
+{
+    write_frames(
+        seg_dir,
+        np,
+        nb,
+        dict,
+        &|| (),
+        &|(), piece| {
+            let mut frames = Vec::new();
+            let mut ends = Vec::with_capacity(piece.len());
+            for i in piece {
+                frames.extend_from_slice(frame(i)?);
+                ends.push(frames.len());
+            }
+            Ok((frames, ends))
+        },
+        after_round,
+    )
+}
+
+/// The one encoder of the `text` file's sections: `nb` blocks of `np` posts whose frames
+/// `piece(state, range)` makes, a parallel task per [`TEXT_PIECE_BLOCKS`] with its own
+/// `state()`, a round of [`TEXT_GROUP_BLOCKS`] at a time; each round is written (in block
+/// order) while the next one is made, and `after_round` runs after each. The block offsets
+/// go first in the file (their room is reserved) and are filled in at the end; the
+/// dictionary `dict` goes last.
+fn write_frames<S, I, F>(
+    seg_dir: &Path,
+    np: u64,
+    nb: usize,
+    dict: &[u8],
+    state: &I,
+    piece: &F,
+    after_round: &mut dyn FnMut(),
+) -> Result<FileEntry>
+where
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, std::ops::Range<usize>) -> Result<Frames> + Sync,
+{
+    let path = seg_dir.join("text");
     let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 4)?;
     w.begin(0)?;
     let mut meta = Vec::with_capacity(16);
@@ -620,27 +744,13 @@ where
     w.begin(2)?;
     let mut offs = Vec::with_capacity(nb + 1);
     offs.push(0u64);
-    let compress_round = |round: std::ops::Range<usize>| -> Result<Vec<Frames>> {
+    let make_round = |round: std::ops::Range<usize>| -> Result<Vec<Frames>> {
         let pieces: Vec<std::ops::Range<usize>> = round
             .clone()
             .step_by(TEXT_PIECE_BLOCKS)
             .map(|lo| lo..(lo + TEXT_PIECE_BLOCKS).min(round.end))
             .collect();
-        pieces
-            .into_par_iter()
-            .map_init(
-                || (reader(), None, Vec::new(), Vec::new()),
-                |(state, z, raw, prev), piece| {
-                    let z = match z {
-                        Some(z) => z,
-                        slot => slot.insert(codec.compressor(&path)?),
-                    };
-                    codec.compress_piece(&path, z, piece, raw, prev, &mut |i, out| {
-                        raw_block(state, i, out)
-                    })
-                },
-            )
-            .collect()
+        pieces.into_par_iter().map_init(state, piece).collect()
     };
     let write_round = |w: &mut EnvelopeWriter, offs: &mut Vec<u64>, round: Vec<Frames>| {
         for (frames, ends) in round {
@@ -652,15 +762,15 @@ where
     };
     let mut pending: Option<Vec<Frames>> = None;
     for g in (0..nb).step_by(TEXT_GROUP_BLOCKS) {
-        let (written, compressed) = rayon::join(
+        let (written, made) = rayon::join(
             || match pending.take() {
                 Some(round) => write_round(&mut w, &mut offs, round),
                 None => Ok(()),
             },
-            || compress_round(g..(g + TEXT_GROUP_BLOCKS).min(nb)),
+            || make_round(g..(g + TEXT_GROUP_BLOCKS).min(nb)),
         );
         written?;
-        pending = Some(compressed?);
+        pending = Some(made?);
         after_round();
     }
     if let Some(round) = pending.take() {
@@ -668,7 +778,7 @@ where
     }
     if offs.len() != nb + 1 {
         return Err(Error::InvalidParameter(format!(
-            "{}: {} text blocks compressed for {nb}",
+            "{}: {} text blocks made for {nb}",
             path.display(),
             offs.len() - 1
         )));
@@ -676,7 +786,7 @@ where
     le_chunks(&offs, u64::to_le_bytes, |b| w.fill(&mut offsets, b))?;
     w.close(offsets)?;
     w.begin(3)?;
-    w.write(codec.dict())?;
+    w.write(dict)?;
     w.finish()?;
     file_entry(&path)
 }

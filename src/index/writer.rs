@@ -5,7 +5,8 @@
 //! Posts are fingerprinted in parallel and inserted in order, so the output does not depend
 //! on the thread count. Exact duplicates (equal normalized text) collapse into one
 //! *content*. When the buffered segment reaches its share of the memory budget it is
-//! *flushed*: written as a segment's files (see `encode`), fsynced and renamed into place.
+//! *flushed*: written as a segment's files (see `encode`), fsynced and renamed into place;
+//! the segments a writer flushes share one text dictionary, the first one trained.
 //! New segments and deletions become visible together, through one new manifest, at
 //! [`commit`](IndexWriter::commit).
 //!
@@ -24,7 +25,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::buffer::{prepare, Bloom, Buffer, PreparedBatch};
 use super::clusters_file::{write_clusters_file, ClusterAssignment, ClustersFile};
-use super::encode::{file_entry, write_deleted, write_segment, TEXT_DICT_SAMPLES};
+use super::encode::{file_entry, write_deleted, write_segment, BuildTexts, TEXT_DICT_SAMPLES};
 use super::manifest::{Manifest, SegmentEntry};
 use super::merge::{merge_segments, MergeOptions, MergeStats};
 use super::options::{BuildOptions, BuildStats, NewPost, OnExistingId, PostOutcome, StageTimes};
@@ -69,8 +70,8 @@ pub struct IndexWriter {
     stats: BuildStats,
     /// Where the writer's time went, over its whole life.
     times: StageTimes,
-    /// Most sample texts a segment's text dictionary is trained on.
-    dict_samples: usize,
+    /// The text dictionary its segments share, and how many samples it trains on.
+    texts: BuildTexts,
 }
 
 impl std::fmt::Debug for IndexWriter {
@@ -160,14 +161,17 @@ impl IndexWriter {
             stats: BuildStats::default(),
             times: StageTimes::default(),
             opts,
-            dict_samples: TEXT_DICT_SAMPLES,
+            texts: BuildTexts {
+                samples: TEXT_DICT_SAMPLES,
+                codec: None,
+            },
         })
     }
 
-    /// Trains the text dictionaries of the segments written from now on on at most
-    /// `samples` texts (a share of a distributed build trains on its share).
+    /// Trains the text dictionary on at most `samples` texts (a share of a distributed
+    /// build trains on its share), if none is trained yet.
     pub(crate) fn set_dict_samples(&mut self, samples: usize) {
-        self.dict_samples = samples;
+        self.texts.samples = samples;
     }
 
     /// The index directory.
@@ -405,7 +409,7 @@ impl IndexWriter {
             self.fp.params(),
             self.opts.store_text,
             &mut self.times,
-            self.dict_samples,
+            &mut self.texts,
         )?;
         self.stats.segments += 1;
         self.stats.unique_texts += entry.contents;

@@ -17,6 +17,7 @@ use textreuse::index::{merge, BuildOptions, MergeOptions, OnExistingId, Post, Po
 use textreuse::input::RawPost;
 use textreuse::{Index, IndexWriter, QueryOptions, QueryResult};
 
+use crate::envelope::{Envelope, TEXT_MAGIC};
 use crate::util::{self, Rng};
 
 // ---------------------------------------------------------------------------------------
@@ -928,4 +929,191 @@ pub(crate) fn replace_supersedes_and_skip_changes_nothing() {
         &ids,
         "replaced, merged",
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Stored texts across segments: one build, one dictionary; a merge copies or recompresses.
+// ---------------------------------------------------------------------------------------
+
+/// The `dictionary` section of each segment's text file, in segment order.
+fn text_dicts(index: &Index) -> Vec<Vec<u8>> {
+    index
+        .segments()
+        .iter()
+        .map(|s| {
+            let path = index.dir().join(s.entry().dir_name()).join("text");
+            let bytes = fs::read(&path).expect("reads the text file");
+            let env = Envelope::parse(&path, &bytes, TEXT_MAGIC);
+            bytes[env.sections[3].clone()].to_vec()
+        })
+        .collect()
+}
+
+/// Asserts that every post of `posts` reads back with its own text.
+fn assert_texts(index: &Index, posts: &[RawPost], what: &str) {
+    for p in posts {
+        let got = index
+            .post(&p.id)
+            .expect("reads the post")
+            .unwrap_or_else(|| panic!("{what}: post {} is missing", p.id));
+        assert_eq!(
+            got.text.as_deref(),
+            Some(p.text.as_str()),
+            "{what}: {}",
+            p.id
+        );
+    }
+}
+
+#[test]
+fn a_builds_segments_share_one_text_dictionary_that_its_merge_keeps() {
+    // Three segments of 1,000 posts (enough to train a dictionary): a post whose account
+    // name is 8 MiB fills the smallest budget, so the add that ends with it flushes.
+    let posts = util::sample_posts();
+    assert_eq!(posts.len(), 3000);
+    let ballast = |n: usize| RawPost {
+        id: format!("ballast-{n}"),
+        text: format!("ballast {} xqzzy wvvuk", ["alpha", "beta"][n]),
+        account: "a".repeat(8 << 20),
+        platform: "ballast".into(),
+        ts: None,
+        line: 0,
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let many = tmp.path().join("many");
+    let mut b = textreuse::index::IndexBuilder::create(&many, util::small_budget())
+        .expect("starts the build");
+    let mut indexed = Vec::new();
+    for (i, chunk) in posts.chunks(1000).enumerate() {
+        let mut batch = chunk.to_vec();
+        if i < 2 {
+            batch.push(ballast(i));
+        }
+        let out = b.add(&batch).expect("adds posts");
+        indexed.extend(
+            batch
+                .into_iter()
+                .zip(out)
+                .filter(|(_, o)| *o == PostOutcome::Indexed)
+                .map(|(p, _)| p),
+        );
+    }
+    assert_eq!(b.finish().expect("publishes").segments, 3);
+    assert!(indexed.len() > 2900, "{} posts indexed", indexed.len());
+
+    let built = open(&many);
+    let dicts = text_dicts(&built);
+    assert_eq!(dicts.len(), 3);
+    assert!(
+        !dicts[0].is_empty(),
+        "the first segment trains a dictionary"
+    );
+    assert!(
+        dicts.iter().all(|d| *d == dicts[0]),
+        "every segment of a build has the first segment's dictionary"
+    );
+    assert_texts(&built, &indexed, "three segments");
+    let queries: Vec<String> = posts.iter().step_by(7).map(|p| p.text.clone()).collect();
+    let want = views(&built, &queries, &[]);
+    drop(built);
+
+    // The merge copies the frames: same dictionary, same texts, same answers.
+    let m = merge_all(&many);
+    assert_eq!((m.segments_before, m.segments_after), (3, 1), "{m:?}");
+    let merged = open(&many);
+    merged.verify().expect("verifies after merge");
+    assert_eq!(text_dicts(&merged), vec![dicts[0].clone()]);
+    assert_texts(&merged, &indexed, "merged");
+    assert_views_eq(
+        &views(&merged, &queries, &[]),
+        &want,
+        &queries,
+        &[],
+        "merged",
+    );
+    drop(merged);
+
+    // Appended by another writer, the new segment trains its own dictionary, and the merge
+    // recompresses with one trained anew (the texts read back the same).
+    let other: Vec<RawPost> = posts
+        .iter()
+        .take(1500)
+        .map(|p| RawPost {
+            id: format!("again-{}", p.id),
+            ..p.clone()
+        })
+        .collect();
+    let out = append(&many, &other, OnExistingId::Skip);
+    let appended: Vec<RawPost> = other
+        .into_iter()
+        .zip(out)
+        .filter(|(_, o)| *o == PostOutcome::Indexed)
+        .map(|(p, _)| p)
+        .collect();
+    let two = open(&many);
+    let dicts2 = text_dicts(&two);
+    assert_eq!(dicts2.len(), 2);
+    assert_eq!(dicts2[0], dicts[0]);
+    assert!(
+        !dicts2[1].is_empty() && dicts2[1] != dicts[0],
+        "an append trains its own dictionary"
+    );
+    drop(two);
+    merge_all(&many);
+    let remerged = open(&many);
+    remerged.verify().expect("verifies after merge");
+    let dicts3 = text_dicts(&remerged);
+    assert_eq!(dicts3.len(), 1);
+    assert!(
+        !dicts3[0].is_empty() && dicts3[0] != dicts[0] && dicts3[0] != dicts2[1],
+        "a merge of segments with different dictionaries trains a new one"
+    );
+    assert_texts(&remerged, &indexed, "remerged");
+    assert_texts(&remerged, &appended, "remerged, appended");
+}
+
+#[test]
+fn segments_too_small_for_a_dictionary_merge_into_one_with_a_dictionary() {
+    // Three segments of 600 posts: too few to train a dictionary each, so the merge
+    // recompresses them and trains one on their 1,800 posts together.
+    let posts = util::sample_posts();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("small");
+    let mut b = textreuse::index::IndexBuilder::create(&dir, util::small_budget())
+        .expect("starts the build");
+    let mut indexed = Vec::new();
+    for (i, chunk) in posts[..1800].chunks(600).enumerate() {
+        let mut batch = chunk.to_vec();
+        if i < 2 {
+            batch.push(RawPost {
+                id: format!("ballast-{i}"),
+                text: format!("ballast {} xqzzy wvvuk", ["alpha", "beta"][i]),
+                account: "a".repeat(8 << 20),
+                platform: "ballast".into(),
+                ts: None,
+                line: 0,
+            });
+        }
+        let out = b.add(&batch).expect("adds posts");
+        indexed.extend(
+            batch
+                .into_iter()
+                .zip(out)
+                .filter(|(_, o)| *o == PostOutcome::Indexed)
+                .map(|(p, _)| p),
+        );
+    }
+    assert_eq!(b.finish().expect("publishes").segments, 3);
+    let built = open(&dir);
+    assert_eq!(text_dicts(&built), vec![Vec::<u8>::new(); 3]);
+    drop(built);
+    merge_all(&dir);
+    let merged = open(&dir);
+    merged.verify().expect("verifies after merge");
+    let dicts = text_dicts(&merged);
+    assert!(
+        dicts.len() == 1 && !dicts[0].is_empty(),
+        "the merge trains a dictionary on the sources' texts together"
+    );
+    assert_texts(&merged, &indexed, "merged");
 }

@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
 use crate::index::buffer::Dict;
 use crate::index::encode::{
-    begin_ids_file, finish_ids_file, write_posts_file, write_sigs_file, write_text_file, PostRows,
-    PostsColumns, RawBlock, SigsHeader, TextCodec, TEXT_BLOCK_POSTS, TEXT_DICT_SAMPLES,
+    begin_ids_file, copy_text_file, finish_ids_file, write_posts_file, write_sigs_file,
+    write_text_file, PostRows, PostsColumns, RawBlock, SigsHeader, TextCodec, TEXT_BLOCK_POSTS,
+    TEXT_DICT_SAMPLES,
 };
 use crate::index::manifest::FileEntry;
 use crate::index::segment::{Segment, TextCache, NO_TS};
@@ -243,14 +244,43 @@ impl<'a> TextBlocks<'a> {
 /// Rounds of text blocks (`write_text_file`) read between releases of the sources' pages.
 const TEXT_ROUNDS_PER_RELEASE: usize = 4;
 
-/// Writes the text file: the live posts' texts read in new order and recompressed, with a
-/// dictionary trained on a sample of them, evenly spaced in the new order (read before the
-/// sequential pass). Each task of the parallel pass reads and compresses its blocks.
+/// Writes the text file. When every source holds one frame per post compressed with the
+/// same trained dictionary (the segments of one build), each live post's frame is copied as
+/// it is, in new order, with that dictionary. Otherwise the texts are read in new order and
+/// recompressed, with a dictionary trained on a sample of them, evenly spaced in the new
+/// order (read before the sequential pass); each task of the parallel pass reads and
+/// compresses its blocks.
 pub(super) fn write_texts(
     seg_dir: &Path,
     sources: &[Segment],
     new: &Renumbering,
 ) -> Result<FileEntry> {
+    let mut release = {
+        // Pages read are released every few rounds: after a release, the pages a round
+        // shares with earlier ones fault in again (the dev 10M merge: 2.8M page faults
+        // releasing every round, 2.3M every 4, peak RSS 0.1 GB more).
+        let mut rounds = 0usize;
+        move || {
+            rounds += 1;
+            if rounds.is_multiple_of(TEXT_ROUNDS_PER_RELEASE) {
+                sources.iter().for_each(Segment::release_pages);
+            }
+        }
+    };
+    if let Some(dict) = shared_frame_dict(sources) {
+        let order = &new.order;
+        return copy_text_file(
+            seg_dir,
+            new.n_posts(),
+            order.len(),
+            dict,
+            &|i| {
+                let (si, p) = order[i];
+                sources[si as usize].text_frame(p)
+            },
+            &mut release,
+        );
+    }
     let np = new.n_posts();
     let nb = (np as usize).div_ceil(TEXT_BLOCK_POSTS as usize);
     let order = &new.order;
@@ -274,17 +304,20 @@ pub(super) fn write_texts(
         &codec,
         &|| TextBlocks::new(sources, order),
         &|reader, blk, out| reader.block(blk, out),
-        &mut {
-            // Pages read are released every few rounds: after a release, the pages a round
-            // shares with earlier ones fault in again (the dev 10M merge: 2.8M page faults
-            // releasing every round, 2.3M every 4, peak RSS 0.1 GB more).
-            let mut rounds = 0usize;
-            move || {
-                rounds += 1;
-                if rounds.is_multiple_of(TEXT_ROUNDS_PER_RELEASE) {
-                    sources.iter().for_each(Segment::release_pages);
-                }
-            }
-        },
+        &mut release,
     )
 }
+
+/// The dictionary every source's text frames were compressed with, if they all hold one
+/// frame per post and their dictionaries are byte-identical and not empty (sources without
+/// one, too small to train one each, are recompressed: together they may train one).
+fn shared_frame_dict(sources: &[Segment]) -> Option<&[u8]> {
+    let (first, rest) = sources.split_first()?;
+    let dict = first.text_frame_dict().filter(|d| !d.is_empty())?;
+    rest.iter()
+        .all(|s| s.text_frame_dict() == Some(dict))
+        .then_some(dict)
+}
+
+// Copied frames are blocks of the new text file: one post each.
+const _: () = assert!(TEXT_BLOCK_POSTS == 1);

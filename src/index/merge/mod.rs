@@ -13,9 +13,10 @@
 //!   band order. The content ids are spilled and renumbered to that order when they are
 //!   copied into the file.
 //! - **Signatures, posts and texts** are copied in that content order (posts of a content
-//!   in source order, then their order), dead posts left out; texts are recompressed one
-//!   frame per post with a dictionary trained for the new segment, each parallel task
-//!   reading and compressing a run of posts.
+//!   in source order, then their order), dead posts left out. Texts are one zstd frame per
+//!   post: when every source's frames share one dictionary (the segments of one build) the
+//!   frames are copied as they are; otherwise they are recompressed with a dictionary
+//!   trained for the new segment, each parallel task reading and compressing a run of posts.
 //! - **Ids**: the sources' `ids.fst` maps are streamed through an fst union, which yields
 //!   ids in sorted order, straight into the new map.
 //!
@@ -108,7 +109,7 @@ pub struct MergeSteps {
     pub posts: f64,
     /// The id map.
     pub ids: f64,
-    /// The text file (decompression, dictionary training, compression).
+    /// The text file (frame copies, or decompression, dictionary training and compression).
     pub texts: f64,
 }
 

@@ -82,6 +82,57 @@ impl Segment {
         }
     }
 
+    /// The dictionary this segment's text frames were compressed with (empty for none),
+    /// when its texts are stored one post per frame (format 3 on): its frames can then be
+    /// copied, as they are, into a text file with the same dictionary.
+    pub(crate) fn text_frame_dict(&self) -> Option<&[u8]> {
+        let t = self.texts.as_ref()?;
+        (t.block_posts == 1).then(|| match &t.dict {
+            Some(r) => &t.file.data[r.clone()],
+            None => &[][..],
+        })
+    }
+
+    /// The compressed frame of post `p`'s text, for a segment whose texts are stored one
+    /// post per frame ([`text_frame_dict`](Self::text_frame_dict)). The frame must span its
+    /// bytes exactly and declare no more than a text may hold (what decompressing would
+    /// check first); its content is not decompressed.
+    pub(crate) fn text_frame(&self, p: u32) -> Result<&[u8]> {
+        let Some(t) = self.texts.as_ref().filter(|t| t.block_posts == 1) else {
+            return Err(Error::InvalidParameter(format!(
+                "{}: texts are not stored one post per frame",
+                self.dir.display()
+            )));
+        };
+        if p as u64 >= self.n_posts {
+            return Err(Error::corrupt(
+                &t.file.path,
+                format!("post {p} out of range"),
+            ));
+        }
+        let offs = t.file.view::<8>(&t.block_offsets);
+        let (Some(s), Some(e)) = (offs.get(p as usize), offs.get(p as usize + 1)) else {
+            return Err(Error::corrupt(
+                &t.file.path,
+                format!("text block {p} out of range"),
+            ));
+        };
+        let raw = t.file.data[t.blocks.clone()]
+            .get(s as usize..e as usize)
+            .ok_or_else(|| {
+                Error::corrupt(&t.file.path, format!("text block {p} bytes out of range"))
+            })?;
+        let size = zstd::zstd_safe::get_frame_content_size(raw).ok().flatten();
+        let spans = zstd::zstd_safe::find_frame_compressed_size(raw).ok() == Some(raw.len());
+        match size {
+            Some(size) if spans && size <= max_block_bytes(1) => Ok(raw),
+            _ => Err(Error::corrupt(
+                &t.file.path,
+                format!("text block {p} is not one zstd frame of a text"),
+            )),
+        }
+    }
+
     /// The stored bytes of post `p`'s text, from the block `cache` holds (decompressed
     /// first if it holds another).
     fn text_bytes<'c>(&self, t: &Texts, p: u32, cache: &'c mut TextCache) -> Result<&'c [u8]> {
