@@ -24,6 +24,32 @@ def check_params(params: Dict[str, Any]) -> None:
         )
 
 
+def resolve_columns(
+    names: List[str], what: str, id_col: str, text_col: str, optional: Dict[str, Any]
+) -> Dict[str, Optional[str]]:
+    """The columns of a ``what`` (``"DataFrame"``, ``"Dataset"``) with columns ``names`` to
+    build from, as ``add_many`` arguments: id and text (required), then account/platform/ts
+    (``optional``: field -> (name given, default name)), each used when present under its
+    default name and an error when a name given is missing; None leaves one out."""
+    for need in (id_col, text_col):
+        if need not in names:
+            raise InvalidInput(
+                f"the {what} has no column {need!r} (columns: {', '.join(names)}); "
+                f"name it with id_col=/text_col="
+            )
+    out: Dict[str, Optional[str]] = {"id_col": id_col, "text_col": text_col}
+    for field, (name, default) in optional.items():
+        if name is not None and name not in names:
+            if name != default:
+                raise InvalidInput(
+                    f"the {what} has no column {name!r} for {field} "
+                    f"(columns: {', '.join(names)}); pass {field}_col=None to go without"
+                )
+            name = None
+        out[f"{field}_col"] = name
+    return out
+
+
 def result_schema(pa: Any, first: List[Any]) -> Any:
     """The pyarrow schema of a task's result row: ``first`` (the task's name fields), then
     :data:`RESULT_FIELDS`."""

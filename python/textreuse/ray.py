@@ -18,35 +18,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from . import Error, Fingerprinter, InvalidInput, _staging, publish
 
 __all__ = ["build_index"]
-
-
-def _column_names(
-    names: List[str], id_col: str, text_col: str, optional: Dict[str, Any]
-) -> Dict[str, Optional[str]]:
-    """The Dataset's columns for id, text (required) and account/platform/ts (used when
-    present under the default name; a name given and missing is an error)."""
-    for need in (id_col, text_col):
-        if need not in names:
-            raise InvalidInput(
-                f"the Dataset has no column {need!r} (columns: {', '.join(names)}); "
-                f"name it with id_col=/text_col="
-            )
-    out: Dict[str, Optional[str]] = {"id_col": id_col, "text_col": text_col}
-    for field, (name, default) in optional.items():
-        if name is not None and name not in names:
-            if name != default:
-                raise InvalidInput(
-                    f"the Dataset has no column {name!r} for {field} "
-                    f"(columns: {', '.join(names)}); pass {field}_col=None to go without"
-                )
-            name = None
-        out[f"{field}_col"] = name
-    return out
 
 
 def build_index(
@@ -119,8 +95,9 @@ def build_index(
     schema = ds.schema()
     if schema is None:
         raise InvalidInput("the Dataset has no schema (is it empty?)")
-    cols = _column_names(
+    cols = _staging.resolve_columns(
         list(schema.names),
+        "Dataset",
         id_col,
         text_col,
         {

@@ -28,31 +28,19 @@ from . import Error, Fingerprinter, InvalidInput, _staging, publish
 __all__ = ["build_index", "fingerprint"]
 
 
-def _columns(df: Any, id_col: str, text_col: str, optional: Dict[str, Optional[str]]) -> List[Any]:
+def _columns(df: Any, id_col: str, text_col: str, optional: Dict[str, Any]) -> List[Any]:
     """The select list: id and text (required), then account/platform/ts when present,
     renamed to the library's field names."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    names = set(df.columns)
-    for need in (id_col, text_col):
-        if need not in names:
-            raise InvalidInput(
-                f"the DataFrame has no column {need!r} (columns: {', '.join(df.columns)}); "
-                f"name it with id_col=/text_col="
-            )
+    found = _staging.resolve_columns(list(df.columns), "DataFrame", id_col, text_col, optional)
     cols = [F.col(id_col).cast("string").alias("id"), F.col(text_col).alias("text")]
     dtypes = dict(df.dtypes)
-    for field, (name, default) in optional.items():
+    for field in optional:
+        name = found[f"{field}_col"]
         if name is None:
             continue
-        if name not in names:
-            if name == default:
-                continue  # the default name is used only when present
-            raise InvalidInput(
-                f"the DataFrame has no column {name!r} for {field} "
-                f"(columns: {', '.join(df.columns)}); pass {field}_col=None to go without"
-            )
         c = F.col(name)
         if field == "ts" and dtypes[name] in ("timestamp", "timestamp_ntz", "date"):
             c = F.unix_timestamp(c).cast(T.LongType())
