@@ -7,6 +7,8 @@
 //! Cold queries drop the index files from the page cache with `posix_fadvise(DONTNEED)`
 //! before each query; the index is reopened (untimed) so that no page stays mapped.
 //! `TEXTREUSE_BENCH_IN_MEMORY=1` adds warm rows with the index read into memory.
+//! `TEXTREUSE_BENCH_TAIL=1` adds where the warm tail comes from: each limit-10 lookup's
+//! least time over 7 runs (each followed by another lookup), by its number of candidates.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -64,6 +66,63 @@ fn warm<R>(
         })
         .collect();
     (t_us, n)
+}
+
+/// Where the warm tail comes from: each limit-10 lookup's least time over 7 runs (each run
+/// followed by another lookup, so its lines are warm but not all in L1), the slowest
+/// lookups with their candidates, and the mean time per tenth of the lookups ordered by
+/// candidates verified.
+fn tail(dir: &Path, queries: &[String]) {
+    let index = Index::open(dir).expect("open");
+    let opts = QueryOptions {
+        limit: 10,
+        ..QueryOptions::default()
+    };
+    let mut s = Scratch::new();
+    let n = queries.len();
+    if n == 0 {
+        return;
+    }
+    let mut rows: Vec<(f64, usize, usize, usize)> = (0..n)
+        .map(|i| {
+            let (mut best, mut cands, mut hits) = (f64::MAX, 0, 0);
+            for _ in 0..7 {
+                let t = Instant::now();
+                let r = index.query_refs(&queries[i], &opts, &mut s).expect("query");
+                best = best.min(t.elapsed().as_secs_f64() * 1e6);
+                (cands, hits) = (r.candidates, r.hits.len());
+                std::hint::black_box(r);
+                let other = &queries[(i * 7919 + 13) % n];
+                std::hint::black_box(index.query_refs(other, &opts, &mut s).expect("query"));
+            }
+            (best, cands, hits, i)
+        })
+        .collect();
+    let mut t: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    println!(
+        "tail, limit 10, least of 7: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+        pct(&mut t, 0.5),
+        pct(&mut t, 0.9),
+        pct(&mut t, 0.99),
+        pct(&mut t, 1.0)
+    );
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for r in rows.iter().take(10) {
+        println!(
+            "  slowest: {:.1} us, {} candidates, {} hits (query {})",
+            r.0, r.1, r.2, r.3
+        );
+    }
+    rows.sort_by_key(|r| r.1);
+    for part in rows.chunks(n.div_ceil(10).max(1)) {
+        let mean = part.iter().map(|r| r.0).sum::<f64>() / part.len() as f64;
+        println!(
+            "  candidates {}..={}: mean {:.1} us",
+            part[0].1,
+            part[part.len() - 1].1,
+            mean
+        );
+    }
 }
 
 fn main() {
@@ -214,6 +273,9 @@ fn main() {
             pct(&mut again_us, 0.5),
             pct(&mut again_us, 0.99)
         );
+    }
+    if std::env::var_os("TEXTREUSE_BENCH_TAIL").is_some() {
+        tail(&dir, &queries);
     }
     if std::env::var_os("TEXTREUSE_BENCH_IN_MEMORY").is_some() {
         // The index read into memory (`Access::InMemory`: huge pages on Linux) instead of
