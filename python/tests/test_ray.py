@@ -73,6 +73,8 @@ def test_ray_missing_column_and_failed_job_publish_nothing(local_ray, tmp_path):
         textreuse.ray.build_index(ds, str(tmp_path / "a"))
     with pytest.raises(textreuse.InvalidInput, match="no column 'created_at'"):
         textreuse.ray.build_index(ds, str(tmp_path / "a"), id_col="post", text_col="body", ts_col="created_at")
+    with pytest.raises(textreuse.InvalidInput, match="CPUs"):
+        textreuse.ray.build_index(ds, str(tmp_path / "a"), id_col="post", text_col="body", threads=64)
     rows = [{"id": f"p{i}", "text": f"text number {i} of the failing job"} for i in range(400)]
     rows[350]["text"] = None  # a null text fails its task
     bad = ray.data.from_arrow(table_of(rows))

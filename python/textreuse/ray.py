@@ -92,6 +92,16 @@ def build_index(
     if mode not in ("create", "replace", "append"):
         raise InvalidInput(f'mode must be "create", "replace" or "append", not {mode!r}')
     Fingerprinter(**params)
+    import ray
+
+    # Each task reserves `threads` CPUs: more than the cluster has would wait forever.
+    if ray.is_initialized():
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if threads > cpus:
+            raise InvalidInput(
+                f"threads={threads} but the Ray cluster has {cpus:g} CPUs; each task reserves "
+                f"threads CPUs, so no task could run"
+            )
     schema = ds.schema()
     if schema is None:
         raise InvalidInput("the Dataset has no schema (is it empty?)")
