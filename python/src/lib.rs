@@ -1188,6 +1188,8 @@ impl Index {
     /// ``cluster`` (null when none) and ``expanded``. Rows are in input order, each text's
     /// hits best first. The lookups and the columns are made without the GIL; no Python
     /// object is made per hit, so it is the faster way to many hits (``.to_pandas()``).
+    /// ``texts`` may also be a pyarrow string array or a Table's column, read in place (a
+    /// null raises InvalidInput naming its row).
     #[pyo3(signature = (texts, limit=10, min_similarity=0.5, platform=None, account=None, since=None, until=None, exact=true, with_text=true, expand=false))]
     #[allow(clippy::too_many_arguments)]
     fn query_arrow<'py>(
@@ -1204,8 +1206,30 @@ impl Index {
         with_text: bool,
         expand: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let encoded = texts_arg(texts)?;
-        let bytes: Vec<&[u8]> = encoded.iter().map(|b| b.as_bytes()).collect();
+        // An Arrow string array (or a Table's column) is read in place, as by
+        // `fingerprint_many`; anything else must be a sequence of str.
+        let combined;
+        let texts = if texts.hasattr(intern!(py, "combine_chunks"))? {
+            combined = texts.call_method0(intern!(py, "combine_chunks"))?;
+            &combined
+        } else {
+            texts
+        };
+        let (arrow_col, encoded);
+        let bytes: Vec<&[u8]> = if is_arrow_array(texts)? {
+            arrow_col = arrow::StrArray::new(texts, "text")?;
+            // Rows named by their position, as the `query` column and a list's errors name them.
+            (0..arrow_col.len())
+                .map(|i| {
+                    arrow_col.get(i, i)?.map(str::as_bytes).ok_or_else(|| {
+                        invalid(format!("row {i}: text is null (None); a str is needed"))
+                    })
+                })
+                .collect::<PyResult<_>>()?
+        } else {
+            encoded = texts_arg(texts)?;
+            encoded.iter().map(|b| b.as_bytes()).collect()
+        };
         let q = query_opts(
             limit,
             min_similarity,

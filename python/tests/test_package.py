@@ -166,6 +166,13 @@ def test_query_arrow_equals_query_many(tmp_path, cli_index, queries):
     assert empty.num_rows == 0 and empty.column_names[:2] == ["query", "id"]
     assert index.query_arrow(["", "   "]).num_rows == 0
     assert len(index.query_arrow(queries[:5]).to_pandas()) == sum(len(h) for h in index.query_many(queries[:5]))
+    # An Arrow column is read in place: the same rows as from the list of str.
+    want = index.query_arrow(queries, limit=0)
+    col = pa.chunked_array([pa.array(queries[:150]), pa.array(queries[150:])])
+    assert index.query_arrow(col, limit=0).equals(want)
+    assert index.query_arrow(pa.array(queries, pa.large_string()), limit=0).equals(want)
+    with pytest.raises(textreuse.InvalidInput, match="row 1"):
+        index.query_arrow(pa.array(["fine", None]))
     with pytest.raises(textreuse.InvalidInput, match="text"):
         index.query_arrow(["fine", 3])
     with pytest.raises(textreuse.InvalidInput):

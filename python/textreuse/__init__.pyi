@@ -142,7 +142,7 @@ class Index:
         """Hits for many texts, in parallel with the GIL released, in input order."""
     def query_arrow(
         self,
-        texts: Sequence[str],
+        texts: Union[Sequence[str], Any],
         limit: int = 10,
         min_similarity: float = 0.5,
         platform: _Names = None,
@@ -156,7 +156,8 @@ class Index:
         """Hits for many texts as one ``pyarrow.Table``, one row per hit: ``query`` (the
         text's position in ``texts``), ``id``, ``similarity``, ``account``, ``platform``,
         ``ts``, ``text`` (when ``with_text``), ``cluster``, ``expanded``; input order, each
-        text's hits best first. No Python object per hit: the fast way to many hits."""
+        text's hits best first. No Python object per hit: the fast way to many hits.
+        ``texts`` may be a pyarrow string array or a Table's column (read in place)."""
     def post(self, id: Union[str, int]) -> Optional[Post]:
         """The live post with this id, or None."""
     def stats(self) -> Dict[str, Any]:
