@@ -15,6 +15,7 @@ log = logging.getLogger("textreuse")
 
 PARAM_KEYS = ("shingle", "num_perm", "keep_hashtags", "t2s", "bands", "rows", "threshold", "seed")
 
+
 def check_params(params: Dict[str, Any]) -> None:
     unknown = sorted(set(params) - set(PARAM_KEYS))
     if unknown:
@@ -51,8 +52,8 @@ def resolve_columns(
 
 
 def result_schema(pa: Any, first: List[Any]) -> Any:
-    """The pyarrow schema of a task's result row: ``first`` (the task's name fields), then
-    :data:`RESULT_FIELDS`."""
+    """The pyarrow schema of a task's result row: ``first`` (the fields that name the task),
+    then the fields :func:`stage` returns."""
     return pa.schema(
         list(first)
         + [

@@ -92,8 +92,9 @@ def build_index(
     if mode not in ("create", "replace", "append"):
         raise InvalidInput(f'mode must be "create", "replace" or "append", not {mode!r}')
     Fingerprinter(**params)
-    import ray
-
+    schema = ds.schema()  # (starts Ray if the caller has not)
+    if schema is None:
+        raise InvalidInput("the Dataset has no schema (is it empty?)")
     # Each task reserves `threads` CPUs: more than the cluster has would wait forever.
     if ray.is_initialized():
         cpus = ray.cluster_resources().get("CPU", 0)
@@ -102,9 +103,6 @@ def build_index(
                 f"threads={threads} but the Ray cluster has {cpus:g} CPUs; each task reserves "
                 f"threads CPUs, so no task could run"
             )
-    schema = ds.schema()
-    if schema is None:
-        raise InvalidInput("the Dataset has no schema (is it empty?)")
     cols = _staging.resolve_columns(
         list(schema.names),
         "Dataset",
