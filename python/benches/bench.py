@@ -133,17 +133,32 @@ def bench_query(posts, rounds, binary, tmp):
     }
 
 
-def bench_spark(posts, rounds, binary, tmp):
+def to_parquet(src, n, path):
+    """`src` (JSONL) as one Parquet file of 8 row groups at `path`."""
     import pyarrow.json as pj
     import pyarrow.parquet as pq
+
+    pq.write_table(pj.read_json(src), path, row_group_size=max(1, n // 8))
+    return path
+
+
+def cli_build_secs(binary, src, tmp):
+    """Seconds `textreuse build` takes for `src`."""
+    out = os.path.join(tmp, "cli-idx")
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    subprocess.run([binary, "build", "--input", src, "--index", out, "--quiet"], check=True)
+    return time.perf_counter() - t
+
+
+def bench_spark(posts, rounds, binary, tmp):
     from pyspark.sql import SparkSession
 
     import textreuse.spark
 
     src = os.path.join(args.corpus, "posts.jsonl")
     n = len(posts)
-    parquet = os.path.join(tmp, "posts.parquet")
-    pq.write_table(pj.read_json(src), parquet, row_group_size=max(1, n // 8))
+    parquet = to_parquet(src, n, os.path.join(tmp, "posts.parquet"))
     os.environ["PYSPARK_PYTHON"] = sys.executable
     spark = (
         SparkSession.builder.master("local[2]")
@@ -174,11 +189,7 @@ def bench_spark(posts, rounds, binary, tmp):
     spark_build("jsonl")
     res = {"posts": n, "rounds": []}
     for r in range(rounds):
-        out = os.path.join(tmp, "cli-idx")
-        shutil.rmtree(out, ignore_errors=True)
-        t = time.perf_counter()
-        subprocess.run([binary, "build", "--input", src, "--index", out, "--quiet"], check=True)
-        cli = time.perf_counter() - t
+        cli = cli_build_secs(binary, src, tmp)
         sj = spark_build("jsonl")
         sp = spark_build("parquet")
         res["rounds"].append({"cli_s": cli, "spark_jsonl_s": sj, "spark_parquet_s": sp})
@@ -199,8 +210,6 @@ def bench_spark(posts, rounds, binary, tmp):
 
 
 def bench_ray(posts, rounds, binary, tmp):
-    import pyarrow.json as pj
-    import pyarrow.parquet as pq
     import ray
     import ray.data
 
@@ -208,8 +217,7 @@ def bench_ray(posts, rounds, binary, tmp):
 
     src = os.path.join(args.corpus, "posts.jsonl")
     n = len(posts)
-    parquet = os.path.join(tmp, "posts-ray.parquet")
-    pq.write_table(pj.read_json(src), parquet, row_group_size=max(1, n // 8))
+    parquet = to_parquet(src, n, os.path.join(tmp, "posts-ray.parquet"))
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
@@ -224,11 +232,7 @@ def bench_ray(posts, rounds, binary, tmp):
     ray_build()  # workers started and warm: a cluster that is already up
     res = {"posts": n, "rounds": []}
     for r in range(rounds):
-        out = os.path.join(tmp, "cli-idx")
-        shutil.rmtree(out, ignore_errors=True)
-        t = time.perf_counter()
-        subprocess.run([binary, "build", "--input", src, "--index", out, "--quiet"], check=True)
-        cli = time.perf_counter() - t
+        cli = cli_build_secs(binary, src, tmp)
         rb = ray_build()
         res["rounds"].append({"cli_s": cli, "ray_parquet_s": rb})
         print(f"  round {r}: CLI build {n / cli:,.0f} posts/s; Ray from Parquet {n / rb:,.0f} posts/s ({100 * cli / rb:.0f}%)")

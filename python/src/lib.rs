@@ -475,14 +475,7 @@ impl Fingerprinter {
         texts: &Bound<'_, PyAny>,
         null_as_empty: bool,
     ) -> PyResult<Py<PyAny>> {
-        // A ChunkedArray (a Table's column) as one Array.
-        let combined;
-        let texts = if texts.hasattr(intern!(py, "combine_chunks"))? {
-            combined = texts.call_method0(intern!(py, "combine_chunks"))?;
-            &combined
-        } else {
-            texts
-        };
+        let texts = &one_array(texts)?;
         if is_arrow_array(texts)? {
             let col = arrow::StrArray::new(texts, "text")?;
             let strs = if null_as_empty {
@@ -508,6 +501,16 @@ impl Fingerprinter {
             p.normalizer.hashtags == Hashtags::KeepWords,
             p.normalizer.t2s
         )
+    }
+}
+
+/// A pyarrow ChunkedArray (a Table's column) as one Array; anything else as it is.
+fn one_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    if obj.hasattr(intern!(py, "combine_chunks"))? {
+        obj.call_method0(intern!(py, "combine_chunks"))
+    } else {
+        Ok(obj.clone())
     }
 }
 
@@ -1208,13 +1211,7 @@ impl Index {
     ) -> PyResult<Bound<'py, PyAny>> {
         // An Arrow string array (or a Table's column) is read in place, as by
         // `fingerprint_many`; anything else must be a sequence of str.
-        let combined;
-        let texts = if texts.hasattr(intern!(py, "combine_chunks"))? {
-            combined = texts.call_method0(intern!(py, "combine_chunks"))?;
-            &combined
-        } else {
-            texts
-        };
+        let texts = &one_array(texts)?;
         let (arrow_col, encoded);
         let bytes: Vec<&[u8]> = if is_arrow_array(texts)? {
             arrow_col = arrow::StrArray::new(texts, "text")?;
