@@ -11,7 +11,7 @@ use textreuse::index::{BuildOptions, OnExistingId};
 use textreuse::input::RawPost;
 use textreuse::{Index, QueryOptions};
 
-use crate::envelope::{read_u32, Envelope, BANDS_MAGIC, POSTS_MAGIC};
+use crate::envelope::{read_u32, Envelope, BANDS_MAGIC, POSTS_MAGIC, SIGS_MAGIC};
 use crate::living::{append, merge_all, words};
 use crate::util::{self, Rng};
 
@@ -158,6 +158,16 @@ fn assert_families_adjacent(f: &Files, families: usize) {
     }
 }
 
+/// Asserts that a one-segment index's signatures start on a cache line (FORMAT.md, `sigs`).
+fn assert_sigs_line_aligned(dir: &Path) {
+    let index = Index::open(dir).expect("opens");
+    let path = index.segments()[0].dir().join("sigs");
+    let bytes = fs::read(&path).expect("sigs");
+    let env = Envelope::parse(&path, &bytes, SIGS_MAGIC);
+    let start = env.sections[1].start;
+    assert_eq!(start % 64, 0, "sigs section at {start}");
+}
+
 #[test]
 fn near_copies_get_adjacent_ids_and_keys_keep_first_seen_order_after_build_and_merge() {
     let (posts, templates) = corpus();
@@ -172,6 +182,7 @@ fn near_copies_get_adjacent_ids_and_keys_keep_first_seen_order_after_build_and_m
     for dir in [one.path(), two.path()] {
         let f = read(dir, &posts);
         assert_families_adjacent(&f, templates.len());
+        assert_sigs_line_aligned(dir);
         assert!(
             assert_runs_first_seen(&f) > 100,
             "runs of shared keys exist"
