@@ -135,7 +135,7 @@ impl Index {
                         }
                         post.ts
                     } else {
-                        seg.post_ts(p)
+                        seg.post_ts(p)?
                     };
                     taken.push((k as u32, p, ts));
                 }
