@@ -294,6 +294,19 @@ impl<'a> PackedBits<'a> {
         Some((v & (u64::MAX >> (64 - width.clamp(1, 32)))) as u32)
     }
 
+    /// The bits of `mask` (the low bits of a field of at most 57 bits: `u64::MAX >> (64 -
+    /// width)`, or 0 for a field of none) of the `u64` loaded at the byte of bit `bit`,
+    /// shifted down to it; `None` if the load is out of bounds. A field of a record whose
+    /// widths are fixed, its mask computed once.
+    #[inline]
+    pub fn field(&self, bit: u64, mask: u64) -> Option<u64> {
+        let at = usize::try_from(bit / 8).ok()?;
+        let b = self.bytes.get(at..at.checked_add(8)?)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some((u64::from_le_bytes(a) >> (bit % 8)) & mask)
+    }
+
     /// The `width` bits (0 to 64) from bit `bit` on (0 when `width` is 0, without a load), or
     /// `None` if a load is out of bounds. Up to 57 bits take one `u64` load, like
     /// [`get`](Self::get); a wider field whose bits run past that load takes the byte after

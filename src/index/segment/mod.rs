@@ -98,8 +98,73 @@ enum PostLayout {
     Rows {
         rows: Range<usize>,
         ts_base: i64,
-        widths: PostRowWidths,
+        codec: RowCodec,
     },
+}
+
+/// Format 6: where each field of a post row starts (bits after the row's start) and the mask
+/// of its width, computed once at open: a field is then one `u64` load, a shift and a mask.
+#[derive(Debug, Clone, Copy)]
+struct RowCodec {
+    /// Bits per row.
+    stride: u64,
+    /// The time code's width and mask (it starts the row).
+    ts_bits: u32,
+    ts_mask: u64,
+    account_at: u64,
+    account_mask: u64,
+    platform_at: u64,
+    platform_mask: u64,
+    id_at: u64,
+    id_mask: u64,
+}
+
+impl RowCodec {
+    fn new(w: &PostRowWidths) -> RowCodec {
+        let mask = |bits: u32| match bits {
+            0 => 0,
+            b => u64::MAX >> (64 - b.min(64)),
+        };
+        let account_at = u64::from(w.ts_bits);
+        let platform_at = account_at + u64::from(w.account_bits);
+        let id_at = platform_at + u64::from(w.platform_bits);
+        RowCodec {
+            stride: u64::from(w.stride()),
+            ts_bits: w.ts_bits,
+            ts_mask: mask(w.ts_bits),
+            account_at,
+            account_mask: mask(w.account_bits),
+            platform_at,
+            platform_mask: mask(w.platform_bits),
+            id_at,
+            id_mask: mask(w.id_bits),
+        }
+    }
+
+    /// The time code of the row starting at bit `at` (a code of more than 57 bits can run
+    /// past one load: it takes the byte after it too).
+    #[inline]
+    fn ts(&self, bits: &PackedBits<'_>, at: u64) -> Option<u64> {
+        if self.ts_bits > 57 {
+            bits.get_wide(at, self.ts_bits)
+        } else {
+            bits.field(at, self.ts_mask)
+        }
+    }
+
+    /// The account and platform of the row starting at bit `at`.
+    #[inline]
+    fn labels(&self, bits: &PackedBits<'_>, at: u64) -> Option<(u32, u32)> {
+        let a = bits.field(at + self.account_at, self.account_mask)?;
+        let pl = bits.field(at + self.platform_at, self.platform_mask)?;
+        Some((u32::try_from(a).ok()?, u32::try_from(pl).ok()?))
+    }
+
+    /// The id start of the row starting at bit `at`.
+    #[inline]
+    fn id(&self, bits: &PackedBits<'_>, at: u64) -> Option<u64> {
+        bits.field(at + self.id_at, self.id_mask)
+    }
 }
 
 /// The entries of a band file (every band's, entry `band * n_contents + j` is entry `j` of
@@ -647,13 +712,21 @@ impl Segment {
         Error::corrupt(&self.posts.file.path, format!("post {p} out of range"))
     }
 
+    /// The error for post `p`'s stored time being impossible.
+    fn bad_time(&self, p: u32) -> Error {
+        Error::corrupt(
+            &self.posts.file.path,
+            format!("post {p}'s time is out of range"),
+        )
+    }
+
     /// Format 6: the packed rows, and the bit where post `p`'s row starts.
     #[inline]
-    fn row(&self, p: u32) -> Option<(PackedBits<'_>, u64, &PostRowWidths)> {
+    fn row(&self, p: u32) -> Option<(PackedBits<'_>, u64, &RowCodec)> {
         match &self.posts.rows {
-            PostLayout::Rows { rows, widths, .. } => {
+            PostLayout::Rows { rows, codec, .. } => {
                 let bits = PackedBits::new(self.posts.file.data.get(rows.clone())?);
-                Some((bits, u64::from(p) * u64::from(widths.stride()), widths))
+                Some((bits, u64::from(p) * codec.stride, codec))
             }
             PostLayout::Columns { .. } => None,
         }
@@ -664,27 +737,16 @@ impl Segment {
     #[inline]
     fn ts_of(&self, p: u32) -> Result<Option<i64>> {
         let f = &self.posts.file;
-        let bad = || Error::corrupt(&f.path, format!("post {p}'s time is out of range"));
         match &self.posts.rows {
             PostLayout::Columns { ts, .. } => match f.view::<8>(ts).get(p as usize) {
                 Some(t) => Ok(Some(t as i64).filter(|&t| t != NO_TS)),
-                None => Err(bad()),
+                None => Err(self.bad_time(p)),
             },
-            PostLayout::Rows {
-                rows,
-                ts_base,
-                widths,
-            } => {
+            PostLayout::Rows { rows, codec, .. } => {
                 let bits = PackedBits::new(f.data.get(rows.clone()).unwrap_or_default());
-                let at = u64::from(p) * u64::from(widths.stride());
-                match bits.get_wide(at, widths.ts_bits) {
-                    Some(0) => Ok(None),
-                    Some(code) => ts_base
-                        .checked_add_unsigned(code - 1)
-                        .filter(|&t| t != NO_TS)
-                        .map(Some)
-                        .ok_or_else(bad),
-                    None => Err(bad()),
+                match codec.ts(&bits, u64::from(p) * codec.stride) {
+                    Some(code) => self.ts_from_code(p, code),
+                    None => Err(self.bad_time(p)),
                 }
             }
         }
@@ -696,11 +758,8 @@ impl Segment {
         if p as u64 >= self.n_posts {
             return None;
         }
-        if let Some((bits, at, w)) = self.row(p) {
-            let at = at + u64::from(w.ts_bits);
-            let a = bits.get_wide(at, w.account_bits)?;
-            let pl = bits.get_wide(at + u64::from(w.account_bits), w.platform_bits)?;
-            return Some((u32::try_from(a).ok()?, u32::try_from(pl).ok()?));
+        if let Some((bits, at, codec)) = self.row(p) {
+            return codec.labels(&bits, at);
         }
         let PostLayout::Columns {
             account_of,
@@ -715,17 +774,37 @@ impl Segment {
         Some((a, f.view::<4>(platform_of).get(p as usize)?))
     }
 
+    /// Where post `p`'s id starts in `id_bytes` and its account number, unchecked (for the
+    /// cache hints of a hit's strings).
+    #[inline]
+    pub(super) fn id_start_and_account(&self, p: u32) -> Option<(u64, u32)> {
+        if let Some((bits, at, codec)) = self.row(p) {
+            let a = bits.field(at + codec.account_at, codec.account_mask)?;
+            return Some((codec.id(&bits, at)?, u32::try_from(a).ok()?));
+        }
+        let PostLayout::Columns {
+            id_offsets,
+            account_of,
+            ..
+        } = &self.posts.rows
+        else {
+            return None;
+        };
+        let f = &self.posts.file;
+        let s = f.view::<8>(id_offsets).get(p as usize)?;
+        Some((s, f.view::<4>(account_of).get(p as usize)?))
+    }
+
     /// The bounds of post `p`'s id in `id_bytes` (unchecked against it).
     #[inline]
     fn id_span(&self, p: u32) -> Option<(u64, u64)> {
         if p as u64 >= self.n_posts {
             return None;
         }
-        if let Some((bits, at, w)) = self.row(p) {
-            let skip = u64::from(w.ts_bits + w.account_bits + w.platform_bits);
-            let s = bits.get_wide(at + skip, w.id_bits)?;
+        if let Some((bits, at, codec)) = self.row(p) {
+            let s = codec.id(&bits, at)?;
             let e = if u64::from(p) + 1 < self.n_posts {
-                bits.get_wide(at + u64::from(w.stride()) + skip, w.id_bits)?
+                codec.id(&bits, at + codec.stride)?
             } else {
                 self.posts.id_bytes.len() as u64
             };
@@ -740,6 +819,18 @@ impl Segment {
 
     /// The metadata of post `p`.
     pub(crate) fn post(&self, p: u32) -> Result<PostRef<'_>> {
+        if let Some(row) = self.row_fields(p) {
+            // Format 6: the row read once.
+            let (code, a, pl, span) = row.ok_or_else(|| self.no_post(p))?;
+            let ts = self.ts_from_code(p, code)?;
+            let (a, pl) = self.labels_checked(p, Some((a, pl)))?;
+            return Ok(PostRef {
+                id: self.string_at(&self.posts.id_bytes, Some(span), p as u64, "id")?,
+                account: self.account(a)?,
+                platform: self.platform(pl)?,
+                ts,
+            });
+        }
         let (a, pl) = self.labels_of(p)?;
         Ok(PostRef {
             id: self.post_id(p)?,
@@ -747,6 +838,46 @@ impl Segment {
             platform: self.platform(pl)?,
             ts: self.ts_of(p)?,
         })
+    }
+
+    /// Format 6: post `p`'s row, decoded: its time code, account, platform and id bounds
+    /// (`Some(None)` for a post out of range or a row out of bounds; `None` for formats 1 to
+    /// 5).
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    fn row_fields(&self, p: u32) -> Option<Option<(u64, u32, u32, (u64, u64))>> {
+        let (bits, at, codec) = self.row(p)?;
+        if p as u64 >= self.n_posts {
+            return Some(None);
+        }
+        let read = || {
+            let code = codec.ts(&bits, at)?;
+            let (a, pl) = codec.labels(&bits, at)?;
+            let s = codec.id(&bits, at)?;
+            let e = if u64::from(p) + 1 < self.n_posts {
+                codec.id(&bits, at + codec.stride)?
+            } else {
+                self.posts.id_bytes.len() as u64
+            };
+            Some((code, a, pl, (s, e)))
+        };
+        Some(read())
+    }
+
+    /// Format 6: the time a row's time code stands for (0: unknown).
+    #[inline]
+    fn ts_from_code(&self, p: u32, code: u64) -> Result<Option<i64>> {
+        let PostLayout::Rows { ts_base, .. } = &self.posts.rows else {
+            return Ok(None);
+        };
+        match code.checked_sub(1) {
+            None => Ok(None),
+            Some(off) => ts_base
+                .checked_add_unsigned(off)
+                .filter(|&t| t != NO_TS)
+                .map(Some)
+                .ok_or_else(|| self.bad_time(p)),
+        }
     }
 
     /// The time of post `p` (unix seconds), if it has one; reads only the time field. An
@@ -757,6 +888,57 @@ impl Segment {
             return Err(self.no_post(p));
         }
         self.ts_of(p)
+    }
+
+    /// Calls `f(p, time)` for each post `p` of `r` that is not deleted, in order: the time
+    /// scan of a limited lookup, with the layout's decoding hoisted out of the loop. An
+    /// error for a post out of range or an impossible stored time.
+    #[inline]
+    pub(crate) fn live_post_times(
+        &self,
+        r: Range<u32>,
+        mut f: impl FnMut(u32, Option<i64>),
+    ) -> Result<()> {
+        if r.end as u64 > self.n_posts {
+            return Err(self.no_post(r.end.saturating_sub(1)));
+        }
+        let file = &self.posts.file;
+        match &self.posts.rows {
+            PostLayout::Rows {
+                rows,
+                ts_base,
+                codec,
+            } => {
+                let bits = PackedBits::new(file.data.get(rows.clone()).unwrap_or_default());
+                for p in r {
+                    if self.is_deleted(p) {
+                        continue;
+                    }
+                    let ts = match codec.ts(&bits, u64::from(p) * codec.stride) {
+                        Some(0) => None,
+                        Some(code) => match ts_base.checked_add_unsigned(code - 1) {
+                            Some(t) if t != NO_TS => Some(t),
+                            _ => return Err(self.bad_time(p)),
+                        },
+                        None => return Err(self.no_post(p)),
+                    };
+                    f(p, ts);
+                }
+            }
+            PostLayout::Columns { ts, .. } => {
+                let a = file.view::<8>(ts);
+                for p in r {
+                    if self.is_deleted(p) {
+                        continue;
+                    }
+                    match a.get(p as usize) {
+                        Some(t) => f(p, Some(t as i64).filter(|&t| t != NO_TS)),
+                        None => return Err(self.no_post(p)),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The external id of post `p`; reads only the id bounds.
@@ -770,7 +952,13 @@ impl Segment {
     /// The account and platform numbers of post `p` (indexes into this segment's
     /// dictionaries, checked against their lengths).
     pub(crate) fn labels_of(&self, p: u32) -> Result<(u32, u32)> {
-        match self.labels_raw(p) {
+        self.labels_checked(p, self.labels_raw(p))
+    }
+
+    /// `labels` (post `p`'s), checked against the dictionaries' lengths.
+    #[inline]
+    fn labels_checked(&self, p: u32, labels: Option<(u32, u32)>) -> Result<(u32, u32)> {
+        match labels {
             Some((a, pl))
                 if (a as u64) < self.posts.n_accounts && (pl as u64) < self.posts.n_platforms =>
             {

@@ -301,7 +301,7 @@ impl Segment {
                 rows: PostLayout::Rows {
                     rows,
                     ts_base,
-                    widths: got,
+                    codec: RowCodec::new(&got),
                 },
                 id_bytes,
                 account_offsets: f.arr::<8>(4, na + 1, "account_offsets")?,

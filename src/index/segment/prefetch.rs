@@ -132,8 +132,8 @@ impl Segment {
                 account_of.start + s * 4..account_of.start + e * 4,
                 platform_of.start + s * 4..platform_of.start + e * 4,
             ],
-            PostLayout::Rows { rows, widths, .. } => {
-                let stride = widths.stride() as usize;
+            PostLayout::Rows { rows, codec, .. } => {
+                let stride = codec.stride as usize;
                 let end = ((e + 1) * stride / 8 + 8).min(rows.len());
                 [
                     rows.start + s * stride / 8..rows.start + end,
@@ -149,9 +149,9 @@ impl Segment {
     #[inline]
     pub(crate) fn touch_post(&self, post: u32) {
         let d: &[u8] = &self.posts.file.data;
-        if let PostLayout::Rows { rows, widths, .. } = &self.posts.rows {
+        if let PostLayout::Rows { rows, codec, .. } = &self.posts.rows {
             // The row and the next row's id start: one line, or two adjacent ones.
-            let (i, stride) = (post as usize, widths.stride() as usize);
+            let (i, stride) = (post as usize, codec.stride as usize);
             prefetch_item(d, rows.start + i * stride / 8);
             prefetch_item(d, rows.start + ((i + 2) * stride / 8).min(rows.len()));
             return;
@@ -183,10 +183,8 @@ impl Segment {
     #[inline]
     pub(crate) fn touch_post_strings(&self, post: u32) {
         let (p, f) = (&self.posts, &self.posts.file);
-        if let Some((s, _)) = self.id_span(post) {
+        if let Some((s, a)) = self.id_start_and_account(post) {
             prefetch_item(&f.data, p.id_bytes.start.saturating_add(s as usize));
-        }
-        if let Some((a, _)) = self.labels_raw(post) {
             prefetch_item(&f.data, p.account_offsets.start + a as usize * 8);
         }
     }
@@ -195,7 +193,7 @@ impl Segment {
     #[inline]
     pub(crate) fn touch_post_account(&self, post: u32) {
         let (p, f) = (&self.posts, &self.posts.file);
-        if let Some((a, _)) = self.labels_raw(post) {
+        if let Some((_, a)) = self.id_start_and_account(post) {
             if let Some(s) = f.view::<8>(&p.account_offsets).get(a as usize) {
                 prefetch_item(&f.data, p.account_bytes.start.saturating_add(s as usize));
             }
