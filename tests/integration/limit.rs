@@ -198,7 +198,7 @@ fn times_at_the_ends_of_i64_read_back_through_lookups_and_a_merge() {
     ];
     let post = |i: usize, ts: Option<i64>| RawPost {
         id: format!("t{i}"),
-        text: format!("{text} {}", if i % 2 == 0 { "" } else { "again" }),
+        text: format!("{text} {}", if i.is_multiple_of(2) { "" } else { "again" }),
         account: format!("a{}", i % 3),
         platform: "p".into(),
         ts,
