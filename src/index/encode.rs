@@ -10,13 +10,14 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::buffer::{Buffer, Dict, BAND_TABLES_AT_ONCE};
 use super::durable::{create_dir, create_file, sync_dir, tmp_path};
-use super::format::{le_chunks, BitPacker, EnvelopeWriter};
+use super::format::{le_chunks, packed_len, BitPacker, EnvelopeWriter};
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::options::StageTimes;
 use super::order::{invert, ContentOrder};
 use super::segment::{
-    entry_widths, split_key, BANDS_MAGIC, BANDS_META_LEN_V5, CODEC_ZSTD_DICT, DELETED_MAGIC,
-    MAX_DIR_BITS, POSTS_MAGIC, SIGS_MAGIC, TEXT_MAGIC,
+    entry_widths, split_key, PostRowWidths, BANDS_MAGIC, BANDS_META_LEN_V5, CODEC_ZSTD_DICT,
+    DELETED_MAGIC, MAX_DIR_BITS, NO_TS, POSTS_MAGIC, POSTS_META_LEN_V6, POSTS_SECTIONS_V6,
+    SIGS_MAGIC, TEXT_MAGIC,
 };
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
@@ -413,63 +414,96 @@ pub(crate) struct PostsColumns<'a> {
     pub(crate) platforms: &'a Dict,
 }
 
-/// Writes a `posts` file, the one encoder of its 11 sections (a build's flush and a merge
-/// both call it), and returns its manifest entry.
+/// Writes a `posts` file (format 6: each post's time, account, platform and id start in one
+/// bit-packed row), the one encoder of its 8 sections (a build's flush and a merge both call
+/// it), and returns its manifest entry. Three passes over the rows: the time span and id
+/// length (the rows' widths), the rows, the id bytes.
 pub(crate) fn write_posts_file(path: &Path, c: &PostsColumns<'_>) -> Result<FileEntry> {
     let np = c.rows.len();
-    let mut w = EnvelopeWriter::create(path, POSTS_MAGIC, 11)?;
+    let (na, npl) = (c.accounts.ends.len() as u64, c.platforms.ends.len() as u64);
+    let bad = |what: String| Error::InvalidParameter(format!("{}: {what}", path.display()));
+    if c.account_of.len() as u64 != np || c.platform_of.len() as u64 != np {
+        return Err(bad(format!(
+            "{np} posts with {} accounts and {} platforms",
+            c.account_of.len(),
+            c.platform_of.len()
+        )));
+    }
+    // Pass 1: the earliest and latest known times, and the ids' length.
+    let (mut lo, mut hi, mut id_len) = (i64::MAX, i64::MIN, 0u64);
+    c.rows.visit(&mut |ts, id| {
+        if ts != NO_TS {
+            lo = lo.min(ts);
+            hi = hi.max(ts);
+        }
+        id_len += id.len() as u64;
+        Ok(())
+    })?;
+    // Time code: 0 = unknown, else ts - base + 1 (at most 2^64 - 1: no known time is i64::MIN).
+    let (base, span) = if lo <= hi {
+        (lo, (hi.wrapping_sub(lo) as u64) + 1)
+    } else {
+        (0, 0)
+    };
+    let wd = PostRowWidths::of(na, npl, id_len, span);
+    let mut w = EnvelopeWriter::create(path, POSTS_MAGIC, POSTS_SECTIONS_V6.len())?;
     w.begin(0)?;
-    let mut meta = Vec::new();
-    for v in [
-        np,
-        c.n_contents,
-        c.accounts.ends.len() as u64,
-        c.platforms.ends.len() as u64,
-    ] {
+    let mut meta = Vec::with_capacity(POSTS_META_LEN_V6);
+    for v in [np, c.n_contents, na, npl, base as u64] {
+        meta.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [wd.ts_bits, wd.account_bits, wd.platform_bits, wd.id_bits] {
         meta.extend_from_slice(&v.to_le_bytes());
     }
     w.write(&meta)?;
     w.begin(1)?;
     w.write_u32s(c.content_posts)?;
-    // Columns of u64 go out through a buffer of 2^16 values.
-    let mut buf: Vec<u64> = Vec::with_capacity(1 << 16);
-    let push = |w: &mut EnvelopeWriter, buf: &mut Vec<u64>, v: u64| -> Result<()> {
-        buf.push(v);
-        if buf.len() == buf.capacity() {
-            w.write_u64s(buf)?;
-            buf.clear();
+    // Pass 2: the rows, written out a few thousand words at a time.
+    w.begin(2)?;
+    let mut packer = BitPacker::default();
+    let (mut i, mut at, mut words) = (0usize, 0u64, 0u64);
+    c.rows.visit(&mut |ts, id| {
+        let (a, pl) = (c.account_of[i], c.platform_of[i]);
+        if u64::from(a) >= na || u64::from(pl) >= npl {
+            return Err(bad(format!("post {i} names account {a} or platform {pl}")));
+        }
+        let code = if ts == NO_TS {
+            0
+        } else {
+            (ts.wrapping_sub(base) as u64) + 1
+        };
+        packer.push(code, wd.ts_bits);
+        packer.push(u64::from(a), wd.account_bits);
+        packer.push(u64::from(pl), wd.platform_bits);
+        packer.push(at, wd.id_bits);
+        at += id.len() as u64;
+        i += 1;
+        if packer.words.len() >= 1 << 13 {
+            w.write_u64s(&packer.words)?;
+            words += packer.words.len() as u64;
+            packer.words.clear();
         }
         Ok(())
-    };
-    w.begin(2)?;
-    c.rows
-        .visit(&mut |ts, _| push(&mut w, &mut buf, ts as u64))?;
-    w.write_u64s(&buf)?;
-    buf.clear();
-    w.begin(3)?;
-    let mut total = 0u64;
-    push(&mut w, &mut buf, 0)?;
-    c.rows.visit(&mut |_, id| {
-        total += id.len() as u64;
-        push(&mut w, &mut buf, total)
     })?;
-    w.write_u64s(&buf)?;
-    buf.clear();
-    w.begin(4)?;
+    packer.flush();
+    packer.words.push(0);
+    words += packer.words.len() as u64;
+    w.write_u64s(&packer.words)?;
+    if Some(words * 8) != packed_len(np, wd.stride()) || i as u64 != np || at != id_len {
+        return Err(bad("the posts changed between passes".into()));
+    }
+    // Pass 3: the ids.
+    w.begin(3)?;
     c.rows.visit(&mut |_, id| w.write(id))?;
-    w.begin(5)?;
-    w.write_u32s(c.account_of)?;
-    w.begin(6)?;
+    w.begin(4)?;
     w.write_u64s(&[0])?;
     w.write_u64s(&c.accounts.ends)?;
-    w.begin(7)?;
+    w.begin(5)?;
     w.write(&c.accounts.bytes)?;
-    w.begin(8)?;
-    w.write_u32s(c.platform_of)?;
-    w.begin(9)?;
+    w.begin(6)?;
     w.write_u64s(&[0])?;
     w.write_u64s(&c.platforms.ends)?;
-    w.begin(10)?;
+    w.begin(7)?;
     w.write(&c.platforms.bytes)?;
     w.finish()?;
     file_entry(path)

@@ -25,11 +25,11 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::error::{Error, Result};
 
 /// The format version this build writes (binary files and manifests).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The format versions this build reads, for messages.
-pub const SUPPORTED_VERSIONS: &str = "1 to 5";
+pub const SUPPORTED_VERSIONS: &str = "1 to 6";
 
 /// Hands `xs` to `sink` as little-endian bytes, 2^16 values at a time (one buffer, reused):
 /// the one encoder of number arrays for envelope sections, reserved sections and spill
@@ -293,6 +293,48 @@ impl<'a> PackedBits<'a> {
         let v = u64::from_le_bytes(a) >> (bit % 8);
         Some((v & (u64::MAX >> (64 - width.clamp(1, 32)))) as u32)
     }
+
+    /// The bits of `mask` (the low bits of a field of at most 57 bits: `u64::MAX >> (64 -
+    /// width)`, or 0 for a field of none) of the `u64` loaded at the byte of bit `bit`,
+    /// shifted down to it; `None` if the load is out of bounds. A field of a record whose
+    /// widths are fixed, its mask computed once.
+    #[inline]
+    pub fn field(&self, bit: u64, mask: u64) -> Option<u64> {
+        let at = usize::try_from(bit / 8).ok()?;
+        let b = self.bytes.get(at..at.checked_add(8)?)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some((u64::from_le_bytes(a) >> (bit % 8)) & mask)
+    }
+
+    /// The `width` bits (0 to 64) from bit `bit` on (0 when `width` is 0, without a load), or
+    /// `None` if a load is out of bounds. Up to 57 bits take one `u64` load, like
+    /// [`get`](Self::get); a wider field whose bits run past that load takes the byte after
+    /// it too (format 6's post rows: a time offset can need up to 64 bits).
+    #[inline]
+    pub fn get_wide(&self, bit: u64, width: u32) -> Option<u64> {
+        if width == 0 {
+            return Some(0);
+        }
+        let at = usize::try_from(bit / 8).ok()?;
+        let b = self.bytes.get(at..at.checked_add(8)?)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        let shift = (bit % 8) as u32;
+        let mut v = u64::from_le_bytes(a) >> shift;
+        if shift + width.min(64) > 64 {
+            // The field's top bits are in the next byte.
+            v |= u64::from(*self.bytes.get(at + 8)?) << (64 - shift);
+        }
+        Some(v & (u64::MAX >> (64 - width.min(64))))
+    }
+}
+
+/// The fewest bits that hold `x` (0 for 0): the width of a packed field whose largest value
+/// is `x`.
+#[inline]
+pub fn bits_for(x: u64) -> u32 {
+    64 - x.leading_zeros()
 }
 
 /// The length in bytes of a packed section of `records` records of `stride` bits: whole

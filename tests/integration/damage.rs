@@ -739,12 +739,14 @@ mod untrusted {
         let path = seg_file(&dir, "posts");
         let pristine = fs::read(&path).expect("reads");
         let env = Envelope::parse(&path, &pristine, POSTS_MAGIC);
-        // Sections 3 (id_offsets), 6 (account_offsets), 9 (platform_offsets): last u64.
-        for (section, what) in [
-            (3, "id_offsets"),
-            (6, "account_offsets"),
-            (9, "platform_offsets"),
-        ] {
+        // Format 6: sections 4 (account_offsets) and 6 (platform_offsets), last u64 (the
+        // ids' bounds are in the rows: see `a_damaged_posts_rows_file_is_an_error`).
+        assert_eq!(
+            envelope::read_u32(&pristine, 8),
+            6,
+            "this build writes format 6"
+        );
+        for (section, what) in [(4, "account_offsets"), (6, "platform_offsets")] {
             let r = env.sections[section].clone();
             let mut bad = pristine.clone();
             bad[r.end - 8] ^= 0x01;
@@ -769,8 +771,8 @@ mod untrusted {
         let env = Envelope::parse(&path, &pristine, BANDS_MAGIC);
         assert_eq!(
             envelope::read_u32(&pristine, 8),
-            5,
-            "this build writes format 5"
+            6,
+            "this build writes format 6 (its band file is format 5's)"
         );
         assert_eq!(env.sections.len(), 3);
         let (meta, dirs, entries) = (
@@ -787,7 +789,7 @@ mod untrusted {
         assert_eq!(id_bits, 8);
         let write = |meta: &[u8], entries: &[u8]| {
             let bad = tmp.path().join("bands");
-            envelope::write_version(&bad, BANDS_MAGIC, 5, &[meta, &dirs, entries]);
+            envelope::write_version(&bad, BANDS_MAGIC, 6, &[meta, &dirs, entries]);
             replace_consistently(&dir, "bands", &fs::read(&bad).expect("reads"));
         };
         // Widths other than the counts imply.
@@ -844,6 +846,146 @@ mod untrusted {
         let index = Index::open(&dir).expect("the restored file opens");
         index
             .query(text, &QueryOptions::default())
+            .expect("answers");
+    }
+
+    /// Format 6's posts file (issue 18): row widths other than the counts imply, a rows
+    /// section of another length and a first id not at 0 fail open; times past the range of
+    /// `i64`, accounts past the dictionary and id starts past the ids inside a consistent file
+    /// open and verify, then are errors where they are read (lookups, clustering, merge),
+    /// never a panic or a read out of bounds.
+    #[test]
+    fn a_damaged_posts_rows_file_is_an_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // 200 posts and exact copies of the first 40 under other ids (clusters to describe).
+        let dir = tmp.path().join("index");
+        let mut posts = util::sample_posts()[..200].to_vec();
+        for i in 0..40 {
+            let p = posts[i].clone();
+            posts.push(textreuse::input::RawPost {
+                id: format!("{}-copy", p.id),
+                ..p
+            });
+        }
+        util::build_lib(&dir, &posts, BuildOptions::default(), 1000);
+        let s = dir.to_str().expect("utf-8");
+        let id = util::sample_posts()[100].id.clone();
+        let r = util::textreuse(["delete", "--index", s, "--id", &id]);
+        assert_eq!(r.code, 0, "a merge then rewrites the segment: {r:?}");
+        let path = seg_file(&dir, "posts");
+        let pristine = fs::read(&path).expect("reads");
+        let env = Envelope::parse(&path, &pristine, POSTS_MAGIC);
+        assert_eq!(
+            envelope::read_u32(&pristine, 8),
+            6,
+            "this build writes format 6"
+        );
+        assert_eq!(env.sections.len(), 8);
+        let sections: Vec<Vec<u8>> = env
+            .sections
+            .iter()
+            .map(|r| pristine[r.clone()].to_vec())
+            .collect();
+        let meta = &sections[0];
+        assert_eq!(meta.len(), 56);
+        let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        let (np, na) = (u64_at(meta, 0) as usize, u64_at(meta, 16));
+        let w: Vec<usize> = (0..4)
+            .map(|i| envelope::read_u32(meta, 40 + 4 * i) as usize)
+            .collect();
+        let stride: usize = w.iter().sum();
+        assert_eq!(np, 240);
+        assert!(na > 1 && na < 1 << w[1], "{na} accounts in {} bits", w[1]);
+        assert_eq!(
+            w[3],
+            64 - (sections[3].len() as u64).leading_zeros() as usize
+        );
+        let write = |meta: &[u8], rows: &[u8]| {
+            let bad = tmp.path().join("posts");
+            let mut all: Vec<&[u8]> = sections.iter().map(|s| s.as_slice()).collect();
+            all[0] = meta;
+            all[2] = rows;
+            envelope::write_version(&bad, POSTS_MAGIC, 6, &all);
+            replace_consistently(&dir, "posts", &fs::read(&bad).expect("reads"));
+        };
+        // Widths other than the counts imply (a time of more than 64 bits).
+        for (at, delta) in [
+            (40, 65u32),
+            (44, 1),
+            (44, u32::MAX),
+            (48, 1),
+            (52, 1),
+            (52, 40),
+        ] {
+            let mut m = meta.clone();
+            let v = envelope::read_u32(&m, at).wrapping_add(delta);
+            let v = if at == 40 { delta } else { v };
+            m[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            write(&m, &sections[2]);
+            let e = open_err(&dir);
+            assert!(e.contains("rows of widths"), "{at} {delta}: {e}");
+        }
+        // A rows section a word short, a word long, or without its padding.
+        let rows = &sections[2];
+        for len in [rows.len() - 8, rows.len() + 8, rows.len() - 1] {
+            let mut r = rows.clone();
+            r.resize(len, 0);
+            write(meta, &r);
+            let e = open_err(&dir);
+            assert!(e.contains("rows is"), "{len}: {e}");
+        }
+        // Field `f` of every row (of rows `from..`) set to all ones.
+        let ones = |f: usize, from: usize| {
+            let mut r = rows.clone();
+            let skip: usize = w[..f].iter().sum();
+            for i in from..np {
+                for bit in i * stride + skip..i * stride + skip + w[f] {
+                    r[bit / 8] |= 1 << (bit % 8);
+                }
+            }
+            r
+        };
+        write(meta, &ones(3, 0));
+        let e = open_err(&dir);
+        assert!(e.contains("first id starts"), "{e}");
+        // Consistent files with impossible values: times past i64::MAX (the base moved up),
+        // accounts past the dictionary, ids starting past the end of the ids.
+        let mut late = meta.clone();
+        late[32..40].copy_from_slice(&(i64::MAX - 3).to_le_bytes());
+        let damaged: [(&str, Vec<u8>, Vec<u8>); 3] = [
+            ("time", late, rows.clone()),
+            ("account", meta.clone(), ones(1, 0)),
+            ("id", meta.clone(), ones(3, 1)),
+        ];
+        for (what, m, r) in damaged {
+            write(&m, &r);
+            let index = Index::open(&dir).expect("opens");
+            index.verify().expect("checksums match");
+            let text = &util::sample_posts()[3].text;
+            match index.query(text, &QueryOptions::default()) {
+                Err(Error::Corrupt { what: w, .. }) => assert!(w.contains(what), "{what}: {w}"),
+                other => panic!("{what}: {other:?}"),
+            }
+            let limited = QueryOptions {
+                limit: 1,
+                ..QueryOptions::default()
+            };
+            assert!(index.query(text, &limited).is_err(), "{what}: limit 1");
+            drop(index);
+            for args in [
+                vec!["clusters", "--index", s, "--json"],
+                vec!["merge", "--index", s],
+            ] {
+                let r = util::textreuse(&args);
+                assert_eq!(r.code, 2, "{what} {args:?}: {r:?}");
+                assert!(r.stderr.contains("range"), "{what} {args:?}: {}", r.stderr);
+            }
+        }
+        write(meta, rows);
+        let index = Index::open(&dir).expect("the restored file opens");
+        index.verify().expect("verifies");
+        index
+            .query(&util::sample_posts()[3].text, &QueryOptions::default())
             .expect("answers");
     }
 

@@ -175,3 +175,62 @@ fn a_limited_containment_lookup_is_the_full_lookup_cut() {
     }
     assert!(nonempty > 5, "{nonempty} snippets found something");
 }
+
+/// Times at both ends of `i64` (format 6 stores them as 64-bit offsets from the segment's
+/// earliest, the widest a row's time field gets, read past one `u64` load) and unknown
+/// times read back as given, order limited lookups as they order all hits, and survive an
+/// append and a merge.
+#[test]
+fn times_at_the_ends_of_i64_read_back_through_lookups_and_a_merge() {
+    let text = util::sample_posts()
+        .into_iter()
+        .map(|p| p.text)
+        .find(|t| t.is_ascii() && t.split(' ').count() >= 25)
+        .expect("a long text");
+    let times = [
+        Some(i64::MAX),
+        Some(i64::MIN + 1),
+        None,
+        Some(0),
+        Some(-1),
+        Some(i64::MAX - 1),
+        Some(1_700_000_000),
+    ];
+    let post = |i: usize, ts: Option<i64>| RawPost {
+        id: format!("t{i}"),
+        text: format!("{text} {}", if i.is_multiple_of(2) { "" } else { "again" }),
+        account: format!("a{}", i % 3),
+        platform: "p".into(),
+        ts,
+        line: 0,
+    };
+    let posts: Vec<RawPost> = times.iter().enumerate().map(|(i, &t)| post(i, t)).collect();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("index");
+    util::build_lib(&dir, &posts[..4], BuildOptions::default(), 1000);
+    crate::living::append(&dir, &posts[4..], textreuse::index::OnExistingId::Skip);
+    let check = |index: &Index| {
+        index.verify().expect("verifies");
+        for p in &posts {
+            let got = index.post(&p.id).expect("reads").expect("indexed");
+            assert_eq!(got.ts, p.ts, "{}", p.id);
+        }
+        let all = views(index, &text, &QueryOptions::default());
+        assert_eq!(all.len(), posts.len());
+        for limit in 1..=posts.len() {
+            let opts = QueryOptions {
+                limit,
+                ..QueryOptions::default()
+            };
+            let mut want = all.clone();
+            want.truncate(limit);
+            assert_eq!(views(index, &text, &opts), want, "limit {limit}");
+        }
+        all
+    };
+    let before = check(&Index::open(&dir).expect("opens"));
+    crate::living::merge_all(&dir);
+    let index = Index::open(&dir).expect("opens");
+    assert_eq!(index.segments().len(), 1);
+    assert_eq!(check(&index), before);
+}

@@ -56,8 +56,25 @@ fn read(dir: &Path, input: &[RawPost]) -> Files {
     let posts = fs::read(seg.join("posts")).expect("posts");
     let env = Envelope::parse(&seg.join("posts"), &posts, POSTS_MAGIC);
     let s = |i: usize| &posts[env.sections[i].clone()];
-    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
-    let (cp, offs, ids) = (s(1), s(3), s(4));
+    // Format 6: each post's id start is the last field of its row (FORMAT.md, `posts`).
+    let (meta, cp, rows, ids) = (s(0), s(1), s(2), s(3));
+    let np = u64::from_le_bytes(meta[..8].try_into().unwrap()) as usize;
+    let w: Vec<usize> = (0..4)
+        .map(|i| read_u32(meta, 40 + 4 * i) as usize)
+        .collect();
+    let stride: usize = w.iter().sum();
+    let bits = |from: usize, width: usize| -> u64 {
+        (0..width).fold(0, |v, k| {
+            v | u64::from(rows[(from + k) / 8] >> ((from + k) % 8) & 1) << k
+        })
+    };
+    let id_start = |p: usize| -> u64 {
+        if p == np {
+            ids.len() as u64
+        } else {
+            bits(p * stride + w[0] + w[1] + w[2], w[3])
+        }
+    };
     let nc = cp.len() / 4 - 1;
     let position: HashMap<&str, usize> = input
         .iter()
@@ -68,7 +85,7 @@ fn read(dir: &Path, input: &[RawPost]) -> Files {
     let mut first_seen = vec![usize::MAX; nc];
     for (c, first) in first_seen.iter_mut().enumerate() {
         for p in read_u32(cp, c * 4)..read_u32(cp, c * 4 + 4) {
-            let (a, b) = (u64_at(offs, p as usize), u64_at(offs, p as usize + 1));
+            let (a, b) = (id_start(p as usize), id_start(p as usize + 1));
             let id = std::str::from_utf8(&ids[a as usize..b as usize]).expect("utf-8 id");
             content_of.insert(id.to_string(), c as u32);
             *first = (*first).min(position[id]);

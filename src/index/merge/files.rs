@@ -37,7 +37,7 @@ impl PostRows for LiveRows<'_> {
             }
             let s = &self.sources[si as usize];
             let id = s.post_id(p)?;
-            f(s.post_ts(p).unwrap_or(NO_TS), id.as_bytes())?;
+            f(s.post_ts(p)?.unwrap_or(NO_TS), id.as_bytes())?;
         }
         Ok(())
     }

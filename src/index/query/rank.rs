@@ -124,20 +124,18 @@ impl Index {
             }
             for (k, m) in matched.iter().enumerate().take(j).skip(i) {
                 let seg = &self.segments[m.seg];
+                if !filtered {
+                    seg.live_post_times(m.posts.clone(), |p, ts| taken.push((k as u32, p, ts)))?;
+                    continue;
+                }
                 for p in m.posts.clone() {
                     if seg.is_deleted(p) {
                         continue;
                     }
-                    let ts = if filtered {
-                        let post = seg.post(p)?;
-                        if !keeps(opts, &post) {
-                            continue;
-                        }
-                        post.ts
-                    } else {
-                        seg.post_ts(p)
-                    };
-                    taken.push((k as u32, p, ts));
+                    let post = seg.post(p)?;
+                    if keeps(opts, &post) {
+                        taken.push((k as u32, p, post.ts));
+                    }
                 }
             }
             i = j;

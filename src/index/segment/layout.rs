@@ -34,6 +34,57 @@ pub const POSTS_SECTIONS: [&str; 11] = [
     "platform_offsets",
     "platform_bytes",
 ];
+/// Section names of the posts file from format 6 on: each post's time, account, platform and
+/// id start packed in one row.
+pub const POSTS_SECTIONS_V6: [&str; 8] = [
+    "meta",
+    "content_posts",
+    "rows",
+    "id_bytes",
+    "account_offsets",
+    "account_bytes",
+    "platform_offsets",
+    "platform_bytes",
+];
+/// The length of the posts file's meta section from format version 6 on (32 before).
+pub const POSTS_META_LEN_V6: usize = 56;
+
+/// The widths of a format-6 post row, each the fewest bits its largest value needs:
+/// `ts_bits` (the time code: 0 = unknown, else `ts - ts_base + 1`), `account_bits`,
+/// `platform_bits` (dictionary indexes below their counts) and `id_bits` (an id's start in
+/// `id_bytes`, at most its length). A row is the four fields in that order, low bits first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostRowWidths {
+    /// Bits of the time code.
+    pub ts_bits: u32,
+    /// Bits of the account index.
+    pub account_bits: u32,
+    /// Bits of the platform index.
+    pub platform_bits: u32,
+    /// Bits of the id's start offset.
+    pub id_bits: u32,
+}
+
+impl PostRowWidths {
+    /// The widths of the rows of a posts file with these counts, whose times span
+    /// `ts_span` (the largest time code: 0 when no time is known, else the latest time less
+    /// the earliest, plus 1).
+    pub fn of(n_accounts: u64, n_platforms: u64, id_bytes: u64, ts_span: u64) -> PostRowWidths {
+        use crate::index::format::bits_for;
+        PostRowWidths {
+            ts_bits: bits_for(ts_span),
+            account_bits: bits_for(n_accounts.saturating_sub(1)),
+            platform_bits: bits_for(n_platforms.saturating_sub(1)),
+            id_bits: bits_for(id_bytes),
+        }
+    }
+
+    /// Bits per row.
+    pub fn stride(&self) -> u32 {
+        self.ts_bits + self.account_bits + self.platform_bits + self.id_bits
+    }
+}
+
 /// Magic bytes of a deletion bitmap file.
 pub const DELETED_MAGIC: &[u8; 8] = b"TRDEL\0\0\0";
 /// Section names of a deletion bitmap file.

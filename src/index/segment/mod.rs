@@ -72,15 +72,99 @@ struct Posts {
     n_accounts: u64,
     n_platforms: u64,
     content_posts: Range<usize>,
-    ts: Range<usize>,
-    id_offsets: Range<usize>,
+    /// Each post's time, account, platform and id start.
+    rows: PostLayout,
     id_bytes: Range<usize>,
-    account_of: Range<usize>,
     account_offsets: Range<usize>,
     account_bytes: Range<usize>,
-    platform_of: Range<usize>,
     platform_offsets: Range<usize>,
     platform_bytes: Range<usize>,
+}
+
+/// Where a posts file keeps each post's fixed-size metadata.
+#[derive(Debug)]
+enum PostLayout {
+    /// Formats 1 to 5: four arrays, `ts` (`i64`), `id_offsets` (`u64`, one more than the
+    /// posts), `account_of` and `platform_of` (`u32`).
+    Columns {
+        ts: Range<usize>,
+        id_offsets: Range<usize>,
+        account_of: Range<usize>,
+        platform_of: Range<usize>,
+    },
+    /// Format 6: post `p`'s row is `stride` bits from bit `p * stride` of `rows`: the time
+    /// code (0 = unknown, else `ts - ts_base + 1`), the account, the platform and the id's
+    /// start in `id_bytes` (its end: the next row's start, or the end of `id_bytes`).
+    Rows {
+        rows: Range<usize>,
+        ts_base: i64,
+        codec: RowCodec,
+    },
+}
+
+/// Format 6: where each field of a post row starts (bits after the row's start) and the mask
+/// of its width, computed once at open: a field is then one `u64` load, a shift and a mask.
+#[derive(Debug, Clone, Copy)]
+struct RowCodec {
+    /// Bits per row.
+    stride: u64,
+    /// The time code's width and mask (it starts the row).
+    ts_bits: u32,
+    ts_mask: u64,
+    account_at: u64,
+    account_mask: u64,
+    platform_at: u64,
+    platform_mask: u64,
+    id_at: u64,
+    id_mask: u64,
+}
+
+impl RowCodec {
+    fn new(w: &PostRowWidths) -> RowCodec {
+        let mask = |bits: u32| match bits {
+            0 => 0,
+            b => u64::MAX >> (64 - b.min(64)),
+        };
+        let account_at = u64::from(w.ts_bits);
+        let platform_at = account_at + u64::from(w.account_bits);
+        let id_at = platform_at + u64::from(w.platform_bits);
+        RowCodec {
+            stride: u64::from(w.stride()),
+            ts_bits: w.ts_bits,
+            ts_mask: mask(w.ts_bits),
+            account_at,
+            account_mask: mask(w.account_bits),
+            platform_at,
+            platform_mask: mask(w.platform_bits),
+            id_at,
+            id_mask: mask(w.id_bits),
+        }
+    }
+
+    /// The time code of the row starting at bit `at` (a code of more than 57 bits can run
+    /// past one load: it takes the byte after it too).
+    #[inline]
+    fn ts(&self, bits: &PackedBits<'_>, at: u64) -> Option<u64> {
+        if self.ts_bits > 57 {
+            bits.get_wide(at, self.ts_bits)
+        } else {
+            bits.field(at, self.ts_mask)
+        }
+    }
+
+    /// The account and platform of the row starting at bit `at`.
+    #[inline]
+    fn labels(&self, bits: &PackedBits<'_>, at: u64) -> Option<(u32, u32)> {
+        let a = bits.field(at + self.account_at, self.account_mask)?;
+        let pl = bits.field(at + self.platform_at, self.platform_mask)?;
+        Some((u32::try_from(a).ok()?, u32::try_from(pl).ok()?))
+    }
+
+    /// The id start of the row starting at bit `at`.
+    #[inline]
+    fn id(&self, bits: &PackedBits<'_>, at: u64) -> Option<u64> {
+        bits.field(at + self.id_at, self.id_mask)
+    }
 }
 
 /// The entries of a band file (every band's, entry `band * n_contents + j` is entry `j` of
@@ -589,6 +673,28 @@ impl Segment {
         }
     }
 
+    /// The string at `span` of the bytes section `bytes` (item `i` of `what`, for messages).
+    fn string_at<'a>(
+        &'a self,
+        bytes: &Range<usize>,
+        span: Option<(u64, u64)>,
+        i: u64,
+        what: &str,
+    ) -> Result<&'a str> {
+        let f = &self.posts.file;
+        let Some((s, e)) = span else {
+            return Err(Error::corrupt(&f.path, format!("{what} {i} out of range")));
+        };
+        let b = usize::try_from(s)
+            .ok()
+            .zip(usize::try_from(e).ok())
+            .and_then(|(s, e)| f.data.get(bytes.clone())?.get(s..e))
+            .ok_or_else(|| Error::corrupt(&f.path, format!("{what} {i} bytes out of range")))?;
+        std::str::from_utf8(b)
+            .map_err(|_| Error::corrupt(&f.path, format!("{what} {i} is not UTF-8")))
+    }
+
+    /// Dictionary string `i` (bounds in `offsets`, bytes in `bytes`).
     fn string<'a>(
         &'a self,
         offsets: &Range<usize>,
@@ -596,97 +702,270 @@ impl Segment {
         i: u64,
         what: &str,
     ) -> Result<&'a str> {
+        let offs = self.posts.file.view::<8>(offsets);
+        let span = offs.get(i as usize).zip(offs.get(i as usize + 1));
+        self.string_at(bytes, span, i, what)
+    }
+
+    /// The error for post `p` past the segment's posts.
+    fn no_post(&self, p: u32) -> Error {
+        Error::corrupt(&self.posts.file.path, format!("post {p} out of range"))
+    }
+
+    /// The error for post `p`'s stored time being impossible.
+    fn bad_time(&self, p: u32) -> Error {
+        Error::corrupt(
+            &self.posts.file.path,
+            format!("post {p}'s time is out of range"),
+        )
+    }
+
+    /// Format 6: the packed rows, and the bit where post `p`'s row starts.
+    #[inline]
+    fn row(&self, p: u32) -> Option<(PackedBits<'_>, u64, &RowCodec)> {
+        match &self.posts.rows {
+            PostLayout::Rows { rows, codec, .. } => {
+                let bits = PackedBits::new(self.posts.file.data.get(rows.clone())?);
+                Some((bits, u64::from(p) * codec.stride, codec))
+            }
+            PostLayout::Columns { .. } => None,
+        }
+    }
+
+    /// The time of post `p` (which must be below `n_posts`), if known: an error when the
+    /// stored value is impossible (format 6: past the time range).
+    #[inline]
+    fn ts_of(&self, p: u32) -> Result<Option<i64>> {
         let f = &self.posts.file;
-        let offs = f.view::<8>(offsets);
-        let data = &f.data[bytes.clone()];
-        let (Some(s), Some(e)) = (offs.get(i as usize), offs.get(i as usize + 1)) else {
-            return Err(Error::corrupt(&f.path, format!("{what} {i} out of range")));
+        match &self.posts.rows {
+            PostLayout::Columns { ts, .. } => match f.view::<8>(ts).get(p as usize) {
+                Some(t) => Ok(Some(t as i64).filter(|&t| t != NO_TS)),
+                None => Err(self.bad_time(p)),
+            },
+            PostLayout::Rows { rows, codec, .. } => {
+                let bits = PackedBits::new(f.data.get(rows.clone()).unwrap_or_default());
+                match codec.ts(&bits, u64::from(p) * codec.stride) {
+                    Some(code) => self.ts_from_code(p, code),
+                    None => Err(self.bad_time(p)),
+                }
+            }
+        }
+    }
+
+    /// The account and platform numbers of post `p`, unchecked against the dictionaries.
+    #[inline]
+    fn labels_raw(&self, p: u32) -> Option<(u32, u32)> {
+        if p as u64 >= self.n_posts {
+            return None;
+        }
+        if let Some((bits, at, codec)) = self.row(p) {
+            return codec.labels(&bits, at);
+        }
+        let PostLayout::Columns {
+            account_of,
+            platform_of,
+            ..
+        } = &self.posts.rows
+        else {
+            return None;
         };
-        let b = data
-            .get(s as usize..e as usize)
-            .ok_or_else(|| Error::corrupt(&f.path, format!("{what} {i} bytes out of range")))?;
-        std::str::from_utf8(b)
-            .map_err(|_| Error::corrupt(&f.path, format!("{what} {i} is not UTF-8")))
+        let f = &self.posts.file;
+        let a = f.view::<4>(account_of).get(p as usize)?;
+        Some((a, f.view::<4>(platform_of).get(p as usize)?))
+    }
+
+    /// Where post `p`'s id starts in `id_bytes` and its account number, unchecked (for the
+    /// cache hints of a hit's strings).
+    #[inline]
+    pub(super) fn id_start_and_account(&self, p: u32) -> Option<(u64, u32)> {
+        if let Some((bits, at, codec)) = self.row(p) {
+            let a = bits.field(at + codec.account_at, codec.account_mask)?;
+            return Some((codec.id(&bits, at)?, u32::try_from(a).ok()?));
+        }
+        let PostLayout::Columns {
+            id_offsets,
+            account_of,
+            ..
+        } = &self.posts.rows
+        else {
+            return None;
+        };
+        let f = &self.posts.file;
+        let s = f.view::<8>(id_offsets).get(p as usize)?;
+        Some((s, f.view::<4>(account_of).get(p as usize)?))
+    }
+
+    /// The bounds of post `p`'s id in `id_bytes` (unchecked against it).
+    #[inline]
+    fn id_span(&self, p: u32) -> Option<(u64, u64)> {
+        if p as u64 >= self.n_posts {
+            return None;
+        }
+        if let Some((bits, at, codec)) = self.row(p) {
+            let s = codec.id(&bits, at)?;
+            let e = if u64::from(p) + 1 < self.n_posts {
+                codec.id(&bits, at + codec.stride)?
+            } else {
+                self.posts.id_bytes.len() as u64
+            };
+            return Some((s, e));
+        }
+        let PostLayout::Columns { id_offsets, .. } = &self.posts.rows else {
+            return None;
+        };
+        let offs = self.posts.file.view::<8>(id_offsets);
+        offs.get(p as usize).zip(offs.get(p as usize + 1))
     }
 
     /// The metadata of post `p`.
     pub(crate) fn post(&self, p: u32) -> Result<PostRef<'_>> {
-        let f = &self.posts.file;
-        if p as u64 >= self.n_posts {
-            return Err(Error::corrupt(&f.path, format!("post {p} out of range")));
+        if let Some(row) = self.row_fields(p) {
+            // Format 6: the row read once.
+            let (code, a, pl, span) = row.ok_or_else(|| self.no_post(p))?;
+            let ts = self.ts_from_code(p, code)?;
+            let (a, pl) = self.labels_checked(p, Some((a, pl)))?;
+            return Ok(PostRef {
+                id: self.string_at(&self.posts.id_bytes, Some(span), p as u64, "id")?,
+                account: self.account(a)?,
+                platform: self.platform(pl)?,
+                ts,
+            });
         }
-        let ts = f
-            .view::<8>(&self.posts.ts)
-            .get(p as usize)
-            .map(|t| t as i64)
-            .unwrap_or(NO_TS);
-        let a = f
-            .view::<4>(&self.posts.account_of)
-            .get(p as usize)
-            .unwrap_or(u32::MAX);
-        let pl = f
-            .view::<4>(&self.posts.platform_of)
-            .get(p as usize)
-            .unwrap_or(u32::MAX);
-        if a as u64 >= self.posts.n_accounts || pl as u64 >= self.posts.n_platforms {
-            return Err(Error::corrupt(
-                &f.path,
-                format!("post {p} names an account or platform out of range"),
-            ));
-        }
+        let (a, pl) = self.labels_of(p)?;
         Ok(PostRef {
-            id: self.string(&self.posts.id_offsets, &self.posts.id_bytes, p as u64, "id")?,
-            account: self.string(
-                &self.posts.account_offsets,
-                &self.posts.account_bytes,
-                a as u64,
-                "account",
-            )?,
-            platform: self.string(
-                &self.posts.platform_offsets,
-                &self.posts.platform_bytes,
-                pl as u64,
-                "platform",
-            )?,
-            ts: (ts != NO_TS).then_some(ts),
+            id: self.post_id(p)?,
+            account: self.account(a)?,
+            platform: self.platform(pl)?,
+            ts: self.ts_of(p)?,
         })
     }
 
-    /// The time of post `p` (unix seconds), if it has one; reads only the time column.
+    /// Format 6: post `p`'s row, decoded: its time code, account, platform and id bounds
+    /// (`Some(None)` for a post out of range or a row out of bounds; `None` for formats 1 to
+    /// 5).
     #[inline]
-    pub(crate) fn post_ts(&self, p: u32) -> Option<i64> {
-        let f = &self.posts.file;
-        f.view::<8>(&self.posts.ts)
-            .get(p as usize)
-            .map(|t| t as i64)
-            .filter(|&t| t != NO_TS)
+    #[allow(clippy::type_complexity)]
+    fn row_fields(&self, p: u32) -> Option<Option<(u64, u32, u32, (u64, u64))>> {
+        let (bits, at, codec) = self.row(p)?;
+        if p as u64 >= self.n_posts {
+            return Some(None);
+        }
+        let read = || {
+            let code = codec.ts(&bits, at)?;
+            let (a, pl) = codec.labels(&bits, at)?;
+            let s = codec.id(&bits, at)?;
+            let e = if u64::from(p) + 1 < self.n_posts {
+                codec.id(&bits, at + codec.stride)?
+            } else {
+                self.posts.id_bytes.len() as u64
+            };
+            Some((code, a, pl, (s, e)))
+        };
+        Some(read())
     }
 
-    /// The external id of post `p`; reads only the id column.
+    /// Format 6: the time a row's time code stands for (0: unknown).
+    #[inline]
+    fn ts_from_code(&self, p: u32, code: u64) -> Result<Option<i64>> {
+        let PostLayout::Rows { ts_base, .. } = &self.posts.rows else {
+            return Ok(None);
+        };
+        match code.checked_sub(1) {
+            None => Ok(None),
+            Some(off) => ts_base
+                .checked_add_unsigned(off)
+                .filter(|&t| t != NO_TS)
+                .map(Some)
+                .ok_or_else(|| self.bad_time(p)),
+        }
+    }
+
+    /// The time of post `p` (unix seconds), if it has one; reads only the time field. An
+    /// error for a post out of range or an impossible stored time.
+    #[inline]
+    pub(crate) fn post_ts(&self, p: u32) -> Result<Option<i64>> {
+        if p as u64 >= self.n_posts {
+            return Err(self.no_post(p));
+        }
+        self.ts_of(p)
+    }
+
+    /// Calls `f(p, time)` for each post `p` of `r` that is not deleted, in order: the time
+    /// scan of a limited lookup, with the layout's decoding hoisted out of the loop. An
+    /// error for a post out of range or an impossible stored time.
+    #[inline]
+    pub(crate) fn live_post_times(
+        &self,
+        r: Range<u32>,
+        mut f: impl FnMut(u32, Option<i64>),
+    ) -> Result<()> {
+        if r.end as u64 > self.n_posts {
+            return Err(self.no_post(r.end.saturating_sub(1)));
+        }
+        let file = &self.posts.file;
+        match &self.posts.rows {
+            PostLayout::Rows {
+                rows,
+                ts_base,
+                codec,
+            } => {
+                let bits = PackedBits::new(file.data.get(rows.clone()).unwrap_or_default());
+                for p in r {
+                    if self.is_deleted(p) {
+                        continue;
+                    }
+                    let ts = match codec.ts(&bits, u64::from(p) * codec.stride) {
+                        Some(0) => None,
+                        Some(code) => match ts_base.checked_add_unsigned(code - 1) {
+                            Some(t) if t != NO_TS => Some(t),
+                            _ => return Err(self.bad_time(p)),
+                        },
+                        None => return Err(self.no_post(p)),
+                    };
+                    f(p, ts);
+                }
+            }
+            PostLayout::Columns { ts, .. } => {
+                let a = file.view::<8>(ts);
+                for p in r {
+                    if self.is_deleted(p) {
+                        continue;
+                    }
+                    match a.get(p as usize) {
+                        Some(t) => f(p, Some(t as i64).filter(|&t| t != NO_TS)),
+                        None => return Err(self.no_post(p)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The external id of post `p`; reads only the id bounds.
     pub(crate) fn post_id(&self, p: u32) -> Result<&str> {
         if p as u64 >= self.n_posts {
-            return Err(Error::corrupt(
-                &self.posts.file.path,
-                format!("post {p} out of range"),
-            ));
+            return Err(self.no_post(p));
         }
-        self.string(&self.posts.id_offsets, &self.posts.id_bytes, p as u64, "id")
+        self.string_at(&self.posts.id_bytes, self.id_span(p), p as u64, "id")
     }
 
     /// The account and platform numbers of post `p` (indexes into this segment's
     /// dictionaries, checked against their lengths).
     pub(crate) fn labels_of(&self, p: u32) -> Result<(u32, u32)> {
-        let f = &self.posts.file;
-        let a = f.view::<4>(&self.posts.account_of).get(p as usize);
-        let pl = f.view::<4>(&self.posts.platform_of).get(p as usize);
-        match (a, pl) {
-            (Some(a), Some(pl))
+        self.labels_checked(p, self.labels_raw(p))
+    }
+
+    /// `labels` (post `p`'s), checked against the dictionaries' lengths.
+    #[inline]
+    fn labels_checked(&self, p: u32, labels: Option<(u32, u32)>) -> Result<(u32, u32)> {
+        match labels {
+            Some((a, pl))
                 if (a as u64) < self.posts.n_accounts && (pl as u64) < self.posts.n_platforms =>
             {
                 Ok((a, pl))
             }
             _ => Err(Error::corrupt(
-                &f.path,
+                &self.posts.file.path,
                 format!("post {p} is out of range or names an account or platform out of range"),
             )),
         }
@@ -712,12 +991,12 @@ impl Segment {
         )
     }
 
-    /// The account number of post `p` (an index into this segment's account dictionary).
+    /// The account number of post `p` (an index into this segment's account dictionary),
+    /// if it is one.
     pub(crate) fn account_of(&self, p: u32) -> Option<u32> {
-        self.posts
-            .file
-            .view::<4>(&self.posts.account_of)
-            .get(p as usize)
+        self.labels_raw(p)
+            .map(|(a, _)| a)
+            .filter(|&a| (a as u64) < self.posts.n_accounts)
     }
 
     /// The id map (`ids.fst`), checked against its manifest checksum before its first use.
@@ -834,13 +1113,81 @@ mod tests {
         answers_as_recorded(&dir);
     }
 
+    /// The format-6 fixture (`tests/fixtures/make_v6.sh`) keeps opening and answering as
+    /// recorded; its posts file packs rows of the widths its counts and times imply, and every
+    /// post's time (unknown, before 1970, far ahead), account and platform read back as its
+    /// input gave them.
+    #[test]
+    fn format_v6_fixture_opens_and_answers_as_recorded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v6");
+        let (m, _) = crate::index::Manifest::load_current(&dir.join("index"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.format_version, 6);
+        let path = dir
+            .join("index")
+            .join(m.segments[0].dir_name())
+            .join("posts");
+        let bytes = std::fs::read(&path).unwrap();
+        let env = Envelope::parse(&path, &bytes, POSTS_MAGIC, "posts").unwrap();
+        assert_eq!(env.version, 6);
+        assert_eq!(env.sections.len(), POSTS_SECTIONS_V6.len());
+        let meta = &bytes[env.sections[0].range.clone()];
+        assert_eq!(meta.len(), POSTS_META_LEN_V6);
+        let (np, na, npl) = (read_u64(meta, 0), read_u64(meta, 16), read_u64(meta, 24));
+        let inputs: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("posts.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let times: Vec<i64> = inputs.iter().filter_map(|p| p["ts"].as_i64()).collect();
+        let (lo, hi) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
+        assert_eq!((lo, hi), (-2208988800, 4102444800));
+        assert_eq!(read_u64(meta, 32) as i64, lo, "ts_base");
+        let id_len = env.sections[3].range.len() as u64;
+        let widths = PostRowWidths::of(na, npl, id_len, (hi - lo) as u64 + 1);
+        assert_eq!(widths.ts_bits, 33, "a span of 200 years");
+        let got = (
+            read_u32(meta, 40),
+            read_u32(meta, 44),
+            read_u32(meta, 48),
+            read_u32(meta, 52),
+        );
+        let want = (
+            widths.ts_bits,
+            widths.account_bits,
+            widths.platform_bits,
+            widths.id_bits,
+        );
+        assert_eq!(got, want);
+        assert_eq!(
+            env.sections[2].range.len() as u64,
+            (np * u64::from(widths.stride())).div_ceil(64) * 8 + 8
+        );
+        let index = Index::open(dir.join("index")).unwrap();
+        let mut read = 0;
+        for p in &inputs {
+            let id = p["id"].to_string();
+            // Posts whose text normalizes to nothing are not indexed.
+            let Some(got) = index.post(&id).unwrap() else {
+                continue;
+            };
+            assert_eq!(got.account, p["account"].as_str().unwrap(), "{id}");
+            assert_eq!(got.platform, p["platform"].as_str().unwrap(), "{id}");
+            assert_eq!(got.ts, p["ts"].as_i64(), "{id}");
+            read += 1;
+        }
+        assert_eq!(read, np);
+        answers_as_recorded(&dir);
+    }
+
     /// Every format's band tables hold, in each band, one entry per content: the leading
     /// bits of its band key that the format keeps, in key order (the oracle: each fixture
     /// post's fingerprint, computed again).
     #[test]
     fn band_tables_hold_each_contents_key_once_per_band() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        for version in ["v1", "v2", "v3", "v4", "v5"] {
+        for version in ["v1", "v2", "v3", "v4", "v5", "v6"] {
             let dir = root.join(version);
             let index = Index::open(dir.join("index")).unwrap();
             let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();
@@ -928,7 +1275,7 @@ mod tests {
     #[test]
     fn probe_all_finds_what_probing_band_after_band_finds() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        for version in ["v1", "v2", "v3", "v4", "v5"] {
+        for version in ["v1", "v2", "v3", "v4", "v5", "v6"] {
             let dir = root.join(version);
             let index = Index::open(dir.join("index")).unwrap();
             let posts = std::fs::read_to_string(dir.join("posts.jsonl")).unwrap();

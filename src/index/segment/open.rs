@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use super::*;
 use crate::error::{Error, Result};
-use crate::index::format::{packed_len, read_u32, read_u64, Envelope, LeArray};
+use crate::index::format::{packed_len, read_u32, read_u64, Envelope, LeArray, PackedBits};
 use crate::index::manifest::SegmentEntry;
 use crate::index::mmap::Data;
 use crate::index::Access;
@@ -235,7 +235,8 @@ impl Segment {
         };
         // Posts.
         let f = File::open(&dir, "posts", entry, access, POSTS_MAGIC, "posts")?;
-        let m = f.meta(32)?;
+        let v6 = f.env.version >= 6;
+        let m = f.meta(if v6 { POSTS_META_LEN_V6 } else { 32 })?;
         let (n, c, na, npl) = (
             read_u64(m, 0),
             read_u64(m, 8),
@@ -245,20 +246,93 @@ impl Segment {
         if n != np || c != nc || na > np.max(1) || npl > np.max(1) {
             return Err(Error::corrupt(&f.path, "meta disagrees with the manifest"));
         }
-        let posts = Posts {
-            content_posts: f.arr::<4>(1, nc + 1, "content_posts")?,
-            ts: f.arr::<8>(2, np, "ts")?,
-            id_offsets: f.arr::<8>(3, np + 1, "id_offsets")?,
-            id_bytes: f.section(4)?,
-            account_of: f.arr::<4>(5, np, "account_of")?,
-            account_offsets: f.arr::<8>(6, na + 1, "account_offsets")?,
-            account_bytes: f.section(7)?,
-            platform_of: f.arr::<4>(8, np, "platform_of")?,
-            platform_offsets: f.arr::<8>(9, npl + 1, "platform_offsets")?,
-            platform_bytes: f.section(10)?,
-            n_accounts: na,
-            n_platforms: npl,
-            file: f,
+        let posts = if v6 {
+            let (ts_base, got) = (
+                read_u64(m, 32) as i64,
+                PostRowWidths {
+                    ts_bits: read_u32(m, 40),
+                    account_bits: read_u32(m, 44),
+                    platform_bits: read_u32(m, 48),
+                    id_bits: read_u32(m, 52),
+                },
+            );
+            let id_bytes = f.section(3)?;
+            // The widths the counts imply (the time's: at most 64 bits, any span).
+            let want = PostRowWidths::of(na, npl, id_bytes.len() as u64, 0);
+            if got.ts_bits > 64
+                || got
+                    != (PostRowWidths {
+                        ts_bits: got.ts_bits,
+                        ..want
+                    })
+            {
+                return Err(Error::corrupt(
+                    &f.path,
+                    format!(
+                        "rows of widths {got:?}, not those {na} accounts, {npl} platforms and \
+                         {} id bytes imply ({want:?}, a time of at most 64 bits)",
+                        id_bytes.len()
+                    ),
+                ));
+            }
+            let rows = f.section(2)?;
+            let want_len = packed_len(np, got.stride());
+            if want_len != Some(rows.len() as u64) {
+                return Err(Error::corrupt(
+                    &f.path,
+                    format!(
+                        "rows is {} bytes, expected {want_len:?} for {np} rows of {} bits",
+                        rows.len(),
+                        got.stride()
+                    ),
+                ));
+            }
+            // The first id starts at 0 (the next ones are checked where they are read).
+            let skip = u64::from(got.ts_bits + got.account_bits + got.platform_bits);
+            let first = PackedBits::new(&f.data[rows.clone()]).get_wide(skip, got.id_bits);
+            if np > 0 && first != Some(0) {
+                return Err(Error::corrupt(
+                    &f.path,
+                    format!("the first id starts at {first:?}, not at 0"),
+                ));
+            }
+            Posts {
+                content_posts: f.arr::<4>(1, nc + 1, "content_posts")?,
+                rows: PostLayout::Rows {
+                    rows,
+                    ts_base,
+                    codec: RowCodec::new(&got),
+                },
+                id_bytes,
+                account_offsets: f.arr::<8>(4, na + 1, "account_offsets")?,
+                account_bytes: f.section(5)?,
+                platform_offsets: f.arr::<8>(6, npl + 1, "platform_offsets")?,
+                platform_bytes: f.section(7)?,
+                n_accounts: na,
+                n_platforms: npl,
+                file: f,
+            }
+        } else {
+            let id_offsets = f.arr::<8>(3, np + 1, "id_offsets")?;
+            let id_bytes = f.section(4)?;
+            f.offsets_span(&id_offsets, id_bytes.len() as u64, "id_offsets")?;
+            Posts {
+                content_posts: f.arr::<4>(1, nc + 1, "content_posts")?,
+                rows: PostLayout::Columns {
+                    ts: f.arr::<8>(2, np, "ts")?,
+                    id_offsets,
+                    account_of: f.arr::<4>(5, np, "account_of")?,
+                    platform_of: f.arr::<4>(8, np, "platform_of")?,
+                },
+                id_bytes,
+                account_offsets: f.arr::<8>(6, na + 1, "account_offsets")?,
+                account_bytes: f.section(7)?,
+                platform_offsets: f.arr::<8>(9, npl + 1, "platform_offsets")?,
+                platform_bytes: f.section(10)?,
+                n_accounts: na,
+                n_platforms: npl,
+                file: f,
+            }
         };
         {
             let f = &posts.file;
@@ -270,7 +344,6 @@ impl Segment {
                     format!("content_posts run from {first:?} to {last:?}, not from 0 to {np}"),
                 ));
             }
-            f.offsets_span(&posts.id_offsets, posts.id_bytes.len() as u64, "id_offsets")?;
             let (acc, plat) = (&posts.account_bytes, &posts.platform_bytes);
             f.offsets_span(&posts.account_offsets, acc.len() as u64, "account_offsets")?;
             f.offsets_span(

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::{Data, EntryLayout, Segment};
+use super::{Data, EntryLayout, PostLayout, Segment};
 
 impl Segment {
     /// Drops this process's mapping of every page of the segment's files (see
@@ -115,28 +115,61 @@ impl Segment {
         prefetch_item(&p.file.data, p.content_posts.start + c as usize * 4);
     }
 
+    /// The byte range of the fixed-size metadata of posts `r` in each of the posts file's
+    /// arrays (one range for format 6's rows, with the next row's id start and the 8-byte
+    /// load of the last field).
+    fn post_bytes(&self, r: Range<u32>) -> [Range<usize>; 4] {
+        let (s, e) = (r.start as usize, r.end as usize);
+        match &self.posts.rows {
+            PostLayout::Columns {
+                ts,
+                id_offsets,
+                account_of,
+                platform_of,
+            } => [
+                ts.start + s * 8..ts.start + e * 8,
+                id_offsets.start + s * 8..id_offsets.start + e * 8 + 8,
+                account_of.start + s * 4..account_of.start + e * 4,
+                platform_of.start + s * 4..platform_of.start + e * 4,
+            ],
+            PostLayout::Rows { rows, codec, .. } => {
+                let stride = codec.stride as usize;
+                let end = ((e + 1) * stride / 8 + 8).min(rows.len());
+                [
+                    rows.start + s * stride / 8..rows.start + end,
+                    0..0,
+                    0..0,
+                    0..0,
+                ]
+            }
+        }
+    }
+
     /// Asks the CPU to fetch the fixed-size metadata of post `p` into its cache.
     #[inline]
     pub(crate) fn touch_post(&self, post: u32) {
-        let (p, i) = (&self.posts, post as usize);
-        let d: &[u8] = &p.file.data;
-        prefetch_item(d, p.ts.start + i * 8);
-        prefetch_item(d, p.id_offsets.start + i * 8);
-        prefetch_item(d, p.account_of.start + i * 4);
-        prefetch_item(d, p.platform_of.start + i * 4);
+        let d: &[u8] = &self.posts.file.data;
+        if let PostLayout::Rows { rows, codec, .. } = &self.posts.rows {
+            // The row and the next row's id start: one line, or two adjacent ones.
+            let (i, stride) = (post as usize, codec.stride as usize);
+            prefetch_item(d, rows.start + i * stride / 8);
+            prefetch_item(d, rows.start + ((i + 2) * stride / 8).min(rows.len()));
+            return;
+        }
+        for r in self.post_bytes(post..post + 1) {
+            prefetch_item(d, r.start);
+        }
     }
 
     /// Asks the CPU to fetch the times of posts `r` (at most 8 cache lines of them; the
     /// hardware prefetcher follows a longer run).
     #[inline]
     pub(crate) fn touch_post_times(&self, r: Range<u32>) {
-        let p = &self.posts;
-        let d: &[u8] = &p.file.data;
-        let start = p.ts.start + r.start as usize * 8;
-        let end = p.ts.start + r.end as usize * 8;
-        let mut at = start;
+        let d: &[u8] = &self.posts.file.data;
+        let [bytes, ..] = self.post_bytes(r);
+        let mut at = bytes.start;
         for _ in 0..8 {
-            if at >= end {
+            if at >= bytes.end {
                 break;
             }
             prefetch_item(d, at);
@@ -150,11 +183,8 @@ impl Segment {
     #[inline]
     pub(crate) fn touch_post_strings(&self, post: u32) {
         let (p, f) = (&self.posts, &self.posts.file);
-        let i = post as usize;
-        if let Some(s) = f.view::<8>(&p.id_offsets).get(i) {
+        if let Some((s, a)) = self.id_start_and_account(post) {
             prefetch_item(&f.data, p.id_bytes.start.saturating_add(s as usize));
-        }
-        if let Some(a) = f.view::<4>(&p.account_of).get(i) {
             prefetch_item(&f.data, p.account_offsets.start + a as usize * 8);
         }
     }
@@ -163,7 +193,7 @@ impl Segment {
     #[inline]
     pub(crate) fn touch_post_account(&self, post: u32) {
         let (p, f) = (&self.posts, &self.posts.file);
-        if let Some(a) = f.view::<4>(&p.account_of).get(post as usize) {
+        if let Some((_, a)) = self.id_start_and_account(post) {
             if let Some(s) = f.view::<8>(&p.account_offsets).get(a as usize) {
                 prefetch_item(&f.data, p.account_bytes.start.saturating_add(s as usize));
             }
@@ -185,13 +215,12 @@ impl Segment {
 
     /// Asks the kernel to read in the fixed-size metadata of posts `r`.
     pub(crate) fn prefetch_posts(&self, r: Range<u32>) {
-        let (s, n) = (r.start as usize, r.len());
-        let p = &self.posts;
-        let d = &p.file.data;
-        d.prefetch(p.ts.start + s * 8, n * 8);
-        d.prefetch(p.id_offsets.start + s * 8, n * 8 + 8);
-        d.prefetch(p.account_of.start + s * 4, n * 4);
-        d.prefetch(p.platform_of.start + s * 4, n * 4);
+        let d = &self.posts.file.data;
+        for b in self.post_bytes(r) {
+            if !b.is_empty() {
+                d.prefetch(b.start, b.len());
+            }
+        }
     }
 }
 

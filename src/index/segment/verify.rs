@@ -9,8 +9,8 @@ use std::path::Path;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{
-    EntryLayout, Segment, BANDS_SECTIONS, BANDS_SECTIONS_V5, DELETED_SECTIONS, POSTS_SECTIONS,
-    SIGS_SECTIONS, TEXT_SECTIONS,
+    EntryLayout, PostLayout, Segment, BANDS_SECTIONS, BANDS_SECTIONS_V5, DELETED_SECTIONS,
+    POSTS_SECTIONS, POSTS_SECTIONS_V6, SIGS_SECTIONS, TEXT_SECTIONS,
 };
 use crate::error::{Error, Result};
 use crate::index::format::{section_mismatch, Envelope};
@@ -86,7 +86,11 @@ impl Segment {
         };
         bands.check_sections(&self.bands.file.path, &self.bands.file.env, band_names)?;
         sigs.check_sections(&self.sigs.path, &self.sigs.env, &SIGS_SECTIONS)?;
-        posts.check_sections(&self.posts.file.path, &self.posts.file.env, &POSTS_SECTIONS)?;
+        let post_names: &[&str] = match self.posts.rows {
+            PostLayout::Rows { .. } => &POSTS_SECTIONS_V6,
+            PostLayout::Columns { .. } => &POSTS_SECTIONS,
+        };
+        posts.check_sections(&self.posts.file.path, &self.posts.file.env, post_names)?;
         if let (Some(t), Some(sums)) = (&self.texts, &text) {
             sums.check_sections(&t.file.path, &t.file.env, &TEXT_SECTIONS)?;
         }
