@@ -143,31 +143,40 @@ pub(crate) fn write_segment(
         let path = seg_dir.join("bands");
         let d = dir_bits(nc as u64);
         let mut w = BandsFile::begin(&path, nc as u64, bands, d, params.lsh.rows)?;
-        let mut tables: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = Vec::new();
-        // Band tables are built in groups to bound memory.
+        type Table = (Vec<u32>, Vec<u32>, Vec<u32>);
+        // Band tables are built in groups to bound memory, each group while the one before
+        // it is written and fed to the content order (serial passes), in band order.
         let groups: Vec<Vec<usize>> = (0..bands)
             .collect::<Vec<_>>()
             .chunks(BAND_TABLES_AT_ONCE)
             .map(|c| c.to_vec())
             .collect();
-        for g in &groups {
-            // One pass over the keys gathers the group's columns (a content's keys are
-            // one row of `bands`; reading one band at a time would read every row's cache
-            // lines once per band and pass).
-            tables.clear();
-            let cols = BandColumns::gather(&b.keys, bands, g);
-            tables.par_extend(
-                (0..g.len())
-                    .into_par_iter()
-                    .map(|j| band_table(&cols, j, nc, d)),
-            );
-            drop(cols);
+        let mut consume = |tables: Vec<Table>| -> Result<()> {
             for (dirs, fps, cids) in &tables {
                 w.dirs(dirs)?;
                 w.entries(fps, cids)?;
                 grouping.add_table(dirs, fps, cids);
             }
+            Ok(())
+        };
+        let build = |g: &[usize]| -> Vec<Table> {
+            // One pass over the keys gathers the group's columns (a content's keys are
+            // one row of `bands`; reading one band at a time would read every row's cache
+            // lines once per band and pass).
+            let cols = BandColumns::gather(&b.keys, bands, g);
+            (0..g.len())
+                .into_par_iter()
+                .map(|j| band_table(&cols, j, nc, d))
+                .collect()
+        };
+        let mut pending: Vec<Table> = Vec::new();
+        for g in &groups {
+            let (consumed, built) =
+                rayon::join(|| consume(std::mem::take(&mut pending)), || build(g));
+            consumed?;
+            pending = built;
         }
+        consume(pending)?;
         // Content ids are first-seen numbers until here; the file gets the final ones.
         rank = grouping.finish();
         files.insert("bands".to_string(), w.finish(&rank)?);

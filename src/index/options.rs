@@ -94,7 +94,8 @@ pub struct BuildStats {
 /// Where a build's time went: wall-clock seconds per stage (`textreuse build --verbose`).
 ///
 /// Reading, parsing and fingerprinting a batch overlap the insertion of the one before it
-/// (on its own thread), so the stages add up to more than the build's wall time. Segment
+/// (on its own thread), and reading a batch overlaps parsing and fingerprinting the one
+/// before it (on another), so the stages add up to more than the build's wall time. Segment
 /// writing happens inside insertion (when the memory budget is full) and at the end; it is
 /// counted in its own stages, not in `insert`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]

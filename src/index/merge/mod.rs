@@ -103,11 +103,11 @@ pub struct MergeSteps {
     pub renumber: f64,
     /// The band file.
     pub bands: f64,
-    /// The signature, posts, id and text files, written at once (wall time: the four steps
-    /// below overlap inside it).
-    pub files: f64,
     /// The signature file.
     pub sigs: f64,
+    /// The posts, id and text files, written at once after the signatures (wall time: the
+    /// three steps below overlap inside it).
+    pub files: f64,
     /// The posts file.
     pub posts: f64,
     /// The id map.
@@ -253,15 +253,20 @@ fn merge_run(
     lap(&mut stats.steps.bands);
     let has_text = sources.iter().all(Segment::has_text);
     stats.texts_dropped |= !has_text && sources.iter().any(Segment::has_text);
-    // The other files depend only on the new order: they are written at once, the texts
-    // (frame copies or parallel recompression) on one worker, the signatures, posts and
-    // ids one after another beside them. Each step releases only its own files' pages.
+    // The other files depend only on the new order. The signatures go first, alone: they
+    // are read at random over the sources, and between two releases of their pages (every
+    // 2^18 contents) nearly the whole of the sources' signature files is mapped in (the
+    // merge's peak memory). Then the texts (frame copies or parallel recompression) on one
+    // worker, and the posts and ids one after the other beside them, each step releasing
+    // only its own files' pages.
     fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
         let t = std::time::Instant::now();
         f().map(|e| (e, t.elapsed().as_secs_f64()))
     }
     let new = &new;
-    let (text, (sigs, posts, ids)) = rayon::join(
+    let sigs = timed(|| write_sigs(&seg_dir, sources, new, &old.params, has_text));
+    let files_start = std::time::Instant::now();
+    let (text, (posts, ids)) = rayon::join(
         || {
             timed(|| {
                 has_text
@@ -271,7 +276,6 @@ fn merge_run(
         },
         || {
             (
-                timed(|| write_sigs(&seg_dir, sources, new, &old.params, has_text)),
                 timed(|| write_posts(&seg_dir, sources, new)),
                 timed(|| write_ids(dir, &seg_dir, sources, new)),
             )
@@ -291,7 +295,7 @@ fn merge_run(
     if let Some(entry) = text {
         files.insert("text".to_string(), entry);
     }
-    lap(&mut stats.steps.files);
+    stats.steps.files += files_start.elapsed().as_secs_f64();
     let entry = SegmentEntry {
         id,
         posts: new.n_posts(),
