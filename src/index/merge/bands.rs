@@ -211,11 +211,8 @@ fn merge_band(
     let mut range: Vec<(u32, u32)> = Vec::new();
     let mut group: Vec<u32> = Vec::new();
     let mut scratch: Vec<u32> = Vec::new();
-    loop {
-        // The next range: the one of the smallest prefix any source has left.
-        let Some(low) = cursors.iter().filter_map(|c| c.head()).map(|h| h.0).min() else {
-            break;
-        };
+    // The next range: the one of the smallest prefix any source has left.
+    while let Some(low) = cursors.iter().filter_map(|c| c.head()).map(|h| h.0).min() {
         let end = (u64::from(low >> shift) + 1) << shift;
         range.clear();
         for c in &mut cursors {
