@@ -15,9 +15,9 @@ use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::options::StageTimes;
 use super::order::{invert, ContentOrder};
 use super::segment::{
-    entry_widths, split_key, PostRowWidths, BANDS_MAGIC, BANDS_META_LEN_V5, CODEC_ZSTD_DICT,
-    DELETED_MAGIC, MAX_DIR_BITS, NO_TS, POSTS_MAGIC, POSTS_META_LEN_V6, POSTS_SECTIONS_V6,
-    SIGS_MAGIC, TEXT_MAGIC,
+    entry_widths, prefetch_item, split_key, PostRowWidths, BANDS_MAGIC, BANDS_META_LEN_V5,
+    CODEC_ZSTD_DICT, DELETED_MAGIC, MAX_DIR_BITS, NO_TS, POSTS_MAGIC, POSTS_META_LEN_V6,
+    POSTS_SECTIONS_V6, SIGS_MAGIC, TEXT_MAGIC,
 };
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
@@ -144,31 +144,40 @@ pub(crate) fn write_segment(
         let path = seg_dir.join("bands");
         let d = dir_bits(nc as u64);
         let mut w = BandsFile::begin(&path, nc as u64, bands, d, params.lsh.rows)?;
-        let mut tables: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = Vec::new();
-        // Band tables are built in groups to bound memory.
+        type Table = (Vec<u32>, Vec<u32>, Vec<u32>);
+        // Band tables are built in groups to bound memory, each group while the one before
+        // it is written and fed to the content order (serial passes), in band order.
         let groups: Vec<Vec<usize>> = (0..bands)
             .collect::<Vec<_>>()
             .chunks(BAND_TABLES_AT_ONCE)
             .map(|c| c.to_vec())
             .collect();
-        for g in &groups {
-            // One pass over the keys gathers the group's columns (a content's keys are
-            // one row of `bands`; reading one band at a time would read every row's cache
-            // lines once per band and pass).
-            tables.clear();
-            let cols = BandColumns::gather(&b.keys, bands, g);
-            tables.par_extend(
-                (0..g.len())
-                    .into_par_iter()
-                    .map(|j| band_table(&cols, j, nc, d)),
-            );
-            drop(cols);
+        let mut consume = |tables: Vec<Table>| -> Result<()> {
             for (dirs, fps, cids) in &tables {
                 w.dirs(dirs)?;
                 w.entries(fps, cids)?;
                 grouping.add_table(dirs, fps, cids);
             }
+            Ok(())
+        };
+        let build = |g: &[usize]| -> Vec<Table> {
+            // One pass over the keys gathers the group's columns (a content's keys are
+            // one row of `bands`; reading one band at a time would read every row's cache
+            // lines once per band and pass).
+            let cols = BandColumns::gather(&b.keys, bands, g);
+            (0..g.len())
+                .into_par_iter()
+                .map(|j| band_table(&cols, j, nc, d))
+                .collect()
+        };
+        let mut pending: Vec<Table> = Vec::new();
+        for g in &groups {
+            let (consumed, built) =
+                rayon::join(|| consume(std::mem::take(&mut pending)), || build(g));
+            consumed?;
+            pending = built;
         }
+        consume(pending)?;
         // Content ids are first-seen numbers until here; the file gets the final ones.
         rank = grouping.finish();
         files.insert("bands".to_string(), w.finish(&rank)?);
@@ -208,35 +217,41 @@ pub(crate) fn write_segment(
             .iter()
             .for_each(|&p| raw.push(b.text(p as usize)));
     };
-    // Signatures.
-    let sigs = write_sigs_file(
-        &seg_dir.join("sigs"),
-        &SigsHeader {
-            n: nc as u64,
-            k,
-            params,
-            has_text: store_text,
-        },
-        &mut |w| {
-            let mut sigs: Vec<u8> = Vec::with_capacity(k << 12);
-            for chunk in perm.chunks(1 << 12) {
-                sigs.clear();
-                for &c in chunk {
-                    sigs.extend_from_slice(&b.sigs[c as usize * k..(c as usize + 1) * k]);
+    // The signature, posts, id and text files depend only on the content order: they are
+    // written at once (texts on one worker and its parallel rounds, the other three one
+    // after another beside it), so the serial passes overlap the text compression.
+    fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+        let t = std::time::Instant::now();
+        f().map(|e| (e, t.elapsed().as_secs_f64()))
+    }
+    let sigs_file = || -> Result<FileEntry> {
+        write_sigs_file(
+            &seg_dir.join("sigs"),
+            &SigsHeader {
+                n: nc as u64,
+                k,
+                params,
+                has_text: store_text,
+            },
+            &mut |w| {
+                let mut sigs: Vec<u8> = Vec::with_capacity(k << 12);
+                for chunk in perm.chunks(1 << 12) {
+                    sigs.clear();
+                    for &c in chunk {
+                        sigs.extend_from_slice(&b.sigs[c as usize * k..(c as usize + 1) * k]);
+                    }
+                    w.write(&sigs)?;
                 }
-                w.write(&sigs)?;
-            }
-            Ok(())
-        },
-        &mut |w| {
-            let hashes: Vec<u128> = perm.iter().map(|&c| b.hashes[c as usize]).collect();
-            w.write_u128s(&hashes)
-        },
-    )?;
-    files.insert("sigs".to_string(), sigs);
-    lap(&mut times.sigs);
+                Ok(())
+            },
+            &mut |w| {
+                let hashes: Vec<u128> = perm.iter().map(|&c| b.hashes[c as usize]).collect();
+                w.write_u128s(&hashes)
+            },
+        )
+    };
     // Posts, in content order.
-    {
+    let posts_file = || -> Result<FileEntry> {
         let rows = BufferRows { b, order: &order };
         let account_of: Vec<u32> = order.iter().map(|&p| b.post_account[p as usize]).collect();
         let platform_of: Vec<u32> = order.iter().map(|&p| b.post_platform[p as usize]).collect();
@@ -249,14 +264,10 @@ pub(crate) fn write_segment(
             platform_of: &platform_of,
             platforms: &b.platforms,
         };
-        files.insert(
-            "posts".to_string(),
-            write_posts_file(&seg_dir.join("posts"), &posts)?,
-        );
-    }
-    lap(&mut times.posts);
+        write_posts_file(&seg_dir.join("posts"), &posts)
+    };
     // Ids: an fst map from external id to post index.
-    {
+    let ids_file = || -> Result<FileEntry> {
         let path = seg_dir.join("ids.fst");
         let mut by_id: Vec<u32> = (0..np as u32).collect();
         // Post index of input post p is its position in `order`.
@@ -271,14 +282,16 @@ pub(crate) fn write_segment(
             mb.insert(b.id(p as usize), position[p as usize] as u64)
                 .map_err(|e| fst_error(&tmp, e))?;
         }
-        files.insert("ids.fst".to_string(), finish_ids_file(mb, &tmp, &path)?);
-    }
-    lap(&mut times.ids);
+        finish_ids_file(mb, &tmp, &path)
+    };
     // Texts: one zstd frame per post (TEXT_BLOCK_POSTS), compressed in parallel with a
     // dictionary trained on a sample of them.
-    if let Some(training) = training {
-        let codec = match training {
-            Training::Shared(codec) => codec,
+    let text_file = |training: Option<Training>| -> Result<Option<(FileEntry, Option<std::sync::Arc<TextCodec>>)>> {
+        let Some(training) = training else {
+            return Ok(None);
+        };
+        let (codec, trained) = match training {
+            Training::Shared(codec) => (codec, None),
             Training::Own(trained) => {
                 let codec = std::sync::Arc::new(match trained {
                     // A training thread that died leaves the texts without a dictionary.
@@ -287,10 +300,8 @@ pub(crate) fn write_segment(
                 });
                 // Kept for the build's later segments (a segment too small to train one
                 // leaves the next to try).
-                if !codec.dict().is_empty() {
-                    texts.codec = Some(std::sync::Arc::clone(&codec));
-                }
-                codec
+                let keep = (!codec.dict().is_empty()).then(|| std::sync::Arc::clone(&codec));
+                (codec, keep)
             }
         };
         let text = write_text_file(
@@ -305,9 +316,30 @@ pub(crate) fn write_segment(
             },
             &mut || {},
         )?;
-        files.insert("text".to_string(), text);
+        Ok(Some((text, trained)))
+    };
+    let (text, (sigs, posts, ids)) = rayon::join(
+        || timed(|| text_file(training)),
+        || (timed(sigs_file), timed(posts_file), timed(ids_file)),
+    );
+    for (name, r, stage) in [
+        ("sigs", sigs, &mut times.sigs),
+        ("posts", posts, &mut times.posts),
+        ("ids.fst", ids, &mut times.ids),
+    ] {
+        let (entry, secs) = r?;
+        files.insert(name.to_string(), entry);
+        *stage += secs;
     }
-    lap(&mut times.texts);
+    let (text, secs) = text?;
+    times.texts += secs;
+    if let Some((entry, trained)) = text {
+        files.insert("text".to_string(), entry);
+        if let Some(codec) = trained {
+            texts.codec = Some(codec);
+        }
+    }
+    lap(&mut times.files);
     finish_segment(
         dir,
         &seg_dir,
@@ -1136,7 +1168,19 @@ impl SpillFile {
                     let m = (n - i as u64 * PIECE).min(PIECE);
                     let mut out = BitPacker::default();
                     out.words.reserve(piece.len());
+                    // The ranks are read at random: each entry asks for the rank of the
+                    // one `AHEAD` entries on first, so their cache misses overlap.
+                    const AHEAD: u64 = 16;
+                    let ahead = |j: u64| {
+                        if let Some(c) = word_bits(piece, j * e + u64::from(tag_bits), id_bits) {
+                            prefetch_item(rank, c as usize);
+                        }
+                    };
+                    (0..AHEAD.min(m)).for_each(ahead);
                     for j in 0..m {
+                        if j + AHEAD < m {
+                            ahead(j + AHEAD);
+                        }
                         let at = j * e;
                         let (t, c) = match (
                             word_bits(piece, at, tag_bits),

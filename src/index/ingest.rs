@@ -1,8 +1,8 @@
 //! The bulk job: read post dumps, report bad records, build an index.
 //!
 //! Records are read sequentially in batches, parsed and fingerprinted in parallel, and
-//! inserted in input order; a batch is inserted while the next one is read and
-//! fingerprinted. A bad record (malformed, missing text, invalid UTF-8, duplicate id) is
+//! inserted in input order; a batch is inserted while the next one is parsed and
+//! fingerprinted and the one after it is read. A bad record (malformed, missing text, invalid UTF-8, duplicate id) is
 //! reported to the [`BuildObserver`] with its file, line and reason, in input order,
 //! counted and skipped — or, with `strict`, the first one ends the build with that error
 //! before anything is published.
@@ -86,7 +86,8 @@ pub struct IngestSummary {
 /// Builds an index in `dir` from `inputs` (`-` is standard input).
 ///
 /// Two batches are in flight: while one is inserted (in input order, on a helper thread),
-/// the next is read, parsed and fingerprinted, so the serial insertion overlaps the parallel
+/// the next is parsed and fingerprinted (and the raw records of the one after it are read,
+/// on another helper thread), so the serial insertion overlaps the parallel
 /// work. Results are reported in input order, and the index does not depend on the overlap.
 /// If no helper thread can be started, batches are inserted on the calling thread.
 pub fn build_index(
@@ -114,7 +115,6 @@ pub fn build_index(
     let mut stages = StageTimes::default();
     std::thread::scope(|scope| {
         let mut inserter = Inserter::start(scope, &mut builder);
-        let mut records: Vec<RawRecord> = Vec::with_capacity(batch);
         for path in inputs {
             let mut reader = if path.as_os_str() == "-" {
                 PostReader::from_reader("-", Box::new(std::io::stdin()), &ingest.input)?
@@ -134,56 +134,98 @@ pub fn build_index(
             summary.files += 1;
             let name: Arc<str> = reader.name().into();
             let parser = reader.parser();
+            // The next batch, read on a helper thread while this one is parsed and
+            // fingerprinted (its read error, if any, surfaces when it is its turn).
+            let mut ahead: Option<ReadAhead> = None;
             loop {
-                records.clear();
-                let t = Instant::now();
-                let more = reader.read_batch(batch, &mut records)?;
-                stages.read += t.elapsed().as_secs_f64();
+                let (records, more, bytes_read) = match ahead.take() {
+                    Some(r) => {
+                        stages.read += r.seconds;
+                        (r.records, r.more?, r.bytes_read)
+                    }
+                    None => {
+                        let t = Instant::now();
+                        let mut records = Vec::with_capacity(batch);
+                        let more = reader.read_batch(batch, &mut records)?;
+                        stages.read += t.elapsed().as_secs_f64();
+                        (records, more, reader.bytes_read())
+                    }
+                };
                 if records.is_empty() && !more {
                     break;
                 }
-                let t = Instant::now();
-                let parsed: Vec<Result<Option<RawPost>>> =
-                    records.par_iter().map(|r| parser.parse(r)).collect();
-                // The raw records are not needed once parsed: a long one is not held while
-                // its post is fingerprinted.
-                records.clear();
-                let mut posts = Vec::with_capacity(parsed.len());
-                let mut bad = Vec::new();
-                for r in parsed {
-                    match r {
-                        Ok(Some(p)) => posts.push(p),
-                        Ok(None) => {}
-                        Err(e) => bad.push(e),
+                std::thread::scope(|s| -> Result<()> {
+                    let reading = if more {
+                        let reader = &mut reader;
+                        std::thread::Builder::new()
+                            .name("textreuse-read".into())
+                            .spawn_scoped(s, move || {
+                                let t = Instant::now();
+                                let mut records = Vec::with_capacity(batch);
+                                let more = reader.read_batch(batch, &mut records);
+                                ReadAhead {
+                                    records,
+                                    more,
+                                    seconds: t.elapsed().as_secs_f64(),
+                                    bytes_read: reader.bytes_read(),
+                                }
+                            })
+                            // Without a thread, the next batch is read when its turn comes.
+                            .ok()
+                    } else {
+                        None
+                    };
+                    let t = Instant::now();
+                    let parsed: Vec<Result<Option<RawPost>>> =
+                        records.par_iter().map(|r| parser.parse(r)).collect();
+                    // The raw records are not needed once parsed: a long one is not held
+                    // while its post is fingerprinted.
+                    drop(records);
+                    let mut posts = Vec::with_capacity(parsed.len());
+                    let mut bad = Vec::new();
+                    for r in parsed {
+                        match r {
+                            Ok(Some(p)) => posts.push(p),
+                            Ok(None) => {}
+                            Err(e) => bad.push(e),
+                        }
                     }
-                }
-                stages.parse += t.elapsed().as_secs_f64();
-                // A long record costs several times its length while it is fingerprinted
-                // (see `RECORD_OVERHEAD`), which the batch allowance does not cover: the
-                // builder makes room for it first, by writing out what it holds if the
-                // budget could not take both.
-                let room = room_for(&posts);
-                if room > 0 {
+                    stages.parse += t.elapsed().as_secs_f64();
+                    // A long record costs several times its length while it is
+                    // fingerprinted (see `RECORD_OVERHEAD`), which the batch allowance does
+                    // not cover: the builder makes room for it first, by writing out what
+                    // it holds if the budget could not take both.
+                    let room = room_for(&posts);
+                    if room > 0 {
+                        if let Some(done) = inserter.finished()? {
+                            report(done, ingest.strict, &mut summary, obs)?;
+                        }
+                        inserter.make_room(room)?;
+                    }
+                    // Fingerprinted while the previous batch is inserted.
+                    let t = Instant::now();
+                    let views: Vec<NewPost<'_>> = posts.iter().map(NewPost::from).collect();
+                    let prepared = prepare(&fp, &views);
+                    drop(views);
+                    stages.fingerprint += t.elapsed().as_secs_f64();
                     if let Some(done) = inserter.finished()? {
                         report(done, ingest.strict, &mut summary, obs)?;
                     }
-                    inserter.make_room(room)?;
-                }
-                // Fingerprinted while the previous batch is inserted.
-                let t = Instant::now();
-                let views: Vec<NewPost<'_>> = posts.iter().map(NewPost::from).collect();
-                let prepared = prepare(&fp, &views);
-                drop(views);
-                stages.fingerprint += t.elapsed().as_secs_f64();
-                if let Some(done) = inserter.finished()? {
-                    report(done, ingest.strict, &mut summary, obs)?;
-                }
-                inserter.insert(Batch {
-                    file: Arc::clone(&name),
-                    posts,
-                    bad,
-                    prepared,
-                    bytes_read: reader.bytes_read(),
+                    inserter.insert(Batch {
+                        file: Arc::clone(&name),
+                        posts,
+                        bad,
+                        prepared,
+                        bytes_read,
+                    })?;
+                    if let Some(h) = reading {
+                        ahead = Some(h.join().map_err(|_| {
+                            Error::InvalidParameter(
+                                "the reading thread stopped unexpectedly".into(),
+                            )
+                        })?);
+                    }
+                    Ok(())
                 })?;
                 if !more {
                     break;
@@ -230,6 +272,15 @@ fn room_for(posts: &[RawPost]) -> usize {
         .filter(|&n| n >= LONG_RECORD_BYTES)
         .map(|n| n.saturating_mul(RECORD_OVERHEAD))
         .fold(0, usize::saturating_add)
+}
+
+/// A batch of records read ahead, and what reading it took.
+struct ReadAhead {
+    records: Vec<RawRecord>,
+    /// Whether more records follow, or the read's error.
+    more: Result<bool>,
+    seconds: f64,
+    bytes_read: u64,
 }
 
 /// What the insertion thread is asked to do.

@@ -94,7 +94,8 @@ pub struct BuildStats {
 /// Where a build's time went: wall-clock seconds per stage (`textreuse build --verbose`).
 ///
 /// Reading, parsing and fingerprinting a batch overlap the insertion of the one before it
-/// (on its own thread), so the stages add up to more than the build's wall time. Segment
+/// (on its own thread), and reading a batch overlaps parsing and fingerprinting the one
+/// before it (on another), so the stages add up to more than the build's wall time. Segment
 /// writing happens inside insertion (when the memory budget is full) and at the end; it is
 /// counted in its own stages, not in `insert`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -109,6 +110,9 @@ pub struct StageTimes {
     pub insert: f64,
     /// Segment writing: building and writing the band tables.
     pub bands: f64,
+    /// Segment writing: the signature, posts, id and text files, written at once (wall
+    /// time: the four stages below overlap inside it).
+    pub files: f64,
     /// Segment writing: the signature file.
     pub sigs: f64,
     /// Segment writing: the post metadata file.
@@ -122,9 +126,10 @@ pub struct StageTimes {
 }
 
 impl StageTimes {
-    /// Seconds spent writing segments (the sum of the segment-writing stages).
+    /// Seconds spent writing segments: the band tables, then the other files (written at
+    /// once, so their own stages add up to more than `files`).
     pub fn segment_writing(&self) -> f64 {
-        self.bands + self.sigs + self.posts + self.ids + self.texts
+        self.bands + self.files
     }
 }
 

@@ -122,7 +122,7 @@ pub(super) fn merge_bands(
         for band in 0..bands {
             out.dirs.iter_mut().for_each(|x| *x = 0);
             sources.iter().for_each(|s| s.prefetch_band(band));
-            merge_band(sources, &new.remaps, band, &mut |prefix, group| {
+            merge_band(sources, &new.remaps, band, d, &mut |prefix, group| {
                 grouping.add_group(group);
                 out.push_group(prefix, group);
                 if out.tags.len() >= 1 << 16 {
@@ -161,7 +161,7 @@ pub(super) fn merge_bands(
                         .par_iter()
                         .map(|&band| {
                             let mut t = BandTable::new(d, nc as usize);
-                            merge_band(sources, &new.remaps, band, &mut |prefix, group| {
+                            merge_band(sources, &new.remaps, band, d, &mut |prefix, group| {
                                 t.push_group(prefix, group);
                                 Ok(())
                             })?;
@@ -189,7 +189,52 @@ pub(super) fn merge_bands(
 /// prefix order: in source order, each source's in its own order (first seen first:
 /// FORMAT.md); a content unified from two sources has an entry in each, and the first is
 /// kept, so a group stays in first-seen order.
+///
+/// The merge goes a range of prefixes at a time (the `d`-bit buckets of the new table,
+/// about 32 entries each): each source's entries in
+/// the range, one source after another, are sorted by prefix with a stable sort, which
+/// leaves equal prefixes in source order and each source's in its own order, as a k-way
+/// merge that prefers the earlier source would (`merge_band_kway`, the test oracle).
 fn merge_band(
+    sources: &[Segment],
+    remaps: &[Remap],
+    band: usize,
+    d: u32,
+    emit: &mut dyn FnMut(u32, &[u32]) -> Result<()>,
+) -> Result<()> {
+    let mut cursors = sources
+        .iter()
+        .zip(remaps)
+        .map(|(s, r)| BandCursor::new(s, band, &r.content))
+        .collect::<Result<Vec<_>>>()?;
+    let shift = 32 - d.min(32);
+    let mut range: Vec<(u32, u32)> = Vec::new();
+    let mut group: Vec<u32> = Vec::new();
+    let mut scratch: Vec<u32> = Vec::new();
+    // The next range: the one of the smallest prefix any source has left.
+    while let Some(low) = cursors.iter().filter_map(|c| c.head()).map(|h| h.0).min() {
+        let end = (u64::from(low >> shift) + 1) << shift;
+        range.clear();
+        for c in &mut cursors {
+            c.drain_below(end, &mut range)?;
+        }
+        if !range.is_sorted_by_key(|e| e.0) {
+            range.sort_by_key(|e| e.0);
+        }
+        for run in range.chunk_by(|a, b| a.0 == b.0) {
+            group.clear();
+            group.extend(run.iter().map(|e| e.1));
+            dedup_keep_first(&mut group, &mut scratch);
+            emit(run[0].0, &group)?;
+        }
+    }
+    Ok(())
+}
+
+/// The k-way merge [`merge_band`] replaced, one entry at a time (the earlier source first
+/// among equal prefixes): the oracle its tests compare against.
+#[cfg(test)]
+fn merge_band_kway(
     sources: &[Segment],
     remaps: &[Remap],
     band: usize,
@@ -265,6 +310,21 @@ impl<'a> BandCursor<'a> {
 
     fn head(&self) -> Option<(u32, u32)> {
         self.head
+    }
+
+    /// Moves the entries whose prefix is below `end` (the cursor's next ones, in order)
+    /// to `out`.
+    fn drain_below(&mut self, end: u64, out: &mut Vec<(u32, u32)>) -> Result<()> {
+        while let Some(h) = self.head.filter(|h| u64::from(h.0) < end) {
+            out.push(h);
+            // The rest of the buffer is in prefix order too: its run below `end` goes at once.
+            let rest = self.buf.get(self.pos..).unwrap_or_default();
+            let n = rest.iter().take_while(|e| u64::from(e.0) < end).count();
+            out.extend_from_slice(&rest[..n]);
+            self.pos += n;
+            self.advance()?;
+        }
+        Ok(())
     }
 
     fn advance(&mut self) -> Result<()> {
@@ -374,6 +434,41 @@ mod tests {
             b.finish().unwrap();
         }
         Index::open(dir).unwrap()
+    }
+
+    #[test]
+    fn the_range_merge_emits_what_the_k_way_merge_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = three_segments(&tmp.path().join("index"));
+        let sources = index.segments();
+        let new = renumber(sources).unwrap().unwrap();
+        let bands = FingerprintParams::default().lsh.bands as usize;
+        let mut groups = 0;
+        let mut shared = 0;
+        // The new table's directory bits, and coarser and finer ranges.
+        for d in [0, 3, dir_bits(new.n_contents()), 20, 32] {
+            for band in 0..bands {
+                let mut want: Vec<(u32, Vec<u32>)> = Vec::new();
+                merge_band_kway(sources, &new.remaps, band, &mut |p, g| {
+                    want.push((p, g.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
+                let mut got: Vec<(u32, Vec<u32>)> = Vec::new();
+                merge_band(sources, &new.remaps, band, d, &mut |p, g| {
+                    got.push((p, g.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(got, want, "band {band}, {d} bits");
+                groups += want.len();
+                shared += want.iter().filter(|(_, g)| g.len() > 1).count();
+            }
+        }
+        assert!(
+            groups > 0 && shared > 0,
+            "some keys are shared: {shared} of {groups}"
+        );
     }
 
     #[test]

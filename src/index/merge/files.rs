@@ -16,7 +16,7 @@ use crate::index::encode::{
     TEXT_DICT_SAMPLES,
 };
 use crate::index::manifest::FileEntry;
-use crate::index::segment::{Segment, TextCache, NO_TS};
+use crate::index::segment::{Segment, SegmentFile, TextCache, NO_TS};
 
 /// The live posts of a merge's sources in their new order, for the `posts` encoder. Every
 /// 2^18 posts, the pages read so far are released (bounded resident memory).
@@ -33,7 +33,9 @@ impl PostRows for LiveRows<'_> {
     fn visit(&self, f: &mut dyn FnMut(i64, &[u8]) -> Result<()>) -> Result<()> {
         for (i, &(si, p)) in self.order.iter().enumerate() {
             if i % (1 << 18) == 0 {
-                self.sources.iter().for_each(Segment::release_pages);
+                self.sources
+                    .iter()
+                    .for_each(|s| s.release_file_pages(SegmentFile::Posts));
             }
             let s = &self.sources[si as usize];
             let id = s.post_id(p)?;
@@ -61,11 +63,20 @@ pub(super) fn write_sigs(
         &seg_dir.join("sigs"),
         &header,
         &mut |w| {
-            for (i, &(si, c)) in new.content_src.iter().enumerate() {
-                if i % (1 << 18) == 0 {
-                    sources.iter().for_each(Segment::release_pages);
+            // Written 4,096 signatures at a time (a write hashes what it is given: small
+            // ones cost a copy each).
+            let mut sigs: Vec<u8> = Vec::with_capacity(header.k << 12);
+            for (i, chunk) in new.content_src.chunks(1 << 12).enumerate() {
+                if i % 64 == 0 {
+                    sources
+                        .iter()
+                        .for_each(|s| s.release_file_pages(SegmentFile::Sigs));
                 }
-                w.write(sources[si as usize].signature(c)?)?;
+                sigs.clear();
+                for &(si, c) in chunk {
+                    sigs.extend_from_slice(sources[si as usize].signature(c)?);
+                }
+                w.write(&sigs)?;
             }
             Ok(())
         },
@@ -73,7 +84,9 @@ pub(super) fn write_sigs(
             let mut hashes = Vec::with_capacity(1 << 12);
             for (i, chunk) in new.content_src.chunks(1 << 12).enumerate() {
                 if i % 64 == 0 {
-                    sources.iter().for_each(Segment::release_pages);
+                    sources
+                        .iter()
+                        .for_each(|s| s.release_file_pages(SegmentFile::Sigs));
                 }
                 hashes.clear();
                 for &(si, c) in chunk {
@@ -84,7 +97,9 @@ pub(super) fn write_sigs(
             Ok(())
         },
     )?;
-    sources.iter().for_each(Segment::release_pages);
+    sources
+        .iter()
+        .for_each(|s| s.release_file_pages(SegmentFile::Sigs));
     Ok(entry)
 }
 
@@ -107,7 +122,9 @@ pub(super) fn write_posts(
     for (i, &(si, p)) in new.order.iter().enumerate() {
         // Every 2^18 posts, the pages read so far are released (bounded resident memory).
         if i % (1 << 18) == 0 {
-            sources.iter().for_each(Segment::release_pages);
+            sources
+                .iter()
+                .for_each(|s| s.release_file_pages(SegmentFile::Posts));
         }
         let s = &sources[si as usize];
         let (a, pl) = s.labels_of(p)?;
@@ -168,10 +185,19 @@ pub(super) fn write_ids(
     }
     let mut union = op.union();
     let mut written = 0u64;
+    let mut seen = 0u64;
     // fst trusts its input; the maps were checksummed before use, and a malformed one
     // that still trips an assertion becomes an error.
     let streamed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
         while let Some((key, vals)) = union.next() {
+            // The id maps' pages read so far are released every 2^18 ids (bounded resident
+            // memory while the other files are written beside this step).
+            seen += 1;
+            if seen % (1 << 18) == 1 {
+                sources
+                    .iter()
+                    .for_each(|s| s.release_file_pages(SegmentFile::Ids));
+            }
             // The live post with this id (the latest source's, should there be two).
             let mut live = None;
             for v in vals {
@@ -200,6 +226,9 @@ pub(super) fn write_ids(
     }))
     .map_err(|_| Error::corrupt(dir, "an id map is malformed"))?;
     streamed?;
+    sources
+        .iter()
+        .for_each(|s| s.release_file_pages(SegmentFile::Ids));
     let np = new.n_posts();
     if written != np {
         return Err(Error::corrupt(
@@ -263,7 +292,9 @@ pub(super) fn write_texts(
         move || {
             rounds += 1;
             if rounds.is_multiple_of(TEXT_ROUNDS_PER_RELEASE) {
-                sources.iter().for_each(Segment::release_pages);
+                sources
+                    .iter()
+                    .for_each(|s| s.release_file_pages(SegmentFile::Text));
             }
         }
     };

@@ -105,6 +105,9 @@ pub struct MergeSteps {
     pub bands: f64,
     /// The signature file.
     pub sigs: f64,
+    /// The posts, id and text files, written at once after the signatures (wall time: the
+    /// three steps below overlap inside it).
+    pub files: f64,
     /// The posts file.
     pub posts: f64,
     /// The id map.
@@ -249,22 +252,50 @@ fn merge_run(
     files.insert("bands".to_string(), bands);
     lap(&mut stats.steps.bands);
     let has_text = sources.iter().all(Segment::has_text);
-    let sigs = write_sigs(&seg_dir, sources, &new, &old.params, has_text)?;
-    files.insert("sigs".to_string(), sigs);
-    lap(&mut stats.steps.sigs);
-    files.insert("posts".to_string(), write_posts(&seg_dir, sources, &new)?);
-    lap(&mut stats.steps.posts);
-    files.insert(
-        "ids.fst".to_string(),
-        write_ids(dir, &seg_dir, sources, &new)?,
-    );
-    lap(&mut stats.steps.ids);
-    // Texts, when every source has them.
     stats.texts_dropped |= !has_text && sources.iter().any(Segment::has_text);
-    if has_text {
-        files.insert("text".to_string(), write_texts(&seg_dir, sources, &new)?);
+    // The other files depend only on the new order. The signatures go first, alone: they
+    // are read at random over the sources, and between two releases of their pages (every
+    // 2^18 contents) nearly the whole of the sources' signature files is mapped in (the
+    // merge's peak memory). Then the texts (frame copies or parallel recompression) on one
+    // worker, and the posts and ids one after the other beside them, each step releasing
+    // only its own files' pages.
+    fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+        let t = std::time::Instant::now();
+        f().map(|e| (e, t.elapsed().as_secs_f64()))
     }
-    lap(&mut stats.steps.texts);
+    let new = &new;
+    let sigs = timed(|| write_sigs(&seg_dir, sources, new, &old.params, has_text));
+    let files_start = std::time::Instant::now();
+    let (text, (posts, ids)) = rayon::join(
+        || {
+            timed(|| {
+                has_text
+                    .then(|| write_texts(&seg_dir, sources, new))
+                    .transpose()
+            })
+        },
+        || {
+            (
+                timed(|| write_posts(&seg_dir, sources, new)),
+                timed(|| write_ids(dir, &seg_dir, sources, new)),
+            )
+        },
+    );
+    for (name, r, step) in [
+        ("sigs", sigs, &mut stats.steps.sigs),
+        ("posts", posts, &mut stats.steps.posts),
+        ("ids.fst", ids, &mut stats.steps.ids),
+    ] {
+        let (entry, secs) = r?;
+        files.insert(name.to_string(), entry);
+        *step += secs;
+    }
+    let (text, secs) = text?;
+    stats.steps.texts += secs;
+    if let Some(entry) = text {
+        files.insert("text".to_string(), entry);
+    }
+    stats.steps.files += files_start.elapsed().as_secs_f64();
     let entry = SegmentEntry {
         id,
         posts: new.n_posts(),

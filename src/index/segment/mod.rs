@@ -23,7 +23,7 @@ use super::mmap::Data;
 use crate::error::{Error, Result};
 
 pub use layout::*;
-pub(crate) use prefetch::prefetch_item;
+pub(crate) use prefetch::{prefetch_item, SegmentFile};
 pub use text::TextCache;
 use text::Texts;
 

@@ -6,6 +6,19 @@ use std::ops::Range;
 
 use super::{Data, EntryLayout, PostLayout, Segment};
 
+/// One of a segment's files, for [`Segment::release_file_pages`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentFile {
+    /// `sigs`: signatures and content hashes.
+    Sigs,
+    /// `posts`: post metadata.
+    Posts,
+    /// `text`: stored texts.
+    Text,
+    /// `ids.fst`: the id map.
+    Ids,
+}
+
 impl Segment {
     /// Drops this process's mapping of every page of the segment's files (see
     /// [`Data::release`]): for long sequential passes whose memory must stay bounded.
@@ -19,6 +32,21 @@ impl Segment {
         }
         if let Some(d) = &self.deleted {
             d.data.release();
+        }
+    }
+
+    /// [`release_pages`](Self::release_pages) of one file only, for passes that run beside
+    /// passes over the segment's other files (a merge's file steps).
+    pub(crate) fn release_file_pages(&self, file: SegmentFile) {
+        match file {
+            SegmentFile::Sigs => self.sigs.data.release(),
+            SegmentFile::Posts => self.posts.file.data.release(),
+            SegmentFile::Ids => self.ids.release(),
+            SegmentFile::Text => {
+                if let Some(t) = &self.texts {
+                    t.file.data.release();
+                }
+            }
         }
     }
 
