@@ -1151,13 +1151,14 @@ fn build_reports_its_stages() {
         let t = t.as_f64().unwrap_or(-1.0);
         assert!((0.0..60.0).contains(&t), "{k}: {t}");
     }
-    let writing: f64 = ["bands", "sigs", "posts", "ids", "texts"]
-        .iter()
-        .map(|k| stages[*k].as_f64().unwrap())
-        .sum();
-    assert!(
-        writing > 0.0 && stages["texts"].as_f64().unwrap() > 0.0,
-        "{stages:?}"
-    );
+    // The signature, posts, id and text files are written at once after the bands: each
+    // takes at most the wall time of that step (`files`), and bands then files at most the
+    // build's.
+    let time = |k: &str| stages[k].as_f64().unwrap();
+    for k in ["sigs", "posts", "ids", "texts"] {
+        assert!(time(k) <= time("files") + 1e-3, "{k}: {stages:?}");
+    }
+    let writing = time("bands") + time("files");
+    assert!(writing > 0.0 && time("texts") > 0.0, "{stages:?}");
     assert!(writing <= v["seconds"].as_f64().unwrap() + 1e-3);
 }
