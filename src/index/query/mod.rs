@@ -682,13 +682,42 @@ impl Index {
 const CONTAINMENT_HOPS: usize = 64;
 
 /// Sorts `v` and removes repeated values. A similar text shares several band keys with the
-/// query, so its content id comes back from several probes: the repeats are dropped through
-/// a small open-addressing set (`table`, reused) before the sort, which then orders only the
-/// distinct ids. The result is what `sort_unstable` and `dedup` give.
+/// query, so its content id comes back from several probes. When the ids are dense (their
+/// span at most 32 per entry, as a campaign's are in the content order), a bitmap over
+/// their span (`table`, reused) drops the repeats and gives the order in one pass;
+/// otherwise the repeats are dropped through a small open-addressing set (`table`) before
+/// the sort, which then orders only the distinct ids. The result is what `sort_unstable`
+/// and `dedup` give.
 fn sort_dedup(v: &mut Vec<u32>, table: &mut Vec<u32>) {
     if v.len() <= 32 {
         v.sort_unstable();
         v.dedup();
+        return;
+    }
+    let (lo, hi) = v
+        .iter()
+        .fold((u32::MAX, 0), |(lo, hi), &c| (lo.min(c), hi.max(c)));
+    let span = u64::from(hi - lo) + 1;
+    if span <= v.len() as u64 * 32 {
+        // Dense ids (a campaign's candidates sit together in the content order): one bit
+        // per id of `lo..=hi` (at most a word per entry), read back in order, which also
+        // sorts them.
+        table.clear();
+        table.resize(span.div_ceil(32) as usize, 0);
+        for &c in v.iter() {
+            let i = (c - lo) as usize;
+            table[i >> 5] |= 1 << (i & 31);
+        }
+        let mut n = 0;
+        for (w, &word) in table.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                v[n] = lo + (w as u32) * 32 + bits.trailing_zeros();
+                n += 1;
+                bits &= bits - 1;
+            }
+        }
+        v.truncate(n);
         return;
     }
     // At most half full; `u32::MAX` marks a free slot (and is tracked apart as a value).
@@ -737,8 +766,18 @@ mod tests {
     fn sort_dedup_equals_sort_then_dedup() {
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let mut table = Vec::new();
+        // (least value, range): dense and sparse ids, from 0, far from 0 and up to u32::MAX.
+        let ranges = [
+            (0u64, 3u64),
+            (0, 100),
+            (0, 1 << 20),
+            (0, 1 << 32),
+            (7_000_000, 5_000),
+            (7_000_000, 100_000),
+            (u64::from(u32::MAX) - 999, 1_000),
+        ];
         for len in [0usize, 1, 2, 31, 32, 33, 64, 250, 1000, 5000] {
-            for range in [3u64, 100, 1 << 20, 1 << 32] {
+            for (base, range) in ranges {
                 let mut v: Vec<u32> = (0..len)
                     .map(|_| {
                         x ^= x << 13;
@@ -747,7 +786,7 @@ mod tests {
                         if range == 1 << 32 && x.is_multiple_of(17) {
                             u32::MAX
                         } else {
-                            (x % range) as u32
+                            (base + x % range) as u32
                         }
                     })
                     .collect();
@@ -755,7 +794,7 @@ mod tests {
                 want.sort_unstable();
                 want.dedup();
                 super::sort_dedup(&mut v, &mut table);
-                assert_eq!(v, want, "len {len}, range {range}");
+                assert_eq!(v, want, "len {len}, from {base}, range {range}");
             }
         }
     }
