@@ -85,6 +85,13 @@ pub fn dir_bits(n: u64) -> u32 {
     d
 }
 
+/// Runs `f` and also returns its wall time in seconds (the steps of a segment's writing
+/// and of a merge that run beside each other).
+pub(crate) fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let t = std::time::Instant::now();
+    f().map(|e| (e, t.elapsed().as_secs_f64()))
+}
+
 /// Writes one segment's files and returns its manifest entry.
 pub(crate) fn write_segment(
     dir: &Path,
@@ -220,10 +227,6 @@ pub(crate) fn write_segment(
     // The signature, posts, id and text files depend only on the content order: they are
     // written at once (texts on one worker and its parallel rounds, the other three one
     // after another beside it), so the serial passes overlap the text compression.
-    fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
-        let t = std::time::Instant::now();
-        f().map(|e| (e, t.elapsed().as_secs_f64()))
-    }
     let sigs_file = || -> Result<FileEntry> {
         write_sigs_file(
             &seg_dir.join("sigs"),

@@ -34,7 +34,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::encode::{begin_segment, finish_segment};
+use super::encode::{begin_segment, finish_segment, timed};
 use super::manifest::{Manifest, SegmentEntry};
 use super::segment::Segment;
 use super::txn::Txn;
@@ -259,12 +259,11 @@ fn merge_run(
     // merge's peak memory). Then the texts (frame copies or parallel recompression) on one
     // worker, and the posts and ids one after the other beside them, each step releasing
     // only its own files' pages.
-    fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
-        let t = std::time::Instant::now();
-        f().map(|e| (e, t.elapsed().as_secs_f64()))
-    }
     let new = &new;
-    let sigs = timed(|| write_sigs(&seg_dir, sources, new, &old.params, has_text));
+    // A failed signature file stops the merge before the other files are written.
+    let sigs = Ok(timed(|| {
+        write_sigs(&seg_dir, sources, new, &old.params, has_text)
+    })?);
     let files_start = std::time::Instant::now();
     let (text, (posts, ids)) = rayon::join(
         || {

@@ -167,6 +167,19 @@ impl RowCodec {
     }
 }
 
+/// Format 6: the time a row's time code stands for: `Some(None)` for 0 (unknown), `None`
+/// for an impossible code (past the range of `i64`, or the unknown-time marker).
+#[inline]
+fn time_of_code(ts_base: i64, code: u64) -> Option<Option<i64>> {
+    match code.checked_sub(1) {
+        None => Some(None),
+        Some(off) => ts_base
+            .checked_add_unsigned(off)
+            .filter(|&t| t != NO_TS)
+            .map(Some),
+    }
+}
+
 /// The entries of a band file (every band's, entry `band * n_contents + j` is entry `j` of
 /// `band`), whatever their layout.
 enum Entries<'a> {
@@ -853,31 +866,18 @@ impl Segment {
         let read = || {
             let code = codec.ts(&bits, at)?;
             let (a, pl) = codec.labels(&bits, at)?;
-            let s = codec.id(&bits, at)?;
-            let e = if u64::from(p) + 1 < self.n_posts {
-                codec.id(&bits, at + codec.stride)?
-            } else {
-                self.posts.id_bytes.len() as u64
-            };
-            Some((code, a, pl, (s, e)))
+            Some((code, a, pl, self.id_span(p)?))
         };
         Some(read())
     }
 
-    /// Format 6: the time a row's time code stands for (0: unknown).
+    /// Format 6: the time post `p`'s row time code stands for (0: unknown).
     #[inline]
     fn ts_from_code(&self, p: u32, code: u64) -> Result<Option<i64>> {
         let PostLayout::Rows { ts_base, .. } = &self.posts.rows else {
             return Ok(None);
         };
-        match code.checked_sub(1) {
-            None => Ok(None),
-            Some(off) => ts_base
-                .checked_add_unsigned(off)
-                .filter(|&t| t != NO_TS)
-                .map(Some)
-                .ok_or_else(|| self.bad_time(p)),
-        }
+        time_of_code(*ts_base, code).ok_or_else(|| self.bad_time(p))
     }
 
     /// The time of post `p` (unix seconds), if it has one; reads only the time field. An
@@ -914,15 +914,12 @@ impl Segment {
                     if self.is_deleted(p) {
                         continue;
                     }
-                    let ts = match codec.ts(&bits, u64::from(p) * codec.stride) {
-                        Some(0) => None,
-                        Some(code) => match ts_base.checked_add_unsigned(code - 1) {
-                            Some(t) if t != NO_TS => Some(t),
-                            _ => return Err(self.bad_time(p)),
-                        },
-                        None => return Err(self.no_post(p)),
-                    };
-                    f(p, ts);
+                    let code = codec.ts(&bits, u64::from(p) * codec.stride);
+                    let code = code.ok_or_else(|| self.no_post(p))?;
+                    f(
+                        p,
+                        time_of_code(*ts_base, code).ok_or_else(|| self.bad_time(p))?,
+                    );
                 }
             }
             PostLayout::Columns { ts, .. } => {
