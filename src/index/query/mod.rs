@@ -481,7 +481,9 @@ impl Index {
             }
             cands.clear();
             res.truncated |= seg.probe_all(keys, opts.max_bucket, &mut cands)?;
-            sort_dedup(&mut cands, &mut seen);
+            // Only a containment lookup needs its candidates in order (it searches them);
+            // the answer does not depend on the order they are verified in.
+            dedup(&mut cands, &mut seen, cont.is_some());
             res.candidates += cands.len();
             if self.opts.prefetch {
                 cands.iter().for_each(|&c| seg.prefetch_signature(c));
@@ -553,6 +555,7 @@ impl Index {
                 .then_with(|| rank(b.containment, b.sim, a.containment, a.sim))
                 .then_with(|| a.ts.unwrap_or(i64::MAX).cmp(&b.ts.unwrap_or(i64::MAX)))
                 .then_with(|| a.id.cmp(b.id))
+                .then_with(|| (a.seg, a.post).cmp(&(b.seg, b.post)))
         });
         if opts.limit > 0 {
             found.truncate(opts.limit);
@@ -681,14 +684,15 @@ impl Index {
 /// ([`Index::verify_containment`]).
 const CONTAINMENT_HOPS: usize = 64;
 
-/// Sorts `v` and removes repeated values. A similar text shares several band keys with the
-/// query, so its content id comes back from several probes. When the ids are dense (their
-/// span at most 32 per entry, as a campaign's are in the content order), a bitmap over
-/// their span (`table`, reused) drops the repeats and gives the order in one pass;
-/// otherwise the repeats are dropped through a small open-addressing set (`table`) before
-/// the sort, which then orders only the distinct ids. The result is what `sort_unstable`
-/// and `dedup` give.
-fn sort_dedup(v: &mut Vec<u32>, table: &mut Vec<u32>) {
+/// Removes repeated values from `v`, and sorts it if `sorted` (or when that costs nothing).
+/// A similar text shares several band keys with the query, so its content id comes back
+/// from several probes. When the ids are dense (their span at most 32 per entry, as a
+/// campaign's are in the content order), a bitmap over their span (`table`, reused) drops
+/// the repeats and gives the order in one pass; otherwise the repeats are dropped through a
+/// small open-addressing set (`table`), and with `sorted` the distinct ids are then sorted.
+/// With `sorted`, the result is what `sort_unstable` and `dedup` give; without, the same
+/// values in some order.
+fn dedup(v: &mut Vec<u32>, table: &mut Vec<u32>, sorted: bool) {
     if v.len() <= 32 {
         v.sort_unstable();
         v.dedup();
@@ -752,7 +756,9 @@ fn sort_dedup(v: &mut Vec<u32>, table: &mut Vec<u32>) {
     if has_max {
         v.push(u32::MAX);
     }
-    v.sort_unstable();
+    if sorted {
+        v.sort_unstable();
+    }
 }
 
 /// Text caches an index keeps for reuse ([`Index::query_with`]).
@@ -760,10 +766,11 @@ const MAX_POOLED_TEXT_CACHES: usize = 64;
 
 #[cfg(test)]
 mod tests {
-    /// `sort_dedup` gives what `sort_unstable` + `dedup` give, for lists short and long,
-    /// with few or many repeats, and with `u32::MAX` (the free-slot marker) among the values.
+    /// `dedup` gives what `sort_unstable` + `dedup` give (sorted, or the same values in
+    /// some order), for lists short and long, with few or many repeats, and with `u32::MAX`
+    /// (the free-slot marker) among the values.
     #[test]
-    fn sort_dedup_equals_sort_then_dedup() {
+    fn dedup_equals_sort_then_dedup() {
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let mut table = Vec::new();
         // (least value, range): dense and sparse ids, from 0, far from 0 and up to u32::MAX.
@@ -793,8 +800,17 @@ mod tests {
                 let mut want = v.clone();
                 want.sort_unstable();
                 want.dedup();
-                super::sort_dedup(&mut v, &mut table);
+                let mut unsorted = v.clone();
+                super::dedup(&mut v, &mut table, true);
                 assert_eq!(v, want, "len {len}, from {base}, range {range}");
+                super::dedup(&mut unsorted, &mut table, false);
+                assert_eq!(
+                    unsorted.len(),
+                    want.len(),
+                    "len {len}, from {base}, range {range}"
+                );
+                unsorted.sort_unstable();
+                assert_eq!(unsorted, want, "len {len}, from {base}, range {range}");
             }
         }
     }

@@ -503,6 +503,39 @@ impl Segment {
         out: &mut Vec<u32>,
     ) -> Result<bool> {
         let base = band * self.n_contents as usize;
+        if let Entries::Packed {
+            bits,
+            tag_bits,
+            id_bits,
+        } = entries
+        {
+            // One load per entry: its tag and content id together (at most 57 bits).
+            let width = u64::from(tag_bits + id_bits);
+            if width <= 57 {
+                let mask = u64::MAX >> (64 - width);
+                let tag_mask = u64::MAX >> (64 - tag_bits);
+                for (taken, j) in r.enumerate() {
+                    let Some(e) = bits.field((base + j) as u64 * width, mask) else {
+                        break;
+                    };
+                    if e & tag_mask != u64::from(tag) {
+                        break;
+                    }
+                    if taken == cap {
+                        return Ok(true);
+                    }
+                    let c = e >> tag_bits;
+                    if c >= self.n_contents {
+                        return Err(Error::corrupt(
+                            &self.bands.file.path,
+                            format!("band {band} entry {j}: content id out of range"),
+                        ));
+                    }
+                    out.push(c as u32);
+                }
+                return Ok(false);
+            }
+        }
         for (taken, j) in r.enumerate() {
             if entries.tag(base + j) != Some(tag) {
                 break;
