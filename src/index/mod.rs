@@ -32,6 +32,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprinter;
+use crate::minhash::bbit_estimate;
 pub use build::IndexBuilder;
 pub use clusters_file::ClusterAssignment;
 pub use manifest::{ClustersEntry, DeletedEntry, FileEntry, Manifest, SegmentEntry};
@@ -106,6 +107,10 @@ pub struct Index {
     /// quarter of a lookup with texts. Per index, so a cached block always names this
     /// index's files.
     text_caches: std::sync::Mutex<Vec<TextCache>>,
+    /// The similarity estimate of each count of equal signature bytes (0 to `num_perm`),
+    /// computed once: a lookup verifying a thousand candidates looks them up instead of
+    /// dividing twice for each.
+    estimates: Box<[f64]>,
 }
 
 /// Statistics of an open index.
@@ -194,6 +199,8 @@ impl Index {
 
     fn open_manifest(dir: &Path, manifest: Manifest, opts: OpenOptions) -> Result<Index> {
         let fp = Fingerprinter::new(manifest.params)?;
+        let k = manifest.params.num_perm as usize;
+        let estimates = (0..=k).map(|eq| bbit_estimate(eq, k)).collect();
         let segments = manifest
             .segments
             .iter()
@@ -216,6 +223,7 @@ impl Index {
             clusters,
             opts,
             text_caches: std::sync::Mutex::new(Vec::new()),
+            estimates,
         })
     }
 

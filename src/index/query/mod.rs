@@ -435,6 +435,16 @@ impl Index {
         Ok(())
     }
 
+    /// The similarity estimate of `eq` equal bytes of `k`-byte signatures
+    /// ([`bbit_estimate`]), from the index's table.
+    #[inline]
+    fn estimate(&self, eq: usize, k: usize) -> f64 {
+        match self.estimates.get(eq) {
+            Some(&e) if self.estimates.len() == k + 1 => e,
+            _ => bbit_estimate(eq, k),
+        }
+    }
+
     /// A found post as a borrowed hit.
     fn hit_ref<'a>(&self, f: &Found<'a>) -> HitRef<'a> {
         let addr = PostAddr {
@@ -507,8 +517,7 @@ impl Index {
             let estimated = if cont.is_some() { &[][..] } else { &cands[..] };
             for &c in estimated {
                 let s = seg.signature(c)?;
-                let eq = equal_bytes(s, sig);
-                let mut sim = bbit_estimate(eq, sig.len());
+                let mut sim = self.estimate(equal_bytes(s, sig), sig.len());
                 if let Some(q) = set.filter(|_| seg.has_text()) {
                     if (sim - opts.min_similarity).abs() <= margin {
                         let scratch = exact.get_or_insert_with(Scratch::new);
@@ -543,7 +552,7 @@ impl Index {
         let mut found = if opts.limit == 0 || opts.expand {
             self.every_hit(&matched, opts)?
         } else {
-            self.top_hits(&mut matched, opts)?
+            self.top_hits(&matched, opts)?
         };
         if opts.expand {
             self.expand_clusters(&mut found, sig)?;
@@ -662,9 +671,8 @@ impl Index {
                 let m = seg.post(addr.post)?;
                 let content = seg.content_of(addr.post)?;
                 let s = seg.signature(content)?;
-                let eq = equal_bytes(s, sig);
                 found.push(Found {
-                    sim: bbit_estimate(eq, sig.len()),
+                    sim: self.estimate(equal_bytes(s, sig), sig.len()),
                     ts: m.ts,
                     id: m.id,
                     account: m.account,
