@@ -62,20 +62,25 @@ impl Index {
     /// are read (and ids where times tie at the cut), and only the hits kept are read whole.
     /// The answer is the one [`every_hit`](Self::every_hit) sorted and cut gives.
     ///
-    /// Standings are compared as integer keys ([`rank_key`]), a tier is found by one scan of
-    /// the keys, and the cut is a selection on `(tier, time)`: a campaign lookup has a
-    /// thousand matched contents and thousands of posts, and ordering them with float
-    /// comparisons through closures took a fifth of such a lookup.
+    /// Standings are compared as integer keys ([`rank_key`]); the contents of the first
+    /// tiers are selected (not sorted) out of all, and the cut is a selection on `(tier,
+    /// time)`: a campaign lookup has a thousand matched contents and thousands of posts,
+    /// and ordering them with float comparisons through closures took a fifth of such a
+    /// lookup.
     pub(super) fn top_hits<'a>(
         &'a self,
         matched: &[Matched],
         opts: &QueryOptions,
     ) -> Result<Vec<Found<'a>>> {
         let limit = opts.limit;
-        let keys: Vec<(i64, i64)> = matched
+        // (standing, matched index) of the contents not taken yet, and of those selected to
+        // be taken next (ascending: the best at the end).
+        let mut rest: Vec<((i64, i64), u32)> = matched
             .iter()
-            .map(|m| rank_key(m.containment, m.sim))
+            .enumerate()
+            .map(|(i, m)| (rank_key(m.containment, m.sim), i as u32))
             .collect();
+        let mut ahead: Vec<((i64, i64), u32)> = Vec::new();
         let filtered = !opts.platforms.is_empty()
             || !opts.accounts.is_empty()
             || opts.since.is_some()
@@ -83,20 +88,36 @@ impl Index {
         // (tier, time or i64::MAX, matched index, post) of the posts of the tiers taken.
         let mut taken: Vec<(u32, i64, u32, u32)> = Vec::new();
         let mut tier_members: Vec<usize> = Vec::new();
-        // The standing of the last tier taken: the next tier is the best below it.
-        let mut above: Option<(i64, i64)> = None;
         let mut tier = 0u32;
         while taken.len() < limit {
-            let Some(best) = keys
-                .iter()
-                .copied()
-                .filter(|&k| above.is_none_or(|a| k < a))
-                .max()
-            else {
+            if ahead.is_empty() {
+                if rest.is_empty() {
+                    break;
+                }
+                // The best `limit - taken` contents (enough unless posts are deleted or
+                // filtered out) and every content tied with the last of them, in order.
+                let n = (limit - taken.len()).min(rest.len());
+                rest.select_nth_unstable_by(n - 1, |a, b| b.0.cmp(&a.0));
+                let edge = rest[n - 1].0;
+                let mut i = 0;
+                while i < rest.len() {
+                    if rest[i].0 >= edge {
+                        ahead.push(rest.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                ahead.sort_unstable_by_key(|a| a.0);
+            }
+            // The next tier: the contents of the best standing left.
+            let Some(&(best, _)) = ahead.last() else {
                 break;
             };
             tier_members.clear();
-            tier_members.extend((0..keys.len()).filter(|&i| keys[i] == best));
+            while let Some(&(_, i)) = ahead.last().filter(|a| a.0 == best) {
+                tier_members.push(i as usize);
+                ahead.pop();
+            }
             if self.opts.prefetch {
                 for &i in &tier_members {
                     let m = &matched[i];
@@ -136,7 +157,6 @@ impl Index {
                     }
                 }
             }
-            above = Some(best);
             tier += 1;
         }
         // Order by (tier, time, id); ids are read only where tier and time tie at the cut.
