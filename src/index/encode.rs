@@ -192,7 +192,8 @@ pub(crate) fn write_segment(
     lap(&mut times.bands);
     let perm = invert(&rank);
 
-    // Group posts by content (in final order), keeping input order within a content.
+    // Group posts by content (in final order); within a content, by time (unknown last),
+    // then id: the order a lookup ranks equally similar posts in (format 7).
     let mut content_posts = vec![0u32; nc + 1];
     for &c in &b.post_content {
         content_posts[rank[c as usize] as usize + 1] += 1;
@@ -208,6 +209,16 @@ pub(crate) fn write_segment(
         next[c] += 1;
     }
     drop(next);
+    let by_time = |&p: &u32| {
+        let t = b.post_ts[p as usize];
+        (if t == NO_TS { i64::MAX } else { t }, b.id(p as usize))
+    };
+    for w in content_posts.windows(2) {
+        let posts = &mut order[w[0] as usize..w[1] as usize];
+        if posts.len() > 1 && !posts.is_sorted_by_key(by_time) {
+            posts.sort_unstable_by(|x, y| by_time(x).cmp(&by_time(y)));
+        }
+    }
     let text_block = |blk: usize, out: &mut Vec<u8>| {
         let lo = blk * TEXT_BLOCK_POSTS as usize;
         let hi = (lo + TEXT_BLOCK_POSTS as usize).min(np);

@@ -25,11 +25,11 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::error::{Error, Result};
 
 /// The format version this build writes (binary files and manifests).
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 /// The oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The format versions this build reads, for messages.
-pub const SUPPORTED_VERSIONS: &str = "1 to 6";
+pub const SUPPORTED_VERSIONS: &str = "1 to 7";
 
 /// Hands `xs` to `sink` as little-endian bytes, 2^16 values at a time (one buffer, reused):
 /// the one encoder of number arrays for envelope sections, reserved sections and spill

@@ -739,12 +739,12 @@ mod untrusted {
         let path = seg_file(&dir, "posts");
         let pristine = fs::read(&path).expect("reads");
         let env = Envelope::parse(&path, &pristine, POSTS_MAGIC);
-        // Format 6: sections 4 (account_offsets) and 6 (platform_offsets), last u64 (the
+        // Formats 6 and 7: sections 4 (account_offsets) and 6 (platform_offsets), last u64 (the
         // ids' bounds are in the rows: see `a_damaged_posts_rows_file_is_an_error`).
         assert_eq!(
             envelope::read_u32(&pristine, 8),
-            6,
-            "this build writes format 6"
+            7,
+            "this build writes format 7 (its posts file has format 6's layout)"
         );
         for (section, what) in [(4, "account_offsets"), (6, "platform_offsets")] {
             let r = env.sections[section].clone();
@@ -771,8 +771,8 @@ mod untrusted {
         let env = Envelope::parse(&path, &pristine, BANDS_MAGIC);
         assert_eq!(
             envelope::read_u32(&pristine, 8),
-            6,
-            "this build writes format 6 (its band file is format 5's)"
+            7,
+            "this build writes format 7 (its band file is format 5's)"
         );
         assert_eq!(env.sections.len(), 3);
         let (meta, dirs, entries) = (
@@ -877,8 +877,8 @@ mod untrusted {
         let env = Envelope::parse(&path, &pristine, POSTS_MAGIC);
         assert_eq!(
             envelope::read_u32(&pristine, 8),
-            6,
-            "this build writes format 6"
+            7,
+            "this build writes format 7 (its posts file has format 6's layout)"
         );
         assert_eq!(env.sections.len(), 8);
         let sections: Vec<Vec<u8>> = env

@@ -23,7 +23,7 @@ pub(super) struct Renumbering {
     /// Start of each new content's posts (one more entry than contents).
     pub(super) content_posts: Vec<u32>,
     /// Per new post, the `(source, post)` it is read from: posts grouped by content, each
-    /// content's posts in source order.
+    /// content's posts by time (unknown last), then id.
     pub(super) order: Vec<(u32, u32)>,
 }
 
@@ -178,7 +178,7 @@ fn number_contents(sources: &[Segment]) -> Result<Contents> {
 }
 
 /// The post half of [`renumber`]: the `np` live posts grouped by content (each content's
-/// posts in source order), recording each post's new number in `remaps`.
+/// posts by time, then id), recording each post's new number in `remaps`.
 fn order_posts(
     sources: &[Segment],
     remaps: &mut [Remap],
@@ -205,5 +205,140 @@ fn order_posts(
         }
         s.release_pages();
     }
+    order_by_time(sources, remaps, content_posts, &mut order)?;
     Ok(order)
+}
+
+/// Orders each content's posts in `order` by time (unknown last), then id (format 7),
+/// updating `remaps`. A content whose posts all come from one source written in that order
+/// is left as it is; the others are checked and sorted where they need it.
+fn order_by_time(
+    sources: &[Segment],
+    remaps: &mut [Remap],
+    content_posts: &[u32],
+    order: &mut [(u32, u32)],
+) -> Result<()> {
+    let key = |&(si, p): &(u32, u32)| -> Result<(i64, &str)> {
+        let s = &sources[si as usize];
+        Ok((s.post_ts(p)?.unwrap_or(i64::MAX), s.post_id(p)?))
+    };
+    // ((time, id), (source, post)) of a content being sorted.
+    type Keyed<'a> = ((i64, &'a str), (u32, u32));
+    let mut keyed: Vec<Keyed<'_>> = Vec::new();
+    for w in content_posts.windows(2) {
+        let (lo, hi) = (w[0] as usize, w[1] as usize);
+        let Some(posts) = order.get_mut(lo..hi).filter(|p| p.len() > 1) else {
+            continue;
+        };
+        let first = posts[0].0;
+        if posts.iter().all(|e| e.0 == first) && sources[first as usize].posts_by_time() {
+            continue;
+        }
+        let mut sorted = true;
+        let mut last = key(&posts[0])?;
+        for e in &posts[1..] {
+            let k = key(e)?;
+            if k < last {
+                sorted = false;
+                break;
+            }
+            last = k;
+        }
+        if sorted {
+            continue;
+        }
+        keyed.clear();
+        for e in posts.iter() {
+            keyed.push((key(e)?, *e));
+        }
+        keyed.sort_unstable();
+        for (i, &(_, e)) in keyed.iter().enumerate() {
+            posts[i] = e;
+            remaps[e.0 as usize].post[e.1 as usize] = (lo + i) as u32;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::index::{merge, BuildOptions, Index, IndexWriter, MergeOptions, NewPost};
+
+    /// Checks that every content's posts are in (time, unknown last; id) order and returns
+    /// how many contents have more than one post.
+    fn in_time_order(index: &Index) -> usize {
+        let mut multi = 0;
+        for seg in index.segments() {
+            assert!(seg.posts_by_time(), "{}", seg.dir().display());
+            for c in 0..seg.n_contents() as u32 {
+                let keys: Vec<(i64, String)> = seg
+                    .content_posts(c)
+                    .unwrap()
+                    .map(|p| {
+                        let ts = seg.post_ts(p).unwrap().unwrap_or(i64::MAX);
+                        (ts, seg.post_id(p).unwrap().to_string())
+                    })
+                    .collect();
+                assert!(
+                    keys.windows(2).all(|w| w[0] < w[1]),
+                    "content {c}: {keys:?}"
+                );
+                multi += usize::from(keys.len() > 1);
+            }
+        }
+        multi
+    }
+
+    /// Format 7: the copies of a text keep time, then id order within their content in every
+    /// segment written (ids and times arrive shuffled, times tie, some are unknown), and
+    /// across segments once a merge unifies them.
+    #[test]
+    fn each_contents_posts_are_in_time_then_id_order_after_writes_and_a_merge() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("index");
+        // Five texts of twenty distinct letter words (digits would be normalized away).
+        let word = |n: usize| -> String {
+            (0..3)
+                .map(|i| char::from(b'a' + (n / 26usize.pow(i) % 26) as u8))
+                .collect()
+        };
+        let texts: Vec<String> = (0..5)
+            .map(|t| {
+                (0..20)
+                    .map(|w| word(t * 20 + w + 1000))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let mut w = IndexWriter::open_with(&dir, BuildOptions::default()).unwrap();
+        for seg in 0..3 {
+            // Ids a permutation of the input order (7919 is prime to 300), times from four
+            // values out of input order, every ninth unknown.
+            let ids: Vec<String> = (0..300)
+                .map(|i| format!("s{}-{:03}", 2 - seg, (i * 7919) % 300))
+                .collect();
+            let posts: Vec<NewPost<'_>> = (0..300)
+                .map(|i| NewPost {
+                    id: &ids[i],
+                    text: &texts[i % 5],
+                    account: "a",
+                    platform: "p",
+                    ts: (i % 9 != 4).then_some(1_700_000_000 + 60 * ((i * 31 + seg) % 4) as i64),
+                })
+                .collect();
+            w.add(&posts).unwrap();
+            w.commit().unwrap();
+        }
+        drop(w);
+        let index = Index::open(&dir).unwrap();
+        assert_eq!(index.segments().len(), 3);
+        assert_eq!(in_time_order(&index), 15);
+        index.verify().unwrap();
+        drop(index);
+        merge(&dir, &MergeOptions::default()).unwrap();
+        let index = Index::open(&dir).unwrap();
+        assert_eq!(index.segments().len(), 1);
+        assert_eq!(in_time_order(&index), 5);
+        index.verify().unwrap();
+    }
 }

@@ -118,10 +118,24 @@ impl Index {
                 tier_members.push(i as usize);
                 ahead.pop();
             }
+            // Where a content's posts are in time order (format 7), only its first `limit`
+            // live posts that pass the filters can make the cut: a campaign text posted
+            // 10,000 times costs `limit` reads, not 10,000.
+            let per_content = |seg: &Segment| {
+                if seg.posts_by_time() {
+                    limit
+                } else {
+                    usize::MAX
+                }
+            };
+            let ahead_of = |m: &Matched, n: usize| {
+                m.posts.start..m.posts.end.min(m.posts.start.saturating_add(n as u32))
+            };
             if self.opts.prefetch {
                 for &i in &tier_members {
                     let m = &matched[i];
-                    self.segments[m.seg].prefetch_posts(m.posts.clone());
+                    let seg = &self.segments[m.seg];
+                    seg.prefetch_posts(ahead_of(m, per_content(seg)));
                 }
             }
             // The tier's times (or whole metadata, to filter), fetched together.
@@ -129,21 +143,22 @@ impl Index {
                 let m = &matched[i];
                 let seg = &self.segments[m.seg];
                 if filtered {
-                    m.posts
-                        .clone()
-                        .take(TOUCH_POSTS)
-                        .for_each(|p| seg.touch_post(p));
+                    ahead_of(m, TOUCH_POSTS).for_each(|p| seg.touch_post(p));
                 } else {
-                    seg.touch_post_times(m.posts.clone());
+                    seg.touch_post_times(ahead_of(m, per_content(seg)));
                 }
             }
             for &i in &tier_members {
                 let m = &matched[i];
                 let seg = &self.segments[m.seg];
                 let k = i as u32;
+                let most = per_content(seg);
+                let mut n = 0;
                 if !filtered {
                     seg.live_post_times(m.posts.clone(), |p, ts| {
                         taken.push((tier, ts.unwrap_or(i64::MAX), k, p));
+                        n += 1;
+                        n < most
                     })?;
                     continue;
                 }
@@ -154,6 +169,10 @@ impl Index {
                     let post = seg.post(p)?;
                     if keeps(opts, &post) {
                         taken.push((tier, post.ts.unwrap_or(i64::MAX), k, p));
+                        n += 1;
+                        if n == most {
+                            break;
+                        }
                     }
                 }
             }

@@ -236,6 +236,8 @@ impl Segment {
         // Posts.
         let f = File::open(&dir, "posts", entry, access, POSTS_MAGIC, "posts")?;
         let v6 = f.env.version >= 6;
+        // Format 7: each content's posts are in time order (unknown last), then id order.
+        let by_time = f.env.version >= 7;
         let m = f.meta(if v6 { POSTS_META_LEN_V6 } else { 32 })?;
         let (n, c, na, npl) = (
             read_u64(m, 0),
@@ -310,6 +312,7 @@ impl Segment {
                 platform_bytes: f.section(7)?,
                 n_accounts: na,
                 n_platforms: npl,
+                by_time,
                 file: f,
             }
         } else {
@@ -331,6 +334,7 @@ impl Segment {
                 platform_bytes: f.section(10)?,
                 n_accounts: na,
                 n_platforms: npl,
+                by_time,
                 file: f,
             }
         };

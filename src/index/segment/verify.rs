@@ -136,6 +136,30 @@ impl Segment {
                 ));
             }
         }
-        self.find_id("").map(|_| ())
+        self.find_id("").map(|_| ())?;
+        self.check_time_order()
+    }
+
+    /// Format 7: each content's posts are in time order (unknown last), then id order; a
+    /// limited lookup relies on it. (Checksums cannot tell a writer that broke it.)
+    fn check_time_order(&self) -> Result<()> {
+        if !self.posts_by_time() {
+            return Ok(());
+        }
+        for c in 0..self.n_contents as u32 {
+            let r = self.content_posts(c)?;
+            let mut last: Option<(i64, &str)> = None;
+            for p in r {
+                let key = (self.post_ts(p)?.unwrap_or(i64::MAX), self.post_id(p)?);
+                if last.is_some_and(|l| l >= key) {
+                    return Err(Error::corrupt(
+                        &self.posts.file.path,
+                        format!("post {p} of content {c} is out of time and id order"),
+                    ));
+                }
+                last = Some(key);
+            }
+        }
+        Ok(())
     }
 }
