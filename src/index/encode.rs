@@ -1266,30 +1266,29 @@ impl SpillFile {
                     out.words.reserve(piece.len());
                     // The ranks are read at random: each entry asks for the rank of the
                     // one `AHEAD` entries on first, so their cache misses overlap.
-                    const AHEAD: u64 = 16;
+                    const AHEAD: u64 = 32;
                     let ahead = |j: u64| {
                         if let Some(c) = word_bits(piece, j * e + u64::from(tag_bits), id_bits) {
                             prefetch_item(rank, c as usize);
                         }
                     };
                     (0..AHEAD.min(m)).for_each(ahead);
+                    let e32 = tag_bits + id_bits;
+                    let tag_mask = u64::MAX >> (64 - tag_bits);
                     for j in 0..m {
                         if j + AHEAD < m {
                             ahead(j + AHEAD);
                         }
-                        let at = j * e;
-                        let (t, c) = match (
-                            word_bits(piece, at, tag_bits),
-                            word_bits(piece, at + u64::from(tag_bits), id_bits),
-                        ) {
-                            (Some(t), Some(c)) => (t, c),
-                            _ => return Err(bad(format!("entry {j} past the spill"))),
+                        // The whole entry in one load: its tag, then its content id.
+                        let Some(v) = word_bits(piece, j * e, e32) else {
+                            return Err(bad(format!("entry {j} past the spill")));
                         };
+                        let c = v >> tag_bits;
                         let r = rank
                             .get(c as usize)
+                            .filter(|&&r| u64::from(r) >> id_bits == 0)
                             .ok_or_else(|| bad(format!("content {c} has no rank")))?;
-                        out.push(t, tag_bits);
-                        out.push(u64::from(*r), id_bits);
+                        out.push((v & tag_mask) | (u64::from(*r) << tag_bits), e32);
                     }
                     out.flush();
                     Ok(out.words)

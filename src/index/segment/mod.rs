@@ -1019,6 +1019,26 @@ impl Segment {
         Ok(())
     }
 
+    /// The time and id bytes of post `p`, its row decoded once; the id is not checked as
+    /// UTF-8 (a merge copies it as it is; every reader checks it on use).
+    pub(crate) fn post_ts_and_id_bytes(&self, p: u32) -> Result<(Option<i64>, &[u8])> {
+        let (ts, span) = match self.row_fields(p) {
+            Some(row) => {
+                let (code, _, _, span) = row.ok_or_else(|| self.no_post(p))?;
+                (self.ts_from_code(p, code)?, Some(span))
+            }
+            None => (self.post_ts(p)?, self.id_span(p)),
+        };
+        let f = &self.posts.file;
+        let bytes = span
+            .and_then(|(s, e)| {
+                let (s, e) = (usize::try_from(s).ok()?, usize::try_from(e).ok()?);
+                f.data.get(self.posts.id_bytes.clone())?.get(s..e)
+            })
+            .ok_or_else(|| Error::corrupt(&f.path, format!("id {p} bytes out of range")))?;
+        Ok((ts, bytes))
+    }
+
     /// The external id of post `p`; reads only the id bounds.
     pub(crate) fn post_id(&self, p: u32) -> Result<&str> {
         if p as u64 >= self.n_posts {
