@@ -250,8 +250,8 @@ pub fn run(args: Args) -> Result<i32> {
         eprintln!(
             "textreuse: stages in seconds (read, parse and fingerprint overlap insert): \
              read {:.2}, parse {:.2}, fingerprint {:.2}, insert {:.2}, segment writing {:.2} \
-             (bands {:.2}, files {:.2}: signatures {:.2}, posts {:.2}, ids {:.2} beside \
-             texts {:.2}), publish {:.2}",
+             (bands {:.2}, files {:.2}: band entries {:.2}, signatures {:.2}, posts {:.2}, \
+             ids {:.2} beside texts {:.2}), publish {:.2}",
             t.read,
             t.parse,
             t.fingerprint,
@@ -259,6 +259,7 @@ pub fn run(args: Args) -> Result<i32> {
             t.segment_writing(),
             t.bands,
             t.files,
+            t.band_entries,
             t.sigs,
             t.posts,
             t.ids,

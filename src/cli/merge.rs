@@ -64,8 +64,18 @@ pub fn report_steps(s: &MergeStats) {
     let t = &s.steps;
     eprintln!(
         "textreuse: merge steps in seconds: verify {:.2}, renumber {:.2}, bands {:.2}, \
-         signatures {:.2}, files {:.2} (posts {:.2}, ids {:.2} beside texts {:.2})",
-        t.verify, t.renumber, t.bands, t.sigs, t.files, t.posts, t.ids, t.texts
+         signatures {:.2} (signatures {:.2} beside band entries {:.2}), files {:.2} \
+         (posts {:.2}, ids {:.2} beside texts {:.2})",
+        t.verify,
+        t.renumber,
+        t.bands,
+        t.sigs_wall,
+        t.sigs,
+        t.band_entries,
+        t.files,
+        t.posts,
+        t.ids,
+        t.texts
     );
 }
 

@@ -13,7 +13,7 @@ use super::durable::{create_dir, create_file, sync_dir, tmp_path};
 use super::format::{le_chunks, packed_len, BitPacker, EnvelopeWriter};
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::options::StageTimes;
-use super::order::{invert, ContentOrder};
+use super::order::{invert, ContentOrder, KeyGroups};
 use super::segment::{
     entry_widths, prefetch_item, split_key, PostRowWidths, BANDS_MAGIC, BANDS_META_LEN_V5,
     CODEC_ZSTD_DICT, DELETED_MAGIC, MAX_DIR_BITS, NO_TS, POSTS_MAGIC, POSTS_META_LEN_V6,
@@ -147,23 +147,26 @@ pub(crate) fn write_segment(
     // key groups decide the content order (`order.rs`).
     let mut grouping = ContentOrder::new(nc);
     let rank;
+    let bands_file;
     {
         let path = seg_dir.join("bands");
         let d = dir_bits(nc as u64);
         let mut w = BandsFile::begin(&path, nc as u64, bands, d, params.lsh.rows)?;
-        type Table = (Vec<u32>, Vec<u32>, Vec<u32>);
+        let packing = w.packing();
         // Band tables are built in groups to bound memory, each group while the one before
-        // it is written and fed to the content order (serial passes), in band order.
+        // it is written and fed to the content order (serial passes), in band order. Each
+        // table's entries are packed, and its key groups collected, where it is built.
+        type Table = (Vec<u32>, BandPacker, KeyGroups);
         let groups: Vec<Vec<usize>> = (0..bands)
             .collect::<Vec<_>>()
             .chunks(BAND_TABLES_AT_ONCE)
             .map(|c| c.to_vec())
             .collect();
         let mut consume = |tables: Vec<Table>| -> Result<()> {
-            for (dirs, fps, cids) in &tables {
-                w.dirs(dirs)?;
-                w.entries(fps, cids)?;
-                grouping.add_table(dirs, fps, cids);
+            for (dirs, packed, key_groups) in tables {
+                w.dirs(&dirs)?;
+                w.packed_entries(packed)?;
+                grouping.add_groups(&key_groups);
             }
             Ok(())
         };
@@ -174,7 +177,15 @@ pub(crate) fn write_segment(
             let cols = BandColumns::gather(&b.keys, bands, g);
             (0..g.len())
                 .into_par_iter()
-                .map(|j| band_table(&cols, j, nc, d))
+                .map(|j| {
+                    let (dirs, tags, cids) = band_table(&cols, j, nc, d);
+                    let mut packed = packing.band(g[j]);
+                    for (&t, &c) in tags.iter().zip(&cids) {
+                        packed.pack_entry(t, c);
+                    }
+                    let key_groups = KeyGroups::of_table(&dirs, &tags, &cids);
+                    (dirs, packed, key_groups)
+                })
                 .collect()
         };
         let mut pending: Vec<Table> = Vec::new();
@@ -185,9 +196,10 @@ pub(crate) fn write_segment(
             pending = built;
         }
         consume(pending)?;
-        // Content ids are first-seen numbers until here; the file gets the final ones.
+        // Content ids are first-seen numbers until here; the file gets the final ones (its
+        // entries are copied in beside the other files).
         rank = grouping.finish();
-        files.insert("bands".to_string(), w.finish(&rank)?);
+        bands_file = w;
     }
     lap(&mut times.bands);
     let perm = invert(&rank);
@@ -332,11 +344,19 @@ pub(crate) fn write_segment(
         )?;
         Ok(Some((text, trained)))
     };
-    let (text, (sigs, posts, ids)) = rayon::join(
+    let (text, (entries, sigs, posts, ids)) = rayon::join(
         || timed(|| text_file(training)),
-        || (timed(sigs_file), timed(posts_file), timed(ids_file)),
+        || {
+            (
+                timed(|| bands_file.finish(&rank)),
+                timed(sigs_file),
+                timed(posts_file),
+                timed(ids_file),
+            )
+        },
     );
     for (name, r, stage) in [
+        ("bands", entries, &mut times.band_entries),
         ("sigs", sigs, &mut times.sigs),
         ("posts", posts, &mut times.posts),
         ("ids.fst", ids, &mut times.ids),
@@ -565,6 +585,8 @@ pub(crate) struct BandsFile {
     w: EnvelopeWriter,
     tag_bits: u32,
     id_bits: u32,
+    /// Entries per band.
+    n: u64,
     /// Entries every band must have, over all bands.
     want: u64,
     /// Entries packed so far.
@@ -595,6 +617,7 @@ impl BandsFile {
             w,
             tag_bits,
             id_bits,
+            n,
             want: bands as u64 * n,
             packed: 0,
             packer: BitPacker::default(),
@@ -622,6 +645,32 @@ impl BandsFile {
         Ok(())
     }
 
+    /// How to pack a band's entries apart from the others (on another thread), to be
+    /// handed to [`packed_entries`](Self::packed_entries) in band order.
+    pub(crate) fn packing(&self) -> BandPacking {
+        BandPacking {
+            tag_bits: self.tag_bits,
+            id_bits: self.id_bits,
+            n: self.n,
+        }
+    }
+
+    /// The next band's entries, packed by the [`BandPacking::band`] packer of it.
+    pub(crate) fn packed_entries(&mut self, band: BandPacker) -> Result<()> {
+        if !self.packer.append(band.packer) {
+            return Err(Error::InvalidParameter(format!(
+                "{}: a band's entries packed for another place",
+                self.path.display()
+            )));
+        }
+        if self.packer.words.len() >= 1 << 16 {
+            self.spill.write_u64s(&self.packer.words)?;
+            self.packer.words.clear();
+        }
+        self.packed += band.count;
+        Ok(())
+    }
+
     /// Copies in the entries, each content id `c` as `rank[c]`, and returns the file's
     /// manifest entry.
     pub(crate) fn finish(self, rank: &[u32]) -> Result<FileEntry> {
@@ -630,6 +679,7 @@ impl BandsFile {
             mut w,
             tag_bits,
             id_bits,
+            n: _,
             want,
             packed,
             mut packer,
@@ -649,6 +699,49 @@ impl BandsFile {
         w.write_u64s(&[0])?;
         w.finish()?;
         file_entry(&path)
+    }
+}
+
+/// The widths of a band file's entries and the entries per band: every band has `n`
+/// entries, so where each band's entries start in the packed stream is known before the
+/// bands before it are packed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BandPacking {
+    tag_bits: u32,
+    id_bits: u32,
+    n: u64,
+}
+
+impl BandPacking {
+    /// A packer for the entries of band `band`, each packed with
+    /// [`BandPacker::pack_entry`] in the file's order.
+    pub(crate) fn band(&self, band: usize) -> BandPacker {
+        let e = u64::from(self.tag_bits + self.id_bits);
+        let start = (band as u64).wrapping_mul(self.n).wrapping_mul(e) % 64;
+        BandPacker {
+            tag_bits: self.tag_bits,
+            id_bits: self.id_bits,
+            packer: BitPacker::starting_at(start as u32),
+            count: 0,
+        }
+    }
+}
+
+/// One band's entries packed on their own: see [`BandsFile::packing`].
+pub(crate) struct BandPacker {
+    tag_bits: u32,
+    id_bits: u32,
+    packer: BitPacker,
+    count: u64,
+}
+
+impl BandPacker {
+    /// Packs the next entry (its tag and content id), in the file's order.
+    #[inline]
+    pub(crate) fn pack_entry(&mut self, tag: u32, cid: u32) {
+        self.packer.push(u64::from(tag), self.tag_bits);
+        self.packer.push(u64::from(cid), self.id_bits);
+        self.count += 1;
     }
 }
 
@@ -1184,30 +1277,29 @@ impl SpillFile {
                     out.words.reserve(piece.len());
                     // The ranks are read at random: each entry asks for the rank of the
                     // one `AHEAD` entries on first, so their cache misses overlap.
-                    const AHEAD: u64 = 16;
+                    const AHEAD: u64 = 32;
                     let ahead = |j: u64| {
                         if let Some(c) = word_bits(piece, j * e + u64::from(tag_bits), id_bits) {
                             prefetch_item(rank, c as usize);
                         }
                     };
                     (0..AHEAD.min(m)).for_each(ahead);
+                    let e32 = tag_bits + id_bits;
+                    let tag_mask = u64::MAX >> (64 - tag_bits);
                     for j in 0..m {
                         if j + AHEAD < m {
                             ahead(j + AHEAD);
                         }
-                        let at = j * e;
-                        let (t, c) = match (
-                            word_bits(piece, at, tag_bits),
-                            word_bits(piece, at + u64::from(tag_bits), id_bits),
-                        ) {
-                            (Some(t), Some(c)) => (t, c),
-                            _ => return Err(bad(format!("entry {j} past the spill"))),
+                        // The whole entry in one load: its tag, then its content id.
+                        let Some(v) = word_bits(piece, j * e, e32) else {
+                            return Err(bad(format!("entry {j} past the spill")));
                         };
+                        let c = v >> tag_bits;
                         let r = rank
                             .get(c as usize)
+                            .filter(|&&r| u64::from(r) >> id_bits == 0)
                             .ok_or_else(|| bad(format!("content {c} has no rank")))?;
-                        out.push(t, tag_bits);
-                        out.push(u64::from(*r), id_bits);
+                        out.push((v & tag_mask) | (u64::from(*r) << tag_bits), e32);
                     }
                     out.flush();
                     Ok(out.words)

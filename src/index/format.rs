@@ -352,6 +352,8 @@ pub(crate) struct BitPacker {
     acc: u64,
     /// Bits held in `acc`.
     used: u32,
+    /// The bit of the first word the stream started at.
+    start: u32,
     /// Finished words.
     pub(crate) words: Vec<u64>,
 }
@@ -372,6 +374,43 @@ impl BitPacker {
         } else {
             self.used += width;
         }
+    }
+
+    /// A packer whose stream starts at bit `used` (below 64) of its first word, the bits
+    /// before it zero: a piece of a longer stream packed on its own, to be
+    /// [`append`](Self::append)ed to the packer of the stream before it.
+    pub(crate) fn starting_at(used: u32) -> BitPacker {
+        BitPacker {
+            acc: 0,
+            used: used % 64,
+            start: used % 64,
+            words: Vec::new(),
+        }
+    }
+
+    /// Appends a piece packed by [`starting_at`](Self::starting_at) the bit this packer's partial word has reached: the
+    /// same words as pushing its values here would give. `false` (nothing appended) if
+    /// it starts at another bit.
+    pub(crate) fn append(&mut self, piece: BitPacker) -> bool {
+        let BitPacker {
+            acc,
+            used,
+            start,
+            words,
+        } = piece;
+        if start != self.used {
+            return false;
+        }
+        match words.split_first() {
+            Some((&first, rest)) => {
+                self.words.push(self.acc | first);
+                self.words.extend_from_slice(rest);
+                self.acc = acc;
+            }
+            None => self.acc |= acc,
+        }
+        self.used = used;
+        true
     }
 
     /// Ends the stream: the partial word (zero-filled), if any, joins the finished ones.
@@ -646,6 +685,52 @@ pub(crate) fn section_mismatch(path: &Path, names: &[&str], i: usize) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stream packed in pieces apart (each started at the bit where the one before it
+    /// ends) and appended gives the words of the stream packed at once; a piece started
+    /// at another bit is refused.
+    #[test]
+    fn pieces_packed_apart_append_to_the_stream_packed_at_once() {
+        for (tw, cw) in [(13u32, 20u32), (32, 32), (1, 1), (18, 23)] {
+            let e = u64::from(tw + cw);
+            let values: Vec<(u64, u64)> = (0..1000u64)
+                .map(|i| {
+                    let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    (
+                        x & (u64::MAX >> (64 - tw)),
+                        (x >> 32) & (u64::MAX >> (64 - cw)),
+                    )
+                })
+                .collect();
+            let mut whole = BitPacker::default();
+            for &(t, c) in &values {
+                whole.push(t, tw);
+                whole.push(c, cw);
+            }
+            whole.flush();
+            // Pieces of 0, 1, 3, 64, 100 ... entries.
+            let mut joined = BitPacker::default();
+            let mut at = 0usize;
+            for len in [0usize, 1, 3, 64, 100, 1, 500]
+                .into_iter()
+                .chain([usize::MAX])
+            {
+                let hi = at.saturating_add(len).min(values.len());
+                let mut piece = BitPacker::starting_at((at as u64 * e % 64) as u32);
+                for &(t, c) in &values[at..hi] {
+                    piece.push(t, tw);
+                    piece.push(c, cw);
+                }
+                assert!(joined.append(piece));
+                at = hi;
+            }
+            joined.flush();
+            assert_eq!(joined.words, whole.words, "{tw} {cw}");
+            let mut p = BitPacker::default();
+            p.push(1, 3);
+            assert!(!p.append(BitPacker::starting_at(5)));
+        }
+    }
 
     /// Records packed by `BitPacker` read back through `PackedBits` for every pair of field
     /// widths a band entry can have (a tag of 1 to 32 bits, an id of 1 to 32 bits), and a

@@ -108,11 +108,15 @@ pub struct StageTimes {
     pub fingerprint: f64,
     /// Inserting fingerprinted posts into the in-memory buffer (duplicate checks included).
     pub insert: f64,
-    /// Segment writing: building and writing the band tables.
+    /// Segment writing: building the band tables and their content order, writing their
+    /// directories and spilling their entries.
     pub bands: f64,
-    /// Segment writing: the signature, posts, id and text files, written at once (wall
-    /// time: the four stages below overlap inside it).
+    /// Segment writing: the band entries copied into the band file, renumbered to the
+    /// content order, then the signature, posts, id and text files, written at once (wall
+    /// time: the five stages below overlap inside it).
     pub files: f64,
+    /// Segment writing: the band entries copied in (before the signatures).
+    pub band_entries: f64,
     /// Segment writing: the signature file.
     pub sigs: f64,
     /// Segment writing: the post metadata file.

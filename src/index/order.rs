@@ -74,18 +74,17 @@ impl ContentOrder {
 
     /// The groups of one band's table as the build lays it out: per bucket (`dirs`), runs
     /// of equal tags share a key; `cids` are first-seen numbers.
+    #[cfg(test)]
     pub(crate) fn add_table(&mut self, dirs: &[u32], tags: &[u32], cids: &[u32]) {
-        for w in dirs.windows(2) {
-            let (lo, hi) = (w[0] as usize, (w[1] as usize).min(tags.len()));
-            let mut i = lo;
-            while i < hi {
-                let mut j = i + 1;
-                while j < hi && tags[j] == tags[i] {
-                    j += 1;
-                }
-                self.add_group(&cids[i..j]);
-                i = j;
-            }
+        self.add_groups(&KeyGroups::of_table(dirs, tags, cids));
+    }
+
+    /// Key groups collected apart (on another thread) by [`KeyGroups`], in their order.
+    pub(crate) fn add_groups(&mut self, g: &KeyGroups) {
+        let mut start = 0;
+        for &end in &g.ends {
+            self.add_group(g.members.get(start..end as usize).unwrap_or_default());
+            start = end as usize;
         }
     }
 
@@ -112,6 +111,50 @@ impl ContentOrder {
             start[l] += 1;
         }
         rank
+    }
+}
+
+/// The key groups of two or more contents of one band, collected (on the thread that
+/// made the band's table) for [`ContentOrder::add_groups`]: the groups of one member,
+/// most of them, change no order and are left out.
+#[derive(Debug, Default)]
+pub(crate) struct KeyGroups {
+    /// The groups' members, one group after another.
+    pub(crate) members: Vec<u32>,
+    /// Where each group ends in `members`.
+    pub(crate) ends: Vec<u32>,
+}
+
+impl KeyGroups {
+    /// Adds a group (one of a single member is left out).
+    #[inline]
+    pub(crate) fn push(&mut self, group: &[u32]) {
+        if group.len() >= 2 {
+            self.members.extend_from_slice(group);
+            self.ends.push(self.members.len() as u32);
+        }
+    }
+
+    /// The groups of one band's table as the build lays it out: per bucket (`dirs`), runs
+    /// of equal tags share a key; `cids` are first-seen numbers.
+    pub(crate) fn of_table(dirs: &[u32], tags: &[u32], cids: &[u32]) -> KeyGroups {
+        let mut g = KeyGroups::default();
+        for w in dirs.windows(2) {
+            let (lo, hi) = (
+                w[0] as usize,
+                (w[1] as usize).min(tags.len()).min(cids.len()),
+            );
+            let mut i = lo;
+            while i < hi {
+                let mut j = i + 1;
+                while j < hi && tags[j] == tags[i] {
+                    j += 1;
+                }
+                g.push(&cids[i..j]);
+                i = j;
+            }
+        }
+        g
     }
 }
 

@@ -1151,11 +1151,11 @@ fn build_reports_its_stages() {
         let t = t.as_f64().unwrap_or(-1.0);
         assert!((0.0..60.0).contains(&t), "{k}: {t}");
     }
-    // The signature, posts, id and text files are written at once after the bands: each
-    // takes at most the wall time of that step (`files`), and bands then files at most the
-    // build's.
+    // The band entries, signature, posts, id and text files are written at once after the
+    // band tables: each takes at most the wall time of that step (`files`), and bands then
+    // files at most the build's.
     let time = |k: &str| stages[k].as_f64().unwrap();
-    for k in ["sigs", "posts", "ids", "texts"] {
+    for k in ["band_entries", "sigs", "posts", "ids", "texts"] {
         assert!(time(k) <= time("files") + 1e-3, "{k}: {stages:?}");
     }
     let writing = time("bands") + time("files");

@@ -37,9 +37,8 @@ impl PostRows for LiveRows<'_> {
                     .iter()
                     .for_each(|s| s.release_file_pages(SegmentFile::Posts));
             }
-            let s = &self.sources[si as usize];
-            let id = s.post_id(p)?;
-            f(s.post_ts(p)?.unwrap_or(NO_TS), id.as_bytes())?;
+            let (ts, id) = self.sources[si as usize].post_ts_and_id_bytes(p)?;
+            f(ts.unwrap_or(NO_TS), id)?;
         }
         Ok(())
     }

@@ -32,6 +32,7 @@ mod renumber;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::encode::{begin_segment, finish_segment, timed};
@@ -101,10 +102,15 @@ pub struct MergeSteps {
     pub verify: f64,
     /// New content and post numbers.
     pub renumber: f64,
-    /// The band file.
+    /// The band file's merge: its directories, its entries (spilled) and the content order.
     pub bands: f64,
+    /// The signature file and, beside it, the band file's entries copied in, renumbered to
+    /// the content order (wall time: the two steps below overlap inside it).
+    pub sigs_wall: f64,
     /// The signature file.
     pub sigs: f64,
+    /// The band file's entries copied in.
+    pub band_entries: f64,
     /// The posts, id and text files, written at once after the signatures (wall time: the
     /// three steps below overlap inside it).
     pub files: f64,
@@ -166,11 +172,15 @@ pub(crate) fn merge_segments(
         return Ok((None, stats));
     }
     let t = std::time::Instant::now();
-    for run in &runs {
-        for s in &open[run.clone()] {
-            s.verify()?;
-        }
-    }
+    // The sources are checked in parallel; the first damaged one (in order) is reported.
+    let checked: Vec<Result<()>> = runs
+        .iter()
+        .flat_map(|run| &open[run.clone()])
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|s| s.verify())
+        .collect();
+    checked.into_iter().collect::<Result<()>>()?;
     stats.steps.verify += t.elapsed().as_secs_f64();
     let mut segments: Vec<SegmentEntry> = Vec::new();
     let mut cursor = 0;
@@ -248,22 +258,28 @@ fn merge_run(
     // other files are written in it.
     let (bands, rank) = merge_bands(&seg_dir, sources, &new, &old.params, at_once, progress)?;
     new.reorder(&rank)?;
-    drop(rank);
-    files.insert("bands".to_string(), bands);
     lap(&mut stats.steps.bands);
     let has_text = sources.iter().all(Segment::has_text);
     stats.texts_dropped |= !has_text && sources.iter().any(Segment::has_text);
-    // The other files depend only on the new order. The signatures go first, alone: they
-    // are read at random over the sources, and between two releases of their pages (every
-    // 2^18 contents) nearly the whole of the sources' signature files is mapped in (the
-    // merge's peak memory). Then the texts (frame copies or parallel recompression) on one
-    // worker, and the posts and ids one after the other beside them, each step releasing
-    // only its own files' pages.
+    // The other files depend only on the new order. The signatures go first, beside the
+    // band entries' copy into the band file (renumbered to the new order): they are read at
+    // random over the sources, and between two releases of their pages (every 2^18
+    // contents) nearly the whole of the sources' signature files is mapped in (the merge's
+    // peak memory). Then the texts (frame copies or parallel recompression) on one worker,
+    // and the posts and ids one after the other beside them, each step releasing only its
+    // own files' pages.
     let new = &new;
+    let (entries, sigs) = rayon::join(
+        || timed(|| bands.finish(&rank)),
+        || timed(|| write_sigs(&seg_dir, sources, new, &old.params, has_text)),
+    );
+    drop(rank);
+    let (entry, secs) = entries?;
+    files.insert("bands".to_string(), entry);
+    stats.steps.band_entries += secs;
     // A failed signature file stops the merge before the other files are written.
-    let sigs = Ok(timed(|| {
-        write_sigs(&seg_dir, sources, new, &old.params, has_text)
-    })?);
+    let sigs = Ok(sigs?);
+    lap(&mut stats.steps.sigs_wall);
     let files_start = std::time::Instant::now();
     let (text, (posts, ids)) = rayon::join(
         || {

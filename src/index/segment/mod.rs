@@ -665,6 +665,87 @@ impl Segment {
         Ok(())
     }
 
+    /// [`bucket_entries`](Self::bucket_entries) of the buckets of `band` from `from` on, until
+    /// at least `at_least` entries are appended or the band ends; returns the next bucket.
+    /// A format-5 table is decoded in one loop (its widths, directory and bounds read once),
+    /// for merging, which reads every band whole.
+    pub(crate) fn band_entries_from(
+        &self,
+        band: usize,
+        from: usize,
+        at_least: usize,
+        out: &mut Vec<(u64, u32)>,
+    ) -> Result<usize> {
+        let nb = self.buckets_per_band();
+        let start = out.len();
+        let EntryLayout::Packed {
+            entries,
+            tag_bits,
+            id_bits,
+        } = &self.bands.entries
+        else {
+            let mut b = from;
+            while b < nb && out.len() - start < at_least {
+                self.bucket_entries(band, b, out)?;
+                b += 1;
+            }
+            return Ok(b);
+        };
+        let path = &self.bands.file.path;
+        let dirs = self.bands.file.view::<4>(&self.bands.dirs);
+        let bits = PackedBits::new(
+            self.bands
+                .file
+                .data
+                .get(entries.clone())
+                .unwrap_or_default(),
+        );
+        let (tag_bits, id_bits) = (*tag_bits, *id_bits);
+        let (tag_mask, id_mask) = (u64::MAX >> (64 - tag_bits), u64::MAX >> (64 - id_bits));
+        let e = u64::from(tag_bits + id_bits);
+        let n = self.n_contents;
+        let base = band as u64 * n;
+        let key_tag_bits = self.known_key_bits() - self.bands.dir_bits;
+        let dir_base = band * (nb + 1);
+        let dir = |b: usize| {
+            dirs.get(dir_base + b)
+                .filter(|&x| u64::from(x) <= n)
+                .ok_or_else(|| {
+                    Error::corrupt(path, format!("bucket {b} of band {band} is out of range"))
+                })
+        };
+        let mut b = from;
+        let mut s = if b < nb { dir(b)? } else { 0 };
+        while b < nb && out.len() - start < at_least {
+            let end = dir(b + 1)?;
+            if s > end {
+                return Err(Error::corrupt(
+                    path,
+                    format!("bucket {b} of band {band} has range {s}..{end}"),
+                ));
+            }
+            let high = (b as u64) << key_tag_bits;
+            for j in u64::from(s)..u64::from(end) {
+                let bit = (base + j) * e;
+                match (
+                    bits.field(bit, tag_mask),
+                    bits.field(bit + u64::from(tag_bits), id_mask),
+                ) {
+                    (Some(t), Some(c)) if c < n => out.push((high | t, c as u32)),
+                    _ => {
+                        return Err(Error::corrupt(
+                            path,
+                            format!("band {band} entry {j} is out of range"),
+                        ))
+                    }
+                }
+            }
+            s = end;
+            b += 1;
+        }
+        Ok(b)
+    }
+
     /// The number of directory buckets per band.
     pub(crate) fn buckets_per_band(&self) -> usize {
         1usize << self.bands.dir_bits
@@ -982,6 +1063,26 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// The time and id bytes of post `p`, its row decoded once; the id is not checked as
+    /// UTF-8 (a merge copies it as it is; every reader checks it on use).
+    pub(crate) fn post_ts_and_id_bytes(&self, p: u32) -> Result<(Option<i64>, &[u8])> {
+        let (ts, span) = match self.row_fields(p) {
+            Some(row) => {
+                let (code, _, _, span) = row.ok_or_else(|| self.no_post(p))?;
+                (self.ts_from_code(p, code)?, Some(span))
+            }
+            None => (self.post_ts(p)?, self.id_span(p)),
+        };
+        let f = &self.posts.file;
+        let bytes = span
+            .and_then(|(s, e)| {
+                let (s, e) = (usize::try_from(s).ok()?, usize::try_from(e).ok()?);
+                f.data.get(self.posts.id_bytes.clone())?.get(s..e)
+            })
+            .ok_or_else(|| Error::corrupt(&f.path, format!("id {p} bytes out of range")))?;
+        Ok((ts, bytes))
     }
 
     /// The external id of post `p`; reads only the id bounds.
