@@ -271,14 +271,7 @@ mod tests {
         for seg in index.segments() {
             assert!(seg.posts_by_time(), "{}", seg.dir().display());
             for c in 0..seg.n_contents() as u32 {
-                let keys: Vec<(i64, String)> = seg
-                    .content_posts(c)
-                    .unwrap()
-                    .map(|p| {
-                        let ts = seg.post_ts(p).unwrap().unwrap_or(i64::MAX);
-                        (ts, seg.post_id(p).unwrap().to_string())
-                    })
-                    .collect();
+                let keys = seg.time_id_keys(c);
                 assert!(
                     keys.windows(2).all(|w| w[0] < w[1]),
                     "content {c}: {keys:?}"

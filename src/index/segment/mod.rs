@@ -773,6 +773,18 @@ impl Segment {
         self.posts.by_time
     }
 
+    /// Tests: the (time, unknown last; id) keys of content `c`'s posts, in stored order.
+    #[cfg(test)]
+    pub(crate) fn time_id_keys(&self, c: u32) -> Vec<(i64, String)> {
+        self.content_posts(c)
+            .unwrap()
+            .map(|p| {
+                let ts = self.post_ts(p).unwrap().unwrap_or(i64::MAX);
+                (ts, self.post_id(p).unwrap().to_string())
+            })
+            .collect()
+    }
+
     /// The posts of content `c` (a range of post indexes).
     pub(crate) fn content_posts(&self, c: u32) -> Result<Range<u32>> {
         let cp = self.posts.file.view::<4>(&self.posts.content_posts);
@@ -1341,14 +1353,7 @@ mod tests {
         assert!(seg.posts_by_time());
         let mut longest = Vec::new();
         for c in 0..seg.n_contents() as u32 {
-            let keys: Vec<(i64, String)> = seg
-                .content_posts(c)
-                .unwrap()
-                .map(|p| {
-                    let ts = seg.post_ts(p).unwrap().unwrap_or(i64::MAX);
-                    (ts, seg.post_id(p).unwrap().to_string())
-                })
-                .collect();
+            let keys = seg.time_id_keys(c);
             assert!(
                 keys.windows(2).all(|w| w[0] < w[1]),
                 "content {c}: {keys:?}"
