@@ -105,6 +105,41 @@ impl Segment {
         }
     }
 
+    /// Asks the CPU to start loading the offset entries of post `p`'s text frame (one
+    /// post per frame, as [`text_frame`](Self::text_frame) reads; a hint).
+    #[inline]
+    pub(crate) fn prefetch_text_frame_offset(&self, p: u32) {
+        if let Some(t) = &self.texts {
+            let at = t.block_offsets.start.saturating_add(p as usize * 8);
+            prefetch_item(&t.file.data, at);
+            prefetch_item(&t.file.data, at.saturating_add(8));
+        }
+    }
+
+    /// Asks the CPU to start loading the first cache lines of post `p`'s text frame (one
+    /// post per frame; its offsets best asked for first with
+    /// [`prefetch_text_frame_offset`](Self::prefetch_text_frame_offset); a hint).
+    #[inline]
+    pub(crate) fn prefetch_text_frame(&self, p: u32) {
+        let Some(t) = &self.texts else {
+            return;
+        };
+        let offs = t.file.view::<8>(&t.block_offsets);
+        if let (Some(s), Some(e)) = (offs.get(p as usize), offs.get(p as usize + 1)) {
+            let s = t.blocks.start.saturating_add(s as usize);
+            let e = t
+                .blocks
+                .start
+                .saturating_add(e as usize)
+                .min(s.saturating_add(TEXT_FRAME_PREFETCH_BYTES));
+            let mut at = s;
+            while at < e {
+                prefetch_item(&t.file.data, at);
+                at += 64;
+            }
+        }
+    }
+
     /// Asks the kernel to read in the fingerprint and id entries for these probes.
     pub(crate) fn prefetch_buckets(&self, keys: &[u64]) {
         let n = self.n_contents as usize;
@@ -251,6 +286,9 @@ impl Segment {
         }
     }
 }
+
+/// The most bytes of a text frame [`Segment::prefetch_text_frame`] asks for.
+const TEXT_FRAME_PREFETCH_BYTES: usize = 256;
 
 /// Asks the kernel to read in `range` of `data`, `chunk` bytes per request, until `stop`.
 fn prefetch_chunks(data: &Data, range: Range<usize>, chunk: usize, stop: &dyn Fn() -> bool) {
