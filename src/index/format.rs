@@ -282,18 +282,6 @@ impl<'a> PackedBits<'a> {
         PackedBits { bytes }
     }
 
-    /// The `width` bits (1 to 32) from bit `bit` on, or `None` if their load is out of
-    /// bounds.
-    #[inline]
-    pub fn get(&self, bit: u64, width: u32) -> Option<u32> {
-        let at = usize::try_from(bit / 8).ok()?;
-        let b = self.bytes.get(at..at.checked_add(8)?)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        let v = u64::from_le_bytes(a) >> (bit % 8);
-        Some((v & (u64::MAX >> (64 - width.clamp(1, 32)))) as u32)
-    }
-
     /// The bits of `mask` (the low bits of a field of at most 57 bits: `u64::MAX >> (64 -
     /// width)`, or 0 for a field of none) of the `u64` loaded at the byte of bit `bit`,
     /// shifted down to it; `None` if the load is out of bounds. A field of a record whose
@@ -309,7 +297,7 @@ impl<'a> PackedBits<'a> {
 
     /// The `width` bits (0 to 64) from bit `bit` on (0 when `width` is 0, without a load), or
     /// `None` if a load is out of bounds. Up to 57 bits take one `u64` load, like
-    /// [`get`](Self::get); a wider field whose bits run past that load takes the byte after
+    /// [`field`](Self::field); a wider field whose bits run past that load takes the byte after
     /// it too (format 6's post rows: a time offset can need up to 64 bits).
     #[inline]
     pub fn get_wide(&self, bit: u64, width: u32) -> Option<u64> {
@@ -758,14 +746,15 @@ mod tests {
                 let bytes: Vec<u8> = p.words.iter().flat_map(|w| w.to_le_bytes()).collect();
                 assert_eq!(Some(bytes.len() as u64), packed_len(n, tw + cw));
                 let r = PackedBits::new(&bytes);
+                let get = |bit: u64, w: u32| r.field(bit, u64::MAX >> (64 - w)).map(|v| v as u32);
                 let e = u64::from(tw + cw);
                 for (i, &(t, c)) in want.iter().enumerate() {
                     let at = i as u64 * e;
-                    assert_eq!(r.get(at, tw), Some(t), "{tw} {cw} {i}");
-                    assert_eq!(r.get(at + u64::from(tw), cw), Some(c), "{tw} {cw} {i}");
+                    assert_eq!(get(at, tw), Some(t), "{tw} {cw} {i}");
+                    assert_eq!(get(at + u64::from(tw), cw), Some(c), "{tw} {cw} {i}");
                 }
-                assert_eq!(r.get((bytes.len() as u64 - 7) * 8, 1), None);
-                assert_eq!(r.get(u64::MAX, 32), None);
+                assert_eq!(get((bytes.len() as u64 - 7) * 8, 1), None);
+                assert_eq!(get(u64::MAX, 32), None);
             }
         }
     }

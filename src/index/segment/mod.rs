@@ -187,11 +187,53 @@ fn time_of_code(ts_base: i64, code: u64) -> Option<Option<i64>> {
 enum Entries<'a> {
     Narrow(LeArray<'a, 2>, LeArray<'a, 4>),
     Wide(LeArray<'a, 4>, LeArray<'a, 4>),
-    Packed {
-        bits: PackedBits<'a>,
-        tag_bits: u32,
-        id_bits: u32,
-    },
+    Packed(PackedEntries<'a>),
+}
+
+/// A format-5 band file's entries: each is its tag, then its content id, bit-packed.
+#[derive(Clone, Copy)]
+struct PackedEntries<'a> {
+    bits: PackedBits<'a>,
+    tag_bits: u32,
+    /// Bits per entry (tag and id: 2 to 64).
+    width: u64,
+    tag_mask: u64,
+    id_mask: u64,
+}
+
+impl<'a> PackedEntries<'a> {
+    /// The entries in `bytes`, of tags of `tag_bits` and ids of `id_bits` (1 to 32 each:
+    /// checked at open).
+    fn new(bytes: &'a [u8], tag_bits: u32, id_bits: u32) -> PackedEntries<'a> {
+        let (tag_bits, id_bits) = (tag_bits.clamp(1, 32), id_bits.clamp(1, 32));
+        PackedEntries {
+            bits: PackedBits::new(bytes),
+            tag_bits,
+            width: u64::from(tag_bits + id_bits),
+            tag_mask: u64::MAX >> (64 - tag_bits),
+            id_mask: u64::MAX >> (64 - id_bits),
+        }
+    }
+
+    /// The tag and content id of entry `i`, or `None` out of bounds: one `u64` load when
+    /// the two fit in 57 bits (always, but for a table of 2^31 contents in one bucket).
+    #[inline]
+    fn get(&self, i: u64) -> Option<(u64, u64)> {
+        let at = i * self.width;
+        if self.width <= 57 {
+            let e = self
+                .bits
+                .field(at, (self.id_mask << self.tag_bits) | self.tag_mask)?;
+            Some((e & self.tag_mask, e >> self.tag_bits))
+        } else {
+            let t = self.bits.field(at, self.tag_mask)?;
+            Some((
+                t,
+                self.bits
+                    .field(at + u64::from(self.tag_bits), self.id_mask)?,
+            ))
+        }
+    }
 }
 
 impl Entries<'_> {
@@ -201,11 +243,7 @@ impl Entries<'_> {
         match self {
             Entries::Narrow(t, _) => t.get(i).map(u32::from),
             Entries::Wide(t, _) => t.get(i),
-            Entries::Packed {
-                bits,
-                tag_bits,
-                id_bits,
-            } => bits.get(i as u64 * u64::from(tag_bits + id_bits), *tag_bits),
+            Entries::Packed(p) => p.get(i as u64).map(|(t, _)| t as u32),
         }
     }
 
@@ -214,14 +252,7 @@ impl Entries<'_> {
     fn cid(&self, i: usize) -> Option<u32> {
         match self {
             Entries::Narrow(_, c) | Entries::Wide(_, c) => c.get(i),
-            Entries::Packed {
-                bits,
-                tag_bits,
-                id_bits,
-            } => bits.get(
-                i as u64 * u64::from(tag_bits + id_bits) + u64::from(*tag_bits),
-                *id_bits,
-            ),
+            Entries::Packed(p) => p.get(i as u64).and_then(|(_, c)| u32::try_from(c).ok()),
         }
     }
 }
@@ -466,11 +497,11 @@ impl Segment {
                 entries,
                 tag_bits,
                 id_bits,
-            } => Entries::Packed {
-                bits: PackedBits::new(f.data.get(entries.clone()).unwrap_or_default()),
-                tag_bits: *tag_bits,
-                id_bits: *id_bits,
-            },
+            } => Entries::Packed(PackedEntries::new(
+                f.data.get(entries.clone()).unwrap_or_default(),
+                *tag_bits,
+                *id_bits,
+            )),
         }
     }
 
@@ -505,38 +536,27 @@ impl Segment {
         out: &mut Vec<u32>,
     ) -> Result<bool> {
         let base = band * self.n_contents as usize;
-        if let Entries::Packed {
-            bits,
-            tag_bits,
-            id_bits,
-        } = entries
-        {
-            // One load per entry: its tag and content id together (at most 57 bits).
-            let width = u64::from(tag_bits + id_bits);
-            if width <= 57 {
-                let mask = u64::MAX >> (64 - width);
-                let tag_mask = u64::MAX >> (64 - tag_bits);
-                for (taken, j) in r.enumerate() {
-                    let Some(e) = bits.field((base + j) as u64 * width, mask) else {
-                        break;
-                    };
-                    if e & tag_mask != u64::from(tag) {
-                        break;
-                    }
-                    if taken == cap {
-                        return Ok(true);
-                    }
-                    let c = e >> tag_bits;
-                    if c >= self.n_contents {
-                        return Err(Error::corrupt(
-                            &self.bands.file.path,
-                            format!("band {band} entry {j}: content id out of range"),
-                        ));
-                    }
-                    out.push(c as u32);
+        if let Entries::Packed(p) = entries {
+            // One load per entry: its tag and content id together.
+            for (taken, j) in r.enumerate() {
+                let Some((t, c)) = p.get((base + j) as u64) else {
+                    break;
+                };
+                if t != u64::from(tag) {
+                    break;
                 }
-                return Ok(false);
+                if taken == cap {
+                    return Ok(true);
+                }
+                if c >= self.n_contents {
+                    return Err(Error::corrupt(
+                        &self.bands.file.path,
+                        format!("band {band} entry {j}: content id out of range"),
+                    ));
+                }
+                out.push(c as u32);
             }
+            return Ok(false);
         }
         for (taken, j) in r.enumerate() {
             if entries.tag(base + j) != Some(tag) {
@@ -693,16 +713,15 @@ impl Segment {
         };
         let path = &self.bands.file.path;
         let dirs = self.bands.file.view::<4>(&self.bands.dirs);
-        let bits = PackedBits::new(
+        let packed = PackedEntries::new(
             self.bands
                 .file
                 .data
                 .get(entries.clone())
                 .unwrap_or_default(),
+            *tag_bits,
+            *id_bits,
         );
-        let (tag_bits, id_bits) = (*tag_bits, *id_bits);
-        let (tag_mask, id_mask) = (u64::MAX >> (64 - tag_bits), u64::MAX >> (64 - id_bits));
-        let e = u64::from(tag_bits + id_bits);
         let n = self.n_contents;
         let base = band as u64 * n;
         let key_tag_bits = self.known_key_bits() - self.bands.dir_bits;
@@ -726,12 +745,8 @@ impl Segment {
             }
             let high = (b as u64) << key_tag_bits;
             for j in u64::from(s)..u64::from(end) {
-                let bit = (base + j) * e;
-                match (
-                    bits.field(bit, tag_mask),
-                    bits.field(bit + u64::from(tag_bits), id_mask),
-                ) {
-                    (Some(t), Some(c)) if c < n => out.push((high | t, c as u32)),
+                match packed.get(base + j) {
+                    Some((t, c)) if c < n => out.push((high | t, c as u32)),
                     _ => {
                         return Err(Error::corrupt(
                             path,
