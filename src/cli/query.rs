@@ -83,8 +83,9 @@ pub struct Args {
     /// Read-ahead every page a query touches before probing (faster on a cold page cache).
     #[arg(long)]
     prefetch: bool,
-    /// Read the whole index into memory instead of memory-mapping it (huge pages on Linux:
-    /// warm lookups about a fifth faster; open reads every file).
+    /// Read the index into memory instead of memory-mapping it (huge pages on Linux: warm
+    /// lookups about a fifth faster; open reads every file but the stored texts, which stay
+    /// mapped).
     #[arg(long)]
     in_memory: bool,
     /// Worker threads for --input (0 = one per core).

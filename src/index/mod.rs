@@ -51,8 +51,9 @@ pub enum Access {
     /// Memory-map every file (the default): open is instant whatever the size.
     #[default]
     Mmap,
-    /// Read every file into memory (on Linux, files of 4 MiB or more into memory asked to be
-    /// backed by huge pages: warm lookups then miss the TLB less often).
+    /// Read every file but the stored texts into memory (on Linux, files of 4 MiB or more
+    /// into memory asked to be backed by huge pages: warm lookups then miss the TLB less
+    /// often). The texts stay mapped: a hit reads one small frame of them.
     InMemory,
 }
 

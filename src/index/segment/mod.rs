@@ -1224,6 +1224,49 @@ mod tests {
     use crate::index::{Index, OpenOptions};
     use crate::QueryOptions;
 
+    /// `Access::InMemory` reads the files a lookup probes into memory and leaves the stored
+    /// texts mapped, and a hit's text reads the same either way.
+    #[test]
+    fn in_memory_reads_all_but_the_texts() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v7/index");
+        let open = |access| {
+            Index::open_with(
+                &dir,
+                OpenOptions {
+                    access,
+                    prefetch: false,
+                },
+            )
+            .unwrap()
+        };
+        let (mapped, read) = (open(Access::Mmap), open(Access::InMemory));
+        let seg = &read.segments()[0];
+        assert!(!matches!(seg.sigs.data, crate::index::mmap::Data::Mmap(_)));
+        assert!(!matches!(
+            seg.bands.file.data,
+            crate::index::mmap::Data::Mmap(_)
+        ));
+        let texts = seg.texts.as_ref().expect("the v7 fixture stores texts");
+        assert!(matches!(texts.file.data, crate::index::mmap::Data::Mmap(_)));
+        let opts = QueryOptions {
+            with_text: true,
+            limit: 0,
+            ..QueryOptions::default()
+        };
+        // The text posted 60 more times (`make_v7.sh`).
+        let posts = std::fs::read_to_string(dir.join("../posts.jsonl")).unwrap();
+        let post: serde_json::Value = serde_json::from_str(posts.lines().nth(17).unwrap()).unwrap();
+        let q = post["text"].as_str().unwrap();
+        let (a, b) = (
+            mapped.query(q, &opts).unwrap(),
+            read.query(q, &opts).unwrap(),
+        );
+        assert!(a.hits.len() > 60);
+        assert!(!a.hits.is_empty());
+        assert!(a.hits.iter().all(|h| h.text.is_some()));
+        assert_eq!(format!("{:?}", a.hits), format!("{:?}", b.hits));
+    }
+
     /// The format-4 fixture (`tests/fixtures/make_v4.sh`, built with `--keep-hashtags`)
     /// keeps opening and answering as recorded, and its signature file carries the parameter
     /// record of its manifest's (non-default) parameters.

@@ -368,9 +368,10 @@ impl Segment {
                 ))
             }
         }
-        // Texts.
+        // Texts: mapped whatever `access` says. A hit reads one frame of them, so reading
+        // them in (the largest file) would cost memory and open time for nothing.
         let texts = if entry.has_text {
-            let f = File::open(&dir, "text", entry, access, TEXT_MAGIC, "text")?;
+            let f = File::open(&dir, "text", entry, Access::Mmap, TEXT_MAGIC, "text")?;
             let m = f.meta(16)?;
             let (n, block_posts, codec) = (read_u64(m, 0), read_u32(m, 8), read_u32(m, 12));
             let codec_ok = codec == CODEC_ZSTD || (codec == CODEC_ZSTD_DICT && f.env.version >= 3);
