@@ -21,8 +21,8 @@ use textreuse::cluster::ClusterOptions;
 use textreuse::index::staged::{publish as publish_staged, PublishOptions, StagedBuilder};
 use textreuse::index::{merge as merge_index, MergeOptions};
 use textreuse::index::{
-    BuildOptions, BuildStats, Existing, Hit, HitRef, IndexBuilder, IndexReader, NewPost,
-    OnExistingId, PostOutcome, QueryOptions, TextCache,
+    Access, BuildOptions, BuildStats, Existing, Hit, HitRef, IndexBuilder, IndexReader, NewPost,
+    OnExistingId, OpenOptions, PostOutcome, QueryOptions, TextCache,
 };
 use textreuse::input::{parse_timestamp, RawPost};
 use textreuse::text::Hashtags;
@@ -1060,15 +1060,30 @@ fn stream_lookups<'py>(
 #[pymethods]
 impl Index {
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let reader = py.detach(|| IndexReader::open(&path)).map_err(to_py)?;
+    #[pyo3(signature = (path, in_memory=false, prefetch=false))]
+    fn new(py: Python<'_>, path: PathBuf, in_memory: bool, prefetch: bool) -> PyResult<Self> {
+        let opts = OpenOptions {
+            access: if in_memory {
+                Access::InMemory
+            } else {
+                Access::Mmap
+            },
+            prefetch,
+        };
+        let reader = py
+            .detach(|| IndexReader::open_with(&path, opts))
+            .map_err(to_py)?;
         Ok(Index { reader, path })
     }
 
-    /// Opens the index in directory ``path``.
+    /// Opens the index in directory ``path``: memory-mapped, or with ``in_memory`` read into
+    /// memory (huge pages on Linux; warm lookups about a fifth faster, and open reads every
+    /// file but the stored texts). ``prefetch`` asks the kernel to read in each lookup's
+    /// pages together before probing (for an index mostly not in the page cache).
     #[staticmethod]
-    fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        Index::new(py, path)
+    #[pyo3(signature = (path, in_memory=false, prefetch=false))]
+    fn open(py: Python<'_>, path: PathBuf, in_memory: bool, prefetch: bool) -> PyResult<Self> {
+        Index::new(py, path, in_memory, prefetch)
     }
 
     /// The index directory.

@@ -75,6 +75,18 @@ def test_query_answers_equal_the_cli(cli_index, queries):
     assert len(top) == 1 and top[0]["similarity"] == max(s for _, s in cli[0])
 
 
+def test_in_memory_and_prefetch_answer_as_mapped(cli_index, queries):
+    mapped = textreuse.Index.open(cli_index)
+    want = mapped.query_many(queries, limit=0)
+    for opts in ({"in_memory": True}, {"prefetch": True}, {"in_memory": True, "prefetch": True}):
+        index = textreuse.Index.open(cli_index, **opts)
+        assert index.query_many(queries, limit=0) == want, opts
+        assert [index.query(q, limit=3) for q in queries[:20]] == [
+            mapped.query(q, limit=3) for q in queries[:20]
+        ], opts
+    assert textreuse.Index(cli_index, in_memory=True).query(queries[0]) == mapped.query(queries[0])
+
+
 def test_python_build_equals_cli_build(tmp_path, cli_index, posts, queries):
     import pandas as pd
     import pyarrow as pa

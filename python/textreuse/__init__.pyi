@@ -98,10 +98,13 @@ class Post(TypedDict):
 class Index:
     """An open, memory-mapped index; share one object between threads."""
 
-    def __init__(self, path: _Path) -> None: ...
+    def __init__(self, path: _Path, in_memory: bool = False, prefetch: bool = False) -> None: ...
     @staticmethod
-    def open(path: _Path) -> "Index":
-        """Opens the index in directory ``path``."""
+    def open(path: _Path, in_memory: bool = False, prefetch: bool = False) -> "Index":
+        """Opens the index in directory ``path``: memory-mapped, or with ``in_memory`` read
+        into memory (huge pages on Linux; open reads every file but the stored texts).
+        ``prefetch`` asks the kernel to read in each lookup's pages together before probing
+        (for an index mostly not in the page cache)."""
     @property
     def path(self) -> str:
         """The index directory."""
