@@ -42,7 +42,7 @@ pub(crate) const TEXT_DICT_SHARE_SAMPLES: usize = 1_000;
 const TEXT_DICT_MIN_POSTS: usize = 1_000;
 
 /// zstd level for stored texts.
-pub(crate) const TEXT_ZSTD_LEVEL: i32 = 3;
+pub(crate) const TEXT_ZSTD_LEVEL: i32 = 2;
 
 /// Average entries per band bucket the directory aims for.
 const BUCKET_TARGET: u64 = 32;
@@ -1050,13 +1050,19 @@ impl TextCodec {
         &self.dict
     }
 
-    /// A compression context for this codec (errors name `path`).
+    /// A compression context for this codec (errors name `path`). Its frames leave out the
+    /// dictionary's id (4 bytes a frame): a reader decodes them with the file's own
+    /// dictionary, never by looking one up by id.
     pub(crate) fn compressor(&self, path: &Path) -> Result<zstd::bulk::Compressor<'_>> {
-        match &self.prepared {
+        let err = |e: std::io::Error| Error::io(path, std::io::Error::new(e.kind(), e.to_string()));
+        let mut z = match &self.prepared {
             Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(d),
             None => zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
         }
-        .map_err(|e| Error::io(path, std::io::Error::new(e.kind(), e.to_string())))
+        .map_err(err)?;
+        z.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))
+            .map_err(err)?;
+        Ok(z)
     }
 
     /// Compresses raw blocks `piece` (`raw_block(i, out)` fills `out` with block `i`) with
