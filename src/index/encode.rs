@@ -42,7 +42,7 @@ pub(crate) const TEXT_DICT_SHARE_SAMPLES: usize = 1_000;
 const TEXT_DICT_MIN_POSTS: usize = 1_000;
 
 /// zstd level for stored texts.
-pub(crate) const TEXT_ZSTD_LEVEL: i32 = 3;
+pub(crate) const TEXT_ZSTD_LEVEL: i32 = 2;
 
 /// Average entries per band bucket the directory aims for.
 const BUCKET_TARGET: u64 = 32;
@@ -1050,13 +1050,19 @@ impl TextCodec {
         &self.dict
     }
 
-    /// A compression context for this codec (errors name `path`).
+    /// A compression context for this codec (errors name `path`). Its frames leave out the
+    /// dictionary's id (4 bytes a frame): a reader decodes them with the file's own
+    /// dictionary, never by looking one up by id.
     pub(crate) fn compressor(&self, path: &Path) -> Result<zstd::bulk::Compressor<'_>> {
-        match &self.prepared {
+        let err = |e: std::io::Error| Error::io(path, std::io::Error::new(e.kind(), e.to_string()));
+        let mut z = match &self.prepared {
             Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(d),
             None => zstd::bulk::Compressor::new(TEXT_ZSTD_LEVEL),
         }
-        .map_err(|e| Error::io(path, std::io::Error::new(e.kind(), e.to_string())))
+        .map_err(err)?;
+        z.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))
+            .map_err(err)?;
+        Ok(z)
     }
 
     /// Compresses raw blocks `piece` (`raw_block(i, out)` fills `out` with block `i`) with
@@ -1230,7 +1236,9 @@ impl SpillFile {
     /// Copies `count` spilled packed entries (`tag_bits` of tag, then `id_bits` of content
     /// id, as [`BandsFile`] packs them) into `w`, each content id `c` as `rank[c]`: the bit
     /// positions do not change, so pieces of 64 entries (a whole number of words) are
-    /// renumbered in parallel.
+    /// renumbered in parallel. The spill is mapped, not read: each piece loads its own
+    /// words from the page cache (in parallel) instead of one thread copying them all
+    /// into a buffer first; its pages are released as they are copied.
     pub(crate) fn copy_packed_ranked_into(
         self,
         w: &mut EnvelopeWriter,
@@ -1239,39 +1247,42 @@ impl SpillFile {
         id_bits: u32,
         count: u64,
     ) -> Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = self
+        let f = self
             .out
             .into_inner()
             .map_err(|e| Error::io(&self.path, e.into_error()))?;
-        let len = f
-            .seek(SeekFrom::End(0))
-            .map_err(|e| Error::io(&self.path, e))?;
-        f.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(&self.path, e))?;
+        drop(f);
         let path = &self.path;
+        let data = super::mmap::Data::map(path)?;
+        data.advise_sequential();
+        let len = data.len() as u64;
         let e = u64::from(tag_bits + id_bits);
-        // Entries per piece renumbered on one thread, and per read: multiples of 64, so that
-        // a piece is `e * PIECE / 64` whole words.
-        const PIECE: u64 = 1 << 14;
-        const READ: u64 = PIECE * 32;
         let bad = |what: String| Error::InvalidParameter(format!("{}: {what}", path.display()));
+        let read = (count * e).div_ceil(64) * 8;
+        if read != len {
+            return Err(bad(format!("spill of {len} bytes, {read} to read")));
+        }
+        // Entries per piece renumbered on one thread, and per round: multiples of 64, so
+        // that a piece is `e * PIECE / 64` whole words and a round starts on a word.
+        const PIECE: u64 = 1 << 14;
+        const ROUND: u64 = PIECE * 32;
+        let piece_bytes = (e * PIECE / 8) as usize;
         let mut done = 0u64;
-        let mut bytes = Vec::new();
         while done < count {
-            let n = (count - done).min(READ);
-            let words = (n * e).div_ceil(64) as usize;
-            bytes.resize(words * 8, 0);
-            f.read_exact(&mut bytes).map_err(|e| Error::io(path, e))?;
-            let words: Vec<u64> = bytes
-                .chunks_exact(8)
-                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-                .collect();
-            let piece_words = (e * PIECE / 64) as usize;
-            let pieces: Vec<Result<Vec<u64>>> = words
-                .par_chunks(piece_words)
+            let n = (count - done).min(ROUND);
+            let lo = (done * e / 8) as usize;
+            let hi = lo + ((n * e).div_ceil(64) * 8) as usize;
+            let bytes = data
+                .get(lo..hi)
+                .ok_or_else(|| bad(format!("entries {done}.. past the spill")))?;
+            let pieces: Vec<Result<Vec<u8>>> = bytes
+                .par_chunks(piece_bytes)
                 .enumerate()
-                .map(|(i, piece)| {
+                .map(|(i, chunk)| {
+                    let piece: Vec<u64> = chunk
+                        .chunks_exact(8)
+                        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+                        .collect();
                     let m = (n - i as u64 * PIECE).min(PIECE);
                     let mut out = BitPacker::default();
                     out.words.reserve(piece.len());
@@ -1279,7 +1290,7 @@ impl SpillFile {
                     // one `AHEAD` entries on first, so their cache misses overlap.
                     const AHEAD: u64 = 32;
                     let ahead = |j: u64| {
-                        if let Some(c) = word_bits(piece, j * e + u64::from(tag_bits), id_bits) {
+                        if let Some(c) = word_bits(&piece, j * e + u64::from(tag_bits), id_bits) {
                             prefetch_item(rank, c as usize);
                         }
                     };
@@ -1291,7 +1302,7 @@ impl SpillFile {
                             ahead(j + AHEAD);
                         }
                         // The whole entry in one load: its tag, then its content id.
-                        let Some(v) = word_bits(piece, j * e, e32) else {
+                        let Some(v) = word_bits(&piece, j * e, e32) else {
                             return Err(bad(format!("entry {j} past the spill")));
                         };
                         let c = v >> tag_bits;
@@ -1302,19 +1313,20 @@ impl SpillFile {
                         out.push((v & tag_mask) | (u64::from(*r) << tag_bits), e32);
                     }
                     out.flush();
-                    Ok(out.words)
+                    let mut le = Vec::with_capacity(out.words.len() * 8);
+                    out.words
+                        .iter()
+                        .for_each(|x| le.extend_from_slice(&x.to_le_bytes()));
+                    Ok(le)
                 })
                 .collect();
             for piece in pieces {
-                w.write_u64s(&piece?)?;
+                w.write(&piece?)?;
             }
+            data.release_range(lo, hi - lo);
             done += n;
         }
-        let read = (count * e).div_ceil(64) * 8;
-        if read != len {
-            return Err(bad(format!("spill of {len} bytes, {read} read")));
-        }
-        drop(f);
+        drop(data);
         fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))
     }
 }
@@ -1334,23 +1346,21 @@ fn word_bits(words: &[u64], bit: u64, width: u32) -> Option<u64> {
     })
 }
 
-/// The manifest entry of a finished file: its length and whole-file xxh3.
+/// The manifest entry of a finished file: its length and whole-file xxh3. The file is
+/// mapped, not read: it was just written, so its pages are in the page cache and hashing
+/// them in place spares copying every byte into a buffer first (a build writes its bytes
+/// twice, segments then merge: 8 GB at dev 10M). Pages are released as they are hashed.
 pub(crate) fn file_entry(path: &Path) -> Result<FileEntry> {
-    use std::io::Read;
-    let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    const CHUNK: usize = 16 << 20;
+    let data = super::mmap::Data::map(path)?;
+    data.advise_sequential();
     let mut h = Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        len += n as u64;
+    for (i, chunk) in data.chunks(CHUNK).enumerate() {
+        h.update(chunk);
+        data.release_range(i * CHUNK, chunk.len());
     }
     Ok(FileEntry {
-        len,
+        len: data.len() as u64,
         xxh3: format!("{:016x}", h.digest()),
     })
 }

@@ -149,6 +149,17 @@ impl Data {
         read_capped(path, u64::MAX).map(Data::Owned)
     }
 
+    /// Tells the kernel this map is about to be read once from start to end (memory maps
+    /// only; a hint): read-ahead and fault-around instead of the random-access advice
+    /// [`map`](Self::map) gives.
+    pub fn advise_sequential(&self) {
+        #[cfg(unix)]
+        if let Data::Mmap(m) = self {
+            // Advice is a hint; failing to give it is harmless.
+            let _ = m.advise(Advice::Sequential);
+        }
+    }
+
     /// Asks the kernel to start reading `range` in (memory maps only; a hint).
     #[inline]
     pub fn prefetch(&self, offset: usize, len: usize) {
