@@ -197,7 +197,9 @@ def test_query_many_reports_a_damaged_text_file(tmp_path, cli_index, queries):
     shutil.copytree(cli_index, broken)
     text = next(broken.glob("seg-*/text"))
     b = bytearray(text.read_bytes())
-    for i in range(len(b) // 20, len(b) * 19 // 20):
+    # The frames only: the block offsets at the front of the file (about 5% of it) are
+    # checked when the index is opened.
+    for i in range(len(b) // 4, len(b) * 19 // 20):
         b[i] ^= 0x5A
     text.write_bytes(bytes(b))
     index = textreuse.Index.open(broken)
