@@ -86,6 +86,8 @@ pub struct Scratch {
     part: Vec<u32>,
     /// `shingles` holds only the last range's shingles (a long text).
     partial: bool,
+    /// A lookup's own buffers (band keys, candidates, matches), kept for the next lookup.
+    pub(crate) lookup: crate::index::LookupBuffers,
 }
 
 impl Scratch {

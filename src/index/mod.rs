@@ -40,6 +40,7 @@ pub use merge::{MergeOptions, MergeStats, MergeSteps};
 pub use options::{
     BuildOptions, BuildStats, Existing, NewPost, OnExistingId, PostOutcome, StageTimes,
 };
+pub(crate) use query::LookupBuffers;
 pub use query::{Hit, HitRef, QueryOptions, QueryRefs, QueryResult};
 pub use reader::IndexReader;
 pub use segment::{Segment, TextCache};

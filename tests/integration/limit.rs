@@ -6,7 +6,7 @@
 
 use textreuse::index::{BuildOptions, Index, IndexWriter};
 use textreuse::input::RawPost;
-use textreuse::QueryOptions;
+use textreuse::{QueryOptions, Scratch};
 
 use crate::util::{self, Rng};
 
@@ -174,6 +174,82 @@ fn a_limited_containment_lookup_is_the_full_lookup_cut() {
         }
     }
     assert!(nonempty > 5, "{nonempty} snippets found something");
+}
+
+/// A lookup keeps its buffers in the caller's `Scratch` for the next one: one scratch
+/// carried through lookups of every kind (limits, filters, containment, owned and borrowed
+/// hits, in an order where each differs from the one before) answers as a fresh one does.
+#[test]
+fn one_scratch_carried_through_lookups_answers_as_fresh_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let (posts, queries) = corpus();
+    // Three segments: the buffers are reused from one segment to the next, too.
+    let mut w = IndexWriter::open_with(&dir, BuildOptions::default()).expect("opens");
+    for chunk in posts.chunks(posts.len() / 3 + 1) {
+        w.add(chunk).expect("adds");
+        w.commit().expect("commits");
+    }
+    drop(w);
+    let index = Index::open(&dir).expect("opens");
+    assert!(index.stats().segments >= 3);
+    let kinds: Vec<QueryOptions> = vec![
+        QueryOptions::default(),
+        QueryOptions {
+            limit: 10,
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            limit: 3,
+            platforms: vec!["weibo".into()],
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            containment: Some(0.6),
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            limit: 2,
+            min_similarity: 0.3,
+            exact_near_threshold: true,
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            limit: 7,
+            max_bucket: 5,
+            ..QueryOptions::default()
+        },
+    ];
+    let mut scratch = Scratch::new();
+    let (mut compared, mut hits) = (0, 0);
+    for (i, q) in queries.iter().enumerate() {
+        for j in 0..kinds.len() {
+            let opts = &kinds[(i + j) % kinds.len()];
+            let fresh = views(&index, q, opts);
+            let carried: Vec<_> = index
+                .query_with(q, opts, &mut scratch)
+                .expect("query")
+                .hits
+                .iter()
+                .map(|h| (h.id.clone(), h.similarity.to_bits(), h.ts))
+                .collect();
+            assert_eq!(carried, fresh, "query {i}, {opts:?}");
+            let borrowed: Vec<_> = index
+                .query_refs(q, opts, &mut scratch)
+                .expect("query")
+                .hits
+                .iter()
+                .map(|h| (h.id.to_string(), h.similarity.to_bits(), h.ts))
+                .collect();
+            assert_eq!(borrowed, fresh, "query {i}, {opts:?}, borrowed");
+            hits += fresh.len();
+            compared += 1;
+        }
+    }
+    assert!(
+        compared > 100 && hits > 1000,
+        "{compared} lookups, {hits} hits"
+    );
 }
 
 /// Times at both ends of `i64` (format 6 stores them as 64-bit offsets from the segment's

@@ -17,7 +17,20 @@ use crate::minhash::{
     bbit_estimate, equal_bytes, estimate_margin, intersection_len, jaccard, to_bbit,
 };
 use crate::text::align::{align, Passage, Tokenized};
-use rank::{rank, Matched};
+use rank::{rank, Matched, RankBuffers};
+
+/// The buffers of one lookup, reused by the next through the caller's [`Scratch`]: a
+/// lookup then allocates only for the hits it returns.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LookupBuffers {
+    keys: Vec<u64>,
+    sig: Vec<u8>,
+    cands: Vec<u32>,
+    seen: Vec<u32>,
+    verified: Vec<(u32, f64, Option<f64>)>,
+    matched: Vec<Matched>,
+    rank: RankBuffers,
+}
 
 /// Options of a lookup.
 #[derive(Debug, Clone, PartialEq)]
@@ -332,17 +345,41 @@ impl Index {
         res: &mut QueryResult,
     ) -> Result<Vec<Found<'a>>> {
         opts.validate()?;
+        // Taken out of the scratch while the fingerprint borrows the rest of it.
+        let mut bufs = std::mem::take(&mut scratch.lookup);
+        let found = self.find_fingerprint(text, opts, scratch, &mut bufs, cache, res);
+        scratch.lookup = bufs;
+        found
+    }
+
+    /// [`find_text`](Self::find_text) with the lookup's buffers out of `scratch`.
+    fn find_fingerprint<'a>(
+        &'a self,
+        text: &str,
+        opts: &QueryOptions,
+        scratch: &mut Scratch,
+        bufs: &mut LookupBuffers,
+        cache: &mut TextCache,
+        res: &mut QueryResult,
+    ) -> Result<Vec<Found<'a>>> {
         let Some(f) = self.fp.fingerprint_with(text, scratch) else {
             res.empty = true;
             return Ok(Vec::new());
         };
-        let mut keys = Vec::with_capacity(self.manifest.params.lsh.bands as usize);
+        let (mut keys, mut sig) = (
+            std::mem::take(&mut bufs.keys),
+            std::mem::take(&mut bufs.sig),
+        );
+        keys.clear();
         self.fp.band_keys(f.signature, &mut keys);
-        let mut sig = vec![0u8; f.signature.len()];
+        sig.clear();
+        sig.resize(f.signature.len(), 0);
         to_bbit(f.signature, &mut sig);
         let set = (opts.exact_near_threshold || opts.containment_mode().is_some())
             .then(|| scratch.shingle_set(self.manifest.params.shingle));
-        self.find(&keys, &sig, set, opts, cache, res)
+        let found = self.find(&keys, &sig, set, opts, bufs, cache, res);
+        (bufs.keys, bufs.sig) = (keys, sig);
+        found
     }
 
     /// The neighbours of an indexed post, found by its stored text (the post itself is not
@@ -387,16 +424,19 @@ impl Index {
     ) -> Result<()> {
         // Texts are decoded in storage order, so hits sharing a compressed block share one
         // decompression.
-        let mut texts: Vec<Option<String>> = vec![None; found.len()];
+        // Neither list is made for a lookup without texts (most): one allocation each fewer.
+        let mut texts: Vec<Option<String>> = Vec::new();
         if opts.with_text || opts.evidence {
+            texts.resize(found.len(), None);
             let mut order: Vec<usize> = (0..found.len()).collect();
             order.sort_unstable_by_key(|&i| (found[i].seg, found[i].post));
             for i in order {
                 texts[i] = self.segments[found[i].seg].text(found[i].post, cache)?;
             }
         }
-        let mut evidence: Vec<Option<Vec<Passage>>> = vec![None; found.len()];
+        let mut evidence: Vec<Option<Vec<Passage>>> = Vec::new();
         if opts.evidence && !found.is_empty() {
+            evidence.resize(found.len(), None);
             let normalizer = self.fp.normalizer();
             let min_tokens = self.manifest.params.shingle as usize;
             let (mut q, mut h) = (Tokenized::new(), Tokenized::new());
@@ -416,7 +456,9 @@ impl Index {
             }
         }
         res.hits.reserve(found.len());
-        for ((f, text), evidence) in found.into_iter().zip(texts).zip(evidence) {
+        let (mut texts, mut evidence) = (texts.into_iter(), evidence.into_iter());
+        for f in found {
+            let (text, evidence) = (texts.next().flatten(), evidence.next().flatten());
             let h = self.hit_ref(&f);
             res.hits.push(Hit {
                 id: h.id.to_string(),
@@ -467,12 +509,14 @@ impl Index {
     /// The posts a query with band keys `keys` and 8-bit signature `sig` finds, ordered and
     /// cut to `opts.limit`; `set` (the query's sorted shingle hashes) settles the estimates
     /// near the threshold, reading stored texts through `cache`. Fills `res`'s counters.
+    #[allow(clippy::too_many_arguments)]
     fn find<'a>(
         &'a self,
         keys: &[u64],
         sig: &[u8],
         set: Option<&[u64]>,
         opts: &QueryOptions,
+        bufs: &mut LookupBuffers,
         cache: &mut TextCache,
         res: &mut QueryResult,
     ) -> Result<Vec<Found<'a>>> {
@@ -481,37 +525,35 @@ impl Index {
         // Shingling buffers for the exact checks (the query's own set lives in the caller's
         // scratch), made on the first one.
         let mut exact: Option<Scratch> = None;
-        let mut cands: Vec<u32> = Vec::with_capacity(64);
-        let mut seen: Vec<u32> = Vec::new();
-        let mut matched: Vec<Matched> = Vec::new();
+        let LookupBuffers {
+            cands,
+            seen,
+            verified,
+            matched,
+            rank: ranks,
+            ..
+        } = bufs;
+        matched.clear();
         for (si, seg) in self.segments.iter().enumerate() {
             if self.opts.prefetch {
                 seg.prefetch_dirs(keys);
                 seg.prefetch_buckets(keys);
             }
             cands.clear();
-            res.truncated |= seg.probe_all(keys, opts.max_bucket, &mut cands)?;
+            res.truncated |= seg.probe_all(keys, opts.max_bucket, cands)?;
             // Only a containment lookup needs its candidates in order (it searches them);
             // the answer does not depend on the order they are verified in.
-            dedup(&mut cands, &mut seen, cont.is_some());
+            dedup(cands, seen, cont.is_some());
             res.candidates += cands.len();
             if self.opts.prefetch {
                 cands.iter().for_each(|&c| seg.prefetch_signature(c));
             }
             cands.iter().for_each(|&c| seg.touch_signature(c));
-            let mut verified: Vec<(u32, f64, Option<f64>)> = Vec::with_capacity(cands.len());
+            verified.clear();
             if let (Some(mode), Some(q)) = (cont, set) {
                 let scratch = exact.get_or_insert_with(Scratch::new);
-                res.candidates += self.verify_containment(
-                    seg,
-                    &cands,
-                    q,
-                    mode,
-                    opts,
-                    scratch,
-                    cache,
-                    &mut verified,
-                )?;
+                res.candidates +=
+                    self.verify_containment(seg, cands, q, mode, opts, scratch, cache, verified)?;
             }
             // A containment lookup settled its candidates above.
             let estimated = if cont.is_some() { &[][..] } else { &cands[..] };
@@ -540,7 +582,7 @@ impl Index {
                     .for_each(|&(c, _, _)| seg.prefetch_content(c));
             }
             verified.iter().for_each(|&(c, _, _)| seg.touch_content(c));
-            for &(c, sim, containment) in &verified {
+            for &(c, sim, containment) in verified.iter() {
                 matched.push(Matched {
                     seg: si,
                     posts: seg.content_posts(c)?,
@@ -550,9 +592,9 @@ impl Index {
             }
         }
         let mut found = if opts.limit == 0 || opts.expand {
-            self.every_hit(&matched, opts)?
+            self.every_hit(matched, opts)?
         } else {
-            self.top_hits(&matched, opts)?
+            self.top_hits(matched, opts, ranks)?
         };
         if opts.expand {
             self.expand_clusters(&mut found, sig)?;

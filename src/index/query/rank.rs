@@ -71,23 +71,31 @@ impl Index {
         &'a self,
         matched: &[Matched],
         opts: &QueryOptions,
+        bufs: &mut RankBuffers,
     ) -> Result<Vec<Found<'a>>> {
         let limit = opts.limit;
+        let RankBuffers {
+            rest,
+            ahead,
+            taken,
+            tier_members,
+        } = bufs;
         // (standing, matched index) of the contents not taken yet, and of those selected to
         // be taken next (ascending: the best at the end).
-        let mut rest: Vec<((i64, i64), u32)> = matched
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (rank_key(m.containment, m.sim), i as u32))
-            .collect();
-        let mut ahead: Vec<((i64, i64), u32)> = Vec::new();
+        rest.clear();
+        rest.extend(
+            matched
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (rank_key(m.containment, m.sim), i as u32)),
+        );
+        ahead.clear();
         let filtered = !opts.platforms.is_empty()
             || !opts.accounts.is_empty()
             || opts.since.is_some()
             || opts.until.is_some();
         // (tier, time or i64::MAX, matched index, post) of the posts of the tiers taken.
-        let mut taken: Vec<(u32, i64, u32, u32)> = Vec::new();
-        let mut tier_members: Vec<usize> = Vec::new();
+        taken.clear();
         let mut tier = 0u32;
         while taken.len() < limit {
             if ahead.is_empty() {
@@ -132,14 +140,14 @@ impl Index {
                 m.posts.start..m.posts.end.min(m.posts.start.saturating_add(n as u32))
             };
             if self.opts.prefetch {
-                for &i in &tier_members {
+                for &i in tier_members.iter() {
                     let m = &matched[i];
                     let seg = &self.segments[m.seg];
                     seg.prefetch_posts(ahead_of(m, per_content(seg)));
                 }
             }
             // The tier's times (or whole metadata, to filter), fetched together.
-            for &i in &tier_members {
+            for &i in tier_members.iter() {
                 let m = &matched[i];
                 let seg = &self.segments[m.seg];
                 if filtered {
@@ -148,7 +156,7 @@ impl Index {
                     seg.touch_post_times(ahead_of(m, per_content(seg)));
                 }
             }
-            for &i in &tier_members {
+            for &i in tier_members.iter() {
                 let m = &matched[i];
                 let seg = &self.segments[m.seg];
                 let k = i as u32;
@@ -211,7 +219,7 @@ impl Index {
                 ties.truncate(room);
             }
             keep.extend(ties);
-            taken = keep;
+            *taken = keep;
         }
         taken.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| by_id(a, b)));
         if let Some(e) = failed {
@@ -220,7 +228,7 @@ impl Index {
         // The hits' metadata in three rounds of overlapped reads (each needs the one before:
         // offsets, then the bytes they point at), then read.
         let touch = |f: fn(&Segment, u32)| {
-            for &(_, _, k, p) in &taken {
+            for &(_, _, k, p) in taken.iter() {
                 f(&self.segments[matched[k as usize].seg], p);
             }
         };
@@ -228,8 +236,8 @@ impl Index {
         touch(Segment::touch_post_strings);
         touch(Segment::touch_post_account);
         taken
-            .into_iter()
-            .map(|(_, _, k, p)| {
+            .iter()
+            .map(|&(_, _, k, p)| {
                 let m = &matched[k as usize];
                 let post = self.segments[m.seg].post(p)?;
                 Ok(Found {
@@ -252,7 +260,21 @@ impl Index {
 /// it (the rest of a large campaign streams in order behind them).
 const TOUCH_POSTS: usize = 64;
 
+/// The buffers of [`Index::top_hits`], reused from one lookup to the next.
+#[derive(Debug, Default, Clone)]
+pub(super) struct RankBuffers {
+    /// (standing, matched index) of the contents not taken yet.
+    rest: Vec<((i64, i64), u32)>,
+    /// Those selected to be taken next (ascending: the best at the end).
+    ahead: Vec<((i64, i64), u32)>,
+    /// (tier, time or i64::MAX, matched index, post) of the posts of the tiers taken.
+    taken: Vec<(u32, i64, u32, u32)>,
+    /// The matched indexes of the tier being taken.
+    tier_members: Vec<usize>,
+}
+
 /// A verified content: where its posts are and how well it matched.
+#[derive(Debug, Clone)]
 pub(super) struct Matched {
     pub(super) seg: usize,
     pub(super) posts: std::ops::Range<u32>,
