@@ -186,6 +186,13 @@ fn main() {
         ("all hits, no text", 0, false, false),
         ("limit 10, with text", 10, true, false),
         ("all hits, with text", 0, true, false),
+        // The CLI's and Python's default: texts, and estimates near the threshold settled.
+        (
+            "limit 10, with text, exact near the threshold",
+            10,
+            true,
+            true,
+        ),
         (
             "all hits, with text, exact near the threshold",
             0,

@@ -124,6 +124,22 @@ fn a_limited_lookup_is_the_full_lookup_cut() {
             max_bucket: 20,
             ..QueryOptions::default()
         },
+        // Near-threshold estimates settled from the stored texts: a limited lookup skips
+        // them when posts at similarity 1 fill its cut (deleted posts not counted).
+        QueryOptions {
+            exact_near_threshold: true,
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            exact_near_threshold: true,
+            min_similarity: 0.6,
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            exact_near_threshold: true,
+            since: Some(1_700_000_060),
+            ..QueryOptions::default()
+        },
     ];
     let mut checked = 0;
     let mut long = 0;
@@ -174,6 +190,79 @@ fn a_limited_containment_lookup_is_the_full_lookup_cut() {
         }
     }
     assert!(nonempty > 5, "{nonempty} snippets found something");
+}
+
+/// A limited lookup that settles near-threshold estimates from the stored texts skips them
+/// only when live posts at similarity 1 fill its cut: here three copies of the query at 1,
+/// one deleted, and a post holding the query plus as many new words, whose estimate is near
+/// the threshold and whose exact similarity passes it. The limit-3 cut holds the two live
+/// copies and that post; counting the deleted copy would leave the post out.
+#[test]
+fn a_deleted_copy_at_similarity_one_does_not_fill_the_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    // Words of letters only (the normalizer drops digits).
+    let word = |i: usize| {
+        let l = |d: usize| char::from(b'a' + (d % 26) as u8);
+        format!("{}{}{}", l(i / 676), l(i / 26), l(i))
+    };
+    let query: Vec<String> = (0..60).map(word).collect();
+    let query = query.join(" ");
+    let extra: Vec<String> = (1000..1050).map(word).collect();
+    let near = format!("{query} {}", extra.join(" "));
+    let post = |id: &str, text: &str, ts: i64| RawPost {
+        id: id.into(),
+        text: text.into(),
+        account: "acct".into(),
+        platform: "web".into(),
+        ts: Some(ts),
+        line: 0,
+    };
+    let mut posts = vec![
+        post("copy1", &query, 1),
+        post("copy2", &query, 2),
+        post("copy3", &query, 3),
+        post("near", &near, 0),
+    ];
+    posts.extend(util::sample_posts().into_iter().take(300));
+    let mut w = IndexWriter::open_with(&dir, BuildOptions::default()).expect("opens");
+    w.add(&posts).expect("adds");
+    w.commit().expect("commits");
+    assert!(w
+        .delete(&["copy1".to_string()])
+        .expect("deletes")
+        .is_empty());
+    w.commit().expect("commits");
+    drop(w);
+    let index = Index::open(&dir).expect("opens");
+    let opts = |limit, exact| QueryOptions {
+        limit,
+        exact_near_threshold: exact,
+        with_text: false,
+        ..QueryOptions::default()
+    };
+    let ids = |o: &QueryOptions| -> Vec<String> {
+        let r = index.query(&query, o).expect("query");
+        r.hits.iter().map(|h| h.id.clone()).collect()
+    };
+    // The premise: "near" is a hit whose similarity was settled from its text (it differs
+    // from the estimate a lookup without settling gives).
+    let all = index.query(&query, &opts(0, true)).expect("query");
+    let near_hit = all
+        .hits
+        .iter()
+        .find(|h| h.id == "near")
+        .expect("near is a hit");
+    let estimate = index.query(&query, &opts(0, false)).expect("query");
+    let near_estimate = estimate
+        .hits
+        .iter()
+        .find(|h| h.id == "near")
+        .map(|h| h.similarity);
+    assert_ne!(near_estimate, Some(near_hit.similarity), "settled exactly");
+    assert_eq!(ids(&opts(0, true)), ["copy2", "copy3", "near"]);
+    assert_eq!(ids(&opts(3, true)), ["copy2", "copy3", "near"]);
+    assert_eq!(ids(&opts(2, true)), ["copy2", "copy3"]);
 }
 
 /// A lookup keeps its buffers in the caller's `Scratch` for the next one: one scratch

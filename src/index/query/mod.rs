@@ -28,7 +28,16 @@ pub(crate) struct LookupBuffers {
     cands: Vec<u32>,
     seen: Vec<u32>,
     verified: Vec<(u32, f64, Option<f64>)>,
+    /// Each verified candidate's place among its segment's candidates.
+    verified_at: Vec<u32>,
+    /// Candidates whose estimate is too close to the threshold to tell, settled (or not:
+    /// [`Index::cut_filled_at_one`]) once every segment is verified: (segment, place among
+    /// its candidates, content, estimate).
+    pending: Vec<(usize, u32, u32, f64)>,
     matched: Vec<Matched>,
+    /// Each matched content's (segment, place among its candidates), which orders
+    /// `matched` as verifying the candidates one after another would.
+    matched_at: Vec<u64>,
     rank: RankBuffers,
 }
 
@@ -529,11 +538,16 @@ impl Index {
             cands,
             seen,
             verified,
+            verified_at,
+            pending,
             matched,
+            matched_at,
             rank: ranks,
             ..
         } = bufs;
         matched.clear();
+        matched_at.clear();
+        pending.clear();
         for (si, seg) in self.segments.iter().enumerate() {
             if self.opts.prefetch {
                 seg.prefetch_dirs(keys);
@@ -550,6 +564,7 @@ impl Index {
             }
             cands.iter().for_each(|&c| seg.touch_signature(c));
             verified.clear();
+            verified_at.clear();
             if let (Some(mode), Some(q)) = (cont, set) {
                 let scratch = exact.get_or_insert_with(Scratch::new);
                 res.candidates +=
@@ -557,22 +572,15 @@ impl Index {
             }
             // A containment lookup settled its candidates above.
             let estimated = if cont.is_some() { &[][..] } else { &cands[..] };
-            for &c in estimated {
+            let settles = set.is_some() && seg.has_text();
+            for (at, &c) in estimated.iter().enumerate() {
                 let s = seg.signature(c)?;
-                let mut sim = self.estimate(equal_bytes(s, sig), sig.len());
-                if let Some(q) = set.filter(|_| seg.has_text()) {
-                    if (sim - opts.min_similarity).abs() <= margin {
-                        let scratch = exact.get_or_insert_with(Scratch::new);
-                        // Every post of a content has the same normalized text.
-                        if let Some(p) = seg.content_posts(c)?.next() {
-                            if let Some(text) = seg.text(p, cache)? {
-                                sim = jaccard(q, self.fp.shingle_set(&text, scratch));
-                            }
-                        }
-                    }
-                }
-                if sim >= opts.min_similarity {
+                let sim = self.estimate(equal_bytes(s, sig), sig.len());
+                if settles && (sim - opts.min_similarity).abs() <= margin {
+                    pending.push((si, at as u32, c, sim));
+                } else if sim >= opts.min_similarity {
                     verified.push((c, sim, None));
+                    verified_at.push(at as u32);
                 }
             }
             if self.opts.prefetch {
@@ -582,13 +590,46 @@ impl Index {
                     .for_each(|&(c, _, _)| seg.prefetch_content(c));
             }
             verified.iter().for_each(|&(c, _, _)| seg.touch_content(c));
-            for &(c, sim, containment) in verified.iter() {
+            for (i, &(c, sim, containment)) in verified.iter().enumerate() {
                 matched.push(Matched {
                     seg: si,
                     posts: seg.content_posts(c)?,
                     sim,
                     containment,
                 });
+                let at = verified_at.get(i).copied().unwrap_or(i as u32);
+                matched_at.push(((si as u64) << 32) | u64::from(at));
+            }
+        }
+        if let Some(q) = set.filter(|_| !pending.is_empty()) {
+            if !self.cut_filled_at_one(matched, opts) {
+                let scratch = exact.get_or_insert_with(Scratch::new);
+                let settled = matched.len();
+                for &(si, at, c, estimate) in pending.iter() {
+                    let seg = &self.segments[si];
+                    let mut sim = estimate;
+                    // Every post of a content has the same normalized text.
+                    if let Some(p) = seg.content_posts(c)?.next() {
+                        if let Some(text) = seg.text(p, cache)? {
+                            sim = jaccard(q, self.fp.shingle_set(&text, scratch));
+                        }
+                    }
+                    if sim >= opts.min_similarity {
+                        matched.push(Matched {
+                            seg: si,
+                            posts: seg.content_posts(c)?,
+                            sim,
+                            containment: None,
+                        });
+                        matched_at.push(((si as u64) << 32) | u64::from(at));
+                    }
+                }
+                if matched.len() > settled {
+                    // Back in the order of verifying every candidate in turn.
+                    let mut order: Vec<usize> = (0..matched.len()).collect();
+                    order.sort_unstable_by_key(|&i| matched_at[i]);
+                    *matched = order.iter().map(|&i| matched[i].clone()).collect();
+                }
             }
         }
         let mut found = if opts.limit == 0 || opts.expand {
@@ -612,6 +653,41 @@ impl Index {
             found.truncate(opts.limit);
         }
         Ok(found)
+    }
+
+    /// Whether the posts of the contents matched at similarity 1 (every signature byte equal
+    /// to the query's) already fill a limited lookup's cut, so that no candidate whose
+    /// estimate is near the threshold can make it and none needs settling from its stored
+    /// text. Such a candidate's signature differs from the query's in some byte (when 1 is
+    /// not near the threshold; when it is, nothing is matched at 1 before settling), so its
+    /// shingle set differs from the query's: its exact similarity is below 1 and it ranks
+    /// after every post at 1. Only for lookups cut to a limit, without filters (which would
+    /// need each post's metadata to count) and without cluster expansion (which uses every
+    /// hit).
+    fn cut_filled_at_one(&self, matched: &[Matched], opts: &QueryOptions) -> bool {
+        let filtered = !opts.platforms.is_empty()
+            || !opts.accounts.is_empty()
+            || opts.since.is_some()
+            || opts.until.is_some();
+        if opts.limit == 0 || opts.expand || filtered {
+            return false;
+        }
+        let mut n = 0;
+        for m in matched
+            .iter()
+            .filter(|m| m.sim >= 1.0 && m.containment.is_none())
+        {
+            let seg = &self.segments[m.seg];
+            for p in m.posts.clone() {
+                if !seg.is_deleted(p) {
+                    n += 1;
+                    if n >= opts.limit {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
     }
 
     /// Settles a containment lookup's candidates `cands` (sorted, distinct) of `seg` exactly
