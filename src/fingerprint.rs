@@ -284,6 +284,30 @@ impl Fingerprinter {
         &scratch.shingles
     }
 
+    /// The exact Jaccard similarity of `text`'s shingle set and `set` (a query's, hashed),
+    /// as [`jaccard`](crate::minhash::jaccard) of the sorted sets gives, without sorting
+    /// `text`'s shingles; `seen` is a work table.
+    pub fn jaccard_to(
+        &self,
+        text: &str,
+        set: &crate::minhash::HashSet64,
+        seen: &mut crate::minhash::HashSet64,
+        scratch: &mut Scratch,
+    ) -> f64 {
+        self.normalizer.normalize(text, &mut scratch.normalized);
+        scratch.shingles.clear();
+        scratch.partial = false;
+        if !scratch.normalized.is_empty() {
+            all_shingles(
+                &scratch.normalized,
+                self.params.shingle as usize,
+                &mut scratch.token_hashes,
+                &mut scratch.shingles,
+            );
+        }
+        set.jaccard_of(&scratch.shingles, seen)
+    }
+
     /// Fingerprints `text`, allocating; `None` if no token is left after normalization.
     pub fn fingerprint(&self, text: &str) -> Option<Fingerprint> {
         let mut scratch = Scratch::new();

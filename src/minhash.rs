@@ -218,6 +218,114 @@ pub fn intersection_len<T: Ord>(a: &[T], b: &[T]) -> usize {
     both
 }
 
+/// A set of 64-bit hashes in an open-addressing table (linear probing, at most half full):
+/// the exact Jaccard similarity of one set against many others without sorting each
+/// ([`HashSet64::jaccard_of`]).
+#[derive(Debug, Default, Clone)]
+pub struct HashSet64 {
+    /// `u64::MAX` marks a free slot (the value itself is tracked in `has_max`).
+    slots: Vec<u64>,
+    bits: u32,
+    has_max: bool,
+    len: usize,
+}
+
+impl HashSet64 {
+    /// Empties the set and sizes it for up to `n` values.
+    pub fn reset(&mut self, n: usize) {
+        let bits = (n.max(4) * 2).next_power_of_two().trailing_zeros();
+        self.bits = bits;
+        self.slots.clear();
+        self.slots.resize(1 << bits, u64::MAX);
+        self.has_max = false;
+        self.len = 0;
+    }
+
+    /// Number of distinct values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn slot(&self, h: u64) -> usize {
+        // Shingle hashes are hashes already; the multiply spreads any that are not.
+        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits)) as usize
+    }
+
+    /// Adds `h`; whether it was new. The set must have been [`reset`](Self::reset) for at
+    /// least as many values as are added.
+    #[inline]
+    pub fn insert(&mut self, h: u64) -> bool {
+        if h == u64::MAX {
+            let new = !self.has_max;
+            self.has_max = true;
+            self.len += usize::from(new);
+            return new;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.slot(h);
+        loop {
+            let s = &mut self.slots[at & mask];
+            if *s == h {
+                return false;
+            }
+            if *s == u64::MAX {
+                *s = h;
+                self.len += 1;
+                return true;
+            }
+            at += 1;
+        }
+    }
+
+    /// Whether `h` is in the set.
+    #[inline]
+    pub fn contains(&self, h: u64) -> bool {
+        if h == u64::MAX {
+            return self.has_max;
+        }
+        if self.slots.is_empty() {
+            return false;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.slot(h);
+        loop {
+            let s = self.slots[at & mask];
+            if s == h {
+                return true;
+            }
+            if s == u64::MAX {
+                return false;
+            }
+            at += 1;
+        }
+    }
+
+    /// The exact Jaccard similarity of this set and the distinct values of `other` (in any
+    /// order, repeats allowed), using `seen` for the latter: what [`jaccard`] gives for the
+    /// two sets sorted and deduplicated, without sorting.
+    pub fn jaccard_of(&self, other: &[u64], seen: &mut HashSet64) -> f64 {
+        seen.reset(other.len());
+        let mut both = 0usize;
+        for &h in other {
+            if seen.insert(h) {
+                both += usize::from(self.contains(h));
+            }
+        }
+        let union = self.len + seen.len - both;
+        if union == 0 {
+            0.0
+        } else {
+            both as f64 / union as f64
+        }
+    }
+}
+
 /// The exact Jaccard similarity of two sorted, deduplicated sets (0 when both are empty).
 pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     let both = intersection_len(a, b);
@@ -284,6 +392,45 @@ mod tests {
             {
                 // SAFETY: the CPU has the kernel's features (checked just above).
                 proptest::prop_assert_eq!(unsafe { equal_bytes_avx512(&a, &b) }, naive);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The hashed Jaccard similarity is the sorted one, for sets with repeats, zero and
+        /// `u64::MAX` (the free-slot marker) among the values.
+        #[test]
+        fn hashed_jaccard_is_the_sorted_one(
+            a in proptest::collection::vec(0u64..40, 0..60),
+            b in proptest::collection::vec(0u64..40, 0..60),
+            extremes in 0u8..4,
+        ) {
+            let map = |v: &[u64]| -> Vec<u64> {
+                v.iter()
+                    .map(|&x| match (x, extremes) {
+                        (0, 1 | 3) => u64::MAX,
+                        (1, 2 | 3) => 0,
+                        _ => x.wrapping_mul(0x2545_F491_4F6C_DD1D),
+                    })
+                    .collect()
+            };
+            let (a, b) = (map(&a), map(&b));
+            let (mut sa, mut sb) = (a.clone(), b.clone());
+            sa.sort_unstable();
+            sa.dedup();
+            sb.sort_unstable();
+            sb.dedup();
+            let mut table = HashSet64::default();
+            table.reset(sa.len());
+            for &h in &a {
+                table.insert(h);
+            }
+            proptest::prop_assert_eq!(table.len(), sa.len());
+            let mut seen = HashSet64::default();
+            let got = table.jaccard_of(&b, &mut seen);
+            proptest::prop_assert_eq!(got.to_bits(), jaccard(&sa, &sb).to_bits());
+            for &h in &b {
+                proptest::prop_assert_eq!(table.contains(h), sa.binary_search(&h).is_ok());
             }
         }
     }

@@ -14,7 +14,7 @@ use super::{Index, PostAddr};
 use crate::error::{Error, Result};
 use crate::fingerprint::Scratch;
 use crate::minhash::{
-    bbit_estimate, equal_bytes, estimate_margin, intersection_len, jaccard, to_bbit,
+    bbit_estimate, equal_bytes, estimate_margin, intersection_len, jaccard, to_bbit, HashSet64,
 };
 use crate::text::align::{align, Passage, Tokenized};
 use rank::{rank, Matched, RankBuffers};
@@ -38,6 +38,9 @@ pub(crate) struct LookupBuffers {
     /// Each matched content's (segment, place among its candidates), which orders
     /// `matched` as verifying the candidates one after another would.
     matched_at: Vec<u64>,
+    /// The query's shingle set hashed, and a work table, for settling candidates.
+    query_set: HashSet64,
+    seen_set: HashSet64,
     rank: RankBuffers,
 }
 
@@ -542,6 +545,8 @@ impl Index {
             pending,
             matched,
             matched_at,
+            query_set,
+            seen_set,
             rank: ranks,
             ..
         } = bufs;
@@ -604,14 +609,18 @@ impl Index {
         if let Some(q) = set.filter(|_| !pending.is_empty()) {
             if !self.cut_filled_at_one(matched, opts) {
                 let scratch = exact.get_or_insert_with(Scratch::new);
+                query_set.reset(q.len());
+                q.iter().for_each(|&h| {
+                    query_set.insert(h);
+                });
                 let settled = matched.len();
                 for &(si, at, c, estimate) in pending.iter() {
                     let seg = &self.segments[si];
                     let mut sim = estimate;
                     // Every post of a content has the same normalized text.
                     if let Some(p) = seg.content_posts(c)?.next() {
-                        if let Some(text) = seg.text(p, cache)? {
-                            sim = jaccard(q, self.fp.shingle_set(&text, scratch));
+                        if let Some(text) = seg.text_str(p, cache)? {
+                            sim = self.fp.jaccard_to(text, query_set, seen_set, scratch);
                         }
                     }
                     if sim >= opts.min_similarity {

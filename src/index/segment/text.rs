@@ -60,7 +60,7 @@ impl Segment {
             return Ok(None);
         };
         let bytes = self.text_bytes(t, p, cache)?;
-        std::str::from_utf8(bytes)
+        simdutf8::basic::from_utf8(bytes)
             .map(Some)
             .map_err(|_| Error::corrupt(&t.file.path, format!("text of post {p} is not UTF-8")))
     }
