@@ -642,6 +642,33 @@ fn as_strs<'a>(py: Python<'_>, texts: &'a [Bound<'_, PyBytes>]) -> PyResult<Vec<
 struct Index {
     reader: IndexReader,
     path: PathBuf,
+    /// Scratch buffers kept for the next single lookup (`query`): a lookup's fingerprint
+    /// and candidate buffers are then reused, not allocated anew each call.
+    scratches: Mutex<Vec<Scratch>>,
+}
+
+/// Scratch buffers an `Index` keeps for reuse (more threads than this at once make their
+/// own).
+const MAX_POOLED_SCRATCHES: usize = 64;
+
+impl Index {
+    /// A pooled scratch, or a new one when all are in use.
+    fn take_scratch(&self) -> Scratch {
+        self.scratches
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default()
+    }
+
+    /// Gives a scratch back to the pool.
+    fn give_scratch(&self, scratch: Scratch) {
+        if let Ok(mut v) = self.scratches.lock() {
+            if v.len() < MAX_POOLED_SCRATCHES {
+                v.push(scratch);
+            }
+        }
+    }
 }
 
 /// The query options of one call.
@@ -1073,7 +1100,11 @@ impl Index {
         let reader = py
             .detach(|| IndexReader::open_with(&path, opts))
             .map_err(to_py)?;
-        Ok(Index { reader, path })
+        Ok(Index {
+            reader,
+            path,
+            scratches: Mutex::new(Vec::new()),
+        })
     }
 
     /// Opens the index in directory ``path``: memory-mapped, or with ``in_memory`` read into
@@ -1155,7 +1186,12 @@ impl Index {
         )?;
         let index = self.reader.searcher();
         let r = py
-            .detach(|| index.query_with(&t, &q.opts, &mut Scratch::new()))
+            .detach(|| {
+                let mut scratch = self.take_scratch();
+                let r = index.query_with(&t, &q.opts, &mut scratch);
+                self.give_scratch(scratch);
+                r
+            })
             .map_err(to_py)?;
         HitDicts::new(py)?.list(py, &r.hits)
     }
