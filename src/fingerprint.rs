@@ -268,6 +268,15 @@ impl Fingerprinter {
     /// The distinct shingle hashes of `text`, sorted (empty if no token is left): the set
     /// whose Jaccard similarity the signatures estimate (see [`crate::minhash::jaccard`]).
     pub fn shingle_set<'s>(&self, text: &str, scratch: &'s mut Scratch) -> &'s [u64] {
+        self.all_shingles(text, scratch);
+        scratch.shingles.sort_unstable();
+        scratch.shingles.dedup();
+        &scratch.shingles
+    }
+
+    /// Every shingle hash of `text` into `scratch.shingles`, in text order, repeats kept
+    /// (none if no token is left).
+    fn all_shingles(&self, text: &str, scratch: &mut Scratch) {
         self.normalizer.normalize(text, &mut scratch.normalized);
         scratch.shingles.clear();
         scratch.partial = false;
@@ -278,10 +287,7 @@ impl Fingerprinter {
                 &mut scratch.token_hashes,
                 &mut scratch.shingles,
             );
-            scratch.shingles.sort_unstable();
-            scratch.shingles.dedup();
         }
-        &scratch.shingles
     }
 
     /// The exact Jaccard similarity of `text`'s shingle set and `set` (a query's, hashed),
@@ -294,17 +300,7 @@ impl Fingerprinter {
         seen: &mut crate::minhash::HashSet64,
         scratch: &mut Scratch,
     ) -> f64 {
-        self.normalizer.normalize(text, &mut scratch.normalized);
-        scratch.shingles.clear();
-        scratch.partial = false;
-        if !scratch.normalized.is_empty() {
-            all_shingles(
-                &scratch.normalized,
-                self.params.shingle as usize,
-                &mut scratch.token_hashes,
-                &mut scratch.shingles,
-            );
-        }
+        self.all_shingles(text, scratch);
         set.jaccard_of(&scratch.shingles, seen)
     }
 

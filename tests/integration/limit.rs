@@ -76,17 +76,24 @@ fn views(index: &Index, q: &str, opts: &QueryOptions) -> Vec<(String, u64, Optio
         .collect()
 }
 
+/// A writer on a new index at `dir` that has added `posts` in three commits (three
+/// segments).
+fn in_three_commits(dir: &std::path::Path, posts: &[RawPost]) -> IndexWriter {
+    let mut w = IndexWriter::open_with(dir, BuildOptions::default()).expect("opens");
+    for chunk in posts.chunks(posts.len() / 3 + 1) {
+        w.add(chunk).expect("adds");
+        w.commit().expect("commits");
+    }
+    w
+}
+
 #[test]
 fn a_limited_lookup_is_the_full_lookup_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("index");
     let (posts, queries) = corpus();
     // Several segments: posts added in three commits, then some deleted.
-    let mut w = IndexWriter::open_with(&dir, BuildOptions::default()).expect("opens");
-    for chunk in posts.chunks(posts.len() / 3 + 1) {
-        w.add(chunk).expect("adds");
-        w.commit().expect("commits");
-    }
+    let mut w = in_three_commits(&dir, &posts);
     let gone: Vec<String> = (0..400)
         .step_by(7)
         .map(|i| format!("x{:04}", 999 - i))
@@ -274,12 +281,7 @@ fn one_scratch_carried_through_lookups_answers_as_fresh_ones() {
     let dir = tmp.path().join("index");
     let (posts, queries) = corpus();
     // Three segments: the buffers are reused from one segment to the next, too.
-    let mut w = IndexWriter::open_with(&dir, BuildOptions::default()).expect("opens");
-    for chunk in posts.chunks(posts.len() / 3 + 1) {
-        w.add(chunk).expect("adds");
-        w.commit().expect("commits");
-    }
-    drop(w);
+    drop(in_three_commits(&dir, &posts));
     let index = Index::open(&dir).expect("opens");
     assert!(index.stats().segments >= 3);
     let kinds: Vec<QueryOptions> = vec![
