@@ -257,8 +257,8 @@ impl HashSet64 {
         (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits)) as usize
     }
 
-    /// Adds `h`; whether it was new. The set must have been [`reset`](Self::reset) for at
-    /// least as many values as are added.
+    /// Adds `h`; whether it was new. Sized by [`reset`](Self::reset), the table grows when
+    /// more values come.
     #[inline]
     pub fn insert(&mut self, h: u64) -> bool {
         if h == u64::MAX {
@@ -266,6 +266,9 @@ impl HashSet64 {
             self.has_max = true;
             self.len += usize::from(new);
             return new;
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
         }
         let mask = self.slots.len() - 1;
         let mut at = self.slot(h);
@@ -281,6 +284,19 @@ impl HashSet64 {
             }
             at += 1;
         }
+    }
+
+    /// Doubles the table (at least its least size), keeping the values.
+    #[cold]
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        let has_max = self.has_max;
+        self.reset(old.len().max(4));
+        for h in old.into_iter().filter(|&h| h != u64::MAX) {
+            self.insert(h);
+        }
+        self.has_max = has_max;
+        self.len += usize::from(has_max);
     }
 
     /// Whether `h` is in the set.
@@ -433,6 +449,23 @@ mod tests {
                 proptest::prop_assert_eq!(table.contains(h), sa.binary_search(&h).is_ok());
             }
         }
+    }
+
+    /// A set never reset, or filled past the size it was reset for, grows (no endless probe).
+    #[test]
+    fn hash_set_grows_past_its_size() {
+        let mut set = HashSet64::default();
+        assert!(!set.contains(7));
+        set.reset(2);
+        for h in 0..1000u64 {
+            set.insert(h.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        assert!(set.insert(u64::MAX) && !set.insert(u64::MAX) && !set.insert(0));
+        assert_eq!(set.len(), 1001);
+        assert!(set.contains(u64::MAX) && set.contains(0));
+        assert!((1..1000u64).all(|h| set.contains(h.wrapping_mul(0x9E37_79B9_7F4A_7C15))));
+        let mut fresh = HashSet64::default();
+        assert!(fresh.insert(3) && !fresh.insert(3) && fresh.len() == 1);
     }
 
     #[test]
