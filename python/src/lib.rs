@@ -651,6 +651,10 @@ struct Index {
 /// own).
 const MAX_POOLED_SCRATCHES: usize = 64;
 
+/// Longest query text (bytes) whose lookup uses a pooled scratch: a scratch's buffers grow
+/// with the text it last took, and a pooled one would keep a long text's for good.
+const MAX_POOLED_TEXT_BYTES: usize = 64 << 10;
+
 impl Index {
     /// A pooled scratch, or a new one when all are in use.
     fn take_scratch(&self) -> Scratch {
@@ -1187,6 +1191,9 @@ impl Index {
         let index = self.reader.searcher();
         let r = py
             .detach(|| {
+                if t.len() > MAX_POOLED_TEXT_BYTES {
+                    return index.query_with(&t, &q.opts, &mut Scratch::new());
+                }
                 let mut scratch = self.take_scratch();
                 let r = index.query_with(&t, &q.opts, &mut scratch);
                 self.give_scratch(scratch);
