@@ -132,6 +132,14 @@ impl QueryOptions {
         Ok(())
     }
 
+    /// Whether a post must pass a platform, account or time filter to be a hit.
+    fn filters_posts(&self) -> bool {
+        !self.platforms.is_empty()
+            || !self.accounts.is_empty()
+            || self.since.is_some()
+            || self.until.is_some()
+    }
+
     fn containment_mode(&self) -> Option<Containment> {
         self.containment
             .map(Containment::Contains)
@@ -674,11 +682,7 @@ impl Index {
     /// need each post's metadata to count) and without cluster expansion (which uses every
     /// hit).
     fn cut_filled_at_one(&self, matched: &[Matched], opts: &QueryOptions) -> bool {
-        let filtered = !opts.platforms.is_empty()
-            || !opts.accounts.is_empty()
-            || opts.since.is_some()
-            || opts.until.is_some();
-        if opts.limit == 0 || opts.expand || filtered {
+        if opts.limit == 0 || opts.expand || opts.filters_posts() {
             return false;
         }
         let mut n = 0;

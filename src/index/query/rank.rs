@@ -90,10 +90,7 @@ impl Index {
                 .map(|(i, m)| (rank_key(m.containment, m.sim), i as u32)),
         );
         ahead.clear();
-        let filtered = !opts.platforms.is_empty()
-            || !opts.accounts.is_empty()
-            || opts.since.is_some()
-            || opts.until.is_some();
+        let filtered = opts.filters_posts();
         // (tier, time or i64::MAX, matched index, post) of the posts of the tiers taken.
         taken.clear();
         let mut tier = 0u32;
