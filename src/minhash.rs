@@ -160,6 +160,79 @@ pub fn equal_bytes(a: &[u8], b: &[u8]) -> usize {
     equal_bytes_portable(a, b)
 }
 
+/// [`equal_bytes`] of `q` with each of the `k`-byte signatures `sigs[id * k..][..k]` of
+/// `ids`, in order, into `out` (cleared first): the CPU is asked once which kernel it runs
+/// and that kernel is compiled into the loop, where [`equal_bytes`] pays a call and a check
+/// per signature (a campaign lookup compares thousands). `ahead` is called with the id
+/// [`EQUAL_AHEAD`] places ahead of the one compared (and first with the first ones), to ask
+/// the CPU for its signature early.
+///
+/// # Errors
+/// The first id whose signature lies outside `sigs`; `out` then holds the counts before it.
+pub fn equal_bytes_each(
+    sigs: &[u8],
+    k: usize,
+    ids: &[u32],
+    q: &[u8],
+    out: &mut Vec<u32>,
+    ahead: impl FnMut(u32),
+) -> std::result::Result<(), u32> {
+    out.clear();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("popcnt")
+    {
+        // SAFETY: the CPU has AVX-512BW and POPCNT (checked just above).
+        return unsafe { equal_bytes_each_avx512(sigs, k, ids, q, out, ahead) };
+    }
+    equal_bytes_each_with(sigs, k, ids, q, out, ahead, equal_bytes_portable)
+}
+
+/// How many ids ahead of the one compared [`equal_bytes_each`] asks for signatures: enough
+/// to overlap the misses of a cold campaign's, few enough not to overflow the CPU's
+/// outstanding misses (two lines a signature).
+pub const EQUAL_AHEAD: usize = 16;
+
+/// [`equal_bytes_each`] with the AVX-512 kernel inlined.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw,popcnt")]
+fn equal_bytes_each_avx512(
+    sigs: &[u8],
+    k: usize,
+    ids: &[u32],
+    q: &[u8],
+    out: &mut Vec<u32>,
+    ahead: impl FnMut(u32),
+) -> std::result::Result<(), u32> {
+    equal_bytes_each_with(sigs, k, ids, q, out, ahead, |a, b| equal_bytes_avx512(a, b))
+}
+
+/// The loop of [`equal_bytes_each`] around one kernel.
+#[inline(always)]
+fn equal_bytes_each_with(
+    sigs: &[u8],
+    k: usize,
+    ids: &[u32],
+    q: &[u8],
+    out: &mut Vec<u32>,
+    mut ahead: impl FnMut(u32),
+    kernel: impl Fn(&[u8], &[u8]) -> usize,
+) -> std::result::Result<(), u32> {
+    out.reserve(ids.len());
+    ids.iter().take(EQUAL_AHEAD).for_each(|&c| ahead(c));
+    for (i, &c) in ids.iter().enumerate() {
+        if let Some(&next) = ids.get(i + EQUAL_AHEAD) {
+            ahead(next);
+        }
+        let s = (c as usize)
+            .checked_mul(k)
+            .and_then(|at| sigs.get(at..at.checked_add(k)?))
+            .ok_or(c)?;
+        out.push(kernel(s, q) as u32);
+    }
+    Ok(())
+}
+
 /// [`equal_bytes`] 64 bytes at a time: one compare into a mask and a popcount each.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw,popcnt")]
@@ -380,6 +453,43 @@ mod tests {
         let mut s = vec![0; h.k()];
         h.signature(set, &mut s);
         s
+    }
+
+    proptest::proptest! {
+        /// The batch form counts what `equal_bytes` counts for each id, asks ahead for every
+        /// id once, and stops at the first id out of range with the counts before it.
+        #[test]
+        fn equal_bytes_each_is_equal_bytes_per_id(
+            k in 1usize..200,
+            n in 0usize..40,
+            seed in proptest::prelude::any::<u64>(),
+            ids in proptest::collection::vec(0u32..48, 0..80),
+        ) {
+            let mut x = seed | 1;
+            let mut byte = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Few values, so that many bytes are equal.
+                (x % 3) as u8
+            };
+            let sigs: Vec<u8> = (0..n * k).map(|_| byte()).collect();
+            let q: Vec<u8> = (0..k).map(|_| byte()).collect();
+            let mut out = vec![7];
+            let mut asked = Vec::new();
+            let got = equal_bytes_each(&sigs, k, &ids, &q, &mut out, |c| asked.push(c));
+            let bad = ids.iter().position(|&c| c as usize >= n);
+            let good = &ids[..bad.unwrap_or(ids.len())];
+            let want: Vec<u32> = good
+                .iter()
+                .map(|&c| equal_bytes(&sigs[c as usize * k..][..k], &q) as u32)
+                .collect();
+            proptest::prop_assert_eq!(&out, &want);
+            proptest::prop_assert_eq!(got, bad.map_or(Ok(()), |i| Err(ids[i])));
+            if bad.is_none() {
+                proptest::prop_assert_eq!(&asked, &ids);
+            }
+        }
     }
 
     proptest::proptest! {

@@ -272,6 +272,99 @@ fn a_deleted_copy_at_similarity_one_does_not_fill_the_cut() {
     assert_eq!(ids(&opts(2, true)), ["copy2", "copy3"]);
 }
 
+/// A limited lookup whose live copies of the query fill its cut verifies only the
+/// shortest uncut band list of each segment (the copies are in every band's), not the
+/// campaign's hundreds of near copies, and answers the full lookup cut all the same: with
+/// copies in three segments, some deleted, with and without bucket caps that cut most
+/// band lists, and with fewer live copies than the limit (every candidate verified then).
+#[test]
+fn copies_filling_the_cut_spare_verifying_the_near_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let word = |i: usize| {
+        let l = |d: usize| char::from(b'a' + (d % 26) as u8);
+        format!("{}{}{}", l(i / 676), l(i / 26), l(i))
+    };
+    let words: Vec<String> = (0..40).map(word).collect();
+    let query = words.join(" ");
+    let post = |id: String, text: String, ts: i64| RawPost {
+        id,
+        text,
+        account: "acct".into(),
+        platform: "web".into(),
+        ts: Some(ts),
+        line: 0,
+    };
+    let mut posts: Vec<RawPost> = util::sample_posts().into_iter().take(300).collect();
+    // 300 near copies, each with one word replaced (at least 37 of 40 shingles shared).
+    for i in 0..300 {
+        let mut w = words.clone();
+        w[i % 40] = word(2000 + i);
+        posts.push(post(format!("near{i:03}"), w.join(" "), 1_000 + i as i64));
+    }
+    // 24 copies, spread over the three commits below.
+    for i in 0..24 {
+        posts.push(post(format!("copy{i:02}"), query.clone(), 5_000 - i as i64));
+    }
+    let mut rng = Rng::new(99);
+    for i in (1..posts.len()).rev() {
+        posts.swap(i, rng.below(i + 1));
+    }
+    let mut w = in_three_commits(&dir, &posts);
+    let gone: Vec<String> = (0..24).step_by(3).map(|i| format!("copy{i:02}")).collect();
+    assert!(w.delete(&gone).expect("deletes").is_empty());
+    w.commit().expect("commits");
+    drop(w);
+    let index = Index::open(&dir).expect("opens");
+    assert!(index.stats().segments >= 3);
+    // 16 live copies.
+    for (max_bucket, exact) in [(1000, false), (1000, true), (40, false), (5, true)] {
+        let base = QueryOptions {
+            max_bucket,
+            exact_near_threshold: exact,
+            with_text: false,
+            ..QueryOptions::default()
+        };
+        let all = index.query(&query, &base).expect("query");
+        if max_bucket == 1000 {
+            assert!(all.hits.len() > 200, "{} hits", all.hits.len());
+        }
+        for limit in [1, 10, 16, 17, 40] {
+            let opts = QueryOptions {
+                limit,
+                ..base.clone()
+            };
+            let r = index.query(&query, &opts).expect("query");
+            let got: Vec<_> = r.hits.iter().map(|h| (&h.id, h.similarity)).collect();
+            let want: Vec<_> = all
+                .hits
+                .iter()
+                .take(limit)
+                .map(|h| (&h.id, h.similarity))
+                .collect();
+            assert_eq!(
+                got, want,
+                "limit {limit}, max_bucket {max_bucket}, exact {exact}"
+            );
+            if limit <= 16 && max_bucket == 1000 {
+                // The copies are one content per segment; the shortest band list holds some
+                // near copies too (about 100 of the 300 here), not all of them.
+                assert!(
+                    r.candidates < 150,
+                    "limit {limit}: {} verified",
+                    r.candidates
+                );
+            } else if max_bucket == 1000 {
+                assert!(
+                    r.candidates > 250,
+                    "limit {limit}: {} verified",
+                    r.candidates
+                );
+            }
+        }
+    }
+}
+
 /// A lookup keeps its buffers in the caller's `Scratch` for the next one: one scratch
 /// carried through lookups of every kind (limits, filters, containment, owned and borrowed
 /// hits, in an order where each differs from the one before) answers as a fresh one does.

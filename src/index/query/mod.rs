@@ -27,6 +27,12 @@ pub(crate) struct LookupBuffers {
     sig: Vec<u8>,
     cands: Vec<u32>,
     seen: Vec<u32>,
+    /// One byte per id of a dense candidate list's span ([`dedup`]).
+    marks: Vec<u8>,
+    /// Each candidate's signature bytes equal to the query's.
+    equal: Vec<u32>,
+    /// Each segment's candidates, probed before the rest of a lookup (`fill_at_one`).
+    by_seg: Vec<Vec<u32>>,
     verified: Vec<(u32, f64, Option<f64>)>,
     /// Each verified candidate's place among its segment's candidates.
     verified_at: Vec<u32>,
@@ -548,6 +554,9 @@ impl Index {
         let LookupBuffers {
             cands,
             seen,
+            marks,
+            equal,
+            by_seg,
             verified,
             verified_at,
             pending,
@@ -561,91 +570,107 @@ impl Index {
         matched.clear();
         matched_at.clear();
         pending.clear();
-        for (si, seg) in self.segments.iter().enumerate() {
-            if self.opts.prefetch {
-                seg.prefetch_dirs(keys);
-                seg.prefetch_buckets(keys);
-            }
-            cands.clear();
-            res.truncated |= seg.probe_all(keys, opts.max_bucket, cands)?;
-            // Only a containment lookup needs its candidates in order (it searches them);
-            // the answer does not depend on the order they are verified in.
-            dedup(cands, seen, cont.is_some());
-            res.candidates += cands.len();
-            if self.opts.prefetch {
-                cands.iter().for_each(|&c| seg.prefetch_signature(c));
-            }
-            cands.iter().for_each(|&c| seg.touch_signature(c));
-            verified.clear();
-            verified_at.clear();
-            if let (Some(mode), Some(q)) = (cont, set) {
-                let scratch = exact.get_or_insert_with(Scratch::new);
-                res.candidates +=
-                    self.verify_containment(seg, cands, q, mode, opts, scratch, cache, verified)?;
-            }
-            // A containment lookup settled its candidates above.
-            let estimated = if cont.is_some() { &[][..] } else { &cands[..] };
-            let settles = set.is_some() && seg.has_text();
-            for (at, &c) in estimated.iter().enumerate() {
-                let s = seg.signature(c)?;
-                let sim = self.estimate(equal_bytes(s, sig), sig.len());
-                if settles && (sim - opts.min_similarity).abs() <= margin {
-                    pending.push((si, at as u32, c, sim));
-                } else if sim >= opts.min_similarity {
-                    verified.push((c, sim, None));
-                    verified_at.push(at as u32);
+        // A limited lookup whose live posts at similarity 1 fill the cut needs no other
+        // candidate verified (`fill_at_one`).
+        let at_one = opts.limit > 0
+            && !opts.expand
+            && !opts.filters_posts()
+            && cont.is_none()
+            && !(set.is_some() && (1.0 - opts.min_similarity).abs() <= margin);
+        let filled = at_one && self.fill_at_one(keys, sig, opts, by_seg, equal, matched, res)?;
+        if !filled {
+            for (si, seg) in self.segments.iter().enumerate() {
+                if self.opts.prefetch && !at_one {
+                    seg.prefetch_dirs(keys);
+                    seg.prefetch_buckets(keys);
+                }
+                cands.clear();
+                if let Some(probed) = by_seg.get_mut(si).filter(|_| at_one) {
+                    // Probed by `fill_at_one` already.
+                    std::mem::swap(cands, probed);
+                } else {
+                    res.truncated |= seg.probe_all(keys, opts.max_bucket, cands)?;
+                }
+                // Only a containment lookup needs its candidates in order (it searches them);
+                // the answer does not depend on the order they are verified in.
+                dedup(cands, seen, marks, cont.is_some());
+                res.candidates += cands.len();
+                if self.opts.prefetch {
+                    cands.iter().for_each(|&c| seg.prefetch_signature(c));
+                }
+                verified.clear();
+                verified_at.clear();
+                if let (Some(mode), Some(q)) = (cont, set) {
+                    let scratch = exact.get_or_insert_with(Scratch::new);
+                    res.candidates += self
+                        .verify_containment(seg, cands, q, mode, opts, scratch, cache, verified)?;
+                }
+                // A containment lookup settled its candidates above.
+                let estimated = if cont.is_some() { &[][..] } else { &cands[..] };
+                let settles = set.is_some() && seg.has_text();
+                // The CPU fetches signatures a fixed distance ahead of the compare: all at once
+                // would overflow its outstanding misses on a campaign's thousands of candidates.
+                seg.equal_counts(estimated, sig, equal)?;
+                for (at, (&c, &eq)) in estimated.iter().zip(equal.iter()).enumerate() {
+                    let sim = self.estimate(eq as usize, sig.len());
+                    if settles && (sim - opts.min_similarity).abs() <= margin {
+                        pending.push((si, at as u32, c, sim));
+                    } else if sim >= opts.min_similarity {
+                        verified.push((c, sim, None));
+                        verified_at.push(at as u32);
+                    }
+                }
+                if self.opts.prefetch {
+                    // One more round of overlapped reads: the verified contents' post ranges.
+                    verified
+                        .iter()
+                        .for_each(|&(c, _, _)| seg.prefetch_content(c));
+                }
+                verified.iter().for_each(|&(c, _, _)| seg.touch_content(c));
+                for (i, &(c, sim, containment)) in verified.iter().enumerate() {
+                    matched.push(Matched {
+                        seg: si,
+                        posts: seg.content_posts(c)?,
+                        sim,
+                        containment,
+                    });
+                    let at = verified_at.get(i).copied().unwrap_or(i as u32);
+                    matched_at.push(((si as u64) << 32) | u64::from(at));
                 }
             }
-            if self.opts.prefetch {
-                // One more round of overlapped reads: the verified contents' post ranges.
-                verified
-                    .iter()
-                    .for_each(|&(c, _, _)| seg.prefetch_content(c));
-            }
-            verified.iter().for_each(|&(c, _, _)| seg.touch_content(c));
-            for (i, &(c, sim, containment)) in verified.iter().enumerate() {
-                matched.push(Matched {
-                    seg: si,
-                    posts: seg.content_posts(c)?,
-                    sim,
-                    containment,
-                });
-                let at = verified_at.get(i).copied().unwrap_or(i as u32);
-                matched_at.push(((si as u64) << 32) | u64::from(at));
-            }
-        }
-        if let Some(q) = set.filter(|_| !pending.is_empty()) {
-            if !self.cut_filled_at_one(matched, opts) {
-                let scratch = exact.get_or_insert_with(Scratch::new);
-                query_set.reset(q.len());
-                q.iter().for_each(|&h| {
-                    query_set.insert(h);
-                });
-                let settled = matched.len();
-                for &(si, at, c, estimate) in pending.iter() {
-                    let seg = &self.segments[si];
-                    let mut sim = estimate;
-                    // Every post of a content has the same normalized text.
-                    if let Some(p) = seg.content_posts(c)?.next() {
-                        if let Some(text) = seg.text_str(p, cache)? {
-                            sim = self.fp.jaccard_to(text, query_set, seen_set, scratch);
+            if let Some(q) = set.filter(|_| !pending.is_empty()) {
+                if !self.cut_filled_at_one(matched, opts) {
+                    let scratch = exact.get_or_insert_with(Scratch::new);
+                    query_set.reset(q.len());
+                    q.iter().for_each(|&h| {
+                        query_set.insert(h);
+                    });
+                    let settled = matched.len();
+                    for &(si, at, c, estimate) in pending.iter() {
+                        let seg = &self.segments[si];
+                        let mut sim = estimate;
+                        // Every post of a content has the same normalized text.
+                        if let Some(p) = seg.content_posts(c)?.next() {
+                            if let Some(text) = seg.text_str(p, cache)? {
+                                sim = self.fp.jaccard_to(text, query_set, seen_set, scratch);
+                            }
+                        }
+                        if sim >= opts.min_similarity {
+                            matched.push(Matched {
+                                seg: si,
+                                posts: seg.content_posts(c)?,
+                                sim,
+                                containment: None,
+                            });
+                            matched_at.push(((si as u64) << 32) | u64::from(at));
                         }
                     }
-                    if sim >= opts.min_similarity {
-                        matched.push(Matched {
-                            seg: si,
-                            posts: seg.content_posts(c)?,
-                            sim,
-                            containment: None,
-                        });
-                        matched_at.push(((si as u64) << 32) | u64::from(at));
+                    if matched.len() > settled {
+                        // Back in the order of verifying every candidate in turn.
+                        let mut order: Vec<usize> = (0..matched.len()).collect();
+                        order.sort_unstable_by_key(|&i| matched_at[i]);
+                        *matched = order.iter().map(|&i| matched[i].clone()).collect();
                     }
-                }
-                if matched.len() > settled {
-                    // Back in the order of verifying every candidate in turn.
-                    let mut order: Vec<usize> = (0..matched.len()).collect();
-                    order.sort_unstable_by_key(|&i| matched_at[i]);
-                    *matched = order.iter().map(|&i| matched[i].clone()).collect();
                 }
             }
         }
@@ -670,6 +695,89 @@ impl Index {
             found.truncate(opts.limit);
         }
         Ok(found)
+    }
+
+    /// Probes every segment (its candidates into `by_seg`) and matches the contents at
+    /// similarity 1, every signature byte equal to the query's, into `matched`; true if
+    /// their live posts fill the cut of a limited lookup (without filters, cluster
+    /// expansion or containment, and with 1 not near the threshold: the caller checks).
+    /// Such a content has every band key of the query, so it is in every band's list: in
+    /// the shortest one the bucket cap did not cut, which is all this verifies, where the
+    /// rest of a lookup verifies every distinct candidate of every band (thousands for a
+    /// query inside a campaign). Every other candidate differs from the query in some
+    /// signature byte, so its similarity, estimated or exact, is below 1 and it ranks after
+    /// those posts: the answer is the one verifying them all gives. When the posts do not
+    /// fill the cut, `matched` is left empty and the lookup goes on with the probed
+    /// candidates.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_at_one(
+        &self,
+        keys: &[u64],
+        sig: &[u8],
+        opts: &QueryOptions,
+        by_seg: &mut Vec<Vec<u32>>,
+        equal: &mut Vec<u32>,
+        matched: &mut Vec<Matched>,
+        res: &mut QueryResult,
+    ) -> Result<bool> {
+        let one = self.estimate(sig.len(), sig.len());
+        by_seg.resize_with(by_seg.len().max(self.segments.len()), Vec::new);
+        let mut verified = 0;
+        let mut live = 0;
+        let mut shortest_everywhere = true;
+        for (si, seg) in self.segments.iter().enumerate() {
+            if self.opts.prefetch {
+                seg.prefetch_dirs(keys);
+                seg.prefetch_buckets(keys);
+            }
+            let cands = &mut by_seg[si];
+            cands.clear();
+            let (truncated, shortest) = seg.probe_bands(keys, opts.max_bucket, cands)?;
+            res.truncated |= truncated;
+            let Some(shortest) =
+                shortest.filter(|_| shortest_everywhere && one >= opts.min_similarity)
+            else {
+                // Probe the other segments all the same, for the rest of the lookup.
+                shortest_everywhere = false;
+                continue;
+            };
+            let list = &cands[shortest];
+            if self.opts.prefetch {
+                list.iter().for_each(|&c| seg.prefetch_signature(c));
+            }
+            seg.equal_counts(list, sig, equal)?;
+            verified += list.len();
+            let at_one = || {
+                list.iter()
+                    .zip(equal.iter())
+                    .filter(|(_, &eq)| eq as usize == sig.len())
+            };
+            if self.opts.prefetch {
+                at_one().for_each(|(&c, _)| seg.prefetch_content(c));
+            }
+            for (&c, _) in at_one() {
+                let posts = seg.content_posts(c)?;
+                if live < opts.limit {
+                    live += posts
+                        .clone()
+                        .filter(|&p| !seg.is_deleted(p))
+                        .take(opts.limit - live)
+                        .count();
+                }
+                matched.push(Matched {
+                    seg: si,
+                    posts,
+                    sim: one,
+                    containment: None,
+                });
+            }
+        }
+        if shortest_everywhere && live >= opts.limit {
+            res.candidates += verified;
+            return Ok(true);
+        }
+        matched.clear();
+        Ok(false)
     }
 
     /// Whether the posts of the contents matched at similarity 1 (every signature byte equal
@@ -831,7 +939,7 @@ const CONTAINMENT_HOPS: usize = 64;
 /// small open-addressing set (`table`), and with `sorted` the distinct ids are then sorted.
 /// With `sorted`, the result is what `sort_unstable` and `dedup` give; without, the same
 /// values in some order.
-fn dedup(v: &mut Vec<u32>, table: &mut Vec<u32>, sorted: bool) {
+fn dedup(v: &mut Vec<u32>, table: &mut Vec<u32>, marks: &mut Vec<u8>, sorted: bool) {
     if v.len() <= 32 {
         v.sort_unstable();
         v.dedup();
@@ -839,10 +947,35 @@ fn dedup(v: &mut Vec<u32>, table: &mut Vec<u32>, sorted: bool) {
     }
     let (lo, hi) = min_max(v);
     let span = u64::from(hi - lo) + 1;
+    if span <= v.len() as u64 * 4 {
+        // Very dense ids (a campaign's candidates sit together in the content order): one
+        // byte per id of `lo..=hi`. Marking a byte is a plain store, so marks of ids that
+        // share a word do not wait on each other as a bitmap's read-modify-write does
+        // (most of a campaign lookup's entries repeat an id a few entries back). Read back
+        // 8 bytes at a time, in order, which also sorts them.
+        marks.clear();
+        marks.resize(span.next_multiple_of(8) as usize, 0);
+        // A slice, not the vector: a byte store may alias the vector's own fields, which
+        // the compiler would then reload on every mark.
+        let m = marks.as_mut_slice();
+        for &c in v.iter() {
+            m[(c - lo) as usize] = 1;
+        }
+        let mut n = 0;
+        for (w, chunk) in marks.chunks_exact(8).enumerate() {
+            let mut bits = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            while bits != 0 {
+                v[n] = lo + (w as u32) * 8 + bits.trailing_zeros() / 8;
+                n += 1;
+                bits &= bits - 1;
+            }
+        }
+        v.truncate(n);
+        return;
+    }
     if span <= v.len() as u64 * 32 {
-        // Dense ids (a campaign's candidates sit together in the content order): one bit
-        // per id of `lo..=hi` (at most a word per entry), read back in order, which also
-        // sorts them.
+        // Dense ids: one bit per id of `lo..=hi` (at most a word per entry), read back in
+        // order, which also sorts them.
         table.clear();
         table.resize(span.div_ceil(32) as usize, 0);
         for &c in v.iter() {
@@ -920,6 +1053,7 @@ mod tests {
     fn dedup_equals_sort_then_dedup() {
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let mut table = Vec::new();
+        let mut marks = Vec::new();
         // (least value, range): dense and sparse ids, from 0, far from 0 and up to u32::MAX.
         let ranges = [
             (0u64, 3u64),
@@ -948,9 +1082,9 @@ mod tests {
                 want.sort_unstable();
                 want.dedup();
                 let mut unsorted = v.clone();
-                super::dedup(&mut v, &mut table, true);
+                super::dedup(&mut v, &mut table, &mut marks, true);
                 assert_eq!(v, want, "len {len}, from {base}, range {range}");
-                super::dedup(&mut unsorted, &mut table, false);
+                super::dedup(&mut unsorted, &mut table, &mut marks, false);
                 assert_eq!(
                     unsorted.len(),
                     want.len(),

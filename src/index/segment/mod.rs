@@ -585,6 +585,21 @@ impl Segment {
     /// format 5, the content ids of each first match are prefetched, and only then read).
     /// Same result as probing band after band. Returns whether a cap cut a list short.
     pub(crate) fn probe_all(&self, keys: &[u64], cap: usize, out: &mut Vec<u32>) -> Result<bool> {
+        self.probe_bands(keys, cap, out)
+            .map(|(truncated, _)| truncated)
+    }
+
+    /// [`probe_all`](Self::probe_all), also returning where in `out` the shortest band's
+    /// list is among the bands whose list the cap did not cut (`None` if it cut every one,
+    /// or there is no band). A content's band keys all equal the query's only if its
+    /// signature does, and such a content is in every band's bucket: all of them are in that
+    /// list (a band holds a content once).
+    pub(crate) fn probe_bands(
+        &self,
+        keys: &[u64],
+        cap: usize,
+        out: &mut Vec<u32>,
+    ) -> Result<(bool, Option<Range<usize>>)> {
         /// Bands per group of rounds (every band of the default 32 in one).
         const GROUP: usize = 64;
         // Most lines of one bucket prefetched (a heavy bucket is searched, not read): its
@@ -600,6 +615,20 @@ impl Segment {
         let data: &[u8] = &self.bands.file.data;
         let entries = self.entries();
         let mut truncated = false;
+        let mut shortest: Option<Range<usize>> = None;
+        let mut take = |band: usize, r: Range<usize>, tag: u32, out: &mut Vec<u32>| {
+            let start = out.len();
+            let cut = self.take_matches(&entries, band, r, tag, cap, out)?;
+            truncated |= cut;
+            if !cut
+                && shortest
+                    .as_ref()
+                    .is_none_or(|s| out.len() - start < s.len())
+            {
+                shortest = Some(start..out.len());
+            }
+            Ok::<(), Error>(())
+        };
         for first in (0..n).step_by(GROUP) {
             let last = (first + GROUP).min(n);
             let mut probes: [(usize, u32, Range<usize>); GROUP] =
@@ -633,7 +662,7 @@ impl Segment {
                 // Round 3: each bucket's matches, tags and ids from the same lines.
                 for (band, p) in (first..last).zip(probes.iter()) {
                     let lo = self.first_match(&entries, band, p.2.clone(), p.1);
-                    truncated |= self.take_matches(&entries, band, lo..p.2.end, p.1, cap, out)?;
+                    take(band, lo..p.2.end, p.1, out)?;
                 }
                 continue;
             }
@@ -649,10 +678,10 @@ impl Segment {
             }
             // Round 4: the content ids.
             for (band, p) in (first..last).zip(probes.iter()) {
-                truncated |= self.take_matches(&entries, band, p.2.clone(), p.1, cap, out)?;
+                take(band, p.2.clone(), p.1, out)?;
             }
         }
-        Ok(truncated)
+        Ok((truncated, shortest))
     }
 
     /// Every `(key prefix, content)` entry of a bucket, for the self-join of clustering and
@@ -779,6 +808,17 @@ impl Segment {
                 format!("content id {c} out of range"),
             )),
         }
+    }
+
+    /// The number of bytes each of `cands`' signatures shares with `sig`, in order, into
+    /// `out` ([`crate::minhash::equal_bytes_each`], fetching signatures ahead).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a content id out of range.
+    pub(crate) fn equal_counts(&self, cands: &[u32], sig: &[u8], out: &mut Vec<u32>) -> Result<()> {
+        let sigs = &self.sigs.data[self.sigs_range.clone()];
+        crate::minhash::equal_bytes_each(sigs, self.k, cands, sig, out, |c| self.touch_signature(c))
+            .map_err(|c| Error::corrupt(&self.sigs.path, format!("content id {c} out of range")))
     }
 
     /// Whether each content's posts are ordered by time (unknown last), then id (format 7):
@@ -1519,6 +1559,7 @@ mod tests {
     /// of every format version (16-bit and 32-bit tags), with and without a cap.
     #[test]
     fn probe_all_finds_what_probing_band_after_band_finds() {
+        // And `probe_bands` names the shortest band list the cap did not cut.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         for version in ["v1", "v2", "v3", "v4", "v5", "v6", "v7"] {
             let dir = root.join(version);
@@ -1537,13 +1578,24 @@ mod tests {
                 keys.clear();
                 index.fingerprinter().band_keys(&f.signature, &mut keys);
                 for seg in index.segments() {
-                    for cap in [usize::MAX, 1] {
+                    for cap in [usize::MAX, 2, 1] {
                         let (mut all, mut one) = (Vec::new(), Vec::new());
-                        let cut_all = seg.probe_all(&keys, cap, &mut all).unwrap();
+                        let (cut_all, shortest) = seg.probe_bands(&keys, cap, &mut all).unwrap();
+                        assert_eq!(seg.probe_all(&keys, cap, &mut Vec::new()).unwrap(), cut_all);
                         let mut cut_one = false;
+                        // The first of the shortest lists no cap cut.
+                        let mut want: Option<Vec<u32>> = None;
                         for (band, &key) in keys.iter().enumerate() {
-                            cut_one |= seg.probe(band, key, cap, &mut one).unwrap();
+                            let start = one.len();
+                            let cut = seg.probe(band, key, cap, &mut one).unwrap();
+                            cut_one |= cut;
+                            let list = &one[start..];
+                            if !cut && want.as_ref().is_none_or(|w| list.len() < w.len()) {
+                                want = Some(list.to_vec());
+                            }
                         }
+                        let got = shortest.map(|r| all[r].to_vec());
+                        assert_eq!(got, want, "{version}: cap {cap}");
                         all.sort_unstable();
                         one.sort_unstable();
                         assert_eq!(all, one, "{version}: {}", seg.dir().display());
