@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::segment::TextCache;
+use super::segment::{Run, TextCache};
 
 mod rank;
 use super::{Index, PostAddr};
@@ -31,8 +31,9 @@ pub(crate) struct LookupBuffers {
     marks: Vec<u8>,
     /// Each candidate's signature bytes equal to the query's.
     equal: Vec<u32>,
-    /// Each segment's candidates, probed before the rest of a lookup (`fill_at_one`).
-    by_seg: Vec<Vec<u32>>,
+    /// Each segment's band runs ([`super::Segment::probe_runs`]), and the shortest.
+    runs: Vec<Vec<Run>>,
+    picked: Vec<Run>,
     verified: Vec<(u32, f64, Option<f64>)>,
     /// Each verified candidate's place among its segment's candidates.
     verified_at: Vec<u32>,
@@ -66,7 +67,11 @@ pub struct QueryOptions {
     /// `query` turns it on (`--estimate-only` turns it off): on the dev corpus it raised
     /// pair recall from 0.974 to 0.989 and precision from 0.970 to 0.977.
     pub exact_near_threshold: bool,
-    /// Most hits returned, best first (0 = all).
+    /// Most hits returned, best first (0 = all). A limited lookup answers the first `limit`
+    /// hits of the lookup of all of them; when posts at an estimated similarity of 1 fill
+    /// the cut it verifies only the candidates that can be at 1, and may then (rarely: a
+    /// full MinHash row differing where its 8-bit byte does not, in two bands at once) leave
+    /// out a post at an estimated 1 whose true similarity is below 1.
     pub limit: usize,
     /// Keep only posts on these platforms (empty = all).
     pub platforms: Vec<String>,
@@ -556,7 +561,8 @@ impl Index {
             seen,
             marks,
             equal,
-            by_seg,
+            runs,
+            picked,
             verified,
             verified_at,
             pending,
@@ -577,20 +583,24 @@ impl Index {
             && !opts.filters_posts()
             && cont.is_none()
             && !(set.is_some() && (1.0 - opts.min_similarity).abs() <= margin);
-        let filled = at_one && self.fill_at_one(keys, sig, opts, by_seg, equal, matched, res)?;
+        runs.resize_with(runs.len().max(self.segments.len()), Vec::new);
+        let filled = at_one
+            && self.fill_at_one(
+                keys, sig, opts, runs, picked, cands, seen, marks, equal, matched, res,
+            )?;
         if !filled {
             for (si, seg) in self.segments.iter().enumerate() {
                 if self.opts.prefetch && !at_one {
                     seg.prefetch_dirs(keys);
                     seg.prefetch_buckets(keys);
                 }
-                cands.clear();
-                if let Some(probed) = by_seg.get_mut(si).filter(|_| at_one) {
-                    // Probed by `fill_at_one` already.
-                    std::mem::swap(cands, probed);
-                } else {
-                    res.truncated |= seg.probe_all(keys, opts.max_bucket, cands)?;
+                let runs = &mut runs[si];
+                if !at_one {
+                    // Else probed by `fill_at_one` already.
+                    seg.probe_runs(keys, runs)?;
                 }
+                cands.clear();
+                res.truncated |= seg.take_runs(runs, opts.max_bucket, cands)?;
                 // Only a containment lookup needs its candidates in order (it searches them);
                 // the answer does not depend on the order they are verified in.
                 dedup(cands, seen, marks, cont.is_some());
@@ -697,51 +707,58 @@ impl Index {
         Ok(found)
     }
 
-    /// Probes every segment (its candidates into `by_seg`) and matches the contents at
+    /// Probes every segment (its band runs into `runs`) and matches the contents at
     /// similarity 1, every signature byte equal to the query's, into `matched`; true if
     /// their live posts fill the cut of a limited lookup (without filters, cluster
     /// expansion or containment, and with 1 not near the threshold: the caller checks).
-    /// Such a content has every band key of the query, so it is in every band's list: in
-    /// the shortest one the bucket cap did not cut, which is all this verifies, where the
-    /// rest of a lookup verifies every distinct candidate of every band (thousands for a
-    /// query inside a campaign). Every other candidate differs from the query in some
-    /// signature byte, so its similarity, estimated or exact, is below 1 and it ranks after
-    /// those posts: the answer is the one verifying them all gives. When the posts do not
-    /// fill the cut, `matched` is left empty and the lookup goes on with the probed
-    /// candidates.
+    /// Every other candidate differs from the query in some signature byte, so its
+    /// similarity, estimated or exact, is below 1 and it ranks after those posts.
+    ///
+    /// Only the [`AT_ONE_RUNS`] shortest band runs the bucket cap does not cut are taken
+    /// and verified (into `picked` and `list`), where the rest of a lookup takes every
+    /// band's entries and verifies every distinct candidate (thousands for a query inside a
+    /// campaign). A content whose signature bytes all equal the query's has its band keys
+    /// (hashes of the full MinHash rows) too, unless a full row differs where its byte does
+    /// not (1 in 256 for each such row): it is in every band's run but those rows', so in
+    /// one of the runs taken unless that happens in each of their bands. Only then can the
+    /// answer differ from the one verifying every candidate, and only by leaving out a
+    /// content whose true similarity is below 1 (its MinHash differs) for other posts at
+    /// an estimated 1. When the posts do not fill the cut, `matched` is left empty and the
+    /// lookup goes on from the runs.
     #[allow(clippy::too_many_arguments)]
     fn fill_at_one(
         &self,
         keys: &[u64],
         sig: &[u8],
         opts: &QueryOptions,
-        by_seg: &mut Vec<Vec<u32>>,
+        runs: &mut [Vec<Run>],
+        picked: &mut Vec<Run>,
+        list: &mut Vec<u32>,
+        seen: &mut Vec<u32>,
+        marks: &mut Vec<u8>,
         equal: &mut Vec<u32>,
         matched: &mut Vec<Matched>,
         res: &mut QueryResult,
     ) -> Result<bool> {
         let one = self.estimate(sig.len(), sig.len());
-        by_seg.resize_with(by_seg.len().max(self.segments.len()), Vec::new);
         let mut verified = 0;
         let mut live = 0;
-        let mut shortest_everywhere = true;
-        for (si, seg) in self.segments.iter().enumerate() {
+        let mut shortest_everywhere = one >= opts.min_similarity;
+        for ((si, seg), runs) in self.segments.iter().enumerate().zip(runs.iter_mut()) {
             if self.opts.prefetch {
                 seg.prefetch_dirs(keys);
                 seg.prefetch_buckets(keys);
             }
-            let cands = &mut by_seg[si];
-            cands.clear();
-            let (truncated, shortest) = seg.probe_bands(keys, opts.max_bucket, cands)?;
-            res.truncated |= truncated;
-            let Some(shortest) =
-                shortest.filter(|_| shortest_everywhere && one >= opts.min_similarity)
-            else {
-                // Probe the other segments all the same, for the rest of the lookup.
-                shortest_everywhere = false;
+            // Every segment is probed all the same, for the rest of the lookup.
+            seg.probe_runs(keys, runs)?;
+            shortest_everywhere = shortest_everywhere
+                && Run::shortest_uncut(runs, opts.max_bucket, AT_ONE_RUNS, picked);
+            if !shortest_everywhere {
                 continue;
-            };
-            let list = &cands[shortest];
+            }
+            list.clear();
+            seg.take_runs(picked, opts.max_bucket, list)?;
+            dedup(list, seen, marks, false);
             if self.opts.prefetch {
                 list.iter().for_each(|&c| seg.prefetch_signature(c));
             }
@@ -774,6 +791,10 @@ impl Index {
         }
         if shortest_everywhere && live >= opts.limit {
             res.candidates += verified;
+            res.truncated |= runs[..self.segments.len()]
+                .iter()
+                .flatten()
+                .any(|r| r.len() > opts.max_bucket);
             return Ok(true);
         }
         matched.clear();
@@ -927,6 +948,10 @@ impl Index {
     }
 }
 
+/// How many of each segment's shortest band runs a limited lookup verifies before the
+/// rest, for contents at similarity 1 ([`Index::fill_at_one`]).
+const AT_ONE_RUNS: usize = 2;
+
 /// Most posts a containment lookup hops from, per segment
 /// ([`Index::verify_containment`]).
 const CONTAINMENT_HOPS: usize = 64;
@@ -934,8 +959,9 @@ const CONTAINMENT_HOPS: usize = 64;
 /// Removes repeated values from `v`, and sorts it if `sorted` (or when that costs nothing).
 /// A similar text shares several band keys with the query, so its content id comes back
 /// from several probes. When the ids are dense (their span at most 32 per entry, as a
-/// campaign's are in the content order), a bitmap over their span (`table`, reused) drops
-/// the repeats and gives the order in one pass; otherwise the repeats are dropped through a
+/// campaign's are in the content order), a byte map (`marks`, span at most 4 per entry) or a
+/// bitmap (`table`) over their span drops the repeats and gives the order in one pass;
+/// otherwise the repeats are dropped through a
 /// small open-addressing set (`table`), and with `sorted` the distinct ids are then sorted.
 /// With `sorted`, the result is what `sort_unstable` and `dedup` give; without, the same
 /// values in some order.

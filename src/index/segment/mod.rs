@@ -182,6 +182,42 @@ fn time_of_code(ts_base: i64, code: u64) -> Option<Option<i64>> {
     }
 }
 
+/// Where one band's matches of a probe are ([`Segment::probe_runs`]): entries `r` of
+/// `band` (a bucket's entries are sorted by tag, so they are one run), whose tag is `tag`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Run {
+    band: usize,
+    tag: u32,
+    r: Range<usize>,
+}
+
+impl Run {
+    /// How many entries match.
+    pub(crate) fn len(&self) -> usize {
+        self.r.len()
+    }
+
+    /// The `n` shortest of `runs` (the earlier band first among equally long ones; all of
+    /// them if there are `n` or fewer) into `out`, if a cap of `cap` entries cuts none of
+    /// them. A content whose band keys equal the query's in all but `n - 1` bands is in one
+    /// of them.
+    pub(crate) fn shortest_uncut(runs: &[Run], cap: usize, n: usize, out: &mut Vec<Run>) -> bool {
+        out.clear();
+        for _ in 0..n.min(runs.len()) {
+            // Runs are one a band.
+            let next = runs
+                .iter()
+                .filter(|r| !out.iter().any(|o| o.band == r.band))
+                .min_by_key(|r| r.len());
+            match next {
+                Some(r) if r.len() <= cap => out.push(r.clone()),
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
 /// The entries of a band file (every band's, entry `band * n_contents + j` is entry `j` of
 /// `band`), whatever their layout.
 enum Entries<'a> {
@@ -524,6 +560,23 @@ impl Segment {
         lo
     }
 
+    /// The end of the entries of bucket range `r` of `band` (from its first match on) whose
+    /// tag is `tag`: a binary search, as [`first_match`](Self::first_match)'s.
+    #[inline]
+    fn match_end(&self, tags: &Entries<'_>, band: usize, r: Range<usize>, tag: u32) -> usize {
+        let base = band * self.n_contents as usize;
+        let (mut lo, mut hi) = (r.start, r.end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if tags.tag(base + mid) == Some(tag) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
     /// Appends the content ids of the entries of `band` from `r.start` on while their tag is
     /// `tag` (and `r` lasts), at most `cap` of them. Returns whether the cap cut the list.
     fn take_matches(
@@ -578,28 +631,23 @@ impl Segment {
         Ok(false)
     }
 
-    /// [`probe`](Self::probe) for every band's key at once (`keys[band]`), in rounds whose
-    /// memory reads overlap instead of following one another: the directory entries of every
-    /// band are prefetched, then read and each bucket's entries prefetched (format 5: the
-    /// packed run of tags and ids; before: the tags), then every bucket searched (before
-    /// format 5, the content ids of each first match are prefetched, and only then read).
-    /// Same result as probing band after band. Returns whether a cap cut a list short.
+    /// [`probe`](Self::probe) for every band's key at once (`keys[band]`): the runs of
+    /// [`probe_runs`](Self::probe_runs), taken. Same result as probing band after band.
+    /// Returns whether a cap cut a list short.
     pub(crate) fn probe_all(&self, keys: &[u64], cap: usize, out: &mut Vec<u32>) -> Result<bool> {
-        self.probe_bands(keys, cap, out)
-            .map(|(truncated, _)| truncated)
+        let mut runs = Vec::new();
+        self.probe_runs(keys, &mut runs)?;
+        self.take_runs(&runs, cap, out)
     }
 
-    /// [`probe_all`](Self::probe_all), also returning where in `out` the shortest band's
-    /// list is among the bands whose list the cap did not cut (`None` if it cut every one,
-    /// or there is no band). A content's band keys all equal the query's only if its
-    /// signature does, and such a content is in every band's bucket: all of them are in that
-    /// list (a band holds a content once).
-    pub(crate) fn probe_bands(
-        &self,
-        keys: &[u64],
-        cap: usize,
-        out: &mut Vec<u32>,
-    ) -> Result<(bool, Option<Range<usize>>)> {
+    /// Finds where each band's matches of `keys[band]` are (`runs`, cleared first, band after
+    /// band), in rounds whose memory reads overlap instead of following one another: the
+    /// directory entries of every band are prefetched, then read and each bucket's entries
+    /// prefetched (format 5: the packed run of tags and ids; before: the tags), then every
+    /// bucket searched for the first and the last match (before format 5, the content ids of
+    /// each first match are prefetched too). Nothing is taken yet: a lookup may need one
+    /// band's matches only ([`Index::fill_at_one`](crate::index::Index)).
+    pub(crate) fn probe_runs(&self, keys: &[u64], runs: &mut Vec<Run>) -> Result<()> {
         /// Bands per group of rounds (every band of the default 32 in one).
         const GROUP: usize = 64;
         // Most lines of one bucket prefetched (a heavy bucket is searched, not read): its
@@ -608,45 +656,29 @@ impl Segment {
             EntryLayout::Columns { .. } => 4,
             EntryLayout::Packed { .. } => 8,
         };
-        let packed = matches!(self.bands.entries, EntryLayout::Packed { .. });
         let n = keys.len().min(self.bands_n as usize);
         let nc = self.n_contents as usize;
         let stride = (1usize << self.bands.dir_bits) + 1;
         let data: &[u8] = &self.bands.file.data;
         let entries = self.entries();
-        let mut truncated = false;
-        let mut shortest: Option<Range<usize>> = None;
-        let mut take = |band: usize, r: Range<usize>, tag: u32, out: &mut Vec<u32>| {
-            let start = out.len();
-            let cut = self.take_matches(&entries, band, r, tag, cap, out)?;
-            truncated |= cut;
-            if !cut
-                && shortest
-                    .as_ref()
-                    .is_none_or(|s| out.len() - start < s.len())
-            {
-                shortest = Some(start..out.len());
-            }
-            Ok::<(), Error>(())
-        };
+        runs.clear();
         for first in (0..n).step_by(GROUP) {
             let last = (first + GROUP).min(n);
-            let mut probes: [(usize, u32, Range<usize>); GROUP] =
-                std::array::from_fn(|_| (0, 0, 0..0));
-            let probes = &mut probes[..last - first];
+            let mut buckets = [0usize; GROUP];
             // Round 1: the directory entries (a bucket's bounds are two adjacent entries).
-            for (band, p) in (first..last).zip(probes.iter_mut()) {
-                let (bucket, tag) = self.split_key(keys[band]);
+            for (band, b) in (first..last).zip(buckets.iter_mut()) {
+                let (bucket, _) = self.split_key(keys[band]);
                 let at = self.bands.dirs.start + (band * stride + bucket) * 4;
                 prefetch_item(data, at);
                 if at % 64 == 60 {
                     prefetch_item(data, at + 4);
                 }
-                *p = (bucket, tag, 0..0);
+                *b = bucket;
             }
             // Round 2: the bucket ranges, and their entries (or tags).
-            for (band, p) in (first..last).zip(probes.iter_mut()) {
-                let r = self.bucket(band, p.0)?;
+            let from = runs.len();
+            for (band, &bucket) in (first..last).zip(buckets.iter()) {
+                let r = self.bucket(band, bucket)?;
                 let bytes = self.entry_bytes(band, &r);
                 let mut at = bytes.start;
                 for _ in 0..lines {
@@ -656,32 +688,33 @@ impl Segment {
                     prefetch_item(data, at);
                     at = (at | 63) + 1;
                 }
-                p.2 = r;
+                let (_, tag) = self.split_key(keys[band]);
+                runs.push(Run { band, tag, r });
             }
-            if packed {
-                // Round 3: each bucket's matches, tags and ids from the same lines.
-                for (band, p) in (first..last).zip(probes.iter()) {
-                    let lo = self.first_match(&entries, band, p.2.clone(), p.1);
-                    take(band, lo..p.2.end, p.1, out)?;
-                }
-                continue;
-            }
-            // Round 3: the first match in each bucket, and its content ids.
-            if let EntryLayout::Columns { cids, .. } = &self.bands.entries {
-                for (band, p) in (first..last).zip(probes.iter_mut()) {
-                    let lo = self.first_match(&entries, band, p.2.clone(), p.1);
-                    if lo < p.2.end && entries.tag(band * nc + lo) == Some(p.1) {
-                        prefetch_item(data, cids.start + (band * nc + lo) * 4);
+            // Round 3: each bucket's matches (before format 5, and their first content id).
+            for run in &mut runs[from..] {
+                let lo = self.first_match(&entries, run.band, run.r.clone(), run.tag);
+                let hi = self.match_end(&entries, run.band, lo..run.r.end, run.tag);
+                if let EntryLayout::Columns { cids, .. } = &self.bands.entries {
+                    if lo < hi {
+                        prefetch_item(data, cids.start + (run.band * nc + lo) * 4);
                     }
-                    p.2.start = lo;
                 }
-            }
-            // Round 4: the content ids.
-            for (band, p) in (first..last).zip(probes.iter()) {
-                take(band, p.2.clone(), p.1, out)?;
+                run.r = lo..hi;
             }
         }
-        Ok((truncated, shortest))
+        Ok(())
+    }
+
+    /// Appends the content ids of `runs` ([`probe_runs`](Self::probe_runs)) to `out`, at most
+    /// `cap` of each. Returns whether the cap cut one short.
+    pub(crate) fn take_runs(&self, runs: &[Run], cap: usize, out: &mut Vec<u32>) -> Result<bool> {
+        let entries = self.entries();
+        let mut cut = false;
+        for run in runs {
+            cut |= self.take_matches(&entries, run.band, run.r.clone(), run.tag, cap, out)?;
+        }
+        Ok(cut)
     }
 
     /// Every `(key prefix, content)` entry of a bucket, for the self-join of clustering and
@@ -1559,7 +1592,7 @@ mod tests {
     /// of every format version (16-bit and 32-bit tags), with and without a cap.
     #[test]
     fn probe_all_finds_what_probing_band_after_band_finds() {
-        // And `probe_bands` names the shortest band list the cap did not cut.
+        // And `Run::shortest_uncut` names the shortest band list the cap did not cut.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         for version in ["v1", "v2", "v3", "v4", "v5", "v6", "v7"] {
             let dir = root.join(version);
@@ -1580,22 +1613,34 @@ mod tests {
                 for seg in index.segments() {
                     for cap in [usize::MAX, 2, 1] {
                         let (mut all, mut one) = (Vec::new(), Vec::new());
-                        let (cut_all, shortest) = seg.probe_bands(&keys, cap, &mut all).unwrap();
-                        assert_eq!(seg.probe_all(&keys, cap, &mut Vec::new()).unwrap(), cut_all);
+                        let cut_all = seg.probe_all(&keys, cap, &mut all).unwrap();
                         let mut cut_one = false;
-                        // The first of the shortest lists no cap cut.
-                        let mut want: Option<Vec<u32>> = None;
+                        // (length, band, list, cut) of each band's probe.
+                        let mut lists = Vec::new();
                         for (band, &key) in keys.iter().enumerate() {
                             let start = one.len();
                             let cut = seg.probe(band, key, cap, &mut one).unwrap();
                             cut_one |= cut;
-                            let list = &one[start..];
-                            if !cut && want.as_ref().is_none_or(|w| list.len() < w.len()) {
-                                want = Some(list.to_vec());
-                            }
+                            let list = one[start..].to_vec();
+                            lists.push((list.len() + usize::from(cut), band, list, cut));
                         }
-                        let got = shortest.map(|r| all[r].to_vec());
-                        assert_eq!(got, want, "{version}: cap {cap}");
+                        lists.sort();
+                        let mut runs = Vec::new();
+                        seg.probe_runs(&keys, &mut runs).unwrap();
+                        for n in [1, 2] {
+                            // The `n` shortest lists, if no cap cut them.
+                            let want =
+                                lists.iter().take(n).all(|l| !l.3).then(|| {
+                                    lists.iter().take(n).flat_map(|l| l.2.clone()).collect()
+                                });
+                            let mut picked = Vec::new();
+                            let got = Run::shortest_uncut(&runs, cap, n, &mut picked).then(|| {
+                                let mut list = Vec::new();
+                                assert!(!seg.take_runs(&picked, cap, &mut list).unwrap());
+                                list
+                            });
+                            assert_eq!(got, want, "{version}: cap {cap}, {n} shortest");
+                        }
                         all.sort_unstable();
                         one.sort_unstable();
                         assert_eq!(all, one, "{version}: {}", seg.dir().display());
