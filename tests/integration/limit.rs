@@ -199,6 +199,12 @@ fn a_limited_containment_lookup_is_the_full_lookup_cut() {
     assert!(nonempty > 5, "{nonempty} snippets found something");
 }
 
+/// Word `i` of three letters (the normalizer drops digits, so no numbers).
+fn word(i: usize) -> String {
+    let l = |d: usize| char::from(b'a' + (d % 26) as u8);
+    format!("{}{}{}", l(i / 676), l(i / 26), l(i))
+}
+
 /// A limited lookup that settles near-threshold estimates from the stored texts skips them
 /// only when live posts at similarity 1 fill its cut: here three copies of the query at 1,
 /// one deleted, and a post holding the query plus as many new words, whose estimate is near
@@ -208,11 +214,6 @@ fn a_limited_containment_lookup_is_the_full_lookup_cut() {
 fn a_deleted_copy_at_similarity_one_does_not_fill_the_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("index");
-    // Words of letters only (the normalizer drops digits).
-    let word = |i: usize| {
-        let l = |d: usize| char::from(b'a' + (d % 26) as u8);
-        format!("{}{}{}", l(i / 676), l(i / 26), l(i))
-    };
     let query: Vec<String> = (0..60).map(word).collect();
     let query = query.join(" ");
     let extra: Vec<String> = (1000..1050).map(word).collect();
@@ -281,10 +282,6 @@ fn a_deleted_copy_at_similarity_one_does_not_fill_the_cut() {
 fn copies_filling_the_cut_spare_verifying_the_near_copies() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("index");
-    let word = |i: usize| {
-        let l = |d: usize| char::from(b'a' + (d % 26) as u8);
-        format!("{}{}{}", l(i / 676), l(i / 26), l(i))
-    };
     let words: Vec<String> = (0..40).map(word).collect();
     let query = words.join(" ");
     let post = |id: String, text: String, ts: i64| RawPost {

@@ -547,28 +547,31 @@ impl Segment {
     /// `verify` names the file.)
     #[inline]
     fn first_match(&self, tags: &Entries<'_>, band: usize, r: Range<usize>, tag: u32) -> usize {
-        let base = band * self.n_contents as usize;
-        let (mut lo, mut hi) = (r.start, r.end);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if tags.tag(base + mid) < Some(tag) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        self.partition_point(tags, band, r, |t| t < Some(tag))
     }
 
     /// The end of the entries of bucket range `r` of `band` (from its first match on) whose
     /// tag is `tag`: a binary search, as [`first_match`](Self::first_match)'s.
     #[inline]
     fn match_end(&self, tags: &Entries<'_>, band: usize, r: Range<usize>, tag: u32) -> usize {
+        self.partition_point(tags, band, r, |t| t == Some(tag))
+    }
+
+    /// The first entry of range `r` of `band` whose tag `before` does not hold for (`r.end`
+    /// if none), `before` holding for a prefix of the range.
+    #[inline]
+    fn partition_point(
+        &self,
+        tags: &Entries<'_>,
+        band: usize,
+        r: Range<usize>,
+        before: impl Fn(Option<u32>) -> bool,
+    ) -> usize {
         let base = band * self.n_contents as usize;
         let (mut lo, mut hi) = (r.start, r.end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if tags.tag(base + mid) == Some(tag) {
+            if before(tags.tag(base + mid)) {
                 lo = mid + 1;
             } else {
                 hi = mid;
