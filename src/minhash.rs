@@ -183,9 +183,9 @@ pub fn equal_bytes_each(
         && std::arch::is_x86_feature_detected!("popcnt")
     {
         // SAFETY: the CPU has AVX-512BW and POPCNT (checked just above).
-        return unsafe { equal_bytes_each_avx512(sigs, k, ids, q, out, ahead) };
+        return unsafe { equal_bytes_each_avx512((sigs, k, ids, q), out, ahead) };
     }
-    equal_bytes_each_with(sigs, k, ids, q, out, ahead, equal_bytes_portable)
+    equal_bytes_each_with((sigs, k, ids, q), out, ahead, equal_bytes_portable)
 }
 
 /// How many ids ahead of the one compared [`equal_bytes_each`] asks for signatures: enough
@@ -193,27 +193,24 @@ pub fn equal_bytes_each(
 /// outstanding misses (two lines a signature).
 pub const EQUAL_AHEAD: usize = 16;
 
+/// [`equal_bytes_each`]'s signatures, their width, the ids and the query.
+type EqualBatch<'a> = (&'a [u8], usize, &'a [u32], &'a [u8]);
+
 /// [`equal_bytes_each`] with the AVX-512 kernel inlined.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw,popcnt")]
 fn equal_bytes_each_avx512(
-    sigs: &[u8],
-    k: usize,
-    ids: &[u32],
-    q: &[u8],
+    batch: EqualBatch<'_>,
     out: &mut Vec<u32>,
     ahead: impl FnMut(u32),
 ) -> std::result::Result<(), u32> {
-    equal_bytes_each_with(sigs, k, ids, q, out, ahead, |a, b| equal_bytes_avx512(a, b))
+    equal_bytes_each_with(batch, out, ahead, |a, b| equal_bytes_avx512(a, b))
 }
 
 /// The loop of [`equal_bytes_each`] around one kernel.
 #[inline(always)]
 fn equal_bytes_each_with(
-    sigs: &[u8],
-    k: usize,
-    ids: &[u32],
-    q: &[u8],
+    (sigs, k, ids, q): EqualBatch<'_>,
     out: &mut Vec<u32>,
     mut ahead: impl FnMut(u32),
     kernel: impl Fn(&[u8], &[u8]) -> usize,
