@@ -297,7 +297,9 @@ fn copies_filling_the_cut_spare_verifying_the_near_copies() {
     for i in 0..300 {
         let mut w = words.clone();
         w[i % 40] = word(2000 + i);
-        posts.push(post(format!("near{i:03}"), w.join(" "), 1_000 + i as i64));
+        // One near copy posted after the copies (for the time filter below).
+        let ts = if i == 0 { 6_000 } else { 1_000 + i as i64 };
+        posts.push(post(format!("near{i:03}"), w.join(" "), ts));
     }
     // 24 copies, spread over the three commits below.
     for i in 0..24 {
@@ -359,6 +361,46 @@ fn copies_filling_the_cut_spare_verifying_the_near_copies() {
                     r.candidates
                 );
                 assert_eq!(r.candidates, all.candidates, "limit {limit}");
+            }
+        }
+    }
+    // With filters the copies' posts are counted only if they pass: since 4,990, seven live
+    // copies (of ids 0 to 10, 0, 3, 6 and 9 deleted) and one near copy, which the limit-8
+    // cut holds (counting copies the filter drops would fill it with copies).
+    let filters = [
+        QueryOptions {
+            since: Some(4_990),
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            platforms: vec!["web".into()],
+            exact_near_threshold: true,
+            ..QueryOptions::default()
+        },
+    ];
+    for base in filters {
+        let all = index.query(&query, &base).expect("query");
+        for limit in [1, 3, 7, 8, 16] {
+            let opts = QueryOptions {
+                limit,
+                ..base.clone()
+            };
+            let r = index.query(&query, &opts).expect("query");
+            let got: Vec<_> = r.hits.iter().map(|h| (&h.id, h.similarity)).collect();
+            let want: Vec<_> = all
+                .hits
+                .iter()
+                .take(limit)
+                .map(|h| (&h.id, h.similarity))
+                .collect();
+            assert_eq!(got, want, "limit {limit}, {base:?}");
+            if base.since.is_some() && limit <= 7 {
+                assert!(
+                    r.candidates * 3 < all.candidates * 2,
+                    "limit {limit}: {} of {} verified",
+                    r.candidates,
+                    all.candidates
+                );
             }
         }
     }

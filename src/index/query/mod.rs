@@ -17,7 +17,7 @@ use crate::minhash::{
     bbit_estimate, equal_bytes, estimate_margin, intersection_len, jaccard, to_bbit, HashSet64,
 };
 use crate::text::align::{align, Passage, Tokenized};
-use rank::{rank, Matched, RankBuffers};
+use rank::{keeps, rank, Matched, RankBuffers};
 
 /// The buffers of one lookup, reused by the next through the caller's [`Scratch`]: a
 /// lookup then allocates only for the hits it returns.
@@ -580,7 +580,6 @@ impl Index {
         // candidate verified (`fill_at_one`).
         let at_one = opts.limit > 0
             && !opts.expand
-            && !opts.filters_posts()
             && cont.is_none()
             && !(set.is_some() && (1.0 - opts.min_similarity).abs() <= margin);
         runs.resize_with(runs.len().max(self.segments.len()), Vec::new);
@@ -709,8 +708,9 @@ impl Index {
 
     /// Probes every segment (its band runs into `runs`) and matches the contents at
     /// similarity 1, every signature byte equal to the query's, into `matched`; true if
-    /// their live posts fill the cut of a limited lookup (without filters, cluster
-    /// expansion or containment, and with 1 not near the threshold: the caller checks).
+    /// their live posts (that pass the lookup's filters) fill the cut of a limited lookup
+    /// (without cluster expansion or containment, and with 1 not near the threshold: the
+    /// caller checks).
     /// Every other candidate differs from the query in some signature byte, so its
     /// similarity, estimated or exact, is below 1 and it ranks after those posts.
     ///
@@ -743,6 +743,16 @@ impl Index {
         let one = self.estimate(sig.len(), sig.len());
         let mut verified = 0;
         let mut live = 0;
+        // With filters, each post's metadata is read to count it: a text posted 20,000
+        // times on platforms the lookup filters out is given up on (the rest of the lookup
+        // then ranks it as before) after this many posts.
+        let filtered = opts.filters_posts();
+        let budget = if filtered {
+            opts.limit.saturating_mul(FILTERED_SCAN_PER_HIT)
+        } else {
+            usize::MAX
+        };
+        let mut scanned = 0usize;
         let mut shortest_everywhere = one >= opts.min_similarity;
         for ((si, seg), runs) in self.segments.iter().enumerate().zip(runs.iter_mut()) {
             if self.opts.prefetch {
@@ -774,12 +784,14 @@ impl Index {
             }
             for (&c, _) in at_one() {
                 let posts = seg.content_posts(c)?;
-                if live < opts.limit {
-                    live += posts
-                        .clone()
-                        .filter(|&p| !seg.is_deleted(p))
-                        .take(opts.limit - live)
-                        .count();
+                for p in posts.clone() {
+                    if live >= opts.limit || scanned >= budget {
+                        break;
+                    }
+                    scanned += 1;
+                    if !seg.is_deleted(p) && (!filtered || keeps(opts, &seg.post(p)?)) {
+                        live += 1;
+                    }
                 }
                 matched.push(Matched {
                     seg: si,
@@ -951,6 +963,11 @@ impl Index {
 /// How many of each segment's shortest band runs a limited lookup verifies before the
 /// rest, for contents at similarity 1 ([`Index::fill_at_one`]).
 const AT_ONE_RUNS: usize = 2;
+
+/// Posts of the contents at similarity 1 a filtered limited lookup reads, per hit asked
+/// for, to count those that pass its filters before it verifies every candidate instead
+/// ([`Index::fill_at_one`]).
+const FILTERED_SCAN_PER_HIT: usize = 8;
 
 /// Most posts a containment lookup hops from, per segment
 /// ([`Index::verify_containment`]).

@@ -304,7 +304,7 @@ fn rank_key(containment: Option<f64>, sim: f64) -> (i64, i64) {
 }
 
 /// Whether a post passes the lookup's platform, account and time filters.
-fn keeps(opts: &QueryOptions, m: &PostRef<'_>) -> bool {
+pub(super) fn keeps(opts: &QueryOptions, m: &PostRef<'_>) -> bool {
     if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == m.platform) {
         return false;
     }
