@@ -4,7 +4,7 @@
 //! several segments, campaigns of many exact and near copies, equal times, deletions and
 //! filters.
 
-use textreuse::index::{BuildOptions, Index, IndexWriter};
+use textreuse::index::{BuildOptions, Index, IndexWriter, QueryResult};
 use textreuse::input::RawPost;
 use textreuse::{QueryOptions, Scratch};
 
@@ -273,6 +273,31 @@ fn a_deleted_copy_at_similarity_one_does_not_fill_the_cut() {
     assert_eq!(ids(&opts(2, true)), ["copy2", "copy3"]);
 }
 
+/// The lookup `base` of `q` cut to `limit`, checked against the first hits of the full
+/// lookup `all` (ids and similarities).
+fn limited(
+    index: &Index,
+    q: &str,
+    base: &QueryOptions,
+    all: &QueryResult,
+    limit: usize,
+) -> QueryResult {
+    let opts = QueryOptions {
+        limit,
+        ..base.clone()
+    };
+    let r = index.query(q, &opts).expect("query");
+    let got: Vec<_> = r.hits.iter().map(|h| (&h.id, h.similarity)).collect();
+    let want: Vec<_> = all
+        .hits
+        .iter()
+        .take(limit)
+        .map(|h| (&h.id, h.similarity))
+        .collect();
+    assert_eq!(got, want, "limit {limit}, {base:?}");
+    r
+}
+
 /// A limited lookup whose live copies of the query fill its cut verifies only the two
 /// shortest uncut band lists of each segment (the copies are in every band's), not the
 /// campaign's hundreds of near copies, and answers the full lookup cut all the same: with
@@ -329,22 +354,7 @@ fn copies_filling_the_cut_spare_verifying_the_near_copies() {
             assert!(all.hits.len() > 200, "{} hits", all.hits.len());
         }
         for limit in [1, 10, 16, 17, 40] {
-            let opts = QueryOptions {
-                limit,
-                ..base.clone()
-            };
-            let r = index.query(&query, &opts).expect("query");
-            let got: Vec<_> = r.hits.iter().map(|h| (&h.id, h.similarity)).collect();
-            let want: Vec<_> = all
-                .hits
-                .iter()
-                .take(limit)
-                .map(|h| (&h.id, h.similarity))
-                .collect();
-            assert_eq!(
-                got, want,
-                "limit {limit}, max_bucket {max_bucket}, exact {exact}"
-            );
+            let r = limited(&index, &query, &base, &all, limit);
             if limit <= 16 && max_bucket == 1000 {
                 // The copies are one content per segment; the two shortest band lists hold
                 // some near copies too (about 60% of the 300 here), not all of them.
@@ -381,19 +391,7 @@ fn copies_filling_the_cut_spare_verifying_the_near_copies() {
     for base in filters {
         let all = index.query(&query, &base).expect("query");
         for limit in [1, 3, 7, 8, 16] {
-            let opts = QueryOptions {
-                limit,
-                ..base.clone()
-            };
-            let r = index.query(&query, &opts).expect("query");
-            let got: Vec<_> = r.hits.iter().map(|h| (&h.id, h.similarity)).collect();
-            let want: Vec<_> = all
-                .hits
-                .iter()
-                .take(limit)
-                .map(|h| (&h.id, h.similarity))
-                .collect();
-            assert_eq!(got, want, "limit {limit}, {base:?}");
+            let r = limited(&index, &query, &base, &all, limit);
             if base.since.is_some() && limit <= 7 {
                 assert!(
                     r.candidates * 3 < all.candidates * 2,
