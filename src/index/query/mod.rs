@@ -17,7 +17,7 @@ use crate::minhash::{
     bbit_estimate, equal_bytes, estimate_margin, intersection_len, jaccard, to_bbit, HashSet64,
 };
 use crate::text::align::{align, Passage, Tokenized};
-use rank::{keeps, rank, Matched, RankBuffers};
+use rank::{keeps_labels, rank, Matched, RankBuffers};
 
 /// The buffers of one lookup, reused by the next through the caller's [`Scratch`]: a
 /// lookup then allocates only for the hits it returns.
@@ -789,7 +789,8 @@ impl Index {
                         break;
                     }
                     scanned += 1;
-                    if !seg.is_deleted(p) && (!filtered || keeps(opts, &seg.post(p)?)) {
+                    if !seg.is_deleted(p) && (!filtered || keeps_labels(opts, seg.post_labels(p)?))
+                    {
                         live += 1;
                     }
                 }

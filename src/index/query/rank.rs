@@ -171,9 +171,9 @@ impl Index {
                     if seg.is_deleted(p) {
                         continue;
                     }
-                    let post = seg.post(p)?;
-                    if keeps(opts, &post) {
-                        taken.push((tier, post.ts.unwrap_or(i64::MAX), k, p));
+                    let labels = seg.post_labels(p)?;
+                    if keeps_labels(opts, labels) {
+                        taken.push((tier, labels.2.unwrap_or(i64::MAX), k, p));
                         n += 1;
                         if n == most {
                             break;
@@ -304,15 +304,24 @@ fn rank_key(containment: Option<f64>, sim: f64) -> (i64, i64) {
 }
 
 /// Whether a post passes the lookup's platform, account and time filters.
-pub(super) fn keeps(opts: &QueryOptions, m: &PostRef<'_>) -> bool {
-    if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == m.platform) {
+fn keeps(opts: &QueryOptions, m: &PostRef<'_>) -> bool {
+    keeps_labels(opts, (m.account, m.platform, m.ts))
+}
+
+/// [`keeps`] from a post's account, platform and time ([`Segment::post_labels`]: its id is
+/// not read).
+pub(super) fn keeps_labels(
+    opts: &QueryOptions,
+    (account, platform, ts): (&str, &str, Option<i64>),
+) -> bool {
+    if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == platform) {
         return false;
     }
-    if !opts.accounts.is_empty() && !opts.accounts.iter().any(|x| x == m.account) {
+    if !opts.accounts.is_empty() && !opts.accounts.iter().any(|x| x == account) {
         return false;
     }
     if opts.since.is_some() || opts.until.is_some() {
-        let Some(ts) = m.ts else { return false };
+        let Some(ts) = ts else { return false };
         if opts.since.is_some_and(|s| ts < s) || opts.until.is_some_and(|u| ts > u) {
             return false;
         }

@@ -1079,6 +1079,19 @@ impl Segment {
         })
     }
 
+    /// Post `p`'s account, platform and time, without reading its id: what a lookup's
+    /// filters look at, for posts most of which they drop.
+    pub(crate) fn post_labels(&self, p: u32) -> Result<(&str, &str, Option<i64>)> {
+        if let Some(row) = self.row_fields(p) {
+            let (code, a, pl, _) = row.ok_or_else(|| self.no_post(p))?;
+            let ts = self.ts_from_code(p, code)?;
+            let (a, pl) = self.labels_checked(p, Some((a, pl)))?;
+            return Ok((self.account(a)?, self.platform(pl)?, ts));
+        }
+        let (a, pl) = self.labels_of(p)?;
+        Ok((self.account(a)?, self.platform(pl)?, self.ts_of(p)?))
+    }
+
     /// Format 6: post `p`'s row, decoded: its time code, account, platform and id bounds
     /// (`Some(None)` for a post out of range or a row out of bounds; `None` for formats 1 to
     /// 5).
@@ -1593,6 +1606,26 @@ mod tests {
 
     /// Probing every band at once finds what probing band after band finds, on the fixtures
     /// of every format version (16-bit and 32-bit tags), with and without a cap.
+    /// `post_labels` reads what `post` reads, but the id, in every format.
+    #[test]
+    fn post_labels_are_the_posts_labels() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for version in ["v1", "v2", "v3", "v4", "v5", "v6", "v7"] {
+            let index = Index::open(root.join(version).join("index")).unwrap();
+            let mut checked = 0;
+            for seg in index.segments() {
+                for p in 0..seg.n_posts as u32 {
+                    let post = seg.post(p).unwrap();
+                    let labels = seg.post_labels(p).unwrap();
+                    assert_eq!(labels, (post.account, post.platform, post.ts), "{version}");
+                    checked += 1;
+                }
+                assert!(seg.post_labels(seg.n_posts as u32).is_err(), "{version}");
+            }
+            assert!(checked >= 50, "{version}: {checked}");
+        }
+    }
+
     #[test]
     fn probe_all_finds_what_probing_band_after_band_finds() {
         // And `Run::shortest_uncut` names the shortest band list the cap did not cut.
