@@ -1058,38 +1058,38 @@ impl Segment {
 
     /// The metadata of post `p`.
     pub(crate) fn post(&self, p: u32) -> Result<PostRef<'_>> {
-        if let Some(row) = self.row_fields(p) {
-            // Format 6: the row read once.
-            let (code, a, pl, span) = row.ok_or_else(|| self.no_post(p))?;
-            let ts = self.ts_from_code(p, code)?;
-            let (a, pl) = self.labels_checked(p, Some((a, pl)))?;
-            return Ok(PostRef {
-                id: self.string_at(&self.posts.id_bytes, Some(span), p as u64, "id")?,
-                account: self.account(a)?,
-                platform: self.platform(pl)?,
-                ts,
-            });
-        }
-        let (a, pl) = self.labels_of(p)?;
+        let ((account, platform, ts), span) = self.labels_and_span(p)?;
+        let id = match span {
+            // Format 6: the id's bounds came with the row, read once.
+            Some(span) => self.string_at(&self.posts.id_bytes, Some(span), p as u64, "id")?,
+            None => self.post_id(p)?,
+        };
         Ok(PostRef {
-            id: self.post_id(p)?,
-            account: self.account(a)?,
-            platform: self.platform(pl)?,
-            ts: self.ts_of(p)?,
+            id,
+            account,
+            platform,
+            ts,
         })
     }
 
     /// Post `p`'s account, platform and time, without reading its id: what a lookup's
     /// filters look at, for posts most of which they drop.
     pub(crate) fn post_labels(&self, p: u32) -> Result<(&str, &str, Option<i64>)> {
+        self.labels_and_span(p).map(|(labels, _)| labels)
+    }
+
+    /// Post `p`'s account, platform and time, and in format 6 its id's bounds from the same
+    /// row read (`None` before: the id is read on its own).
+    #[allow(clippy::type_complexity)]
+    fn labels_and_span(&self, p: u32) -> Result<((&str, &str, Option<i64>), Option<(u64, u64)>)> {
         if let Some(row) = self.row_fields(p) {
-            let (code, a, pl, _) = row.ok_or_else(|| self.no_post(p))?;
+            let (code, a, pl, span) = row.ok_or_else(|| self.no_post(p))?;
             let ts = self.ts_from_code(p, code)?;
             let (a, pl) = self.labels_checked(p, Some((a, pl)))?;
-            return Ok((self.account(a)?, self.platform(pl)?, ts));
+            return Ok(((self.account(a)?, self.platform(pl)?, ts), Some(span)));
         }
         let (a, pl) = self.labels_of(p)?;
-        Ok((self.account(a)?, self.platform(pl)?, self.ts_of(p)?))
+        Ok(((self.account(a)?, self.platform(pl)?, self.ts_of(p)?), None))
     }
 
     /// Format 6: post `p`'s row, decoded: its time code, account, platform and id bounds
