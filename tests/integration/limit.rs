@@ -533,3 +533,68 @@ fn times_at_the_ends_of_i64_read_back_through_lookups_and_a_merge() {
     assert_eq!(index.segments().len(), 1);
     assert_eq!(check(&index), before);
 }
+
+/// A limited lookup keeps only the candidates that can make its cut (those estimated at
+/// least as high as the `limit`-th best), counting on each of them having a live post:
+/// here the best content, six copies of the query, has every post deleted (and a near
+/// copy two of its three), so the contents above that estimate hold fewer live posts than
+/// the cut, and the lookup must rank the rest after all. Checked against the full lookup
+/// cut, for limits that fall inside and past the deleted contents.
+#[test]
+fn deleted_posts_of_the_best_contents_do_not_cut_the_rest_short() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let words: Vec<String> = (0..40).map(word).collect();
+    let query = words.join(" ");
+    let post = |id: String, text: String, ts: i64| RawPost {
+        id,
+        text,
+        account: "acct".into(),
+        platform: "web".into(),
+        ts: Some(ts),
+        line: 0,
+    };
+    let mut posts: Vec<RawPost> = util::sample_posts().into_iter().take(200).collect();
+    for i in 0..6 {
+        posts.push(post(format!("copy{i}"), query.clone(), 100 + i));
+    }
+    // 80 near copies with one or two words replaced; the first posted three times.
+    for i in 0..80usize {
+        let mut w = words.clone();
+        w[i % 40] = word(3000 + i);
+        if i >= 40 {
+            w[(i * 7 + 3) % 40] = word(4000 + i);
+        }
+        let times = if i == 0 { 3 } else { 1 };
+        for t in 0..times {
+            posts.push(post(
+                format!("near{i:02}-{t}"),
+                w.join(" "),
+                1_000 + i as i64,
+            ));
+        }
+    }
+    let mut w = IndexWriter::open_with(&dir, BuildOptions::default()).expect("opens");
+    w.add(&posts).expect("adds");
+    w.commit().expect("commits");
+    let mut gone: Vec<String> = (0..6).map(|i| format!("copy{i}")).collect();
+    gone.extend(["near00-0".to_string(), "near00-1".to_string()]);
+    assert!(w.delete(&gone).expect("deletes").is_empty());
+    w.commit().expect("commits");
+    drop(w);
+    let index = Index::open(&dir).expect("opens");
+    assert_eq!(index.stats().segments, 1);
+    for exact in [false, true] {
+        let base = QueryOptions {
+            exact_near_threshold: exact,
+            with_text: false,
+            ..QueryOptions::default()
+        };
+        let all = index.query(&query, &base).expect("query");
+        assert!(all.hits.len() >= 70, "{} hits", all.hits.len());
+        assert!(all.hits.iter().all(|h| !h.id.starts_with("copy")));
+        for limit in [1, 2, 3, 5, 10] {
+            limited(&index, &query, &base, &all, limit);
+        }
+    }
+}

@@ -49,6 +49,8 @@ pub(crate) struct LookupBuffers {
     query_set: HashSet64,
     seen_set: HashSet64,
     rank: RankBuffers,
+    /// Candidates per count of equal signature bytes ([`Index::cut_floor`]).
+    counts: Vec<u32>,
 }
 
 /// Options of a lookup.
@@ -571,6 +573,7 @@ impl Index {
             query_set,
             seen_set,
             rank: ranks,
+            counts,
             ..
         } = bufs;
         matched.clear();
@@ -583,6 +586,9 @@ impl Index {
             && cont.is_none()
             && !(set.is_some() && (1.0 - opts.min_similarity).abs() <= margin);
         runs.resize_with(runs.len().max(self.segments.len()), Vec::new);
+        // A limited lookup ranks its verified contents and cuts: those that cannot make the
+        // cut need no post range and no ranking (`cut_floor`).
+        let prunes = opts.limit > 0 && !opts.expand && cont.is_none() && !opts.filters_posts();
         let filled = at_one
             && self.fill_at_one(
                 keys, sig, opts, runs, picked, cands, seen, marks, equal, matched, res,
@@ -620,14 +626,37 @@ impl Index {
                 // The CPU fetches signatures a fixed distance ahead of the compare: all at once
                 // would overflow its outstanding misses on a campaign's thousands of candidates.
                 seg.equal_counts(estimated, sig, equal)?;
+                let near = |sim: f64| settles && (sim - opts.min_similarity).abs() <= margin;
+                // Candidates estimated below this cannot make a limited lookup's cut.
+                let floor = if prunes {
+                    self.cut_floor(equal, sig.len(), opts, &near, counts)
+                } else {
+                    None
+                };
+                let below = |sim: f64| floor.is_some_and(|f| sim < f);
                 for (at, (&c, &eq)) in estimated.iter().zip(equal.iter()).enumerate() {
                     let sim = self.estimate(eq as usize, sig.len());
-                    if settles && (sim - opts.min_similarity).abs() <= margin {
+                    if near(sim) {
                         pending.push((si, at as u32, c, sim));
-                    } else if sim >= opts.min_similarity {
+                    } else if sim >= opts.min_similarity && !below(sim) {
                         verified.push((c, sim, None));
                         verified_at.push(at as u32);
                     }
+                }
+                if floor.is_some() && !self.fills_cut(seg, verified, opts.limit)? {
+                    // Deleted posts left the contents above the floor short of the cut:
+                    // every candidate is kept after all, in candidate order.
+                    for (at, (&c, &eq)) in estimated.iter().zip(equal.iter()).enumerate() {
+                        let sim = self.estimate(eq as usize, sig.len());
+                        if !near(sim) && sim >= opts.min_similarity && below(sim) {
+                            verified.push((c, sim, None));
+                            verified_at.push(at as u32);
+                        }
+                    }
+                    let mut order: Vec<usize> = (0..verified.len()).collect();
+                    order.sort_unstable_by_key(|&i| verified_at[i]);
+                    *verified = order.iter().map(|&i| verified[i]).collect();
+                    *verified_at = order.iter().map(|&i| verified_at[i]).collect();
                 }
                 if self.opts.prefetch {
                     // One more round of overlapped reads: the verified contents' post ranges.
@@ -814,6 +843,71 @@ impl Index {
         Ok(false)
     }
 
+    /// The least estimate a candidate of a limited lookup (without filters, cluster
+    /// expansion or containment) needs to be kept, from its segment's counts of equal
+    /// signature bytes `equal` (`k` bytes a signature): the estimate of the `limit`-th best
+    /// candidate that is verified outright (neither below the threshold nor `near` it, to
+    /// be settled from its text). Each of those `limit` contents has a post, unless posts
+    /// are deleted ([`fills_cut`](Self::fills_cut) checks), and every post of a content
+    /// estimated lower ranks below all of theirs, so it cannot make the cut, whatever the
+    /// candidates near the threshold settle to. `None` (keep every candidate) when there
+    /// are few: counting costs more than it saves.
+    ///
+    /// A campaign lookup verifies thousands of contents and would read the post range of
+    /// each and rank them all, for ten hits.
+    fn cut_floor(
+        &self,
+        equal: &[u32],
+        k: usize,
+        opts: &QueryOptions,
+        near: &dyn Fn(f64) -> bool,
+        counts: &mut Vec<u32>,
+    ) -> Option<f64> {
+        if equal.len() <= PRUNE_MIN_PER_HIT.saturating_mul(opts.limit) {
+            return None;
+        }
+        counts.clear();
+        counts.resize(k + 1, 0);
+        for &eq in equal {
+            if let Some(n) = counts.get_mut(eq as usize) {
+                *n += 1;
+            }
+        }
+        let mut kept = 0usize;
+        for eq in (0..=k).rev() {
+            let sim = self.estimate(eq, k);
+            if sim < opts.min_similarity {
+                break;
+            }
+            if !near(sim) {
+                kept += counts[eq] as usize;
+                if kept >= opts.limit {
+                    return Some(sim);
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the contents `verified` (of segment `seg`) hold `limit` live posts.
+    fn fills_cut(
+        &self,
+        seg: &crate::index::segment::Segment,
+        verified: &[(u32, f64, Option<f64>)],
+        limit: usize,
+    ) -> Result<bool> {
+        let mut live = 0usize;
+        for &(c, _, _) in verified {
+            for p in seg.content_posts(c)? {
+                live += usize::from(!seg.is_deleted(p));
+                if live >= limit {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Whether the posts of the contents matched at similarity 1 (every signature byte equal
     /// to the query's) already fill a limited lookup's cut, so that no candidate whose
     /// estimate is near the threshold can make it and none needs settling from its stored
@@ -969,6 +1063,11 @@ const AT_ONE_RUNS: usize = 2;
 /// for, to count those that pass its filters before it verifies every candidate instead
 /// ([`Index::fill_at_one`]).
 const FILTERED_SCAN_PER_HIT: usize = 8;
+
+/// A limited lookup with more candidates in a segment than this many per hit asked for
+/// counts them by equal signature bytes to keep only those that can make the cut
+/// ([`Index::cut_floor`]).
+const PRUNE_MIN_PER_HIT: usize = 4;
 
 /// Most posts a containment lookup hops from, per segment
 /// ([`Index::verify_containment`]).
