@@ -427,6 +427,23 @@ fn one_scratch_carried_through_lookups_answers_as_fresh_ones() {
             platforms: vec!["weibo".into()],
             ..QueryOptions::default()
         },
+        // Filters whose kept numbers differ from the lookup's before.
+        QueryOptions {
+            limit: 4,
+            platforms: vec!["vk".into(), "twitter".into()],
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            limit: 5,
+            accounts: (0..30).step_by(4).map(|a| format!("acct{a:02}")).collect(),
+            ..QueryOptions::default()
+        },
+        QueryOptions {
+            limit: 5,
+            accounts: (0..30).step_by(3).map(|a| format!("acct{a:02}")).collect(),
+            platforms: vec!["telegram".into(), "weibo".into()],
+            ..QueryOptions::default()
+        },
         QueryOptions {
             containment: Some(0.6),
             ..QueryOptions::default()
@@ -594,6 +611,83 @@ fn deleted_posts_of_the_best_contents_do_not_cut_the_rest_short() {
         assert!(all.hits.len() >= 70, "{} hits", all.hits.len());
         assert!(all.hits.iter().all(|h| !h.id.starts_with("copy")));
         for limit in [1, 2, 3, 5, 10] {
+            limited(&index, &query, &base, &all, limit);
+        }
+    }
+}
+
+/// A limited lookup with platform and account filters learns, per segment, which of the
+/// segment's dictionary numbers pass: here two segments number the same platforms and
+/// accounts in opposite orders (first seen first), with copies and near copies of the
+/// query on each, so mixing up the segments' numbers keeps the wrong posts. Checked
+/// against the full lookup cut (which compares each post's strings).
+#[test]
+fn filters_by_dictionary_number_are_learnt_per_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let words: Vec<String> = (0..40).map(word).collect();
+    let query = words.join(" ");
+    let post = |id: String, text: String, account: &str, platform: &str, ts: i64| RawPost {
+        id,
+        text,
+        account: account.into(),
+        platform: platform.into(),
+        ts: Some(ts),
+        line: 0,
+    };
+    let labels = [("ann", "alpha"), ("bob", "beta"), ("cid", "gamma")];
+    let mut w = IndexWriter::open_with(&dir, BuildOptions::default()).expect("opens");
+    for s in 0..2usize {
+        let mut posts = Vec::new();
+        for i in 0..90usize {
+            // Segment 0 sees the labels in order, segment 1 in reverse.
+            let j = if s == 0 { i % 3 } else { 2 - i % 3 };
+            let (account, platform) = labels[j];
+            let (account, platform) = if i % 5 == 0 {
+                (labels[(j + 1) % 3].0, platform)
+            } else {
+                (account, platform)
+            };
+            let text = if i % 4 == 0 {
+                query.clone()
+            } else {
+                let mut w = words.clone();
+                w[i % 40] = word(5000 + 100 * s + i);
+                w.join(" ")
+            };
+            posts.push(post(
+                format!("s{s}-{i:02}"),
+                text,
+                account,
+                platform,
+                i as i64,
+            ));
+        }
+        w.add(&posts).expect("adds");
+        w.commit().expect("commits");
+    }
+    drop(w);
+    let index = Index::open(&dir).expect("opens");
+    assert_eq!(index.stats().segments, 2);
+    let filters = [
+        (vec!["alpha"], vec![]),
+        (vec!["gamma"], vec![]),
+        (vec![], vec!["bob"]),
+        (vec!["beta"], vec!["ann", "bob"]),
+    ];
+    for (platforms, accounts) in filters {
+        let base = QueryOptions {
+            platforms: platforms.iter().map(|s| s.to_string()).collect(),
+            accounts: accounts.iter().map(|s| s.to_string()).collect(),
+            with_text: false,
+            ..QueryOptions::default()
+        };
+        let all = index.query(&query, &base).expect("query");
+        assert!(all.hits.len() >= 20, "{base:?}: {} hits", all.hits.len());
+        assert!(all.hits.iter().all(|h| (platforms.is_empty()
+            || platforms.contains(&h.platform.as_str()))
+            && (accounts.is_empty() || accounts.contains(&h.account.as_str()))));
+        for limit in [1, 5, 12, 30, 60] {
             limited(&index, &query, &base, &all, limit);
         }
     }

@@ -17,7 +17,7 @@ use crate::minhash::{
     bbit_estimate, equal_bytes, estimate_margin, intersection_len, jaccard, to_bbit, HashSet64,
 };
 use crate::text::align::{align, Passage, Tokenized};
-use rank::{keeps_labels, rank, Matched, RankBuffers};
+use rank::{rank, LabelFilter, Matched, RankBuffers};
 
 /// The buffers of one lookup, reused by the next through the caller's [`Scratch`]: a
 /// lookup then allocates only for the hits it returns.
@@ -591,7 +591,18 @@ impl Index {
         let prunes = opts.limit > 0 && !opts.expand && cont.is_none() && !opts.filters_posts();
         let filled = at_one
             && self.fill_at_one(
-                keys, sig, opts, runs, picked, cands, seen, marks, equal, matched, res,
+                keys,
+                sig,
+                opts,
+                runs,
+                picked,
+                cands,
+                seen,
+                marks,
+                equal,
+                matched,
+                &mut ranks.labels,
+                res,
             )?;
         if !filled {
             for (si, seg) in self.segments.iter().enumerate() {
@@ -767,6 +778,7 @@ impl Index {
         marks: &mut Vec<u8>,
         equal: &mut Vec<u32>,
         matched: &mut Vec<Matched>,
+        labels: &mut LabelFilter,
         res: &mut QueryResult,
     ) -> Result<bool> {
         let one = self.estimate(sig.len(), sig.len());
@@ -782,6 +794,7 @@ impl Index {
             usize::MAX
         };
         let mut scanned = 0usize;
+        labels.start();
         let mut shortest_everywhere = one >= opts.min_similarity;
         for ((si, seg), runs) in self.segments.iter().enumerate().zip(runs.iter_mut()) {
             if self.opts.prefetch {
@@ -818,7 +831,8 @@ impl Index {
                         break;
                     }
                     scanned += 1;
-                    if !seg.is_deleted(p) && (!filtered || keeps_labels(opts, seg.post_labels(p)?))
+                    if !seg.is_deleted(p)
+                        && (!filtered || labels.keeps(opts, si, seg, p)?.is_some())
                     {
                         live += 1;
                     }

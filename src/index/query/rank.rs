@@ -79,6 +79,7 @@ impl Index {
             ahead,
             taken,
             tier_members,
+            labels,
         } = bufs;
         // (standing, matched index) of the contents not taken yet, and of those selected to
         // be taken next (ascending: the best at the end).
@@ -94,14 +95,21 @@ impl Index {
         // (tier, time or i64::MAX, matched index, post) of the posts of the tiers taken.
         taken.clear();
         let mut tier = 0u32;
+        // Contents selected at the last selection: each one after takes at least twice as
+        // many, so a lookup whose filter drops most posts selects a few times, not once per
+        // tier.
+        let mut batch = 0usize;
+        labels.start();
         while taken.len() < limit {
             if ahead.is_empty() {
                 if rest.is_empty() {
                     break;
                 }
                 // The best `limit - taken` contents (enough unless posts are deleted or
-                // filtered out) and every content tied with the last of them, in order.
-                let n = (limit - taken.len()).min(rest.len());
+                // filtered out; twice the last batch after one fell short) and every content
+                // tied with the last of them, in order.
+                batch = (limit - taken.len()).max(batch.saturating_mul(2));
+                let n = batch.min(rest.len());
                 rest.select_nth_unstable_by(n - 1, |a, b| b.0.cmp(&a.0));
                 let edge = rest[n - 1].0;
                 let mut i = 0;
@@ -171,9 +179,8 @@ impl Index {
                     if seg.is_deleted(p) {
                         continue;
                     }
-                    let labels = seg.post_labels(p)?;
-                    if keeps_labels(opts, labels) {
-                        taken.push((tier, labels.2.unwrap_or(i64::MAX), k, p));
+                    if let Some(ts) = labels.keeps(opts, m.seg, seg, p)? {
+                        taken.push((tier, ts.unwrap_or(i64::MAX), k, p));
                         n += 1;
                         if n == most {
                             break;
@@ -268,6 +275,95 @@ pub(super) struct RankBuffers {
     taken: Vec<(u32, i64, u32, u32)>,
     /// The matched indexes of the tier being taken.
     tier_members: Vec<usize>,
+    /// Which account and platform numbers pass the filters.
+    pub(super) labels: LabelFilter,
+}
+
+/// A lookup's platform and account filters by dictionary number, learnt as posts are
+/// tested: each number's string is read and compared once per lookup and segment, and a
+/// post then costs its row's numbers and time, not its strings (a filter that drops most of
+/// a campaign's posts tests thousands).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LabelFilter {
+    /// Per segment, what is known of its numbers.
+    segments: Vec<SegmentLabels>,
+    /// How many of `segments` this lookup uses (the rest are left from earlier ones).
+    used: usize,
+}
+
+/// What a [`LabelFilter`] knows of one segment's numbers.
+#[derive(Debug, Default, Clone)]
+struct SegmentLabels {
+    /// Per platform number: 0 not yet known, 1 kept, 2 dropped.
+    platforms: Vec<u8>,
+    /// Per account number seen so far: kept or not.
+    accounts: std::collections::HashMap<u32, bool, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+}
+
+impl LabelFilter {
+    /// Forgets what an earlier lookup learnt.
+    pub(super) fn start(&mut self) {
+        for s in &mut self.segments[..self.used] {
+            s.platforms.clear();
+            s.accounts.clear();
+        }
+        self.used = 0;
+    }
+
+    /// Whether post `p` of segment `seg` (number `si`) passes the lookup's filters: its
+    /// time if so. What [`keeps`] answers of the post read whole.
+    pub(super) fn keeps(
+        &mut self,
+        opts: &QueryOptions,
+        si: usize,
+        seg: &Segment,
+        p: u32,
+    ) -> Result<Option<Option<i64>>> {
+        if self.segments.len() <= si {
+            self.segments.resize_with(si + 1, SegmentLabels::default);
+        }
+        self.used = self.used.max(si + 1);
+        let known = &mut self.segments[si];
+        let (a, pl, ts) = seg.post_label_ids(p)?;
+        if opts.since.is_some() || opts.until.is_some() {
+            let Some(t) = ts else { return Ok(None) };
+            if opts.since.is_some_and(|s| t < s) || opts.until.is_some_and(|u| t > u) {
+                return Ok(None);
+            }
+        }
+        if !opts.platforms.is_empty() {
+            let at = pl as usize;
+            if known.platforms.len() <= at {
+                known.platforms.resize(at + 1, 0);
+            }
+            if known.platforms[at] == 0 {
+                let name = seg.platform(pl)?;
+                known.platforms[at] = if opts.platforms.iter().any(|x| x == name) {
+                    1
+                } else {
+                    2
+                };
+            }
+            if known.platforms[at] == 2 {
+                return Ok(None);
+            }
+        }
+        if !opts.accounts.is_empty() {
+            let kept = match known.accounts.get(&a) {
+                Some(&k) => k,
+                None => {
+                    let name = seg.account(a)?;
+                    let k = opts.accounts.iter().any(|x| x == name);
+                    known.accounts.insert(a, k);
+                    k
+                }
+            };
+            if !kept {
+                return Ok(None);
+            }
+        }
+        Ok(Some(ts))
+    }
 }
 
 /// A verified content: where its posts are and how well it matched.
@@ -305,15 +401,7 @@ fn rank_key(containment: Option<f64>, sim: f64) -> (i64, i64) {
 
 /// Whether a post passes the lookup's platform, account and time filters.
 fn keeps(opts: &QueryOptions, m: &PostRef<'_>) -> bool {
-    keeps_labels(opts, (m.account, m.platform, m.ts))
-}
-
-/// [`keeps`] from a post's account, platform and time ([`Segment::post_labels`]: its id is
-/// not read).
-pub(super) fn keeps_labels(
-    opts: &QueryOptions,
-    (account, platform, ts): (&str, &str, Option<i64>),
-) -> bool {
+    let (account, platform, ts) = (m.account, m.platform, m.ts);
     if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == platform) {
         return false;
     }

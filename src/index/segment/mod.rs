@@ -1072,10 +1072,25 @@ impl Segment {
         })
     }
 
-    /// Post `p`'s account, platform and time, without reading its id: what a lookup's
-    /// filters look at, for posts most of which they drop.
-    pub(crate) fn post_labels(&self, p: u32) -> Result<(&str, &str, Option<i64>)> {
-        self.labels_and_span(p).map(|(labels, _)| labels)
+    /// Post `p`'s account and platform numbers (checked against the dictionaries) and time,
+    /// without reading its id or strings: what a lookup's filters look at, for posts most
+    /// of which they drop.
+    #[inline]
+    pub(crate) fn post_label_ids(&self, p: u32) -> Result<(u32, u32, Option<i64>)> {
+        if let Some((bits, at, codec)) = self.row(p) {
+            // Format 6: one row read for all three.
+            let fields = (p as u64)
+                .lt(&self.n_posts)
+                .then(|| Some((codec.ts(&bits, at)?, codec.labels(&bits, at)?)))
+                .flatten();
+            let Some((code, labels)) = fields else {
+                return Err(self.no_post(p));
+            };
+            let (a, pl) = self.labels_checked(p, Some(labels))?;
+            return Ok((a, pl, self.ts_from_code(p, code)?));
+        }
+        let (a, pl) = self.labels_of(p)?;
+        Ok((a, pl, self.ts_of(p)?))
     }
 
     /// Post `p`'s account, platform and time, and in format 6 its id's bounds from the same
@@ -1606,9 +1621,9 @@ mod tests {
 
     /// Probing every band at once finds what probing band after band finds, on the fixtures
     /// of every format version (16-bit and 32-bit tags), with and without a cap.
-    /// `post_labels` reads what `post` reads, but the id, in every format.
+    /// `post_label_ids` reads what `post` reads, but the id and the strings, in every format.
     #[test]
-    fn post_labels_are_the_posts_labels() {
+    fn post_label_ids_are_the_posts_labels() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         for version in ["v1", "v2", "v3", "v4", "v5", "v6", "v7"] {
             let index = Index::open(root.join(version).join("index")).unwrap();
@@ -1616,11 +1631,12 @@ mod tests {
             for seg in index.segments() {
                 for p in 0..seg.n_posts as u32 {
                     let post = seg.post(p).unwrap();
-                    let labels = seg.post_labels(p).unwrap();
+                    let (a, pl, ts) = seg.post_label_ids(p).unwrap();
+                    let labels = (seg.account(a).unwrap(), seg.platform(pl).unwrap(), ts);
                     assert_eq!(labels, (post.account, post.platform, post.ts), "{version}");
                     checked += 1;
                 }
-                assert!(seg.post_labels(seg.n_posts as u32).is_err(), "{version}");
+                assert!(seg.post_label_ids(seg.n_posts as u32).is_err(), "{version}");
             }
             assert!(checked >= 50, "{version}: {checked}");
         }
