@@ -826,7 +826,12 @@ impl Index {
             }
             for (&c, _) in at_one() {
                 let posts = seg.content_posts(c)?;
-                for p in posts.clone() {
+                let tested = if filtered {
+                    seg.posts_in_time(posts.clone(), opts.since, opts.until)?
+                } else {
+                    posts.clone()
+                };
+                for p in tested {
                     if live >= opts.limit || scanned >= budget {
                         break;
                     }

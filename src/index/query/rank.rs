@@ -175,7 +175,8 @@ impl Index {
                     })?;
                     continue;
                 }
-                for p in m.posts.clone() {
+                // Posts in time order (format 7) outside the time filter are not read.
+                for p in seg.posts_in_time(m.posts.clone(), opts.since, opts.until)? {
                     if seg.is_deleted(p) {
                         continue;
                     }

@@ -1144,6 +1144,46 @@ impl Segment {
         self.ts_of(p)
     }
 
+    /// The posts of `r` (one content's, format 7: in time order, unknown last) whose time is
+    /// known and within `since..=until` (either bound optional): two binary searches, the
+    /// others are never read. `r` itself when the segment's posts are not in time order.
+    pub(crate) fn posts_in_time(
+        &self,
+        r: Range<u32>,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<Range<u32>> {
+        if !self.posts_by_time() || (since.is_none() && until.is_none()) {
+            return Ok(r);
+        }
+        // The first post of `r` for which `past` holds (a prefix of `r` fails it).
+        let first = |r: Range<u32>, past: &dyn Fn(Option<i64>) -> bool| -> Result<u32> {
+            let (mut lo, mut hi) = (r.start, r.end);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if past(self.ts_of(mid)?) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            Ok(lo)
+        };
+        if r.end as u64 > self.n_posts {
+            return Err(self.no_post(r.end.saturating_sub(1)));
+        }
+        let start = match since {
+            Some(s) => first(r.clone(), &|t| t.is_none_or(|t| t >= s))?,
+            None => r.start,
+        };
+        let end = first(start..r.end, &|t| match (t, until) {
+            (None, _) => true,
+            (Some(t), Some(u)) => t > u,
+            (Some(_), None) => false,
+        })?;
+        Ok(start..end)
+    }
+
     /// Calls `f(p, time)` for each post `p` of `r` that is not deleted, in order, until it
     /// returns false: the time scan of a limited lookup, with the layout's decoding hoisted
     /// out of the loop. An error for a post out of range or an impossible stored time.
@@ -1622,6 +1662,57 @@ mod tests {
     /// Probing every band at once finds what probing band after band finds, on the fixtures
     /// of every format version (16-bit and 32-bit tags), with and without a cap.
     /// `post_label_ids` reads what `post` reads, but the id and the strings, in every format.
+    /// `posts_in_time` is the posts a linear scan keeps (time known and in the window), on
+    /// every content of the format-7 fixture, and every post on older ones (not in time
+    /// order, nothing is skipped).
+    #[test]
+    fn posts_in_time_are_the_posts_in_the_window() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut narrowed = 0;
+        for version in ["v6", "v7"] {
+            let index = Index::open(root.join(version).join("index")).unwrap();
+            for seg in index.segments() {
+                let mut times: Vec<i64> = (0..seg.n_posts as u32)
+                    .filter_map(|p| seg.post_ts(p).unwrap())
+                    .collect();
+                times.sort_unstable();
+                let pick = |f: usize| times.get(times.len() * f / 4).copied();
+                let bounds = [
+                    (pick(1), None),
+                    (None, pick(2)),
+                    (pick(1), pick(3)),
+                    (pick(2), pick(2)),
+                    (Some(i64::MIN), Some(i64::MAX)),
+                    (pick(3), pick(1)),
+                ];
+                for c in 0..seg.n_contents as u32 {
+                    let all = seg.content_posts(c).unwrap();
+                    for &(since, until) in &bounds {
+                        let got = seg.posts_in_time(all.clone(), since, until).unwrap();
+                        if !seg.posts_by_time() {
+                            assert_eq!(got, all, "{version}");
+                            continue;
+                        }
+                        let want: Vec<u32> = all
+                            .clone()
+                            .filter(|&p| {
+                                seg.post_ts(p).unwrap().is_some_and(|t| {
+                                    since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
+                                })
+                            })
+                            .collect();
+                        assert_eq!(got.clone().collect::<Vec<_>>(), want, "{version} {c}");
+                        narrowed += usize::from(got.len() < all.len());
+                    }
+                }
+            }
+        }
+        assert!(
+            narrowed > 20,
+            "{narrowed} windows narrower than their content"
+        );
+    }
+
     #[test]
     fn post_label_ids_are_the_posts_labels() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
