@@ -2,8 +2,9 @@
 //! text-in, hits-out queries, p50/p99.
 //!
 //! `TEXTREUSE_BENCH_INDEX=DIR TEXTREUSE_BENCH_QUERIES=FILE.jsonl cargo bench --bench latency`
-//! measures an existing index (queries: JSONL with a `text` field); without them it builds a
-//! small index of `data/sample.jsonl` in a temporary directory and queries its own posts.
+//! measures an existing index (queries: JSONL with a `text` field, and `platform` and `ts`
+//! for the filtered rows); without them it builds a small index of `data/sample.jsonl` in a
+//! temporary directory and queries its own posts.
 //! Cold queries drop the index files from the page cache with `posix_fadvise(DONTNEED)`
 //! before each query; the index is reopened (untimed) so that no page stays mapped.
 //! `TEXTREUSE_BENCH_IN_MEMORY=1` adds warm rows with the index read into memory.
@@ -49,6 +50,21 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 /// Runs every query once to warm up, then times each in a second pass (the result is
 /// dropped after the clock stops): the times in µs and the hits counted in the warm-up.
+/// A query post's platform and time, when its line has them.
+type Labels = (Option<String>, Option<i64>);
+
+/// The posts of JSONL `lines` with a `text`: the text, platform and time of each.
+fn query_posts<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, Labels)> {
+    lines
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let text = v["text"].as_str()?.to_string();
+            let platform = v["platform"].as_str().map(str::to_string);
+            Some((text, (platform, v["ts"].as_i64())))
+        })
+        .collect()
+}
+
 fn warm<R>(
     queries: &[String],
     mut query: impl FnMut(&str) -> R,
@@ -130,13 +146,8 @@ fn main() {
         Some(d) => {
             let q =
                 std::env::var("TEXTREUSE_BENCH_QUERIES").expect("set TEXTREUSE_BENCH_QUERIES too");
-            let texts: Vec<String> = std::fs::read_to_string(q)
-                .expect("queries")
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter_map(|v| v["text"].as_str().map(str::to_string))
-                .collect();
-            (PathBuf::from(d), texts, None)
+            let posts = query_posts(std::fs::read_to_string(q).expect("queries").lines());
+            (PathBuf::from(d), posts, None)
         }
         None => {
             let tmp = tempfile::tempdir().expect("tempdir");
@@ -150,16 +161,11 @@ fn main() {
                 &mut Quiet,
             )
             .expect("build");
-            let texts: Vec<String> = std::fs::read_to_string(&data)
-                .expect("sample")
-                .lines()
-                .step_by(3)
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter_map(|v| v["text"].as_str().map(str::to_string))
-                .collect();
-            (dir, texts, Some(tmp))
+            let sample = std::fs::read_to_string(&data).expect("sample");
+            (dir, query_posts(sample.lines().step_by(3)), Some(tmp))
         }
     };
+    let (queries, labels): (Vec<String>, Vec<Labels>) = queries.into_iter().unzip();
     let mut paths = Vec::new();
     files(&dir, &mut paths);
     // Open.
@@ -215,6 +221,45 @@ fn main() {
         let (mut t_us, hits) = warm(
             &queries,
             |q| index.query_with(q, &opts, &mut s).expect("query"),
+            |r| r.hits.len(),
+        );
+        println!(
+            "warm, {label}: p50 {:.1} us, p99 {:.1} us, mean hits {:.1}",
+            pct(&mut t_us, 0.5),
+            pct(&mut t_us, 0.99),
+            hits as f64 / queries.len() as f64
+        );
+    }
+    // Filtered lookups, each query's filter from its own post: copies on its platform, and
+    // copies posted since it (a campaign's filter drops most of its posts).
+    for (label, platform, since) in [
+        ("limit 10, no text, on the query's platform", true, false),
+        ("limit 10, no text, since the query's time", false, true),
+    ] {
+        if std::env::var("TEXTREUSE_BENCH_ONLY").is_ok_and(|o| !label.contains(&o)) {
+            continue;
+        }
+        let index = Index::open(&dir).expect("open");
+        let each: Vec<QueryOptions> = labels
+            .iter()
+            .map(|(pl, ts)| QueryOptions {
+                limit: 10,
+                with_text: false,
+                platforms: pl.iter().filter(|_| platform).cloned().collect(),
+                since: ts.filter(|_| since),
+                ..QueryOptions::default()
+            })
+            .collect();
+        let mut s = Scratch::new();
+        let mut i = 0;
+        let (mut t_us, hits) = warm(
+            &queries,
+            |q| {
+                // `warm` runs the queries in order (twice): query i has options i.
+                let opts = &each[i % each.len()];
+                i += 1;
+                index.query_with(q, opts, &mut s).expect("query")
+            },
             |r| r.hits.len(),
         );
         println!(
