@@ -65,6 +65,17 @@ fn query_posts<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, Labels)
         .collect()
 }
 
+/// Prints a warm row: `label`, p50 and p99 of `t_us`, and the mean of `hits` over `n`
+/// queries.
+fn warm_row(label: &str, t_us: &mut [f64], hits: usize, n: usize) {
+    println!(
+        "warm, {label}: p50 {:.1} us, p99 {:.1} us, mean hits {:.1}",
+        pct(t_us, 0.5),
+        pct(t_us, 0.99),
+        hits as f64 / n as f64
+    );
+}
+
 fn warm<R>(
     queries: &[String],
     mut query: impl FnMut(&str) -> R,
@@ -223,12 +234,7 @@ fn main() {
             |q| index.query_with(q, &opts, &mut s).expect("query"),
             |r| r.hits.len(),
         );
-        println!(
-            "warm, {label}: p50 {:.1} us, p99 {:.1} us, mean hits {:.1}",
-            pct(&mut t_us, 0.5),
-            pct(&mut t_us, 0.99),
-            hits as f64 / queries.len() as f64
-        );
+        warm_row(label, &mut t_us, hits, queries.len());
     }
     // Filtered lookups, each query's filter from its own post: copies on its platform, and
     // copies posted since it (a campaign's filter drops most of its posts).
@@ -262,12 +268,7 @@ fn main() {
             },
             |r| r.hits.len(),
         );
-        println!(
-            "warm, {label}: p50 {:.1} us, p99 {:.1} us, mean hits {:.1}",
-            pct(&mut t_us, 0.5),
-            pct(&mut t_us, 0.99),
-            hits as f64 / queries.len() as f64
-        );
+        warm_row(label, &mut t_us, hits, queries.len());
     }
     for limit in [10, 0]
         .into_iter()

@@ -205,6 +205,18 @@ fn word(i: usize) -> String {
     format!("{}{}{}", l(i / 676), l(i / 26), l(i))
 }
 
+/// A post by `acct` on `web` at time `ts`.
+fn web_post(id: String, text: String, ts: i64) -> RawPost {
+    RawPost {
+        id,
+        text,
+        account: "acct".into(),
+        platform: "web".into(),
+        ts: Some(ts),
+        line: 0,
+    }
+}
+
 /// A limited lookup that settles near-threshold estimates from the stored texts skips them
 /// only when live posts at similarity 1 fill its cut: here three copies of the query at 1,
 /// one deleted, and a post holding the query plus as many new words, whose estimate is near
@@ -309,14 +321,6 @@ fn copies_filling_the_cut_spare_verifying_the_near_copies() {
     let dir = tmp.path().join("index");
     let words: Vec<String> = (0..40).map(word).collect();
     let query = words.join(" ");
-    let post = |id: String, text: String, ts: i64| RawPost {
-        id,
-        text,
-        account: "acct".into(),
-        platform: "web".into(),
-        ts: Some(ts),
-        line: 0,
-    };
     let mut posts: Vec<RawPost> = util::sample_posts().into_iter().take(300).collect();
     // 300 near copies, each with one word replaced (at least 37 of 40 shingles shared).
     for i in 0..300 {
@@ -324,11 +328,15 @@ fn copies_filling_the_cut_spare_verifying_the_near_copies() {
         w[i % 40] = word(2000 + i);
         // One near copy posted after the copies (for the time filter below).
         let ts = if i == 0 { 6_000 } else { 1_000 + i as i64 };
-        posts.push(post(format!("near{i:03}"), w.join(" "), ts));
+        posts.push(web_post(format!("near{i:03}"), w.join(" "), ts));
     }
     // 24 copies, spread over the three commits below.
     for i in 0..24 {
-        posts.push(post(format!("copy{i:02}"), query.clone(), 5_000 - i as i64));
+        posts.push(web_post(
+            format!("copy{i:02}"),
+            query.clone(),
+            5_000 - i as i64,
+        ));
     }
     let mut rng = Rng::new(99);
     for i in (1..posts.len()).rev() {
@@ -563,17 +571,9 @@ fn deleted_posts_of_the_best_contents_do_not_cut_the_rest_short() {
     let dir = tmp.path().join("index");
     let words: Vec<String> = (0..40).map(word).collect();
     let query = words.join(" ");
-    let post = |id: String, text: String, ts: i64| RawPost {
-        id,
-        text,
-        account: "acct".into(),
-        platform: "web".into(),
-        ts: Some(ts),
-        line: 0,
-    };
     let mut posts: Vec<RawPost> = util::sample_posts().into_iter().take(200).collect();
     for i in 0..6 {
-        posts.push(post(format!("copy{i}"), query.clone(), 100 + i));
+        posts.push(web_post(format!("copy{i}"), query.clone(), 100 + i));
     }
     // 80 near copies with one or two words replaced; the first posted three times.
     for i in 0..80usize {
@@ -584,7 +584,7 @@ fn deleted_posts_of_the_best_contents_do_not_cut_the_rest_short() {
         }
         let times = if i == 0 { 3 } else { 1 };
         for t in 0..times {
-            posts.push(post(
+            posts.push(web_post(
                 format!("near{i:02}-{t}"),
                 w.join(" "),
                 1_000 + i as i64,
