@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::segment::{Run, TextCache};
+use super::segment::{Run, Segment, TextCache};
 
 mod rank;
 use super::{Index, PostAddr};
@@ -911,7 +911,7 @@ impl Index {
     /// Whether the contents `verified` (of segment `seg`) hold `limit` live posts.
     fn fills_cut(
         &self,
-        seg: &crate::index::segment::Segment,
+        seg: &Segment,
         verified: &[(u32, f64, Option<f64>)],
         limit: usize,
     ) -> Result<bool> {

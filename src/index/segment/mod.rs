@@ -1079,12 +1079,10 @@ impl Segment {
     pub(crate) fn post_label_ids(&self, p: u32) -> Result<(u32, u32, Option<i64>)> {
         if let Some((bits, at, codec)) = self.row(p) {
             // Format 6: one row read for all three.
-            let fields = (p as u64)
-                .lt(&self.n_posts)
-                .then(|| Some((codec.ts(&bits, at)?, codec.labels(&bits, at)?)))
-                .flatten();
-            let Some((code, labels)) = fields else {
-                return Err(self.no_post(p));
+            let fields = codec.ts(&bits, at).zip(codec.labels(&bits, at));
+            let (code, labels) = match fields {
+                Some(f) if u64::from(p) < self.n_posts => f,
+                _ => return Err(self.no_post(p)),
             };
             let (a, pl) = self.labels_checked(p, Some(labels))?;
             return Ok((a, pl, self.ts_from_code(p, code)?));
@@ -1659,12 +1657,9 @@ mod tests {
         }
     }
 
-    /// Probing every band at once finds what probing band after band finds, on the fixtures
-    /// of every format version (16-bit and 32-bit tags), with and without a cap.
-    /// `post_label_ids` reads what `post` reads, but the id and the strings, in every format.
     /// `posts_in_time` is the posts a linear scan keeps (time known and in the window), on
-    /// every content of the format-7 fixture, and every post on older ones (not in time
-    /// order, nothing is skipped).
+    /// every content of the format-7 fixture, and every post on the format-6 one (not in
+    /// time order, nothing is skipped).
     #[test]
     fn posts_in_time_are_the_posts_in_the_window() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -1713,6 +1708,7 @@ mod tests {
         );
     }
 
+    /// `post_label_ids` reads what `post` reads, but the id and the strings, in every format.
     #[test]
     fn post_label_ids_are_the_posts_labels() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -1733,6 +1729,8 @@ mod tests {
         }
     }
 
+    /// Probing every band at once finds what probing band after band finds, on the fixtures
+    /// of every format version (16-bit and 32-bit tags), with and without a cap.
     #[test]
     fn probe_all_finds_what_probing_band_after_band_finds() {
         // And `Run::shortest_uncut` names the shortest band list the cap did not cut.
