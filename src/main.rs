@@ -8,7 +8,6 @@
 mod cli;
 
 fn main() {
-    keep_freed_memory();
     let code = match cli::run() {
         Ok(code) => code,
         Err(err) => {
@@ -21,20 +20,6 @@ fn main() {
         }
     };
     std::process::exit(code);
-}
-
-/// Makes glibc's allocator keep the memory it is given: large blocks come from the heap
-/// instead of their own mappings, and freed memory is not returned to the kernel. A build
-/// frees and allocates its buffers once per segment; memory handed back and asked for again
-/// is zeroed by the kernel page by page each time (a third of a 10M build's system time).
-/// Process-wide, so set here in the command line, never in the library.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before any other thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
 }
 
 /// The error and its causes, `: `-separated, each once: a cause whose text is already
