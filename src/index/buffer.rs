@@ -142,6 +142,43 @@ pub(crate) struct Buffer {
     pub(crate) id_hashes: PreHashedMap<u64, u32>,
     pub(crate) accounts: Dict,
     pub(crate) platforms: Dict,
+    /// The capacities the vectors above would have grown to from empty (the budget counts
+    /// these, so a recycled buffer ends its segment where a new one would).
+    grown: Grown,
+}
+
+/// What each of a [`Buffer`]'s vectors would hold, in elements, had it grown from empty
+/// since the segment began: `Vec`'s amortized growth (twice the capacity or what is
+/// needed, whichever is more, and at least 8 bytes' or 4 elements' worth). A recycled
+/// vector keeps the last segment's capacity (its pages stay with the process instead of
+/// being handed back and zeroed by the kernel again); the memory budget counts this one,
+/// so that where segments end does not depend on recycling.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+struct Grown {
+    sigs: usize,
+    hashes: usize,
+    keys: usize,
+    post_content: usize,
+    post_ts: usize,
+    post_account: usize,
+    post_platform: usize,
+    id_ends: usize,
+    ids: usize,
+    text_ends: usize,
+    texts: usize,
+}
+
+/// The capacity `cap` becomes when a vector of `T` grows to hold `len` elements.
+fn grow<T>(cap: usize, len: usize) -> usize {
+    if len <= cap {
+        return cap;
+    }
+    let min = match std::mem::size_of::<T>() {
+        1 => 8,
+        2..=1024 => 4,
+        _ => 1,
+    };
+    (cap * 2).max(len).max(min)
 }
 
 /// Interned strings in first-seen order.
@@ -221,6 +258,10 @@ impl Buffer {
                 b.hashes.push(hash);
                 b.sigs.extend_from_slice(sig);
                 b.keys.extend_from_slice(keys);
+                let g = &mut b.grown;
+                g.hashes = grow::<u128>(g.hashes, b.hashes.len());
+                g.sigs = grow::<u8>(g.sigs, b.sigs.len());
+                g.keys = grow::<u64>(g.keys, b.keys.len());
                 n
             }
         };
@@ -237,6 +278,16 @@ impl Buffer {
             b.texts.extend_from_slice(post.text.as_bytes());
         }
         b.text_ends.push(b.texts.len() as u64);
+        let g = &mut b.grown;
+        let posts = b.post_content.len();
+        g.post_content = grow::<u32>(g.post_content, posts);
+        g.post_ts = grow::<i64>(g.post_ts, posts);
+        g.post_account = grow::<u32>(g.post_account, posts);
+        g.post_platform = grow::<u32>(g.post_platform, posts);
+        g.id_ends = grow::<u64>(g.id_ends, posts);
+        g.text_ends = grow::<u64>(g.text_ends, posts);
+        g.ids = grow::<u8>(g.ids, b.ids.len());
+        g.texts = grow::<u8>(g.texts, b.texts.len());
         // A 64-bit hash collision between two different ids keeps the first in the map; the
         // second is then only checked against flushed segments (probability ~2^-64 per pair).
         b.id_hashes.entry(hashes.id).or_insert(p);
@@ -282,25 +333,90 @@ impl Buffer {
     /// Approximate bytes held (by capacity, since a growing vector holds its old and new
     /// buffers for a moment), plus what a flush needs on top: the band tables being built in
     /// parallel and the post permutation arrays.
+    ///
+    /// The vectors are counted at the capacities they would have grown to in this segment
+    /// ([`Grown`]), not at what a recycled one still holds: see [`retained`](Self::retained).
     pub(crate) fn memory(&self) -> usize {
         let map = |cap: usize, entry: usize| cap * (entry + 1) * 8 / 7;
-        let held = self.sigs.capacity()
-            + self.hashes.capacity() * 16
-            + self.keys.capacity() * 8
+        let g = &self.grown;
+        let held = g.sigs
+            + g.hashes * 16
+            + g.keys * 8
             + map(self.contents.capacity(), 20)
             + map(self.id_hashes.capacity(), 12)
-            + (self.post_content.capacity()
-                + self.post_account.capacity()
-                + self.post_platform.capacity())
-                * 4
-            + (self.post_ts.capacity() + self.id_ends.capacity() + self.text_ends.capacity()) * 8
-            + self.ids.capacity()
-            + self.texts.capacity()
+            + (g.post_content + g.post_account + g.post_platform) * 4
+            + (g.post_ts + g.id_ends + g.text_ends) * 8
+            + g.ids
+            + g.texts
             + self.accounts.memory()
             + self.platforms.memory();
         let n = self.contents.len();
         let flush = BAND_TABLES_AT_ONCE * n * 16 + self.posts() * 12;
         held + flush
+    }
+
+    /// Bytes the recycled vectors hold beyond what [`memory`](Self::memory) counts (the
+    /// last segment's capacity not yet grown into).
+    pub(crate) fn retained(&self) -> usize {
+        let g = &self.grown;
+        let over = |cap: usize, grown: usize, size: usize| cap.saturating_sub(grown) * size;
+        over(self.sigs.capacity(), g.sigs, 1)
+            + over(self.hashes.capacity(), g.hashes, 16)
+            + over(self.keys.capacity(), g.keys, 8)
+            + over(self.post_content.capacity(), g.post_content, 4)
+            + over(self.post_ts.capacity(), g.post_ts, 8)
+            + over(self.post_account.capacity(), g.post_account, 4)
+            + over(self.post_platform.capacity(), g.post_platform, 4)
+            + over(self.id_ends.capacity(), g.id_ends, 8)
+            + over(self.ids.capacity(), g.ids, 1)
+            + over(self.text_ends.capacity(), g.text_ends, 8)
+            + over(self.texts.capacity(), g.texts, 1)
+    }
+
+    /// Empties the buffer for the next segment. The vectors keep their memory (their pages
+    /// stay with the process, already zeroed and mapped: a 10M build's six segments asked
+    /// the kernel for ~1 GB each); the maps and dictionaries start afresh, as they did.
+    /// Capacity the last segment grew into but never used (a vector that doubled in its
+    /// last chunk of posts) is given back: its pages were never touched.
+    pub(crate) fn recycle(&mut self) {
+        fn empty<T>(v: &mut Vec<T>) {
+            let used = v.len();
+            v.clear();
+            v.shrink_to(used);
+        }
+        empty(&mut self.sigs);
+        empty(&mut self.hashes);
+        empty(&mut self.keys);
+        empty(&mut self.post_content);
+        empty(&mut self.post_ts);
+        empty(&mut self.post_account);
+        empty(&mut self.post_platform);
+        empty(&mut self.id_ends);
+        empty(&mut self.ids);
+        empty(&mut self.text_ends);
+        empty(&mut self.texts);
+        self.contents = PreHashedMap::default();
+        self.id_hashes = PreHashedMap::default();
+        self.accounts = Dict::default();
+        self.platforms = Dict::default();
+        self.grown = Grown::default();
+    }
+
+    /// Gives back what the recycled vectors hold beyond what this segment has grown into
+    /// (when the mix changes and the last segment's vectors would overrun the budget).
+    pub(crate) fn release_retained(&mut self) {
+        let g = self.grown;
+        self.sigs.shrink_to(g.sigs);
+        self.hashes.shrink_to(g.hashes);
+        self.keys.shrink_to(g.keys);
+        self.post_content.shrink_to(g.post_content);
+        self.post_ts.shrink_to(g.post_ts);
+        self.post_account.shrink_to(g.post_account);
+        self.post_platform.shrink_to(g.post_platform);
+        self.id_ends.shrink_to(g.id_ends);
+        self.ids.shrink_to(g.ids);
+        self.text_ends.shrink_to(g.text_ends);
+        self.texts.shrink_to(g.texts);
     }
 }
 
@@ -370,5 +486,79 @@ mod tests {
             .count();
         // 300,000 ids in a layer sized for 2^20: far below its 1% at capacity.
         assert!(fp < 300, "{fp} false positives");
+    }
+
+    /// Inserts `n` posts numbered from `from` (every third text a repeat, so contents and
+    /// posts grow apart; lengths vary) into `b`, calling `after` after each.
+    fn fill(b: &mut Buffer, from: usize, n: usize, mut after: impl FnMut(&Buffer)) {
+        for i in from..from + n {
+            let id = format!("post-{i}");
+            let text = "x".repeat(1 + (i * 37) % 301);
+            let hash = if i % 3 == 0 { 7 } else { i as u128 };
+            let post = NewPost {
+                id: &id,
+                text: &text,
+                account: if i % 2 == 0 { "a" } else { "b" },
+                platform: "p",
+                ts: Some(i as i64),
+            };
+            let hashes = PostHashes::of(&post);
+            b.insert(&post, hash, &hashes, &[i as u8; 128], &[i as u64; 32], true);
+            after(b);
+        }
+    }
+
+    #[test]
+    fn a_recycled_buffer_is_counted_as_a_new_one_and_keeps_its_memory() {
+        // Fresh: the model is each vector's real capacity, post after post (so segments
+        // end where they did before buffers were recycled).
+        let mut fresh = Buffer::default();
+        let mut counted = Vec::new();
+        fill(&mut fresh, 0, 3_000, |b| {
+            let real = Grown {
+                sigs: b.sigs.capacity(),
+                hashes: b.hashes.capacity(),
+                keys: b.keys.capacity(),
+                post_content: b.post_content.capacity(),
+                post_ts: b.post_ts.capacity(),
+                post_account: b.post_account.capacity(),
+                post_platform: b.post_platform.capacity(),
+                id_ends: b.id_ends.capacity(),
+                ids: b.ids.capacity(),
+                text_ends: b.text_ends.capacity(),
+                texts: b.texts.capacity(),
+            };
+            assert_eq!(b.grown, real, "after {} posts", b.posts());
+            assert_eq!(b.retained(), 0);
+            counted.push(b.memory());
+        });
+        // Recycled after a larger segment: counted the same, post after post, while its
+        // vectors keep the memory they had.
+        let mut used = Buffer::default();
+        fill(&mut used, 10_000, 5_000, |_| {});
+        let texts = (used.texts.as_ptr(), used.texts.len());
+        used.recycle();
+        assert_eq!(used.posts(), 0);
+        assert_eq!(used.contents.len(), 0);
+        assert_eq!(used.texts.as_ptr(), texts.0, "the texts' memory is kept");
+        assert_eq!(used.texts.capacity(), texts.1, "kept as far as it was used");
+        assert!(used.retained() >= texts.1);
+        let mut at = 0;
+        fill(&mut used, 0, 3_000, |b| {
+            assert_eq!(b.memory(), counted[at], "after {} posts", b.posts());
+            at += 1;
+        });
+        // Fewer, shorter posts than the segment before: its texts were not all grown into.
+        assert!(used.retained() > 0);
+        assert_eq!(used.texts, fresh.texts);
+        assert_eq!(used.ids, fresh.ids);
+        assert_eq!(used.keys, fresh.keys);
+        used.release_retained();
+        assert_eq!(used.retained(), 0);
+        assert_eq!(used.memory(), fresh.memory());
+        assert_eq!(
+            used.texts, fresh.texts,
+            "released without losing what it holds"
+        );
     }
 }

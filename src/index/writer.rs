@@ -279,10 +279,14 @@ impl IndexWriter {
                 self.stats.indexed += 1;
                 outcomes.push(outcome);
             }
-            if self.buf.memory() >= self.opts.memory_budget
-                || self.buf.contents.len() as u64 >= u32::MAX as u64 / 2
-            {
+            let (memory, budget) = (self.buf.memory(), self.opts.memory_budget);
+            if memory >= budget || self.buf.contents.len() as u64 >= u32::MAX as u64 / 2 {
                 self.flush()?;
+            } else if memory.saturating_add(self.buf.retained()) > budget.saturating_add(budget / 8)
+            {
+                // The last segment's vectors, recycled, would overrun the budget with this
+                // segment's mix: what this one has not grown into is given back.
+                self.buf.release_retained();
             }
         }
         Ok(outcomes)
@@ -295,6 +299,10 @@ impl IndexWriter {
     pub(crate) fn make_room(&mut self, bytes: usize) -> Result<()> {
         if self.buf.memory().saturating_add(bytes) > self.opts.memory_budget {
             self.flush()?;
+        }
+        let held = self.buf.memory().saturating_add(self.buf.retained());
+        if held.saturating_add(bytes) > self.opts.memory_budget {
+            self.buf.release_retained();
         }
         Ok(())
     }
@@ -400,24 +408,33 @@ impl IndexWriter {
         if self.buf.posts() == 0 {
             return Ok(());
         }
-        let buf = std::mem::take(&mut self.buf);
         let id = self.txn.new_segment_id();
-        let entry = write_segment(
+        let written = write_segment(
             self.txn.dir(),
             id,
-            &buf,
+            &self.buf,
             self.fp.params(),
             self.opts.store_text,
             &mut self.times,
             &mut self.texts,
-        )?;
+        );
+        let entry = match written {
+            Ok(entry) => entry,
+            Err(e) => {
+                // The posts are not kept (as before the buffer was recycled), nor its memory.
+                self.buf = Buffer::default();
+                return Err(e);
+            }
+        };
         self.stats.segments += 1;
         self.stats.unique_texts += entry.contents;
         self.stats.bytes += entry.files.values().map(|f| f.len).sum::<u64>();
         // Remember the ids for duplicate detection.
-        for p in 0..buf.posts() {
-            self.bloom.insert(xxh3_64(buf.id(p)));
+        for p in 0..self.buf.posts() {
+            self.bloom.insert(xxh3_64(self.buf.id(p)));
         }
+        // The next segment fills the same vectors (`Buffer::recycle`).
+        self.buf.recycle();
         let ids_path = self.txn.dir().join(entry.dir_name()).join("ids.fst");
         let bytes = super::mmap::Data::map(&ids_path)?;
         self.flushed_ids
@@ -613,4 +630,74 @@ pub fn merge_with_progress(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<MergeStats> {
     IndexWriter::open(dir)?.merge_with_progress(opts, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::build::IndexBuilder;
+
+    /// Posts `from..to`, each its own text of about `len` bytes.
+    fn posts(from: usize, to: usize, len: usize) -> (Vec<String>, Vec<String>) {
+        let ids = (from..to).map(|i| format!("p{i}")).collect();
+        let texts = (from..to)
+            .map(|i| {
+                let mut t = format!("post {i} says");
+                while t.len() < len {
+                    t.push_str(&format!(" w{}", t.len() * 31 + i));
+                }
+                t
+            })
+            .collect();
+        (ids, texts)
+    }
+
+    #[test]
+    fn recycled_vectors_give_back_what_a_new_mix_would_overrun_the_budget_with() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let budget = 16 << 20;
+        let opts = BuildOptions {
+            memory_budget: budget,
+            ..BuildOptions::default()
+        };
+        let mut b = IndexBuilder::create(dir.path().join("index"), opts).expect("creates");
+        let w = b.writer_mut();
+        let add = |w: &mut IndexWriter, from: usize, to: usize, len: usize| {
+            let (ids, texts) = posts(from, to, len);
+            let batch: Vec<NewPost<'_>> = ids
+                .iter()
+                .zip(&texts)
+                .map(|(id, text)| NewPost {
+                    id,
+                    text,
+                    account: "",
+                    platform: "",
+                    ts: None,
+                })
+                .collect();
+            w.add(&batch).expect("adds");
+            // What the buffer holds, recycled vectors included, stays within the budget
+            // plus an eighth (the check runs after each chunk of 256 posts; these batches
+            // are one chunk each).
+            let held = w.buf.memory() + w.buf.retained();
+            assert!(
+                held <= budget + budget / 8,
+                "{held} bytes held after post {to} (budget {budget})"
+            );
+        };
+        // Long posts until the first segment is written: its texts' memory is recycled.
+        let mut next = 0;
+        while w.stats().segments == 0 {
+            add(w, next, next + 256, 4_000);
+            next += 256;
+        }
+        assert!(w.buf.retained() > budget / 2, "the texts' memory is kept");
+        // Then short posts: their signatures and band keys grow where the texts were.
+        let first = w.stats().segments;
+        while w.stats().segments == first {
+            add(w, next, next + 256, 40);
+            next += 256;
+        }
+        b.finish().expect("finishes");
+    }
 }
