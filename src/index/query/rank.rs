@@ -326,11 +326,8 @@ impl LabelFilter {
         self.used = self.used.max(si + 1);
         let known = &mut self.segments[si];
         let (a, pl, ts) = seg.post_label_ids(p)?;
-        if opts.since.is_some() || opts.until.is_some() {
-            let Some(t) = ts else { return Ok(None) };
-            if opts.since.is_some_and(|s| t < s) || opts.until.is_some_and(|u| t > u) {
-                return Ok(None);
-            }
+        if !in_window(opts, ts) {
+            return Ok(None);
         }
         if !opts.platforms.is_empty() {
             let at = pl as usize;
@@ -339,11 +336,7 @@ impl LabelFilter {
             }
             if known.platforms[at] == 0 {
                 let name = seg.platform(pl)?;
-                known.platforms[at] = if opts.platforms.iter().any(|x| x == name) {
-                    1
-                } else {
-                    2
-                };
+                known.platforms[at] = if listed(&opts.platforms, name) { 1 } else { 2 };
             }
             if known.platforms[at] == 2 {
                 return Ok(None);
@@ -354,7 +347,7 @@ impl LabelFilter {
                 Some(&k) => k,
                 None => {
                     let name = seg.account(a)?;
-                    let k = opts.accounts.iter().any(|x| x == name);
+                    let k = listed(&opts.accounts, name);
                     known.accounts.insert(a, k);
                     k
                 }
@@ -402,18 +395,21 @@ fn rank_key(containment: Option<f64>, sim: f64) -> (i64, i64) {
 
 /// Whether a post passes the lookup's platform, account and time filters.
 fn keeps(opts: &QueryOptions, m: &PostRef<'_>) -> bool {
-    let (account, platform, ts) = (m.account, m.platform, m.ts);
-    if !opts.platforms.is_empty() && !opts.platforms.iter().any(|x| x == platform) {
-        return false;
+    listed(&opts.platforms, m.platform)
+        && listed(&opts.accounts, m.account)
+        && in_window(opts, m.ts)
+}
+
+/// Whether `name` passes a platform or account filter `list` (an empty one keeps all).
+fn listed(list: &[String], name: &str) -> bool {
+    list.is_empty() || list.iter().any(|x| x == name)
+}
+
+/// Whether a post of time `ts` passes the lookup's time filter: with a bound set, its time
+/// is known and within `since..=until`.
+fn in_window(opts: &QueryOptions, ts: Option<i64>) -> bool {
+    if opts.since.is_none() && opts.until.is_none() {
+        return true;
     }
-    if !opts.accounts.is_empty() && !opts.accounts.iter().any(|x| x == account) {
-        return false;
-    }
-    if opts.since.is_some() || opts.until.is_some() {
-        let Some(ts) = ts else { return false };
-        if opts.since.is_some_and(|s| ts < s) || opts.until.is_some_and(|u| ts > u) {
-            return false;
-        }
-    }
-    true
+    ts.is_some_and(|t| opts.since.is_none_or(|s| t >= s) && opts.until.is_none_or(|u| t <= u))
 }
