@@ -65,7 +65,8 @@ pub fn report_steps(s: &MergeStats) {
     eprintln!(
         "textreuse: merge steps in seconds: verify {:.2}, renumber {:.2}, bands {:.2}, \
          signatures {:.2} (signatures {:.2} beside band entries {:.2}), files {:.2} \
-         (posts {:.2}, ids {:.2} beside texts {:.2})",
+         (posts {:.2}, ids {:.2} beside texts {:.2}, their sources' pages released {} \
+         time(s))",
         t.verify,
         t.renumber,
         t.bands,
@@ -75,7 +76,8 @@ pub fn report_steps(s: &MergeStats) {
         t.files,
         t.posts,
         t.ids,
-        t.texts
+        t.texts,
+        s.text_page_releases
     );
 }
 

@@ -700,4 +700,97 @@ mod tests {
         }
         b.finish().expect("finishes");
     }
+
+    /// Copies directory `from` (files and directories) to `to`.
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("reads") {
+            let e = e.expect("entry");
+            let dest = to.join(e.file_name());
+            if e.file_type().expect("type").is_dir() {
+                copy_dir(&e.path(), &dest);
+            } else {
+                std::fs::copy(e.path(), dest).expect("copies");
+            }
+        }
+    }
+
+    /// Every file under `dir`, by path relative to it, with its bytes.
+    fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).expect("reads") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    let rel = p.strip_prefix(dir).expect("under").display().to_string();
+                    out.insert(rel, std::fs::read(&p).expect("reads"));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_merge_keeps_source_texts_mapped_while_they_fit_and_writes_the_same_bytes_either_way() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let opts = BuildOptions {
+            memory_budget: 16 << 20,
+            ..BuildOptions::default()
+        };
+        let mut builder = IndexBuilder::create(&a, opts).expect("creates");
+        let w = builder.writer_mut();
+        let mut next = 0;
+        while w.stats().segments < 3 {
+            let (ids, texts) = posts(next, next + 256, 2_000);
+            let batch: Vec<NewPost<'_>> = ids
+                .iter()
+                .zip(&texts)
+                .map(|(id, text)| NewPost {
+                    id,
+                    text,
+                    account: "",
+                    platform: "",
+                    ts: None,
+                })
+                .collect();
+            w.add(&batch).expect("adds");
+            next += 256;
+        }
+        builder.finish().expect("finishes");
+        copy_dir(&a, &b);
+        let (m, _) = Manifest::load_current(&a)
+            .expect("loads")
+            .expect("an index");
+        assert!(m.segments.len() >= 3);
+        let need = super::super::merge::memory_need(
+            m.segments.iter().map(|s| s.posts).sum(),
+            m.segments.iter().map(|s| s.contents).sum(),
+        );
+        // Room for every source text: read in once, never released.
+        let roomy = merge(
+            &a,
+            &MergeOptions {
+                memory_budget: need + (1 << 30),
+                ..MergeOptions::default()
+            },
+        )
+        .expect("merges");
+        assert_eq!(roomy.segments_after, 1);
+        assert_eq!(roomy.text_page_releases, 0);
+        // No room: released after every round of frames.
+        let tight = merge(
+            &b,
+            &MergeOptions {
+                memory_budget: need,
+                ..MergeOptions::default()
+            },
+        )
+        .expect("merges");
+        assert!(tight.text_page_releases >= 1, "{tight:?}");
+        assert_eq!(files(&a), files(&b), "the same index either way");
+    }
 }

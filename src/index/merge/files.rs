@@ -2,6 +2,7 @@
 //! sources in the new order through the build's encoders.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use fst::{IntoStreamer, Streamer};
 use rayon::prelude::*;
@@ -244,14 +245,20 @@ struct TextBlocks<'a> {
     sources: &'a [Segment],
     order: &'a [(u32, u32)],
     caches: Vec<TextCache>,
+    mapped: &'a MappedText<'a>,
 }
 
 impl<'a> TextBlocks<'a> {
-    fn new(sources: &'a [Segment], order: &'a [(u32, u32)]) -> TextBlocks<'a> {
+    fn new(
+        sources: &'a [Segment],
+        order: &'a [(u32, u32)],
+        mapped: &'a MappedText<'a>,
+    ) -> TextBlocks<'a> {
         TextBlocks {
             sources,
             order,
             caches: sources.iter().map(|_| TextCache::default()).collect(),
+            mapped,
         }
     }
 
@@ -262,6 +269,7 @@ impl<'a> TextBlocks<'a> {
         let mut raw = RawBlock::new(out, hi - lo);
         for &(si, p) in &self.order[lo..hi] {
             let si = si as usize;
+            self.mapped.read(si, p);
             let text = self.sources[si].text_str(p, &mut self.caches[si])?;
             raw.push(text.unwrap_or_default().as_bytes());
         }
@@ -269,8 +277,86 @@ impl<'a> TextBlocks<'a> {
     }
 }
 
-/// Rounds of text blocks (`write_text_file`) read between releases of the sources' pages.
-const TEXT_ROUNDS_PER_RELEASE: usize = 4;
+/// The unit in which a merge counts the source text pages it has mapped in: a read that
+/// faults maps in the aligned 64 KiB around it (the kernel's fault-around, where those
+/// pages are cached), so a chunk touched is counted whole.
+const TEXT_CHUNK: usize = 64 << 10;
+
+/// The sources' text pages a merge's text step has mapped in since they were last released,
+/// counted in [`TEXT_CHUNK`]s (a bit per chunk, set by the parallel tasks as they read);
+/// after a round that leaves more than `room` bytes mapped, every source's text pages are
+/// released. With room for all of the sources' texts they are never released: each page is
+/// read in once (the dev 10M merge's texts step took 7.9-8.8 s releasing every 4 rounds,
+/// 4.5-5.4 s never, ARCHITECTURE.md).
+pub(super) struct MappedText<'a> {
+    sources: &'a [Segment],
+    chunks: Vec<Vec<AtomicU64>>,
+    mapped: AtomicUsize,
+    room: usize,
+    releases: AtomicUsize,
+}
+
+impl<'a> MappedText<'a> {
+    pub(super) fn new(sources: &'a [Segment], room: usize) -> MappedText<'a> {
+        let chunks = sources
+            .iter()
+            .map(|s| {
+                let n = s.text_file_len().div_ceil(TEXT_CHUNK);
+                (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect()
+            })
+            .collect();
+        MappedText {
+            sources,
+            chunks,
+            mapped: AtomicUsize::new(0),
+            room,
+            releases: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts the chunks reading post `p` of source `si` touches.
+    fn read(&self, si: usize, p: u32) {
+        let (Some(spans), Some(bits)) = (self.sources[si].text_spans(p), self.chunks.get(si))
+        else {
+            return;
+        };
+        for r in spans.iter().filter(|r| !r.is_empty()) {
+            for c in r.start / TEXT_CHUNK..=(r.end - 1) / TEXT_CHUNK {
+                let Some(word) = bits.get(c / 64) else {
+                    break;
+                };
+                let bit = 1u64 << (c % 64);
+                if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+                    self.mapped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Bytes counted as mapped since the last release.
+    fn mapped(&self) -> usize {
+        self.mapped
+            .load(Ordering::Relaxed)
+            .saturating_mul(TEXT_CHUNK)
+    }
+
+    /// After a round (no read running): releases every source's text pages if more than
+    /// the room is mapped.
+    fn after_round(&self) {
+        if self.mapped() <= self.room {
+            return;
+        }
+        self.sources
+            .iter()
+            .for_each(|s| s.release_file_pages(SegmentFile::Text));
+        self.chunks
+            .iter()
+            .flatten()
+            .for_each(|word| word.store(0, Ordering::Relaxed));
+        self.mapped.store(0, Ordering::Relaxed);
+        self.releases.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// How many frames ahead, in new order, a copy of frames asks the CPU to load a frame's
 /// bytes (its offsets twice as far ahead; measured in ARCHITECTURE.md, 4 gave no more).
@@ -282,25 +368,28 @@ const TEXT_PREFETCH_FRAMES: usize = 8;
 /// recompressed, with a dictionary trained on a sample of them, evenly spaced in the new
 /// order (read before the sequential pass); each task of the parallel pass reads and
 /// compresses its blocks.
+///
+/// The sources' text pages stay mapped while they fit in `room` bytes ([`MappedText`]); the
+/// number of times they were released is returned beside the file's entry.
 pub(super) fn write_texts(
     seg_dir: &Path,
     sources: &[Segment],
     new: &Renumbering,
+    room: usize,
+) -> Result<(FileEntry, usize)> {
+    let mapped = MappedText::new(sources, room);
+    let entry = write_texts_within(seg_dir, sources, new, &mapped)?;
+    Ok((entry, mapped.releases.into_inner()))
+}
+
+/// [`write_texts`], counting the pages it maps in with `mapped`.
+fn write_texts_within(
+    seg_dir: &Path,
+    sources: &[Segment],
+    new: &Renumbering,
+    mapped: &MappedText<'_>,
 ) -> Result<FileEntry> {
-    let mut release = {
-        // Pages read are released every few rounds: after a release, the pages a round
-        // shares with earlier ones fault in again (the dev 10M merge: 2.8M page faults
-        // releasing every round, 2.3M every 4, peak RSS 0.1 GB more).
-        let mut rounds = 0usize;
-        move || {
-            rounds += 1;
-            if rounds.is_multiple_of(TEXT_ROUNDS_PER_RELEASE) {
-                sources
-                    .iter()
-                    .for_each(|s| s.release_file_pages(SegmentFile::Text));
-            }
-        }
-    };
+    let mut release = || mapped.after_round();
     if let Some(dict) = shared_frame_dict(sources) {
         let order = &new.order;
         return copy_text_file(
@@ -323,6 +412,7 @@ pub(super) fn write_texts(
                     }
                 }
                 let (si, p) = order[i];
+                mapped.read(si as usize, p);
                 sources[si as usize].text_frame(p)
             },
             &mut release,
@@ -335,7 +425,7 @@ pub(super) fn write_texts(
         .collect::<Vec<usize>>()
         .into_par_iter()
         .map_init(
-            || TextBlocks::new(sources, order),
+            || TextBlocks::new(sources, order, mapped),
             |reader, blk| {
                 let mut raw = Vec::new();
                 reader.block(blk, &mut raw).map(|()| raw)
@@ -349,7 +439,7 @@ pub(super) fn write_texts(
         np,
         nb,
         &codec,
-        &|| TextBlocks::new(sources, order),
+        &|| TextBlocks::new(sources, order, mapped),
         &|reader, blk, out| reader.block(blk, out),
         &mut release,
     )

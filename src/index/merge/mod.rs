@@ -89,6 +89,10 @@ pub struct MergeStats {
     pub clusters_dropped: bool,
     /// Whether stored texts were dropped because some merged segment had none.
     pub texts_dropped: bool,
+    /// Times the sources' text pages were released during the text step (each time, the
+    /// pages read since the last one would have passed the memory budget's room; 0 when
+    /// the sources' texts fit in it).
+    pub text_page_releases: usize,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Where the time went, step by step.
@@ -284,8 +288,10 @@ fn merge_run(
     let (text, (posts, ids)) = rayon::join(
         || {
             timed(|| {
+                // The budget's room beside the merge's tables holds source text pages.
+                let room = opts.memory_budget.saturating_sub(merge_need(sources).2);
                 has_text
-                    .then(|| write_texts(&seg_dir, sources, new))
+                    .then(|| write_texts(&seg_dir, sources, new, room))
                     .transpose()
             })
         },
@@ -307,8 +313,9 @@ fn merge_run(
     }
     let (text, secs) = text?;
     stats.steps.texts += secs;
-    if let Some(entry) = text {
+    if let Some((entry, releases)) = text {
         files.insert("text".to_string(), entry);
+        stats.text_page_releases += releases;
     }
     stats.steps.files += files_start.elapsed().as_secs_f64();
     let entry = SegmentEntry {
@@ -335,17 +342,7 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions, threads: usize) -> 
             });
         }
     }
-    let total_posts: u64 = sources.iter().map(Segment::n_posts).sum();
-    let total_contents: u64 = sources.iter().map(Segment::n_contents).sum();
-    // Remap tables, the post order (twice while it is reordered) and the account and
-    // platform columns (about 32 bytes per post); the content tables, the content order and
-    // the map of content hashes, sized once (about 76 bytes per content); pages read between
-    // releases, text and band buffers, compression contexts and allocator slack (256 MiB).
-    // Checked against peak RSS: 10 x 1M posts, 1.01 GB (before the content order); the
-    // closing merge of dev 10M (6 segments) peaked at 0.55 GB anonymous memory and 0.54 GB
-    // of mapped source pages (before the content order, with two bands merged at once), and
-    // at 1.52 GB RSS with the content order and two bands merged while two are written.
-    let need = (total_posts * 32 + total_contents * 76 + (256 << 20)) as usize;
+    let (total_posts, total_contents, need) = merge_need(sources);
     if need > opts.memory_budget {
         return Err(Error::InvalidParameter(format!(
             "merging {total_posts} posts needs about {} MiB, more than the memory budget ({} MiB)",
@@ -357,6 +354,36 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions, threads: usize) -> 
     // many as are merged at once are held.
     let per_band = (total_contents * bands::BAND_BYTES_PER_CONTENT).max(1) as usize;
     Ok(threads.min((opts.memory_budget - need) / per_band / 2))
+}
+
+/// The posts and contents of a merge's sources, and the memory the merge needs besides its
+/// bands and the source text pages it keeps mapped, in bytes.
+fn merge_need(sources: &[Segment]) -> (u64, u64, usize) {
+    let total_posts: u64 = sources.iter().map(Segment::n_posts).sum();
+    let total_contents: u64 = sources.iter().map(Segment::n_contents).sum();
+    // Remap tables, the post order (twice while it is reordered) and the account and
+    // platform columns (about 32 bytes per post); the content tables, the content order and
+    // the map of content hashes, sized once (about 76 bytes per content); pages read between
+    // releases, text and band buffers, compression contexts and allocator slack (256 MiB).
+    // Checked against peak RSS: 10 x 1M posts, 1.01 GB (before the content order); the
+    // closing merge of dev 10M (6 segments) peaked at 0.55 GB anonymous memory and 0.54 GB
+    // of mapped source pages (before the content order, with two bands merged at once), and
+    // at 1.52 GB RSS with the content order and two bands merged while two are written.
+    (
+        total_posts,
+        total_contents,
+        memory_need(total_posts, total_contents),
+    )
+}
+
+/// The memory a merge of `posts` posts and `contents` contents needs besides its bands and
+/// the source text pages it keeps mapped, in bytes ([`merge_need`]).
+pub(crate) fn memory_need(posts: u64, contents: u64) -> usize {
+    let need = posts
+        .saturating_mul(32)
+        .saturating_add(contents.saturating_mul(76))
+        .saturating_add(256 << 20);
+    usize::try_from(need).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

@@ -93,6 +93,31 @@ impl Segment {
         })
     }
 
+    /// The length of the text file in bytes (0 without stored texts).
+    pub(crate) fn text_file_len(&self) -> usize {
+        self.texts.as_ref().map_or(0, |t| t.file.data.len())
+    }
+
+    /// The bytes of the text file that reading post `p`'s text touches, as offsets into the
+    /// file: its block's entries in the block offsets, then its block's frame. `None` without
+    /// stored texts or past the offsets; a frame the offsets put past the file is cut to it
+    /// (reading it is what reports the damage). For a merge's count of the pages it maps in.
+    pub(crate) fn text_spans(&self, p: u32) -> Option<[Range<usize>; 2]> {
+        let t = self.texts.as_ref()?;
+        let block = (p / t.block_posts) as usize;
+        let offs = t.file.view::<8>(&t.block_offsets);
+        let (s, e) = (offs.get(block)?, offs.get(block + 1)?);
+        let at = t.block_offsets.start + block * 8;
+        let end = t.blocks.end;
+        let frame = |o: u64| {
+            usize::try_from(o)
+                .map_or(end, |o| t.blocks.start.saturating_add(o))
+                .min(end)
+        };
+        let s = frame(s);
+        Some([at..at + 16, s..frame(e).max(s)])
+    }
+
     /// The compressed frame of post `p`'s text, for a segment whose texts are stored one
     /// post per frame ([`text_frame_dict`](Self::text_frame_dict)). The frame must span its
     /// bytes exactly and declare no more than a text may hold (what decompressing would
