@@ -123,7 +123,8 @@ fn looked_in(i: &Inspection) -> String {
 /// valid; a field named on the command line is in each file (CSV header, or one of the
 /// first 1,000 JSONL records); the text field is found, through a preset when the default
 /// names are absent. Prints the mapping of a preset on stderr. Standard input is not
-/// inspected.
+/// inspected, nor is any input that is not a regular file (a named pipe, `<(command)`, a
+/// device): it can be read only once, and the build reads it from its start.
 pub fn resolve(
     args: &InputArgs,
     inputs: &[PathBuf],
@@ -150,7 +151,7 @@ pub fn resolve(
     let base = with_named(args, FieldNames::default());
     let mut chosen: Option<(FieldNames, PathBuf)> = None;
     for path in inputs {
-        if path.as_os_str() == "-" {
+        if path.as_os_str() == "-" || is_stream(path) {
             continue;
         }
         let fields = file_fields(args, path, forced, &base)?;
@@ -174,6 +175,13 @@ pub fn resolve(
         tally: Some(Arc::clone(tally)),
         ..InputOptions::default()
     }))
+}
+
+/// Whether `path` names something that exists and is neither a regular file nor a directory
+/// (a named pipe, a process substitution's `/dev/fd/N`, a device): what is read from it is
+/// gone, so reading its start to inspect it would take those records from the build.
+pub fn is_stream(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// The field names to read the file at `path` with (see [`resolve`]).

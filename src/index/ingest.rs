@@ -124,7 +124,11 @@ pub fn build_index(
             let size = if path.as_os_str() == "-" {
                 None
             } else {
-                std::fs::metadata(path).ok().map(|m| m.len())
+                // A named pipe or device has no size to show progress against.
+                std::fs::metadata(path)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
             };
             // The previous file's last batch is reported before this file starts.
             if let Some(done) = inserter.finished()? {

@@ -1162,3 +1162,71 @@ fn build_reports_its_stages() {
     assert!(writing > 0.0 && time("texts") > 0.0, "{stages:?}");
     assert!(writing <= v["seconds"].as_f64().unwrap() + 1e-3);
 }
+
+/// A named pipe (or `<(command)`) can be read once: the build must not read its start to
+/// inspect its fields (which took the first 1,000 records and left the writer to die on a
+/// closed pipe, and the build to index whatever the pipe still held, exiting 0), but read
+/// every record once, from the first.
+#[cfg(unix)]
+#[test]
+fn a_build_reads_a_named_pipe_once_from_its_first_record() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("posts.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("runs mkfifo");
+    assert!(made.success());
+    let posts = util::sample_posts();
+    let n = posts.len();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || -> std::io::Result<()> {
+            // Opening blocks until the reader opens the pipe.
+            let mut f = std::io::BufWriter::new(fs::OpenOptions::new().write(true).open(&fifo)?);
+            for p in &posts {
+                writeln!(f, "{}", util::jsonl_line(p))?;
+            }
+            f.flush()
+        })
+    };
+    let index = tmp.path().join("index");
+    let mut child = std::process::Command::new(util::bin())
+        .args([os("build"), os("--json"), os("--input"), fifo.as_os_str()])
+        .args([os("--index"), index.as_os_str()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs the textreuse binary");
+    // A build that opens the pipe a second time waits for a writer that is gone.
+    let start = Instant::now();
+    while child.try_wait().expect("waits").is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            child.kill().ok();
+            // Unblocks a writer still waiting for a reader.
+            drop(fs::File::open(&fifo));
+            panic!("the build did not finish reading the named pipe in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("every record written to the pipe");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let read = v["posts"].as_u64().expect("posts read");
+    assert_eq!(read, n as u64, "{v}");
+    let index = Index::open(&index).expect("opens");
+    for p in [&util::sample_posts()[0], &util::sample_posts()[n - 1]] {
+        assert!(
+            index.post(&p.id).expect("reads").is_some(),
+            "{} missing",
+            p.id
+        );
+    }
+}
