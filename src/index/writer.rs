@@ -652,6 +652,23 @@ mod tests {
         (ids, texts)
     }
 
+    /// Adds posts `from..to` of about `len` bytes each ([`posts`]) to `w`.
+    fn add_posts(w: &mut IndexWriter, from: usize, to: usize, len: usize) {
+        let (ids, texts) = posts(from, to, len);
+        let batch: Vec<NewPost<'_>> = ids
+            .iter()
+            .zip(&texts)
+            .map(|(id, text)| NewPost {
+                id,
+                text,
+                account: "",
+                platform: "",
+                ts: None,
+            })
+            .collect();
+        w.add(&batch).expect("adds");
+    }
+
     #[test]
     fn recycled_vectors_give_back_what_a_new_mix_would_overrun_the_budget_with() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -663,19 +680,7 @@ mod tests {
         let mut b = IndexBuilder::create(dir.path().join("index"), opts).expect("creates");
         let w = b.writer_mut();
         let add = |w: &mut IndexWriter, from: usize, to: usize, len: usize| {
-            let (ids, texts) = posts(from, to, len);
-            let batch: Vec<NewPost<'_>> = ids
-                .iter()
-                .zip(&texts)
-                .map(|(id, text)| NewPost {
-                    id,
-                    text,
-                    account: "",
-                    platform: "",
-                    ts: None,
-                })
-                .collect();
-            w.add(&batch).expect("adds");
+            add_posts(w, from, to, len);
             // What the buffer holds, recycled vectors included, stays within the budget
             // plus an eighth (the check runs after each chunk of 256 posts; these batches
             // are one chunk each).
@@ -745,19 +750,7 @@ mod tests {
         let w = builder.writer_mut();
         let mut next = 0;
         while w.stats().segments < 3 {
-            let (ids, texts) = posts(next, next + 256, 2_000);
-            let batch: Vec<NewPost<'_>> = ids
-                .iter()
-                .zip(&texts)
-                .map(|(id, text)| NewPost {
-                    id,
-                    text,
-                    account: "",
-                    platform: "",
-                    ts: None,
-                })
-                .collect();
-            w.add(&batch).expect("adds");
+            add_posts(w, next, next + 256, 2_000);
             next += 256;
         }
         builder.finish().expect("finishes");
