@@ -168,6 +168,29 @@ struct Grown {
     texts: usize,
 }
 
+/// Calls `$each!(field)` for each vector a segment fills and the next one recycles: the
+/// fields of [`Grown`], named alike in [`Buffer`].
+macro_rules! recycled_vectors {
+    ($each:ident) => {
+        $each!(sigs);
+        $each!(hashes);
+        $each!(keys);
+        $each!(post_content);
+        $each!(post_ts);
+        $each!(post_account);
+        $each!(post_platform);
+        $each!(id_ends);
+        $each!(ids);
+        $each!(text_ends);
+        $each!(texts);
+    };
+}
+
+/// The size in bytes of one element of `v`.
+fn element_size<T>(_: &Vec<T>) -> usize {
+    std::mem::size_of::<T>()
+}
+
 /// The capacity `cap` becomes when a vector of `T` grows to hold `len` elements.
 fn grow<T>(cap: usize, len: usize) -> usize {
     if len <= cap {
@@ -358,19 +381,14 @@ impl Buffer {
     /// Bytes the recycled vectors hold beyond what [`memory`](Self::memory) counts (the
     /// last segment's capacity not yet grown into).
     pub(crate) fn retained(&self) -> usize {
-        let g = &self.grown;
-        let over = |cap: usize, grown: usize, size: usize| cap.saturating_sub(grown) * size;
-        over(self.sigs.capacity(), g.sigs, 1)
-            + over(self.hashes.capacity(), g.hashes, 16)
-            + over(self.keys.capacity(), g.keys, 8)
-            + over(self.post_content.capacity(), g.post_content, 4)
-            + over(self.post_ts.capacity(), g.post_ts, 8)
-            + over(self.post_account.capacity(), g.post_account, 4)
-            + over(self.post_platform.capacity(), g.post_platform, 4)
-            + over(self.id_ends.capacity(), g.id_ends, 8)
-            + over(self.ids.capacity(), g.ids, 1)
-            + over(self.text_ends.capacity(), g.text_ends, 8)
-            + over(self.texts.capacity(), g.texts, 1)
+        let mut bytes = 0;
+        macro_rules! over {
+            ($f:ident) => {
+                bytes += self.$f.capacity().saturating_sub(self.grown.$f) * element_size(&self.$f);
+            };
+        }
+        recycled_vectors!(over);
+        bytes
     }
 
     /// Empties the buffer for the next segment. The vectors keep their memory (their pages
@@ -384,17 +402,12 @@ impl Buffer {
             v.clear();
             v.shrink_to(used);
         }
-        empty(&mut self.sigs);
-        empty(&mut self.hashes);
-        empty(&mut self.keys);
-        empty(&mut self.post_content);
-        empty(&mut self.post_ts);
-        empty(&mut self.post_account);
-        empty(&mut self.post_platform);
-        empty(&mut self.id_ends);
-        empty(&mut self.ids);
-        empty(&mut self.text_ends);
-        empty(&mut self.texts);
+        macro_rules! empty {
+            ($f:ident) => {
+                empty(&mut self.$f)
+            };
+        }
+        recycled_vectors!(empty);
         self.contents = PreHashedMap::default();
         self.id_hashes = PreHashedMap::default();
         self.accounts = Dict::default();
@@ -405,18 +418,12 @@ impl Buffer {
     /// Gives back what the recycled vectors hold beyond what this segment has grown into
     /// (when the mix changes and the last segment's vectors would overrun the budget).
     pub(crate) fn release_retained(&mut self) {
-        let g = self.grown;
-        self.sigs.shrink_to(g.sigs);
-        self.hashes.shrink_to(g.hashes);
-        self.keys.shrink_to(g.keys);
-        self.post_content.shrink_to(g.post_content);
-        self.post_ts.shrink_to(g.post_ts);
-        self.post_account.shrink_to(g.post_account);
-        self.post_platform.shrink_to(g.post_platform);
-        self.id_ends.shrink_to(g.id_ends);
-        self.ids.shrink_to(g.ids);
-        self.text_ends.shrink_to(g.text_ends);
-        self.texts.shrink_to(g.texts);
+        macro_rules! release {
+            ($f:ident) => {
+                self.$f.shrink_to(self.grown.$f)
+            };
+        }
+        recycled_vectors!(release);
     }
 }
 
@@ -515,19 +522,13 @@ mod tests {
         let mut fresh = Buffer::default();
         let mut counted = Vec::new();
         fill(&mut fresh, 0, 3_000, |b| {
-            let real = Grown {
-                sigs: b.sigs.capacity(),
-                hashes: b.hashes.capacity(),
-                keys: b.keys.capacity(),
-                post_content: b.post_content.capacity(),
-                post_ts: b.post_ts.capacity(),
-                post_account: b.post_account.capacity(),
-                post_platform: b.post_platform.capacity(),
-                id_ends: b.id_ends.capacity(),
-                ids: b.ids.capacity(),
-                text_ends: b.text_ends.capacity(),
-                texts: b.texts.capacity(),
-            };
+            let mut real = Grown::default();
+            macro_rules! capacity {
+                ($f:ident) => {
+                    real.$f = b.$f.capacity()
+                };
+            }
+            recycled_vectors!(capacity);
             assert_eq!(b.grown, real, "after {} posts", b.posts());
             assert_eq!(b.retained(), 0);
             counted.push(b.memory());

@@ -245,7 +245,7 @@ fn merge_run(
     stats: &mut MergeStats,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Option<SegmentEntry>> {
-    let at_once = check_mergeable(sources, opts, rayon::current_num_threads())?;
+    let (at_once, need) = check_mergeable(sources, opts, rayon::current_num_threads())?;
     let mut clock = std::time::Instant::now();
     let mut lap = |step: &mut f64| {
         let now = std::time::Instant::now();
@@ -289,7 +289,7 @@ fn merge_run(
         || {
             timed(|| {
                 // The budget's room beside the merge's tables holds source text pages.
-                let room = opts.memory_budget.saturating_sub(merge_need(sources).2);
+                let room = opts.memory_budget.saturating_sub(need);
                 has_text
                     .then(|| write_texts(&seg_dir, sources, new, room))
                     .transpose()
@@ -332,8 +332,13 @@ fn merge_run(
 /// Refuses sources written by format version 1, and a merge whose tables would not fit the
 /// memory budget. Returns how many bands to merge at once (in parallel, held in memory:
 /// `merge_bands`): up to `threads`, as many as the budget has room for besides the tables
-/// (0: none, each band streams into the file).
-fn check_mergeable(sources: &[Segment], opts: &MergeOptions, threads: usize) -> Result<usize> {
+/// (0: none, each band streams into the file), and the memory the merge needs besides its
+/// bands ([`merge_need`]).
+fn check_mergeable(
+    sources: &[Segment],
+    opts: &MergeOptions,
+    threads: usize,
+) -> Result<(usize, usize)> {
     for s in sources {
         if s.known_key_bits() < 32 || !s.has_hashes() {
             return Err(Error::IndexState {
@@ -353,7 +358,10 @@ fn check_mergeable(sources: &[Segment], opts: &MergeOptions, threads: usize) -> 
     // Bands merged in memory: each holds its entries (8 bytes per content), and twice as
     // many as are merged at once are held.
     let per_band = (total_contents * bands::BAND_BYTES_PER_CONTENT).max(1) as usize;
-    Ok(threads.min((opts.memory_budget - need) / per_band / 2))
+    Ok((
+        threads.min((opts.memory_budget - need) / per_band / 2),
+        need,
+    ))
 }
 
 /// The posts and contents of a merge's sources, and the memory the merge needs besides its
