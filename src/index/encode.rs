@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::buffer::{Buffer, Dict, BAND_TABLES_AT_ONCE};
-use super::durable::{create_dir, create_file, sync_dir, tmp_path};
+use super::durable::{create_dir, create_file, sync_dir, tmp_path, ChunkWriter};
 use super::format::{le_chunks, packed_len, BitPacker, EnvelopeWriter};
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::options::StageTimes;
@@ -777,13 +777,13 @@ pub(crate) fn write_sigs_file(
 }
 
 /// An id map being written to `tmp`.
-pub(crate) type IdsBuilder = fst::MapBuilder<std::io::BufWriter<fs::File>>;
+pub(crate) type IdsBuilder = fst::MapBuilder<ChunkWriter>;
 
 /// Starts an id map (`ids.fst`) at the temporary path `tmp`.
 pub(crate) fn begin_ids_file(tmp: &Path) -> Result<IdsBuilder> {
     let f = create_file(tmp)?;
-    fst::MapBuilder::new(std::io::BufWriter::with_capacity(1 << 20, f))
-        .map_err(|e| fst_error(tmp, e))
+    let w = ChunkWriter::new(f).map_err(|e| Error::io(tmp, e))?;
+    fst::MapBuilder::new(w).map_err(|e| fst_error(tmp, e))
 }
 
 /// An error of the fst crate while writing `path`: an I/O error is [`Error::Io`] (a full
@@ -798,7 +798,7 @@ pub(crate) fn fst_error(path: &Path, e: fst::Error) -> Error {
 /// Ends an id map: fsyncs it, renames it from `tmp` to `path`, returns its manifest entry.
 pub(crate) fn finish_ids_file(mb: IdsBuilder, tmp: &Path, path: &Path) -> Result<FileEntry> {
     let w = mb.into_inner().map_err(|e| fst_error(tmp, e))?;
-    let f = w.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
+    let f = w.into_inner().map_err(|e| Error::io(tmp, e))?;
     f.sync_data().map_err(|e| Error::io(tmp, e))?;
     drop(f);
     fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
@@ -1210,7 +1210,7 @@ fn sort_bucket(tags: &mut [u32], cids: &mut [u32], scratch: &mut Vec<(u32, u32)>
 /// A temporary spill file for one section that is built out of order.
 pub(crate) struct SpillFile {
     path: PathBuf,
-    out: std::io::BufWriter<fs::File>,
+    out: ChunkWriter,
 }
 
 impl SpillFile {
@@ -1218,7 +1218,7 @@ impl SpillFile {
         let f = create_file(path)?;
         Ok(SpillFile {
             path: path.to_path_buf(),
-            out: std::io::BufWriter::with_capacity(1 << 20, f),
+            out: ChunkWriter::new(f).map_err(|e| Error::io(path, e))?,
         })
     }
 
@@ -1250,7 +1250,7 @@ impl SpillFile {
         let f = self
             .out
             .into_inner()
-            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+            .map_err(|e| Error::io(&self.path, e))?;
         drop(f);
         let path = &self.path;
         let data = super::mmap::Data::map(path)?;

@@ -15,8 +15,8 @@
 //! little-endian. Decoding never slices before proving bounds, uses checked arithmetic and
 //! returns [`Error::Corrupt`] for any impossible value: no input byte can cause a panic.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs;
+use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -416,7 +416,7 @@ impl BitPacker {
 pub struct EnvelopeWriter {
     path: PathBuf,
     tmp: PathBuf,
-    out: BufWriter<File>,
+    out: super::durable::ChunkWriter,
     hasher: Xxh3,
     pos: u64,
     entries: Vec<(u32, u64, u64, u64)>,
@@ -466,10 +466,11 @@ impl EnvelopeWriter {
         let tmp = super::durable::tmp_path(path);
         // Never through a link, never over another file, mode 0644 (see `txn`).
         let file = super::durable::create_file(&tmp)?;
+        let out = super::durable::ChunkWriter::new(file).map_err(|e| Error::io(&tmp, e))?;
         let mut w = EnvelopeWriter {
             path: path.to_path_buf(),
             tmp,
-            out: BufWriter::with_capacity(1 << 20, file),
+            out,
             hasher: Xxh3::new(),
             pos: 0,
             entries: Vec::with_capacity(sections),
@@ -644,10 +645,7 @@ impl EnvelopeWriter {
         head[16..24].copy_from_slice(&sum.to_le_bytes());
         let len = self.pos;
         let tmp = self.tmp.clone();
-        let mut file = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        let mut file = self.out.into_inner().map_err(|e| Error::io(&tmp, e))?;
         use std::io::{Seek, SeekFrom};
         file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io(&tmp, e))?;
