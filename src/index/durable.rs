@@ -2,7 +2,8 @@
 //! symbolic link, never over an existing file, with modes 0644 and 0755 whatever the
 //! umask ([`create_file`], [`create_dir`]); whole small files replaced atomically
 //! ([`atomic_write`]: temporary file, fsync, rename) and renames made durable
-//! ([`sync_dir`]); large files written in whole, aligned pieces ([`ChunkWriter`]).
+//! ([`sync_dir`]); files handed to the kernel in the pieces that suit their use
+//! ([`ChunkWriter`], [`Pieces`]).
 
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
@@ -89,32 +90,50 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// The piece [`ChunkWriter`] hands the kernel: a huge page (2 MiB on x86-64 and arm64 with
-/// 4 KiB pages).
+/// The piece [`ChunkWriter`] hands the kernel in [`Pieces::Huge`]: a huge page (2 MiB on
+/// x86-64 and arm64 with 4 KiB pages).
 pub(crate) const CHUNK: usize = 2 << 20;
 
-/// A buffered writer of a file whose writes start and end on multiples of [`CHUNK`] in
-/// the file, but after a seek and at the end. Linux (6.x, on ext4 and XFS) keeps the pages
-/// of each such write in one huge folio of the page cache, and a read-only mapping of the
-/// file then maps that folio with one page-table entry: the random reads of a warm lookup
-/// miss the TLB as rarely as in huge-page memory (ARCHITECTURE.md, "Lookups"). With
-/// `BufWriter`'s 1 MiB writes no folio reached a huge page, and a lookup on a freshly built
-/// index paid a page-table walk per line it read. The bytes written are the same.
+/// The buffer of [`Pieces::Buffered`], as `BufWriter`'s was.
+const BUFFERED: usize = 1 << 20;
+
+/// How a [`ChunkWriter`] hands its file to the kernel; the bytes are the same either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pieces {
+    /// Whole writes that start and end on multiples of [`CHUNK`] in the file, but after a
+    /// seek and at the end. Linux (6.x, on ext4 and XFS) keeps each in one huge folio of
+    /// the page cache, and a read-only mapping of the file maps that folio with one
+    /// page-table entry: the random reads of a warm lookup miss the TLB as rarely as in
+    /// huge-page memory (ARCHITECTURE.md, "Lookups"). For the files lookups map.
+    Huge,
+    /// Writes of a 1 MiB buffer wherever they fall, as `BufWriter`'s: the page cache keeps
+    /// them in small folios, which cost less to allocate on a VM that hands free memory back
+    /// to its host. For the runs of a bulk build (merged, then deleted) and spill files.
+    Buffered,
+}
+
+/// A buffered writer of a file, in the [`Pieces`] it is given.
 pub(crate) struct ChunkWriter<W = File> {
     file: W,
     buf: Vec<u8>,
     /// The file offset of `buf[0]`.
     pos: u64,
+    pieces: Pieces,
 }
 
 impl<W: Write + Seek> ChunkWriter<W> {
     /// A writer of `file`, from its current offset.
-    pub(crate) fn new(mut file: W) -> std::io::Result<ChunkWriter<W>> {
+    pub(crate) fn new(mut file: W, pieces: Pieces) -> std::io::Result<ChunkWriter<W>> {
         let pos = file.stream_position()?;
+        let cap = match pieces {
+            Pieces::Huge => CHUNK,
+            Pieces::Buffered => BUFFERED,
+        };
         Ok(ChunkWriter {
             file,
-            buf: Vec::with_capacity(CHUNK),
+            buf: Vec::with_capacity(cap),
             pos,
+            pieces,
         })
     }
 
@@ -139,6 +158,20 @@ impl<W: Write + Seek> Write for ChunkWriter<W> {
     /// whatever count comes back).
     fn write(&mut self, mut b: &[u8]) -> std::io::Result<usize> {
         let len = b.len();
+        if self.pieces == Pieces::Buffered {
+            // `BufWriter`'s writes: the buffer when the bytes would overflow it, and bytes
+            // as long as the buffer straight through.
+            if self.buf.len() + len > BUFFERED {
+                self.flush_buf()?;
+            }
+            if len >= BUFFERED {
+                self.file.write_all(b)?;
+                self.pos += len as u64;
+            } else {
+                self.buf.extend_from_slice(b);
+            }
+            return Ok(len);
+        }
         while !b.is_empty() {
             let end = self.pos + self.buf.len() as u64;
             let to_boundary = CHUNK - (end % CHUNK as u64) as usize;
@@ -179,7 +212,7 @@ mod tests {
     use super::*;
 
     /// A file in memory that records each write it is given (offset and length).
-    #[derive(Default)]
+    #[derive(Debug, Default)]
     struct Recorder {
         data: Vec<u8>,
         pos: u64,
@@ -220,7 +253,7 @@ mod tests {
     #[test]
     fn chunk_writer_writes_whole_aligned_pieces_and_the_same_bytes() {
         let c = CHUNK as u64;
-        let mut w = ChunkWriter::new(Recorder::default()).unwrap();
+        let mut w = ChunkWriter::new(Recorder::default(), Pieces::Huge).unwrap();
         // A header first, so the stream starts off a boundary, as an envelope's does.
         w.write_all(&[9u8; 100]).unwrap();
         let mut want = vec![9u8; 100];
@@ -246,7 +279,9 @@ mod tests {
         }
         let streamed = w.file.writes.clone();
         assert!(streamed.len() > 50, "{} writes", streamed.len());
-        assert!(streamed.iter().all(|&(at, n)| (at + n as u64).is_multiple_of(c)));
+        assert!(streamed
+            .iter()
+            .all(|&(at, n)| (at + n as u64).is_multiple_of(c)));
         assert!(streamed[1..].iter().all(|&(at, _)| at.is_multiple_of(c)));
         assert!(
             streamed.iter().any(|&(_, n)| n > CHUNK),
@@ -262,6 +297,31 @@ mod tests {
         want.extend_from_slice(b"tail");
         let file = w.into_inner().unwrap();
         assert!(file.data == want, "the file differs from the bytes written");
+    }
+
+    /// In `Buffered` pieces the file is given the writes `BufWriter` (1 MiB) gives it.
+    #[test]
+    fn chunk_writer_buffered_writes_as_bufwriter_did() {
+        let mut w = ChunkWriter::new(Recorder::default(), Pieces::Buffered).unwrap();
+        let mut b = std::io::BufWriter::with_capacity(BUFFERED, Recorder::default());
+        let mut seed = 11u64;
+        for i in 0..300 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = match (seed >> 40) % 3 {
+                0 => (seed >> 20) as usize % 64,
+                1 => (seed >> 20) as usize % (BUFFERED + 1),
+                _ => BUFFERED + (seed >> 20) as usize % (3 * BUFFERED),
+            };
+            let bytes = vec![i as u8; len];
+            assert_eq!(w.write(&bytes).unwrap(), len);
+            b.write_all(&bytes).unwrap();
+        }
+        let (w, b) = (w.into_inner().unwrap(), b.into_inner().unwrap());
+        assert!(w.writes.len() > 100, "{} writes", w.writes.len());
+        assert_eq!(w.writes, b.writes);
+        assert!(w.data == b.data);
     }
 
     #[test]

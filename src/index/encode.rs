@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::buffer::{Buffer, Dict, BAND_TABLES_AT_ONCE};
-use super::durable::{create_dir, create_file, sync_dir, tmp_path, ChunkWriter};
+use super::durable::{create_dir, create_file, sync_dir, tmp_path, ChunkWriter, Pieces};
 use super::format::{le_chunks, packed_len, BitPacker, EnvelopeWriter};
 use super::manifest::{segment_dir_name, FileEntry, SegmentEntry};
 use super::options::StageTimes;
@@ -93,6 +93,7 @@ pub(crate) fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
 }
 
 /// Writes one segment's files and returns its manifest entry.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_segment(
     dir: &Path,
     id: u64,
@@ -101,6 +102,7 @@ pub(crate) fn write_segment(
     store_text: bool,
     times: &mut StageTimes,
     texts: &mut BuildTexts,
+    pieces: Pieces,
 ) -> Result<SegmentEntry> {
     let mut clock = std::time::Instant::now();
     let mut lap = |stage: &mut f64| {
@@ -151,7 +153,7 @@ pub(crate) fn write_segment(
     {
         let path = seg_dir.join("bands");
         let d = dir_bits(nc as u64);
-        let mut w = BandsFile::begin(&path, nc as u64, bands, d, params.lsh.rows)?;
+        let mut w = BandsFile::begin(&path, nc as u64, bands, (d, params.lsh.rows), pieces)?;
         let packing = w.packing();
         // Band tables are built in groups to bound memory, each group while the one before
         // it is written and fed to the content order (serial passes), in band order. Each
@@ -274,6 +276,7 @@ pub(crate) fn write_segment(
                 let hashes: Vec<u128> = perm.iter().map(|&c| b.hashes[c as usize]).collect();
                 w.write_u128s(&hashes)
             },
+            pieces,
         )
     };
     // Posts, in content order.
@@ -290,7 +293,7 @@ pub(crate) fn write_segment(
             platform_of: &platform_of,
             platforms: &b.platforms,
         };
-        write_posts_file(&seg_dir.join("posts"), &posts)
+        write_posts_file(&seg_dir.join("posts"), &posts, pieces)
     };
     // Ids: an fst map from external id to post index.
     let ids_file = || -> Result<FileEntry> {
@@ -303,7 +306,7 @@ pub(crate) fn write_segment(
         }
         by_id.par_sort_unstable_by(|&x, &y| b.id(x as usize).cmp(b.id(y as usize)));
         let tmp = tmp_path(&path);
-        let mut mb = begin_ids_file(&tmp)?;
+        let mut mb = begin_ids_file(&tmp, pieces)?;
         for &p in &by_id {
             mb.insert(b.id(p as usize), position[p as usize] as u64)
                 .map_err(|e| fst_error(&tmp, e))?;
@@ -341,6 +344,7 @@ pub(crate) fn write_segment(
                 Ok(())
             },
             &mut || {},
+            pieces,
         )?;
         Ok(Some((text, trained)))
     };
@@ -484,7 +488,11 @@ pub(crate) struct PostsColumns<'a> {
 /// bit-packed row), the one encoder of its 8 sections (a build's flush and a merge both call
 /// it), and returns its manifest entry. Three passes over the rows: the time span and id
 /// length (the rows' widths), the rows, the id bytes.
-pub(crate) fn write_posts_file(path: &Path, c: &PostsColumns<'_>) -> Result<FileEntry> {
+pub(crate) fn write_posts_file(
+    path: &Path,
+    c: &PostsColumns<'_>,
+    pieces: Pieces,
+) -> Result<FileEntry> {
     let np = c.rows.len();
     let (na, npl) = (c.accounts.ends.len() as u64, c.platforms.ends.len() as u64);
     let bad = |what: String| Error::InvalidParameter(format!("{}: {what}", path.display()));
@@ -512,7 +520,7 @@ pub(crate) fn write_posts_file(path: &Path, c: &PostsColumns<'_>) -> Result<File
         (0, 0)
     };
     let wd = PostRowWidths::of(na, npl, id_len, span);
-    let mut w = EnvelopeWriter::create(path, POSTS_MAGIC, POSTS_SECTIONS_V6.len())?;
+    let mut w = EnvelopeWriter::create_in(path, POSTS_MAGIC, POSTS_SECTIONS_V6.len(), pieces)?;
     w.begin(0)?;
     let mut meta = Vec::with_capacity(POSTS_META_LEN_V6);
     for v in [np, c.n_contents, na, npl, base as u64] {
@@ -598,9 +606,15 @@ pub(crate) struct BandsFile {
 impl BandsFile {
     /// Starts the band file `path` of `n` contents with a directory of `d` bits (its spill
     /// file, `entries.spill.tmp`, next to it).
-    pub(crate) fn begin(path: &Path, n: u64, bands: usize, d: u32, rows: u32) -> Result<BandsFile> {
+    pub(crate) fn begin(
+        path: &Path,
+        n: u64,
+        bands: usize,
+        (d, rows): (u32, u32),
+        pieces: Pieces,
+    ) -> Result<BandsFile> {
         let (tag_bits, id_bits) = entry_widths(n, d);
-        let mut w = EnvelopeWriter::create(path, BANDS_MAGIC, 3)?;
+        let mut w = EnvelopeWriter::create_in(path, BANDS_MAGIC, 3, pieces)?;
         w.begin(0)?;
         let mut meta = Vec::with_capacity(BANDS_META_LEN_V5);
         meta.extend_from_slice(&n.to_le_bytes());
@@ -763,8 +777,9 @@ pub(crate) fn write_sigs_file(
     h: &SigsHeader<'_>,
     sigs: &mut dyn FnMut(&mut EnvelopeWriter) -> Result<()>,
     hashes: &mut dyn FnMut(&mut EnvelopeWriter) -> Result<()>,
+    pieces: Pieces,
 ) -> Result<FileEntry> {
-    let mut w = EnvelopeWriter::create(path, SIGS_MAGIC, 3)?;
+    let mut w = EnvelopeWriter::create_in(path, SIGS_MAGIC, 3, pieces)?;
     w.begin(0)?;
     w.write(&super::segment::sigs_meta(h.n, h.k, h.params, h.has_text))?;
     // Line-aligned: a 128-byte signature is two cache lines, not three.
@@ -780,9 +795,9 @@ pub(crate) fn write_sigs_file(
 pub(crate) type IdsBuilder = fst::MapBuilder<ChunkWriter>;
 
 /// Starts an id map (`ids.fst`) at the temporary path `tmp`.
-pub(crate) fn begin_ids_file(tmp: &Path) -> Result<IdsBuilder> {
+pub(crate) fn begin_ids_file(tmp: &Path, pieces: Pieces) -> Result<IdsBuilder> {
     let f = create_file(tmp)?;
-    let w = ChunkWriter::new(f).map_err(|e| Error::io(tmp, e))?;
+    let w = ChunkWriter::new(f, pieces).map_err(|e| Error::io(tmp, e))?;
     fst::MapBuilder::new(w).map_err(|e| fst_error(tmp, e))
 }
 
@@ -822,6 +837,7 @@ type Frames = (Vec<u8>, Vec<usize>);
 /// `out` with raw block `i`; each round is written (in block order) while the next one is
 /// compressed, and `after_round` runs after each. The block offsets go first in the file
 /// (their room is reserved) and are filled in at the end. Returns its manifest entry.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_text_file<R, I, F>(
     seg_dir: &Path,
     np: u64,
@@ -830,6 +846,7 @@ pub(crate) fn write_text_file<R, I, F>(
     reader: &I,
     raw_block: &F,
     after_round: &mut dyn FnMut(),
+    pieces: Pieces,
 ) -> Result<FileEntry>
 where
     I: Fn() -> R + Sync,
@@ -852,6 +869,7 @@ where
             })
         },
         after_round,
+        pieces,
     )
 }
 
@@ -865,6 +883,7 @@ pub(crate) fn copy_text_file<'a, F>(
     dict: &[u8],
     frame: &F,
     after_round: &mut dyn FnMut(),
+    pieces: Pieces,
 ) -> Result<FileEntry>
 where
     F: Fn(usize) -> Result<&'a [u8]> + Sync,
@@ -885,6 +904,7 @@ where
             Ok((frames, ends))
         },
         after_round,
+        pieces,
     )
 }
 
@@ -894,6 +914,7 @@ where
 /// order) while the next one is made, and `after_round` runs after each. The block offsets
 /// go first in the file (their room is reserved) and are filled in at the end; the
 /// dictionary `dict` goes last.
+#[allow(clippy::too_many_arguments)]
 fn write_frames<S, I, F>(
     seg_dir: &Path,
     np: u64,
@@ -902,13 +923,14 @@ fn write_frames<S, I, F>(
     state: &I,
     piece: &F,
     after_round: &mut dyn FnMut(),
+    pieces: Pieces,
 ) -> Result<FileEntry>
 where
     I: Fn() -> S + Sync,
     F: Fn(&mut S, std::ops::Range<usize>) -> Result<Frames> + Sync,
 {
     let path = seg_dir.join("text");
-    let mut w = EnvelopeWriter::create(&path, TEXT_MAGIC, 4)?;
+    let mut w = EnvelopeWriter::create_in(&path, TEXT_MAGIC, 4, pieces)?;
     w.begin(0)?;
     let mut meta = Vec::with_capacity(16);
     meta.extend_from_slice(&np.to_le_bytes());
@@ -1218,7 +1240,7 @@ impl SpillFile {
         let f = create_file(path)?;
         Ok(SpillFile {
             path: path.to_path_buf(),
-            out: ChunkWriter::new(f).map_err(|e| Error::io(path, e))?,
+            out: ChunkWriter::new(f, Pieces::Buffered).map_err(|e| Error::io(path, e))?,
         })
     }
 

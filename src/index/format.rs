@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
+use super::durable::{ChunkWriter, Pieces};
 use crate::error::{Error, Result};
 
 /// The format version this build writes (binary files and manifests).
@@ -416,7 +417,7 @@ impl BitPacker {
 pub struct EnvelopeWriter {
     path: PathBuf,
     tmp: PathBuf,
-    out: super::durable::ChunkWriter,
+    out: ChunkWriter,
     hasher: Xxh3,
     pos: u64,
     entries: Vec<(u32, u64, u64, u64)>,
@@ -463,10 +464,20 @@ impl EnvelopeWriter {
     /// Starts `path` (written as `path.tmp` until [`finish`](Self::finish)) with room for
     /// `sections` sections.
     pub fn create(path: &Path, magic: &[u8; 8], sections: usize) -> Result<EnvelopeWriter> {
+        EnvelopeWriter::create_in(path, magic, sections, Pieces::Huge)
+    }
+
+    /// As [`create`](Self::create), handing the file to the kernel in `pieces`.
+    pub(crate) fn create_in(
+        path: &Path,
+        magic: &[u8; 8],
+        sections: usize,
+        pieces: Pieces,
+    ) -> Result<EnvelopeWriter> {
         let tmp = super::durable::tmp_path(path);
         // Never through a link, never over another file, mode 0644 (see `txn`).
         let file = super::durable::create_file(&tmp)?;
-        let out = super::durable::ChunkWriter::new(file).map_err(|e| Error::io(&tmp, e))?;
+        let out = ChunkWriter::new(file, pieces).map_err(|e| Error::io(&tmp, e))?;
         let mut w = EnvelopeWriter {
             path: path.to_path_buf(),
             tmp,

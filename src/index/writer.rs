@@ -25,6 +25,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::buffer::{prepare, Bloom, Buffer, PreparedBatch};
 use super::clusters_file::{write_clusters_file, ClusterAssignment, ClustersFile};
+use super::durable::Pieces;
 use super::encode::{file_entry, write_deleted, write_segment, BuildTexts, TEXT_DICT_SAMPLES};
 use super::manifest::{Manifest, SegmentEntry};
 use super::merge::{merge_segments, MergeOptions, MergeStats};
@@ -281,7 +282,7 @@ impl IndexWriter {
             }
             let (memory, budget) = (self.buf.memory(), self.opts.memory_budget);
             if memory >= budget || self.buf.contents.len() as u64 >= u32::MAX as u64 / 2 {
-                self.flush()?;
+                self.flush_in(Pieces::Buffered)?;
             } else if memory.saturating_add(self.buf.retained()) > budget.saturating_add(budget / 8)
             {
                 // The last segment's vectors, recycled, would overrun the budget with this
@@ -298,7 +299,7 @@ impl IndexWriter {
     /// move segment boundaries on inputs without long records.
     pub(crate) fn make_room(&mut self, bytes: usize) -> Result<()> {
         if self.buf.memory().saturating_add(bytes) > self.opts.memory_budget {
-            self.flush()?;
+            self.flush_in(Pieces::Buffered)?;
         }
         let held = self.buf.memory().saturating_add(self.buf.retained());
         if held.saturating_add(bytes) > self.opts.memory_budget {
@@ -403,8 +404,23 @@ impl IndexWriter {
         Ok(missing)
     }
 
-    /// Writes the buffered posts as a segment (not yet visible: see [`commit`](Self::commit)).
+    /// Writes the buffered posts as a segment (not yet visible: see [`commit`](Self::commit)):
+    /// in huge pieces if no other was written since the last commit, else as a run
+    /// ([`flush_in`](Self::flush_in)).
     fn flush(&mut self) -> Result<()> {
+        let pieces = if self.written.is_empty() {
+            Pieces::Huge
+        } else {
+            Pieces::Buffered
+        };
+        self.flush_in(pieces)
+    }
+
+    /// Writes the buffered posts as a segment, its files handed to the kernel in `pieces`:
+    /// [`Pieces::Buffered`] for a run, written because the memory budget filled (a bulk
+    /// build merges its runs into one segment, written in huge pieces for the lookups that
+    /// map it, and deletes them; ARCHITECTURE.md, "Lookups").
+    fn flush_in(&mut self, pieces: Pieces) -> Result<()> {
         if self.buf.posts() == 0 {
             return Ok(());
         }
@@ -417,6 +433,7 @@ impl IndexWriter {
             self.opts.store_text,
             &mut self.times,
             &mut self.texts,
+            pieces,
         );
         let entry = match written {
             Ok(entry) => entry,

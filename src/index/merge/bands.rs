@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::renumber::{Remap, Renumbering};
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
+use crate::index::durable::Pieces;
 use crate::index::encode::{dir_bits, BandPacker, BandPacking, BandsFile};
 use crate::index::order::{ContentOrder, KeyGroups};
 use crate::index::segment::{prefetch_item, Segment};
@@ -183,7 +184,7 @@ pub(super) fn merge_bands(
     let bands = params.lsh.bands as usize;
     let nc = new.n_contents();
     let d = dir_bits(nc);
-    let mut w = BandsFile::begin(&path, nc, bands, d, params.lsh.rows)?;
+    let mut w = BandsFile::begin(&path, nc, bands, (d, params.lsh.rows), Pieces::Huge)?;
     let mut grouping = ContentOrder::new(nc as usize);
     let shared = shared_contents(&new.remaps, nc);
     if at_once == 0 {

@@ -11,6 +11,7 @@ use super::renumber::{content_hash, Renumbering};
 use crate::error::{Error, Result};
 use crate::fingerprint::FingerprintParams;
 use crate::index::buffer::Dict;
+use crate::index::durable::Pieces;
 use crate::index::encode::{
     begin_ids_file, copy_text_file, finish_ids_file, write_posts_file, write_sigs_file,
     write_text_file, PostRows, PostsColumns, RawBlock, SigsHeader, TextCodec, TEXT_BLOCK_POSTS,
@@ -96,6 +97,7 @@ pub(super) fn write_sigs(
             }
             Ok(())
         },
+        Pieces::Huge,
     )?;
     sources
         .iter()
@@ -152,7 +154,7 @@ pub(super) fn write_posts(
         platform_of: &platform_of,
         platforms: &platforms,
     };
-    write_posts_file(&seg_dir.join("posts"), &posts)
+    write_posts_file(&seg_dir.join("posts"), &posts, Pieces::Huge)
 }
 
 /// The slot of number `i` in a renumbering table (grown on demand, `u32::MAX` for unseen).
@@ -178,7 +180,7 @@ pub(super) fn write_ids(
         .map(Segment::id_map)
         .collect::<Result<Vec<_>>>()?;
     let tmp = crate::index::durable::tmp_path(&path);
-    let mut mb = begin_ids_file(&tmp)?;
+    let mut mb = begin_ids_file(&tmp, Pieces::Huge)?;
     let mut op = fst::map::OpBuilder::new();
     for m in &maps {
         op = op.add(m.into_stream());
@@ -416,6 +418,7 @@ fn write_texts_within(
                 sources[si as usize].text_frame(p)
             },
             &mut release,
+            Pieces::Huge,
         );
     }
     let np = new.n_posts();
@@ -442,6 +445,7 @@ fn write_texts_within(
         &|| TextBlocks::new(sources, order, mapped),
         &|reader, blk, out| reader.block(blk, out),
         &mut release,
+        Pieces::Huge,
     )
 }
 
