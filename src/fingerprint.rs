@@ -75,7 +75,9 @@ impl FingerprintParams {
 /// are never held at once.
 const STREAM_TOKENS: usize = 1 << 16;
 
-/// Reusable buffers for [`Fingerprinter::fingerprint_with`]. Keep one per thread.
+/// Reusable buffers for [`Fingerprinter::fingerprint_with`]. Keep one per thread. Lookups
+/// through [`Index::query_with`](crate::Index::query_with) keep their buffers here too, and
+/// the shingle sets of contents they settled exactly more than once (at most 8 MiB).
 #[derive(Debug, Default, Clone)]
 pub struct Scratch {
     normalized: Normalized,

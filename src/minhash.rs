@@ -392,6 +392,27 @@ impl HashSet64 {
         }
     }
 
+    /// The values, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots
+            .iter()
+            .copied()
+            .filter(|&h| h != u64::MAX)
+            .chain(self.has_max.then_some(u64::MAX))
+    }
+
+    /// The exact Jaccard similarity of this set and `other`, whose values are distinct:
+    /// what [`jaccard_of`](Self::jaccard_of) gives for them, to the bit.
+    pub fn jaccard_of_distinct(&self, other: &[u64]) -> f64 {
+        let both: usize = other.iter().map(|&h| usize::from(self.contains(h))).sum();
+        let union = self.len + other.len() - both;
+        if union == 0 {
+            0.0
+        } else {
+            both as f64 / union as f64
+        }
+    }
+
     /// The exact Jaccard similarity of this set and the distinct values of `other` (in any
     /// order, repeats allowed), using `seen` for the latter: what [`jaccard`] gives for the
     /// two sets sorted and deduplicated, without sorting.
@@ -582,6 +603,27 @@ mod tests {
         assert_eq!(jaccard(&[1, 2, 3], &[1, 2, 3]), 1.0);
         assert_eq!(jaccard(&[1, 2, 3, 4], &[3, 4, 5, 6]), 2.0 / 6.0);
         assert_eq!(jaccard(&[5], &[1, 2, 5, 9]), 0.25);
+    }
+
+    /// A set's values, handed back as a distinct list, give the similarity `jaccard_of`
+    /// gives for the values with repeats (the shingle memo of a lookup relies on it), `MAX`
+    /// (kept outside the table) included.
+    #[test]
+    fn distinct_values_give_the_same_similarity() {
+        let mut q = HashSet64::default();
+        q.reset(8);
+        for h in [1, 2, 3, 40, u64::MAX] {
+            q.insert(h);
+        }
+        let other = [2u64, 3, 3, 99, u64::MAX, 2, 7, 0];
+        let mut seen = HashSet64::default();
+        let want = q.jaccard_of(&other, &mut seen);
+        let mut distinct: Vec<u64> = seen.values().collect();
+        distinct.sort_unstable();
+        assert_eq!(distinct, [0, 2, 3, 7, 99, u64::MAX]);
+        assert_eq!(q.jaccard_of_distinct(&distinct).to_bits(), want.to_bits());
+        assert_eq!(want, 3.0 / 8.0);
+        assert_eq!(HashSet64::default().jaccard_of_distinct(&[]), 0.0);
     }
 
     #[test]

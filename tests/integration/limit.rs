@@ -692,3 +692,125 @@ fn filters_by_dictionary_number_are_learnt_per_segment() {
         }
     }
 }
+
+/// Lookups that settle near-threshold estimates exactly answer the same through one
+/// `Scratch` used again and again (which keeps the shingle sets of contents settled more
+/// than once, by segment and content) as through a new one each time, over three segments
+/// whose content numbers overlap; and the exact settling changes some answer, so the
+/// memo's path runs.
+#[test]
+fn exact_lookups_through_one_scratch_answer_as_fresh_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let (posts, queries) = corpus();
+    let mut w = in_three_commits(&dir, &posts);
+    w.commit().expect("commits");
+    drop(w);
+    let index = Index::open(&dir).expect("opens");
+    assert!(index.stats().segments >= 3);
+    let mut scratch = Scratch::new();
+    let mut settled = 0;
+    for min_similarity in [0.5, 0.6, 0.7] {
+        let exact = QueryOptions {
+            exact_near_threshold: true,
+            min_similarity,
+            limit: 0,
+            ..QueryOptions::default()
+        };
+        let estimated = QueryOptions {
+            exact_near_threshold: false,
+            ..exact.clone()
+        };
+        for round in 0..3 {
+            for q in &queries {
+                let fresh = views(&index, q, &exact);
+                let reused: Vec<_> = index
+                    .query_with(q, &exact, &mut scratch)
+                    .expect("query")
+                    .hits
+                    .iter()
+                    .map(|h| (h.id.clone(), h.similarity.to_bits(), h.ts))
+                    .collect();
+                assert_eq!(reused, fresh, "round {round}, {min_similarity}: {q}");
+                if round == 0 {
+                    settled += usize::from(fresh != views(&index, q, &estimated));
+                }
+            }
+        }
+    }
+    assert!(settled > 0, "no lookup settled an estimate exactly");
+}
+
+/// The memo of settled shingle sets is kept by segment as well as content: four segments
+/// whose one content (number 0 in each) is a different variant of the query, settled
+/// exactly at thresholds near their similarities, through one `Scratch`, answer as fresh
+/// lookups do.
+#[test]
+fn exact_lookups_keep_each_segments_contents_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    // Letters only: digits are deleted from words.
+    let word = |i: usize, tag: &str| {
+        let a = char::from(b'a' + (i % 26) as u8);
+        let b = char::from(b'a' + (i / 26 % 26) as u8);
+        format!("{tag}{a}{b}")
+    };
+    let words: Vec<String> = (0..40).map(|i| word(i, "w")).collect();
+    let query = words.join(" ");
+    let mut w = IndexWriter::open_with(&dir, BuildOptions::default()).expect("opens");
+    for k in 0..4usize {
+        // Variant k replaces 2 + k words in a row, from word 5 + 8k.
+        let text: Vec<String> = words
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if (5 + 8 * k..7 + 9 * k).contains(&i) {
+                    word(i, &format!("o{}", char::from(b'a' + k as u8)))
+                } else {
+                    t.clone()
+                }
+            })
+            .collect();
+        let post = RawPost {
+            id: format!("v{k}"),
+            text: text.join(" "),
+            account: "a".into(),
+            platform: "p".into(),
+            ts: Some(1_700_000_000),
+            line: 0,
+        };
+        w.add(&[post]).expect("adds");
+        w.commit().expect("commits");
+    }
+    drop(w);
+    let index = Index::open(&dir).expect("opens");
+    assert_eq!(index.stats().segments, 4);
+    let mut scratch = Scratch::new();
+    let mut answers = std::collections::BTreeSet::new();
+    for round in 0..3 {
+        for t in (30..=90).step_by(2) {
+            let opts = QueryOptions {
+                exact_near_threshold: true,
+                min_similarity: t as f64 / 100.0,
+                limit: 0,
+                ..QueryOptions::default()
+            };
+            let fresh = views(&index, &query, &opts);
+            let reused: Vec<_> = index
+                .query_with(&query, &opts, &mut scratch)
+                .expect("query")
+                .hits
+                .iter()
+                .map(|h| (h.id.clone(), h.similarity.to_bits(), h.ts))
+                .collect();
+            assert_eq!(reused, fresh, "round {round}, threshold {t}");
+            answers.extend(fresh.iter().map(|h| (h.0.clone(), h.1)));
+        }
+    }
+    // Every variant was found, estimated far from a threshold and settled near one: eight
+    // similarities, all different, so a set taken for another segment's shows.
+    let ids: std::collections::BTreeSet<&str> = answers.iter().map(|a| a.0.as_str()).collect();
+    let sims: std::collections::BTreeSet<u64> = answers.iter().map(|a| a.1).collect();
+    assert_eq!(ids.len(), 4, "{answers:?}");
+    assert_eq!(sims.len(), 8, "{answers:?}");
+}

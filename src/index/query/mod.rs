@@ -12,7 +12,7 @@ use super::segment::{Run, Segment, TextCache};
 mod rank;
 use super::{Index, PostAddr};
 use crate::error::{Error, Result};
-use crate::fingerprint::Scratch;
+use crate::fingerprint::{FingerprintParams, Scratch};
 use crate::minhash::{
     bbit_estimate, equal_bytes, estimate_margin, intersection_len, jaccard, to_bbit, HashSet64,
 };
@@ -51,6 +51,112 @@ pub(crate) struct LookupBuffers {
     rank: RankBuffers,
     /// Candidates per count of equal signature bytes ([`Index::cut_floor`]).
     counts: Vec<u32>,
+    /// The shingle sets of contents settled exactly by earlier lookups.
+    memo: ShingleMemo,
+}
+
+/// The shingle hashes a [`ShingleMemo`] holds at most (8 MiB), and the most one content may
+/// add (a longer text is not kept).
+const MEMO_HASHES: usize = 1 << 20;
+const MEMO_ENTRY_HASHES: usize = 1 << 14;
+
+/// Bits of the [`ShingleMemo`]'s record of contents settled once (128 KiB).
+const MEMO_ONCE_BITS: usize = 1 << 20;
+
+/// The distinct shingle hashes of the contents that earlier lookups through the same
+/// [`Scratch`] settled exactly more than once, by segment (the checksum of its `sigs`
+/// file, which holds every content's hash in content order) and content. A campaign's
+/// lookups settle the same near-threshold variants again and again; the memo spares each
+/// repeat decoding, normalizing and shingling its text, and gives the same similarity to
+/// the bit. A content settled for the first time is only marked in a bit set: keeping
+/// every set made lookups that settle ever new contents slower (the memo's writes evict
+/// the index's lines). Emptied when full or when the fingerprint parameters change.
+#[derive(Debug, Default, Clone)]
+struct ShingleMemo {
+    params: Option<FingerprintParams>,
+    at: std::collections::HashMap<u128, (u32, u32), std::hash::BuildHasherDefault<MemoKey>>,
+    hashes: Vec<u64>,
+    /// A bit per hashed key: set when a content is settled and not kept (false positives
+    /// only keep a set early).
+    once: Vec<u64>,
+}
+
+/// The memo's hasher: its keys hold a checksum and a content number, spread by a multiply.
+#[derive(Debug, Default, Clone, Copy)]
+struct MemoKey(u64);
+
+impl std::hash::Hasher for MemoKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u128(&mut self, k: u128) {
+        let x = (k as u64) ^ ((k >> 64) as u64).rotate_left(29);
+        self.0 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (x >> 31);
+    }
+}
+
+/// The memo key of content `c` of `seg`, if its `sigs` checksum is on record.
+fn memo_key(seg: &Segment, c: u32) -> Option<u128> {
+    let sum = u64::from_str_radix(&seg.entry().files.get("sigs")?.xxh3, 16).ok()?;
+    Some((u128::from(sum) << 64) | u128::from(c))
+}
+
+impl ShingleMemo {
+    /// Readies the memo for lookups with `params` (emptied if it holds other parameters').
+    fn for_params(&mut self, params: &FingerprintParams) {
+        if self.params.as_ref() != Some(params) {
+            self.at.clear();
+            self.hashes.clear();
+            self.once.fill(0);
+            self.params = Some(*params);
+        }
+    }
+
+    /// The distinct shingle hashes of the content whose hash is `h`, if held.
+    fn get(&self, h: u128) -> Option<&[u64]> {
+        let &(start, n) = self.at.get(&h)?;
+        self.hashes.get(start as usize..start as usize + n as usize)
+    }
+
+    /// Whether the content keyed `h` was settled before (since the memo was last emptied);
+    /// marks it settled.
+    fn again(&mut self, h: u128) -> bool {
+        use std::hash::Hasher;
+        if self.once.is_empty() {
+            self.once = vec![0; MEMO_ONCE_BITS / 64];
+        }
+        let mut k = MemoKey::default();
+        k.write_u128(h);
+        let bit = (k.finish() >> 8) as usize % MEMO_ONCE_BITS;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        let before = self.once[word] & mask != 0;
+        self.once[word] |= mask;
+        before
+    }
+
+    /// Holds `values`, the distinct shingle hashes of the content keyed `h`.
+    fn put(&mut self, h: u128, values: impl Iterator<Item = u64>) {
+        if self.hashes.len() >= MEMO_HASHES - MEMO_ENTRY_HASHES {
+            self.at.clear();
+            self.hashes.clear();
+            self.once.fill(0);
+        }
+        let start = self.hashes.len();
+        self.hashes.extend(values.take(MEMO_ENTRY_HASHES + 1));
+        let n = self.hashes.len() - start;
+        if n > MEMO_ENTRY_HASHES {
+            self.hashes.truncate(start);
+            return;
+        }
+        self.at.insert(h, (start as u32, n as u32));
+    }
 }
 
 /// Options of a lookup.
@@ -574,6 +680,7 @@ impl Index {
             seen_set,
             rank: ranks,
             counts,
+            memo,
             ..
         } = bufs;
         matched.clear();
@@ -695,13 +802,20 @@ impl Index {
                         query_set.insert(h);
                     });
                     let settled = matched.len();
+                    memo.for_params(self.fp.params());
                     for &(si, at, c, estimate) in pending.iter() {
                         let seg = &self.segments[si];
                         let mut sim = estimate;
-                        // Every post of a content has the same normalized text.
-                        if let Some(p) = seg.content_posts(c)?.next() {
+                        let key = memo_key(seg, c);
+                        if let Some(set) = key.and_then(|h| memo.get(h)) {
+                            sim = query_set.jaccard_of_distinct(set);
+                        } else if let Some(p) = seg.content_posts(c)?.next() {
+                            // Every post of a content has the same normalized text.
                             if let Some(text) = seg.text_str(p, cache)? {
                                 sim = self.fp.jaccard_to(text, query_set, seen_set, scratch);
+                                if let Some(h) = key.filter(|&h| memo.again(h)) {
+                                    memo.put(h, seen_set.values());
+                                }
                             }
                         }
                         if sim >= opts.min_similarity {
