@@ -119,7 +119,7 @@ impl ShingleMemo {
         }
     }
 
-    /// The distinct shingle hashes of the content whose hash is `h`, if held.
+    /// The distinct shingle hashes of the content keyed `h`, if held.
     fn get(&self, h: u128) -> Option<&[u64]> {
         let &(start, n) = self.at.get(&h)?;
         self.hashes.get(start as usize..start as usize + n as usize)
