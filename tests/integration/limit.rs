@@ -67,10 +67,21 @@ fn corpus() -> (Vec<RawPost>, Vec<String>) {
 }
 
 fn views(index: &Index, q: &str, opts: &QueryOptions) -> Vec<(String, u64, Option<i64>)> {
-    index
-        .query(q, opts)
-        .expect("query")
-        .hits
+    hit_views(&index.query(q, opts).expect("query"))
+}
+
+/// As [`views`], through the caller's `scratch`.
+fn views_through(
+    index: &Index,
+    q: &str,
+    opts: &QueryOptions,
+    scratch: &mut Scratch,
+) -> Vec<(String, u64, Option<i64>)> {
+    hit_views(&index.query_with(q, opts, scratch).expect("query"))
+}
+
+fn hit_views(r: &QueryResult) -> Vec<(String, u64, Option<i64>)> {
+    r.hits
         .iter()
         .map(|h| (h.id.clone(), h.similarity.to_bits(), h.ts))
         .collect()
@@ -474,13 +485,7 @@ fn one_scratch_carried_through_lookups_answers_as_fresh_ones() {
         for j in 0..kinds.len() {
             let opts = &kinds[(i + j) % kinds.len()];
             let fresh = views(&index, q, opts);
-            let carried: Vec<_> = index
-                .query_with(q, opts, &mut scratch)
-                .expect("query")
-                .hits
-                .iter()
-                .map(|h| (h.id.clone(), h.similarity.to_bits(), h.ts))
-                .collect();
+            let carried = views_through(&index, q, opts, &mut scratch);
             assert_eq!(carried, fresh, "query {i}, {opts:?}");
             let borrowed: Vec<_> = index
                 .query_refs(q, opts, &mut scratch)
@@ -724,13 +729,7 @@ fn exact_lookups_through_one_scratch_answer_as_fresh_ones() {
         for round in 0..3 {
             for q in &queries {
                 let fresh = views(&index, q, &exact);
-                let reused: Vec<_> = index
-                    .query_with(q, &exact, &mut scratch)
-                    .expect("query")
-                    .hits
-                    .iter()
-                    .map(|h| (h.id.clone(), h.similarity.to_bits(), h.ts))
-                    .collect();
+                let reused = views_through(&index, q, &exact, &mut scratch);
                 assert_eq!(reused, fresh, "round {round}, {min_similarity}: {q}");
                 if round == 0 {
                     settled += usize::from(fresh != views(&index, q, &estimated));
@@ -796,13 +795,7 @@ fn exact_lookups_keep_each_segments_contents_apart() {
                 ..QueryOptions::default()
             };
             let fresh = views(&index, &query, &opts);
-            let reused: Vec<_> = index
-                .query_with(&query, &opts, &mut scratch)
-                .expect("query")
-                .hits
-                .iter()
-                .map(|h| (h.id.clone(), h.similarity.to_bits(), h.ts))
-                .collect();
+            let reused = views_through(&index, &query, &opts, &mut scratch);
             assert_eq!(reused, fresh, "round {round}, threshold {t}");
             answers.extend(fresh.iter().map(|h| (h.0.clone(), h.1)));
         }
