@@ -104,8 +104,7 @@ impl std::hash::Hasher for MemoKey {
 
 /// The memo key of content `c` of `seg`, if its `sigs` checksum is on record.
 fn memo_key(seg: &Segment, c: u32) -> Option<u128> {
-    let sum = u64::from_str_radix(&seg.entry().files.get("sigs")?.xxh3, 16).ok()?;
-    Some((u128::from(sum) << 64) | u128::from(c))
+    Some((u128::from(seg.sigs_sum()?) << 64) | u128::from(c))
 }
 
 impl ShingleMemo {

@@ -326,6 +326,9 @@ pub struct Segment {
     texts: Option<Texts>,
     deleted: Option<Deleted>,
     live_contents: OnceLock<Vec<bool>>,
+    /// The checksum of the `sigs` file the manifest records, parsed: it names the
+    /// segment's contents (their hashes, in content order) for the lookups' shingle memo.
+    sigs_sum: Option<u64>,
 }
 
 /// Proven layout of a deletion bitmap.
@@ -375,6 +378,11 @@ impl Segment {
         let d = self.deleted.as_ref()?;
         let a = LeArray::<8>::proven(&d.data[d.bits.clone()]);
         Some((0..a.len()).filter_map(|i| a.get(i)).collect())
+    }
+
+    /// The checksum of the `sigs` file the manifest records, if it parses.
+    pub(crate) fn sigs_sum(&self) -> Option<u64> {
+        self.sigs_sum
     }
 
     /// Whether the segment records content hashes (format 2).

@@ -469,6 +469,10 @@ impl Segment {
             texts,
             deleted,
             live_contents: OnceLock::new(),
+            sigs_sum: entry
+                .files
+                .get("sigs")
+                .and_then(|f| u64::from_str_radix(&f.xxh3, 16).ok()),
         })
     }
 }
