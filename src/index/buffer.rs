@@ -17,6 +17,9 @@ use crate::minhash::to_bbit;
 /// memory a flush needs decides where segments end, and that must not depend on threads.
 pub(crate) const BAND_TABLES_AT_ONCE: usize = 4;
 
+/// Contents per block of the buffer's band-key columns ([`Buffer::keys`]).
+pub(crate) const KEY_BLOCK: usize = 4096;
+
 /// A hasher for keys that already are uniformly distributed hashes (content and id hashes):
 /// it keeps the low 64 bits instead of hashing again.
 #[derive(Default, Clone, Copy)]
@@ -128,8 +131,12 @@ pub(crate) struct Buffer {
     pub(crate) sigs: Vec<u8>,
     /// Content hashes, in content order.
     pub(crate) hashes: Vec<u128>,
-    /// Band keys, `bands` per content.
-    pub(crate) keys: Vec<u64>,
+    /// The top 32 bits of each content's band keys (all a segment's band tables use), in
+    /// blocks of [`KEY_BLOCK`] contents, column by column within a block: content `c`'s key
+    /// of band `j` is at `(c / KEY_BLOCK) * bands * KEY_BLOCK + j * KEY_BLOCK + c %
+    /// KEY_BLOCK`. A band table reads its column as a few long runs, with no pass over the
+    /// other bands' keys ([`key_column`](Self::key_column)).
+    pub(crate) keys: Vec<u32>,
     /// Per post: content, ts, account, platform, id range, text range.
     pub(crate) post_content: Vec<u32>,
     pub(crate) post_ts: Vec<i64>,
@@ -280,11 +287,19 @@ impl Buffer {
                 e.insert(n);
                 b.hashes.push(hash);
                 b.sigs.extend_from_slice(sig);
-                b.keys.extend_from_slice(keys);
+                let block = keys.len() * KEY_BLOCK;
+                let at = n as usize % KEY_BLOCK;
+                if at == 0 {
+                    b.keys.resize(b.keys.len() + block, 0);
+                }
+                let start = b.keys.len().saturating_sub(block) + at;
+                for (slot, &k) in b.keys[start..].iter_mut().step_by(KEY_BLOCK).zip(keys) {
+                    *slot = (k >> 32) as u32;
+                }
                 let g = &mut b.grown;
                 g.hashes = grow::<u128>(g.hashes, b.hashes.len());
                 g.sigs = grow::<u8>(g.sigs, b.sigs.len());
-                g.keys = grow::<u64>(g.keys, b.keys.len());
+                g.keys = grow::<u32>(g.keys, b.keys.len());
                 n
             }
         };
@@ -318,6 +333,20 @@ impl Buffer {
 
     pub(crate) fn posts(&self) -> usize {
         self.post_content.len()
+    }
+
+    /// The top 32 bits of every content's key of band `band` (of `bands`), in content
+    /// order.
+    pub(crate) fn key_column(&self, band: usize, bands: usize) -> impl Iterator<Item = u32> + '_ {
+        let n = self.contents.len();
+        self.keys
+            .chunks(bands * KEY_BLOCK)
+            .enumerate()
+            .flat_map(move |(i, block)| {
+                let len = n.saturating_sub(i * KEY_BLOCK).min(KEY_BLOCK);
+                let from = (band * KEY_BLOCK).min(block.len());
+                block[from..(from + len).min(block.len())].iter().copied()
+            })
     }
 
     pub(crate) fn id(&self, p: usize) -> &[u8] {
@@ -364,7 +393,7 @@ impl Buffer {
         let g = &self.grown;
         let held = g.sigs
             + g.hashes * 16
-            + g.keys * 8
+            + g.keys * 4
             + map(self.contents.capacity(), 20)
             + map(self.id_hashes.capacity(), 12)
             + (g.post_content + g.post_account + g.post_platform) * 4

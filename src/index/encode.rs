@@ -173,15 +173,11 @@ pub(crate) fn write_segment(
             Ok(())
         };
         let build = |g: &[usize]| -> Vec<Table> {
-            // One pass over the keys gathers the group's columns (a content's keys are
-            // one row of `bands`; reading one band at a time would read every row's cache
-            // lines once per band and pass).
-            let cols = BandColumns::gather(&b.keys, bands, g);
-            (0..g.len())
-                .into_par_iter()
-                .map(|j| {
-                    let (dirs, tags, cids) = band_table(&cols, j, nc, d);
-                    let mut packed = packing.band(g[j]);
+            // The buffer keeps each band's keys as a column (in blocks of contents).
+            g.par_iter()
+                .map(|&band| {
+                    let (dirs, tags, cids) = band_table(|| b.key_column(band, bands), nc, d);
+                    let mut packed = packing.band(band);
                     for (&t, &c) in tags.iter().zip(&cids) {
                         packed.pack_entry(t, c);
                     }
@@ -249,9 +245,10 @@ pub(crate) fn write_segment(
             .iter()
             .for_each(|&p| raw.push(b.text(p as usize)));
     };
-    // The signature, posts, id and text files depend only on the content order: they are
-    // written at once (texts on one worker and its parallel rounds, the other three one
-    // after another beside it), so the serial passes overlap the text compression.
+    // The band entries and the signature, posts, id and text files depend only on the
+    // content order: they are written at once (texts on one worker and its parallel
+    // rounds, the others as four tasks beside it), so their serial passes overlap the text
+    // compression and, without texts, each other.
     let sigs_file = || -> Result<FileEntry> {
         write_sigs_file(
             &seg_dir.join("sigs"),
@@ -348,14 +345,12 @@ pub(crate) fn write_segment(
         )?;
         Ok(Some((text, trained)))
     };
-    let (text, (entries, sigs, posts, ids)) = rayon::join(
+    let (text, ((entries, sigs), (posts, ids))) = rayon::join(
         || timed(|| text_file(training)),
         || {
-            (
-                timed(|| bands_file.finish(&rank)),
-                timed(sigs_file),
-                timed(posts_file),
-                timed(ids_file),
+            rayon::join(
+                || rayon::join(|| timed(|| bands_file.finish(&rank)), || timed(sigs_file)),
+                || rayon::join(|| timed(posts_file), || timed(ids_file)),
             )
         },
     );
@@ -1126,54 +1121,19 @@ impl TextCodec {
     }
 }
 
-/// The top 32 bits of the band keys of a group of bands, column by column, in pieces of
-/// contents gathered in parallel (each piece holds its rows' columns one after another).
-struct BandColumns {
-    pieces: Vec<Vec<u32>>,
-    width: usize,
-}
-
-impl BandColumns {
-    /// Contents per piece.
-    const PIECE: usize = 1 << 14;
-
-    /// Gathers bands `group` of `keys` (`bands` keys per content).
-    fn gather(keys: &[u64], bands: usize, group: &[usize]) -> BandColumns {
-        let width = group.len();
-        let pieces = keys
-            .par_chunks(Self::PIECE * bands)
-            .map(|rows| {
-                let n = rows.len() / bands;
-                let mut out = vec![0u32; n * width];
-                for (i, row) in rows.chunks_exact(bands).enumerate() {
-                    for (j, &band) in group.iter().enumerate() {
-                        out[j * n + i] = (row[band] >> 32) as u32;
-                    }
-                }
-                out
-            })
-            .collect();
-        BandColumns { pieces, width }
-    }
-
-    /// Column `j`: the top 32 bits of each content's key, in content order.
-    fn column(&self, j: usize) -> impl Iterator<Item = u32> + '_ {
-        self.pieces.iter().flat_map(move |p| {
-            let n = p.len() / self.width;
-            p[j * n..(j + 1) * n].iter().copied()
-        })
-    }
-}
-
-/// One band's table from column `j` of `cols` (`n` contents): directory, entry tags (each
-/// key's bits `d..32`) and content ids, sorted within each bucket by (tag, cid); the
-/// directory is on the keys' top `d` bits.
-fn band_table(cols: &BandColumns, j: usize, n: usize, d: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+/// One band's table from its keys' top 32 bits (`column()` gives them in content order, `n`
+/// contents): directory, entry tags (each key's bits `d..32`) and content ids, sorted
+/// within each bucket by (tag, cid); the directory is on the keys' top `d` bits.
+fn band_table<C, I>(column: C, n: usize, d: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>)
+where
+    C: Fn() -> I,
+    I: Iterator<Item = u32>,
+{
     let nb = 1usize << d;
     // `split_key` on the key's top 32 bits.
     let split = |top: u32| split_key(u64::from(top) << 32, d);
     let mut dirs = vec![0u32; nb + 1];
-    for top in cols.column(j) {
+    for top in column() {
         dirs[split(top).0 + 1] += 1;
     }
     for i in 0..nb {
@@ -1182,7 +1142,7 @@ fn band_table(cols: &BandColumns, j: usize, n: usize, d: u32) -> (Vec<u32>, Vec<
     let mut pos: Vec<u32> = dirs[..nb].to_vec();
     let mut tags = vec![0u32; n];
     let mut cids = vec![0u32; n];
-    for (c, top) in cols.column(j).enumerate() {
+    for (c, top) in column().enumerate() {
         let (bucket, tag) = split(top);
         let at = pos[bucket] as usize;
         tags[at] = tag;
