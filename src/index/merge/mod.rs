@@ -270,7 +270,8 @@ fn merge_run(
     // random over the sources, and between two releases of their pages (every 2^18
     // contents) nearly the whole of the sources' signature files is mapped in (the merge's
     // peak memory). Then the texts (frame copies or parallel recompression) on one worker,
-    // and the posts and ids one after the other beside them, each step releasing only its
+    // and the posts and the ids as two tasks beside them (the id step streams the sources'
+    // maps into the fst builder: little memory of its own), each step releasing only its
     // own files' pages.
     let new = &new;
     let (entries, sigs) = rayon::join(
@@ -296,9 +297,9 @@ fn merge_run(
             })
         },
         || {
-            (
-                timed(|| write_posts(&seg_dir, sources, new)),
-                timed(|| write_ids(dir, &seg_dir, sources, new)),
+            rayon::join(
+                || timed(|| write_posts(&seg_dir, sources, new)),
+                || timed(|| write_ids(dir, &seg_dir, sources, new)),
             )
         },
     );
