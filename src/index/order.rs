@@ -136,7 +136,32 @@ impl KeyGroups {
     }
 
     /// The groups of one band's table as the build lays it out: per bucket (`dirs`), runs
-    /// of equal tags share a key; `cids` are first-seen numbers.
+    /// of equal tags (an entry's high 32 bits) share a key; content ids (its low 32 bits)
+    /// are first-seen numbers.
+    pub(crate) fn of_entries(dirs: &[u32], entries: &[u64]) -> KeyGroups {
+        let mut g = KeyGroups::default();
+        for w in dirs.windows(2) {
+            let (lo, hi) = (w[0] as usize, (w[1] as usize).min(entries.len()));
+            let mut i = lo;
+            while i < hi {
+                let tag = entries[i] >> 32;
+                let mut j = i + 1;
+                while j < hi && entries[j] >> 32 == tag {
+                    j += 1;
+                }
+                if j - i >= 2 {
+                    g.members.extend(entries[i..j].iter().map(|&e| e as u32));
+                    g.ends.push(g.members.len() as u32);
+                }
+                i = j;
+            }
+        }
+        g
+    }
+
+    /// The groups of one band's table as tag and content id arrays (`cids` first-seen
+    /// numbers): [`of_entries`](Self::of_entries) with the two apart.
+    #[cfg(test)]
     pub(crate) fn of_table(dirs: &[u32], tags: &[u32], cids: &[u32]) -> KeyGroups {
         let mut g = KeyGroups::default();
         for w in dirs.windows(2) {
@@ -210,6 +235,45 @@ mod tests {
         o.add_group(&[3, 1, 5]);
         o.add_group(&[2, 3]);
         assert_eq!(invert(&o.finish()), vec![0, 1, 3, 5, 2, 4]);
+    }
+
+    /// The groups of a table as one entry array are those of its tag and id arrays.
+    #[test]
+    fn key_groups_of_entries_match_those_of_tags_and_ids() {
+        // Buckets of 0 to 9 entries, tags from a few values (so runs of equal tags), ids
+        // ascending within each run of equal tags.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut dirs = vec![0u32];
+        let (mut tags, mut cids) = (Vec::new(), Vec::new());
+        for _ in 0..200 {
+            let mut bucket: Vec<(u32, u32)> = (0..next(10))
+                .map(|_| (next(4) as u32, next(1000) as u32))
+                .collect();
+            bucket.sort_unstable();
+            bucket.dedup_by_key(|e| e.1);
+            for (t, c) in bucket {
+                tags.push(t);
+                cids.push(c);
+            }
+            dirs.push(tags.len() as u32);
+        }
+        let entries: Vec<u64> = tags
+            .iter()
+            .zip(&cids)
+            .map(|(&t, &c)| (u64::from(t) << 32) | u64::from(c))
+            .collect();
+        let (a, b) = (
+            KeyGroups::of_entries(&dirs, &entries),
+            KeyGroups::of_table(&dirs, &tags, &cids),
+        );
+        assert!(b.ends.len() > 20, "{} groups", b.ends.len());
+        assert_eq!((a.members, a.ends), (b.members, b.ends));
     }
 
     #[test]
