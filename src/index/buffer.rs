@@ -292,8 +292,10 @@ impl Buffer {
                 if at == 0 {
                     b.keys.resize(b.keys.len() + block, 0);
                 }
+                // The last block is this content's (it starts one every KEY_BLOCK).
                 let start = b.keys.len().saturating_sub(block) + at;
-                for (slot, &k) in b.keys[start..].iter_mut().step_by(KEY_BLOCK).zip(keys) {
+                let column = b.keys.get_mut(start..).unwrap_or_default();
+                for (slot, &k) in column.iter_mut().step_by(KEY_BLOCK).zip(keys) {
                     *slot = (k >> 32) as u32;
                 }
                 let g = &mut b.grown;
@@ -340,7 +342,7 @@ impl Buffer {
     pub(crate) fn key_column(&self, band: usize, bands: usize) -> impl Iterator<Item = u32> + '_ {
         let n = self.contents.len();
         self.keys
-            .chunks(bands * KEY_BLOCK)
+            .chunks((bands * KEY_BLOCK).max(1))
             .enumerate()
             .flat_map(move |(i, block)| {
                 let len = n.saturating_sub(i * KEY_BLOCK).min(KEY_BLOCK);
@@ -541,6 +543,45 @@ mod tests {
             let hashes = PostHashes::of(&post);
             b.insert(&post, hash, &hashes, &[i as u8; 128], &[i as u64; 32], true);
             after(b);
+        }
+    }
+
+    /// Each band's column gives every content's key top bits in content order, across
+    /// blocks and a partial last block; a repeated text adds no content and no keys.
+    #[test]
+    fn key_columns_give_each_contents_keys_in_order() {
+        let mut b = Buffer::default();
+        let n = 2 * KEY_BLOCK + 5;
+        let key = |c: usize, band: usize| ((c as u64 * 40_503 + band as u64 * 977) << 32) | 0xFFFF;
+        for c in 0..n {
+            let id = format!("p{c}");
+            let post = NewPost {
+                id: &id,
+                text: "t",
+                account: "a",
+                platform: "p",
+                ts: None,
+            };
+            let keys: Vec<u64> = (0..32).map(|band| key(c, band)).collect();
+            let hashes = PostHashes::of(&post);
+            b.insert(&post, c as u128, &hashes, &[0; 128], &keys, false);
+            if c == 7 {
+                // A second post of content 7: no new keys.
+                let post = NewPost {
+                    id: "again",
+                    ..post
+                };
+                b.insert(&post, 7, &PostHashes::of(&post), &[0; 128], &[0; 32], false);
+            }
+        }
+        assert_eq!(b.keys.len(), 3 * 32 * KEY_BLOCK);
+        for band in [0, 1, 17, 31] {
+            let want: Vec<u32> = (0..n).map(|c| (key(c, band) >> 32) as u32).collect();
+            assert_eq!(
+                b.key_column(band, 32).collect::<Vec<_>>(),
+                want,
+                "band {band}"
+            );
         }
     }
 
