@@ -190,7 +190,10 @@ pub struct QueryOptions {
     /// Keep only posts at or before this time (unix seconds).
     pub until: Option<i64>,
     /// Most candidates taken from one band probe: a template posted 100,000 times costs
-    /// this many reads, not 100,000. Default 1,000.
+    /// this many reads, not 100,000. Default 1,000. The cap applies to each segment's
+    /// probe, so an index of several segments can return more near-copies of such a
+    /// template than the same posts merged into one; either way the result's `truncated`
+    /// says a cap was reached.
     pub max_bucket: usize,
     /// Return stored texts with hits (default true).
     pub with_text: bool,
