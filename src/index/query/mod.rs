@@ -111,11 +111,16 @@ impl ShingleMemo {
     /// Readies the memo for lookups with `params` (emptied if it holds other parameters').
     fn for_params(&mut self, params: &FingerprintParams) {
         if self.params.as_ref() != Some(params) {
-            self.at.clear();
-            self.hashes.clear();
-            self.once.fill(0);
+            self.empty();
             self.params = Some(*params);
         }
+    }
+
+    /// Forgets every content, held or marked settled.
+    fn empty(&mut self) {
+        self.at.clear();
+        self.hashes.clear();
+        self.once.fill(0);
     }
 
     /// The distinct shingle hashes of the content keyed `h`, if held.
@@ -143,9 +148,7 @@ impl ShingleMemo {
     /// Holds `values`, the distinct shingle hashes of the content keyed `h`.
     fn put(&mut self, h: u128, values: impl Iterator<Item = u64>) {
         if self.hashes.len() >= MEMO_HASHES - MEMO_ENTRY_HASHES {
-            self.at.clear();
-            self.hashes.clear();
-            self.once.fill(0);
+            self.empty();
         }
         let start = self.hashes.len();
         self.hashes.extend(values.take(MEMO_ENTRY_HASHES + 1));
