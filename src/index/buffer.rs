@@ -149,8 +149,8 @@ pub(crate) struct Buffer {
     pub(crate) id_hashes: PreHashedMap<u64, u32>,
     pub(crate) accounts: Dict,
     pub(crate) platforms: Dict,
-    /// The capacities the vectors above would have grown to from empty (the budget counts
-    /// these, so a recycled buffer ends its segment where a new one would).
+    /// The capacities the vectors above would have grown to from empty: what they hold
+    /// beyond that was recycled from the last segment ([`retained`](Self::retained)).
     grown: Grown,
 }
 
@@ -158,8 +158,8 @@ pub(crate) struct Buffer {
 /// since the segment began: `Vec`'s amortized growth (twice the capacity or what is
 /// needed, whichever is more, and at least 8 bytes' or 4 elements' worth). A recycled
 /// vector keeps the last segment's capacity (its pages stay with the process instead of
-/// being handed back and zeroed by the kernel again); the memory budget counts this one,
-/// so that where segments end does not depend on recycling.
+/// being handed back and zeroed by the kernel again); what it holds beyond this one is
+/// counted as retained, and given back when the budget needs it.
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 struct Grown {
     sigs: usize,
@@ -384,24 +384,25 @@ impl Buffer {
         }
     }
 
-    /// Approximate bytes held (by capacity, since a growing vector holds its old and new
-    /// buffers for a moment), plus what a flush needs on top: the band tables being built in
-    /// parallel and the post permutation arrays.
+    /// Approximate bytes held, plus what a flush needs on top: the band tables being built
+    /// in parallel and the post permutation arrays.
     ///
-    /// The vectors are counted at the capacities they would have grown to in this segment
-    /// ([`Grown`]), not at what a recycled one still holds: see [`retained`](Self::retained).
+    /// The vectors are counted at their lengths: the bytes they have touched. Capacity a
+    /// vector grew into but has not filled is not resident (a large vector grows by
+    /// `mremap`, without a second copy), and what a recycled one still holds is
+    /// [`retained`](Self::retained). Maps are counted at their capacity: a growing map
+    /// holds its old and new tables at once.
     pub(crate) fn memory(&self) -> usize {
         let map = |cap: usize, entry: usize| cap * (entry + 1) * 8 / 7;
-        let g = &self.grown;
-        let held = g.sigs
-            + g.hashes * 16
-            + g.keys * 4
+        let held = self.sigs.len()
+            + self.hashes.len() * 16
+            + self.keys.len() * 4
             + map(self.contents.capacity(), 20)
             + map(self.id_hashes.capacity(), 12)
-            + (g.post_content + g.post_account + g.post_platform) * 4
-            + (g.post_ts + g.id_ends + g.text_ends) * 8
-            + g.ids
-            + g.texts
+            + (self.post_content.len() + self.post_account.len() + self.post_platform.len()) * 4
+            + (self.post_ts.len() + self.id_ends.len() + self.text_ends.len()) * 8
+            + self.ids.len()
+            + self.texts.len()
             + self.accounts.memory()
             + self.platforms.memory();
         let n = self.contents.len();
@@ -409,13 +410,16 @@ impl Buffer {
         held + flush
     }
 
-    /// Bytes the recycled vectors hold beyond what [`memory`](Self::memory) counts (the
-    /// last segment's capacity not yet grown into).
+    /// Bytes the recycled vectors hold beyond what [`memory`](Self::memory) counts: a
+    /// vector that still has more of the last segment's capacity than it would have grown
+    /// to in this one holds it all, touched (resident), past its length.
     pub(crate) fn retained(&self) -> usize {
         let mut bytes = 0;
         macro_rules! over {
             ($f:ident) => {
-                bytes += self.$f.capacity().saturating_sub(self.grown.$f) * element_size(&self.$f);
+                if self.$f.capacity() > self.grown.$f {
+                    bytes += (self.$f.capacity() - self.$f.len()) * element_size(&self.$f);
+                }
             };
         }
         recycled_vectors!(over);
@@ -587,8 +591,8 @@ mod tests {
 
     #[test]
     fn a_recycled_buffer_is_counted_as_a_new_one_and_keeps_its_memory() {
-        // Fresh: the model is each vector's real capacity, post after post (so segments
-        // end where they did before buffers were recycled).
+        // Fresh: `grown` is each vector's real capacity, post after post, and nothing is
+        // retained.
         let mut fresh = Buffer::default();
         let mut counted = Vec::new();
         fill(&mut fresh, 0, 3_000, |b| {
@@ -603,8 +607,8 @@ mod tests {
             assert_eq!(b.retained(), 0);
             counted.push(b.memory());
         });
-        // Recycled after a larger segment: counted the same, post after post, while its
-        // vectors keep the memory they had.
+        // Recycled after a larger segment: counted the same, post after post (segments end
+        // where a fresh buffer's would), while its vectors keep the memory they had.
         let mut used = Buffer::default();
         fill(&mut used, 10_000, 5_000, |_| {});
         let texts = used.texts.len();

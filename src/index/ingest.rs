@@ -105,10 +105,16 @@ pub fn build_index(
         .clamp(1, (build.memory_budget / (96 << 10)).max(1024));
     let existing = build.existing;
     let mut build = build;
-    // Two batches are in flight. A fifth of the rest is left to the allocator
-    // (fragmentation, per-thread arenas) and the memory maps of segments already written.
-    build.memory_budget =
-        (build.memory_budget.saturating_sub(2 * batch * 1536) / 5 * 4).max(16 << 20);
+    // Two batches are in flight, and the process needs about 24 MiB whatever the budget
+    // (the dictionary's training, compression contexts, threads). A fifth of the rest is
+    // left to the allocator (fragmentation, per-thread arenas), the memory maps of segments
+    // already written and what a flush holds beside the buffer.
+    build.memory_budget = (build
+        .memory_budget
+        .saturating_sub(2 * batch * 1536 + PROCESS_BYTES)
+        / 5
+        * 4)
+    .max(16 << 20);
     let mut builder = IndexBuilder::create(dir, build)?;
     let fp = builder.fingerprinter().clone();
     let mut summary = IngestSummary::default();
@@ -258,6 +264,9 @@ pub fn build_index(
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
 }
+
+/// Memory a build holds whatever its budget (see [`build_index`]).
+const PROCESS_BYTES: usize = 24 << 20;
 
 /// Posts at least this long are counted against the memory budget on their own (a record
 /// of ordinary length is covered by the batch allowance).

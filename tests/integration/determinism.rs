@@ -42,7 +42,7 @@ fn segment_boundaries_do_not_depend_on_threads() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let words: Vec<String> = (0..400).map(|i| format!("w{i:x}")).collect();
     let mut rng = util::Rng::new(7);
-    let posts: Vec<RawPost> = (0..60_000)
+    let posts: Vec<RawPost> = (0..100_000)
         .map(|i| RawPost {
             id: format!("p{i}"),
             text: (0..14)
