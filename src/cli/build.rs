@@ -330,5 +330,8 @@ pub fn run(args: Args) -> Result<i32> {
         .with_context(|| format!("{}: merge failed", args.index.display()))?;
         super::merge::report(&m);
     }
+    if args.verbose {
+        super::util::report_peak_memory(memory_budget);
+    }
     Ok(0)
 }

@@ -52,6 +52,7 @@ pub fn run(args: Args) -> Result<i32> {
     report(&stats);
     if args.verbose {
         report_steps(&stats);
+        super::util::report_peak_memory(opts.memory_budget);
     }
     if args.json {
         super::util::print_out(&(serde_json::to_string(&stats)? + "\n"))?;

@@ -150,3 +150,31 @@ pub fn print_out(s: &str) -> Result<()> {
         .and_then(|()| out.flush())
         .map_err(|e| anyhow::Error::new(e).context("failed to write to standard output"))
 }
+
+/// This process's peak resident memory in bytes (`VmHWM` of `/proc/self/status`), where
+/// the system reports it. Unlike a parent's `wait4`, it does not count memory the process
+/// shared with its parent before `exec`.
+pub fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
+}
+
+/// Prints the peak resident memory ([`peak_memory`]) against the memory budget, for
+/// `--verbose`.
+pub fn report_peak_memory(budget: usize) {
+    if let Some(peak) = peak_memory() {
+        eprintln!(
+            "textreuse: peak memory {} MiB (--memory {} MiB)",
+            peak >> 20,
+            budget >> 20
+        );
+    }
+}
