@@ -143,14 +143,21 @@ def build_index(
         _staging.remove_staging(staging, staging_dir is not None)
 
     # Blocks come back in the Dataset's order, so repeated ids resolve as in a CLI build
-    # of the rows in order (the option is restored after the job).
+    # of the rows in order. A Dataset runs with a copy of the context current when it was
+    # made, so the order is asked of the staging Dataset's own context (the caller's
+    # Dataset keeps its own); the current context too, for Ray versions without a
+    # per-Dataset one (restored after the job). Setting only the current context let
+    # blocks come back in the order they finished: a loaded machine published the second
+    # block's post under a repeated id.
     ctx = ray.data.DataContext.get_current()
     kept_order = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True
     try:
-        rows = ds.map_batches(
-            stage, batch_format="pyarrow", batch_size=None, num_cpus=threads
-        ).take_all()
+        staged = ds.map_batches(stage, batch_format="pyarrow", batch_size=None, num_cpus=threads)
+        own = getattr(staged, "context", None)
+        if own is not None and own is not ctx:
+            own.execution_options.preserve_order = True
+        rows = staged.take_all()
     except Exception as e:
         cleanup()
         raise Error(f"the Ray job failed; nothing was published: {e}") from e
