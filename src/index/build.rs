@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::options::{BuildOptions, BuildStats, Existing, NewPost, PostOutcome};
+use super::options::{BuildOptions, BuildStats, Existing, NewPost, PostOutcome, StageTimes};
 use super::txn::Create;
 use super::writer::IndexWriter;
 use crate::error::{Error, Result};
@@ -91,7 +91,12 @@ impl IndexBuilder {
 
     /// Flushes what is buffered and publishes the index: one new manifest names every segment
     /// written (replacing the previous generation's, with [`Existing::Replace`]).
-    pub fn finish(mut self) -> Result<BuildStats> {
-        self.writer.commit()
+    pub fn finish(self) -> Result<BuildStats> {
+        self.writer.commit_last().map(|(stats, _)| stats)
+    }
+
+    /// [`finish`](Self::finish), also returning where the writer's time went.
+    pub(crate) fn finish_timed(self) -> Result<(BuildStats, StageTimes)> {
+        self.writer.commit_last()
     }
 }

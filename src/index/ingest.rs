@@ -247,19 +247,22 @@ pub fn build_index(
         }
         Ok(())
     })?;
-    if existing != Existing::Append && builder.stats().indexed == 0 {
+    let writer_times = if existing != Existing::Append && builder.stats().indexed == 0 {
         // Nothing to publish: dropping the builder releases the lock and writes nothing.
         summary.stats = builder.stats().clone();
+        builder.writer_mut().stage_times().clone()
     } else {
-        summary.stats = builder.writer_mut().commit()?;
+        let (stats, times) = builder.finish_timed()?;
+        summary.stats = stats;
         summary.published = true;
-    }
+        times
+    };
     // The writer timed insertion, segment writing and publishing; this job, the rest.
     summary.stages = StageTimes {
         read: stages.read,
         parse: stages.parse,
         fingerprint: stages.fingerprint,
-        ..builder.writer_mut().stage_times().clone()
+        ..writer_times
     };
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
