@@ -1151,22 +1151,9 @@ fn a_long_record_costs_a_few_times_its_length() {
 fn a_build_larger_than_its_budget_stays_within_it() {
     use std::io::Write;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let words: Vec<String> = (0..2000).map(|i| format!("w{i:x}")).collect();
-    let mut rng = util::Rng::new(11);
     let input = tmp.path().join("posts.jsonl");
     let mut out = std::io::BufWriter::new(fs::File::create(&input).expect("creates"));
-    for i in 0..200_000 {
-        let post = RawPost {
-            id: format!("p{i}"),
-            text: (0..80)
-                .map(|_| words[rng.below(words.len())].as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-            account: format!("a{}", i % 997),
-            platform: "test".into(),
-            ts: Some(1_700_000_000 + i),
-            line: 0,
-        };
+    for post in util::WordPosts::new(2000, 80, 997, 11).take(200_000) {
         writeln!(out, "{}", util::jsonl_line(&post)).expect("writes");
     }
     out.flush().expect("writes");

@@ -40,21 +40,7 @@ fn thread_count_does_not_change_a_byte() {
 #[test]
 fn segment_boundaries_do_not_depend_on_threads() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let words: Vec<String> = (0..400).map(|i| format!("w{i:x}")).collect();
-    let mut rng = util::Rng::new(7);
-    let posts: Vec<RawPost> = (0..100_000)
-        .map(|i| RawPost {
-            id: format!("p{i}"),
-            text: (0..14)
-                .map(|_| words[rng.below(words.len())].as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-            account: format!("a{}", i % 97),
-            platform: "test".into(),
-            ts: Some(1_700_000_000 + i),
-            line: 0,
-        })
-        .collect();
+    let posts: Vec<RawPost> = util::WordPosts::new(400, 14, 97, 7).take(100_000).collect();
     let input = tmp.path().join("posts.jsonl");
     util::write_jsonl(&input, &posts);
     let index = same_bytes_with_1_2_and_3_threads(tmp.path(), &input);

@@ -95,6 +95,50 @@ impl Rng {
     }
 }
 
+/// Synthetic posts of random words: post `i` has `len` words drawn from `vocab` words
+/// (`w0`, `w1`, ... in hex) by `rng`, account `a{i % accounts}` and time `1_700_000_000 +
+/// i`. Nearly every text is distinct, the worst case for a buffer's memory per post.
+pub struct WordPosts {
+    words: Vec<String>,
+    len: usize,
+    accounts: i64,
+    rng: Rng,
+    next: i64,
+}
+
+impl WordPosts {
+    pub fn new(vocab: usize, len: usize, accounts: i64, seed: u64) -> WordPosts {
+        WordPosts {
+            words: (0..vocab).map(|i| format!("w{i:x}")).collect(),
+            len,
+            accounts,
+            rng: Rng::new(seed),
+            next: 0,
+        }
+    }
+}
+
+impl Iterator for WordPosts {
+    type Item = RawPost;
+
+    fn next(&mut self) -> Option<RawPost> {
+        let i = self.next;
+        self.next += 1;
+        let text = (0..self.len)
+            .map(|_| self.words[self.rng.below(self.words.len())].as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some(RawPost {
+            id: format!("p{i}"),
+            text,
+            account: format!("a{}", i % self.accounts),
+            platform: "test".into(),
+            ts: Some(1_700_000_000 + i),
+            line: 0,
+        })
+    }
+}
+
 /// Builds an index from `posts` through the library, in one `add` call per chunk of
 /// `chunk` posts. Returns the counts and every post's outcome.
 pub fn build_lib(
