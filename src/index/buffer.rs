@@ -388,8 +388,8 @@ impl Buffer {
     /// in parallel and the post permutation arrays.
     ///
     /// The vectors are counted at their lengths: the bytes they have touched. Capacity a
-    /// vector grew into but has not filled is not resident (a large vector grows by
-    /// `mremap`, without a second copy), and what a recycled one still holds is
+    /// vector grew into but has not filled is not resident (and glibc grows a large block
+    /// with `mremap`, without holding two copies), and what a recycled one still holds is
     /// [`retained`](Self::retained). Maps are counted at their capacity: a growing map
     /// holds its old and new tables at once.
     pub(crate) fn memory(&self) -> usize {
