@@ -1437,6 +1437,27 @@ mod write_side {
         assert_eq!(r.code, 0, "the restored index merges: {r:?}");
     }
 
+    /// A merge that needs more memory than its budget is refused before any source file is
+    /// read: it used to checksum every file first (a bulk build under a small budget read
+    /// its whole index, only to leave its segments as they were). Over a damaged source
+    /// the refusal is the budget's; with room, the damage's.
+    #[test]
+    fn a_merge_over_its_budget_is_refused_before_reading_its_sources() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, new) = index(tmp.path(), 200);
+        util::cli_build(&new, &dir, &["-q", "--append"]);
+        flip_middle(&dir.join("seg-000001").join("sigs"));
+        let before = snapshot(&dir);
+        let r = run(&["merge", "--index", s(&dir), "--memory", "16M"]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains("more than the memory budget"), "{}", r.stderr);
+        assert_eq!(snapshot(&dir), before, "a refused merge wrote");
+        let r = run(&["merge", "--index", s(&dir)]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(!r.stderr.contains("memory budget"), "{}", r.stderr);
+        assert_eq!(snapshot(&dir), before, "a merge over damage wrote");
+    }
+
     /// 16.3: a damaged deletion bitmap made `delete --id 10` delete 11 posts (its bits were
     /// copied into the new bitmap). Deleting more must check the old bitmap first.
     #[test]

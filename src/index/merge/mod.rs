@@ -175,6 +175,12 @@ pub(crate) fn merge_segments(
     if runs.is_empty() {
         return Ok((None, stats));
     }
+    // A run that cannot be merged (format 1, or more than the budget) is refused before
+    // any file is read: checksumming first read every source file (a bulk build under a
+    // small budget did, only to leave its segments as they were).
+    for run in &runs {
+        check_mergeable(&open[run.clone()], opts, 1)?;
+    }
     let t = std::time::Instant::now();
     // The sources are checked in parallel; the first damaged one (in order) is reported.
     let checked: Vec<Result<()>> = runs
