@@ -1450,7 +1450,11 @@ mod write_side {
         let before = snapshot(&dir);
         let r = run(&["merge", "--index", s(&dir), "--memory", "16M"]);
         assert_eq!(r.code, 2, "{r:?}");
-        assert!(r.stderr.contains("more than the memory budget"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("more than the memory budget"),
+            "{}",
+            r.stderr
+        );
         assert_eq!(snapshot(&dir), before, "a refused merge wrote");
         let r = run(&["merge", "--index", s(&dir)]);
         assert_eq!(r.code, 2, "{r:?}");
