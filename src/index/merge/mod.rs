@@ -178,9 +178,10 @@ pub(crate) fn merge_segments(
     // A run that cannot be merged (format 1, or more than the budget) is refused before
     // any file is read: checksumming first read every source file (a bulk build under a
     // small budget did, only to leave its segments as they were).
-    for run in &runs {
-        check_mergeable(&open[run.clone()], opts, 1)?;
-    }
+    let fits = runs
+        .iter()
+        .map(|run| check_mergeable(&open[run.clone()], opts, rayon::current_num_threads()))
+        .collect::<Result<Vec<_>>>()?;
     let t = std::time::Instant::now();
     // The sources are checked in parallel; the first damaged one (in order) is reported.
     let checked: Vec<Result<()>> = runs
@@ -194,7 +195,7 @@ pub(crate) fn merge_segments(
     stats.steps.verify += t.elapsed().as_secs_f64();
     let mut segments: Vec<SegmentEntry> = Vec::new();
     let mut cursor = 0;
-    for run in &runs {
+    for (run, &fit) in runs.iter().zip(&fits) {
         segments.extend_from_slice(&old.segments[cursor..run.start]);
         let sources = &open[run.clone()];
         for s in &old.segments[run.clone()] {
@@ -203,7 +204,7 @@ pub(crate) fn merge_segments(
             stats.bytes_in += s.files.values().map(|f| f.len).sum::<u64>();
         }
         let id = txn.new_segment_id();
-        if let Some(entry) = merge_run(dir, id, sources, old, opts, &mut stats, progress)? {
+        if let Some(entry) = merge_run(dir, id, sources, old, opts, fit, &mut stats, progress)? {
             stats.written.push(id);
             stats.posts_out += entry.posts;
             stats.unique_texts_out += entry.contents;
@@ -241,17 +242,19 @@ pub(crate) fn merge_segments(
     Ok((Some(manifest), stats))
 }
 
-/// Writes `sources` as segment `id`; `None` if no live post is left.
+/// Writes `sources` as segment `id`, merging `at_once` bands at a time beside the `need`
+/// bytes of its other tables ([`check_mergeable`]); `None` if no live post is left.
+#[allow(clippy::too_many_arguments)]
 fn merge_run(
     dir: &Path,
     id: u64,
     sources: &[Segment],
     old: &Manifest,
     opts: &MergeOptions,
+    (at_once, need): (usize, usize),
     stats: &mut MergeStats,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Option<SegmentEntry>> {
-    let (at_once, need) = check_mergeable(sources, opts, rayon::current_num_threads())?;
     let mut clock = std::time::Instant::now();
     let mut lap = |step: &mut f64| {
         let now = std::time::Instant::now();
