@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use textreuse::cluster::ClusterOptions;
 use textreuse::index::staged::{publish as publish_staged, PublishOptions, StagedBuilder};
-use textreuse::index::{merge as merge_index, MergeOptions};
+use textreuse::index::{merge as merge_index, merge_within_budget, MergeOptions};
 use textreuse::index::{
     Access, BuildOptions, BuildStats, Existing, Hit, HitRef, IndexBuilder, IndexReader, NewPost,
     OnExistingId, OpenOptions, PostOutcome, QueryOptions, TextCache,
@@ -1931,14 +1931,18 @@ impl IndexBuilderNative {
 // ---------------------------------------------------------------- functions
 
 /// Merges adjacent segments until at most ``max_segments`` remain, dropping deleted posts
-/// (``textreuse merge``). Returns the merge's counts.
+/// (``textreuse merge``). Returns the merge's counts. With ``within_budget=True``, a merge
+/// down to ``max_segments`` that needs more than ``memory`` merges what it allows instead of
+/// raising: adjacent segments in groups whose merges each fit (``segments_after`` says how
+/// many remain; ``merged`` is empty when no two fit together).
 #[pyfunction]
-#[pyo3(signature = (path, max_segments=1, memory=None))]
+#[pyo3(signature = (path, max_segments=1, memory=None, within_budget=false))]
 fn merge(
     py: Python<'_>,
     path: PathBuf,
     max_segments: usize,
     memory: Option<&Bound<'_, PyAny>>,
+    within_budget: bool,
 ) -> PyResult<Py<PyAny>> {
     if max_segments == 0 {
         return Err(invalid("max_segments must be at least 1"));
@@ -1950,7 +1954,15 @@ fn merge(
             _ => 2 << 30,
         },
     };
-    let stats = py.detach(|| merge_index(&path, &opts)).map_err(to_py)?;
+    let stats = py
+        .detach(|| {
+            if within_budget {
+                merge_within_budget(&path, &opts, &mut |_, _| {})
+            } else {
+                merge_index(&path, &opts)
+            }
+        })
+        .map_err(to_py)?;
     to_json_obj(py, &stats)
 }
 

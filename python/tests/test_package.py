@@ -283,8 +283,13 @@ def test_append_delete_merge_reload(tmp_path, posts):
         assert b.delete([posts[0]["id"], "nope"]) == ["nope"]
     index.reload()
     assert len(index) == n - 1 and index.post(posts[0]["id"]) is None
-    m = textreuse.merge(d, max_segments=1)
-    assert m["segments_after"] == 1
+    # A budget too small for any merge: refused, or with within_budget nothing merged.
+    with pytest.raises(textreuse.Error, match="memory budget"):
+        textreuse.merge(d, max_segments=1, memory="16M")
+    m = textreuse.merge(d, max_segments=1, memory="16M", within_budget=True)
+    assert m["merged"] == [] and m["segments_after"] == 2
+    m = textreuse.merge(d, max_segments=1, within_budget=True)
+    assert m["segments_after"] == 1 and len(m["merged"]) == 2
     assert index.reload() and index.stats()["segments"] == 1 and len(index) == n - 1
     index.verify()
 

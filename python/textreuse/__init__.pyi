@@ -265,8 +265,13 @@ class IndexBuilder:
     def abort(self) -> None:
         """Abandons the build: nothing is published."""
 
-def merge(path: _Path, max_segments: int = 1, memory: Union[None, str, int] = None) -> Dict[str, Any]:
-    """Merges adjacent segments until at most ``max_segments`` remain (``textreuse merge``)."""
+def merge(
+    path: _Path, max_segments: int = 1, memory: Union[None, str, int] = None, within_budget: bool = False
+) -> Dict[str, Any]:
+    """Merges adjacent segments until at most ``max_segments`` remain (``textreuse merge``).
+
+    With ``within_budget=True``, a merge that needs more than ``memory`` merges what it
+    allows (adjacent segments in groups whose merges each fit) instead of raising."""
 
 def publish(path: _Path, staged: Sequence[_Path], mode: str = "create", keep_staged: bool = False) -> Dict[str, Any]:
     """Publishes staged builds as one generation (``textreuse publish``)."""

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use textreuse::index::ingest::{build_index, BuildObserver, IngestOptions};
 use textreuse::index::OnExistingId;
-use textreuse::index::{merge, MergeOptions};
+use textreuse::index::{merge, merge_memory_need, merge_within_budget, Manifest, MergeOptions};
 use textreuse::index::{BuildOptions, Existing};
 use textreuse::input::InputTally;
 use textreuse::text::Hashtags;
@@ -292,17 +292,53 @@ pub fn run(args: Args) -> Result<i32> {
     if !args.append && !args.segment_only && !args.keep_segments && s.segments > 1 {
         // A bulk build ends with one segment: the runs written when the budget filled are
         // merged (the index stays valid, and published, if the merge cannot be done).
-        match merge(
+        // Each merge must fit the budget: when all of them at once do not, the merges that
+        // fit leave as few segments as they can.
+        let merged = merge_within_budget(
             &args.index,
             &MergeOptions {
                 max_segments: 1,
                 memory_budget,
             },
-        ) {
+            &mut |_, _| {},
+        );
+        match merged {
             Ok(m) => {
-                super::merge::report(&m);
-                if args.verbose {
-                    super::merge::report_steps(&m);
+                if !m.merged.is_empty() {
+                    super::merge::report(&m);
+                    if args.verbose {
+                        super::merge::report_steps(&m);
+                    }
+                }
+                if m.segments_after > 1 {
+                    let (posts, contents) = Manifest::load_current(&args.index)?
+                        .map(|(m, _)| {
+                            m.segments
+                                .iter()
+                                .fold((0, 0), |(p, c), s| (p + s.posts, c + s.contents))
+                        })
+                        .unwrap_or((0, 0));
+                    let need = merge_memory_need(posts, contents);
+                    let left = if m.merged.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; merges that fit it left {} of them as {}",
+                            m.segments_before, m.segments_after
+                        )
+                    };
+                    eprintln!(
+                        "textreuse: warning: {}: the {} segments were not merged into one \
+                         (merging {posts} posts needs about {} MiB, more than the memory \
+                         budget ({} MiB){left}); lookups are slower until `textreuse merge \
+                         --index {} --memory {}M` succeeds",
+                        args.index.display(),
+                        s.segments,
+                        need >> 20,
+                        memory_budget >> 20,
+                        args.index.display(),
+                        (need >> 20) + 1
+                    );
                 }
             }
             Err(e) => eprintln!(

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use textreuse::index::{merge_with_progress, MergeOptions, MergeStats};
+use textreuse::index::{merge_with_progress, merge_within_budget, MergeOptions, MergeStats};
 
 use super::util::{parse_size, progress_bar};
 
@@ -21,6 +21,12 @@ pub struct Args {
     /// Memory budget (e.g. 512M, 2G); the merge refuses to start if its tables need more.
     #[arg(long, default_value = "2G")]
     memory: String,
+    /// When merging down to --max-segments needs more than --memory, merge what it allows
+    /// instead of refusing: adjacent segments in groups whose merges each fit (the fewest
+    /// segments such merges leave), with a warning; an error when no two adjacent segments
+    /// fit together.
+    #[arg(long)]
+    within_budget: bool,
     /// Worker threads (0 = one per core).
     #[arg(long, short = 'j', default_value_t = 0)]
     threads: usize,
@@ -43,13 +49,37 @@ pub fn run(args: Args) -> Result<i32> {
         anyhow::bail!("{}: holds no index (--index)", args.index.display());
     }
     let pb = progress_bar(Some(0), "merging {wide_bar} band {pos}/{len} ETA {eta}");
-    let stats = merge_with_progress(&args.index, &opts, &mut |done, total| {
+    let mut progress = |done: usize, total: usize| {
         pb.set_length(total as u64);
         pb.set_position(done as u64);
-    })
+    };
+    let stats = if args.within_budget {
+        merge_within_budget(&args.index, &opts, &mut progress)
+    } else {
+        merge_with_progress(&args.index, &opts, &mut progress)
+    }
     .with_context(|| format!("{}: merge failed", args.index.display()))?;
     pb.finish_and_clear();
+    if args.within_budget && stats.merged.is_empty() && stats.segments_after > opts.max_segments {
+        anyhow::bail!(
+            "{}: merge failed: merging any two adjacent segments of its {} needs more than the \
+             memory budget ({} MiB); nothing was merged",
+            args.index.display(),
+            stats.segments_after,
+            opts.memory_budget >> 20
+        );
+    }
     report(&stats);
+    if args.within_budget && stats.segments_after > opts.max_segments {
+        eprintln!(
+            "textreuse: warning: {}: {} segment(s) remain, more than --max-segments {}: \
+             merging more of them at once needs more than --memory ({} MiB)",
+            args.index.display(),
+            stats.segments_after,
+            opts.max_segments,
+            opts.memory_budget >> 20
+        );
+    }
     if args.verbose {
         report_steps(&stats);
         super::util::report_peak_memory(opts.memory_budget);

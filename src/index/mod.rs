@@ -36,6 +36,7 @@ use crate::minhash::bbit_estimate;
 pub use build::IndexBuilder;
 pub use clusters_file::ClusterAssignment;
 pub use manifest::{ClustersEntry, DeletedEntry, FileEntry, Manifest, SegmentEntry};
+pub use merge::{memory_need as merge_memory_need, plan, plan_within};
 pub use merge::{MergeOptions, MergeStats, MergeSteps};
 pub use options::{
     BuildOptions, BuildStats, Existing, NewPost, OnExistingId, PostOutcome, StageTimes,
@@ -44,7 +45,7 @@ pub(crate) use query::LookupBuffers;
 pub use query::{Hit, HitRef, QueryOptions, QueryRefs, QueryResult};
 pub use reader::IndexReader;
 pub use segment::{Segment, TextCache};
-pub use writer::{merge, merge_with_progress, IndexWriter};
+pub use writer::{merge, merge_with_progress, merge_within_budget, IndexWriter};
 
 /// How an index's files are accessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -574,6 +574,34 @@ impl IndexWriter {
         opts: &MergeOptions,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<MergeStats> {
+        self.merge_planned(opts, false, progress)
+    }
+
+    /// [`merge_with_progress`](Self::merge_with_progress), but when merging down to
+    /// [`max_segments`](MergeOptions::max_segments) would need more than `memory_budget`,
+    /// merges what the budget allows instead of refusing: adjacent segments in groups whose
+    /// merges each fit, the fewest segments such merges can leave ([`plan_within`]).
+    /// `segments_after` in the stats says how many remain; nothing is merged (and
+    /// `merged` is empty) when no two adjacent segments fit together.
+    ///
+    /// [`plan_within`]: crate::index::plan_within
+    ///
+    /// # Errors
+    /// As [`merge`](Self::merge), except that the budget refuses nothing.
+    pub fn merge_within_budget(
+        &mut self,
+        opts: &MergeOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<MergeStats> {
+        self.merge_planned(opts, true, progress)
+    }
+
+    fn merge_planned(
+        &mut self,
+        opts: &MergeOptions,
+        within_budget: bool,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<MergeStats> {
         if self.has_changes() || self.replace {
             self.commit()?;
         }
@@ -583,7 +611,14 @@ impl IndexWriter {
                 path: self.txn.dir().to_path_buf(),
             });
         };
-        let (next, mut stats) = merge_segments(&mut self.txn, &old, &self.kept, opts, progress)?;
+        let (next, mut stats) = merge_segments(
+            &mut self.txn,
+            &old,
+            &self.kept,
+            opts,
+            within_budget,
+            progress,
+        )?;
         if let Some(next) = next {
             self.txn.publish(next)?;
             self.reopen()?;
@@ -666,10 +701,26 @@ pub fn merge_with_progress(
     IndexWriter::open(dir)?.merge_with_progress(opts, progress)
 }
 
+/// Merges the segments of the index in `dir` as far as the memory budget allows and
+/// publishes the result: [`IndexWriter::open`](IndexWriter::open) then
+/// [`IndexWriter::merge_within_budget`](IndexWriter::merge_within_budget).
+///
+/// # Errors
+/// As [`IndexWriter::merge_within_budget`](IndexWriter::merge_within_budget), and as
+/// opening the writer.
+pub fn merge_within_budget(
+    dir: impl AsRef<Path>,
+    opts: &MergeOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<MergeStats> {
+    IndexWriter::open(dir)?.merge_within_budget(opts, progress)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::index::build::IndexBuilder;
+    use crate::index::{Index, QueryOptions};
 
     /// Posts `from..to`, each its own text of about `len` bytes.
     fn posts(from: usize, to: usize, len: usize) -> (Vec<String>, Vec<String>) {
@@ -770,6 +821,137 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_merge_within_budget_merges_the_groups_that_fit_and_answers_as_one_segment_does() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let opts = BuildOptions {
+            memory_budget: 16 << 20,
+            ..BuildOptions::default()
+        };
+        // Texts of letters (the normalizer drops digits): no two alike.
+        let text = |i: u64| -> String {
+            (0..300u64)
+                .map(|j| {
+                    let mut v = (i * 1_000 + j).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                    let mut w = String::new();
+                    for _ in 0..5 {
+                        w.push(char::from(b'a' + (v % 26) as u8));
+                        v /= 26;
+                    }
+                    w
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut builder = IndexBuilder::create(&a, opts).expect("creates");
+        let w = builder.writer_mut();
+        let mut next = 0;
+        while w.stats().segments < 5 {
+            let (ids, texts): (Vec<String>, Vec<String>) = (next..next + 256)
+                .map(|i| (format!("p{i}"), text(i)))
+                .unzip();
+            let batch: Vec<NewPost<'_>> = ids
+                .iter()
+                .zip(&texts)
+                .map(|(id, text)| NewPost {
+                    id,
+                    text,
+                    account: "",
+                    platform: "",
+                    ts: None,
+                })
+                .collect();
+            w.add(&batch).expect("adds");
+            next += 256;
+        }
+        builder.finish().expect("finishes");
+        copy_dir(&a, &b);
+        let (m, _) = Manifest::load_current(&a)
+            .expect("loads")
+            .expect("an index");
+        let n = m.segments.len();
+        assert!(n >= 5, "{n}");
+        assert!(m.segments.iter().all(|s| s.contents == s.posts));
+        let n_posts: u64 = m.segments.iter().map(|s| s.posts).sum();
+        let contents: u64 = m.segments.iter().map(|s| s.contents).sum();
+        // Room for a merge of about two fifths of the posts: a few merges, none of them all.
+        let budget = super::super::merge::memory_need(n_posts * 2 / 5, contents * 2 / 5);
+        let opts = MergeOptions {
+            max_segments: 1,
+            memory_budget: budget,
+        };
+        let err = merge(&b, &opts).expect_err("the whole merge does not fit");
+        assert!(err.to_string().contains("memory budget"), "{err}");
+        let groups = super::super::merge::plan_within(&m.segments, 1, budget);
+        let left = n - groups.iter().map(|g| g.len() - 1).sum::<usize>();
+        assert!(1 < left && left < n, "{groups:?} of {n}");
+        let mut calls = 0;
+        let st = merge_within_budget(&a, &opts, &mut |_, _| calls += 1).expect("merges");
+        assert_eq!(st.segments_before, n);
+        assert_eq!(st.segments_after, left);
+        assert_eq!(st.written.len(), groups.len());
+        let grouped: u64 = groups
+            .iter()
+            .flat_map(|g| &m.segments[g.clone()])
+            .map(|s| s.posts)
+            .sum();
+        assert_eq!((st.posts_in, st.posts_out), (grouped, grouped));
+        assert!(calls > 0);
+        // Each merged segment fits the budget: its posts and contents need no more.
+        let (after, _) = Manifest::load_current(&a)
+            .expect("loads")
+            .expect("an index");
+        assert_eq!(after.segments.len(), left);
+        for s in after.segments.iter().filter(|s| st.written.contains(&s.id)) {
+            assert!(super::super::merge::memory_need(s.posts, s.contents) <= budget);
+        }
+        // The same answers as the whole index merged into one segment.
+        merge(
+            &b,
+            &MergeOptions {
+                memory_budget: 1 << 30,
+                ..MergeOptions::default()
+            },
+        )
+        .expect("merges");
+        let (ia, ib) = (
+            Index::open(&a).expect("opens"),
+            Index::open(&b).expect("opens"),
+        );
+        assert_eq!(ib.segments().len(), 1);
+        assert_eq!(ia.segments().len(), left);
+        let q = QueryOptions {
+            limit: 0,
+            ..QueryOptions::default()
+        };
+        for i in (0..next).step_by(97) {
+            // One word in thirty changed.
+            let changed = text(i)
+                .split(' ')
+                .enumerate()
+                .map(|(j, w)| if j % 30 == 0 { "changed" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let hits = |i: &Index| -> Vec<(String, u64)> {
+                i.query(&changed, &q)
+                    .expect("queries")
+                    .hits
+                    .into_iter()
+                    .map(|h| (h.id, h.similarity.to_bits()))
+                    .collect()
+            };
+            let got = hits(&ia);
+            assert!(!got.is_empty());
+            assert_eq!(got, hits(&ib));
+        }
+        // Again within the same budget: each group was as long as the budget allowed (and
+        // no two posts share a text, so merging saved nothing), so nothing more is merged.
+        let again = merge_within_budget(&a, &opts, &mut |_, _| {}).expect("merges");
+        assert!(again.merged.is_empty(), "{again:?}");
+        assert_eq!(again.segments_after, left);
     }
 
     #[test]

@@ -1230,3 +1230,72 @@ fn a_build_reads_a_named_pipe_once_from_its_first_record() {
         );
     }
 }
+
+#[test]
+fn merge_within_budget_merges_the_groups_that_fit_and_refuses_when_none_does() {
+    use textreuse::index::{merge_memory_need, plan_within, Manifest};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("posts.jsonl");
+    let posts: Vec<RawPost> = util::WordPosts::new(5_000, 40, 50, 7)
+        .take(60_000)
+        .collect();
+    util::write_jsonl(&input, &posts);
+    let idx = tmp.path().join("idx");
+    util::cli_build(&input, &idx, &["--memory", "16M", "--keep-segments"]);
+    let manifest = || Manifest::load_current(&idx).unwrap().unwrap().0;
+    let before = manifest();
+    let n = before.segments.len();
+    assert!(n >= 3, "{n} segments");
+    let need = |segs: &[textreuse::index::SegmentEntry]| {
+        merge_memory_need(
+            segs.iter().map(|s| s.posts).sum(),
+            segs.iter().map(|s| s.contents).sum(),
+        )
+    };
+    let merge = |memory: &str, within: bool| {
+        let mut args = vec![os("merge"), os("--index"), idx.as_os_str(), os("--memory")];
+        args.push(os(memory));
+        if within {
+            args.push(os("--within-budget"));
+        }
+        run(&args)
+    };
+    // Room for no two segments together: an error, and nothing changes.
+    let r = merge("16M", true);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("nothing was merged"), "{}", r.stderr);
+    assert_eq!(manifest().segments, before.segments);
+    // Room for the first two segments but not for all: the plain merge refuses it...
+    let budget = need(&before.segments[..2]);
+    assert!(budget < need(&before.segments));
+    let memory = format!("{budget}B");
+    let r = merge(&memory, false);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("memory budget"), "{}", r.stderr);
+    assert_eq!(manifest().segments, before.segments);
+    // ...and --within-budget merges the groups that fit, with a warning.
+    let groups = plan_within(&before.segments, 1, budget);
+    let left = n - groups.iter().map(|g| g.len() - 1).sum::<usize>();
+    assert!(!groups.is_empty() && 1 < left && left < n, "{groups:?}");
+    let r = merge(&memory, true);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!("{left} segment(s) remain")),
+        "{}",
+        r.stderr
+    );
+    let after = manifest();
+    assert_eq!(after.segments.len(), left);
+    let total = |m: &Manifest| m.segments.iter().map(|s| s.posts).sum::<u64>();
+    assert_eq!(total(&after), total(&before));
+    // With room, down to one, without a warning.
+    let r = merge("1G", true);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    assert_eq!(manifest().segments.len(), 1);
+    let q = Index::open(&idx)
+        .unwrap()
+        .query(&posts[123].text, &QueryOptions::default())
+        .unwrap();
+    assert!(q.hits.iter().any(|h| h.id == "p123"));
+}

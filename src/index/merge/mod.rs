@@ -154,8 +154,52 @@ pub fn plan(segments: &[SegmentEntry], max_segments: usize) -> Vec<std::ops::Ran
         .collect()
 }
 
+/// Which segments a merge toward `max_segments` rewrites when the merge of each run must fit
+/// `budget` bytes ([`memory_need`]): [`plan`]'s runs when each fits. Otherwise (more
+/// segments than `max_segments`), the segments are grouped from the first, each group of
+/// adjacent segments as long as its merge fits, and each group of two or more is merged: the
+/// fewest segments that merges within the budget can leave (a greedy cut is optimal for
+/// adjacent groups whose cost grows with their length), possibly fewer than
+/// `max_segments`. With no more segments than `max_segments`, the segments holding deleted
+/// posts whose rewrite fits. Empty when no two adjacent segments fit together.
+pub fn plan_within(
+    segments: &[SegmentEntry],
+    max_segments: usize,
+    budget: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let need = |r: std::ops::Range<usize>| {
+        let s = &segments[r];
+        memory_need(
+            s.iter().map(|s| s.posts).sum(),
+            s.iter().map(|s| s.contents).sum(),
+        )
+    };
+    let runs = plan(segments, max_segments);
+    if runs.iter().all(|r| need(r.clone()) <= budget) {
+        return runs;
+    }
+    if segments.len() <= max_segments.max(1) {
+        return runs
+            .into_iter()
+            .filter(|r| need(r.clone()) <= budget)
+            .collect();
+    }
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for end in 1..=segments.len() {
+        if end == segments.len() || need(start..end + 1) > budget {
+            if end - start >= 2 {
+                groups.push(start..end);
+            }
+            start = end;
+        }
+    }
+    groups
+}
+
 /// Writes the merged segments of generation `old` (whose segments `open` are, in order)
-/// and returns the manifest to publish (`None` if there is nothing to merge). Every source
+/// and returns the manifest to publish (`None` if there is nothing to merge): the runs of
+/// [`plan`], or with `within_budget` those of [`plan_within`]. Every source
 /// segment's files, and the clusters file kept, are checksummed first: damage is refused,
 /// never rewritten under fresh checksums.
 pub(crate) fn merge_segments(
@@ -163,6 +207,7 @@ pub(crate) fn merge_segments(
     old: &Manifest,
     open: &[Segment],
     opts: &MergeOptions,
+    within_budget: bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Option<Manifest>, MergeStats)> {
     let dir = txn.dir().to_path_buf();
@@ -171,7 +216,11 @@ pub(crate) fn merge_segments(
         segments_before: old.segments.len(),
         ..MergeStats::default()
     };
-    let runs = plan(&old.segments, opts.max_segments);
+    let runs = if within_budget {
+        plan_within(&old.segments, opts.max_segments, opts.memory_budget)
+    } else {
+        plan(&old.segments, opts.max_segments)
+    };
     if runs.is_empty() {
         return Ok((None, stats));
     }
@@ -395,8 +444,9 @@ fn merge_need(sources: &[Segment]) -> (u64, u64, usize) {
 }
 
 /// The memory a merge of `posts` posts and `contents` contents needs besides its bands and
-/// the source text pages it keeps mapped, in bytes ([`merge_need`]).
-pub(crate) fn memory_need(posts: u64, contents: u64) -> usize {
+/// the source text pages it keeps mapped, in bytes: the least `memory_budget` that merges
+/// them ([`MergeOptions`]).
+pub fn memory_need(posts: u64, contents: u64) -> usize {
     let need = posts
         .saturating_mul(32)
         .saturating_add(contents.saturating_mul(76))
@@ -446,5 +496,40 @@ mod tests {
         segs[1] = seg(2, 900, true);
         segs[6] = seg(7, 11, true);
         assert_eq!(plan(&segs, 10), vec![1..2, 6..7]);
+    }
+
+    #[test]
+    fn plan_within_groups_adjacent_segments_into_the_fewest_merges_that_fit() {
+        const M: u64 = 1 << 20;
+        // Each segment of `n` MiB-posts needs 108 bytes a post (32 + 76: one content each).
+        let segs: Vec<SegmentEntry> = [3, 3, 3, 3, 3, 3, 3, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| seg(i as u64 + 1, n * M, false))
+            .collect();
+        let need = |posts: u64| memory_need(posts * M, posts * M);
+        // Room for everything: the plain plan.
+        assert_eq!(plan_within(&segs, 1, need(22)), vec![0..8]);
+        assert_eq!(plan_within(&segs, 1, need(22)), plan(&segs, 1));
+        // Room for 9 MiB-posts a merge: 3 + 3 + 3 three times over, the last two (3 + 1)
+        // together, from the first segment on.
+        assert_eq!(plan_within(&segs, 1, need(9)), vec![0..3, 3..6, 6..8]);
+        // A budget just under a merge of 9 holds pairs.
+        assert_eq!(
+            plan_within(&segs, 1, need(9) - 1),
+            vec![0..2, 2..4, 4..6, 6..8]
+        );
+        // Room for no pair but the last (3 + 1): only it.
+        assert_eq!(plan_within(&segs, 1, need(4)), vec![6..8]);
+        // Room for no pair at all: nothing.
+        assert!(plan_within(&segs, 1, need(3)).is_empty());
+        // Down to 7 (the last pair), which fits: the plain plan.
+        assert_eq!(plan_within(&segs, 7, need(4)), vec![6..8]);
+        // Few enough already: rewrites of segments with deletions, those that fit.
+        let mut segs = segs;
+        segs[0] = seg(1, 3 * M, true);
+        segs[7] = seg(8, M, true);
+        assert_eq!(plan_within(&segs, 8, need(1)), vec![7..8]);
+        assert_eq!(plan_within(&segs, 8, need(3)), vec![0..1, 7..8]);
     }
 }
