@@ -311,14 +311,17 @@ pub fn run(args: Args) -> Result<i32> {
                     }
                 }
                 if m.segments_after > 1 {
-                    let (posts, contents) = Manifest::load_current(&args.index)?
-                        .map(|(m, _)| {
-                            m.segments
-                                .iter()
-                                .fold((0, 0), |(p, c), s| (p + s.posts, c + s.contents))
-                        })
-                        .unwrap_or((0, 0));
-                    let need = merge_memory_need(posts, contents);
+                    // The index is published: a manifest that cannot be read again here
+                    // only leaves the figures out of the warning.
+                    let counts =
+                        Manifest::load_current(&args.index)
+                            .ok()
+                            .flatten()
+                            .map(|(m, _)| {
+                                m.segments
+                                    .iter()
+                                    .fold((0, 0), |(p, c), s| (p + s.posts, c + s.contents))
+                            });
                     let left = if m.merged.is_empty() {
                         String::new()
                     } else {
@@ -327,17 +330,24 @@ pub fn run(args: Args) -> Result<i32> {
                             m.segments_before, m.segments_after
                         )
                     };
+                    let (why, memory) = match counts {
+                        Some((posts, contents)) => {
+                            let need = merge_memory_need(posts, contents) >> 20;
+                            (
+                                format!("merging {posts} posts needs about {need} MiB, more than"),
+                                format!(" --memory {}M", need + 1),
+                            )
+                        }
+                        None => ("merging them needs more than".to_string(), String::new()),
+                    };
                     eprintln!(
                         "textreuse: warning: {}: the {} segments were not merged into one \
-                         (merging {posts} posts needs about {} MiB, more than the memory \
-                         budget ({} MiB){left}); lookups are slower until `textreuse merge \
-                         --index {} --memory {}M` succeeds",
+                         ({why} the memory budget ({} MiB){left}); lookups are slower until \
+                         `textreuse merge --index {}{memory}` succeeds",
                         args.index.display(),
                         s.segments,
-                        need >> 20,
                         memory_budget >> 20,
                         args.index.display(),
-                        (need >> 20) + 1
                     );
                 }
             }

@@ -249,12 +249,20 @@ fn a_build_over_budget_ends_with_one_segment_that_answers_alike() {
         r.stderr
     );
     assert!(Index::open(&one).unwrap().segments().len() >= 2);
+    // The warning names the budget that merges them, and that budget does.
+    let memory = r
+        .stderr
+        .split("--memory ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap_or_else(|| panic!("no --memory in the warning: {}", r.stderr));
+    assert!(memory.ends_with('M'), "{memory}");
     let m = util::textreuse([
         "merge".as_ref(),
         "--index".as_ref(),
         one.as_os_str(),
         "--memory".as_ref(),
-        "1G".as_ref(),
+        memory.as_ref(),
     ]);
     assert_eq!(m.code, 0, "{}", m.stderr);
     let r = util::cli_build(&input, &many, &["--memory", "16M", "--keep-segments"]);
