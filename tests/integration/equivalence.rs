@@ -800,6 +800,29 @@ fn many_segments_answer_like_one() {
             );
         }
     }
+    // The segments' rounds of cold reads issued together (prefetch) change no answer, for
+    // every option set (the limited lookups' shortcut at similarity 1 included).
+    let cold = open(&many, Access::Mmap, true);
+    let warm = open(&many, Access::Mmap, false);
+    let mut limited = all_opts();
+    limited.push(QueryOptions {
+        limit: 2,
+        with_text: false,
+        ..QueryOptions::default()
+    });
+    for opts in limited {
+        for q in f
+            .queries
+            .iter()
+            .chain(posts.iter().step_by(50).map(|p| &p.text))
+        {
+            assert_eq!(
+                warm.query(q, &opts).expect("query"),
+                cold.query(q, &opts).expect("query"),
+                "query {q:?}, {opts:?}"
+            );
+        }
+    }
     let strip =
         |x: Option<textreuse::index::Post>| x.map(|x| (x.id, x.account, x.platform, x.ts, x.text));
     for p in posts.iter().step_by(7) {

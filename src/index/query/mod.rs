@@ -717,14 +717,18 @@ impl Index {
                 res,
             )?;
         if !filled {
-            for (si, seg) in self.segments.iter().enumerate() {
-                if self.opts.prefetch && !at_one {
-                    seg.prefetch_dirs(keys);
-                    seg.prefetch_buckets(keys);
-                }
-                let runs = &mut runs[si];
+            if self.opts.prefetch {
+                // Cold reads: every segment's rounds of reads are issued together, not one
+                // segment's after another's.
                 if !at_one {
-                    // Else probed by `fill_at_one` already.
+                    self.prefetch_probes(keys, runs)?;
+                }
+                self.prefetch_candidates(runs, opts.max_bucket, cands, seen, marks)?;
+            }
+            for (si, seg) in self.segments.iter().enumerate() {
+                let runs = &mut runs[si];
+                if !at_one && !self.opts.prefetch {
+                    // Else probed by `fill_at_one` or `prefetch_probes` already.
                     seg.probe_runs(keys, runs)?;
                 }
                 cands.clear();
@@ -733,9 +737,6 @@ impl Index {
                 // the answer does not depend on the order they are verified in.
                 dedup(cands, seen, marks, cont.is_some());
                 res.candidates += cands.len();
-                if self.opts.prefetch {
-                    cands.iter().for_each(|&c| seg.prefetch_signature(c));
-                }
                 verified.clear();
                 verified_at.clear();
                 if let (Some(mode), Some(q)) = (cont, set) {
@@ -865,6 +866,42 @@ impl Index {
         Ok(found)
     }
 
+    /// Cold lookups (`OpenOptions::prefetch`): asks the kernel for every segment's
+    /// directory pages, then, as they come in, for every segment's bucket pages, then
+    /// probes every segment (band runs into `runs`). A lookup over several segments then
+    /// waits for two rounds of reads in all, not two for each segment.
+    fn prefetch_probes(&self, keys: &[u64], runs: &mut [Vec<Run>]) -> Result<()> {
+        self.segments.iter().for_each(|seg| seg.prefetch_dirs(keys));
+        self.segments
+            .iter()
+            .for_each(|seg| seg.prefetch_buckets(keys));
+        for (seg, runs) in self.segments.iter().zip(runs.iter_mut()) {
+            seg.probe_runs(keys, runs)?;
+        }
+        Ok(())
+    }
+
+    /// Cold lookups: asks the kernel for the signatures of every segment's candidates (the
+    /// entries of its probed `runs`, at most `cap` a run) before any is compared, so the
+    /// segments' signature reads make one round. The candidate lists are taken again, from
+    /// pages then in memory, as each segment is verified.
+    fn prefetch_candidates(
+        &self,
+        runs: &[Vec<Run>],
+        cap: usize,
+        cands: &mut Vec<u32>,
+        seen: &mut Vec<u32>,
+        marks: &mut Vec<u8>,
+    ) -> Result<()> {
+        for (seg, runs) in self.segments.iter().zip(runs.iter()) {
+            cands.clear();
+            seg.take_runs(runs, cap, cands)?;
+            dedup(cands, seen, marks, false);
+            cands.iter().for_each(|&c| seg.prefetch_signature(c));
+        }
+        Ok(())
+    }
+
     /// Probes every segment (its band runs into `runs`) and matches the contents at
     /// similarity 1, every signature byte equal to the query's, into `matched`; true if
     /// their live posts (that pass the lookup's filters) fill the cut of a limited lookup
@@ -915,13 +952,25 @@ impl Index {
         let mut scanned = 0usize;
         labels.start();
         let mut shortest_everywhere = one >= opts.min_similarity;
-        for ((si, seg), runs) in self.segments.iter().enumerate().zip(runs.iter_mut()) {
-            if self.opts.prefetch {
-                seg.prefetch_dirs(keys);
-                seg.prefetch_buckets(keys);
+        if self.opts.prefetch {
+            // Cold reads: every segment's rounds of reads are issued together.
+            self.prefetch_probes(keys, runs)?;
+            for (seg, runs) in self.segments.iter().zip(runs.iter()) {
+                if !Run::shortest_uncut(runs, opts.max_bucket, AT_ONE_RUNS, picked) {
+                    break;
+                }
+                list.clear();
+                seg.take_runs(picked, opts.max_bucket, list)?;
+                dedup(list, seen, marks, false);
+                list.iter().for_each(|&c| seg.prefetch_signature(c));
             }
-            // Every segment is probed all the same, for the rest of the lookup.
-            seg.probe_runs(keys, runs)?;
+        }
+        for ((si, seg), runs) in self.segments.iter().enumerate().zip(runs.iter_mut()) {
+            if !self.opts.prefetch {
+                // Every segment is probed all the same, for the rest of the lookup (with
+                // prefetching, by `prefetch_probes` above).
+                seg.probe_runs(keys, runs)?;
+            }
             shortest_everywhere = shortest_everywhere
                 && Run::shortest_uncut(runs, opts.max_bucket, AT_ONE_RUNS, picked);
             if !shortest_everywhere {
@@ -930,9 +979,7 @@ impl Index {
             list.clear();
             seg.take_runs(picked, opts.max_bucket, list)?;
             dedup(list, seen, marks, false);
-            if self.opts.prefetch {
-                list.iter().for_each(|&c| seg.prefetch_signature(c));
-            }
+            // With prefetching, their signatures were asked for above.
             seg.equal_counts(list, sig, equal)?;
             verified += list.len();
             let at_one = || {
