@@ -740,9 +740,14 @@ mod tests {
     /// Adds posts `from..to` of about `len` bytes each ([`posts`]) to `w`.
     fn add_posts(w: &mut IndexWriter, from: usize, to: usize, len: usize) {
         let (ids, texts) = posts(from, to, len);
+        add_texts(w, &ids, &texts);
+    }
+
+    /// Adds a post for each id and text, with no account, platform or time.
+    fn add_texts(w: &mut IndexWriter, ids: &[String], texts: &[String]) {
         let batch: Vec<NewPost<'_>> = ids
             .iter()
-            .zip(&texts)
+            .zip(texts)
             .map(|(id, text)| NewPost {
                 id,
                 text,
@@ -853,18 +858,7 @@ mod tests {
             let (ids, texts): (Vec<String>, Vec<String>) = (next..next + 256)
                 .map(|i| (format!("p{i}"), text(i)))
                 .unzip();
-            let batch: Vec<NewPost<'_>> = ids
-                .iter()
-                .zip(&texts)
-                .map(|(id, text)| NewPost {
-                    id,
-                    text,
-                    account: "",
-                    platform: "",
-                    ts: None,
-                })
-                .collect();
-            w.add(&batch).expect("adds");
+            add_texts(w, &ids, &texts);
             next += 256;
         }
         builder.finish().expect("finishes");

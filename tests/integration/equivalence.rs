@@ -801,13 +801,18 @@ fn many_segments_answer_like_one() {
         }
     }
     // The segments' rounds of cold reads issued together (prefetch) change no answer, for
-    // every option set (the limited lookups' shortcut at similarity 1 included).
+    // every option set (the limited lookups' shortcut at similarity 1, and candidates
+    // settled from their texts, included).
     let cold = open(&many, Access::Mmap, true);
     let warm = open(&many, Access::Mmap, false);
     let mut limited = all_opts();
     limited.push(QueryOptions {
         limit: 2,
         with_text: false,
+        ..QueryOptions::default()
+    });
+    limited.push(QueryOptions {
+        exact_near_threshold: true,
         ..QueryOptions::default()
     });
     for opts in limited {
