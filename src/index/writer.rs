@@ -828,33 +828,23 @@ mod tests {
         out
     }
 
-    #[test]
-    fn a_merge_within_budget_merges_the_groups_that_fit_and_answers_as_one_segment_does() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    /// Builds an index in `<tmp>/a` under a 16 MiB budget, adding batches of 256 posts (the
+    /// texts `text(i)`, ids `p<i>`) until it has `segments` segments, and copies it to
+    /// `<tmp>/b`. Returns the two directories, the manifest and how many posts were added.
+    fn two_copies_in_segments(
+        tmp: &Path,
+        segments: u64,
+        text: impl Fn(usize) -> String,
+    ) -> (std::path::PathBuf, std::path::PathBuf, Manifest, usize) {
+        let (a, b) = (tmp.join("a"), tmp.join("b"));
         let opts = BuildOptions {
             memory_budget: 16 << 20,
             ..BuildOptions::default()
         };
-        // Texts of letters (the normalizer drops digits): no two alike.
-        let text = |i: u64| -> String {
-            (0..300u64)
-                .map(|j| {
-                    let mut v = (i * 1_000 + j).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-                    let mut w = String::new();
-                    for _ in 0..5 {
-                        w.push(char::from(b'a' + (v % 26) as u8));
-                        v /= 26;
-                    }
-                    w
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         let mut builder = IndexBuilder::create(&a, opts).expect("creates");
         let w = builder.writer_mut();
         let mut next = 0;
-        while w.stats().segments < 5 {
+        while w.stats().segments < segments {
             let (ids, texts): (Vec<String>, Vec<String>) = (next..next + 256)
                 .map(|i| (format!("p{i}"), text(i)))
                 .unzip();
@@ -866,8 +856,30 @@ mod tests {
         let (m, _) = Manifest::load_current(&a)
             .expect("loads")
             .expect("an index");
+        assert!(m.segments.len() as u64 >= segments);
+        (a, b, m, next)
+    }
+
+    #[test]
+    fn a_merge_within_budget_merges_the_groups_that_fit_and_answers_as_one_segment_does() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // Texts of letters (the normalizer drops digits): no two alike.
+        let text = |i: usize| -> String {
+            (0..300u64)
+                .map(|j| {
+                    let mut v = (i as u64 * 1_000 + j).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                    let mut w = String::new();
+                    for _ in 0..5 {
+                        w.push(char::from(b'a' + (v % 26) as u8));
+                        v /= 26;
+                    }
+                    w
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let (a, b, m, next) = two_copies_in_segments(tmp.path(), 5, text);
         let n = m.segments.len();
-        assert!(n >= 5, "{n}");
         assert!(m.segments.iter().all(|s| s.contents == s.posts));
         let n_posts: u64 = m.segments.iter().map(|s| s.posts).sum();
         let contents: u64 = m.segments.iter().map(|s| s.contents).sum();
@@ -951,24 +963,13 @@ mod tests {
     #[test]
     fn a_merge_keeps_source_texts_mapped_while_they_fit_and_writes_the_same_bytes_either_way() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-        let opts = BuildOptions {
-            memory_budget: 16 << 20,
-            ..BuildOptions::default()
-        };
-        let mut builder = IndexBuilder::create(&a, opts).expect("creates");
-        let w = builder.writer_mut();
-        let mut next = 0;
-        while w.stats().segments < 3 {
-            add_posts(w, next, next + 256, 2_000);
-            next += 256;
-        }
-        builder.finish().expect("finishes");
-        copy_dir(&a, &b);
-        let (m, _) = Manifest::load_current(&a)
-            .expect("loads")
-            .expect("an index");
-        assert!(m.segments.len() >= 3);
+        let (a, b, m, _) = two_copies_in_segments(tmp.path(), 3, |i| {
+            let mut t = format!("post {i} says");
+            while t.len() < 2_000 {
+                t.push_str(&format!(" w{}", t.len() * 31 + i));
+            }
+            t
+        });
         let need = super::super::merge::memory_need(
             m.segments.iter().map(|s| s.posts).sum(),
             m.segments.iter().map(|s| s.contents).sum(),
