@@ -18,7 +18,8 @@ pub struct Args {
     /// without them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     max_segments: u64,
-    /// Memory budget (e.g. 512M, 2G); the merge refuses to start if its tables need more.
+    /// Memory budget (e.g. 512M, 2G); the merge refuses to start if its tables need more
+    /// (see --within-budget).
     #[arg(long, default_value = "2G")]
     memory: String,
     /// When merging down to --max-segments needs more than --memory, merge what it allows
