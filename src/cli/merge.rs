@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use textreuse::index::{merge_with_progress, merge_within_budget, MergeOptions, MergeStats};
+use textreuse::index::{
+    merge_with_progress, merge_within_budget, plan, Manifest, MergeOptions, MergeStats,
+};
 
 use super::util::{parse_size, progress_bar};
 
@@ -61,14 +63,28 @@ pub fn run(args: Args) -> Result<i32> {
     }
     .with_context(|| format!("{}: merge failed", args.index.display()))?;
     pb.finish_and_clear();
-    if args.within_budget && stats.merged.is_empty() && stats.segments_after > opts.max_segments {
-        anyhow::bail!(
-            "{}: merge failed: merging any two adjacent segments of its {} needs more than the \
-             memory budget ({} MiB); nothing was merged",
-            args.index.display(),
-            stats.segments_after,
-            opts.memory_budget >> 20
-        );
+    if args.within_budget && stats.merged.is_empty() {
+        // Nothing fitted: an error when the plain merge had something to do.
+        let why = if stats.segments_after > opts.max_segments {
+            Some(format!(
+                "merging any two adjacent segments of its {}",
+                stats.segments_after
+            ))
+        } else {
+            Manifest::load_current(&args.index)
+                .ok()
+                .flatten()
+                .filter(|(m, _)| !plan(&m.segments, opts.max_segments).is_empty())
+                .map(|_| "rewriting its segments that hold deleted posts".to_string())
+        };
+        if let Some(why) = why {
+            anyhow::bail!(
+                "{}: merge failed: {why} needs more than the memory budget ({} MiB); nothing \
+                 was merged",
+                args.index.display(),
+                opts.memory_budget >> 20
+            );
+        }
     }
     report(&stats);
     if args.within_budget && stats.segments_after > opts.max_segments {

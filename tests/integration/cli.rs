@@ -1298,4 +1298,24 @@ fn merge_within_budget_merges_the_groups_that_fit_and_refuses_when_none_does() {
         .query(&posts[123].text, &QueryOptions::default())
         .unwrap();
     assert!(q.hits.iter().any(|h| h.id == "p123"));
+    // A deleted post: its segment's rewrite that does not fit is an error too, not
+    // "nothing to merge".
+    let ids = tmp.path().join("ids.txt");
+    fs::write(&ids, "p7\n").unwrap();
+    let r = run(&[
+        os("delete"),
+        os("--index"),
+        idx.as_os_str(),
+        os("--ids"),
+        ids.as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = merge("16M", true);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("deleted posts"), "{}", r.stderr);
+    assert!(manifest().segments[0].deleted.is_some());
+    let r = merge("1G", true);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(manifest().segments[0].deleted.is_none());
+    assert_eq!(total(&manifest()), total(&before) - 1);
 }
