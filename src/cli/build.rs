@@ -93,7 +93,10 @@ pub struct Args {
     /// Choose bands and rows for this similarity threshold instead (S-curve error minimum).
     #[arg(long, conflicts_with = "bands")]
     threshold: Option<f64>,
-    /// Print the summary as JSON on stdout.
+    /// Print the summary as JSON on stdout: the builder's counts (`segments` is those it
+    /// wrote), `invalid`, `files`, `seconds`, `published`, `stages`, and `index_segments`,
+    /// the index's segments after the closing merge (null for --segment-only or when
+    /// nothing was published; before an --append's --max-segments merge).
     #[arg(long)]
     json: bool,
     /// Do not report each bad record on stderr (the summary still counts them).
@@ -361,8 +364,19 @@ pub fn run(args: Args) -> Result<i32> {
         }
     }
     if args.json {
+        // `segments` counts the segments this build wrote; `index_segments` the index's own
+        // after the closing merge (a published generation only: null when none is).
+        let mut v = serde_json::to_value(&summary)?;
+        let index_segments = Manifest::load_current(&args.index)
+            .ok()
+            .flatten()
+            .filter(|_| summary.published && !args.segment_only)
+            .map(|(m, _)| m.segments.len());
+        if let Some(o) = v.as_object_mut() {
+            o.insert("index_segments".into(), serde_json::json!(index_segments));
+        }
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+        writeln!(out, "{}", serde_json::to_string(&v)?)?;
         out.flush()?;
     }
     if let Some(max_segments) = args.max_segments {

@@ -307,6 +307,7 @@ fn bad_records_are_reported_counted_and_skipped() {
     assert_eq!(field("empty"), empty as u64);
     // `posts` counts the records handed to the builder (invalid ones never are).
     assert_eq!(field("posts"), (indexed + dups + empty) as u64);
+    assert_eq!((field("segments"), field("index_segments")), (1, 1));
 
     // Every good post is findable, as written; nothing else is.
     let index = Index::open(&dir).expect("opens");

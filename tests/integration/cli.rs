@@ -1241,11 +1241,24 @@ fn merge_within_budget_merges_the_groups_that_fit_and_refuses_when_none_does() {
         .collect();
     util::write_jsonl(&input, &posts);
     let idx = tmp.path().join("idx");
-    util::cli_build(&input, &idx, &["--memory", "16M", "--keep-segments"]);
+    let r = util::cli_build(
+        &input,
+        &idx,
+        &["--memory", "16M", "--keep-segments", "--json"],
+    );
     let manifest = || Manifest::load_current(&idx).unwrap().unwrap().0;
     let before = manifest();
     let n = before.segments.len();
     assert!(n >= 3, "{n} segments");
+    let summary: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(summary["index_segments"], json!(n), "{summary}");
+    assert_eq!(summary["segments"], json!(n), "{summary}");
+    // A staged share is no index yet: no index segments.
+    let staged = tmp.path().join("staged");
+    let r = util::cli_build(&util::sample_path(), &staged, &["--segment-only", "--json"]);
+    let summary: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(summary["index_segments"], Value::Null, "{summary}");
+    assert_eq!(summary["segments"], json!(1), "{summary}");
     let need = |segs: &[textreuse::index::SegmentEntry]| {
         merge_memory_need(
             segs.iter().map(|s| s.posts).sum(),

@@ -241,8 +241,18 @@ fn a_build_over_budget_ends_with_one_segment_that_answers_alike() {
     let (one, many) = (tmp.path().join("one"), tmp.path().join("many"));
     // 16 MiB is too little for the closing merge (it asks for 256 MiB and more): the build
     // stands, with a warning that says how to merge; `merge` with room then does it.
-    let r = util::cli_build(&input, &one, &["--memory", "16M"]);
+    let r = util::cli_build(&input, &one, &["--memory", "16M", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("JSON");
+    let written = summary["segments"].as_u64().expect("segments");
+    assert!(written >= 2, "{summary}");
+    // No merge fitted: the index holds every segment written.
+    assert_eq!(
+        summary["index_segments"].as_u64(),
+        Some(Index::open(&one).unwrap().segments().len() as u64),
+        "{summary}"
+    );
+    assert_eq!(summary["index_segments"].as_u64(), Some(written));
     assert!(
         r.stderr.contains("were not merged into one") && r.stderr.contains("textreuse merge"),
         "{}",
