@@ -722,19 +722,20 @@ mod tests {
     use crate::index::build::IndexBuilder;
     use crate::index::{Index, QueryOptions};
 
-    /// Posts `from..to`, each its own text of about `len` bytes.
+    /// Posts `from..to`, each its own text of about `len` bytes ([`post_text`]).
     fn posts(from: usize, to: usize, len: usize) -> (Vec<String>, Vec<String>) {
         let ids = (from..to).map(|i| format!("p{i}")).collect();
-        let texts = (from..to)
-            .map(|i| {
-                let mut t = format!("post {i} says");
-                while t.len() < len {
-                    t.push_str(&format!(" w{}", t.len() * 31 + i));
-                }
-                t
-            })
-            .collect();
+        let texts = (from..to).map(|i| post_text(i, len)).collect();
         (ids, texts)
+    }
+
+    /// Post `i`'s text of about `len` bytes.
+    fn post_text(i: usize, len: usize) -> String {
+        let mut t = format!("post {i} says");
+        while t.len() < len {
+            t.push_str(&format!(" w{}", t.len() * 31 + i));
+        }
+        t
     }
 
     /// Adds posts `from..to` of about `len` bytes each ([`posts`]) to `w`.
@@ -963,13 +964,7 @@ mod tests {
     #[test]
     fn a_merge_keeps_source_texts_mapped_while_they_fit_and_writes_the_same_bytes_either_way() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (a, b, m, _) = two_copies_in_segments(tmp.path(), 3, |i| {
-            let mut t = format!("post {i} says");
-            while t.len() < 2_000 {
-                t.push_str(&format!(" w{}", t.len() * 31 + i));
-            }
-            t
-        });
+        let (a, b, m, _) = two_copies_in_segments(tmp.path(), 3, |i| post_text(i, 2_000));
         let need = super::super::merge::memory_need(
             m.segments.iter().map(|s| s.posts).sum(),
             m.segments.iter().map(|s| s.contents).sum(),
