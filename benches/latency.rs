@@ -235,6 +235,20 @@ fn main() {
             |r| r.hits.len(),
         );
         warm_row(label, &mut t_us, hits, queries.len());
+        if exact {
+            // What the exact rows pay for: candidates settled from their stored texts (in
+            // the timed pass, through the same scratch as the warm-up: some from its memo).
+            let mut settled: Vec<f64> = queries
+                .iter()
+                .map(|q| index.query_with(q, &opts, &mut s).expect("query").settled as f64)
+                .collect();
+            let mean = settled.iter().sum::<f64>() / settled.len().max(1) as f64;
+            println!(
+                "  settled per lookup: mean {mean:.1}, p50 {:.0}, p99 {:.0}",
+                pct(&mut settled, 0.5),
+                pct(&mut settled, 0.99)
+            );
+        }
     }
     // Filtered lookups, each query's filter from its own post: copies on its platform, and
     // copies posted since it (a campaign's filter drops most of its posts).

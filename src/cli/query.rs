@@ -116,7 +116,14 @@ struct JsonOut<'a> {
     limited: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// Candidates near the threshold settled from their stored texts (omitted when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    settled: usize,
     hits: &'a [Hit],
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One query: its label and text (or the id of an indexed post), or the error that made
@@ -421,6 +428,7 @@ fn answer(
                 truncated: res.truncated,
                 limited,
                 error: error.as_deref(),
+                settled: res.settled,
                 hits: &res.hits,
             };
             serde_json::to_writer(&mut *out, &o)?;

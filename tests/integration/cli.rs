@@ -737,6 +737,19 @@ fn query_settles_near_threshold_hits_exactly_unless_estimate_only() {
         assert_eq!(out.len(), queries.len());
         for (o, q) in out.iter().zip(&queries) {
             assert_same_hits(&o["hits"], &lib_hits(&index, q, opts), q);
+            // Settling changed these answers, so something was settled, and the JSON says
+            // how much (nothing is, and the field is left out, with --estimate-only).
+            let settled = index.query(q, opts).expect("query").settled;
+            if flag.is_none() {
+                assert!(settled > 0, "library settled nothing for {q}");
+                assert!(
+                    o["settled"].as_u64().is_some_and(|n| n > 0),
+                    "settled in {o}"
+                );
+            } else {
+                assert_eq!(settled, 0, "{q}");
+                assert!(o.get("settled").is_none(), "{o}");
+            }
         }
     }
 }

@@ -368,6 +368,11 @@ pub struct QueryRefs<'a> {
     pub truncated: bool,
     /// Whether the query text had no fingerprint (no token after normalization).
     pub empty: bool,
+    /// Candidates whose estimate was near the threshold, settled by the exact similarity
+    /// of their stored text (or of its shingles, kept from an earlier lookup through the
+    /// same [`Scratch`]) (`QueryOptions::exact_near_threshold`): what makes an exact
+    /// lookup slower than an estimated one.
+    pub settled: usize,
 }
 
 /// A hit before its strings are copied out of the index: ordering and the limit work on
@@ -395,6 +400,11 @@ pub struct QueryResult {
     pub truncated: bool,
     /// Whether the query text had no fingerprint (no token after normalization).
     pub empty: bool,
+    /// Candidates whose estimate was near the threshold, settled by the exact similarity
+    /// of their stored text (or of its shingles, kept from an earlier lookup through the
+    /// same [`Scratch`]) (`QueryOptions::exact_near_threshold`): what makes an exact
+    /// lookup slower than an estimated one.
+    pub settled: usize,
 }
 
 impl Index {
@@ -476,6 +486,7 @@ impl Index {
             candidates: res.candidates,
             truncated: res.truncated,
             empty: res.empty,
+            settled: res.settled,
         })
     }
 
@@ -815,10 +826,12 @@ impl Index {
                         let key = memo_key(seg, c);
                         if let Some(set) = key.and_then(|h| memo.get(h)) {
                             sim = query_set.jaccard_of_distinct(set);
+                            res.settled += 1;
                         } else if let Some(p) = seg.content_posts(c)?.next() {
                             // Every post of a content has the same normalized text.
                             if let Some(text) = seg.text_str(p, cache)? {
                                 sim = self.fp.jaccard_to(text, query_set, seen_set, scratch);
+                                res.settled += 1;
                                 if let Some(h) = key.filter(|&h| memo.again(h)) {
                                     memo.put(h, seen_set.values());
                                 }
