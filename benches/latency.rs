@@ -236,8 +236,8 @@ fn main() {
         );
         warm_row(label, &mut t_us, hits, queries.len());
         if exact {
-            // What the exact rows pay for: candidates settled from their stored texts (in
-            // the timed pass, through the same scratch as the warm-up: some from its memo).
+            // What the exact rows pay for: candidates settled from their stored texts,
+            // counted in a third pass through the same scratch (memo hits included).
             let mut settled: Vec<f64> = queries
                 .iter()
                 .map(|q| index.query_with(q, &opts, &mut s).expect("query").settled as f64)
