@@ -384,6 +384,23 @@ fn main() {
                 pct(&mut t_us, 0.99)
             );
         }
+        // Borrowed hits from memory: the like of a peer's in-memory lookup, which returns
+        // its keys and copies no record out.
+        let opts = QueryOptions {
+            limit: 10,
+            ..QueryOptions::default()
+        };
+        let mut s = Scratch::new();
+        let (mut t_us, _) = warm(
+            &queries,
+            |q| index.query_refs(q, &opts, &mut s).expect("query"),
+            |r| r.hits.len(),
+        );
+        println!(
+            "warm, in memory, borrowed hits (query_refs), limit 10: p50 {:.1} us, p99 {:.1} us",
+            pct(&mut t_us, 0.5),
+            pct(&mut t_us, 0.99)
+        );
     }
     let cold = std::env::var_os("TEXTREUSE_BENCH_SKIP_COLD").is_none();
     if !cold {
