@@ -95,6 +95,26 @@ fn warm<R>(
     (t_us, n)
 }
 
+/// Prints the warm row of borrowed hits (`query_refs`, no texts) at `limit`; `label` goes
+/// after "warm, ".
+fn borrowed_row(index: &Index, queries: &[String], limit: usize, label: &str) {
+    let opts = QueryOptions {
+        limit,
+        ..QueryOptions::default()
+    };
+    let mut s = Scratch::new();
+    let (mut t_us, _) = warm(
+        queries,
+        |q| index.query_refs(q, &opts, &mut s).expect("query"),
+        |r| r.hits.len(),
+    );
+    println!(
+        "warm, {label}borrowed hits (query_refs), limit {limit}: p50 {:.1} us, p99 {:.1} us",
+        pct(&mut t_us, 0.5),
+        pct(&mut t_us, 0.99)
+    );
+}
+
 /// Where the warm tail comes from: each limit-10 lookup's least time over 7 runs (each run
 /// followed by another lookup, so its lines are warm but not all in L1), the slowest
 /// lookups with their candidates, and the mean time per tenth of the lookups ordered by
@@ -290,21 +310,7 @@ fn main() {
     {
         // Borrowed hits (`query_refs`): no per-hit copies, no texts.
         let index = Index::open(&dir).expect("open");
-        let opts = QueryOptions {
-            limit,
-            ..QueryOptions::default()
-        };
-        let mut s = Scratch::new();
-        let (mut t_us, _) = warm(
-            &queries,
-            |q| index.query_refs(q, &opts, &mut s).expect("query"),
-            |r| r.hits.len(),
-        );
-        println!(
-            "warm, borrowed hits (query_refs), limit {limit}: p50 {:.1} us, p99 {:.1} us",
-            pct(&mut t_us, 0.5),
-            pct(&mut t_us, 0.99)
-        );
+        borrowed_row(&index, &queries, limit, "");
     }
     if std::env::var_os("TEXTREUSE_BENCH_ONLY").is_none() {
         // Where the warm time goes: the query's fingerprint alone, and the whole query run a
@@ -386,21 +392,7 @@ fn main() {
         }
         // Borrowed hits from memory: the like of a peer's in-memory lookup, which returns
         // its keys and copies no record out.
-        let opts = QueryOptions {
-            limit: 10,
-            ..QueryOptions::default()
-        };
-        let mut s = Scratch::new();
-        let (mut t_us, _) = warm(
-            &queries,
-            |q| index.query_refs(q, &opts, &mut s).expect("query"),
-            |r| r.hits.len(),
-        );
-        println!(
-            "warm, in memory, borrowed hits (query_refs), limit 10: p50 {:.1} us, p99 {:.1} us",
-            pct(&mut t_us, 0.5),
-            pct(&mut t_us, 0.99)
-        );
+        borrowed_row(&index, &queries, 10, "in memory, ");
     }
     let cold = std::env::var_os("TEXTREUSE_BENCH_SKIP_COLD").is_none();
     if !cold {
